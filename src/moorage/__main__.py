@@ -1,0 +1,3 @@
+from moorage.cli import app
+
+app(prog_name="moorage")

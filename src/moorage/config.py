@@ -1,0 +1,75 @@
+"""One typed Settings object: defaults that work on a laptop, overridable by MOORAGE_* variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+DEFAULT_LISTEN = "127.0.0.1:5000"
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything `moorage serve` can be told."""
+
+    listen: str = DEFAULT_LISTEN
+    data_dir: Path = Path("data")
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    database_url: str | None = None  # None: SQLite inside data_dir
+    allow_sparse: bool = False
+    fsync: bool = True
+    chunk_min_length: int = 0
+    max_manifest_bytes: int = 4 * 1024 * 1024
+    page_size_max: int = 10_000
+    upload_lease_seconds: float = 30.0
+    shutdown_timeout: float = 30.0
+    access_log: bool = False
+    log_format: str = "auto"  # auto | json | text
+    log_level: str = "INFO"
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0].strip("[]") or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
+        """Defaults, then MOORAGE_<FIELD> variables, then explicit overrides (CLI flags)."""
+        env = dict(os.environ if env is None else env)
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(f"MOORAGE_{f.name.upper()}")
+            if raw is None:
+                continue
+            default = getattr(cls(), f.name)
+            if isinstance(default, bool):
+                values[f.name] = _bool(raw)
+            elif isinstance(default, int):
+                values[f.name] = int(raw)
+            elif isinstance(default, float):
+                values[f.name] = float(raw)
+            elif isinstance(default, Path):
+                values[f.name] = Path(raw)
+            else:
+                values[f.name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = replace(cls(), **values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Reject settings that cannot work, with a message a user can act on."""
+        if ":" not in self.listen:
+            raise ValueError(f"--listen must be HOST:PORT, got {self.listen!r}")
+        if not 0 < self.port < 65536:
+            raise ValueError(f"invalid port in --listen {self.listen!r}")
+        if self.workers < 1:
+            raise ValueError("--workers must be at least 1")

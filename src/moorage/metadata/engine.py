@@ -1,0 +1,51 @@
+"""Database engines: SQLite (embedded default, WAL) and PostgreSQL, one schema for both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+
+from .schema import metadata
+
+
+def sqlite_url(data_dir: Path) -> str:
+    """The URL of the embedded database inside a data dir."""
+    return f"sqlite:///{Path(data_dir) / 'moorage.db'}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine with the settings a registry needs on each backend."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=False)
+        _tune_sqlite(engine)
+    else:
+        engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    """Create missing tables (idempotent)."""
+    metadata.create_all(engine)
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy, not the driver, decide when transactions begin (see _on_begin).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        # Writers take the lock up front: a deferred transaction that later upgrades to a
+        # write fails with SQLITE_BUSY at once instead of waiting for busy_timeout.
+        if conn.get_execution_options().get("write"):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.exec_driver_sql("BEGIN")

@@ -1,0 +1,127 @@
+"""Tables of the metadata database (SQLAlchemy Core; same schema on SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+repositories = Table(
+    "repositories",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(255), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+)
+
+# Content addressing: digest -> opaque storage key. Shared by every repository.
+blobs = Table(
+    "blobs",
+    metadata,
+    Column("digest", String(200), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("storage_key", String(300), nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# A repository may serve a blob only through one of these links (the security boundary).
+repository_blobs = Table(
+    "repository_blobs",
+    metadata,
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("digest", String(200), ForeignKey("blobs.digest"), primary_key=True),
+    Column("created_at", Float, nullable=False),
+    Index("ix_repository_blobs_digest", "digest"),
+)
+
+manifests = Table(
+    "manifests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("digest", String(200), nullable=False),
+    Column("media_type", String(255), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("artifact_type", String(255)),
+    Column("subject_digest", String(200)),
+    Column("annotations", Text),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("repository_id", "digest", name="uq_manifests_repository_digest"),
+    Index("ix_manifests_subject", "repository_id", "subject_digest"),
+)
+
+# What each manifest points at (blobs and child manifests), for reachability and GC.
+manifest_references = Table(
+    "manifest_references",
+    metadata,
+    Column(
+        "manifest_id",
+        Integer,
+        ForeignKey("manifests.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("digest", String(200), primary_key=True),
+    Column("kind", String(16), nullable=False),  # "blob" | "manifest"
+    Index("ix_manifest_references_digest", "digest"),
+)
+
+tags = Table(
+    "tags",
+    metadata,
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("name", String(128), primary_key=True),
+    Column("manifest_digest", String(200), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_tags_manifest", "repository_id", "manifest_digest"),
+)
+
+uploads = Table(
+    "uploads",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("algorithm", String(16), nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("hash_state", LargeBinary, nullable=False),
+    Column("hash_state_version", String(32), nullable=False),
+    Column("storage_handle", String(300), nullable=False),
+    # A writer holds the upload while it streams a chunk, so two requests never interleave.
+    Column("writer_token", String(64)),
+    Column("writer_until", Float),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

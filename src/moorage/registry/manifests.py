@@ -1,0 +1,138 @@
+"""Manifests and tags: push (verbatim bytes), pull, delete, list."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from ..metadata.store import ManifestRow, MetadataStore, NewManifest
+from ..oci.digest import DEFAULT_ALGORITHM, Digest, digest_bytes
+from ..oci.errors import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestTooLarge,
+    ManifestUnknown,
+    NameUnknown,
+)
+from ..oci.manifest import ParsedManifest, parse_manifest
+from ..oci.reference import validate_tag
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PushedManifest:
+    """What a manifest PUT answers with."""
+
+    digest: Digest
+    subject: str | None
+    tags: list[str]
+
+
+class ManifestService:
+    """Store and serve manifests; tags are names for manifests within a repository."""
+
+    def __init__(self, store: MetadataStore, allow_sparse: bool, max_bytes: int) -> None:
+        self.store = store
+        self.allow_sparse = allow_sparse
+        self.max_bytes = max_bytes
+
+    async def push(
+        self,
+        repository: str,
+        reference: str | Digest,
+        content: bytes,
+        content_type: str | None,
+        extra_tags: list[str],
+    ) -> PushedManifest:
+        """Validate and store a manifest under a tag or its digest, plus any `?tag=` names."""
+        if len(content) > self.max_bytes:
+            raise ManifestTooLarge(f"manifest exceeds {self.max_bytes} bytes")
+        if isinstance(reference, Digest):
+            digest = digest_bytes(content, reference.algorithm)
+            if digest != reference:
+                raise DigestInvalid(
+                    f"manifest digest is {digest}, not {reference}", detail={"digest": str(reference)}
+                )
+            tag_names = [validate_tag(t) for t in extra_tags]
+        else:
+            digest = digest_bytes(content, DEFAULT_ALGORITHM)
+            tag_names = [reference, *(validate_tag(t) for t in extra_tags)]
+        parsed = parse_manifest(content, content_type)
+        if not self.allow_sparse:
+            self._check_references(repository, parsed)
+        record = NewManifest(
+            digest=str(digest),
+            media_type=parsed.media_type,
+            content=content,
+            artifact_type=parsed.artifact_type,
+            subject_digest=str(parsed.subject.digest) if parsed.subject else None,
+            annotations=parsed.annotations,
+            blob_digests=tuple(str(d.digest) for d in parsed.blobs),
+            child_digests=tuple(str(d.digest) for d in parsed.children),
+        )
+        unique_tags = list(dict.fromkeys(tag_names))
+        await asyncio.to_thread(self.store.put_manifest, repository, record, unique_tags)
+        log.info(
+            "manifest pushed",
+            extra={"repository": repository, "digest": str(digest), "tags": unique_tags},
+        )
+        return PushedManifest(digest, record.subject_digest, unique_tags)
+
+    def _check_references(self, repository: str, parsed: ParsedManifest) -> None:
+        wanted = [d for d in parsed.blobs if not d.non_distributable]
+        sizes = self.store.linked_blob_sizes(repository, (str(d.digest) for d in wanted))
+        for descriptor in wanted:
+            size = sizes.get(str(descriptor.digest))
+            if size is None:
+                raise ManifestBlobUnknown(
+                    f"blob {descriptor.digest} is not in {repository}",
+                    detail={"digest": str(descriptor.digest)},
+                )
+            if size != descriptor.size:
+                raise ManifestInvalid(
+                    f"descriptor of {descriptor.digest} says {descriptor.size} bytes, "
+                    f"the blob has {size}"
+                )
+        children = {str(d.digest) for d in parsed.children}
+        missing = children - self.store.present_manifests(repository, children)
+        if missing:
+            first = sorted(missing)[0]
+            raise ManifestBlobUnknown(
+                f"manifest {first} is not in {repository}", detail={"digest": first}
+            )
+
+    def get(self, repository: str, reference: str | Digest, with_content: bool) -> ManifestRow:
+        """Resolve a tag or digest to the stored manifest."""
+        if isinstance(reference, Digest):
+            row = self.store.get_manifest(repository, str(reference), None, with_content)
+        else:
+            row = self.store.get_manifest(repository, None, reference, with_content)
+        if row is None:
+            raise ManifestUnknown(detail={"reference": str(reference)})
+        return row
+
+    async def delete(self, repository: str, reference: str | Digest) -> None:
+        """By tag: remove the tag only. By digest: remove the manifest and its tags."""
+        if isinstance(reference, Digest):
+            removed = await asyncio.to_thread(
+                self.store.delete_manifest, repository, str(reference)
+            )
+        else:
+            removed = await asyncio.to_thread(self.store.delete_tag, repository, reference)
+        if not removed:
+            raise ManifestUnknown(detail={"reference": str(reference)})
+        log.info("manifest deleted", extra={"repository": repository, "reference": str(reference)})
+
+    def tags(self, repository: str, last: str | None, limit: int) -> list[str]:
+        """A page of tag names in byte order; NAME_UNKNOWN for an unknown repository."""
+        names = self.store.list_tags(repository, last, limit)
+        if names is None:
+            raise NameUnknown(detail={"name": repository})
+        return names
+
+    def catalog(self, last: str | None, limit: int) -> list[str]:
+        """A page of repository names in byte order."""
+        return self.store.list_repositories(last, limit)

@@ -1,0 +1,53 @@
+"""The referrers API: manifests that name a subject, indexed at push time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..metadata.store import MetadataStore
+from ..oci.digest import Digest
+
+# A response stays well under the 4 MiB a client may expect of a manifest-sized document.
+RESPONSE_BUDGET = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ReferrersPage:
+    """One page of the referrers index and the cursor to the next page, if any."""
+
+    descriptors: list[dict[str, Any]]
+    next_last: str | None
+
+
+class ReferrerService:
+    """List referrers of a digest in a repository."""
+
+    def __init__(self, store: MetadataStore) -> None:
+        self.store = store
+
+    def list(
+        self, repository: str, subject: Digest, artifact_type: str | None, last: str | None,
+        limit: int,
+    ) -> ReferrersPage:
+        """Descriptors for each referrer, at most `limit`, cut short to bound the response size."""
+        rows = self.store.list_referrers(repository, str(subject), artifact_type, last, limit + 1)
+        descriptors: list[dict[str, Any]] = []
+        budget = RESPONSE_BUDGET
+        for row in rows[:limit]:
+            descriptor: dict[str, Any] = {
+                "mediaType": row.media_type,
+                "digest": row.digest,
+                "size": row.size,
+            }
+            if row.artifact_type:
+                descriptor["artifactType"] = row.artifact_type
+            if row.annotations:
+                descriptor["annotations"] = row.annotations
+            cost = 200 + sum(len(k) + len(str(v)) for k, v in (row.annotations or {}).items())
+            if descriptors and cost > budget:
+                return ReferrersPage(descriptors, descriptors[-1]["digest"])
+            budget -= cost
+            descriptors.append(descriptor)
+        more = len(rows) > limit
+        return ReferrersPage(descriptors, descriptors[-1]["digest"] if more and descriptors else None)

@@ -1,0 +1,320 @@
+"""Blob upload sessions: streamed, hashed as they arrive, resumable across processes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+
+from ..metadata.store import MetadataStore, UploadBusy, UploadRow
+from ..oci.digest import (
+    DEFAULT_ALGORITHM,
+    HASH_STATE_VERSION,
+    Digest,
+    Hasher,
+    check_algorithm,
+    new_hasher,
+    restore_hasher,
+)
+from ..oci.errors import (
+    BlobUploadInvalid,
+    BlobUploadUnknown,
+    DigestInvalid,
+    RangeNotSatisfiable,
+    SizeInvalid,
+)
+from ..storage.base import BlobStore, UploadWriter
+
+log = logging.getLogger(__name__)
+
+# Bytes gathered before handing them to a worker thread to hash and write. Big enough that the
+# per-call overhead vanishes, small enough that memory per upload stays a few MiB.
+PUMP_BUFFER = 4 << 20
+LEASE_RENEW_EVERY = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class UploadStatus:
+    """Where an upload stands: its id and how many bytes are acknowledged."""
+
+    id: str
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRange:
+    """An inclusive byte range from a `Content-Range` header on PATCH/PUT."""
+
+    start: int
+    end: int
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start + 1
+
+
+class UploadService:
+    """Start, append to, finish and cancel blob uploads."""
+
+    def __init__(self, store: MetadataStore, blobs: BlobStore, lease_seconds: float) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.lease_seconds = lease_seconds
+
+    async def start(self, repository: str, algorithm: str = DEFAULT_ALGORITHM) -> UploadStatus:
+        """Open a new upload session in `repository`."""
+        check_algorithm(algorithm)
+        upload_id = str(uuid.uuid4())
+        handle = await asyncio.to_thread(self.blobs.create_upload, upload_id)
+        state = new_hasher(algorithm).serialize()
+        await asyncio.to_thread(
+            self.store.create_upload,
+            upload_id,
+            repository,
+            algorithm,
+            state,
+            HASH_STATE_VERSION,
+            handle,
+        )
+        return UploadStatus(upload_id, 0)
+
+    async def status(self, repository: str, upload_id: str) -> UploadStatus:
+        """The acknowledged offset of an upload."""
+        row = self.store.get_upload(repository, upload_id)
+        if row is None:
+            raise BlobUploadUnknown()
+        return UploadStatus(row.id, row.offset)
+
+    async def append(
+        self,
+        repository: str,
+        upload_id: str,
+        body: AsyncIterator[bytes],
+        chunk: ChunkRange | None,
+        content_length: int | None,
+    ) -> UploadStatus:
+        """Append a chunk (or a streamed body when `chunk` is None) and persist the new state."""
+        async with self._lease(repository, upload_id) as (row, token):
+            offset, hasher = await self._write(row, token, body, chunk, content_length)
+            await self._save(row, token, offset, hasher)
+            return UploadStatus(row.id, offset)
+
+    async def finish(
+        self,
+        repository: str,
+        upload_id: str,
+        digest: Digest,
+        body: AsyncIterator[bytes],
+        chunk: ChunkRange | None,
+        content_length: int | None,
+    ) -> Digest:
+        """Take an optional last chunk, verify the whole blob against `digest`, and commit it."""
+        async with self._lease(repository, upload_id) as (row, token):
+            offset, hasher = row.offset, restore_hasher(row.algorithm, row.hash_state)
+            if chunk is not None or content_length != 0:
+                offset, hasher = await self._write(row, token, body, chunk, content_length)
+            computed = await self._final_digest(row, offset, hasher, digest.algorithm)
+            if computed != digest.hex:
+                await self._discard(row)
+                raise DigestInvalid(
+                    f"content digest is {digest.algorithm}:{computed}, not {digest}",
+                    detail={"digest": str(digest)},
+                )
+            key = await asyncio.to_thread(
+                self.blobs.commit_upload, row.storage_handle, str(digest)
+            )
+            await asyncio.to_thread(
+                self.store.commit_blob, repository, row.id, str(digest), offset, key
+            )
+            log.info(
+                "blob committed",
+                extra={"repository": repository, "digest": str(digest), "size": offset},
+            )
+            return digest
+
+    async def cancel(self, repository: str, upload_id: str) -> None:
+        """Abandon an upload and free its storage."""
+        row = self.store.get_upload(repository, upload_id)
+        if row is None:
+            raise BlobUploadUnknown()
+        await self._discard(row)
+
+    async def push_whole(
+        self, repository: str, digest: Digest, body: AsyncIterator[bytes], length: int | None
+    ) -> Digest:
+        """Single-request push (POST with ?digest=): a session that lives for one request."""
+        status = await self.start(repository, digest.algorithm)
+        try:
+            return await self.finish(repository, status.id, digest, body, None, length or None)
+        except BaseException:
+            row = self.store.get_upload(repository, status.id)
+            if row is not None:
+                await self._discard(row)
+            raise
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _lease(self, repository: str, upload_id: str) -> _Lease:
+        return _Lease(self, repository, upload_id)
+
+    async def _write(
+        self,
+        row: UploadRow,
+        token: str,
+        body: AsyncIterator[bytes],
+        chunk: ChunkRange | None,
+        content_length: int | None,
+    ) -> tuple[int, Hasher]:
+        expected = content_length
+        if chunk is not None:
+            if chunk.start != row.offset or chunk.end < chunk.start - 1:
+                raise RangeNotSatisfiable(
+                    f"chunk starts at {chunk.start}, upload is at {row.offset}",
+                    headers=_range_headers(row.offset),
+                )
+            if content_length is not None and content_length != chunk.length:
+                raise SizeInvalid(
+                    f"Content-Length {content_length} does not match Content-Range "
+                    f"{chunk.start}-{chunk.end}"
+                )
+            expected = chunk.length
+        hasher = restore_hasher(row.algorithm, row.hash_state)
+        try:
+            writer = await asyncio.to_thread(self.blobs.open_upload, row.storage_handle, row.offset)
+        except FileNotFoundError:
+            raise BlobUploadUnknown("upload storage is gone") from None
+        renew = self._renewer(row.id, token)
+        try:
+            written = await pump(body, hasher, writer, renew)
+        finally:
+            await asyncio.to_thread(writer.close)
+        if expected is not None and written != expected:
+            raise SizeInvalid(f"received {written} bytes, expected {expected}")
+        return row.offset + written, hasher
+
+    def _renewer(self, upload_id: str, token: str) -> Callable[[], object]:
+        async def renew() -> None:
+            ok = await asyncio.to_thread(
+                self.store.renew_upload_lease, upload_id, token, self.lease_seconds
+            )
+            if not ok:
+                raise BlobUploadInvalid("upload was taken over by another request")
+
+        return renew
+
+    async def _save(self, row: UploadRow, token: str, offset: int, hasher: Hasher) -> None:
+        saved = await asyncio.to_thread(
+            self.store.save_upload_progress, row.id, token, offset, hasher.serialize()
+        )
+        if not saved:
+            raise BlobUploadInvalid("upload was taken over by another request")
+
+    async def _final_digest(
+        self, row: UploadRow, length: int, hasher: Hasher, algorithm: str
+    ) -> str:
+        if algorithm == row.algorithm:
+            return hasher.finalize()
+        # The client names another algorithm only at the end: hash the stored bytes again.
+        return await asyncio.to_thread(
+            _hash_stored, self.blobs, row.storage_handle, length, algorithm
+        )
+
+    async def _discard(self, row: UploadRow) -> None:
+        await asyncio.to_thread(self.store.delete_upload, row.id)
+        await asyncio.to_thread(self.blobs.abort_upload, row.storage_handle)
+
+
+class _Lease:
+    """Hold an upload's writer lease for the duration of one request."""
+
+    def __init__(self, service: UploadService, repository: str, upload_id: str) -> None:
+        self.service, self.repository, self.upload_id = service, repository, upload_id
+        self.token = uuid.uuid4().hex
+
+    async def __aenter__(self) -> tuple[UploadRow, str]:
+        try:
+            row = await asyncio.to_thread(
+                self.service.store.claim_upload,
+                self.repository,
+                self.upload_id,
+                self.token,
+                self.service.lease_seconds,
+            )
+        except UploadBusy:
+            current = self.service.store.get_upload(self.repository, self.upload_id)
+            raise RangeNotSatisfiable(
+                "another request is writing to this upload",
+                headers=_range_headers(current.offset if current else 0),
+            ) from None
+        if row is None:
+            raise BlobUploadUnknown()
+        return row, self.token
+
+    async def __aexit__(self, exc_type: object, *_: object) -> None:
+        # On success, saving progress (or committing) already released the lease.
+        if exc_type is not None:
+            await asyncio.to_thread(
+                self.service.store.release_upload, self.upload_id, self.token
+            )
+
+
+async def pump(
+    body: AsyncIterator[bytes],
+    hasher: Hasher,
+    writer: UploadWriter,
+    renew: Callable[[], object] | None = None,
+) -> int:
+    """Hash and write a body as it streams; the next buffer is read while a thread writes."""
+    loop = asyncio.get_running_loop()
+    pending: asyncio.Future[None] | None = None
+    parts: list[bytes] = []
+    buffered = total = 0
+    last_renew = time.monotonic()
+
+    def sink(data: bytes) -> None:
+        hasher.update(data)
+        writer.write(data)
+
+    try:
+        async for part in body:
+            if not part:
+                continue
+            parts.append(part)
+            buffered += len(part)
+            if buffered >= PUMP_BUFFER:
+                data = b"".join(parts)
+                parts.clear()
+                buffered = 0
+                if pending is not None:
+                    await pending
+                pending = loop.run_in_executor(None, sink, data)
+                total += len(data)
+                if renew is not None and time.monotonic() - last_renew > LEASE_RENEW_EVERY:
+                    last_renew = time.monotonic()
+                    await renew()  # type: ignore[misc]
+        if pending is not None:
+            await pending
+            pending = None
+        if parts:
+            data = b"".join(parts)
+            await loop.run_in_executor(None, sink, data)
+            total += len(data)
+    finally:
+        if pending is not None:
+            # Never close the writer under a running write.
+            await asyncio.gather(pending, return_exceptions=True)
+    return total
+
+
+def _hash_stored(blobs: BlobStore, handle: str, length: int, algorithm: str) -> str:
+    hasher = new_hasher(algorithm)
+    for chunk in blobs.read_upload(handle, length):
+        hasher.update(chunk)
+    return hasher.finalize()
+
+
+def _range_headers(offset: int) -> dict[str, str]:
+    return {"Range": f"0-{max(offset - 1, 0)}"}

@@ -1,0 +1,137 @@
+"""`moorage serve`: prepare the data dir, bind once, run N worker processes sharing the socket."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import time
+from pathlib import Path
+
+from aiohttp import web
+
+from .config import Settings
+from .logs import setup_logging
+from .metadata.engine import create_schema, make_engine, sqlite_url
+from .metadata.schema import uploads
+
+log = logging.getLogger("moorage.server")
+
+
+def prepare(settings: Settings) -> None:
+    """Create the data dir and schema; free upload leases left by a previous (crashed) run."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = settings.database_url or sqlite_url(settings.data_dir)
+    engine = make_engine(url)
+    try:
+        create_schema(engine)
+        if url.startswith("sqlite"):
+            # The embedded database belongs to this one server: no other writer can be alive.
+            with engine.begin() as conn:
+                conn.execute(uploads.update().values(writer_token=None, writer_until=None))
+    finally:
+        engine.dispose()
+
+
+def bind(settings: Settings) -> socket.socket:
+    """The listening socket, created before the workers fork so they all accept on it."""
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings) -> int:
+    """Run the registry until SIGTERM/SIGINT; returns the exit code."""
+    setup_logging(settings.log_level, settings.log_format)
+    settings = _absolute(settings)
+    prepare(settings)
+    sock = bind(settings)
+    print(
+        f"moorage listening on http://{settings.listen} ({settings.workers} worker"
+        f"{'s' if settings.workers != 1 else ''}), data in {settings.data_dir} "
+        f"(SQLite + filesystem)",
+        file=sys.stderr,
+        flush=True,
+    )
+    if settings.workers == 1:
+        return _run_worker(settings, sock)
+    return _supervise(settings, sock)
+
+
+def _absolute(settings: Settings) -> Settings:
+    from dataclasses import replace
+
+    return replace(settings, data_dir=Path(settings.data_dir).resolve())
+
+
+def _supervise(settings: Settings, sock: socket.socket) -> int:
+    ctx = multiprocessing.get_context("fork")
+    stopping = False
+
+    def spawn() -> multiprocessing.process.BaseProcess:
+        proc = ctx.Process(target=_worker_main, args=(settings, sock), daemon=False)
+        proc.start()
+        return proc
+
+    workers = [spawn() for _ in range(settings.workers)]
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in workers:
+            if proc.pid and proc.is_alive():
+                os.kill(proc.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    while not stopping:
+        for i, proc in enumerate(workers):
+            if not proc.is_alive() and not stopping:
+                log.warning("worker exited, restarting", extra={"pid": proc.pid,
+                                                                "code": proc.exitcode})
+                workers[i] = spawn()
+        time.sleep(0.2)
+    deadline = time.monotonic() + settings.shutdown_timeout + 5
+    for proc in workers:
+        proc.join(max(deadline - time.monotonic(), 0.1))
+        if proc.is_alive():
+            proc.kill()
+    log.info("stopped")
+    return 0
+
+
+def _worker_main(settings: Settings, sock: socket.socket) -> None:
+    sys.exit(_run_worker(settings, sock))
+
+
+def _run_worker(settings: Settings, sock: socket.socket) -> int:
+    setup_logging(settings.log_level, settings.log_format)
+    from .web.app import make_app
+
+    async def main() -> None:
+        app = make_app(settings)
+        runner = web.AppRunner(
+            app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout
+        )
+        await runner.setup()
+        site = web.SockSite(runner, sock)
+        await site.start()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        # Stop accepting, let in-flight requests finish (an unfinished upload chunk is simply
+        # not acknowledged, so the client resumes from the last acknowledged offset).
+        await runner.cleanup()
+
+    asyncio.run(main())
+    return 0

@@ -1,0 +1,107 @@
+"""The aiohttp application: wiring services to routes, and rendering every error in one place."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from aiohttp import web
+
+from ..config import Settings
+from ..metadata.engine import make_engine, sqlite_url
+from ..metadata.store import MetadataStore
+from ..oci.errors import RegistryError
+from ..registry.blobs import BlobService
+from ..registry.manifests import ManifestService
+from ..registry.referrers import ReferrerService
+from ..registry.uploads import UploadService
+from ..storage.filesystem import FilesystemBlobStore
+from .distribution import API_VERSION_HEADER, DistributionAPI
+
+log = logging.getLogger("moorage.http")
+READ_BUFSIZE = 1 << 20
+
+
+def error_response(request: web.Request, exc: RegistryError) -> web.Response:
+    """The spec's JSON error body with the error's status and headers."""
+    headers = {**API_VERSION_HEADER, **exc.headers}
+    if request.method == "HEAD":
+        return web.Response(status=exc.status, headers=headers)
+    return web.Response(
+        status=exc.status,
+        body=json.dumps(exc.to_body()).encode(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def _log_request(request: web.Request, status: int, started: float, access_log: bool) -> None:
+    if not access_log and status < 400 and request.method in ("GET", "HEAD"):
+        return
+    level = logging.WARNING if status >= 500 else logging.INFO
+    log.log(
+        level,
+        "request",
+        extra={
+            "method": request.method,
+            "path": request.path,
+            "status": status,
+            "ms": round((time.perf_counter() - started) * 1000, 2),
+            "remote": request.remote,
+        },
+    )
+
+
+def make_app(settings: Settings) -> web.Application:
+    """Build the registry application for one worker process."""
+    engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
+    store = MetadataStore(engine)
+    blob_store = FilesystemBlobStore(settings.data_dir, fsync=settings.fsync)
+    api = DistributionAPI(
+        uploads=UploadService(store, blob_store, settings.upload_lease_seconds),
+        blobs=BlobService(store, blob_store),
+        manifests=ManifestService(store, settings.allow_sparse, settings.max_manifest_bytes),
+        referrers=ReferrerService(store),
+        chunk_min_length=settings.chunk_min_length,
+        page_size_max=settings.page_size_max,
+    )
+
+    @web.middleware
+    async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        try:
+            response = await handler(request)
+        except RegistryError as exc:
+            response = error_response(request, exc)
+            log.info(
+                "request failed",
+                extra={"method": request.method, "path": request.path, "status": exc.status,
+                       "code": exc.code, "reason": exc.message},
+            )
+            return response
+        except web.HTTPException as exc:
+            if exc.status == 404:
+                exc = RegistryError("no such endpoint")
+                exc.status = 404
+                return error_response(request, exc)
+            raise
+        except Exception:
+            log.exception("unhandled error", extra={"method": request.method, "path": request.path})
+            return web.json_response(
+                {"errors": [{"code": "UNKNOWN", "message": "internal server error"}]}, status=500
+            )
+        _log_request(request, response.status, started, settings.access_log)
+        return response
+
+    app = web.Application(
+        middlewares=[errors], handler_args={"read_bufsize": READ_BUFSIZE}
+    )
+    app.router.add_route("*", "/v2", api.dispatch)
+    app.router.add_route("*", "/v2/{tail:.*}", api.dispatch)
+
+    async def _close(_app: web.Application) -> None:
+        engine.dispose()
+
+    app.on_cleanup.append(_close)
+    return app

@@ -1,0 +1,353 @@
+"""The OCI Distribution API under /v2/: parse the request, call a service, render the answer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from urllib.parse import quote, urlencode
+
+from aiohttp import web
+
+from ..oci import mediatypes as mt
+from ..oci.digest import DEFAULT_ALGORITHM, Digest, parse_digest
+from ..oci.errors import (
+    BlobUploadInvalid,
+    ManifestTooLarge,
+    RangeNotSatisfiable,
+    RegistryError,
+    Unsupported,
+)
+from ..oci.reference import parse_reference, validate_name
+from ..registry.blobs import BlobService
+from ..registry.manifests import ManifestService
+from ..registry.referrers import ReferrerService
+from ..registry.uploads import ChunkRange, UploadService, UploadStatus
+from .ranges import parse_range
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
+
+
+class DistributionAPI:
+    """Routes /v2/ requests to the registry services."""
+
+    def __init__(
+        self,
+        uploads: UploadService,
+        blobs: BlobService,
+        manifests: ManifestService,
+        referrers: ReferrerService,
+        chunk_min_length: int,
+        page_size_max: int,
+    ) -> None:
+        self.uploads = uploads
+        self.blobs = blobs
+        self.manifests = manifests
+        self.referrers = referrers
+        self.chunk_min_length = chunk_min_length
+        self.page_size_max = page_size_max
+        # Order matters: upload routes before blob routes.
+        self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
+            (re.compile(r"^/v2/?$"), {"GET": self.ping, "HEAD": self.ping}),
+            (re.compile(r"^/v2/_catalog$"), {"GET": self.catalog}),
+            (re.compile(r"^/v2/(?P<name>.+)/tags/list$"), {"GET": self.tag_list}),
+            (
+                re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$"),
+                {
+                    "GET": self.get_manifest,
+                    "HEAD": self.get_manifest,
+                    "PUT": self.put_manifest,
+                    "DELETE": self.delete_manifest,
+                },
+            ),
+            (re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?$"), {"POST": self.start_upload}),
+            (
+                re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<upload>[^/]+)$"),
+                {
+                    "GET": self.upload_status,
+                    "PATCH": self.patch_upload,
+                    "PUT": self.finish_upload,
+                    "DELETE": self.cancel_upload,
+                },
+            ),
+            (
+                re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$"),
+                {"GET": self.get_blob, "HEAD": self.get_blob, "DELETE": self.delete_blob},
+            ),
+            (
+                re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)$"),
+                {"GET": self.list_referrers},
+            ),
+        ]
+
+    async def dispatch(self, request: web.Request) -> web.StreamResponse:
+        """Find the endpoint for a /v2/ path and call it."""
+        path = request.path
+        for pattern, methods in self.routes:
+            m = pattern.match(path)
+            if m is None:
+                continue
+            handler = methods.get(request.method)
+            if handler is None:
+                raise Unsupported(
+                    f"{request.method} is not allowed here",
+                    headers={"Allow": ", ".join(methods)},
+                )
+            params = m.groupdict()
+            if "name" in params:
+                validate_name(params["name"])
+            return await handler(request, **params)
+        raise web.HTTPNotFound()
+
+    # -- base -------------------------------------------------------------------------------
+
+    async def ping(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({}, headers=API_VERSION_HEADER)
+
+    # -- blobs ------------------------------------------------------------------------------
+
+    async def get_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
+        parsed = parse_digest(digest)
+        row = self.blobs.locate(name, parsed)
+        headers = {
+            "Docker-Content-Digest": row.digest,
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+            "ETag": f'"{row.digest}"',
+            "Cache-Control": "max-age=31536000, immutable",
+        }
+        byte_range = parse_range(request.headers.get("Range"), row.size)
+        status, offset, count = 200, 0, row.size
+        if byte_range is not None:
+            status, offset, count = 206, byte_range[0], byte_range[1] - byte_range[0] + 1
+            headers["Content-Range"] = f"bytes {byte_range[0]}-{byte_range[1]}/{row.size}"
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = count
+        await response.prepare(request)
+        if request.method == "GET" and count > 0:
+            await self._send_blob(request, response, row, offset, count)
+        await response.write_eof()
+        return response
+
+    async def _send_blob(self, request, response, row, offset: int, count: int) -> None:  # type: ignore[no-untyped-def]
+        path = self.blobs.local_path(row)
+        transport = request.transport
+        if path is not None and transport is not None:
+            loop = asyncio.get_running_loop()
+            with open(path, "rb") as f:
+                try:
+                    await loop.sendfile(transport, f, offset, count)
+                    return
+                except NotImplementedError:
+                    pass
+        chunks = self.blobs.read(row, offset, count)
+        while True:
+            chunk = await asyncio.to_thread(next, chunks, None)
+            if chunk is None:
+                break
+            await response.write(chunk)
+
+    async def delete_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
+        await self.blobs.delete(name, parse_digest(digest))
+        return web.Response(status=202, headers={"Content-Length": "0"})
+
+    # -- uploads ----------------------------------------------------------------------------
+
+    async def start_upload(self, request: web.Request, name: str) -> web.StreamResponse:
+        query = request.query
+        mount = query.get("mount")
+        if mount is not None:
+            digest = parse_digest(mount)
+            source = query.get("from")
+            if source is not None:
+                validate_name(source)
+            if await self.blobs.mount(name, digest, source):
+                return _blob_created(name, digest)
+        if "digest" in query:
+            digest = parse_digest(query["digest"])
+            await self.uploads.push_whole(name, digest, _body(request), _length(request))
+            return _blob_created(name, digest)
+        algorithm = query.get("digest-algorithm", DEFAULT_ALGORITHM)
+        status = await self.uploads.start(name, algorithm)
+        return self._upload_response(202, name, status)
+
+    async def upload_status(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
+        status = await self.uploads.status(name, upload)
+        return self._upload_response(204, name, status)
+
+    async def patch_upload(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
+        chunk = _content_range(request)
+        try:
+            status = await self.uploads.append(name, upload, _body(request), chunk, _length(request))
+        except RangeNotSatisfiable as exc:
+            exc.headers.update(self._upload_headers(name, upload))
+            raise
+        return self._upload_response(202, name, status)
+
+    async def finish_upload(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
+        if "digest" not in request.query:
+            raise BlobUploadInvalid("PUT must carry ?digest=")
+        digest = parse_digest(request.query["digest"])
+        chunk = _content_range(request)
+        try:
+            await self.uploads.finish(name, upload, digest, _body(request), chunk, _length(request))
+        except RangeNotSatisfiable as exc:
+            exc.headers.update(self._upload_headers(name, upload))
+            raise
+        return _blob_created(name, digest)
+
+    async def cancel_upload(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
+        await self.uploads.cancel(name, upload)
+        return web.Response(status=204)
+
+    def _upload_headers(self, name: str, upload_id: str) -> dict[str, str]:
+        return {
+            "Location": f"/v2/{name}/blobs/uploads/{upload_id}",
+            "Docker-Upload-UUID": upload_id,
+            "OCI-Chunk-Min-Length": str(self.chunk_min_length),
+        }
+
+    def _upload_response(self, status: int, name: str, upload: UploadStatus) -> web.Response:
+        headers = self._upload_headers(name, upload.id)
+        headers["Range"] = f"0-{max(upload.offset - 1, 0)}"
+        headers["Content-Length"] = "0"
+        return web.Response(status=status, headers=headers)
+
+    # -- manifests --------------------------------------------------------------------------
+
+    async def get_manifest(self, request: web.Request, name: str, reference: str) -> web.StreamResponse:
+        ref = parse_reference(reference)
+        head = request.method == "HEAD"
+        row = self.manifests.get(name, ref, with_content=not head)
+        headers = {"Content-Type": row.media_type, "Docker-Content-Digest": row.digest,
+                   "ETag": f'"{row.digest}"'}
+        if head:
+            response = web.StreamResponse(status=200, headers=headers)
+            response.content_length = row.size
+            await response.prepare(request)
+            await response.write_eof()
+            return response
+        return web.Response(body=row.content, headers=headers)
+
+    async def put_manifest(self, request: web.Request, name: str, reference: str) -> web.StreamResponse:
+        ref = parse_reference(reference)
+        content = await _read_bounded(request, self.manifests.max_bytes)
+        pushed = await self.manifests.push(
+            name, ref, content, request.headers.get("Content-Type"), request.query.getall("tag", [])
+        )
+        headers = {
+            "Location": f"/v2/{name}/manifests/{pushed.digest}",
+            "Docker-Content-Digest": str(pushed.digest),
+            "Content-Length": "0",
+        }
+        if pushed.subject:
+            headers["OCI-Subject"] = pushed.subject
+        if isinstance(ref, Digest) and pushed.tags:
+            headers["OCI-Tag"] = ", ".join(pushed.tags)
+        return web.Response(status=201, headers=headers)
+
+    async def delete_manifest(self, request: web.Request, name: str, reference: str) -> web.StreamResponse:
+        await self.manifests.delete(name, parse_reference(reference))
+        return web.Response(status=202, headers={"Content-Length": "0"})
+
+    # -- listing ----------------------------------------------------------------------------
+
+    async def tag_list(self, request: web.Request, name: str) -> web.StreamResponse:
+        limit, last = self._page(request)
+        names = self.manifests.tags(name, last, limit + 1) if limit else []
+        if not limit:
+            self.manifests.tags(name, None, 1)  # still 404 for an unknown repository
+        return self._listing(request, {"name": name}, "tags", names, limit)
+
+    async def catalog(self, request: web.Request) -> web.StreamResponse:
+        limit, last = self._page(request)
+        names = self.manifests.catalog(last, limit + 1) if limit else []
+        return self._listing(request, {}, "repositories", names, limit)
+
+    async def list_referrers(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
+        subject = parse_digest(digest)
+        limit, last = self._page(request, default=1000)
+        if last is not None:
+            parse_digest(last)
+        artifact_type = request.query.get("artifactType")
+        page = self.referrers.list(name, subject, artifact_type, last, max(limit, 1))
+        headers = {"Content-Type": mt.OCI_INDEX}
+        if artifact_type is not None:
+            headers["OCI-Filters-Applied"] = "artifactType"
+        if page.next_last is not None:
+            params = {"n": str(limit), "last": page.next_last}
+            if artifact_type is not None:
+                params["artifactType"] = artifact_type
+            headers["Link"] = f'<{request.path}?{urlencode(params)}>; rel="next"'
+        body = {"schemaVersion": 2, "mediaType": mt.OCI_INDEX, "manifests": page.descriptors}
+        return web.Response(body=json.dumps(body).encode(), headers=headers)
+
+    def _page(self, request: web.Request, default: int | None = None) -> tuple[int, str | None]:
+        raw = request.query.get("n")
+        if raw is None:
+            limit = default or self.page_size_max
+        else:
+            if not raw.isdigit():
+                raise RegistryError(f"invalid page size n={raw[:20]!r}")
+            limit = min(int(raw), self.page_size_max)
+        return limit, request.query.get("last")
+
+    def _listing(
+        self, request: web.Request, body: dict, key: str, names: list[str], limit: int
+    ) -> web.Response:
+        headers: dict[str, str] = {}
+        if len(names) > limit:
+            names = names[:limit]
+            headers["Link"] = (
+                f'<{request.path}?n={limit}&last={quote(names[-1], safe="")}>; rel="next"'
+            )
+        body[key] = names
+        return web.json_response(body, headers=headers)
+
+
+def _body(request: web.Request) -> AsyncIterator[bytes]:
+    return request.content.iter_any()
+
+
+def _length(request: web.Request) -> int | None:
+    if request.content_length is not None:
+        return request.content_length
+    return None if request.can_read_body else 0
+
+
+def _content_range(request: web.Request) -> ChunkRange | None:
+    raw = request.headers.get("Content-Range")
+    if raw is None:
+        return None
+    m = _CONTENT_RANGE_RE.match(raw.strip())
+    if not m or int(m.group(2)) < int(m.group(1)):
+        raise RangeNotSatisfiable(f"invalid Content-Range {raw[:100]!r}")
+    return ChunkRange(int(m.group(1)), int(m.group(2)))
+
+
+def _blob_created(name: str, digest: Digest) -> web.Response:
+    return web.Response(
+        status=201,
+        headers={
+            "Location": f"/v2/{name}/blobs/{digest}",
+            "Docker-Content-Digest": str(digest),
+            "Content-Length": "0",
+        },
+    )
+
+
+async def _read_bounded(request: web.Request, limit: int) -> bytes:
+    """Read a request body of at most `limit` bytes; 413 beyond it, without buffering more."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ManifestTooLarge(f"manifest exceeds {limit} bytes")
+    parts: list[bytes] = []
+    size = 0
+    async for part in request.content.iter_any():
+        size += len(part)
+        if size > limit:
+            raise ManifestTooLarge(f"manifest exceeds {limit} bytes")
+        parts.append(part)
+    return b"".join(parts)

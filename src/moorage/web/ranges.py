@@ -1,0 +1,37 @@
+"""HTTP Range for blob GET: one byte range per request, per RFC 9110."""
+
+from __future__ import annotations
+
+import re
+
+from ..oci.errors import RangeInvalid
+
+_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """Resolve a `Range` header to an inclusive (start, end) within `size`.
+
+    None means "send the whole blob" (no header, or one we ignore as RFC 9110 allows: several
+    ranges or bad syntax). Unsatisfiable ranges raise RangeInvalid (416).
+    """
+    if not header:
+        return None
+    m = _RANGE_RE.match(header.strip().replace(" ", ""))
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    first, last = m.group(1), m.group(2)
+    if not first:  # suffix: the last n bytes
+        n = int(last)
+        if n == 0 or size == 0:
+            raise _unsatisfiable(size)
+        return max(size - n, 0), size - 1
+    start = int(first)
+    end = int(last) if last else size - 1
+    if start > end or start >= size:
+        raise _unsatisfiable(size)
+    return start, min(end, size - 1)
+
+
+def _unsatisfiable(size: int) -> RangeInvalid:
+    return RangeInvalid(headers={"Content-Range": f"bytes */{size}"})

@@ -1,0 +1,123 @@
+"""Shared fixtures: a real `moorage serve` process on 127.0.0.1, started and stopped by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import requests
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class RegistryProcess:
+    """A running `moorage serve` child process."""
+
+    data_dir: Path
+    port: int
+    extra_args: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> RegistryProcess:
+        """Start the server and wait until GET /v2/ answers."""
+        self.log_path = self.data_dir.parent / f"moorage-{self.port}.log"
+        log = open(self.log_path, "ab")
+        cmd = [
+            sys.executable, "-m", "moorage", "serve",
+            "--listen", f"127.0.0.1:{self.port}",
+            "--data-dir", str(self.data_dir),
+            *self.extra_args,
+        ]  # fmt: skip
+        env = {**os.environ, **self.env}
+        self.proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"moorage exited early: {self.log_path.read_text()[-4000:]}")
+            try:
+                if requests.get(self.url + "/v2/", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"moorage did not start: {self.log_path.read_text()[-4000:]}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        """Stop the server by PID (SIGTERM by default, SIGKILL for crash tests)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        code = self.proc.returncode
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """Simulate a crash: SIGKILL the whole process group of workers."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+
+def start_registry(tmp_path: Path, *args: str, **env: str) -> RegistryProcess:
+    """Start a fresh server with its own data dir under tmp_path."""
+    data = tmp_path / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    return RegistryProcess(data_dir=data, port=free_port(), extra_args=list(args), env=env).start()
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+    """One server shared by the protocol tests of a session (two workers, like production)."""
+    reg = start_registry(tmp_path_factory.mktemp("registry"), "--workers", "2")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture(scope="session")
+def sparse_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+    """A server started with --allow-sparse."""
+    reg = start_registry(tmp_path_factory.mktemp("sparse"), "--workers", "1", "--allow-sparse")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture
+def fresh_registry(tmp_path: Path) -> Iterator[RegistryProcess]:
+    """A server of its own for tests that restart or kill it."""
+    reg = start_registry(tmp_path, "--workers", "1")
+    yield reg
+    reg.stop()
