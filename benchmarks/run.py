@@ -17,6 +17,7 @@ import io
 import json
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -43,13 +44,10 @@ GB = 1_000_000_000
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
-ACCEPT_MANIFESTS = ", ".join(
-    [
-        OCI_MANIFEST,
-        "application/vnd.oci.image.index.v1+json",
-        "application/vnd.docker.distribution.manifest.v2+json",
-        "application/vnd.docker.distribution.manifest.list.v2+json",
-    ]
+ACCEPT_MANIFESTS = (
+    f"{OCI_MANIFEST}, application/vnd.oci.image.index.v1+json, "
+    "application/vnd.docker.distribution.manifest.v2+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json"
 )
 
 BIG_REPO = "bench/big"
@@ -68,8 +66,13 @@ def log(msg: str) -> None:
 class RowError(Exception):
     """A registry answered a benchmark request wrongly. Carries the exact status and body."""
 
-    def __init__(self, what: str, status: int | None = None, body: bytes | str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        what: str,
+        status: int | None = None,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         self.what = what
         self.status = status
         if isinstance(body, bytes):
@@ -87,8 +90,12 @@ class RowError(Exception):
         return s
 
     def as_dict(self) -> dict[str, Any]:
-        return {"what": self.what, "status": self.status, "body": self.body,
-                "headers": self.headers}
+        return {
+            "what": self.what,
+            "status": self.status,
+            "body": self.body,
+            "headers": self.headers,
+        }
 
 
 # --------------------------------------------------------------------------- HTTP helpers
@@ -106,8 +113,13 @@ def _hdrs(resp: http.client.HTTPResponse) -> dict[str, str]:
     return {k.lower(): v for k, v in resp.getheaders()}
 
 
-def request(c: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
-            headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def request(
+    c: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     h = dict(headers or {})
     if body is not None:
         h.setdefault("Content-Length", str(len(body)))
@@ -119,8 +131,15 @@ def request(c: http.client.HTTPConnection, method: str, path: str, body: bytes |
     return r.status, _hdrs(r), data
 
 
-def send_file(c: http.client.HTTPConnection, method: str, path: str, f, offset: int, count: int,
-              headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+def send_file(
+    c: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    f,
+    offset: int,
+    count: int,
+    headers: dict[str, str],
+) -> tuple[int, dict[str, str], bytes]:
     """Send `count` bytes of file `f` from `offset` as the request body with sendfile(2).
 
     Zero-copy and constant memory: the benchmark process never holds the blob in memory.
@@ -172,8 +191,13 @@ def push_blob_bytes(base: str, repo: str, data: bytes) -> str:
         st, h, b = request(c, "POST", f"/v2/{repo}/blobs/uploads/")
         expect(st, (202,), f"POST /v2/{repo}/blobs/uploads/", h, b)
         loc = location_path(base, h.get("location"), "POST upload")
-        st, h, b = request(c, "PUT", with_param(loc, "digest", digest), body=data,
-                           headers={"Content-Type": "application/octet-stream"})
+        st, h, b = request(
+            c,
+            "PUT",
+            with_param(loc, "digest", digest),
+            body=data,
+            headers={"Content-Type": "application/octet-stream"},
+        )
         expect(st, (201,), f"PUT upload ?digest={digest}", h, b)
     finally:
         c.close()
@@ -190,8 +214,9 @@ def check_blob(base: str, repo: str, digest: str, size: int) -> None:
     if st != 200:
         raise RowError(f"HEAD /v2/{repo}/blobs/{digest} after push", st, b, h)
     if int(h.get("content-length", "-1")) != size:
-        raise RowError(f"HEAD blob after push: Content-Length {h.get('content-length')} != {size}",
-                       st, b, h)
+        raise RowError(
+            f"HEAD blob after push: Content-Length {h.get('content-length')} != {size}", st, b, h
+        )
 
 
 # --------------------------------------------------------------------------- servers
@@ -234,21 +259,26 @@ class Server:
 
     def start(self, timeout: float = 30.0) -> bool:
         log(f"starting {self.label}: {' '.join(self.cmd)}")
-        logf = open(self.log_path, "ab")
         try:
-            self.proc = subprocess.Popen(self.cmd, stdout=logf, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+            with open(self.log_path, "ab") as logf:
+                self.proc = subprocess.Popen(
+                    self.cmd,
+                    stdout=logf,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                )
         except OSError as e:
             self.start_error = f"cannot exec {self.cmd[0]}: {e}"
             return False
-        finally:
-            logf.close()
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                self.start_error = (f"exited with code {self.proc.returncode} before GET /v2/ "
-                                    f"answered; log tail:\n{self.log_tail()}")
+                self.start_error = (
+                    f"exited with code {self.proc.returncode} before GET /v2/ "
+                    f"answered; log tail:\n{self.log_tail()}"
+                )
                 self.proc = None
                 return False
             try:
@@ -356,8 +386,15 @@ def make_moorage(args, root: Path) -> Server:
     d = root / "moorage-data"
     d.mkdir()
     port = free_port()
-    cmd = [args.moorage_bin, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", str(d),
-           *args.moorage_arg]
+    cmd = [
+        args.moorage_bin,
+        "serve",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--data-dir",
+        str(d),
+        *args.moorage_arg,
+    ]
     return Server("moorage", "Moorage", cmd, port, d, root / "moorage.log")
 
 
@@ -389,8 +426,9 @@ http:
 """
     )
     cmd = [args.registry_bin, "serve", str(cfg)]
-    return Server("reference", "reference (Distribution 2.8.2)", cmd, port, d,
-                  root / "reference.log")
+    return Server(
+        "reference", "reference (Distribution 2.8.2)", cmd, port, d, root / "reference.log"
+    )
 
 
 # --------------------------------------------------------------------------- ceilings
@@ -465,8 +503,9 @@ def row_push_monolithic(ctx: Ctx, s: Server) -> dict[str, Any]:
             expect(st, (202,), f"POST /v2/{BIG_REPO}/blobs/uploads/", h, b)
             loc = location_path(s.url, h.get("location"), "POST upload")
             path = with_param(loc, "digest", ctx.digest_a)
-            st, h, b = send_file(c, "PUT", path, f, 0, size,
-                                 {"Content-Type": "application/octet-stream"})
+            st, h, b = send_file(
+                c, "PUT", path, f, 0, size, {"Content-Type": "application/octet-stream"}
+            )
             dt = time.perf_counter() - t0
             expect(st, (201,), f"PUT {path} ({size} bytes, monolithic)", h, b)
         finally:
@@ -488,9 +527,15 @@ def row_push_chunked(ctx: Ctx, s: Server) -> dict[str, Any]:
             while off < size:
                 n = min(chunk, size - off)
                 rng = f"{off}-{off + n - 1}"
-                st, h, b = send_file(c, "PATCH", loc, f, off, n,
-                                     {"Content-Type": "application/octet-stream",
-                                      "Content-Range": rng})
+                st, h, b = send_file(
+                    c,
+                    "PATCH",
+                    loc,
+                    f,
+                    off,
+                    n,
+                    {"Content-Type": "application/octet-stream", "Content-Range": rng},
+                )
                 expect(st, (202,), f"PATCH {loc} Content-Range: {rng}", h, b)
                 loc = location_path(s.url, h.get("location"), f"PATCH {rng}")
                 off += n
@@ -501,8 +546,7 @@ def row_push_chunked(ctx: Ctx, s: Server) -> dict[str, Any]:
             expect(st, (201,), f"final PUT {path} (empty body)", h, b)
         finally:
             c.close()
-    return {"value": size / dt / MB, "seconds": dt, "bytes": size, "moved": size,
-            "chunks": nchunks}
+    return {"value": size / dt / MB, "seconds": dt, "bytes": size, "moved": size, "chunks": nchunks}
 
 
 def _get_blob(base: str, digest: str, sink) -> tuple[int, float]:
@@ -572,8 +616,7 @@ def small_image() -> tuple[bytes, bytes, bytes]:
             "architecture": "amd64",
             "os": "linux",
             "config": {},
-            "rootfs": {"type": "layers",
-                       "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]},
+            "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(tar).hexdigest()]},
         },
         separators=(",", ":"),
     ).encode()
@@ -581,10 +624,18 @@ def small_image() -> tuple[bytes, bytes, bytes]:
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "size": len(config),
-                       "digest": "sha256:" + hashlib.sha256(config).hexdigest()},
-            "layers": [{"mediaType": OCI_LAYER, "size": len(layer),
-                        "digest": "sha256:" + hashlib.sha256(layer).hexdigest()}],
+            "config": {
+                "mediaType": OCI_CONFIG,
+                "size": len(config),
+                "digest": "sha256:" + hashlib.sha256(config).hexdigest(),
+            },
+            "layers": [
+                {
+                    "mediaType": OCI_LAYER,
+                    "size": len(layer),
+                    "digest": "sha256:" + hashlib.sha256(layer).hexdigest(),
+                }
+            ],
         },
         separators=(",", ":"),
     ).encode()
@@ -597,8 +648,13 @@ def push_small_image(s: Server, repo: str, tag: str) -> bytes:
     push_blob_bytes(s.url, repo, layer)
     c = connect(s.url, 60)
     try:
-        st, h, b = request(c, "PUT", f"/v2/{repo}/manifests/{tag}", body=manifest,
-                           headers={"Content-Type": OCI_MANIFEST})
+        st, h, b = request(
+            c,
+            "PUT",
+            f"/v2/{repo}/manifests/{tag}",
+            body=manifest,
+            headers={"Content-Type": OCI_MANIFEST},
+        )
         expect(st, (201,), f"PUT /v2/{repo}/manifests/{tag}", h, b)
     finally:
         c.close()
@@ -613,14 +669,23 @@ def prepare_manifest(ctx: Ctx, s: Server) -> bytes:
     c = connect(s.url, 60)
     try:
         for method in ("GET", "HEAD"):
-            st, h, b = request(c, method, f"/v2/{SMALL_REPO}/manifests/{SMALL_TAG}",
-                               headers={"Accept": ACCEPT_MANIFESTS})
+            st, h, b = request(
+                c,
+                method,
+                f"/v2/{SMALL_REPO}/manifests/{SMALL_TAG}",
+                headers={"Accept": ACCEPT_MANIFESTS},
+            )
             expect(st, (200,), f"{method} /v2/{SMALL_REPO}/manifests/{SMALL_TAG}", h, b)
             if method == "GET" and b != manifest:
                 raise RowError("GET manifest returned different bytes than pushed", st, b, h)
             if h.get("docker-content-digest") not in (None, digest):
-                raise RowError(f"{method} manifest Docker-Content-Digest "
-                               f"{h.get('docker-content-digest')} != {digest}", st, b, h)
+                raise RowError(
+                    f"{method} manifest Docker-Content-Digest "
+                    f"{h.get('docker-content-digest')} != {digest}",
+                    st,
+                    b,
+                    h,
+                )
     finally:
         c.close()
     ctx.small[s.key] = manifest
@@ -646,79 +711,215 @@ end
 def load_wrk(ctx: Ctx, url: str, method: str) -> dict[str, Any]:
     script = ctx.root / f"wrk-{method.lower()}.lua"
     script.write_text(WRK_LUA % {"method": method, "accept": ACCEPT_MANIFESTS})
-    cmd = [ctx.args.wrk_bin, "-t", str(ctx.args.wrk_threads), "-c", str(ctx.args.concurrency),
-           "-d", f"{ctx.args.duration}s", "--timeout", "5s", "--latency", "-s", str(script), url]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=ctx.args.duration + 60)
+    cmd = [
+        ctx.args.wrk_bin,
+        "-t",
+        str(ctx.args.wrk_threads),
+        "-c",
+        str(ctx.args.concurrency),
+        "-d",
+        f"{ctx.args.duration}s",
+        "--timeout",
+        "5s",
+        "--latency",
+        "-s",
+        str(script),
+        url,
+    ]
+    out = subprocess.run(
+        cmd, check=False, capture_output=True, text=True, timeout=ctx.args.duration + 60
+    )
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
-        raise RowError(f"wrk failed (rc={out.returncode}): {out.stdout[-1500:]} {out.stderr[-1500:]}")
-    r = json.loads(line[len("WRKJSON "):])
+        raise RowError(
+            f"wrk failed (rc={out.returncode}): {out.stdout[-1500:]} {out.stderr[-1500:]}"
+        )
+    r = json.loads(line[len("WRKJSON ") :])
     errors = r["err_connect"] + r["err_read"] + r["err_write"] + r["err_status"] + r["err_timeout"]
     return {
         "value": r["requests"] / (r["duration_us"] / 1e6),
-        "p50_ms": r["p50_us"] / 1000, "p90_ms": r["p90_us"] / 1000, "p99_ms": r["p99_us"] / 1000,
-        "mean_ms": r["mean_us"] / 1000, "max_ms": r["max_us"] / 1000,
-        "requests": r["requests"], "errors": errors, "wrk": r, "client": "wrk",
+        "p50_ms": r["p50_us"] / 1000,
+        "p90_ms": r["p90_us"] / 1000,
+        "p99_ms": r["p99_us"] / 1000,
+        "mean_ms": r["mean_us"] / 1000,
+        "max_ms": r["max_us"] / 1000,
+        "requests": r["requests"],
+        "errors": errors,
+        "wrk": r,
+        "client": "wrk",
     }
 
 
-def load_aiohttp(ctx: Ctx, url: str, method: str) -> dict[str, Any]:
-    import aiohttp
+class _LoadConn(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection issuing the same request back to back."""
 
-    async def main() -> dict[str, Any]:
-        lat: list[float] = []
-        errors = 0
-        first_err: list[Any] = []
-        conn = aiohttp.TCPConnector(limit=ctx.args.concurrency)
-        async with aiohttp.ClientSession(connector=conn) as sess:
-            t_end = time.perf_counter() + ctx.args.duration
+    def __init__(self, gen: _PyLoad):
+        self.gen = gen
+        self.buf = bytearray()
+        self.t0 = 0.0
+        self.transport: asyncio.Transport | None = None
+        self.closed = asyncio.get_running_loop().create_future()
 
-            async def worker() -> None:
-                nonlocal errors
-                while time.perf_counter() < t_end:
-                    t0 = time.perf_counter()
-                    async with sess.request(method, url,
-                                            headers={"Accept": ACCEPT_MANIFESTS}) as r:
-                        body = await r.read()
-                    lat.append(time.perf_counter() - t0)
-                    if r.status != 200:
-                        errors += 1
-                        if not first_err:
-                            first_err.append((r.status, body))
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.send()
 
-            t0 = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(ctx.args.concurrency)))
-            dt = time.perf_counter() - t0
-        lat.sort()
+    def send(self) -> None:
+        self.t0 = time.perf_counter()
+        self.transport.write(self.gen.req)
 
-        def pct(p: float) -> float:
-            return lat[min(len(lat) - 1, int(len(lat) * p))] * 1000
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        while True:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            head = bytes(self.buf[:end]).lower()
+            status = int(head[9:12])
+            body_len = 0
+            chunked = False
+            if not self.gen.is_head and status not in (204, 304):
+                i = head.find(b"\r\ncontent-length:")
+                if i >= 0:
+                    j = head.find(b"\r\n", i + 2)
+                    body_len = int(head[i + 17 : j if j >= 0 else len(head)])
+                elif b"\r\ntransfer-encoding: chunked" in head:
+                    chunked = True
+            if chunked:
+                term = self.buf.find(b"\r\n0\r\n\r\n", end)
+                if term < 0:
+                    return
+                total = term + 7
+            else:
+                total = end + 4 + body_len
+                if len(self.buf) < total:
+                    return
+            now = time.perf_counter()
+            self.gen.record(now - self.t0, status, bytes(self.buf[:total]))
+            del self.buf[:total]
+            if now < self.gen.t_end:
+                self.send()
+            else:
+                self.transport.close()
+                return
 
-        return {"value": len(lat) / dt, "p50_ms": pct(0.5), "p90_ms": pct(0.9),
-                "p99_ms": pct(0.99), "mean_ms": statistics.fmean(lat) * 1000,
-                "max_ms": lat[-1] * 1000, "requests": len(lat), "errors": errors,
-                "client": "aiohttp"}
+    def connection_lost(self, exc) -> None:
+        if time.perf_counter() < self.gen.t_end:
+            self.gen.errors += 1
+            self.gen.first_error = self.gen.first_error or (None, f"connection lost: {exc!r}")
+        if not self.closed.done():
+            self.closed.set_result(None)
 
-    return asyncio.run(main())
+
+class _PyLoad:
+    def __init__(self, host: str, port: int, path: str, method: str, duration: float):
+        self.host, self.port = host, port
+        self.is_head = method == "HEAD"
+        self.req = (
+            f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            f"Accept: {ACCEPT_MANIFESTS}\r\nUser-Agent: moorage-bench\r\n\r\n"
+        ).encode()
+        self.duration = duration
+        self.t_end = 0.0
+        self.lat: list[float] = []
+        self.errors = 0
+        self.first_error: tuple[int | None, Any] | None = None
+
+    def record(self, dt: float, status: int, raw: bytes) -> None:
+        self.lat.append(dt)
+        if status != 200:
+            self.errors += 1
+            self.first_error = self.first_error or (status, raw[:2000])
+
+    async def run(self, concurrency: int) -> float:
+        loop = asyncio.get_running_loop()
+        self.t_end = time.perf_counter() + self.duration
+        t0 = time.perf_counter()
+        conns = [
+            (await loop.create_connection(lambda: _LoadConn(self), self.host, self.port))[1]
+            for _ in range(concurrency)
+        ]
+        await asyncio.gather(*(c.closed for c in conns))
+        return time.perf_counter() - t0
+
+
+def load_python(ctx: Ctx, url: str, method: str) -> dict[str, Any]:
+    """Built-in load client: asyncio (uvloop if available) raw HTTP/1.1 keep-alive connections.
+
+    Used for HEAD because wrk 4.1 cannot parse bodiless HEAD responses that carry a
+    Content-Length (every request times out).
+    """
+    u = urllib.parse.urlsplit(url)
+    gen = _PyLoad(u.hostname, u.port, u.path, method, ctx.args.duration)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    dt = runner(gen.run(ctx.args.concurrency))
+    lat = sorted(gen.lat)
+    if not lat:
+        raise RowError(f"{method} load: no request completed ({gen.first_error})")
+
+    def pct(p: float) -> float:
+        return lat[min(len(lat) - 1, int(len(lat) * p))] * 1000
+
+    res = {
+        "value": len(lat) / dt,
+        "p50_ms": pct(0.5),
+        "p90_ms": pct(0.9),
+        "p99_ms": pct(0.99),
+        "mean_ms": statistics.fmean(lat) * 1000,
+        "max_ms": lat[-1] * 1000,
+        "requests": len(lat),
+        "errors": gen.errors,
+        "client": "python-asyncio",
+    }
+    if gen.first_error:
+        res["first_error"] = {
+            "status": gen.first_error[0],
+            "raw": gen.first_error[1]
+            if isinstance(gen.first_error[1], str)
+            else gen.first_error[1].decode("utf-8", "replace"),
+        }
+    return res
 
 
 def row_manifest(method: str):
     def run(ctx: Ctx, s: Server) -> dict[str, Any]:
         prepare_manifest(ctx, s)
         url = f"{s.url}/v2/{SMALL_REPO}/manifests/{SMALL_TAG}"
-        if ctx.args.load_client == "wrk":
+        ru0 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        if ctx.args.load_client == "wrk" and method != "HEAD":
             res = load_wrk(ctx, url, method)
         else:
-            res = load_aiohttp(ctx, url, method)
+            res = load_python(ctx, url, method)
+        ru1 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+        res["client_cpu_s"] = sum(
+            (b.ru_utime + b.ru_stime) - (a.ru_utime + a.ru_stime) for a, b in zip(ru0, ru1)
+        )
+        if res["requests"] == 0:
+            raise RowError(f"{method} load test completed no request: {res}")
         if res["errors"]:
             c = connect(s.url, 10)
             try:
-                st, h, b = request(c, method, f"/v2/{SMALL_REPO}/manifests/{SMALL_TAG}",
-                                   headers={"Accept": ACCEPT_MANIFESTS})
+                st, h, b = request(
+                    c,
+                    method,
+                    f"/v2/{SMALL_REPO}/manifests/{SMALL_TAG}",
+                    headers={"Accept": ACCEPT_MANIFESTS},
+                )
             finally:
                 c.close()
-            raise RowError(f"{res['errors']} of {res['requests']} {method} requests failed "
-                           f"under load; a follow-up {method} got", st, b, h)
+            raise RowError(
+                f"{res['errors']} of {res['requests']} {method} requests failed "
+                f"under load; a follow-up {method} got",
+                st,
+                b,
+                h,
+            )
         return res
 
     return run
@@ -741,8 +942,9 @@ def push_tags(ctx: Ctx, s: Server) -> dict[str, Any]:
             async def worker() -> None:
                 for i in todo:
                     u = f"{s.url}/v2/{TAGS_REPO}/manifests/t{i:05d}"
-                    async with sess.put(u, data=manifest,
-                                        headers={"Content-Type": OCI_MANIFEST}) as r:
+                    async with sess.put(
+                        u, data=manifest, headers={"Content-Type": OCI_MANIFEST}
+                    ) as r:
                         body = await r.read()
                         if r.status != 201:
                             failures.append((i, r.status, body))
@@ -757,8 +959,9 @@ def push_tags(ctx: Ctx, s: Server) -> dict[str, Any]:
     dt = time.perf_counter() - t0
     if nfail:
         i, st, body = failures[0]
-        raise RowError(f"{nfail}+ tag PUTs failed; first: PUT /v2/{TAGS_REPO}/manifests/t{i:05d}",
-                       st, body)
+        raise RowError(
+            f"{nfail}+ tag PUTs failed; first: PUT /v2/{TAGS_REPO}/manifests/t{i:05d}", st, body
+        )
     ctx.tags_ready[s.key] = True
     return {"value": (ntags - 1) / dt, "seconds": dt, "tags": ntags}
 
@@ -783,8 +986,13 @@ def row_tag_list(ctx: Ctx, s: Server) -> dict[str, Any]:
             got = json.loads(b).get("tags") or []
             note = f"n={ntags} (default page: {first})"
         if set(got) != want or len(got) != ntags:
-            raise RowError(f"GET {path} returned {len(got)} tags ({len(set(got) & want)} of the "
-                           f"{ntags} expected; Link: {h.get('link')!r})", st, b[:500], h)
+            raise RowError(
+                f"GET {path} returned {len(got)} tags ({len(set(got) & want)} of the "
+                f"{ntags} expected; Link: {h.get('link')!r})",
+                st,
+                b[:500],
+                h,
+            )
         times = []
         deadline = time.perf_counter() + ctx.args.tag_list_budget
         for _ in range(ctx.args.tag_list_reps):
@@ -800,9 +1008,16 @@ def row_tag_list(ctx: Ctx, s: Server) -> dict[str, Any]:
     finally:
         c.close()
     med = statistics.median(times)
-    return {"value": med * 1000, "per_s": 1 / med, "reps": len(times),
-            "min_ms": min(times) * 1000, "max_ms": max(times) * 1000, "request": path,
-            "note": note, "bytes": len(body)}
+    return {
+        "value": med * 1000,
+        "per_s": 1 / med,
+        "reps": len(times),
+        "min_ms": min(times) * 1000,
+        "max_ms": max(times) * 1000,
+        "request": path,
+        "note": note,
+        "bytes": len(body),
+    }
 
 
 # name, runner, unit, higher_is_better, counts toward CPU/GB
@@ -845,17 +1060,29 @@ def build_table(results: dict[str, Any], keys: list[str]) -> list[tuple[str, str
     size = results["_size_mib"]
     spec = [
         (f"1. monolithic push {size} MiB", lambda k: val(k, "push_monolithic"), "MB/s", True),
-        (f"2. chunked push {size} MiB ({results['_chunk_mib']} MiB chunks)",
-         lambda k: val(k, "push_chunked"), "MB/s", True),
+        (
+            f"2. chunked push {size} MiB ({results['_chunk_mib']} MiB chunks)",
+            lambda k: val(k, "push_chunked"),
+            "MB/s",
+            True,
+        ),
         (f"3. pull {size} MiB (no client hash)", lambda k: val(k, "pull"), "MB/s", True),
         ("4a. manifest GET, 8 clients", lambda k: val(k, "manifest_get"), "req/s", True),
         ("4a. manifest GET p99", lambda k: val(k, "manifest_get", "p99_ms"), "ms", False),
         ("4b. manifest HEAD, 8 clients", lambda k: val(k, "manifest_head"), "req/s", True),
         ("4b. manifest HEAD p99", lambda k: val(k, "manifest_head", "p99_ms"), "ms", False),
-        (f"5a. push {results['_tags']} tags (concurrent PUT)",
-         lambda k: val(k, "tag_push"), "tags/s", True),
-        (f"5b. tag list, {results['_tags']} tags (median)",
-         lambda k: val(k, "tag_list"), "ms", False),
+        (
+            f"5a. push {results['_tags']} tags (concurrent PUT)",
+            lambda k: val(k, "tag_push"),
+            "tags/s",
+            True,
+        ),
+        (
+            f"5b. tag list, {results['_tags']} tags (median)",
+            lambda k: val(k, "tag_list"),
+            "ms",
+            False,
+        ),
         ("6a. peak RSS, process tree sum", lambda k: srv(k, "peak_rss_mib"), "MiB", False),
         ("6a'. peak PSS, process tree sum", lambda k: srv(k, "peak_pss_mib"), "MiB", False),
         ("6b. server CPU per GB pushed+pulled", lambda k: srv(k, "cpu_s_per_gb"), "s/GB", False),
@@ -868,10 +1095,14 @@ def build_table(results: dict[str, Any], keys: list[str]) -> list[tuple[str, str
         ratio = "-"
         if m is not None and r is not None and m > 0 and r > 0:
             ratio = f"{(m / r) if higher else (r / m):.2f}x"
-        table.append((label,
-                      fmt(m, unit) if "moorage" in keys else "-",
-                      fmt(r, unit) if "reference" in keys else "-",
-                      ratio))
+        table.append(
+            (
+                label,
+                fmt(m, unit) if "moorage" in keys else "-",
+                fmt(r, unit) if "reference" in keys else "-",
+                ratio,
+            )
+        )
     return table
 
 
@@ -884,12 +1115,19 @@ def print_table(table, ceilings: dict[str, float]) -> str:
     lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(head, widths)) + " |")
     lines.append(sep)
     for r in table:
-        lines.append("| " + r[0].ljust(widths[0]) + " | "
-                     + " | ".join(str(x).rjust(w) for x, w in zip(r[1:], widths[1:])) + " |")
+        lines.append(
+            "| "
+            + r[0].ljust(widths[0])
+            + " | "
+            + " | ".join(str(x).rjust(w) for x, w in zip(r[1:], widths[1:]))
+            + " |"
+        )
     lines.append(sep)
-    lines.append(f"machine ceilings: sha256 {ceilings['sha256_mb_s']:,.0f} MB/s (one core, 64 MiB "
-                 f"buffers); disk write {ceilings['disk_write_mb_s']:,.0f} MB/s (8 MiB writes + "
-                 f"fsync); min {ceilings['min_mb_s']:,.0f} MB/s")
+    lines.append(
+        f"machine ceilings: sha256 {ceilings['sha256_mb_s']:,.0f} MB/s (one core, 64 MiB "
+        f"buffers); disk write {ceilings['disk_write_mb_s']:,.0f} MB/s (8 MiB writes + "
+        f"fsync); min {ceilings['min_mb_s']:,.0f} MB/s"
+    )
     text = "\n".join(lines)
     print(text, flush=True)
     return text
@@ -907,22 +1145,38 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temp dir (data, logs)")
     p.add_argument("--duration", type=int, default=10, help="seconds per manifest load test")
     p.add_argument("--concurrency", type=int, default=8, help="manifest load clients (8)")
-    p.add_argument("--load-client", choices=["wrk", "aiohttp"],
-                   default="wrk" if shutil.which("wrk") else "aiohttp")
+    p.add_argument(
+        "--load-client",
+        choices=["wrk", "python"],
+        default="wrk" if shutil.which("wrk") else "python",
+        help="client for manifest GET (HEAD always uses the python client)",
+    )
     p.add_argument("--wrk-bin", default=shutil.which("wrk") or "wrk")
     p.add_argument("--wrk-threads", type=int, default=2)
     p.add_argument("--tags", type=int, default=10_000, help="tags for the tag-list row")
     p.add_argument("--tag-push-concurrency", type=int, default=8)
     p.add_argument("--tag-list-reps", type=int, default=20)
-    p.add_argument("--tag-list-budget", type=float, default=60.0,
-                   help="stop tag-list repetitions after this many seconds (min 5 reps)")
-    p.add_argument("--no-verify", action="store_true",
-                   help="skip the untimed hashing re-pull that checks the pulled digest")
+    p.add_argument(
+        "--tag-list-budget",
+        type=float,
+        default=60.0,
+        help="stop tag-list repetitions after this many seconds (min 5 reps)",
+    )
+    p.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="skip the untimed hashing re-pull that checks the pulled digest",
+    )
     p.add_argument("--moorage-bin", default=str(Path(sys.executable).with_name("moorage")))
-    p.add_argument("--moorage-arg", action="append", default=[],
-                   help="extra argument for `moorage serve` (repeatable)")
-    p.add_argument("--registry-bin", default=shutil.which("docker-registry")
-                   or "/usr/bin/docker-registry")
+    p.add_argument(
+        "--moorage-arg",
+        action="append",
+        default=[],
+        help="extra argument for `moorage serve` (repeatable)",
+    )
+    p.add_argument(
+        "--registry-bin", default=shutil.which("docker-registry") or "/usr/bin/docker-registry"
+    )
     p.add_argument("--json", default=str(RESULTS_DIR / "latest.json"), help="results JSON path")
     return p.parse_args()
 
@@ -938,8 +1192,11 @@ def main() -> int:
     keys = [args.only] if args.only else ["moorage", "reference"]
     servers: list[Server] = []
     sampler: Sampler | None = None
-    results: dict[str, Any] = {"_size_mib": args.size_mib, "_chunk_mib": args.chunk_mib,
-                               "_tags": args.tags}
+    results: dict[str, Any] = {
+        "_size_mib": args.size_mib,
+        "_chunk_mib": args.chunk_mib,
+        "_tags": args.tags,
+    }
     try:
         log(f"generating 2 x {args.size_mib} MiB random files")
         file_a, file_b = root / "blob-a.bin", root / "blob-b.bin"
@@ -986,9 +1243,11 @@ def main() -> int:
                 cpu1 = s.sample()
                 res["server_cpu_s"] = cpu1 - cpu0
                 if "error" not in res:
-                    log(f"  {res['value']:,.2f} {unit}" + (
-                        f"  p99 {res['p99_ms']:.2f} ms" if "p99_ms" in res else "")
-                        + f"  (server CPU {cpu1 - cpu0:.2f} s)")
+                    log(
+                        f"  {res['value']:,.2f} {unit}"
+                        + (f"  p99 {res['p99_ms']:.2f} ms" if "p99_ms" in res else "")
+                        + f"  (server CPU {cpu1 - cpu0:.2f} s)"
+                    )
                     if counts_cpu:
                         cpu_moved[s.key][0] += cpu1 - cpu0
                         cpu_moved[s.key][1] += res["moved"]
@@ -1022,8 +1281,9 @@ def main() -> int:
             srv["gb_moved"] = moved / GB
             srv["cpu_s_per_gb"] = cpu / (moved / GB) if moved else None
             mono = results[s.key]["rows"].get("push_monolithic", {})
-            srv["push_vs_ceiling"] = (mono["value"] / ceilings["min_mb_s"]
-                                      if "value" in mono else None)
+            srv["push_vs_ceiling"] = (
+                mono["value"] / ceilings["min_mb_s"] if "value" in mono else None
+            )
             srv["alive_at_end"] = s.alive()
             if not s.alive() and not s.start_error:
                 srv["log_tail"] = s.log_tail()
@@ -1058,11 +1318,18 @@ def main() -> int:
     for k in keys:
         tl = results[k]["rows"].get("tag_list", {})
         if "request" in tl:
-            notes.append(f"{k} tag list: GET {tl['request']} ({tl['note']}), {tl['reps']} reps, "
-                         f"{tl['per_s']:.1f} full listings/s")
-        ml = results[k]["rows"].get("manifest_get", {})
-        if "client" in ml:
-            notes.append(f"{k} manifest load client: {ml['client']}")
+            notes.append(
+                f"{k} tag list: GET {tl['request']} ({tl['note']}), {tl['reps']} reps, "
+                f"{tl['per_s']:.1f} full listings/s"
+            )
+        for row in ("manifest_get", "manifest_head"):
+            ml = results[k]["rows"].get(row, {})
+            if "client" in ml:
+                notes.append(
+                    f"{k} {row}: client {ml['client']}, {ml['requests']} requests, "
+                    f"p50 {ml['p50_ms']:.2f} ms, p90 {ml['p90_ms']:.2f} ms, "
+                    f"p99 {ml['p99_ms']:.2f} ms, client CPU {ml['client_cpu_s']:.1f} s"
+                )
     if notes:
         print("\nNotes:")
         for n in notes:
@@ -1073,11 +1340,18 @@ def main() -> int:
             "command": " ".join([sys.executable, *sys.argv]),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
             "elapsed_s": time.time() - started,
-            "host": platform.node(), "cpus": os.cpu_count(), "python": platform.python_version(),
-            "kernel": platform.release(), "mem_gib": psutil.virtual_memory().total / (1 << 30),
-            "size_mib": args.size_mib, "chunk_mib": args.chunk_mib, "tags": args.tags,
-            "load_client": args.load_client, "duration_s": args.duration,
-            "concurrency": args.concurrency, "units": "MB = 1e6 bytes, GB = 1e9 bytes",
+            "host": platform.node(),
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "kernel": platform.release(),
+            "mem_gib": psutil.virtual_memory().total / (1 << 30),
+            "size_mib": args.size_mib,
+            "chunk_mib": args.chunk_mib,
+            "tags": args.tags,
+            "load_client": args.load_client,
+            "duration_s": args.duration,
+            "concurrency": args.concurrency,
+            "units": "MB = 1e6 bytes, GB = 1e9 bytes",
         },
         "ceilings": ceilings,
         "results": {k: results[k] for k in keys},

@@ -23,7 +23,7 @@ class Settings:
     database_url: str | None = None  # None: SQLite inside data_dir
     allow_sparse: bool = False
     fsync: bool = True
-    chunk_min_length: int = 0
+    chunk_min_length: int = 1 << 20  # advertised, not enforced: fewer, larger chunks are faster
     max_manifest_bytes: int = 4 * 1024 * 1024
     page_size_max: int = 10_000
     upload_lease_seconds: float = 30.0

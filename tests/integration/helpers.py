@@ -59,7 +59,7 @@ EMPTY_JSON = b"{}"
 EMPTY_JSON_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"
 EMPTY_BLOB_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
-ACCEPT_MANIFESTS = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
+ACCEPT_MANIFESTS = f"{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}, {DOCKER_LIST}"
 
 TIMEOUT = 60
 
@@ -632,3 +632,49 @@ def follow_pages(first: requests.Response, key: str, limit: int = 200) -> list:
             return items
         resp = http.get(nxt)
     raise AssertionError("pagination did not terminate")
+
+
+# ----------------------------------------------------------------------------------------------
+# referrers
+
+
+def expected_referrer(m: Manifest) -> dict:
+    """The descriptor the referrers API must list for manifest/index `m`."""
+    doc = m.json
+    d: dict[str, Any] = {"mediaType": m.media_type, "digest": m.digest, "size": m.size}
+    if doc.get("artifactType"):
+        d["artifactType"] = doc["artifactType"]
+    elif m.media_type in (OCI_MANIFEST, DOCKER_MANIFEST) and "config" in doc:
+        d["artifactType"] = doc["config"]["mediaType"]
+    if doc.get("annotations"):
+        d["annotations"] = doc["annotations"]
+    return d
+
+
+def assert_referrers_index(resp: requests.Response) -> list[dict]:
+    assert resp.status_code == 200, describe(resp)
+    assert resp.headers.get("Content-Type") == OCI_INDEX, describe(resp)
+    body = resp.json()
+    assert body.get("schemaVersion") == 2, describe(resp)
+    assert body.get("mediaType") == OCI_INDEX, describe(resp)
+    assert isinstance(body.get("manifests"), list), describe(resp)
+    return body["manifests"]
+
+
+def assert_referrer_listed(listed: list[dict], m: Manifest) -> None:
+    exp = expected_referrer(m)
+    found = [d for d in listed if d.get("digest") == m.digest]
+    assert len(found) == 1, f"{m.digest} listed {len(found)} times in {listed}"
+    got = found[0]
+    assert got.get("mediaType") == exp["mediaType"], got
+    assert got.get("size") == exp["size"], got
+    assert got.get("artifactType") == exp.get("artifactType"), (got, exp)
+    for k, v in (exp.get("annotations") or {}).items():
+        assert (got.get("annotations") or {}).get(k) == v, (got, exp)
+
+
+def all_referrers(reg: Any, repo: str, digest: str, **params: Any) -> list[dict]:
+    """Every referrer descriptor, following Link pages."""
+    first = referrers(reg, repo, digest, **params)
+    assert_referrers_index(first)
+    return follow_pages(first, "manifests")

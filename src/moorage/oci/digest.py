@@ -34,7 +34,7 @@ class Digest:
 
 def parse_digest(value: str) -> Digest:
     """Parse and validate a digest string; raise DIGEST_INVALID for anything malformed."""
-    m = _DIGEST_RE.match(value or "")
+    m = _DIGEST_RE.fullmatch(value or "")
     if not m:
         raise DigestInvalid(f"invalid digest format: {value[:200]!r}")
     algorithm, encoded = m.group(1), m.group(2)

@@ -15,14 +15,14 @@ _TAG_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}$")
 
 def validate_name(name: str) -> str:
     """Return `name` if it is a valid repository name, else raise NAME_INVALID."""
-    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.match(name):
+    if len(name) > MAX_NAME_LENGTH or not _NAME_RE.fullmatch(name):
         raise NameInvalid(f"invalid repository name: {name[:300]!r}")
     return name
 
 
 def is_valid_tag(tag: str) -> bool:
     """True when `tag` matches the tag grammar."""
-    return bool(_TAG_RE.match(tag))
+    return bool(_TAG_RE.fullmatch(tag))
 
 
 def validate_tag(tag: str) -> str:

@@ -11,15 +11,16 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from ..oci import mediatypes as mt
-from ..oci.digest import DEFAULT_ALGORITHM, Digest, parse_digest
+from ..oci.digest import DEFAULT_ALGORITHM, Digest, is_digest, parse_digest
 from ..oci.errors import (
-    BlobUploadInvalid,
+    DigestInvalid,
     ManifestTooLarge,
+    ManifestUnknown,
     RangeNotSatisfiable,
     RegistryError,
     Unsupported,
 )
-from ..oci.reference import parse_reference, validate_name
+from ..oci.reference import is_valid_tag, parse_reference, validate_name
 from ..registry.blobs import BlobService
 from ..registry.manifests import ManifestService
 from ..registry.referrers import ReferrerService
@@ -87,7 +88,7 @@ class DistributionAPI:
         """Find the endpoint for a /v2/ path and call it."""
         path = request.path
         for pattern, methods in self.routes:
-            m = pattern.match(path)
+            m = pattern.fullmatch(path)
             if m is None:
                 continue
             handler = methods.get(request.method)
@@ -189,7 +190,7 @@ class DistributionAPI:
 
     async def finish_upload(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
         if "digest" not in request.query:
-            raise BlobUploadInvalid("PUT must carry ?digest=")
+            raise DigestInvalid("PUT must carry ?digest=")
         digest = parse_digest(request.query["digest"])
         chunk = _content_range(request)
         try:
@@ -219,7 +220,7 @@ class DistributionAPI:
     # -- manifests --------------------------------------------------------------------------
 
     async def get_manifest(self, request: web.Request, name: str, reference: str) -> web.StreamResponse:
-        ref = parse_reference(reference)
+        ref = _existing_reference(reference)
         head = request.method == "HEAD"
         row = self.manifests.get(name, ref, with_content=not head)
         headers = {"Content-Type": row.media_type, "Docker-Content-Digest": row.digest,
@@ -250,7 +251,7 @@ class DistributionAPI:
         return web.Response(status=201, headers=headers)
 
     async def delete_manifest(self, request: web.Request, name: str, reference: str) -> web.StreamResponse:
-        await self.manifests.delete(name, parse_reference(reference))
+        await self.manifests.delete(name, _existing_reference(reference))
         return web.Response(status=202, headers={"Content-Length": "0"})
 
     # -- listing ----------------------------------------------------------------------------
@@ -308,6 +309,13 @@ class DistributionAPI:
         return web.json_response(body, headers=headers)
 
 
+def _existing_reference(reference: str) -> str | Digest:
+    """A reference to look up: a tag that cannot exist is simply unknown (404), not invalid."""
+    if not is_digest(reference) and not is_valid_tag(reference):
+        raise ManifestUnknown(detail={"reference": reference[:200]})
+    return parse_reference(reference)
+
+
 def _body(request: web.Request) -> AsyncIterator[bytes]:
     return request.content.iter_any()
 
@@ -322,7 +330,7 @@ def _content_range(request: web.Request) -> ChunkRange | None:
     raw = request.headers.get("Content-Range")
     if raw is None:
         return None
-    m = _CONTENT_RANGE_RE.match(raw.strip())
+    m = _CONTENT_RANGE_RE.fullmatch(raw.strip())
     if not m or int(m.group(2)) < int(m.group(1)):
         raise RangeNotSatisfiable(f"invalid Content-Range {raw[:100]!r}")
     return ChunkRange(int(m.group(1)), int(m.group(2)))

@@ -17,7 +17,7 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     """
     if not header:
         return None
-    m = _RANGE_RE.match(header.strip().replace(" ", ""))
+    m = _RANGE_RE.fullmatch(header.strip().replace(" ", ""))
     if not m or (not m.group(1) and not m.group(2)):
         return None
     first, last = m.group(1), m.group(2)
