@@ -222,6 +222,15 @@ def check_blob(base: str, repo: str, digest: str, size: int) -> None:
 # --------------------------------------------------------------------------- servers
 
 
+def client_cpu() -> float:
+    """CPU seconds of this benchmark process plus its waited-for children (wrk)."""
+    t = 0.0
+    for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN):
+        ru = resource.getrusage(who)
+        t += ru.ru_utime + ru.ru_stime
+    return t
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -891,15 +900,10 @@ def row_manifest(method: str):
     def run(ctx: Ctx, s: Server) -> dict[str, Any]:
         prepare_manifest(ctx, s)
         url = f"{s.url}/v2/{SMALL_REPO}/manifests/{SMALL_TAG}"
-        ru0 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
         if ctx.args.load_client == "wrk" and method != "HEAD":
             res = load_wrk(ctx, url, method)
         else:
             res = load_python(ctx, url, method)
-        ru1 = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-        res["client_cpu_s"] = sum(
-            (b.ru_utime + b.ru_stime) - (a.ru_utime + a.ru_stime) for a, b in zip(ru0, ru1)
-        )
         if res["requests"] == 0:
             raise RowError(f"{method} load test completed no request: {res}")
         if res["errors"]:
@@ -1231,9 +1235,11 @@ def main() -> int:
                 os.sync()  # start every row without the previous row's dirty pages
                 log(f"{s.label}: {name}")
                 cpu0 = s.sample()
+                ru0 = client_cpu()
                 try:
                     res = fn(ctx, s)
                     res["unit"] = unit
+                    res["client_cpu_s"] = client_cpu() - ru0
                 except RowError as e:
                     res = {"error": e.as_dict()}
                     log(f"  FAILED: {e.describe()}")
@@ -1246,7 +1252,8 @@ def main() -> int:
                     log(
                         f"  {res['value']:,.2f} {unit}"
                         + (f"  p99 {res['p99_ms']:.2f} ms" if "p99_ms" in res else "")
-                        + f"  (server CPU {cpu1 - cpu0:.2f} s)"
+                        + f"  (server CPU {cpu1 - cpu0:.2f} s, client CPU "
+                        + f"{res['client_cpu_s']:.2f} s)"
                     )
                     if counts_cpu:
                         cpu_moved[s.key][0] += cpu1 - cpu0

@@ -184,7 +184,9 @@ def test_unknown_manifest_is_404_manifest_unknown(registry, repo, ref, method):
     """Suite A #11/#15/#47 (`.INVALID_MANIFEST_NAME` must be 404, not 400) and suite B
     `missing-manifest`."""
     push_tree(registry, repo, make_image(), tag="present")
-    r = http.request(method, manifest_url(registry, repo, ref), headers={"Accept": ACCEPT_MANIFESTS})
+    r = http.request(
+        method, manifest_url(registry, repo, ref), headers={"Accept": ACCEPT_MANIFESTS}
+    )
     assert_error(r, 404, "MANIFEST_UNKNOWN")
 
 

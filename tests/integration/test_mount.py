@@ -30,7 +30,9 @@ def mount(registry, repo: str, digest: str, source: str | None = None):
     params = {"mount": digest}
     if source is not None:
         params["from"] = source
-    return http.post(add_query(uploads_url(registry, repo), params), headers={"Content-Length": "0"})
+    return http.post(
+        add_query(uploads_url(registry, repo), params), headers={"Content-Length": "0"}
+    )
 
 
 def test_mount_from_repository_holding_blob_returns_201(registry, repo, repo2, algo):
@@ -69,7 +71,9 @@ def test_mount_into_repository_that_already_has_blob_returns_201(registry, repo,
     assert_blob_created(r, digest, data)
 
 
-def test_mount_of_blob_missing_in_source_opens_session_that_accepts_put(registry, repo, repo2, algo):
+def test_mount_of_blob_missing_in_source_opens_session_that_accepts_put(
+    registry, repo, repo2, algo
+):
     """Suite B `mount missing` (a 201 is a failure) and suite A #44."""
     push_blob(registry, repo, random_bytes(16))  # the source exists but lacks the blob
     data = random_bytes(333)

@@ -40,7 +40,9 @@ def test_satisfiable_range_returns_206_with_exact_slice(ranged_blob, header, sta
     assert r.headers.get("Content-Range") == f"bytes {start}-{end}/{SIZE}", describe(r)
 
 
-@pytest.mark.parametrize("header", ["bytes=500-0", "bytes=5000-10000", "bytes=2048-", "bytes=2048-2050"])
+@pytest.mark.parametrize(
+    "header", ["bytes=500-0", "bytes=5000-10000", "bytes=2048-", "bytes=2048-2050"]
+)
 def test_unsatisfiable_range_gets_416_with_size(ranged_blob, header):
     url, _ = ranged_blob
     r = http.get(url, headers={"Range": header})

@@ -136,7 +136,9 @@ def test_referrers_filter_by_artifact_type(registry, discovery):
     r = referrers(registry, discovery["repo"], discovery["subject"].digest, artifactType=BAGEL)
     listed = assert_referrers_index(r)
     assert r.headers.get("OCI-Filters-Applied") == "artifactType", describe(r)
-    assert sorted(d["digest"] for d in listed) == sorted(m.digest for m in discovery["config_typed"])
+    assert sorted(d["digest"] for d in listed) == sorted(
+        m.digest for m in discovery["config_typed"]
+    )
     assert all(d["artifactType"] == BAGEL for d in listed)
 
 
@@ -220,9 +222,7 @@ def test_referrers_pagination_with_link_header(registry, repo):
     push_referrer(registry, repo, empty, subject.digest)
     refs = [empty]
     for i in range(29):
-        m = make_artifact(
-            subject=subject, layers=[], annotations={"org.example.i": str(i)}
-        )
+        m = make_artifact(subject=subject, layers=[], annotations={"org.example.i": str(i)})
         r = put_manifest(registry, repo, m.digest, m.body, m.media_type)
         assert r.status_code == 201, describe(r)
         refs.append(m)
