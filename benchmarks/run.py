@@ -231,6 +231,29 @@ def client_cpu() -> float:
     return t
 
 
+def machine_busy_cpu() -> float:
+    """System-wide busy CPU seconds so far (all processes, all cores)."""
+    t = psutil.cpu_times()
+    busy = sum(t) - t.idle - getattr(t, "iowait", 0.0)
+    return busy - getattr(t, "guest", 0.0) - getattr(t, "guest_nice", 0.0)
+
+
+def wait_quiet(max_wait: float, threshold: float = 0.15, window: float = 3.0) -> float:
+    """Measure the machine's background load (busy cores) over `window` seconds.
+
+    With max_wait > 0, keep measuring until the load is below `threshold` cores or the wait
+    runs out. Returns the last measurement.
+    """
+    deadline = time.monotonic() + max_wait
+    while True:
+        b0, t0 = machine_busy_cpu(), time.monotonic()
+        time.sleep(window)
+        load = (machine_busy_cpu() - b0) / (time.monotonic() - t0)
+        if load < threshold or time.monotonic() >= deadline:
+            return load
+        log(f"machine busy ({load:.2f} cores used by other processes), waiting to start")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -1181,6 +1204,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument(
         "--registry-bin", default=shutil.which("docker-registry") or "/usr/bin/docker-registry"
     )
+    p.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        help="wait up to this many seconds for other processes to stop using CPU",
+    )
     p.add_argument("--json", default=str(RESULTS_DIR / "latest.json"), help="results JSON path")
     return p.parse_args()
 
@@ -1212,6 +1241,9 @@ def main() -> int:
         ceilings = {"sha256_mb_s": sha, "disk_write_mb_s": disk, "min_mb_s": min(sha, disk)}
         log(f"sha256 {sha:,.0f} MB/s, disk write+fsync {disk:,.0f} MB/s")
         ctx = Ctx(args, root, size, file_a, digest_a, file_b, digest_b)
+        noisy: list[str] = []
+        background = wait_quiet(args.wait_quiet)
+        log(f"background load before start: {background:.2f} cores")
 
         for k in keys:
             s = make_moorage(args, root) if k == "moorage" else make_reference(args, root)
@@ -1236,6 +1268,7 @@ def main() -> int:
                 log(f"{s.label}: {name}")
                 cpu0 = s.sample()
                 ru0 = client_cpu()
+                busy0, wall0 = machine_busy_cpu(), time.perf_counter()
                 try:
                     res = fn(ctx, s)
                     res["unit"] = unit
@@ -1247,7 +1280,15 @@ def main() -> int:
                     res = {"error": {"what": f"{type(e).__name__}: {e}"}}
                     log(f"  FAILED: {type(e).__name__}: {e}")
                 cpu1 = s.sample()
+                wall = time.perf_counter() - wall0
                 res["server_cpu_s"] = cpu1 - cpu0
+                res["wall_s"] = wall
+                # CPU used during the row by anything that is neither the server nor the client
+                other = machine_busy_cpu() - busy0 - (cpu1 - cpu0) - (client_cpu() - ru0)
+                res["other_cpu_cores"] = max(0.0, other) / wall if wall > 0 else 0.0
+                if res["other_cpu_cores"] > 0.2:
+                    noisy.append(f"{s.key} {name}: {res['other_cpu_cores']:.2f} cores")
+                    log(f"  WARNING: other processes used {res['other_cpu_cores']:.2f} cores")
                 if "error" not in res:
                     log(
                         f"  {res['value']:,.2f} {unit}"
@@ -1337,6 +1378,13 @@ def main() -> int:
                     f"p50 {ml['p50_ms']:.2f} ms, p90 {ml['p90_ms']:.2f} ms, "
                     f"p99 {ml['p99_ms']:.2f} ms, client CPU {ml['client_cpu_s']:.1f} s"
                 )
+    notes.append(f"background load before the run: {background:.2f} cores (of {os.cpu_count()})")
+    if noisy:
+        notes.append(
+            "WARNING: other processes used > 0.2 cores during: "
+            + "; ".join(noisy)
+            + " - those rows are noisy"
+        )
     if notes:
         print("\nNotes:")
         for n in notes:
@@ -1359,6 +1407,8 @@ def main() -> int:
             "duration_s": args.duration,
             "concurrency": args.concurrency,
             "units": "MB = 1e6 bytes, GB = 1e9 bytes",
+            "background_load_cores": background,
+            "noisy_rows": noisy,
         },
         "ceilings": ceilings,
         "results": {k: results[k] for k in keys},

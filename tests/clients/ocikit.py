@@ -34,7 +34,7 @@ OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-ACCEPT_ALL = ", ".join([OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST])
+ACCEPT_ALL = f"{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}, {DOCKER_LIST}"
 REF_NAME = "org.opencontainers.image.ref.name"
 
 CMD_TIMEOUT = 120
@@ -83,7 +83,7 @@ class Result:
 def run(args: list[str], check: bool = True, timeout: float = CMD_TIMEOUT, **kw: Any) -> Result:
     """Run a command, capture output; on check, fail the test with the whole transcript."""
     try:
-        p = subprocess.run(args, capture_output=True, text=True, timeout=timeout, **kw)
+        p = subprocess.run(args, check=False, capture_output=True, text=True, timeout=timeout, **kw)
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(
             f"$ {' '.join(args)} timed out after {timeout}s\n"
@@ -145,7 +145,12 @@ class Blob:
         return sha256_digest(self.data)
 
     def descriptor(self, **extra: Any) -> dict[str, Any]:
-        return {"mediaType": self.media_type, "digest": self.digest, "size": len(self.data), **extra}
+        return {
+            "mediaType": self.media_type,
+            "digest": self.digest,
+            "size": len(self.data),
+            **extra,
+        }
 
 
 @dataclass

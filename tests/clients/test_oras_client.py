@@ -23,13 +23,13 @@ from ocikit import OCI_INDEX, OCI_MANIFEST, new_repo, sha256_digest
 
 pytestmark = pytest.mark.clients
 
-oras = pytest.importorskip("oras", reason="the `oras` PyPI package is not installed")
-import jsonschema  # noqa: E402  (a dependency of oras)
-import oras.client  # noqa: E402
-import oras.decorator  # noqa: E402
-import oras.defaults  # noqa: E402
-import oras.oci  # noqa: E402
-import oras.schemas  # noqa: E402
+pytest.importorskip("oras.client", reason="the `oras` PyPI package is not installed")
+import jsonschema  # a dependency of oras
+import oras.client
+import oras.decorator
+import oras.defaults
+import oras.oci
+import oras.schemas
 
 MODEL_TYPE = "application/vnd.moorage.model.config.v1+json"
 MODEL_LAYER = "application/vnd.moorage.model.weights.v1"
@@ -59,11 +59,12 @@ def check(r, *codes: int):
 def fetch_manifest(client, registry, repo: str, ref: str) -> tuple[bytes, str]:
     r = check(
         client.do_request(
-            f"{registry.url}/v2/{repo}/manifests/{ref}", "GET",
+            f"{registry.url}/v2/{repo}/manifests/{ref}",
+            "GET",
             headers={"Accept": ", ".join(oras.defaults.default_manifest_accepted_media_types)},
         ),
         200,
-    )  # fmt: skip
+    )
     digest = r.headers.get("Docker-Content-Digest")
     assert digest == sha256_digest(r.content), resp_text(r)
     return r.content, digest
@@ -75,8 +76,10 @@ def chunk_size_for(registry) -> int:
 
     r = requests.post(
         f"{registry.url}/v2/{new_repo('probe')}/blobs/uploads/",
-        headers={"Content-Length": "0"}, timeout=30, allow_redirects=False,
-    )  # fmt: skip
+        headers={"Content-Length": "0"},
+        timeout=30,
+        allow_redirects=False,
+    )
     assert r.status_code == 202, resp_text(r)
     minimum = int(r.headers.get("OCI-Chunk-Min-Length") or 0)
     requests.delete(requests.compat.urljoin(r.url, r.headers["Location"]), timeout=30)
@@ -121,8 +124,9 @@ def test_oras_push_pull_file_artifact(client, registry, tmp_path: Path, chunked:
     assert manifest["config"]["mediaType"] == MODEL_TYPE
     assert manifest["config"]["digest"] == sha256_digest(config.read_bytes())
     assert [layer["mediaType"] for layer in manifest["layers"]] == [
-        MODEL_LAYER, oras.defaults.default_blob_media_type,
-    ]  # fmt: skip
+        MODEL_LAYER,
+        oras.defaults.default_blob_media_type,
+    ]
     assert manifest["annotations"] == {"org.moorage.test": "push-pull"}
     assert client.get_tags(f"{registry.host}/{repo}") == ["v1"]
 
@@ -146,13 +150,18 @@ def test_oras_artifact_type_referrers(client, registry, tmp_path: Path):
     container = client.get_container(f"{registry_repo}:dataset")
 
     # 1. the subject: a dataset artifact with an explicit artifactType (OCI 1.1 style)
-    data = write(tmp_path / "in" / "train.csv", b"x,y\n" + b"".join(
-        f"{i},{i * i}\n".encode() for i in range(5000)))  # fmt: skip
+    data = write(
+        tmp_path / "in" / "train.csv",
+        b"x,y\n" + b"".join(f"{i},{i * i}\n".encode() for i in range(5000)),
+    )
     empty = write(tmp_path / "in" / "empty.json", b"{}")
     layer = oras.oci.NewLayer(str(data), media_type="text/csv")
     layer["annotations"] = {oras.defaults.annotation_title: "train.csv"}
-    config = {"mediaType": "application/vnd.oci.empty.v1+json", "digest": EMPTY_JSON_DIGEST,
-              "size": 2}  # fmt: skip
+    config = {
+        "mediaType": "application/vnd.oci.empty.v1+json",
+        "digest": EMPTY_JSON_DIGEST,
+        "size": 2,
+    }
     check(client.upload_blob(str(empty), container, config), 200, 201)
     check(client.upload_blob(str(data), container, layer), 200, 201)
     manifest = oras.oci.NewManifest()
@@ -171,12 +180,15 @@ def test_oras_artifact_type_referrers(client, registry, tmp_path: Path):
     listing = referrers(client, registry, repo, subject_digest)
     assert listing["manifests"] == [], listing
 
-    subject = oras.oci.Subject(mediaType=OCI_MANIFEST, digest=subject_digest,
-                               size=len(subject_body))  # fmt: skip
+    subject = oras.oci.Subject(
+        mediaType=OCI_MANIFEST, digest=subject_digest, size=len(subject_body)
+    )
 
     # 2. referrer pushed by OrasClient.push(subject=...): no artifactType field, so the
     #    referrers API reports the config media type
-    sbom = write(tmp_path / "in" / "sbom.spdx.json", json.dumps({"spdxVersion": "SPDX-2.3"}).encode())
+    sbom = write(
+        tmp_path / "in" / "sbom.spdx.json", json.dumps({"spdxVersion": "SPDX-2.3"}).encode()
+    )
     sbom_cfg = write(tmp_path / "in" / "sbom-config.json", b'{"tool":"moorage-test"}')
     r = client.push(
         target=f"{registry_repo}:sbom",
@@ -204,16 +216,17 @@ def test_oras_artifact_type_referrers(client, registry, tmp_path: Path):
         "artifactType": SIGNATURE_TYPE,
         "config": config,
         "layers": [sig_layer],
-        "subject": {"mediaType": OCI_MANIFEST, "digest": subject_digest,
-                    "size": len(subject_body)},  # fmt: skip
+        "subject": {"mediaType": OCI_MANIFEST, "digest": subject_digest, "size": len(subject_body)},
         "annotations": {"org.moorage.kind": "signature", "org.moorage.signer": "ci"},
     }
     sig_body = json.dumps(sig_manifest, indent=1).encode()
     sig_digest = "sha256:" + hashlib.sha256(sig_body).hexdigest()
     r = client.do_request(
-        f"{registry.url}/v2/{repo}/manifests/{sig_digest}", "PUT",
-        data=sig_body, headers={"Content-Type": OCI_MANIFEST},
-    )  # fmt: skip
+        f"{registry.url}/v2/{repo}/manifests/{sig_digest}",
+        "PUT",
+        data=sig_body,
+        headers={"Content-Type": OCI_MANIFEST},
+    )
     check(r, 201)
     assert r.headers.get("Docker-Content-Digest") == sig_digest, resp_text(r)
     assert r.headers.get("OCI-Subject") == subject_digest, resp_text(r)

@@ -37,12 +37,17 @@ def podman(tmp_path: Path):
     runroot = tempfile.mkdtemp(prefix="podman-run-", dir="/tmp")
     base = [
         "podman",
-        "--root", str(tmp_path / "podman-root"),
-        "--runroot", runroot,
-        "--storage-driver", "vfs",
-        "--cgroup-manager", "cgroupfs",
-        "--events-backend", "file",
-    ]  # fmt: skip
+        "--root",
+        str(tmp_path / "podman-root"),
+        "--runroot",
+        runroot,
+        "--storage-driver",
+        "vfs",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "file",
+    ]
     probe = run([*base, "images"], check=False, timeout=60)
     if probe.returncode != 0:
         pytest.skip(f"podman cannot run in this sandbox: {probe.describe()}")
@@ -61,8 +66,16 @@ def test_podman_pull_and_push(podman, registry, tmp_path: Path):
     repo2 = new_repo("podman-pushed")
     src = OciLayout(tmp_path / "src")
     image = src.add_image("v1", make_image(extra_layer_bytes=256 * 1024))
-    run(["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false", src.ref("v1"),
-         f"docker://{registry.host}/{repo}:v1"])  # fmt: skip
+    run(
+        [
+            "skopeo",
+            "--insecure-policy",
+            "copy",
+            "--dest-tls-verify=false",
+            src.ref("v1"),
+            f"docker://{registry.host}/{repo}:v1",
+        ]
+    )
 
     # pull: the image ID is the config digest, the repo digest is the manifest digest
     name = f"{registry.host}/{repo}:v1"

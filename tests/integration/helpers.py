@@ -244,8 +244,13 @@ def dumps(obj: Any) -> bytes:
     return json.dumps(obj, indent=2).encode()
 
 
-def descriptor(media_type: str, data: bytes, algo: str = "sha256", **extra: Any) -> dict:
-    return {"mediaType": media_type, "digest": digest_of(data, algo), "size": len(data), **extra}
+def descriptor(media_type: str, content: bytes, algo: str = "sha256", **extra: Any) -> dict:
+    return {
+        "mediaType": media_type,
+        "digest": digest_of(content, algo),
+        "size": len(content),
+        **extra,
+    }
 
 
 def image_config(**extra: Any) -> bytes:

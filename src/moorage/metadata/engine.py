@@ -45,7 +45,7 @@ def _tune_sqlite(engine: Engine) -> None:
     def _on_begin(conn):  # type: ignore[no-untyped-def]
         # Writers take the lock up front: a deferred transaction that later upgrades to a
         # write fails with SQLITE_BUSY at once instead of waiting for busy_timeout.
+        # Reads run without an explicit transaction: each SELECT is atomic on its own in WAL
+        # mode, and skipping BEGIN/COMMIT halves the work on the manifest GET path.
         if conn.get_execution_options().get("write"):
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.exec_driver_sql("BEGIN")

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, delete, func, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -279,17 +279,8 @@ class MetadataStore:
 
     def repository_blob(self, repository: str, digest: str) -> BlobRow | None:
         """The blob if this repository holds a link to it."""
-        query = (
-            select(blobs.c.digest, blobs.c.size, blobs.c.storage_key)
-            .select_from(
-                repository_blobs.join(blobs, blobs.c.digest == repository_blobs.c.digest).join(
-                    repositories, repositories.c.id == repository_blobs.c.repository_id
-                )
-            )
-            .where(repositories.c.name == repository, repository_blobs.c.digest == digest)
-        )
         with self._read() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(_REPOSITORY_BLOB, {"repository": repository, "digest": digest}).first()
         return BlobRow(*row) if row else None
 
     def link_blob(self, repository: str, digest: str) -> None:
@@ -394,23 +385,10 @@ class MetadataStore:
         self, repository: str, digest: str | None, tag: str | None, with_content: bool
     ) -> ManifestRow | None:
         """Resolve a manifest by digest or tag in one indexed query."""
-        cols = [manifests.c.digest, manifests.c.media_type, manifests.c.size]
-        if with_content:
-            cols.append(manifests.c.content)
-        if tag is not None:
-            source = tags.join(
-                manifests,
-                and_(
-                    manifests.c.repository_id == tags.c.repository_id,
-                    manifests.c.digest == tags.c.manifest_digest,
-                ),
-            ).join(repositories, repositories.c.id == tags.c.repository_id)
-            cond = and_(repositories.c.name == repository, tags.c.name == tag)
-        else:
-            source = manifests.join(repositories, repositories.c.id == manifests.c.repository_id)
-            cond = and_(repositories.c.name == repository, manifests.c.digest == digest)
+        query = _MANIFEST_QUERIES[(tag is not None, with_content)]
+        params = {"repository": repository, "key": tag if tag is not None else digest}
         with self._read() as conn:
-            row = conn.execute(select(*cols).select_from(source).where(cond)).first()
+            row = conn.execute(query, params).first()
         if row is None:
             return None
         return ManifestRow(row[0], row[1], row[2], row[3] if with_content else None)
@@ -496,6 +474,49 @@ class MetadataStore:
         table = {t.name: t for t in (blobs, manifests, tags, uploads, repositories)}[table_name]
         with self._read() as conn:
             return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def _manifest_query(by_tag: bool, with_content: bool):  # type: ignore[no-untyped-def]
+    cols = [manifests.c.digest, manifests.c.media_type, manifests.c.size]
+    if with_content:
+        cols.append(manifests.c.content)
+    if by_tag:
+        source = tags.join(
+            manifests,
+            and_(
+                manifests.c.repository_id == tags.c.repository_id,
+                manifests.c.digest == tags.c.manifest_digest,
+            ),
+        ).join(repositories, repositories.c.id == tags.c.repository_id)
+        key = tags.c.name
+    else:
+        source = manifests.join(repositories, repositories.c.id == manifests.c.repository_id)
+        key = manifests.c.digest
+    return (
+        select(*cols)
+        .select_from(source)
+        .where(repositories.c.name == bindparam("repository"), key == bindparam("key"))
+    )
+
+
+# Hot-path statements are built once: SQLAlchemy then reuses their compiled form and cache key.
+_MANIFEST_QUERIES = {
+    (by_tag, with_content): _manifest_query(by_tag, with_content)
+    for by_tag in (True, False)
+    for with_content in (True, False)
+}
+_REPOSITORY_BLOB = (
+    select(blobs.c.digest, blobs.c.size, blobs.c.storage_key)
+    .select_from(
+        repository_blobs.join(blobs, blobs.c.digest == repository_blobs.c.digest).join(
+            repositories, repositories.c.id == repository_blobs.c.repository_id
+        )
+    )
+    .where(
+        repositories.c.name == bindparam("repository"),
+        repository_blobs.c.digest == bindparam("digest"),
+    )
+)
 
 
 class UploadBusy(Exception):
