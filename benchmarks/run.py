@@ -1235,15 +1235,15 @@ def main() -> int:
         file_a, file_b = root / "blob-a.bin", root / "blob-b.bin"
         digest_a = gen_random_file(file_a, size)
         digest_b = gen_random_file(file_b, size)
+        noisy: list[str] = []
+        background = wait_quiet(args.wait_quiet)
+        log(f"background load before start: {background:.2f} cores")
         log("measuring machine ceilings")
         sha = sha256_ceiling(size)
         disk = disk_ceiling(root, size)
         ceilings = {"sha256_mb_s": sha, "disk_write_mb_s": disk, "min_mb_s": min(sha, disk)}
         log(f"sha256 {sha:,.0f} MB/s, disk write+fsync {disk:,.0f} MB/s")
         ctx = Ctx(args, root, size, file_a, digest_a, file_b, digest_b)
-        noisy: list[str] = []
-        background = wait_quiet(args.wait_quiet)
-        log(f"background load before start: {background:.2f} cores")
 
         for k in keys:
             s = make_moorage(args, root) if k == "moorage" else make_reference(args, root)

@@ -14,12 +14,14 @@ from pathlib import Path
 import pytest
 import requests
 from ocikit import (
+    DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
     OciLayout,
     assert_blob_served,
     assert_manifest_served,
     describe,
+    get_blob,
     get_manifest,
     http_get,
     http_head,
@@ -111,6 +113,36 @@ def test_skopeo_copy_round_trip_keeps_digests(skopeo_bin, registry, tmp_path: Pa
     assert sha256_digest(manifest_json) == image.digest
     for blob in image.blobs:
         assert (out_dir / blob.digest.split(":", 1)[1]).read_bytes() == blob.data
+
+
+def test_skopeo_copy_converted_to_docker_schema2(skopeo_bin, registry, tmp_path: Path):
+    """--format v2s2: skopeo converts the OCI image to a Docker schema 2 manifest on the way in;
+    the registry keeps and serves it with its Docker media type and digest."""
+    repo = new_repo("v2s2")
+    src = OciLayout(tmp_path / "src")
+    image = src.add_image("v1", make_image())
+    ref = f"docker://{registry.host}/{repo}:v1"
+    push(src, "v1", ref, "--format", "v2s2")
+
+    raw = inspect_raw(ref)
+    manifest = json.loads(raw)
+    assert manifest["mediaType"] == DOCKER_MANIFEST, manifest
+    assert [layer["digest"] for layer in manifest["layers"]] == [b.digest for b in image.layers]
+    info = inspect(ref)
+    assert info["Digest"] == sha256_digest(raw), info
+    r = get_manifest(registry, repo, "v1")
+    assert r.status_code == 200, describe(r)
+    assert r.headers.get("Content-Type") == DOCKER_MANIFEST, describe(r)
+    assert r.headers.get("Docker-Content-Digest") == sha256_digest(raw), describe(r)
+    assert r.content == raw
+    config = get_blob(registry, repo, manifest["config"]["digest"])
+    assert config.status_code == 200, describe(config)
+    assert sha256_digest(config.content) == manifest["config"]["digest"]
+    assert json.loads(config.content)["rootfs"]["diff_ids"] == image.diff_ids
+
+    out_dir = tmp_path / "out-dir"
+    skopeo("copy", "--src-tls-verify=false", ref, f"dir:{out_dir}")
+    assert (out_dir / "manifest.json").read_bytes() == raw
 
 
 def test_skopeo_copy_all_multiarch_index(skopeo_bin, registry, tmp_path: Path):

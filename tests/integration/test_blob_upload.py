@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import socket
 import uuid
+from http.client import HTTPConnection
 from urllib.parse import urlsplit
 
 import pytest
@@ -133,6 +134,27 @@ def test_chunked_multi_with_last_chunk_on_put_creates_blob(registry, repo, algo)
     data = random_bytes(3067)
     r = upload_chunked(registry, repo, data, algo, put_last_chunk=True)
     assert_blob_created(r, digest_of(data, algo), data)
+
+
+def test_closing_put_without_content_length_header_is_accepted(registry, repo):
+    """Suite A needs a PUT with an empty body and no Content-Length at all to work."""
+    data = random_bytes(3000)
+    loc, _ = start_upload(registry, repo)
+    r = patch_chunk(loc, data, None)
+    assert r.status_code == 202, describe(r)
+    target = urlsplit(add_query(resolve(r), {"digest": digest_of(data)}))
+    conn = HTTPConnection("127.0.0.1", registry.port, timeout=30)
+    try:
+        conn.putrequest("PUT", f"{target.path}?{target.query}", skip_accept_encoding=True)
+        conn.endheaders()
+        resp = conn.getresponse()
+        body = resp.read()
+        assert resp.status == 201, (resp.status, body[:300])
+        assert resp.getheader("Docker-Content-Digest") == digest_of(data)
+        assert resp.getheader("Location")
+    finally:
+        conn.close()
+    assert http.get(blob_url(registry, repo, digest_of(data))).content == data
 
 
 def test_put_with_final_chunk_without_content_range_appends_it(registry, repo):
@@ -270,6 +292,33 @@ def test_original_location_stays_valid_for_whole_session(registry, repo):
     assert r.headers.get("Location"), describe(r)
     assert parse_range(r.headers.get("Range")) == (0, len(data) - 1), describe(r)
     assert_blob_created(put_final(original, digest_of(data)), digest_of(data), data)
+
+
+def test_suite_a_chunk_sizes_below_min_length_are_accepted(registry, repo):
+    """Suite A v1.1.1 sends blob B as a 22-byte and a 20-byte chunk without reading
+    OCI-Chunk-Min-Length: the advertised minimum is advice, not a reason to reject."""
+    data = random_bytes(42)
+    original, _ = start_upload(registry, repo)
+    r = patch_chunk(original, data[:22], 0)
+    assert r.status_code == 202, describe(r)
+    assert r.headers.get("Range") == "0-21", describe(r)
+    assert_error(patch_chunk(original, data[:22], 0), 416, "BLOB_UPLOAD_INVALID")
+    s = http.get(original)
+    assert s.status_code == 204 and s.headers.get("Range") == "0-21", describe(s)
+    r = patch_chunk(original, data[22:], 22)
+    assert r.status_code == 202, describe(r)
+    assert r.headers.get("Range") == "0-41", describe(r)
+    assert_blob_created(put_final(original, digest_of(data)), digest_of(data), data)
+
+
+def test_many_tiny_chunks(registry, repo):
+    data = random_bytes(64)
+    loc, _ = start_upload(registry, repo)
+    for i in range(0, 64, 8):
+        r = patch_chunk(loc, data[i : i + 8], i)
+        assert r.status_code == 202, describe(r)
+        loc = resolve(r)
+    assert_blob_created(put_final(loc, digest_of(data)), digest_of(data), data)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -226,7 +226,7 @@ def test_docker_schema2_manifest_and_manifest_list(registry, repo):
 
 
 def test_manifest_over_the_size_limit_gets_413(registry, repo):
-    annotations = {f"org.example.a{i}": "x" * 10_000 for i in range(520)}
+    annotations = {f"org.example.a{i}": "x" * 10_000 for i in range(540)}
     m = make_image(annotations=annotations)
     assert m.size > 5 * 1024 * 1024
     push_image_blobs(registry, repo, m)
@@ -308,6 +308,16 @@ def test_index_with_missing_child_is_400_manifest_blob_unknown(registry, repo):
     for b in missing.blobs:
         push_blob(registry, repo, b.data)  # blobs there, child manifest not
     idx = make_index([pushed, missing])
+    r = put_manifest(registry, repo, "idx", idx.body, OCI_INDEX)
+    assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
+
+
+def test_index_with_child_only_in_another_repository_is_400(registry, repo, repo2):
+    child = make_image()
+    push_tree(registry, repo2, child)
+    for b in child.blobs:
+        push_blob(registry, repo, b.data)
+    idx = make_index([child])
     r = put_manifest(registry, repo, "idx", idx.body, OCI_INDEX)
     assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
 

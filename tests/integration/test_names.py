@@ -50,6 +50,13 @@ def _uid() -> str:
         "{u}---dashes/x",
         "{u}/0/9",
         "{u}/a.b_c__d-e--f",
+        # components that look like API path segments must not confuse the router
+        "{u}/blobs",
+        "{u}/blobs/uploads",
+        "{u}/manifests/latest",
+        "{u}/tags/list",
+        "{u}/referrers",
+        "{u}/v2",
     ],
 )
 def test_valid_names_work(registry, template):

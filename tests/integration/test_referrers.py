@@ -240,3 +240,48 @@ def test_referrers_pagination_with_link_header(registry, repo):
         resp = http.get(nxt)
     assert len(seen) == len(set(seen)), "duplicates across pages"
     assert sorted(seen) == sorted(m.digest for m in refs)
+
+
+def test_referrer_without_artifact_type_uses_empty_config_media_type(registry, repo):
+    subject = make_image()
+    push_tree(registry, repo, subject)
+    ref = make_artifact(artifact_type=None, subject=subject)
+    push_referrer(registry, repo, ref, subject.digest)
+    listed = all_referrers(registry, repo, subject.digest)
+    assert [d.get("artifactType") for d in listed] == ["application/vnd.oci.empty.v1+json"]
+
+
+def test_index_referrer_without_artifact_type_omits_it(registry, repo):
+    subject = make_image()
+    push_tree(registry, repo, subject)
+    ref = make_index([make_artifact()], subject=subject, platforms=False)
+    push_referrer(registry, repo, ref, subject.digest)
+    listed = all_referrers(registry, repo, subject.digest)
+    assert len(listed) == 1
+    assert "artifactType" not in listed[0], listed[0]
+    assert listed[0]["mediaType"] == OCI_INDEX and listed[0]["digest"] == ref.digest
+
+
+def test_untagging_a_referrer_keeps_it_listed(registry, repo):
+    subject = make_image()
+    push_tree(registry, repo, subject)
+    ref = make_artifact(subject=subject)
+    push_referrer(registry, repo, ref, subject.digest)
+    r = put_manifest(registry, repo, "sig", ref.body, ref.media_type)
+    assert r.status_code == 201, describe(r)
+    assert http.delete(manifest_url(registry, repo, "sig")).status_code == 202
+    assert [d["digest"] for d in all_referrers(registry, repo, subject.digest)] == [ref.digest]
+
+
+def test_referrer_pushed_by_tag_is_listed(registry, repo):
+    subject = make_image()
+    push_tree(registry, repo, subject)
+    ref = make_artifact(subject=subject, annotations={"org.example.by": "tag"})
+    for b in ref.blobs:
+        push_blob(registry, repo, b.data)
+    r = put_manifest(registry, repo, "by-tag", ref.body, ref.media_type)
+    assert r.status_code == 201, describe(r)
+    assert r.headers.get("OCI-Subject") == subject.digest, describe(r)
+    listed = all_referrers(registry, repo, subject.digest)
+    assert len(listed) == 1
+    assert_referrer_listed(listed, ref)
