@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -124,4 +125,93 @@ uploads = Table(
     Column("writer_until", Float),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+# -- access control -------------------------------------------------------------------------------
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    Column("is_admin", Boolean, nullable=False, default=False),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+
+namespaces = Table(
+    "namespaces",
+    metadata,
+    Column("name", String(255), primary_key=True),
+    Column("visibility", String(16), nullable=False),  # "public" | "private"
+    Column("robot_only_push", Boolean, nullable=False, default=False),
+    Column("created_by", String(64)),
+    Column("created_at", Float, nullable=False),
+)
+
+members = Table(
+    "namespace_members",
+    metadata,
+    Column("namespace", String(255), ForeignKey("namespaces.name", ondelete="CASCADE"),
+           primary_key=True),
+    Column("user_id", Integer, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("role", String(16), nullable=False),  # admin | maintainer | developer | reader
+)
+
+robots = Table(
+    "robots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("secret_hash", String(128), nullable=False),
+    Column("description", Text),
+    Column("created_by", String(64)),
+    Column("expires_at", Float),
+    Column("revoked", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+)
+
+robot_permissions = Table(
+    "robot_permissions",
+    metadata,
+    Column("robot_id", Integer, ForeignKey("robots.id", ondelete="CASCADE"), primary_key=True),
+    Column("namespace", String(255), primary_key=True),
+    Column("actions", String(64), nullable=False),  # comma-separated: pull,push,delete
+)
+
+# Shared secrets every node must agree on (the token signing key).
+secrets = Table(
+    "secrets",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+# Failed logins per key ("user:<name>" / "addr:<ip>") in the current window, for rate limiting.
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("window_start", Float, nullable=False),
+    Column("failures", Integer, nullable=False),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False),
+    Column("actor", String(160)),
+    Column("actor_kind", String(16)),  # user | robot | anonymous
+    Column("remote", String(64)),
+    Column("action", String(32), nullable=False),
+    Column("repository", String(255)),
+    Column("reference", String(200)),
+    Column("outcome", String(16), nullable=False),  # success | denied | failure
+    Column("detail", Text),
+    Index("ix_audit_time", "time"),
+    Index("ix_audit_actor", "actor", "time"),
+    Index("ix_audit_repository", "repository", "time"),
 )

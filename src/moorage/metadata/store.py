@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
+from .base import StoreBase
 from .schema import (
     blobs,
     manifest_references,
@@ -74,24 +72,8 @@ class NewManifest:
     child_digests: tuple[str, ...]
 
 
-class MetadataStore:
+class MetadataStore(StoreBase):
     """All SQL the registry runs, behind named operations."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
-
-    @contextmanager
-    def _write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(write=True) as conn:
-            with conn.begin():
-                yield conn
-
-    @contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
-            with conn.begin():
-                yield conn
 
     # -- repositories -------------------------------------------------------------------------
 
