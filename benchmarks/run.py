@@ -245,13 +245,19 @@ def wait_quiet(max_wait: float, threshold: float = 0.15, window: float = 3.0) ->
     runs out. Returns the last measurement.
     """
     deadline = time.monotonic() + max_wait
+    t_start = time.monotonic()
+    said = False
     while True:
         b0, t0 = machine_busy_cpu(), time.monotonic()
         time.sleep(window)
         load = (machine_busy_cpu() - b0) / (time.monotonic() - t0)
         if load < threshold or time.monotonic() >= deadline:
+            if said:
+                log(f"  waited {time.monotonic() - t_start:.0f} s; load now {load:.2f} cores")
             return load
-        log(f"machine busy ({load:.2f} cores used by other processes), waiting to start")
+        if not said:
+            log(f"  machine busy ({load:.2f} cores used by other processes), waiting")
+            said = True
 
 
 def free_port() -> int:
@@ -425,9 +431,28 @@ def make_moorage(args, root: Path) -> Server:
         f"127.0.0.1:{port}",
         "--data-dir",
         str(d),
+        *moorage_open_flag(args),
         *args.moorage_arg,
     ]
     return Server("moorage", "Moorage", cmd, port, d, root / "moorage.log")
+
+
+def moorage_open_flag(args) -> list[str]:
+    """`--no-auth` if this Moorage has it (the reference runs as an open registry too)."""
+    if args.moorage_auth:
+        return []
+    try:
+        out = subprocess.run(
+            [args.moorage_bin, "serve", "--help"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "COLUMNS": "200"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return ["--no-auth"] if "--no-auth" in out.stdout + out.stderr else []
 
 
 def make_reference(args, root: Path) -> Server:
@@ -1202,25 +1227,47 @@ def parse_args() -> argparse.Namespace:
         help="extra argument for `moorage serve` (repeatable)",
     )
     p.add_argument(
+        "--moorage-auth",
+        action="store_true",
+        help="do not pass --no-auth to `moorage serve` (the harness sends no credentials)",
+    )
+    p.add_argument(
         "--registry-bin", default=shutil.which("docker-registry") or "/usr/bin/docker-registry"
     )
     p.add_argument(
         "--wait-quiet",
         type=float,
         default=0.0,
-        help="wait up to this many seconds for other processes to stop using CPU",
+        help="before the ceilings and before every row, wait up to this many seconds for "
+        "other processes to stop using CPU (< 0.15 cores)",
     )
     p.add_argument("--json", default=str(RESULTS_DIR / "latest.json"), help="results JSON path")
     return p.parse_args()
 
 
+def _sigterm(signum, frame) -> None:
+    raise SystemExit(f"killed by signal {signum}")  # unwinds through the cleanup below
+
+
 def main() -> int:
     args = parse_args()
-    started = time.time()
-    size = args.size_mib * MiB
+    signal.signal(signal.SIGTERM, _sigterm)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with `&`
     parent = Path(args.work_dir) if args.work_dir else Path("/tmp")
     parent.mkdir(parents=True, exist_ok=True)
     root = Path(tempfile.mkdtemp(prefix="moorage-bench-", dir=parent))
+    try:
+        return bench(args, root)
+    finally:
+        if args.keep:
+            print(f"kept work dir {root}")
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def bench(args: argparse.Namespace, root: Path) -> int:
+    started = time.time()
+    size = args.size_mib * MiB
     log(f"work dir {root}")
     keys = [args.only] if args.only else ["moorage", "reference"]
     servers: list[Server] = []
@@ -1265,6 +1312,8 @@ def main() -> int:
                     rows[name] = {"error": {"what": "server not running: " + why}}
                     continue
                 os.sync()  # start every row without the previous row's dirty pages
+                if args.wait_quiet > 0:
+                    wait_quiet(args.wait_quiet, window=1.0)
                 log(f"{s.label}: {name}")
                 cpu0 = s.sample()
                 ru0 = client_cpu()
@@ -1420,10 +1469,6 @@ def main() -> int:
     jp.parent.mkdir(parents=True, exist_ok=True)
     jp.write_text(json.dumps(out, indent=2, default=str))
     print(f"\nresults written to {jp}")
-    if args.keep:
-        print(f"kept work dir {root}")
-    else:
-        shutil.rmtree(root, ignore_errors=True)
     return 1 if failures else 0
 
 

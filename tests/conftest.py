@@ -31,6 +31,7 @@ class RegistryProcess:
     port: int
     extra_args: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    auth: bool = False  # protocol tests run an open registry (--no-auth)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
 
@@ -50,6 +51,7 @@ class RegistryProcess:
             sys.executable, "-m", "moorage", "serve",
             "--listen", f"127.0.0.1:{self.port}",
             "--data-dir", str(self.data_dir),
+            *([] if self.auth else ["--no-auth"]),
             *self.extra_args,
         ]  # fmt: skip
         env = {**os.environ, **self.env}
@@ -61,7 +63,7 @@ class RegistryProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moorage exited early: {self.log_path.read_text()[-4000:]}")
             try:
-                if requests.get(self.url + "/v2/", timeout=1).status_code == 200:
+                if requests.get(self.url + "/v2/", timeout=1).status_code in (200, 401):
                     return self
             except requests.ConnectionError:
                 pass
@@ -92,11 +94,16 @@ class RegistryProcess:
         self.proc = None
 
 
-def start_registry(tmp_path: Path, *args: str, **env: str) -> RegistryProcess:
-    """Start a fresh server with its own data dir under tmp_path."""
+def start_registry(tmp_path: Path, *args: str, auth: bool = False, **env: str) -> RegistryProcess:
+    """Start a fresh server with its own data dir under tmp_path.
+
+    Protocol tests run an open registry (`--no-auth`); access-control tests pass auth=True.
+    """
     data = tmp_path / "data"
     data.mkdir(parents=True, exist_ok=True)
-    return RegistryProcess(data_dir=data, port=free_port(), extra_args=list(args), env=env).start()
+    return RegistryProcess(
+        data_dir=data, port=free_port(), extra_args=list(args), env=env, auth=auth
+    ).start()
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,11 @@ class Settings:
     upload_lease_seconds: float = 30.0
     shutdown_timeout: float = 30.0
     access_log: bool = False
+    auth: bool = True
+    admin_password: str | None = None  # first start only; generated and printed when unset
+    token_ttl: float = 300.0
+    token_service: str = "moorage"
+    token_realm: str | None = None  # default: <scheme>://<host of the request>/token
     log_format: str = "auto"  # auto | json | text
     log_level: str = "INFO"
 

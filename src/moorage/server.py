@@ -14,8 +14,10 @@ from pathlib import Path
 
 from aiohttp import web
 
+from .auth.service import AuthService
 from .config import Settings
 from .logs import setup_logging
+from .metadata.access_store import AccessStore
 from .metadata.engine import create_schema, make_engine, sqlite_url
 from .metadata.schema import uploads
 
@@ -29,6 +31,15 @@ def prepare(settings: Settings) -> None:
     engine = make_engine(url)
     try:
         create_schema(engine)
+        if settings.auth:
+            generated = AuthService(AccessStore(engine)).bootstrap_admin(settings.admin_password)
+            if generated:
+                print(
+                    f"created the first admin account: user 'admin', password '{generated}'"
+                    " (shown once; change it with `moorage user passwd admin`)",
+                    file=sys.stderr,
+                    flush=True,
+                )
         if url.startswith("sqlite"):
             # The embedded database belongs to this one server: no other writer can be alive.
             with engine.begin() as conn:
@@ -54,6 +65,13 @@ def serve(settings: Settings) -> int:
     settings = _absolute(settings)
     prepare(settings)
     sock = bind(settings)
+    if not settings.auth:
+        print(
+            "WARNING: authentication is OFF (--no-auth): anyone who can reach this port can "
+            "push, pull and delete anything. Use only for throwaway local registries.",
+            file=sys.stderr,
+            flush=True,
+        )
     print(
         f"moorage listening on http://{settings.listen} ({settings.workers} worker"
         f"{'s' if settings.workers != 1 else ''}), data in {settings.data_dir} "

@@ -698,3 +698,47 @@ def test_declared_content_length_larger_than_body_on_post_only_not_stored(regist
         assert b" 400 " in reply.split(b"\r\n", 1)[0], f"answered {reply[:400]!r}"
         assert b"SIZE_INVALID" in reply, f"answered {reply[:400]!r}"
     assert not blob_exists(registry, repo, digest_of(data))
+
+
+# ----------------------------------------------------------------------------------------------
+# more edge cases
+
+
+def test_wrong_bytes_for_an_existing_digest_are_still_rejected(registry, repo):
+    """A blob with digest D already exists: uploading other bytes that claim to be D must
+    still fail verification (no short-cut on "already have it")."""
+    data = random_bytes(700)
+    digest = push_blob(registry, repo, data)
+    loc, _ = start_upload(registry, repo)
+    assert_error(put_final(loc, digest, random_bytes(700)), 400, "DIGEST_INVALID")
+    r = http.post(add_query(uploads_url(registry, repo), {"digest": digest}), data=b"garbage")
+    assert_error(r, 400, "DIGEST_INVALID")
+    g = http.get(blob_url(registry, repo, digest))
+    assert g.status_code == 200 and g.content == data, describe(g)
+
+
+def test_digest_query_with_percent_encoded_colon(registry, repo):
+    """Go clients encode the query with url.Values, which sends `sha256%3A<hex>`."""
+    data = random_bytes(300)
+    digest = digest_of(data)
+    loc, _ = start_upload(registry, repo)
+    sep = "&" if "?" in loc else "?"
+    r = http.put(
+        f"{loc}{sep}digest={digest.replace(':', '%3A')}",
+        data=data,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert_blob_created(r, digest, data)
+    r = http.post(f"{uploads_url(registry, repo)}?digest={digest.replace(':', '%3A')}", data=data)
+    assert_blob_created(r, digest, data)
+
+
+def test_empty_patch_does_not_break_the_session(registry, repo):
+    data = random_bytes(1000)
+    loc, _ = start_upload(registry, repo)
+    r = http.patch(loc, data=b"", headers={"Content-Type": "application/octet-stream"})
+    assert r.status_code < 500, describe(r)
+    r = patch_chunk(loc, data, None)
+    assert r.status_code == 202, describe(r)
+    assert parse_range(r.headers.get("Range")) == (0, 999), describe(r)
+    assert_blob_created(put_final(loc, digest_of(data)), digest_of(data), data)

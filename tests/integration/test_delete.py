@@ -145,3 +145,23 @@ def test_delete_blobs_before_manifest(registry, repo):
     assert r.status_code in (202, 404, 405), describe(r)
     r = http.delete(manifest_url(registry, repo, digest))
     assert_error(r, 404, "MANIFEST_UNKNOWN")
+
+
+def test_manifest_cannot_be_pushed_again_after_its_blobs_were_deleted(registry, repo):
+    m = make_image()
+    digest = push_tree(registry, repo, m, tag="gone")
+    assert http.delete(manifest_url(registry, repo, digest)).status_code == 202
+    for b in m.blobs:
+        assert http.delete(blob_url(registry, repo, b.digest)).status_code == 202
+    r = http.put(manifest_url(registry, repo, "gone"), data=m.body,
+                 headers={"Content-Type": OCI_MANIFEST})  # fmt: skip
+    assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
+
+
+def test_put_by_existing_digest_with_other_body_is_400(registry, repo):
+    m = make_image()
+    digest = push_tree(registry, repo, m)
+    r = http.put(manifest_url(registry, repo, digest), data=m.body + b" ",
+                 headers={"Content-Type": OCI_MANIFEST})  # fmt: skip
+    assert_error(r, 400, "DIGEST_INVALID")
+    assert_manifest_served(get_manifest(registry, repo, digest), m.body, OCI_MANIFEST, digest)

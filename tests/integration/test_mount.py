@@ -145,3 +145,20 @@ def test_mount_from_invalid_repository_name_is_not_a_server_error(registry, repo
     assert r.status_code in (202, 400), describe(r)
     if r.status_code == 400:
         assert_error(r, 400, "NAME_INVALID")
+
+
+def test_mount_from_repository_that_deleted_the_blob_is_202(registry, repo, repo2):
+    data = random_bytes(150)
+    digest = push_blob(registry, repo, data)
+    assert http.delete(blob_url(registry, repo, digest)).status_code == 202
+    r = mount(registry, repo2, digest, repo)
+    assert r.status_code == 202, describe(r)
+    assert not blob_exists(registry, repo2, digest)
+
+
+def test_mount_with_percent_encoded_digest(registry, repo, repo2):
+    data = random_bytes(90)
+    digest = push_blob(registry, repo, data)
+    url = f"{uploads_url(registry, repo2)}?mount={digest.replace(':', '%3A')}&from={repo}"
+    r = http.post(url)
+    assert_blob_created(r, digest, data)

@@ -285,3 +285,34 @@ def test_referrer_pushed_by_tag_is_listed(registry, repo):
     listed = all_referrers(registry, repo, subject.digest)
     assert len(listed) == 1
     assert_referrer_listed(listed, ref)
+
+
+def test_referrers_pagination_keeps_the_artifact_type_filter(registry, repo):
+    subject = make_image()
+    push_tree(registry, repo, subject)
+    empty = make_artifact(subject=subject, artifact_type="application/vnd.example.a")
+    push_referrer(registry, repo, empty, subject.digest)
+    wanted = {empty.digest}
+    for i in range(23):
+        atype = "application/vnd.example.a" if i % 2 else "application/vnd.example.b"
+        m = make_artifact(
+            subject=subject, layers=[], artifact_type=atype, annotations={"i": str(i)}
+        )
+        r = put_manifest(registry, repo, m.digest, m.body, m.media_type)
+        assert r.status_code == 201, describe(r)
+        if atype.endswith(".a"):
+            wanted.add(m.digest)
+    resp = referrers(registry, repo, subject.digest, artifactType="application/vnd.example.a", n=4)
+    seen = []
+    for _ in range(20):
+        page = assert_referrers_index(resp)
+        assert len(page) <= 4, len(page)
+        assert resp.headers.get("OCI-Filters-Applied") == "artifactType", describe(resp)
+        assert all(d["artifactType"] == "application/vnd.example.a" for d in page), page
+        seen.extend(d["digest"] for d in page)
+        nxt = next_link(resp)
+        if not nxt:
+            break
+        resp = http.get(nxt)
+    assert len(seen) == len(set(seen))
+    assert set(seen) == wanted

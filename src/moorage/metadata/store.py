@@ -265,6 +265,18 @@ class MetadataStore(StoreBase):
             row = conn.execute(_REPOSITORY_BLOB, {"repository": repository, "digest": digest}).first()
         return BlobRow(*row) if row else None
 
+    def repositories_with_blob(self, digest: str, limit: int = 50) -> list[str]:
+        """Names of repositories linking a blob (bounded)."""
+        query = (
+            select(repositories.c.name)
+            .join(repository_blobs, repository_blobs.c.repository_id == repositories.c.id)
+            .where(repository_blobs.c.digest == digest)
+            .order_by(repositories.c.name)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
+
     def link_blob(self, repository: str, digest: str) -> None:
         """Make existing content readable through `repository` (cross-repository mount)."""
         with self._write() as conn:

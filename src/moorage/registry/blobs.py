@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 from ..metadata.store import BlobRow, MetadataStore
 from ..oci.digest import Digest
@@ -24,24 +25,42 @@ class BlobService:
             raise BlobUnknown(detail={"digest": str(digest)})
         return row
 
-    def local_path(self, row: BlobRow) -> str | None:
-        """A file path for zero-copy serving, when the store is local."""
-        return self.blobs.blob_path(row.storage_key)
+    async def send(
+        self,
+        row: BlobRow,
+        offset: int,
+        count: int,
+        transport: asyncio.Transport | None,
+        write: Callable[[bytes], Awaitable[None]],
+    ) -> None:
+        """Send a byte range: zero-copy sendfile from a local file, else chunk by chunk."""
+        path = self.blobs.blob_path(row.storage_key)
+        if path is not None and transport is not None:
+            loop = asyncio.get_running_loop()
+            with open(path, "rb") as f:  # noqa: ASYNC230 - open() of a local file is instant
+                try:
+                    await loop.sendfile(transport, f, offset, count)
+                    return
+                except NotImplementedError:
+                    pass
+        chunks = self.blobs.open_blob(row.storage_key, offset, count)
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            await write(chunk)
 
-    def read(self, row: BlobRow, offset: int, length: int):  # type: ignore[no-untyped-def]
-        """Stream a byte range of a blob (for stores without local files)."""
-        return self.blobs.open_blob(row.storage_key, offset, length)
+    def holders(self, digest: Digest) -> list[str]:
+        """Repositories that hold a blob (candidates for a mount without `from`)."""
+        return self.store.repositories_with_blob(str(digest))
 
-    async def mount(self, repository: str, digest: Digest, source: str | None) -> bool:
-        """Link a blob from `source` (or, without a source, from wherever it is stored).
+    async def mount(self, repository: str, digest: Digest, sources: list[str] | None) -> bool:
+        """Link a blob held by one of `sources` (None: by any repository) into `repository`.
 
         Returns False when the blob is not available, and the caller opens an upload instead.
         """
-        if source is not None:
-            found = self.store.repository_blob(source, str(digest))
+        if sources is None:
+            found = self.store.find_blob(str(digest)) is not None
         else:
-            found = self.store.find_blob(str(digest))
-        if found is None:
+            found = any(self.store.repository_blob(s, str(digest)) for s in sources)
+        if not found:
             return False
         await asyncio.to_thread(self.store.link_blob, repository, str(digest))
         return True

@@ -99,7 +99,7 @@ class ManifestService:
         children = {str(d.digest) for d in parsed.children}
         missing = children - self.store.present_manifests(repository, children)
         if missing:
-            first = sorted(missing)[0]
+            first = min(missing)
             raise ManifestBlobUnknown(
                 f"manifest {first} is not in {repository}", detail={"digest": first}
             )

@@ -8,7 +8,11 @@ import time
 
 from aiohttp import web
 
+from ..auth.service import AuthService
+from ..auth.tokens import TokenAuthority, generate_signing_key
 from ..config import Settings
+from ..events.audit import AuditLog
+from ..metadata.access_store import AccessStore
 from ..metadata.engine import make_engine, sqlite_url
 from ..metadata.store import MetadataStore
 from ..oci.errors import RegistryError
@@ -17,9 +21,12 @@ from ..registry.manifests import ManifestService
 from ..registry.referrers import ReferrerService
 from ..registry.uploads import UploadService
 from ..storage.filesystem import FilesystemBlobStore
+from .api import ManagementAPI, register_management_api
+from .auth import AccessGuard, TokenEndpoint
 from .distribution import API_VERSION_HEADER, DistributionAPI
 
 log = logging.getLogger("moorage.http")
+TOKEN_KEY_SECRET = "token-signing-key"
 READ_BUFSIZE = 1 << 20
 
 
@@ -58,6 +65,15 @@ def make_app(settings: Settings) -> web.Application:
     engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
     store = MetadataStore(engine)
     blob_store = FilesystemBlobStore(settings.data_dir, fsync=settings.fsync)
+    access_store = AccessStore(engine)
+    audit = AuditLog(access_store)
+    auth = AuthService(access_store)
+    authority = TokenAuthority(
+        access_store.get_or_create_secret(TOKEN_KEY_SECRET, generate_signing_key),
+        service=settings.token_service,
+        ttl=settings.token_ttl,
+    )
+    guard = AccessGuard(auth, authority, audit, settings.token_realm) if settings.auth else None
     api = DistributionAPI(
         uploads=UploadService(store, blob_store, settings.upload_lease_seconds),
         blobs=BlobService(store, blob_store),
@@ -65,6 +81,8 @@ def make_app(settings: Settings) -> web.Application:
         referrers=ReferrerService(store),
         chunk_min_length=settings.chunk_min_length,
         page_size_max=settings.page_size_max,
+        audit=audit,
+        guard=guard,
     )
 
     @web.middleware
@@ -99,9 +117,18 @@ def make_app(settings: Settings) -> web.Application:
     )
     app.router.add_route("*", "/v2", api.dispatch)
     app.router.add_route("*", "/v2/{tail:.*}", api.dispatch)
+    tokens = TokenEndpoint(auth, authority, audit)
+    app.router.add_get("/token", tokens.get)
+    app.router.add_post("/token", tokens.post)
+    register_management_api(app, ManagementAPI(auth, access_store, audit, authority))
+
+    async def _start(_app: web.Application) -> None:
+        audit.start()
 
     async def _close(_app: web.Application) -> None:
+        await audit.stop()
         engine.dispose()
 
+    app.on_startup.append(_start)
     app.on_cleanup.append(_close)
     return app

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -10,6 +9,8 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from ..auth.scopes import DELETE, PULL, PUSH
+from ..events.audit import AuditLog
 from ..oci import mediatypes as mt
 from ..oci.digest import DEFAULT_ALGORITHM, Digest, is_digest, parse_digest
 from ..oci.errors import (
@@ -25,6 +26,7 @@ from ..registry.blobs import BlobService
 from ..registry.manifests import ManifestService
 from ..registry.referrers import ReferrerService
 from ..registry.uploads import ChunkRange, UploadService, UploadStatus
+from .auth import AccessGuard
 from .ranges import parse_range
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
@@ -43,65 +45,126 @@ class DistributionAPI:
         referrers: ReferrerService,
         chunk_min_length: int,
         page_size_max: int,
+        audit: AuditLog,
+        guard: AccessGuard | None,
     ) -> None:
+        self.audit = audit
+        self.guard = guard
         self.uploads = uploads
         self.blobs = blobs
         self.manifests = manifests
         self.referrers = referrers
         self.chunk_min_length = chunk_min_length
         self.page_size_max = page_size_max
-        # Order matters: upload routes before blob routes.
-        self.routes: list[tuple[re.Pattern[str], dict[str, Handler]]] = [
-            (re.compile(r"^/v2/?$"), {"GET": self.ping, "HEAD": self.ping}),
-            (re.compile(r"^/v2/_catalog$"), {"GET": self.catalog}),
-            (re.compile(r"^/v2/(?P<name>.+)/tags/list$"), {"GET": self.tag_list}),
+        # Order matters: upload routes before blob routes. Each method names the access it needs.
+        self.routes: list[tuple[re.Pattern[str], dict[str, tuple[Handler, str | None]]]] = [
+            (re.compile(r"^/v2/?$"), {"GET": (self.ping, None), "HEAD": (self.ping, None)}),
+            (re.compile(r"^/v2/_catalog$"), {"GET": (self.catalog, "catalog")}),
+            (re.compile(r"^/v2/(?P<name>.+)/tags/list$"), {"GET": (self.tag_list, PULL)}),
             (
                 re.compile(r"^/v2/(?P<name>.+)/manifests/(?P<reference>[^/]+)$"),
                 {
-                    "GET": self.get_manifest,
-                    "HEAD": self.get_manifest,
-                    "PUT": self.put_manifest,
-                    "DELETE": self.delete_manifest,
+                    "GET": (self.get_manifest, PULL),
+                    "HEAD": (self.get_manifest, PULL),
+                    "PUT": (self.put_manifest, PUSH),
+                    "DELETE": (self.delete_manifest, DELETE),
                 },
             ),
-            (re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?$"), {"POST": self.start_upload}),
+            (
+                re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/?$"),
+                {"POST": (self.start_upload, PUSH)},
+            ),
             (
                 re.compile(r"^/v2/(?P<name>.+)/blobs/uploads/(?P<upload>[^/]+)$"),
                 {
-                    "GET": self.upload_status,
-                    "PATCH": self.patch_upload,
-                    "PUT": self.finish_upload,
-                    "DELETE": self.cancel_upload,
+                    "GET": (self.upload_status, PUSH),
+                    "PATCH": (self.patch_upload, PUSH),
+                    "PUT": (self.finish_upload, PUSH),
+                    "DELETE": (self.cancel_upload, PUSH),
                 },
             ),
             (
                 re.compile(r"^/v2/(?P<name>.+)/blobs/(?P<digest>[^/]+)$"),
-                {"GET": self.get_blob, "HEAD": self.get_blob, "DELETE": self.delete_blob},
+                {
+                    "GET": (self.get_blob, PULL),
+                    "HEAD": (self.get_blob, PULL),
+                    "DELETE": (self.delete_blob, DELETE),
+                },
             ),
             (
                 re.compile(r"^/v2/(?P<name>.+)/referrers/(?P<digest>[^/]+)$"),
-                {"GET": self.list_referrers},
+                {"GET": (self.list_referrers, PULL)},
             ),
         ]
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        """Find the endpoint for a /v2/ path and call it."""
+        """Find the endpoint for a /v2/ path, check access, call it, and audit the outcome."""
         path = request.path
         for pattern, methods in self.routes:
             m = pattern.fullmatch(path)
             if m is None:
                 continue
-            handler = methods.get(request.method)
-            if handler is None:
+            entry = methods.get(request.method)
+            if entry is None:
                 raise Unsupported(
                     f"{request.method} is not allowed here",
                     headers={"Allow": ", ".join(methods)},
                 )
+            handler, action = entry
             params = m.groupdict()
-            if "name" in params:
-                validate_name(params["name"])
-            return await handler(request, **params)
+            name = params.get("name")
+            if name is not None:
+                validate_name(name)
+            if self.guard is not None:
+                await self.guard.check(request, name, action)
+            if name is None or action is None or action == "catalog":
+                return await handler(request, **params)
+            try:
+                response = await handler(request, **params)
+            except RegistryError as exc:
+                await self._audit(request, name, params, exc.status)
+                raise
+            await self._audit(request, name, params, response.status)
+            return response
         raise web.HTTPNotFound()
+
+    async def _audit(self, request: web.Request, name: str, params: dict, status: int) -> None:
+        method = request.method
+        if "reference" in params:
+            kind = {"GET": "manifest.pull", "PUT": "manifest.push"}.get(method)
+            if method == "DELETE":
+                kind = "manifest.delete" if is_digest(params["reference"]) else "tag.delete"
+            reference = params["reference"]
+        elif "upload" in params:
+            kind = "blob.push" if method == "PUT" else None
+            reference = request.query.get("digest")
+        elif "digest" in params and "referrers" not in request.path:
+            kind = "blob.delete" if method == "DELETE" else None
+            reference = params["digest"]
+        elif method == "POST":
+            kind = "blob.mount" if status == 201 and "mount" in request.query else "blob.push"
+            reference = request.query.get("mount") or request.query.get("digest")
+            if reference is None:
+                kind = None
+        else:
+            kind = None
+        if kind is None or (kind == "manifest.pull" and status >= 400):
+            return
+        principal = request.get("principal")
+        fields = {
+            "action": kind,
+            "outcome": "success" if status < 400 else "failure",
+            "actor": principal.name if principal else None,
+            "actor_kind": principal.kind if principal else None,
+            "remote": request.remote,
+            "repository": name,
+            "reference": (reference or "")[:200] or None,
+            "detail": None if status < 400 else {"status": status},
+        }
+        if kind == "manifest.pull":
+            self.audit.queue(**fields)
+        else:
+            await self.audit.record(**fields)
 
     # -- base -------------------------------------------------------------------------------
 
@@ -134,22 +197,7 @@ class DistributionAPI:
         return response
 
     async def _send_blob(self, request, response, row, offset: int, count: int) -> None:  # type: ignore[no-untyped-def]
-        path = self.blobs.local_path(row)
-        transport = request.transport
-        if path is not None and transport is not None:
-            loop = asyncio.get_running_loop()
-            with open(path, "rb") as f:
-                try:
-                    await loop.sendfile(transport, f, offset, count)
-                    return
-                except NotImplementedError:
-                    pass
-        chunks = self.blobs.read(row, offset, count)
-        while True:
-            chunk = await asyncio.to_thread(next, chunks, None)
-            if chunk is None:
-                break
-            await response.write(chunk)
+        await self.blobs.send(row, offset, count, request.transport, response.write)
 
     async def delete_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         await self.blobs.delete(name, parse_digest(digest))
@@ -165,7 +213,13 @@ class DistributionAPI:
             source = query.get("from")
             if source is not None:
                 validate_name(source)
-            if await self.blobs.mount(name, digest, source):
+            sources = [source] if source is not None else None
+            if source is None and self.guard is not None:
+                # Without `from`, only repositories the caller may read can lend the blob.
+                sources = self.blobs.holders(digest)
+            if sources is not None:
+                sources = [s for s in sources if await self._may_pull(request, s)]
+            if await self.blobs.mount(name, digest, sources):
                 return _blob_created(name, digest)
         if "digest" in query:
             digest = parse_digest(query["digest"])
@@ -174,6 +228,15 @@ class DistributionAPI:
         algorithm = query.get("digest-algorithm", DEFAULT_ALGORITHM)
         status = await self.uploads.start(name, algorithm)
         return self._upload_response(202, name, status)
+
+    async def _may_pull(self, request: web.Request, repository: str) -> bool:
+        if self.guard is None:
+            return True
+        try:
+            await self.guard.check(request, repository, PULL)
+        except RegistryError:
+            return False
+        return True
 
     async def upload_status(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
         status = await self.uploads.status(name, upload)
@@ -265,8 +328,18 @@ class DistributionAPI:
 
     async def catalog(self, request: web.Request) -> web.StreamResponse:
         limit, last = self._page(request)
-        names = self.manifests.catalog(last, limit + 1) if limit else []
-        return self._listing(request, {}, "repositories", names, limit)
+        principal = request.get("principal")
+        names: list[str] = []
+        while limit and len(names) <= limit:
+            batch = self.manifests.catalog(last, limit + 1)
+            if self.guard is not None and principal is not None:
+                names += await self.guard.visible(principal, batch)
+            else:
+                names += batch
+            if len(batch) <= limit:
+                break
+            last = batch[-1]
+        return self._listing(request, {}, "repositories", names[: limit + 1], limit)
 
     async def list_referrers(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         subject = parse_digest(digest)

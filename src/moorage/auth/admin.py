@@ -1,0 +1,205 @@
+"""Managing users, namespaces, members and robots, for the CLI and the management API alike."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict
+from typing import Any
+
+from ..events.audit import AuditLog
+from ..metadata.access_store import AccessStore
+from ..oci.errors import Denied, NameInvalid, RegistryError
+from ..oci.reference import validate_name
+from .scopes import ALL_ACTIONS, ROLES
+from .secrets import hash_password, hash_robot_secret, new_robot_secret
+from .service import ROBOT_PREFIX, USERNAME_RE, AuthService, Principal
+
+CLI = Principal("user", "cli", is_admin=True)
+ROBOT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+MIN_PASSWORD = 8
+
+
+class NotFound(RegistryError):
+    code, status, default_message = "NAME_UNKNOWN", 404, "not found"
+
+
+class Conflict(RegistryError):
+    code, status, default_message = "DENIED", 409, "already exists"
+
+
+class AdminService:
+    """Every management operation checks the actor's rights and leaves an audit record."""
+
+    def __init__(self, store: AccessStore, auth: AuthService, audit: AuditLog) -> None:
+        self.store = store
+        self.auth = auth
+        self.audit = audit
+
+    def _require_admin(self, actor: Principal) -> None:
+        if not (actor.kind == "user" and actor.is_admin):
+            raise Denied("only a server admin may do this")
+
+    def _require_ns_admin(self, actor: Principal, namespace: str) -> None:
+        if not self.auth.can_administer(actor, namespace):
+            raise Denied(f"only an admin of namespace {namespace!r} may do this")
+
+    def _changed(self, actor: Principal, action: str, detail: dict[str, Any],
+                 remote: str | None = None) -> None:
+        self.auth.forget_cached_policy()
+        self.audit.record_sync(action=action, outcome="success", actor=actor.name,
+                               actor_kind=actor.kind, remote=remote, detail=detail)
+
+    # -- users --------------------------------------------------------------------------------
+
+    def add_user(self, actor: Principal, name: str, password: str, admin: bool = False) -> None:
+        """Create an account with an argon2id-hashed password."""
+        self._require_admin(actor)
+        if not USERNAME_RE.match(name) or name == "cli":
+            raise NameInvalid("user names are 1-64 of a-z 0-9 . _ - starting with a letter or digit")
+        _check_password(password)
+        if not self.store.create_user(name, hash_password(password), admin):
+            raise Conflict(f"user {name!r} exists")
+        self._changed(actor, "user.create", {"user": name, "admin": admin})
+
+    def list_users(self, actor: Principal) -> list[dict[str, Any]]:
+        self._require_admin(actor)
+        return [{"name": u.name, "admin": u.is_admin, "disabled": u.disabled,
+                 "created_at": u.created_at} for u in self.store.list_users()]
+
+    def set_password(self, actor: Principal, name: str, password: str) -> None:
+        if not (actor.is_admin or (actor.kind == "user" and actor.name == name)):
+            raise Denied("you may only change your own password")
+        _check_password(password)
+        if not self.store.update_user(name, password_hash=hash_password(password)):
+            raise NotFound(f"no user {name!r}")
+        self._changed(actor, "user.password", {"user": name})
+
+    def set_disabled(self, actor: Principal, name: str, disabled: bool) -> None:
+        self._require_admin(actor)
+        if not self.store.update_user(name, disabled=disabled):
+            raise NotFound(f"no user {name!r}")
+        self._changed(actor, "user.disable" if disabled else "user.enable", {"user": name})
+
+    # -- namespaces ---------------------------------------------------------------------------
+
+    def add_namespace(self, actor: Principal, name: str, visibility: str = "private") -> None:
+        self._require_admin(actor)
+        if "/" in name:
+            raise NameInvalid("a namespace is one path component")
+        validate_name(name)
+        _check_visibility(visibility)
+        if not self.store.create_namespace(name, visibility, actor.name):
+            raise Conflict(f"namespace {name!r} exists")
+        self._changed(actor, "namespace.create", {"namespace": name, "visibility": visibility})
+
+    def list_namespaces(self, actor: Principal) -> list[dict[str, Any]]:
+        roles = self.store.roles_of_user(actor.user_id) if actor.user_id else {}
+        out = []
+        for ns in self.store.list_namespaces():
+            if actor.is_admin or ns.visibility == "public" or ns.name in roles:
+                out.append({**asdict(ns), "role": roles.get(ns.name)})
+        return out
+
+    def get_namespace(self, actor: Principal, name: str) -> dict[str, Any]:
+        ns = self.store.get_namespace(name)
+        if ns is None or not (actor.is_admin or ns.visibility == "public"
+                              or self.auth.can_administer(actor, name)
+                              or (actor.user_id and self.store.role_of(name, actor.user_id))):
+            raise NotFound(f"no namespace {name!r}")
+        return {**asdict(ns), "members": [{"user": u, "role": r}
+                                          for u, r in self.store.list_members(name)]}
+
+    def update_namespace(self, actor: Principal, name: str, visibility: str | None = None,
+                         robot_only_push: bool | None = None) -> None:
+        self._require_ns_admin(actor, name)
+        values: dict[str, Any] = {}
+        if visibility is not None:
+            _check_visibility(visibility)
+            values["visibility"] = visibility
+        if robot_only_push is not None:
+            values["robot_only_push"] = bool(robot_only_push)
+        if values and not self.store.update_namespace(name, **values):
+            raise NotFound(f"no namespace {name!r}")
+        self._changed(actor, "namespace.update", {"namespace": name, **values})
+
+    def set_member(self, actor: Principal, namespace: str, user: str, role: str | None) -> None:
+        """Give `user` a role in `namespace`, or remove them with role None."""
+        self._require_ns_admin(actor, namespace)
+        if self.store.get_namespace(namespace) is None:
+            raise NotFound(f"no namespace {namespace!r}")
+        if role is not None and role not in ROLES:
+            raise RegistryError(f"role must be one of {', '.join(ROLES)}")
+        account = self.store.get_user(user)
+        if account is None:
+            raise NotFound(f"no user {user!r}")
+        self.store.set_member(namespace, account.id, role)
+        self._changed(actor, "member.set" if role else "member.remove",
+                      {"namespace": namespace, "user": user, "role": role})
+
+    # -- robots -------------------------------------------------------------------------------
+
+    def add_robot(self, actor: Principal, name: str, permissions: dict[str, list[str]],
+                  expires_in: float | None = None, description: str | None = None
+                  ) -> dict[str, Any]:
+        """Create a robot account; the secret is in the result and nowhere else, ever."""
+        if not ROBOT_NAME_RE.match(name):
+            raise NameInvalid("robot names are 1-64 of a-z 0-9 . _ -")
+        if not permissions:
+            raise RegistryError("a robot needs at least one namespace permission")
+        perms: dict[str, frozenset[str]] = {}
+        for namespace, actions in permissions.items():
+            self._require_ns_admin(actor, namespace)
+            if self.store.get_namespace(namespace) is None:
+                raise NotFound(f"no namespace {namespace!r}")
+            wanted = frozenset(actions)
+            if not wanted or not wanted <= ALL_ACTIONS:
+                raise RegistryError(f"actions must be among {sorted(ALL_ACTIONS)}")
+            perms[namespace] = wanted
+        secret = new_robot_secret()
+        expires_at = time.time() + expires_in if expires_in else None
+        if not self.store.create_robot(name, hash_robot_secret(secret), perms, description,
+                                       actor.name, expires_at):
+            raise Conflict(f"robot {name!r} exists")
+        self._changed(actor, "robot.create",
+                      {"robot": name, "permissions": {k: sorted(v) for k, v in perms.items()},
+                       "expires_at": expires_at})
+        return {"name": ROBOT_PREFIX + name, "secret": secret, "expires_at": expires_at}
+
+    def list_robots(self, actor: Principal) -> list[dict[str, Any]]:
+        out = []
+        for robot in self.store.list_robots():
+            if actor.is_admin or all(self.auth.can_administer(actor, ns)
+                                     for ns in robot.permissions):
+                out.append({"name": ROBOT_PREFIX + robot.name, "description": robot.description,
+                            "permissions": {k: sorted(v) for k, v in robot.permissions.items()},
+                            "expires_at": robot.expires_at, "revoked": robot.revoked,
+                            "created_by": robot.created_by, "created_at": robot.created_at})
+        return out
+
+    def revoke_robot(self, actor: Principal, name: str) -> None:
+        bare = name.removeprefix(ROBOT_PREFIX)
+        robot = self.store.get_robot(bare)
+        if robot is None:
+            raise NotFound(f"no robot {name!r}")
+        if not actor.is_admin:
+            for namespace in robot.permissions:
+                self._require_ns_admin(actor, namespace)
+        self.store.revoke_robot(bare)
+        self._changed(actor, "robot.revoke", {"robot": name})
+
+    # -- audit --------------------------------------------------------------------------------
+
+    def audit_events(self, caller: Principal, **filters: Any) -> list[dict[str, Any]]:
+        self._require_admin(caller)
+        return self.store.query_audit(**filters)
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD or len(password) > 1024:
+        raise RegistryError(f"passwords are {MIN_PASSWORD} to 1024 characters")
+
+
+def _check_visibility(visibility: str) -> None:
+    if visibility not in ("public", "private"):
+        raise RegistryError("visibility is public or private")

@@ -1,0 +1,223 @@
+"""The management API under /api/v1/ (JSON; Basic or Bearer auth), described by openapi.json."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from ..auth.admin import AdminService
+from ..auth.service import AuthService, Principal
+from ..auth.tokens import InvalidToken, TokenAuthority
+from ..events.audit import AuditLog
+from ..metadata.access_store import AccessStore
+from ..oci.errors import RegistryError, Unauthorized
+from .auth import parse_basic
+
+OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+MAX_BODY = 64 * 1024
+Route = tuple[str, str, Callable[..., Awaitable[Any]]]
+
+
+class ManagementAPI:
+    """Thin handlers over AdminService."""
+
+    def __init__(self, auth: AuthService, store: AccessStore, audit: AuditLog,
+                 authority: TokenAuthority) -> None:
+        self.auth = auth
+        self.authority = authority
+        self.admin = AdminService(store, auth, audit)
+
+    def routes(self) -> list[Route]:
+        """(method, path, handler): the source of truth the OpenAPI test checks."""
+        return [
+            ("GET", "/api/v1/users", self.list_users),
+            ("POST", "/api/v1/users", self.add_user),
+            ("PATCH", "/api/v1/users/{name}", self.update_user),
+            ("GET", "/api/v1/namespaces", self.list_namespaces),
+            ("POST", "/api/v1/namespaces", self.add_namespace),
+            ("GET", "/api/v1/namespaces/{name}", self.get_namespace),
+            ("PATCH", "/api/v1/namespaces/{name}", self.update_namespace),
+            ("PUT", "/api/v1/namespaces/{name}/members/{user}", self.put_member),
+            ("DELETE", "/api/v1/namespaces/{name}/members/{user}", self.delete_member),
+            ("GET", "/api/v1/robots", self.list_robots),
+            ("POST", "/api/v1/robots", self.add_robot),
+            ("DELETE", "/api/v1/robots/{name}", self.revoke_robot),
+            ("GET", "/api/v1/audit", self.audit),
+            ("GET", "/api/v1/openapi.json", self.openapi),
+        ]
+
+    async def _actor(self, request: web.Request) -> Principal:
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        challenge = {"WWW-Authenticate": 'Basic realm="moorage"'}
+        if scheme.lower() == "basic":
+            parsed = parse_basic(credentials)
+            if parsed is None:
+                raise Unauthorized("malformed basic credentials", headers=challenge)
+            try:
+                return await self.auth.login(parsed[0], parsed[1], request.remote)
+            except Unauthorized as exc:
+                raise Unauthorized(exc.message, headers=challenge) from None
+        if scheme.lower() == "bearer":
+            try:
+                claims = self.authority.verify(credentials.strip())
+            except InvalidToken:
+                raise Unauthorized("invalid or expired token", headers=challenge) from None
+            return await asyncio.to_thread(self.auth.principal_from_claims, claims.kind,
+                                           claims.subject)
+        raise Unauthorized(headers=challenge)
+
+    async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def _json(self, request: web.Request) -> dict[str, Any]:
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            raise RegistryError("request body too large")
+        raw = await request.content.read(MAX_BODY + 1)
+        if len(raw) > MAX_BODY:
+            raise RegistryError("request body too large")
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            raise RegistryError("request body is not JSON") from None
+        if not isinstance(body, dict):
+            raise RegistryError("request body must be a JSON object")
+        return body
+
+    # -- users --------------------------------------------------------------------------------
+
+    async def list_users(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        return web.json_response({"users": await self._call(self.admin.list_users, actor)})
+
+    async def add_user(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        body = await self._json(request)
+        await self._call(self.admin.add_user, actor, _str(body, "name"), _str(body, "password"),
+                         bool(body.get("admin", False)))
+        return web.json_response({"name": body["name"]}, status=201)
+
+    async def update_user(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        body = await self._json(request)
+        name = request.match_info["name"]
+        if "password" in body:
+            await self._call(self.admin.set_password, actor, name, _str(body, "password"))
+        if "disabled" in body:
+            await self._call(self.admin.set_disabled, actor, name, bool(body["disabled"]))
+        return web.json_response({"name": name})
+
+    # -- namespaces ---------------------------------------------------------------------------
+
+    async def list_namespaces(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        return web.json_response(
+            {"namespaces": await self._call(self.admin.list_namespaces, actor)})
+
+    async def add_namespace(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        body = await self._json(request)
+        await self._call(self.admin.add_namespace, actor, _str(body, "name"),
+                         str(body.get("visibility", "private")))
+        return web.json_response({"name": body["name"]}, status=201)
+
+    async def get_namespace(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        return web.json_response(
+            await self._call(self.admin.get_namespace, actor, request.match_info["name"]))
+
+    async def update_namespace(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        body = await self._json(request)
+        await self._call(self.admin.update_namespace, actor, request.match_info["name"],
+                         body.get("visibility"), body.get("robot_only_push"))
+        return web.json_response(
+            await self._call(self.admin.get_namespace, actor, request.match_info["name"]))
+
+    async def put_member(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        body = await self._json(request)
+        await self._call(self.admin.set_member, actor, request.match_info["name"],
+                         request.match_info["user"], _str(body, "role"))
+        return web.json_response({"user": request.match_info["user"], "role": body["role"]})
+
+    async def delete_member(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        await self._call(self.admin.set_member, actor, request.match_info["name"],
+                         request.match_info["user"], None)
+        return web.Response(status=204)
+
+    # -- robots -------------------------------------------------------------------------------
+
+    async def list_robots(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        return web.json_response({"robots": await self._call(self.admin.list_robots, actor)})
+
+    async def add_robot(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        body = await self._json(request)
+        permissions = body.get("permissions")
+        if not isinstance(permissions, dict) or not all(
+            isinstance(v, list) and all(isinstance(a, str) for a in v)
+            for v in permissions.values()
+        ):
+            raise RegistryError('permissions must look like {"namespace": ["pull", "push"]}')
+        expires_in = body.get("expires_in")
+        if expires_in is not None and (not isinstance(expires_in, int | float) or expires_in <= 0):
+            raise RegistryError("expires_in is a positive number of seconds")
+        created = await self._call(self.admin.add_robot, actor, _str(body, "name"), permissions,
+                                   expires_in, body.get("description"))
+        return web.json_response(created, status=201)
+
+    async def revoke_robot(self, request: web.Request) -> web.Response:
+        actor = await self._actor(request)
+        await self._call(self.admin.revoke_robot, actor, request.match_info["name"])
+        return web.Response(status=204)
+
+    # -- audit --------------------------------------------------------------------------------
+
+    async def audit(self, request: web.Request) -> web.StreamResponse:
+        actor = await self._actor(request)
+        q = request.query
+        try:
+            limit = min(int(q.get("limit", "100")), 1000)
+            filters = {
+                "actor": q.get("actor"),
+                "action": q.get("action"),
+                "repository": q.get("repository"),
+                "outcome": q.get("outcome"),
+                "since": float(q["since"]) if "since" in q else None,
+                "until": float(q["until"]) if "until" in q else None,
+                "before_id": int(q["cursor"]) if "cursor" in q else None,
+            }
+        except ValueError:
+            raise RegistryError("limit, since, until and cursor are numbers") from None
+        events = await self._call(self.admin.audit_events, actor, limit=limit, **filters)
+        if q.get("format") == "jsonl":
+            body = "".join(json.dumps(e) + "\n" for e in events)
+            return web.Response(text=body, content_type="application/x-ndjson")
+        result: dict[str, Any] = {"events": events}
+        if len(events) == limit:
+            result["next_cursor"] = events[-1]["id"]
+        return web.json_response(result)
+
+    async def openapi(self, request: web.Request) -> web.Response:
+        return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")
+
+
+def _str(body: dict[str, Any], key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise RegistryError(f"{key!r} is required and must be a string")
+    return value
+
+
+def register_management_api(app: web.Application, api: ManagementAPI) -> None:
+    """Add the /api/v1 routes to the application."""
+    for method, path, handler in api.routes():
+        app.router.add_route(method, path, handler)

@@ -1,0 +1,242 @@
+"""HTTP side of access control: credentials from headers, challenges, the token endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from ..auth.scopes import DELETE, PULL, PUSH, parse_scopes
+from ..auth.service import ANONYMOUS, AuthService, Principal
+from ..auth.tokens import InvalidToken, TokenAuthority
+from ..events.audit import AuditLog
+from ..oci.errors import Denied, RegistryError, Unauthorized
+
+REFRESH_TOKEN_TTL = 30 * 24 * 3600
+_CHALLENGE_ACTIONS = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
+
+
+def parse_basic(header: str) -> tuple[str, str] | None:
+    """(username, password) from a Basic Authorization header value, or None."""
+    try:
+        decoded = base64.b64decode(header.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    username, sep, password = decoded.partition(":")
+    return (username, password) if sep and username else None
+
+
+class AccessGuard:
+    """Decides, per /v2/ request, whether the caller may do what the route needs."""
+
+    def __init__(
+        self,
+        auth: AuthService,
+        authority: TokenAuthority,
+        audit: AuditLog,
+        realm: str | None,
+    ) -> None:
+        self.auth = auth
+        self.authority = authority
+        self.audit = audit
+        self.realm = realm
+
+    def _realm(self, request: web.Request) -> str:
+        return self.realm or f"{request.scheme}://{request.host}/token"
+
+    def challenge(
+        self,
+        request: web.Request,
+        repository: str | None,
+        action: str | None,
+        message: str = "authentication required",
+        error: str | None = None,
+    ) -> Unauthorized:
+        """A 401 with the `WWW-Authenticate: Bearer` challenge clients follow to the token endpoint."""
+        parts = [f'realm="{self._realm(request)}"', f'service="{self.authority.service}"']
+        if repository is not None and action in _CHALLENGE_ACTIONS:
+            parts.append(f'scope="repository:{repository}:{_CHALLENGE_ACTIONS[action]}"')
+        elif action == "catalog":
+            parts.append('scope="registry:catalog:*"')
+        if error:
+            parts.append(f'error="{error}"')
+        return Unauthorized(message, headers={"WWW-Authenticate": "Bearer " + ",".join(parts)})
+
+    async def check(
+        self, request: web.Request, repository: str | None, action: str | None
+    ) -> Principal:
+        """Authenticate the request and authorise `action` on `repository` (None: just authenticate)."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        scheme = scheme.lower()
+        try:
+            if scheme == "bearer":
+                principal = await self._check_bearer(request, credentials, repository, action)
+            elif scheme == "basic":
+                principal = await self._check_basic(request, credentials, repository, action)
+            else:
+                raise self.challenge(request, repository, action)
+        except RegistryError as exc:
+            if header or repository is not None:
+                await self._audit_denial(request, repository, action, exc)
+            raise
+        if action == PUSH and repository is not None:
+            await asyncio.to_thread(self.auth.ensure_namespace, principal, repository)
+        request["principal"] = principal
+        return principal
+
+    async def _check_bearer(
+        self, request: web.Request, token: str, repository: str | None, action: str | None
+    ) -> Principal:
+        try:
+            claims = self.authority.verify(token.strip())
+        except InvalidToken:
+            raise self.challenge(request, repository, action, "invalid or expired token",
+                                 error="invalid_token") from None
+        principal = Principal(claims.kind, claims.subject)
+        if repository is None or action is None:
+            if action == "catalog":
+                return await asyncio.to_thread(
+                    self.auth.principal_from_claims, claims.kind, claims.subject
+                )
+            return principal
+        if claims.allows("repository", repository, action):
+            return principal
+        # The token does not carry this access: a new token could (401, the client asks for
+        # one), unless the caller would not get it anyway (403).
+        if not principal.anonymous:
+            full = await asyncio.to_thread(
+                self.auth.principal_from_claims, claims.kind, claims.subject
+            )
+            if action not in self.auth.allowed_actions(full, repository):
+                raise Denied(f"{claims.subject} may not {action} {repository}")
+        raise self.challenge(request, repository, action, "token does not grant this access",
+                             error="insufficient_scope")
+
+    async def _check_basic(
+        self, request: web.Request, credentials: str, repository: str | None, action: str | None
+    ) -> Principal:
+        parsed = parse_basic(credentials)
+        if parsed is None:
+            raise self.challenge(request, repository, action, "malformed basic credentials")
+        try:
+            principal = await self.auth.login(parsed[0], parsed[1], request.remote)
+        except Unauthorized as exc:
+            raise self.challenge(request, repository, action, exc.message) from None
+        if repository is not None and action in (PULL, PUSH, DELETE):
+            allowed = await asyncio.to_thread(self.auth.allowed_actions, principal, repository)
+            if action not in allowed:
+                raise Denied(f"{principal.name} may not {action} {repository}")
+        return principal
+
+    async def _audit_denial(
+        self, request: web.Request, repository: str | None, action: str | None,
+        exc: RegistryError,
+    ) -> None:
+        await self.audit.record(
+            action=f"access.{action or 'login'}",
+            outcome="denied",
+            actor=_claimed_actor(request),
+            actor_kind=None,
+            remote=request.remote,
+            repository=repository,
+            detail={"code": exc.code, "status": exc.status, "reason": exc.message,
+                    "method": request.method, "path": request.path[:300]},
+        )
+
+    async def visible(self, principal: Principal, repositories: list[str]) -> list[str]:
+        """Those of `repositories` the caller may pull from."""
+        return await asyncio.to_thread(
+            lambda: [r for r in repositories if PULL in self.auth.allowed_actions(principal, r)]
+        )
+
+
+def _claimed_actor(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, credentials = header.partition(" ")
+    if scheme.lower() == "basic":
+        parsed = parse_basic(credentials)
+        return parsed[0][:160] if parsed else None
+    return None
+
+
+class TokenEndpoint:
+    """`GET /token` (Docker token spec) and `POST /token` (OAuth2 password / refresh grants)."""
+
+    def __init__(self, auth: AuthService, authority: TokenAuthority, audit: AuditLog) -> None:
+        self.auth = auth
+        self.authority = authority
+        self.audit = audit
+
+    async def get(self, request: web.Request) -> web.Response:
+        principal = ANONYMOUS
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "basic":
+            parsed = parse_basic(credentials)
+            if parsed is None:
+                raise Unauthorized("malformed basic credentials")
+            principal = await self._login(request, parsed[0], parsed[1])
+        elif header:
+            raise Unauthorized("the token endpoint takes basic credentials")
+        scopes = request.query.getall("scope", [])
+        body = await self._issue(request, principal, scopes)
+        if request.query.get("offline_token") == "true" and not principal.anonymous:
+            body["refresh_token"] = self._refresh_token(principal)
+        return web.json_response(body)
+
+    async def post(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        grant = str(form.get("grant_type", ""))
+        if grant == "password":
+            principal = await self._login(
+                request, str(form.get("username", "")), str(form.get("password", ""))
+            )
+        elif grant == "refresh_token":
+            try:
+                claims = self.authority.verify(str(form.get("refresh_token", "")), "refresh")
+            except InvalidToken:
+                raise Unauthorized("invalid refresh token") from None
+            principal = await asyncio.to_thread(
+                self.auth.principal_from_claims, claims.kind, claims.subject
+            )
+        else:
+            raise RegistryError("grant_type must be password or refresh_token")
+        body = await self._issue(request, principal, [str(form.get("scope", ""))])
+        if grant == "password" and form.get("access_type") == "offline":
+            body["refresh_token"] = self._refresh_token(principal)
+        elif grant == "refresh_token":
+            body["refresh_token"] = str(form.get("refresh_token"))
+        return web.json_response(body)
+
+    async def _login(self, request: web.Request, username: str, password: str) -> Principal:
+        try:
+            principal = await self.auth.login(username, password, request.remote)
+        except RegistryError as exc:
+            await self.audit.record(action="login", outcome="denied", actor=username[:160],
+                                    actor_kind=None, remote=request.remote,
+                                    detail={"code": exc.code, "reason": exc.message})
+            raise
+        await self.audit.record(action="login", outcome="success", actor=principal.name,
+                                actor_kind=principal.kind, remote=request.remote)
+        return principal
+
+    async def _issue(self, request: web.Request, principal: Principal, scopes: list[str]) -> dict:
+        granted = await asyncio.to_thread(self.auth.grant, principal, parse_scopes(scopes))
+        token, lifetime = self.authority.issue(principal.name, principal.kind, granted)
+        return {
+            "token": token,
+            "access_token": token,
+            "expires_in": lifetime,
+            "issued_at": datetime.fromtimestamp(time.time(), UTC).isoformat(),
+            "scope": " ".join(str(s) for s in granted),
+        }
+
+    def _refresh_token(self, principal: Principal) -> str:
+        token, _ = self.authority.issue(principal.name, principal.kind, [],
+                                        ttl=REFRESH_TOKEN_TTL, token_type="refresh")
+        return token
