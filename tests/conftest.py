@@ -65,7 +65,7 @@ class RegistryProcess:
             try:
                 if requests.get(self.url + "/v2/", timeout=1).status_code in (200, 401):
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:
                 pass
             time.sleep(0.05)
         self.stop()

@@ -110,20 +110,33 @@ def _supervise(settings: Settings, sock: socket.socket) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    restarts: list[float] = []
     while not stopping:
         for i, proc in enumerate(workers):
             if not proc.is_alive() and not stopping:
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < 60] + [now]
+                if len(restarts) > 5 * settings.workers:
+                    # Workers die as fast as they start: a broken setup, not a passing fault.
+                    log.error("workers keep crashing; stopping", extra={"code": proc.exitcode})
+                    on_signal(signal.SIGTERM, None)
+                    break
                 log.warning("worker exited, restarting", extra={"pid": proc.pid,
                                                                 "code": proc.exitcode})
+                time.sleep(min(0.1 * len(restarts), 2.0))
                 workers[i] = spawn()
         time.sleep(0.2)
+    if restarts and len(restarts) > 5 * settings.workers:
+        exit_code = 1
+    else:
+        exit_code = 0
     deadline = time.monotonic() + settings.shutdown_timeout + 5
     for proc in workers:
         proc.join(max(deadline - time.monotonic(), 0.1))
         if proc.is_alive():
             proc.kill()
     log.info("stopped")
-    return 0
+    return exit_code
 
 
 def _worker_main(settings: Settings, sock: socket.socket) -> None:
