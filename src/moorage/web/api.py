@@ -17,6 +17,7 @@ from ..events.audit import AuditLog
 from ..metadata.access_store import AccessStore
 from ..oci.errors import RegistryError, Unauthorized
 from .auth import parse_basic
+from .bodies import read_bounded
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 MAX_BODY = 64 * 1024
@@ -76,11 +77,7 @@ class ManagementAPI:
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def _json(self, request: web.Request) -> dict[str, Any]:
-        if request.content_length is not None and request.content_length > MAX_BODY:
-            raise RegistryError("request body too large")
-        raw = await request.content.read(MAX_BODY + 1)
-        if len(raw) > MAX_BODY:
-            raise RegistryError("request body too large")
+        raw = await read_bounded(request, MAX_BODY)
         try:
             body = json.loads(raw or b"{}")
         except ValueError:

@@ -27,6 +27,7 @@ from ..registry.manifests import ManifestService
 from ..registry.referrers import ReferrerService
 from ..registry.uploads import ChunkRange, UploadService, UploadStatus
 from .auth import AccessGuard
+from .bodies import read_bounded
 from .ranges import parse_range
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
@@ -298,7 +299,7 @@ class DistributionAPI:
 
     async def put_manifest(self, request: web.Request, name: str, reference: str) -> web.StreamResponse:
         ref = parse_reference(reference)
-        content = await _read_bounded(request, self.manifests.max_bytes)
+        content = await read_bounded(request, self.manifests.max_bytes, ManifestTooLarge)
         pushed = await self.manifests.push(
             name, ref, content, request.headers.get("Content-Type"), request.query.getall("tag", [])
         )
@@ -418,17 +419,3 @@ def _blob_created(name: str, digest: Digest) -> web.Response:
             "Content-Length": "0",
         },
     )
-
-
-async def _read_bounded(request: web.Request, limit: int) -> bytes:
-    """Read a request body of at most `limit` bytes; 413 beyond it, without buffering more."""
-    if request.content_length is not None and request.content_length > limit:
-        raise ManifestTooLarge(f"manifest exceeds {limit} bytes")
-    parts: list[bytes] = []
-    size = 0
-    async for part in request.content.iter_any():
-        size += len(part)
-        if size > limit:
-            raise ManifestTooLarge(f"manifest exceeds {limit} bytes")
-        parts.append(part)
-    return b"".join(parts)
