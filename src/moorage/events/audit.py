@@ -1,7 +1,9 @@
 """The audit log: who did what, from where, when, and how it ended.
 
-Writes (pushes, deletes, logins, permission changes) are recorded at once; pulls are queued and
-written in batches so the pull path never waits for the database.
+Events from requests go into an in-process queue that a writer task drains continuously: a
+request never waits for the audit write, and under load events are written in batches (so the
+pull path stays fast). The queue is flushed on shutdown; only a crash loses what was queued in
+its last moments. Events from the CLI and management operations are written synchronously.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from typing import Any
 from ..metadata.access_store import AccessStore
 
 log = logging.getLogger(__name__)
-FLUSH_EVERY = 1.0
 MAX_QUEUE = 50_000
 
 
@@ -25,6 +26,7 @@ class AuditLog:
         self.store = store
         self._queue: list[dict[str, Any]] = []
         self._task: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
 
     def event(
         self,
@@ -50,15 +52,17 @@ class AuditLog:
         }
 
     def queue(self, **fields: Any) -> None:
-        """Record later, in the next batch (pulls)."""
-        if len(self._queue) < MAX_QUEUE:
-            self._queue.append(self.event(**fields))
-        else:
-            log.warning("audit queue full, dropping a pull event")
+        """Record without waiting: the writer task stores it within moments."""
+        if len(self._queue) >= MAX_QUEUE:
+            log.warning("audit queue full, dropping an event", extra={"action": fields["action"]})
+            return
+        self._queue.append(self.event(**fields))
+        if self._wake is not None:
+            self._wake.set()
 
     async def record(self, **fields: Any) -> None:
-        """Record now (writes, deletes, logins, denials, permission changes)."""
-        await asyncio.to_thread(self.store.append_audit, [self.event(**fields)])
+        """Record an event from a request handler (queued; see the module docstring)."""
+        self.queue(**fields)
 
     def record_sync(self, **fields: Any) -> None:
         """Record from blocking code such as the CLI."""
@@ -73,11 +77,14 @@ class AuditLog:
                 log.exception("could not write audit batch", extra={"events": len(batch)})
 
     async def _run(self) -> None:
+        assert self._wake is not None
         while True:
-            await asyncio.sleep(FLUSH_EVERY)
+            await self._wake.wait()
+            self._wake.clear()
             await self.flush()
 
     def start(self) -> None:
+        self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:

@@ -61,8 +61,6 @@ class ManifestService:
             digest = digest_bytes(content, DEFAULT_ALGORITHM)
             tag_names = [reference, *(validate_tag(t) for t in extra_tags)]
         parsed = parse_manifest(content, content_type)
-        if not self.allow_sparse:
-            self._check_references(repository, parsed)
         record = NewManifest(
             digest=str(digest),
             media_type=parsed.media_type,
@@ -74,12 +72,20 @@ class ManifestService:
             child_digests=tuple(str(d.digest) for d in parsed.children),
         )
         unique_tags = list(dict.fromkeys(tag_names))
-        await asyncio.to_thread(self.store.put_manifest, repository, record, unique_tags)
+        # One trip to a worker thread for the whole database part of a push.
+        await asyncio.to_thread(self._store, repository, parsed, record, unique_tags)
         log.info(
             "manifest pushed",
             extra={"repository": repository, "digest": str(digest), "tags": unique_tags},
         )
         return PushedManifest(digest, record.subject_digest, unique_tags)
+
+    def _store(
+        self, repository: str, parsed: ParsedManifest, record: NewManifest, tags: list[str]
+    ) -> None:
+        if not self.allow_sparse:
+            self._check_references(repository, parsed)
+        self.store.put_manifest(repository, record, tags)
 
     def _check_references(self, repository: str, parsed: ParsedManifest) -> None:
         wanted = [d for d in parsed.blobs if not d.non_distributable]
