@@ -281,6 +281,7 @@ class Server:
     cpu_seen: dict[tuple[int, float], float] = field(default_factory=dict)
     procs: dict[tuple[int, float], psutil.Process] = field(default_factory=dict)
     peak_rss: int = 0
+    row_peak_rss: int = 0  # reset at the start of every row
     peak_pss: int = 0
     peak_nprocs: int = 0
     samples: int = 0
@@ -370,6 +371,7 @@ class Server:
                     continue
             self.samples += 1
             self.peak_rss = max(self.peak_rss, rss)
+            self.row_peak_rss = max(self.row_peak_rss, rss)
             self.peak_nprocs = max(self.peak_nprocs, n)
             if with_pss:
                 self.peak_pss = max(self.peak_pss, pss)
@@ -1137,6 +1139,7 @@ def build_table(results: dict[str, Any], keys: list[str]) -> list[tuple[str, str
         ),
         ("6a. peak RSS, process tree sum", lambda k: srv(k, "peak_rss_mib"), "MiB", False),
         ("6a'. peak PSS, process tree sum", lambda k: srv(k, "peak_pss_mib"), "MiB", False),
+        ("6a''. idle RSS after start", lambda k: srv(k, "idle_rss_mib"), "MiB", False),
         ("6b. server CPU per GB pushed+pulled", lambda k: srv(k, "cpu_s_per_gb"), "s/GB", False),
         ("push MB/s / min(sha256, disk) ceiling", lambda k: srv(k, "push_vs_ceiling"), "x", True),
     ]
@@ -1298,6 +1301,12 @@ def bench(args: argparse.Namespace, root: Path) -> int:
             if not s.start():
                 log(f"{s.label} failed to start: {s.start_error}")
                 results[k]["start_error"] = s.start_error
+            else:
+                time.sleep(1.0)  # let workers finish booting
+                s.sample(with_pss=True)
+                results[k]["server"]["idle_rss_mib"] = s.peak_rss / MiB
+                results[k]["server"]["idle_processes"] = s.peak_nprocs
+                log(f"  idle: {s.peak_nprocs} processes, RSS {s.peak_rss / MiB:.0f} MiB")
             servers.append(s)
         live = [s for s in servers if s.alive()]
         sampler = Sampler(live)
@@ -1315,6 +1324,8 @@ def bench(args: argparse.Namespace, root: Path) -> int:
                 if args.wait_quiet > 0:
                     wait_quiet(args.wait_quiet, window=1.0)
                 log(f"{s.label}: {name}")
+                with s.lock:
+                    s.row_peak_rss = 0
                 cpu0 = s.sample()
                 ru0 = client_cpu()
                 busy0, wall0 = machine_busy_cpu(), time.perf_counter()
@@ -1331,6 +1342,7 @@ def bench(args: argparse.Namespace, root: Path) -> int:
                 cpu1 = s.sample()
                 wall = time.perf_counter() - wall0
                 res["server_cpu_s"] = cpu1 - cpu0
+                res["server_peak_rss_mib"] = s.row_peak_rss / MiB
                 res["wall_s"] = wall
                 # CPU used during the row by anything that is neither the server nor the client
                 other = machine_busy_cpu() - busy0 - (cpu1 - cpu0) - (client_cpu() - ru0)
@@ -1343,7 +1355,8 @@ def bench(args: argparse.Namespace, root: Path) -> int:
                         f"  {res['value']:,.2f} {unit}"
                         + (f"  p99 {res['p99_ms']:.2f} ms" if "p99_ms" in res else "")
                         + f"  (server CPU {cpu1 - cpu0:.2f} s, client CPU "
-                        + f"{res['client_cpu_s']:.2f} s)"
+                        + f"{res['client_cpu_s']:.2f} s, server peak RSS "
+                        + f"{res['server_peak_rss_mib']:.0f} MiB)"
                     )
                     if counts_cpu:
                         cpu_moved[s.key][0] += cpu1 - cpu0
