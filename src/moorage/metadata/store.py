@@ -163,9 +163,11 @@ class MetadataStore(StoreBase):
         now = time.time()
         with self._write() as conn:
             row = conn.execute(
-                self._upload_query().where(
-                    uploads.c.id == upload_id, repositories.c.name == repository
-                )
+                self._upload_query()
+                .where(uploads.c.id == upload_id, repositories.c.name == repository)
+                # PostgreSQL: two nodes claiming at once serialise on the row (SQLite's
+                # BEGIN IMMEDIATE already does; the clause renders to nothing there).
+                .with_for_update(of=uploads)
             ).first()
             if row is None:
                 return None
@@ -190,19 +192,53 @@ class MetadataStore(StoreBase):
         return result.rowcount == 1
 
     def save_upload_progress(
-        self, upload_id: str, token: str, offset: int, hash_state: bytes
+        self,
+        upload_id: str,
+        token: str,
+        offset: int,
+        hash_state: bytes,
+        storage_handle: str | None = None,
     ) -> bool:
-        """Persist the acknowledged offset and hash state, and release the lease."""
+        """Persist the acknowledged offset, hash state (and new storage handle); free the lease."""
+        values = {
+            "offset": offset,
+            "hash_state": hash_state,
+            "writer_token": None,
+            "writer_until": None,
+            "updated_at": time.time(),
+        }
+        if storage_handle is not None:
+            values["storage_handle"] = storage_handle
         with self._write() as conn:
             result = conn.execute(
                 update(uploads)
                 .where(uploads.c.id == upload_id, uploads.c.writer_token == token)
-                .values(
-                    offset=offset,
-                    hash_state=hash_state,
-                    writer_token=None,
-                    writer_until=None,
-                    updated_at=time.time(),
+                .values(**values)
+            )
+        return result.rowcount == 1
+
+    def stale_uploads(self, updated_before: float, limit: int) -> list[tuple[str, str]]:
+        """(id, storage handle) of idle uploads last touched before `updated_before`."""
+        query = (
+            select(uploads.c.id, uploads.c.storage_handle)
+            .where(
+                uploads.c.updated_at < updated_before,
+                (uploads.c.writer_until.is_(None)) | (uploads.c.writer_until < time.time()),
+            )
+            .order_by(uploads.c.updated_at)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [(i, h) for i, h in conn.execute(query)]
+
+    def delete_upload_if(self, upload_id: str, storage_handle: str) -> bool:
+        """Forget an upload only if nobody moved it on since it was seen (expiry races)."""
+        with self._write() as conn:
+            result = conn.execute(
+                delete(uploads).where(
+                    uploads.c.id == upload_id,
+                    uploads.c.storage_handle == storage_handle,
+                    (uploads.c.writer_until.is_(None)) | (uploads.c.writer_until < time.time()),
                 )
             )
         return result.rowcount == 1
@@ -225,8 +261,12 @@ class MetadataStore(StoreBase):
 
     def commit_blob(
         self, repository: str, upload_id: str | None, digest: str, size: int, storage_key: str
-    ) -> None:
-        """Record committed content, link it to the repository, and end the upload, atomically."""
+    ) -> str:
+        """Record committed content, link it to the repository, and end the upload, atomically.
+
+        Returns the storage key the digest is recorded under: `storage_key`, or the key of
+        identical content someone else committed first (the caller then drops its copy).
+        """
         now = time.time()
         with self._write() as conn:
             repo_id = self._ensure_repository(conn, repository)
@@ -238,6 +278,9 @@ class MetadataStore(StoreBase):
             self._link(conn, repo_id, [digest], now)
             if upload_id is not None:
                 conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+            return conn.execute(
+                select(blobs.c.storage_key).where(blobs.c.digest == digest)
+            ).scalar_one()
 
     def _link(self, conn: Connection, repo_id: int, digests: Iterable[str], now: float) -> None:
         rows = [{"repository_id": repo_id, "digest": d, "created_at": now} for d in digests]
