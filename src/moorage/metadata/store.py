@@ -75,6 +75,11 @@ class NewManifest:
 class MetadataStore(StoreBase):
     """All SQL the registry runs, behind named operations."""
 
+    def _bytewise(self, column):  # type: ignore[no-untyped-def]
+        # Listings are in byte order (SQLite's default); PostgreSQL sorts by the database's
+        # locale unless told otherwise.
+        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
+
     # -- repositories -------------------------------------------------------------------------
 
     def _repository_id(self, conn: Connection, name: str) -> int | None:
@@ -99,9 +104,10 @@ class MetadataStore(StoreBase):
 
     def list_repositories(self, last: str | None, limit: int) -> list[str]:
         """Repository names in byte order after `last`, at most `limit`."""
-        query = select(repositories.c.name).order_by(repositories.c.name).limit(limit)
+        name = self._bytewise(repositories.c.name)
+        query = select(repositories.c.name).order_by(name).limit(limit)
         if last is not None:
-            query = query.where(repositories.c.name > last)
+            query = query.where(name > _before_nul(last))
         with self._read() as conn:
             return list(conn.execute(query).scalars())
 
@@ -451,14 +457,15 @@ class MetadataStore(StoreBase):
             repo_id = self._repository_id(conn, repository)
             if repo_id is None:
                 return None
+            name = self._bytewise(tags.c.name)
             query = (
                 select(tags.c.name)
                 .where(tags.c.repository_id == repo_id)
-                .order_by(tags.c.name)
+                .order_by(name)
                 .limit(limit)
             )
             if last is not None:
-                query = query.where(tags.c.name > last)
+                query = query.where(name > _before_nul(last))
             return list(conn.execute(query).scalars())
 
     def list_referrers(
@@ -484,9 +491,11 @@ class MetadataStore(StoreBase):
             .limit(limit)
         )
         if artifact_type is not None:
+            if "\x00" in artifact_type:
+                return []  # matches nothing stored (and PostgreSQL refuses NUL in text)
             query = query.where(manifests.c.artifact_type == artifact_type)
         if last is not None:
-            query = query.where(manifests.c.digest > last)
+            query = query.where(manifests.c.digest > _before_nul(last))
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [
@@ -542,6 +551,12 @@ _REPOSITORY_BLOB = (
         repository_blobs.c.digest == bindparam("digest"),
     )
 )
+
+
+def _before_nul(value: str) -> str:
+    """`value` cut at its first NUL: for names that hold no NUL (none can), `x > value` and
+    `x > _before_nul(value)` agree, and PostgreSQL refuses NUL in text parameters."""
+    return value.split("\x00", 1)[0]
 
 
 class UploadBusy(Exception):

@@ -396,7 +396,9 @@ class S3UploadWriter:
         number = len(self.cp.parts) + 1
         if number > MAX_PARTS:
             raise OSError("upload exceeds S3's 10,000 parts")
-        part = _PartUpload(self.store.signer, self.cp.key, self._ensure_multipart(), number, size)
+        part = _PartUpload(
+            self.store.signer, self.store._full(self.cp.key), self._ensure_multipart(), number, size
+        )
         try:
             # What earlier requests left over, then what this one spooled, go first.
             for chunk in self.store._read_segments(self.cp.segments):
@@ -699,7 +701,7 @@ class S3BlobStore:
         parts = list(cp.parts)
         if tail or not parts:
             number = len(parts) + 1
-            part = _PartUpload(self.signer, cp.key, cp.multipart_id, number, tail)
+            part = _PartUpload(self.signer, self._full(cp.key), cp.multipart_id, number, tail)
             try:
                 for chunk in tail_chunks():
                     part.send(chunk)
