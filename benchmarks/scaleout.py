@@ -37,8 +37,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-import run as bench  # noqa: E402  (the single-node harness: HTTP helpers, load client)
-from backends import ScaleOutServices, free_port, migrate  # noqa: E402
+import run as bench
+from backends import ScaleOutServices, free_port, migrate
 
 MiB, MB = 1 << 20, 1_000_000
 

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import text
-
 from conftest import RegistryProcess, free_port
+from sqlalchemy import text
 
 MiB = 1 << 20
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -6,7 +6,14 @@ import os
 
 import pytest
 
-from moorage.storage.s3 import MAX_PARTS, MIN_PART, S3BlobStore, S3Config, min_part_for, part_size_for
+from moorage.storage.s3 import (
+    MAX_PARTS,
+    MIN_PART,
+    S3BlobStore,
+    S3Config,
+    min_part_for,
+    part_size_for,
+)
 
 MiB, GiB = 1 << 20, 1 << 30
 
