@@ -16,6 +16,13 @@ class StoreBase:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        # Reads are single statements: on PostgreSQL, autocommit spares a BEGIN and a ROLLBACK
+        # round trip per read (SQLite reads already run without a transaction).
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -24,5 +31,5 @@ class StoreBase:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             yield conn

@@ -103,7 +103,8 @@ class S3Config:
 
 def part_size_for(part_number: int, base: int) -> int:
     """Target size of part `part_number`: doubles every 1,000 parts (16 MiB base: ~16 TiB)."""
-    return min(base << ((part_number - 1) // 1000), 5 << 30)
+    # Capped below S3's 5 GiB part limit, leaving room for a final remainder folded in.
+    return min(base << ((part_number - 1) // 1000), 4 << 30)
 
 
 def min_part_for(part_number: int) -> int:
@@ -709,7 +710,13 @@ class S3BlobStore:
                 part.cancel()
                 raise
             parts.append((part.finish(), tail))
-        self._complete_multipart(cp.key, cp.multipart_id, parts)
+        try:
+            self._complete_multipart(cp.key, cp.multipart_id, parts)
+        except S3Error as exc:
+            # A retried CompleteMultipartUpload whose first attempt went through.
+            head = self._head(cp.key)
+            if exc.code != "NoSuchUpload" or head is None or head["size"] != total:
+                raise
         return cp.key
 
     # -- handles ---------------------------------------------------------------------------
