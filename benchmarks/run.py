@@ -1480,8 +1480,11 @@ def bench(args: argparse.Namespace, root: Path) -> int:
     }
     jp = Path(args.json)
     jp.parent.mkdir(parents=True, exist_ok=True)
-    jp.write_text(json.dumps(out, indent=2, default=str))
-    print(f"\nresults written to {jp}")
+    text_json = json.dumps(out, indent=2, default=str)
+    jp.write_text(text_json)
+    stamped = jp.with_name(time.strftime("run-%Y%m%d-%H%M%S.json", time.localtime(started)))
+    stamped.write_text(text_json)
+    print(f"\nresults written to {jp} (and {stamped.name})")
     return 1 if failures else 0
 
 

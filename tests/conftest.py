@@ -65,7 +65,7 @@ class RegistryProcess:
             try:
                 if requests.get(self.url + "/v2/", timeout=1).status_code in (200, 401):
                     return self
-            except requests.RequestException:
+            except requests.RequestException:  # not listening yet, or too busy to answer in 1 s
                 pass
             time.sleep(0.05)
         self.stop()
@@ -101,9 +101,51 @@ def start_registry(tmp_path: Path, *args: str, auth: bool = False, **env: str) -
     """
     data = tmp_path / "data"
     data.mkdir(parents=True, exist_ok=True)
+    backend_args, backend_env = _backend()
     return RegistryProcess(
-        data_dir=data, port=free_port(), extra_args=list(args), env=env, auth=auth
+        data_dir=data,
+        port=free_port(),
+        extra_args=[*backend_args, *args],
+        env={**backend_env, **env},
+        auth=auth,
     ).start()
+
+
+# -- backends ----------------------------------------------------------------------------------
+# MOORAGE_TEST_BACKEND=pg-s3 runs every server on PostgreSQL + SeaweedFS (one pair per test
+# process, a fresh database and bucket prefix per server); the default is SQLite + filesystem.
+
+BACKEND = os.environ.get("MOORAGE_TEST_BACKEND", "fs")
+# Tests that look inside the filesystem data dir; tests/scaleout checks the same on S3.
+FILESYSTEM_ONLY = {
+    "test_identical_blob_in_two_repositories_is_stored_once",
+    "test_concurrent_pushes_of_the_same_blob_are_stored_once",
+    "test_acknowledged_state_survives_kill_9",
+    "test_kill_9_during_streamed_push",
+}
+
+
+def _backend() -> tuple[list[str], dict[str, str]]:
+    if BACKEND == "pg-s3":
+        from backends import shared_services
+
+        return shared_services().node_settings()
+    return [], {}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if BACKEND != "pg-s3":
+        return
+    skip = pytest.mark.skip(reason="inspects the filesystem data dir (S3 twin in tests/scaleout)")
+    for item in items:
+        if getattr(item, "originalname", item.name) in FILESYSTEM_ONLY:
+            item.add_marker(skip)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    from backends import stop_shared_services
+
+    stop_shared_services()
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,17 @@ def serve(
         bool | None,
         typer.Option("--no-auth", help="run an OPEN registry: anyone may push, pull, delete"),
     ] = None,
+    database: Annotated[
+        str | None,
+        typer.Option(help="postgresql://user:pass@host/db for scale-out [env MOORAGE_DATABASE_URL; default SQLite in --data-dir]"),
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(help="s3://bucket/prefix for scale-out; endpoint and keys from AWS_* [env MOORAGE_STORAGE_URL; default files in --data-dir]"),
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML file of settings [env MOORAGE_CONFIG]")
+    ] = None,
 ) -> None:
     """Run the registry (SQLite + filesystem under --data-dir; no configuration needed)."""
     from .config import Settings
@@ -52,6 +63,9 @@ def serve(
             allow_sparse=allow_sparse,
             fsync=False if no_fsync else None,
             auth=False if no_auth else None,
+            database_url=database,
+            storage_url=storage,
+            config_file=config,
         )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -75,12 +89,14 @@ def _admin(data_dir: Path | None):  # type: ignore[no-untyped-def]
     from .config import Settings
     from .events.audit import AuditLog
     from .metadata.access_store import AccessStore
-    from .metadata.engine import create_schema, make_engine, sqlite_url
+    from .metadata.engine import make_engine, sqlite_url
+    from .metadata.migrate import check_current, upgrade
 
     settings = Settings.from_env(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
-    create_schema(engine)
+    url = settings.database_url or sqlite_url(settings.data_dir)
+    engine = make_engine(url)
+    upgrade(engine) if url.startswith("sqlite") else check_current(engine)
     store = AccessStore(engine)
     return AdminService(store, AuthService(store), AuditLog(store))
 
@@ -262,6 +278,72 @@ def audit(
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(e["time"]))
             typer.echo(f"{when} {e['outcome']:<8} {e['action']:<16} {e['actor'] or '-':<20} "
                        f"{e['remote'] or '-':<15} {e['repository'] or ''} {e['reference'] or ''}")
+db_app = typer.Typer(help="Database schema: migrate and inspect.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _database_url(database: str | None, data_dir: Path | None, config: Path | None) -> str:
+    from .config import Settings
+    from .metadata.engine import sqlite_url
+
+    try:
+        settings = Settings.from_env(database_url=database, data_dir=data_dir, config_file=config)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if settings.database_url:
+        return settings.database_url
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return sqlite_url(settings.data_dir.resolve())
+
+
+_DB_OPT = typer.Option(help="database URL [env MOORAGE_DATABASE_URL; default SQLite in --data-dir]")
+
+
+@db_app.command("upgrade")
+def db_upgrade(
+    database: Annotated[str | None, _DB_OPT] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="data dir of the embedded SQLite database")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of settings")] = None,
+    revision: Annotated[str, typer.Option(help="target revision")] = "head",
+) -> None:
+    """Run the schema migrations (safe to repeat; run once per upgrade, before starting nodes)."""
+    from .metadata.engine import make_engine
+    from .metadata.migrate import upgrade
+
+    engine = make_engine(_database_url(database, data_dir, config))
+    try:
+        before, after = upgrade(engine, revision)
+    except Exception as exc:
+        typer.echo(f"error: migration failed: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        engine.dispose()
+    url = engine.url.render_as_string(hide_password=True)
+    if before == after:
+        typer.echo(f"{url}: already at revision {after}")
+    else:
+        typer.echo(f"{url}: migrated from {before or 'empty'} to {after}")
+
+
+@db_app.command("current")
+def db_current(
+    database: Annotated[str | None, _DB_OPT] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="data dir of the embedded SQLite database")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML file of settings")] = None,
+) -> None:
+    """Print the database's schema revision and the one this version needs (exit 1 if behind)."""
+    from .metadata.engine import make_engine
+    from .metadata.migrate import current_revision, head_revision
+
+    engine = make_engine(_database_url(database, data_dir, config))
+    try:
+        current = current_revision(engine)
+    finally:
+        engine.dispose()
+    head = head_revision()
+    typer.echo(f"current: {current or 'none'}\nneeded:  {head}")
+    raise typer.Exit(0 if current == head else 1)
 
 
 @app.command()

@@ -20,7 +20,8 @@ class Settings:
     listen: str = DEFAULT_LISTEN
     data_dir: Path = Path("data")
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    database_url: str | None = None  # None: SQLite inside data_dir
+    database_url: str | None = None  # None: SQLite inside data_dir; postgresql://...
+    storage_url: str | None = None  # None: files under data_dir; s3://bucket/prefix
     allow_sparse: bool = False
     fsync: bool = True
     chunk_min_length: int = 1 << 20  # advertised, not enforced: fewer, larger chunks are faster
@@ -36,6 +37,18 @@ class Settings:
     token_realm: str | None = None  # default: <scheme>://<host of the request>/token
     log_format: str = "auto"  # auto | json | text
     log_level: str = "INFO"
+    # -- scale-out (PostgreSQL + S3) ------------------------------------------------------------
+    db_pool_size: int = 5  # connections per worker process (PostgreSQL)
+    s3_endpoint: str | None = None  # default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS
+    s3_region: str | None = None  # default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1
+    s3_access_key_id: str | None = None  # default: AWS_ACCESS_KEY_ID
+    s3_secret_access_key: str | None = None  # default: AWS_SECRET_ACCESS_KEY
+    s3_part_size: int = 16 << 20  # first multipart parts; doubles every 1,000 parts
+    spool_dir: str | None = None  # local temp files for chunks of unknown length (S3)
+    blob_redirect: bool = True  # S3: GET of a blob redirects to a presigned URL (else proxied)
+    blob_redirect_min_bytes: int = 1 << 20  # smaller blobs are proxied: a redirect costs more
+    presign_expires: int = 300  # seconds a presigned blob URL stays valid
+    upload_max_age: float = 24 * 3600.0  # idle uploads older than this are removed
 
     @property
     def host(self) -> str:
@@ -45,15 +58,35 @@ class Settings:
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
 
+    @property
+    def is_scaled_out(self) -> bool:
+        return bool(self.database_url and not self.database_url.startswith("sqlite"))
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> Settings:
-        """Defaults, then MOORAGE_<FIELD> variables, then explicit overrides (CLI flags)."""
+        """Defaults, then a TOML file (MOORAGE_CONFIG or `config_file=`), then MOORAGE_<FIELD>
+        variables, then explicit overrides (CLI flags)."""
         env = dict(os.environ if env is None else env)
+        # Short aliases the scale-out docs use.
+        for alias, name in (("MOORAGE_DATABASE", "MOORAGE_DATABASE_URL"),
+                            ("MOORAGE_STORAGE", "MOORAGE_STORAGE_URL")):
+            if alias in env and name not in env:
+                env[name] = env[alias]
+        config_file = overrides.pop("config_file", None) or env.get("MOORAGE_CONFIG")
+        file_values: dict[str, object] = {}
+        if config_file:
+            file_values = _load_toml(Path(str(config_file)), {f.name for f in fields(cls)})
         values: dict[str, object] = {}
         for f in fields(cls):
             raw = env.get(f"MOORAGE_{f.name.upper()}")
             if raw is None:
-                continue
+                if f.name in file_values:
+                    raw = file_values[f.name]
+                    if not isinstance(raw, str):
+                        values[f.name] = Path(raw) if f.name == "data_dir" else raw
+                        continue
+                else:
+                    continue
             default = getattr(cls(), f.name)
             if isinstance(default, bool):
                 values[f.name] = _bool(raw)
@@ -78,3 +111,27 @@ class Settings:
             raise ValueError(f"invalid port in --listen {self.listen!r}")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
+        if self.database_url and not self.database_url.startswith(
+            ("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")
+        ):
+            raise ValueError(
+                f"--database must be a postgresql:// or sqlite:/// URL, got {self.database_url!r}"
+            )
+        if self.storage_url and not self.storage_url.startswith("s3://"):
+            raise ValueError(f"--storage must be s3://bucket/prefix, got {self.storage_url!r}")
+        if self.s3_part_size < 5 << 20:
+            raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
+
+
+def _load_toml(path: Path, known: set[str]) -> dict[str, object]:
+    """Settings from a TOML file: top-level keys named like the fields (`database_url = ...`)."""
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read config file {path}: {exc}") from None
+    unknown = set(data) - known
+    if unknown:
+        raise ValueError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
+    return data

@@ -18,19 +18,28 @@ from .auth.service import AuthService
 from .config import Settings
 from .logs import setup_logging
 from .metadata.access_store import AccessStore
-from .metadata.engine import create_schema, make_engine, sqlite_url
+from .metadata.engine import make_engine, sqlite_url
+from .metadata.migrate import SchemaNotCurrent, check_current, upgrade
 from .metadata.schema import uploads
 
 log = logging.getLogger("moorage.server")
 
 
 def prepare(settings: Settings) -> None:
-    """Create the data dir and schema; free upload leases left by a previous (crashed) run."""
+    """Create the data dir; migrate the embedded SQLite database, or check that a shared
+    database is migrated (SchemaNotCurrent otherwise); free upload leases a previous (crashed)
+    run of an embedded database left."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     url = settings.database_url or sqlite_url(settings.data_dir)
     engine = make_engine(url)
     try:
-        create_schema(engine)
+        if url.startswith("sqlite"):
+            # The embedded database belongs to this server: migrating it needs no flag.
+            upgrade(engine)
+        else:
+            # A shared database is migrated once, on purpose (`moorage db upgrade`), never by
+            # whichever node happens to start first.
+            check_current(engine)
         if settings.auth:
             generated = AuthService(AccessStore(engine)).bootstrap_admin(settings.admin_password)
             if generated:
@@ -63,7 +72,11 @@ def serve(settings: Settings) -> int:
     """Run the registry until SIGTERM/SIGINT; returns the exit code."""
     setup_logging(settings.log_level, settings.log_format)
     settings = _absolute(settings)
-    prepare(settings)
+    try:
+        prepare(settings)
+    except SchemaNotCurrent as exc:
+        print(f"moorage: {exc}", file=sys.stderr, flush=True)
+        return 3
     sock = bind(settings)
     if not settings.auth:
         print(
@@ -74,14 +87,28 @@ def serve(settings: Settings) -> int:
         )
     print(
         f"moorage listening on http://{settings.listen} ({settings.workers} worker"
-        f"{'s' if settings.workers != 1 else ''}), data in {settings.data_dir} "
-        f"(SQLite + filesystem)",
+        f"{'s' if settings.workers != 1 else ''}), {_describe(settings)}",
         file=sys.stderr,
         flush=True,
     )
     if settings.workers == 1:
         return _run_worker(settings, sock)
     return _supervise(settings, sock)
+
+
+def _describe(settings: Settings) -> str:
+    from sqlalchemy.engine import make_url
+
+    from .metadata.engine import normalize_url
+
+    if settings.database_url:
+        db = make_url(normalize_url(settings.database_url)).render_as_string(hide_password=True)
+    else:
+        db = "SQLite"
+    storage = settings.storage_url or "filesystem"
+    if not settings.database_url and not settings.storage_url:
+        return f"data in {settings.data_dir} (SQLite + filesystem)"
+    return f"metadata in {db}, blobs in {storage}, data dir {settings.data_dir}"
 
 
 def _absolute(settings: Settings) -> Settings:

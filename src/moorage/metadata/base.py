@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 
 _SQLITE_WRITE_LOCK = threading.Lock()
 
@@ -20,6 +19,13 @@ class StoreBase:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._insert = pg_insert if engine.dialect.name == "postgresql" else sqlite_insert
+        # Reads are single statements: on PostgreSQL, autocommit spares a BEGIN and a ROLLBACK
+        # round trip per read (SQLite reads already run without a transaction).
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
@@ -28,5 +34,5 @@ class StoreBase:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             yield conn

@@ -6,7 +6,13 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 
-from .schema import metadata
+
+def normalize_url(url: str) -> str:
+    """A SQLAlchemy URL: `postgresql://` and `postgres://` mean psycopg 3."""
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme):]
+    return url
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -14,19 +20,27 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir) / 'moorage.db'}"
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, pool_size: int = 5) -> Engine:
     """An engine with the settings a registry needs on each backend."""
+    url = normalize_url(url)
     if url.startswith("sqlite"):
         engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=False)
         _tune_sqlite(engine)
     else:
-        engine = create_engine(url, pool_size=10, max_overflow=10, pool_pre_ping=True)
+        # Several workers on several nodes share the server's connection limit: keep the pool
+        # of each worker small (a request holds a connection only for one short statement).
+        engine = create_engine(
+            url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+            pool_recycle=1800,
+        )
     return engine
 
 
 def create_schema(engine: Engine) -> None:
-    """Create missing tables (idempotent)."""
-    metadata.create_all(engine)
+    """Bring the schema to the newest revision by running the migrations (idempotent)."""
+    from .migrate import upgrade
+
+    upgrade(engine)
 
 
 def _tune_sqlite(engine: Engine) -> None:

@@ -75,6 +75,11 @@ class NewManifest:
 class MetadataStore(StoreBase):
     """All SQL the registry runs, behind named operations."""
 
+    def _bytewise(self, column):  # type: ignore[no-untyped-def]
+        # Listings are in byte order (SQLite's default); PostgreSQL sorts by the database's
+        # locale unless told otherwise.
+        return column.collate("C") if self.engine.dialect.name == "postgresql" else column
+
     # -- repositories -------------------------------------------------------------------------
 
     def _repository_id(self, conn: Connection, name: str) -> int | None:
@@ -99,9 +104,10 @@ class MetadataStore(StoreBase):
 
     def list_repositories(self, last: str | None, limit: int) -> list[str]:
         """Repository names in byte order after `last`, at most `limit`."""
-        query = select(repositories.c.name).order_by(repositories.c.name).limit(limit)
+        name = self._bytewise(repositories.c.name)
+        query = select(repositories.c.name).order_by(name).limit(limit)
         if last is not None:
-            query = query.where(repositories.c.name > last)
+            query = query.where(name > _before_nul(last))
         with self._read() as conn:
             return list(conn.execute(query).scalars())
 
@@ -163,9 +169,11 @@ class MetadataStore(StoreBase):
         now = time.time()
         with self._write() as conn:
             row = conn.execute(
-                self._upload_query().where(
-                    uploads.c.id == upload_id, repositories.c.name == repository
-                )
+                self._upload_query()
+                .where(uploads.c.id == upload_id, repositories.c.name == repository)
+                # PostgreSQL: two nodes claiming at once serialise on the row (SQLite's
+                # BEGIN IMMEDIATE already does; the clause renders to nothing there).
+                .with_for_update(of=uploads)
             ).first()
             if row is None:
                 return None
@@ -190,19 +198,53 @@ class MetadataStore(StoreBase):
         return result.rowcount == 1
 
     def save_upload_progress(
-        self, upload_id: str, token: str, offset: int, hash_state: bytes
+        self,
+        upload_id: str,
+        token: str,
+        offset: int,
+        hash_state: bytes,
+        storage_handle: str | None = None,
     ) -> bool:
-        """Persist the acknowledged offset and hash state, and release the lease."""
+        """Persist the acknowledged offset, hash state (and new storage handle); free the lease."""
+        values = {
+            "offset": offset,
+            "hash_state": hash_state,
+            "writer_token": None,
+            "writer_until": None,
+            "updated_at": time.time(),
+        }
+        if storage_handle is not None:
+            values["storage_handle"] = storage_handle
         with self._write() as conn:
             result = conn.execute(
                 update(uploads)
                 .where(uploads.c.id == upload_id, uploads.c.writer_token == token)
-                .values(
-                    offset=offset,
-                    hash_state=hash_state,
-                    writer_token=None,
-                    writer_until=None,
-                    updated_at=time.time(),
+                .values(**values)
+            )
+        return result.rowcount == 1
+
+    def stale_uploads(self, updated_before: float, limit: int) -> list[tuple[str, str]]:
+        """(id, storage handle) of idle uploads last touched before `updated_before`."""
+        query = (
+            select(uploads.c.id, uploads.c.storage_handle)
+            .where(
+                uploads.c.updated_at < updated_before,
+                (uploads.c.writer_until.is_(None)) | (uploads.c.writer_until < time.time()),
+            )
+            .order_by(uploads.c.updated_at)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [(i, h) for i, h in conn.execute(query)]
+
+    def delete_upload_if(self, upload_id: str, storage_handle: str) -> bool:
+        """Forget an upload only if nobody moved it on since it was seen (expiry races)."""
+        with self._write() as conn:
+            result = conn.execute(
+                delete(uploads).where(
+                    uploads.c.id == upload_id,
+                    uploads.c.storage_handle == storage_handle,
+                    (uploads.c.writer_until.is_(None)) | (uploads.c.writer_until < time.time()),
                 )
             )
         return result.rowcount == 1
@@ -225,8 +267,12 @@ class MetadataStore(StoreBase):
 
     def commit_blob(
         self, repository: str, upload_id: str | None, digest: str, size: int, storage_key: str
-    ) -> None:
-        """Record committed content, link it to the repository, and end the upload, atomically."""
+    ) -> str:
+        """Record committed content, link it to the repository, and end the upload, atomically.
+
+        Returns the storage key the digest is recorded under: `storage_key`, or the key of
+        identical content someone else committed first (the caller then drops its copy).
+        """
         now = time.time()
         with self._write() as conn:
             repo_id = self._ensure_repository(conn, repository)
@@ -238,6 +284,9 @@ class MetadataStore(StoreBase):
             self._link(conn, repo_id, [digest], now)
             if upload_id is not None:
                 conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+            return conn.execute(
+                select(blobs.c.storage_key).where(blobs.c.digest == digest)
+            ).scalar_one()
 
     def _link(self, conn: Connection, repo_id: int, digests: Iterable[str], now: float) -> None:
         rows = [{"repository_id": repo_id, "digest": d, "created_at": now} for d in digests]
@@ -420,14 +469,15 @@ class MetadataStore(StoreBase):
             repo_id = self._repository_id(conn, repository)
             if repo_id is None:
                 return None
+            name = self._bytewise(tags.c.name)
             query = (
                 select(tags.c.name)
                 .where(tags.c.repository_id == repo_id)
-                .order_by(tags.c.name)
+                .order_by(name)
                 .limit(limit)
             )
             if last is not None:
-                query = query.where(tags.c.name > last)
+                query = query.where(name > _before_nul(last))
             return list(conn.execute(query).scalars())
 
     def list_referrers(
@@ -453,9 +503,11 @@ class MetadataStore(StoreBase):
             .limit(limit)
         )
         if artifact_type is not None:
+            if "\x00" in artifact_type:
+                return []  # matches nothing stored (and PostgreSQL refuses NUL in text)
             query = query.where(manifests.c.artifact_type == artifact_type)
         if last is not None:
-            query = query.where(manifests.c.digest > last)
+            query = query.where(manifests.c.digest > _before_nul(last))
         with self._read() as conn:
             rows = conn.execute(query).all()
         return [
@@ -511,6 +563,12 @@ _REPOSITORY_BLOB = (
         repository_blobs.c.digest == bindparam("digest"),
     )
 )
+
+
+def _before_nul(value: str) -> str:
+    """`value` cut at its first NUL: for names that hold no NUL (none can), `x > value` and
+    `x > _before_nul(value)` agree, and PostgreSQL refuses NUL in text parameters."""
+    return value.split("\x00", 1)[0]
 
 
 class UploadBusy(Exception):

@@ -14,9 +14,24 @@ from ..storage.base import BlobStore
 class BlobService:
     """Blob operations scoped to one repository at a time."""
 
-    def __init__(self, store: MetadataStore, blobs: BlobStore) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        blobs: BlobStore,
+        redirect_min_bytes: int | None = None,
+        redirect_expires: int = 300,
+    ) -> None:
         self.store = store
         self.blobs = blobs
+        # None: never redirect. Small blobs are cheaper to proxy than to redirect.
+        self.redirect_min_bytes = redirect_min_bytes
+        self.redirect_expires = redirect_expires
+
+    def redirect_url(self, row: BlobRow) -> str | None:
+        """A short-lived URL to send the client to instead of streaming the bytes, or None."""
+        if self.redirect_min_bytes is None or row.size < self.redirect_min_bytes:
+            return None
+        return self.blobs.presigned_url(row.storage_key, self.redirect_expires)
 
     def locate(self, repository: str, digest: Digest) -> BlobRow:
         """The blob as served through `repository`; BLOB_UNKNOWN unless the repository holds it."""

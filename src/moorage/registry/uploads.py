@@ -98,8 +98,12 @@ class UploadService:
     ) -> UploadStatus:
         """Append a chunk (or a streamed body when `chunk` is None) and persist the new state."""
         async with self._lease(repository, upload_id) as (row, token):
-            offset, hasher = await self._write(row, token, body, chunk, content_length)
-            await self._save(row, token, offset, hasher)
+            offset, hasher, writer = await self._write(row, token, body, chunk, content_length)
+            try:
+                handle = await asyncio.to_thread(writer.checkpoint)
+            finally:
+                await asyncio.to_thread(writer.close)
+            await self._save(row, token, offset, hasher, handle)
             return UploadStatus(row.id, offset)
 
     async def finish(
@@ -114,33 +118,79 @@ class UploadService:
         """Take an optional last chunk, verify the whole blob against `digest`, and commit it."""
         async with self._lease(repository, upload_id) as (row, token):
             offset, hasher = row.offset, restore_hasher(row.algorithm, row.hash_state)
-            if chunk is not None or content_length != 0:
-                offset, hasher = await self._write(row, token, body, chunk, content_length)
-            computed = await self._final_digest(row, offset, hasher, digest.algorithm)
-            if computed != digest.hex:
-                await self._discard(row)
-                raise DigestInvalid(
-                    f"content digest is {digest.algorithm}:{computed}, not {digest}",
-                    detail={"digest": str(digest)},
-                )
-            key = await asyncio.to_thread(
-                self.blobs.commit_upload, row.storage_handle, str(digest)
-            )
-            await asyncio.to_thread(
+            handle = row.storage_handle
+            writer: UploadWriter | None = None
+            try:
+                if chunk is not None or content_length != 0:
+                    offset, hasher, writer = await self._write(
+                        row, token, body, chunk, content_length
+                    )
+                if digest.algorithm != row.algorithm and writer is not None:
+                    # The stored bytes get hashed again: make them all stored first.
+                    handle = await asyncio.to_thread(writer.checkpoint)
+                    await asyncio.to_thread(writer.close)
+                    writer = None
+                computed = await self._final_digest(row, handle, offset, hasher, digest.algorithm)
+                if computed != digest.hex:
+                    if writer is not None:
+                        await asyncio.to_thread(writer.close)
+                        writer = None
+                    await self._discard(row, handle)
+                    raise DigestInvalid(
+                        f"content digest is {digest.algorithm}:{computed}, not {digest}",
+                        detail={"digest": str(digest)},
+                    )
+                key = await self._commit_bytes(handle, writer, str(digest))
+            finally:
+                if writer is not None:
+                    await asyncio.to_thread(writer.close)
+            recorded = await asyncio.to_thread(
                 self.store.commit_blob, repository, row.id, str(digest), offset, key
             )
+            if recorded != key:
+                # Identical content committed by another request first: keep one copy.
+                await asyncio.to_thread(self.blobs.delete_blob, key)
             log.info(
                 "blob committed",
                 extra={"repository": repository, "digest": str(digest), "size": offset},
             )
             return digest
 
+    async def _commit_bytes(self, handle: str, writer: UploadWriter | None, digest: str) -> str:
+        existing = await asyncio.to_thread(self.store.find_blob, digest)
+        if existing is not None and await asyncio.to_thread(
+            self.blobs.blob_exists, existing.storage_key
+        ):
+            # Already stored: drop these bytes instead of finishing a second copy.
+            if writer is not None:
+                await asyncio.to_thread(writer.close)
+            await asyncio.to_thread(self.blobs.abort_upload, handle)
+            return existing.storage_key
+        if writer is not None:
+            return await asyncio.to_thread(writer.commit, digest)
+        return await asyncio.to_thread(self.blobs.commit_upload, handle, digest)
+
+    async def expire(self, max_age: float, limit: int = 100) -> int:
+        """Abandon uploads idle for `max_age` seconds and free their storage; returns how many."""
+        stale = await asyncio.to_thread(self.store.stale_uploads, time.time() - max_age, limit)
+        expired = 0
+        for upload_id, handle in stale:
+            if await asyncio.to_thread(self.store.delete_upload_if, upload_id, handle):
+                expired += 1
+                try:
+                    await asyncio.to_thread(self.blobs.abort_upload, handle)
+                except Exception:
+                    log.exception("freeing an expired upload failed", extra={"upload": upload_id})
+        if expired:
+            log.info("expired uploads", extra={"count": expired})
+        return expired
+
     async def cancel(self, repository: str, upload_id: str) -> None:
         """Abandon an upload and free its storage."""
         row = self.store.get_upload(repository, upload_id)
         if row is None:
             raise BlobUploadUnknown()
-        await self._discard(row)
+        await self._discard(row, row.storage_handle)
 
     async def push_whole(
         self, repository: str, digest: Digest, body: AsyncIterator[bytes], length: int | None
@@ -152,7 +202,7 @@ class UploadService:
         except BaseException:
             row = self.store.get_upload(repository, status.id)
             if row is not None:
-                await self._discard(row)
+                await self._discard(row, row.storage_handle)
             raise
 
     # -- internals ----------------------------------------------------------------------------
@@ -167,7 +217,8 @@ class UploadService:
         body: AsyncIterator[bytes],
         chunk: ChunkRange | None,
         content_length: int | None,
-    ) -> tuple[int, Hasher]:
+    ) -> tuple[int, Hasher, UploadWriter]:
+        """Stream a body into the upload; returns the new offset, hasher and the open writer."""
         expected = content_length
         if chunk is not None:
             if chunk.start != row.offset or chunk.end < chunk.start - 1:
@@ -183,17 +234,20 @@ class UploadService:
             expected = chunk.length
         hasher = restore_hasher(row.algorithm, row.hash_state)
         try:
-            writer = await asyncio.to_thread(self.blobs.open_upload, row.storage_handle, row.offset)
+            writer = await asyncio.to_thread(
+                self.blobs.open_upload, row.storage_handle, row.offset, expected
+            )
         except FileNotFoundError:
             raise BlobUploadUnknown("upload storage is gone") from None
         renew = self._renewer(row.id, token)
         try:
             written = await pump(body, hasher, writer, renew)
-        finally:
+            if expected is not None and written != expected:
+                raise SizeInvalid(f"received {written} bytes, expected {expected}")
+        except BaseException:
             await asyncio.to_thread(writer.close)
-        if expected is not None and written != expected:
-            raise SizeInvalid(f"received {written} bytes, expected {expected}")
-        return row.offset + written, hasher
+            raise
+        return row.offset + written, hasher, writer
 
     def _renewer(self, upload_id: str, token: str) -> Callable[[], object]:
         async def renew() -> None:
@@ -205,26 +259,27 @@ class UploadService:
 
         return renew
 
-    async def _save(self, row: UploadRow, token: str, offset: int, hasher: Hasher) -> None:
+    async def _save(
+        self, row: UploadRow, token: str, offset: int, hasher: Hasher, handle: str
+    ) -> None:
         saved = await asyncio.to_thread(
-            self.store.save_upload_progress, row.id, token, offset, hasher.serialize()
+            self.store.save_upload_progress, row.id, token, offset, hasher.serialize(),
+            handle if handle != row.storage_handle else None,
         )
         if not saved:
             raise BlobUploadInvalid("upload was taken over by another request")
 
     async def _final_digest(
-        self, row: UploadRow, length: int, hasher: Hasher, algorithm: str
+        self, row: UploadRow, handle: str, length: int, hasher: Hasher, algorithm: str
     ) -> str:
         if algorithm == row.algorithm:
             return hasher.finalize()
         # The client names another algorithm only at the end: hash the stored bytes again.
-        return await asyncio.to_thread(
-            _hash_stored, self.blobs, row.storage_handle, length, algorithm
-        )
+        return await asyncio.to_thread(_hash_stored, self.blobs, handle, length, algorithm)
 
-    async def _discard(self, row: UploadRow) -> None:
+    async def _discard(self, row: UploadRow, handle: str) -> None:
         await asyncio.to_thread(self.store.delete_upload, row.id)
-        await asyncio.to_thread(self.blobs.abort_upload, row.storage_handle)
+        await asyncio.to_thread(self.blobs.abort_upload, handle)
 
 
 class _Lease:

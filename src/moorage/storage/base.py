@@ -10,7 +10,18 @@ class UploadWriter(Protocol):
     """Appends to an upload in progress. Blocking: call from a worker thread."""
 
     def write(self, data: bytes) -> None: ...
-    def close(self) -> None: ...
+
+    def checkpoint(self) -> str:
+        """Make what was written durable and resumable anywhere; return the handle to persist."""
+        ...
+
+    def commit(self, digest: str) -> str:
+        """End the upload with what was written (no checkpoint); return the blob's key. O(1)."""
+        ...
+
+    def close(self) -> None:
+        """Free resources; without checkpoint() or commit() first, the writes are forgotten."""
+        ...
 
 
 class BlobStore(Protocol):
@@ -23,8 +34,12 @@ class BlobStore(Protocol):
         """Create empty upload storage and return its handle."""
         ...
 
-    def open_upload(self, handle: str, offset: int) -> UploadWriter:
-        """A writer that continues the upload at `offset`, discarding anything written past it."""
+    def open_upload(self, handle: str, offset: int, expected: int | None = None) -> UploadWriter:
+        """A writer that continues the upload at `offset`, discarding anything written past it.
+
+        `expected` is how many bytes the caller will write, when it knows (lets a remote store
+        stream them straight through instead of spooling).
+        """
         ...
 
     def read_upload(self, handle: str, length: int) -> Iterator[bytes]:
@@ -53,4 +68,12 @@ class BlobStore(Protocol):
 
     def delete_blob(self, key: str) -> None:
         """Remove a blob's bytes (garbage collection only)."""
+        ...
+
+    def presigned_url(self, key: str, expires_seconds: int) -> str | None:
+        """A short-lived URL clients can fetch the blob from directly, or None (serve it here)."""
+        ...
+
+    def check(self) -> None:
+        """Raise unless the store is reachable and usable (readiness probe)."""
         ...

@@ -20,8 +20,11 @@ WRITEBACK_EVERY = 32 << 20
 class FileUploadWriter:
     """Appends to an upload file; blocking, used from a worker thread."""
 
-    def __init__(self, path: Path, offset: int, early_writeback: bool) -> None:
-        self._fd = os.open(path, os.O_WRONLY)
+    def __init__(
+        self, store: FilesystemBlobStore, handle: str, offset: int, early_writeback: bool
+    ) -> None:
+        self._store, self._handle = store, handle
+        self._fd = os.open(store._upload_path(handle), os.O_WRONLY)
         # Bytes past the acknowledged offset come from a request that failed or a crash.
         os.ftruncate(self._fd, offset)
         os.lseek(self._fd, offset, os.SEEK_SET)
@@ -38,8 +41,17 @@ class FileUploadWriter:
             _start_writeback(self._fd, self._flushed, self._position - self._flushed)
             self._flushed = self._position
 
+    def checkpoint(self) -> str:
+        # The file is the state: the handle stays the same.
+        return self._handle
+
+    def commit(self, digest: str) -> str:
+        return self._store.commit_upload(self._handle, digest)
+
     def close(self) -> None:
-        os.close(self._fd)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class FilesystemBlobStore:
@@ -65,8 +77,10 @@ class FilesystemBlobStore:
         self._upload_path(upload_id).touch(exist_ok=False)
         return upload_id
 
-    def open_upload(self, handle: str, offset: int) -> FileUploadWriter:
-        return FileUploadWriter(self._upload_path(handle), offset, early_writeback=self.fsync)
+    def open_upload(
+        self, handle: str, offset: int, expected: int | None = None
+    ) -> FileUploadWriter:
+        return FileUploadWriter(self, handle, offset, early_writeback=self.fsync)
 
     def read_upload(self, handle: str, length: int) -> Iterator[bytes]:
         return _read_range(self._upload_path(handle), 0, length)
@@ -105,6 +119,16 @@ class FilesystemBlobStore:
 
     def delete_blob(self, key: str) -> None:
         self._blob_path(key).unlink(missing_ok=True)
+
+    def presigned_url(self, key: str, expires_seconds: int) -> str | None:
+        return None  # served with sendfile instead
+
+    def check(self) -> None:
+        """Raise unless the blob directory is writable (readiness probe)."""
+        if not os.access(self.root / "blobs", os.W_OK) or not os.access(
+            self.root / "uploads", os.W_OK
+        ):
+            raise OSError(f"{self.root} is not writable")
 
 
 def _read_range(path: Path, offset: int, length: int) -> Iterator[bytes]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
 import time
 
 from aiohttp import web
@@ -20,6 +22,7 @@ from ..registry.blobs import BlobService
 from ..registry.manifests import ManifestService
 from ..registry.referrers import ReferrerService
 from ..registry.uploads import UploadService
+from ..storage.base import BlobStore
 from ..storage.filesystem import FilesystemBlobStore
 from .api import ManagementAPI, register_management_api
 from .auth import AccessGuard, TokenEndpoint
@@ -60,11 +63,64 @@ def _log_request(request: web.Request, status: int, started: float, access_log: 
     )
 
 
+def make_blob_store(settings: Settings) -> BlobStore:
+    """The configured blob store: files under the data dir, or an S3-compatible bucket."""
+    if settings.storage_url:
+        from ..storage.s3 import S3BlobStore, S3Config
+
+        return S3BlobStore(
+            S3Config.from_url(
+                settings.storage_url,
+                endpoint=settings.s3_endpoint,
+                region=settings.s3_region,
+                access_key_id=settings.s3_access_key_id,
+                secret_access_key=settings.s3_secret_access_key,
+                part_size=settings.s3_part_size,
+                spool_dir=settings.spool_dir,
+            )
+        )
+    return FilesystemBlobStore(settings.data_dir, fsync=settings.fsync)
+
+
+class Health:
+    """/healthz (the process answers) and /readyz (database and blob storage answer)."""
+
+    def __init__(self, engine, blob_store: BlobStore, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
+        self.engine, self.blob_store, self.timeout = engine, blob_store, timeout
+
+    async def live(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"status": "ok"})
+
+    async def ready(self, request: web.Request) -> web.StreamResponse:
+        checks = {"database": self._database, "storage": self.blob_store.check}
+        results: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                await asyncio.wait_for(asyncio.to_thread(check), self.timeout)
+                results[name] = "ok"
+            except Exception as exc:  # any failure means "send no traffic here"
+                results[name] = f"unavailable: {type(exc).__name__}: {str(exc)[:200]}"
+        ok = all(v == "ok" for v in results.values())
+        return web.json_response(
+            {"status": "ok" if ok else "unavailable", "checks": results},
+            status=200 if ok else 503,
+        )
+
+    def _database(self) -> None:
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+
 def make_app(settings: Settings) -> web.Application:
     """Build the registry application for one worker process."""
-    engine = make_engine(settings.database_url or sqlite_url(settings.data_dir))
+    engine = make_engine(
+        settings.database_url or sqlite_url(settings.data_dir), settings.db_pool_size
+    )
     store = MetadataStore(engine)
-    blob_store = FilesystemBlobStore(settings.data_dir, fsync=settings.fsync)
+    blob_store = make_blob_store(settings)
+    uploads = UploadService(store, blob_store, settings.upload_lease_seconds)
     access_store = AccessStore(engine)
     audit = AuditLog(access_store)
     auth = AuthService(access_store)
@@ -75,8 +131,13 @@ def make_app(settings: Settings) -> web.Application:
     )
     guard = AccessGuard(auth, authority, audit, settings.token_realm) if settings.auth else None
     api = DistributionAPI(
-        uploads=UploadService(store, blob_store, settings.upload_lease_seconds),
-        blobs=BlobService(store, blob_store),
+        uploads=uploads,
+        blobs=BlobService(
+            store,
+            blob_store,
+            redirect_min_bytes=settings.blob_redirect_min_bytes if settings.blob_redirect else None,
+            redirect_expires=settings.presign_expires,
+        ),
         manifests=ManifestService(store, settings.allow_sparse, settings.max_manifest_bytes),
         referrers=ReferrerService(store),
         chunk_min_length=settings.chunk_min_length,
@@ -121,11 +182,29 @@ def make_app(settings: Settings) -> web.Application:
     app.router.add_get("/token", tokens.get)
     app.router.add_post("/token", tokens.post)
     register_management_api(app, ManagementAPI(auth, access_store, audit, authority))
+    health = Health(engine, blob_store)
+    app.router.add_get("/healthz", health.live)
+    app.router.add_get("/readyz", health.ready)
+
+    async def _expire_uploads() -> None:
+        # Every worker of every node runs this; the conditional delete makes one of them win
+        # each upload, so the work is shared rather than repeated.
+        while True:
+            await asyncio.sleep(random.uniform(300, 900))
+            try:
+                await uploads.expire(settings.upload_max_age)
+            except Exception:
+                log.exception("upload expiry failed")
+
+    tasks: list[asyncio.Task] = []
 
     async def _start(_app: web.Application) -> None:
         audit.start()
+        tasks.append(asyncio.create_task(_expire_uploads()))
 
     async def _close(_app: web.Application) -> None:
+        for task in tasks:
+            task.cancel()
         await audit.stop()
         engine.dispose()
 

@@ -185,6 +185,13 @@ class DistributionAPI:
             "Cache-Control": "max-age=31536000, immutable",
         }
         byte_range = parse_range(request.headers.get("Range"), row.size)
+        if request.method == "GET" and (url := self.blobs.redirect_url(row)) is not None:
+            # The object store serves the bytes (and the Range, which the client sends again).
+            return web.Response(
+                status=307,
+                headers={"Location": url, "Docker-Content-Digest": row.digest,
+                         "Content-Length": "0", "Cache-Control": "no-store"},
+            )
         status, offset, count = 200, 0, row.size
         if byte_range is not None:
             status, offset, count = 206, byte_range[0], byte_range[1] - byte_range[0] + 1

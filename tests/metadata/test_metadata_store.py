@@ -1,0 +1,199 @@
+"""One suite the metadata layer passes on both engines: SQLite (embedded) and PostgreSQL."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+
+from moorage.metadata.access_store import AccessStore
+from moorage.metadata.engine import make_engine, sqlite_url
+from moorage.metadata.migrate import SchemaNotCurrent, check_current, head_revision, upgrade
+from moorage.metadata.schema import metadata
+from moorage.metadata.store import MetadataStore, NewManifest, UploadBusy
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_url(request, tmp_path: Path) -> str:
+    """The URL of a new, empty database."""
+    if request.param == "sqlite":
+        return sqlite_url(tmp_path)
+    from backends import missing_components, shared_services
+
+    if missing_components():
+        pytest.skip("missing: " + ", ".join(missing_components()))
+    return shared_services().pg.create_database()
+
+
+@pytest.fixture
+def engine(empty_url: str):
+    engine = make_engine(empty_url, pool_size=8)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine) -> MetadataStore:
+    return MetadataStore(engine)
+
+
+def _parallel(fn, count: int) -> list:
+    results: list = [None] * count
+    barrier = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = fn(i)
+        except Exception as exc:  # collected, asserted by the caller
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return results
+
+
+# -- migrations ------------------------------------------------------------------------------------
+
+
+def test_unmigrated_database_is_refused_with_a_clear_message(empty_url):
+    engine = make_engine(empty_url)
+    try:
+        with pytest.raises(SchemaNotCurrent, match="moorage db upgrade"):
+            check_current(engine)
+        upgrade(engine)
+        check_current(engine)
+        assert upgrade(engine)[0] == head_revision()  # idempotent
+    finally:
+        engine.dispose()
+
+
+def test_migrations_build_exactly_the_schema_the_code_declares(engine):
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_legacy_embedded_database_is_adopted_not_recreated(tmp_path: Path):
+    engine = make_engine(sqlite_url(tmp_path))
+    try:
+        metadata.create_all(engine)  # what the server did before migrations
+        MetadataStore(engine).create_upload("u", "legacy/repo", "sha256", b"s", "1", "h")
+        upgrade(engine)
+        check_current(engine)
+        assert MetadataStore(engine).count_rows("uploads") == 1
+    finally:
+        engine.dispose()
+
+
+# -- uploads -----------------------------------------------------------------------------------------
+
+
+def test_upload_lease_and_progress(store: MetadataStore):
+    store.create_upload("u1", "lib/a", "sha256", b"state0", "v1", "handle0")
+    row = store.claim_upload("lib/a", "u1", "tok", 30)
+    assert row is not None and row.offset == 0 and row.storage_handle == "handle0"
+    with pytest.raises(UploadBusy):
+        store.claim_upload("lib/a", "u1", "other", 30)
+    assert store.renew_upload_lease("u1", "tok", 30)
+    assert not store.save_upload_progress("u1", "other", 5, b"x")
+    assert store.save_upload_progress("u1", "tok", 10, b"state1", "handle1")
+    row = store.get_upload("lib/a", "u1")
+    assert (row.offset, row.hash_state, row.storage_handle, row.writer_token) == (
+        10, b"state1", "handle1", None)
+    assert store.get_upload("lib/other", "u1") is None
+
+
+def test_concurrent_claims_of_one_upload_have_one_winner(store: MetadataStore):
+    store.create_upload("u2", "lib/a", "sha256", b"s", "v1", "h")
+
+    def claim(i: int):
+        return store.claim_upload("lib/a", "u2", f"tok{i}", 30)
+
+    results = _parallel(claim, 6)
+    winners = [r for r in results if r is not None and not isinstance(r, Exception)]
+    assert len(winners) == 1, results
+    assert all(isinstance(r, UploadBusy) for r in results if r not in winners)
+
+
+def test_stale_uploads_are_found_and_deleted_once(store: MetadataStore):
+    store.create_upload("old", "lib/a", "sha256", b"s", "v1", "h-old")
+    store.create_upload("new", "lib/a", "sha256", b"s", "v1", "h-new")
+    stale = store.stale_uploads(time.time() + 1, 10)
+    assert {u for u, _ in stale} == {"old", "new"}
+    assert store.stale_uploads(time.time() - 3600, 10) == []
+    assert not store.delete_upload_if("old", "some-other-handle")
+    assert store.delete_upload_if("old", "h-old")
+    assert not store.delete_upload_if("old", "h-old")
+
+
+# -- blobs, manifests, tags ----------------------------------------------------------------------
+
+
+def test_concurrent_commits_of_one_digest_record_one_blob(store: MetadataStore):
+    digest = "sha256:" + uuid.uuid4().hex * 2
+
+    def commit(i: int) -> str:
+        return store.commit_blob(f"lib/r{i % 3}", None, digest, 10, f"blobs/key-{i}")
+
+    keys = _parallel(commit, 8)
+    assert not [k for k in keys if isinstance(k, Exception)], keys
+    assert len(set(keys)) == 1  # everyone learns the one key that was recorded
+    assert store.find_blob(digest).storage_key == keys[0]
+    for i in range(3):
+        assert store.repository_blob(f"lib/r{i}", digest) is not None
+
+
+def _manifest(i: int) -> NewManifest:
+    content = f'{{"schemaVersion":2,"n":{i}}}'.encode()
+    return NewManifest(
+        digest=f"sha256:{i:064x}", media_type="application/vnd.oci.image.manifest.v1+json",
+        content=content, artifact_type=None, subject_digest=None, annotations=None,
+        blob_digests=(), child_digests=(),
+    )
+
+
+def test_concurrent_pushes_of_one_tag_leave_one_consistent_row(store: MetadataStore):
+    results = _parallel(lambda i: store.put_manifest("lib/tagged", _manifest(i), ["latest"]), 8)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert store.list_tags("lib/tagged", None, 100) == ["latest"]
+    row = store.get_manifest("lib/tagged", None, "latest", True)
+    assert row is not None and row.digest in {_manifest(i).digest for i in range(8)}
+    assert store.count_rows("manifests") == 8
+
+
+def test_concurrent_pushes_of_one_manifest_store_it_once(store: MetadataStore):
+    results = _parallel(lambda i: store.put_manifest("lib/same", _manifest(42), [f"t{i}"]), 6)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert store.count_rows("manifests") == 1
+    assert len(store.list_tags("lib/same", None, 100)) == 6
+
+
+def test_listings_are_in_byte_order_and_page(store: MetadataStore):
+    names = ["B", "a", "a-b", "a.b", "a_b", "ab", "Z9"]
+    for n in names:
+        store.put_manifest("lib/order", _manifest(len(n)), [n])
+    assert store.list_tags("lib/order", None, 100) == sorted(names)
+    assert store.list_tags("lib/order", "a", 2) == sorted(names)[3:5]
+    assert store.list_tags("lib/order", "a\x00zzz", 100) == sorted(names)[3:]
+    repos = store.list_repositories(None, 100)
+    assert repos == sorted(repos)
+
+
+# -- shared secrets -----------------------------------------------------------------------------
+
+
+def test_every_node_gets_the_same_signing_key(engine):
+    stores = [AccessStore(engine) for _ in range(6)]
+    values = _parallel(lambda i: stores[i].get_or_create_secret("token-key", lambda: bytes([i]) * 32), 6)
+    assert not [v for v in values if isinstance(v, Exception)], values
+    assert len(set(values)) == 1
