@@ -36,6 +36,13 @@ class Settings:
     token_realm: str | None = None  # default: <scheme>://<host of the request>/token
     log_format: str = "auto"  # auto | json | text
     log_level: str = "INFO"
+    # -- lifecycle (durations in seconds) --
+    gc_grace_period: float = 86400.0  # unreferenced content survives at least this long
+    gc_interval: float = 3600.0  # scheduled retention + GC in the background; 0 turns it off
+    gc_untagged: bool = True  # collect manifests no tag/index/subject reaches (after the grace)
+    upload_ttl: float = 86400.0  # upload sessions idle this long expire
+    tag_restore_window: float = 7 * 86400.0  # deleted tags stay restorable this long
+    pull_flush_interval: float = 5.0  # pull times are batched in memory this long
 
     @property
     def host(self) -> str:

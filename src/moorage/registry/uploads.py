@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..metadata.store import MetadataStore, UploadBusy, UploadRow
 from ..oci.digest import (
@@ -27,6 +28,9 @@ from ..oci.errors import (
     SizeInvalid,
 )
 from ..storage.base import BlobStore, UploadWriter
+
+if TYPE_CHECKING:
+    from .lifecycle import LifecycleService
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +63,17 @@ class ChunkRange:
 class UploadService:
     """Start, append to, finish and cancel blob uploads."""
 
-    def __init__(self, store: MetadataStore, blobs: BlobStore, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        blobs: BlobStore,
+        lease_seconds: float,
+        lifecycle: LifecycleService | None = None,
+    ) -> None:
         self.store = store
         self.blobs = blobs
         self.lease_seconds = lease_seconds
+        self.lifecycle = lifecycle
 
     async def start(self, repository: str, algorithm: str = DEFAULT_ALGORITHM) -> UploadStatus:
         """Open a new upload session in `repository`."""
@@ -98,6 +109,8 @@ class UploadService:
     ) -> UploadStatus:
         """Append a chunk (or a streamed body when `chunk` is None) and persist the new state."""
         async with self._lease(repository, upload_id) as (row, token):
+            if self.lifecycle is not None:
+                await asyncio.to_thread(self._check_quota, repository, row, chunk, content_length)
             offset, hasher = await self._write(row, token, body, chunk, content_length)
             await self._save(row, token, offset, hasher)
             return UploadStatus(row.id, offset)
@@ -114,6 +127,8 @@ class UploadService:
         """Take an optional last chunk, verify the whole blob against `digest`, and commit it."""
         async with self._lease(repository, upload_id) as (row, token):
             offset, hasher = row.offset, restore_hasher(row.algorithm, row.hash_state)
+            if self.lifecycle is not None:
+                await asyncio.to_thread(self._check_quota, repository, row, chunk, content_length)
             if chunk is not None or content_length != 0:
                 offset, hasher = await self._write(row, token, body, chunk, content_length)
             computed = await self._final_digest(row, offset, hasher, digest.algorithm)
@@ -123,17 +138,46 @@ class UploadService:
                     f"content digest is {digest.algorithm}:{computed}, not {digest}",
                     detail={"digest": str(digest)},
                 )
-            key = await asyncio.to_thread(
-                self.blobs.commit_upload, row.storage_handle, str(digest)
-            )
-            await asyncio.to_thread(
-                self.store.commit_blob, repository, row.id, str(digest), offset, key
-            )
+            if self.lifecycle is None:
+                key = await asyncio.to_thread(
+                    self.blobs.commit_upload, row.storage_handle, str(digest)
+                )
+                await asyncio.to_thread(
+                    self.store.commit_blob, repository, row.id, str(digest), offset, key
+                )
+            else:
+                await self._commit_gc_safe(repository, row, digest, offset)
             log.info(
                 "blob committed",
                 extra={"repository": repository, "digest": str(digest), "size": offset},
             )
             return digest
+
+    async def _commit_gc_safe(
+        self, repository: str, row: UploadRow, digest: Digest, size: int
+    ) -> None:
+        """Commit so that a concurrent garbage collection can never leave a row without bytes:
+        protect existing content first, then record new content only once its bytes are seen
+        (see gc/collector.py)."""
+        lifecycle = self.lifecycle
+        assert lifecycle is not None
+        await asyncio.to_thread(lifecycle.protect_for_commit, repository, str(digest))
+        key = await asyncio.to_thread(self.blobs.commit_upload, row.storage_handle, str(digest))
+        try:
+            await asyncio.to_thread(
+                lifecycle.commit_blob, repository, row.id, str(digest), size, key,
+                self.blobs.blob_exists,
+            )
+        except BlobUploadInvalid:
+            await asyncio.to_thread(self.store.delete_upload, row.id)
+            raise
+
+    def _check_quota(self, repository: str, row: UploadRow, chunk: ChunkRange | None,
+                     content_length: int | None) -> None:
+        """Refuse a chunk before storing it when its declared size would exceed the quota."""
+        declared = chunk.length if chunk is not None else content_length
+        if self.lifecycle is not None and declared:
+            self.lifecycle.check_upload_quota(repository, row.offset + declared)
 
     async def cancel(self, repository: str, upload_id: str) -> None:
         """Abandon an upload and free its storage."""

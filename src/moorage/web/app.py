@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,6 +18,7 @@ from ..metadata.engine import make_engine, sqlite_url
 from ..metadata.store import MetadataStore
 from ..oci.errors import RegistryError
 from ..registry.blobs import BlobService
+from ..registry.lifecycle import make_lifecycle, run_schedule
 from ..registry.manifests import ManifestService
 from ..registry.referrers import ReferrerService
 from ..registry.uploads import UploadService
@@ -24,6 +26,7 @@ from ..storage.filesystem import FilesystemBlobStore
 from .api import ManagementAPI, register_management_api
 from .auth import AccessGuard, TokenEndpoint
 from .distribution import API_VERSION_HEADER, DistributionAPI
+from .lifecycle_api import LifecycleAPI, register_lifecycle_api
 
 log = logging.getLogger("moorage.http")
 TOKEN_KEY_SECRET = "token-signing-key"
@@ -74,10 +77,13 @@ def make_app(settings: Settings) -> web.Application:
         ttl=settings.token_ttl,
     )
     guard = AccessGuard(auth, authority, audit, settings.token_realm) if settings.auth else None
+    lifecycle = make_lifecycle(settings, engine, blob_store, audit, auth)
     api = DistributionAPI(
-        uploads=UploadService(store, blob_store, settings.upload_lease_seconds),
+        uploads=UploadService(store, blob_store, settings.upload_lease_seconds, lifecycle),
         blobs=BlobService(store, blob_store),
-        manifests=ManifestService(store, settings.allow_sparse, settings.max_manifest_bytes),
+        manifests=ManifestService(
+            store, settings.allow_sparse, settings.max_manifest_bytes, lifecycle
+        ),
         referrers=ReferrerService(store),
         chunk_min_length=settings.chunk_min_length,
         page_size_max=settings.page_size_max,
@@ -120,12 +126,23 @@ def make_app(settings: Settings) -> web.Application:
     tokens = TokenEndpoint(auth, authority, audit)
     app.router.add_get("/token", tokens.get)
     app.router.add_post("/token", tokens.post)
-    register_management_api(app, ManagementAPI(auth, access_store, audit, authority))
+    management = ManagementAPI(auth, access_store, audit, authority)
+    register_management_api(app, management)
+    register_lifecycle_api(app, LifecycleAPI(lifecycle, management))
+    schedule: list[asyncio.Task] = []
 
     async def _start(_app: web.Application) -> None:
         audit.start()
+        lifecycle.pulls.start()
+        if settings.gc_interval > 0:
+            check_every = min(settings.gc_interval, 60.0)
+            schedule.append(asyncio.get_running_loop().create_task(
+                run_schedule(lifecycle, settings.gc_interval, check_every)))
 
     async def _close(_app: web.Application) -> None:
+        for task in schedule:
+            task.cancel()
+        await lifecycle.pulls.stop()
         await audit.stop()
         engine.dispose()
 
