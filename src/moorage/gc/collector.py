@@ -133,8 +133,11 @@ class GarbageCollector:
     # -- steps --------------------------------------------------------------------------------
 
     def _decide(self, cutoff: float):  # type: ignore[no-untyped-def]
+        restorable_since = time.time() - self.restore_window
+
         def decide(graph: RepoGraph) -> list[int]:
-            keep = reachable(graph, gc_roots(graph, cutoff, self.collect_untagged))
+            roots = gc_roots(graph, cutoff, self.collect_untagged, restorable_since)
+            keep = reachable(graph, roots)
             return [i for i in graph.manifests if i not in keep]
 
         return decide
