@@ -7,12 +7,14 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import RegistryProcess, start_registry
+import requests
+from conftest import RegistryProcess, free_port
 
 # No background schedule unless a test asks for it; pull times flushed quickly.
 QUIET = {"MOORAGE_GC_INTERVAL": "0", "MOORAGE_PULL_FLUSH_INTERVAL": "0.2"}
@@ -40,6 +42,23 @@ class Cli:
         return self.json("gc", "--grace-period", grace, *extra)
 
 
+def _start(reg: RegistryProcess) -> None:
+    """Start, tolerating a slow first answer on a loaded machine (a read timeout is not fatal)."""
+    try:
+        reg.start(timeout=60)
+        return
+    except requests.ReadTimeout:
+        pass
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(reg.url + "/v2/", timeout=10).status_code in (200, 401):
+                return
+        except requests.RequestException:
+            time.sleep(0.2)
+    raise RuntimeError("moorage did not answer")
+
+
 @pytest.fixture
 def make_registry(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Start a server of this test's own with lifecycle settings; yields (server, cli)."""
@@ -47,9 +66,12 @@ def make_registry(tmp_path: Path):  # type: ignore[no-untyped-def]
 
     def make(*args: str, auth: bool = False, **env: str) -> tuple[RegistryProcess, Cli]:
         full_env = {**QUIET, **env}
-        reg = start_registry(tmp_path / f"r{len(started)}", "--workers", "2", *args, auth=auth,
-                             **full_env)
+        data = tmp_path / f"r{len(started)}" / "data"
+        data.mkdir(parents=True)
+        reg = RegistryProcess(data_dir=data, port=free_port(),
+                              extra_args=["--workers", "2", *args], env=full_env, auth=auth)
         started.append(reg)
+        _start(reg)
         return reg, Cli(reg.data_dir, full_env)
 
     yield make

@@ -66,4 +66,4 @@ def blob_files(data_dir: Path) -> set[str]:
     return {p.name for p in (data_dir / "blobs").rglob("*") if p.is_file()}
 
 
-__all__ = ["Blob", "push_tree", "pull_and_verify", "store_consistency", "count", "blob_files"]
+__all__ = ["Blob", "blob_files", "count", "pull_and_verify", "push_tree", "store_consistency"]

@@ -248,6 +248,18 @@ class LifecycleStore(StoreBase):
         with self._read() as c:
             return self._usage(c, namespace_filter(namespace))
 
+    def held_in_namespace(self, namespace: str, digest: str) -> bool:
+        """True when a manifest of the namespace already references `digest`."""
+        query = (
+            select(manifest_references.c.digest)
+            .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .where(namespace_filter(namespace), manifest_references.c.digest == digest)
+            .limit(1)
+        )
+        with self._read() as conn:
+            return conn.execute(query).first() is not None
+
     def repository_usage(self, namespace: str) -> dict[str, int]:
         """Bytes per repository of a namespace (content shared by repositories counts in each)."""
         with self._read() as conn:

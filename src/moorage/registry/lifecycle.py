@@ -193,8 +193,10 @@ class LifecycleService:
         """Untag, restorable for the restore window."""
         return self.store.soft_delete_tag(repository, tag, actor)
 
-    def check_upload_quota(self, repository: str, total_bytes: int) -> None:
-        """Refuse an upload whose declared size alone would exceed the namespace quota."""
+    def check_upload_quota(self, repository: str, total_bytes: int, digest: str | None = None
+                           ) -> None:
+        """Refuse an upload whose declared size alone would exceed the namespace quota (content
+        the namespace already holds, known by `digest`, adds nothing)."""
         namespace = namespace_of(repository)
         now = time.monotonic()
         cached = self._quota_cache.get(namespace)
@@ -207,6 +209,13 @@ class LifecycleService:
                 self._quota_cache.clear()
         limit, used, _ = cached
         if limit is not None and used + total_bytes > limit:
+            # Refuse only on fresh figures (the cache just saves work on the pass path).
+            limit = self.store.quota(namespace)
+            used = self.store.namespace_usage(namespace) if limit is not None else 0
+            self._quota_cache[namespace] = (limit, used, now + QUOTA_CACHE_SECONDS)
+        if limit is not None and used + total_bytes > limit:
+            if digest is not None and self.store.held_in_namespace(namespace, digest):
+                return
             raise Denied(_quota_message(namespace, used, limit, total_bytes),
                          detail={"namespace": namespace, "usage": used, "limit": limit,
                                  "requested": total_bytes})
@@ -348,6 +357,7 @@ class LifecycleService:
         tags_total = manifests_total = 0
         rule_cache: dict[str, list[tuple[str, str]]] = {}
         repo_ids = {n: i for i, n in self.store.repository_ids()}
+        all_refs: set[str] = set()
         for repo, rules in self._scopes(namespace):
             ns = namespace_of(repo)
             if ns not in rule_cache:
@@ -358,26 +368,30 @@ class LifecycleService:
                 continue
             immutable = rule_cache[ns]
             plans: list[RepoPlan] = []
+            sizes: dict[int, int] = {}
+            refs: set[str] = set()
 
-            def decide(graph, rules=rules, immutable=immutable, plans=plans):  # type: ignore[no-untyped-def]
+            def decide(graph, rules=rules, immutable=immutable, plans=plans, sizes=sizes,  # type: ignore[no-untyped-def]
+                       refs=refs):
                 plan = plan_repository(graph, rules, immutable, now)
                 plans.append(plan)
+                gone = [*plan.manifests, *plan.later]
+                sizes.update({i: graph.manifests[i].size for i in gone})
+                # Read before any delete (another connection: the pre-transaction state).
+                refs.update(self.store.blob_refs_of(gone))
                 return plan.tags, plan.manifests
 
             if apply:
-                _, victims = self.store.apply_retention(repo_id, repo, decide,
-                                                        getattr(actor, "name", None))
-                graph_sizes = {v.id: v.size for v in victims}
+                self.store.apply_retention(repo_id, repo, decide, getattr(actor, "name", None))
             else:
-                graph = self.store.graph(repo_id, repo, with_pulls=True)
-                decide(graph)
-                graph_sizes = {i: graph.manifests[i].size for i in plans[0].manifests}
+                decide(self.store.graph(repo_id, repo, with_pulls=True))
             plan = plans[0]
             if not plan.tags and not plan.manifests and not plan.later:
                 continue
             all_doomed.update(plan.manifests)
             later.update(plan.later)
-            manifest_bytes += sum(graph_sizes.values())
+            all_refs.update(refs)
+            manifest_bytes += sum(sizes.values())
             tags_total += len(plan.tags)
             manifests_total += len(plan.manifests)
             repos_out.append({
@@ -387,7 +401,7 @@ class LifecycleService:
                 "manifests_after_restore_window": len(plan.later),
             })
         freed_ids = all_doomed | later
-        theirs = self.store.blob_refs_of(freed_ids) if freed_ids else set()
+        theirs = all_refs
         orphaned = theirs - self.store.referenced_elsewhere(theirs, freed_ids) if theirs else set()
         blob_bytes = sum(self.store.blob_sizes(orphaned).values())
         result = {

@@ -128,7 +128,9 @@ class UploadService:
         async with self._lease(repository, upload_id) as (row, token):
             offset, hasher = row.offset, restore_hasher(row.algorithm, row.hash_state)
             if self.lifecycle is not None:
-                await asyncio.to_thread(self._check_quota, repository, row, chunk, content_length)
+                await asyncio.to_thread(
+                    self._check_quota, repository, row, chunk, content_length, digest
+                )
             if chunk is not None or content_length != 0:
                 offset, hasher = await self._write(row, token, body, chunk, content_length)
             computed = await self._final_digest(row, offset, hasher, digest.algorithm)
@@ -173,11 +175,13 @@ class UploadService:
             raise
 
     def _check_quota(self, repository: str, row: UploadRow, chunk: ChunkRange | None,
-                     content_length: int | None) -> None:
+                     content_length: int | None, digest: Digest | None = None) -> None:
         """Refuse a chunk before storing it when its declared size would exceed the quota."""
         declared = chunk.length if chunk is not None else content_length
         if self.lifecycle is not None and declared:
-            self.lifecycle.check_upload_quota(repository, row.offset + declared)
+            self.lifecycle.check_upload_quota(
+                repository, row.offset + declared, str(digest) if digest else None
+            )
 
     async def cancel(self, repository: str, upload_id: str) -> None:
         """Abandon an upload and free its storage."""
