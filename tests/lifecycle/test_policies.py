@@ -200,3 +200,15 @@ def test_policy_changes_need_a_namespace_admin_and_are_audited(make_registry):
     events = http.get(api + "/audit", auth=admin).json()["events"]
     actions = {e["action"] for e in events}
     assert {"quota.set", "immutability.set", "retention.set"} <= actions, actions
+
+
+def test_every_lifecycle_route_is_in_the_openapi_document():
+    import json
+    from pathlib import Path
+
+    from moorage.web import lifecycle_api
+
+    doc = json.loads((Path(lifecycle_api.__file__).with_name("openapi.json")).read_text())
+    api = lifecycle_api.LifecycleAPI.__new__(lifecycle_api.LifecycleAPI)
+    for method, path, _ in lifecycle_api.LifecycleAPI.routes(api):
+        assert method.lower() in doc["paths"].get(path, {}), f"{method} {path} undocumented"
