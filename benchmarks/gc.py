@@ -144,7 +144,7 @@ def main() -> int:
         d2 = root / "latency"
         prepare(d2)
         port = free_port()
-        log = open(root / "server.log", "wb")
+        log = open(root / "server.log", "wb")  # noqa: SIM115 - lives as long as the server
         server = subprocess.Popen(
             [PY, "-m", "moorage", "serve", "--listen", f"127.0.0.1:{port}", "--data-dir",
              str(d2), "--no-auth", "--workers", str(args.workers)],
