@@ -89,16 +89,25 @@ def _admin(data_dir: Path | None):  # type: ignore[no-untyped-def]
     from .config import Settings
     from .events.audit import AuditLog
     from .metadata.access_store import AccessStore
-    from .metadata.engine import make_engine, sqlite_url
-    from .metadata.migrate import check_current, upgrade
-
     settings = Settings.from_env(data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = AccessStore(_open_database(settings))
+    return AdminService(store, AuthService(store), AuditLog(store))
+
+
+def _open_database(settings):  # type: ignore[no-untyped-def]
+    """The server's database: the embedded one is migrated, a shared one must be current."""
+    from .metadata.engine import make_engine, sqlite_url
+    from .metadata.migrate import SchemaNotCurrent, check_current, upgrade
+
     url = settings.database_url or sqlite_url(settings.data_dir)
     engine = make_engine(url)
-    upgrade(engine) if url.startswith("sqlite") else check_current(engine)
-    store = AccessStore(engine)
-    return AdminService(store, AuthService(store), AuditLog(store))
+    try:
+        upgrade(engine) if url.startswith("sqlite") else check_current(engine)
+    except SchemaNotCurrent as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    return engine
 
 
 def _run(fn, *args, **kwargs):  # type: ignore[no-untyped-def]
@@ -314,7 +323,7 @@ def db_upgrade(
     engine = make_engine(_database_url(database, data_dir, config))
     try:
         before, after = upgrade(engine, revision)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - report any migration failure plainly
         typer.echo(f"error: migration failed: {exc}", err=True)
         raise typer.Exit(1) from None
     finally:
@@ -350,3 +359,289 @@ def db_current(
 def version() -> None:
     """Print the version."""
     typer.echo(__version__)
+
+
+# -- lifecycle: gc, retention, immutability, quotas, tag restore -------------------------------
+
+retention_app = typer.Typer(help="Retention policies: set, list, plan (dry run), apply.",
+                            no_args_is_help=True)
+immutability_app = typer.Typer(help="Immutable tag rules per namespace.", no_args_is_help=True)
+quota_app = typer.Typer(help="Storage quotas per namespace, and usage.", no_args_is_help=True)
+tag_app = typer.Typer(help="Soft-deleted tags: list and restore.", no_args_is_help=True)
+app.add_typer(retention_app, name="retention")
+app.add_typer(immutability_app, name="immutability")
+app.add_typer(quota_app, name="quota")
+app.add_typer(tag_app, name="tag")
+Database = Annotated[
+    str | None, typer.Option("--database", help="database URL [env MOORAGE_DATABASE_URL]")
+]
+Storage = Annotated[
+    str | None,
+    typer.Option("--storage", help="s3://bucket/prefix of a scale-out registry [default: files in the data dir]"),
+]
+
+
+def _lifecycle(data_dir: Path | None, database: str | None = None, storage: str | None = None):  # type: ignore[no-untyped-def]
+    """A LifecycleService on the same database and storage the server uses (safe while it runs)."""
+    from .auth.admin import CLI
+    from .config import Settings
+    from .events.audit import AuditLog
+    from .metadata.access_store import AccessStore
+    from .registry.lifecycle import make_lifecycle
+    from .storage.factory import make_blob_store
+
+    settings = Settings.from_env(data_dir=data_dir, database_url=database, storage_url=storage)
+    if settings.database_url is None and not (settings.data_dir / "moorage.db").exists():
+        typer.echo(f"error: no registry data in {settings.data_dir}", err=True)
+        raise typer.Exit(2)
+    engine = _open_database(settings)
+    blob_store = make_blob_store(settings)
+    service = make_lifecycle(settings, engine, blob_store, AuditLog(AccessStore(engine)), None)
+    return service, CLI
+
+
+def _size(raw: str) -> int:
+    import re
+
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*", raw.lower())
+    if not m:
+        raise typer.BadParameter(f"invalid size {raw!r}: use e.g. 500000000, 20GB, 1.5TiB")
+    unit = (m.group(2) or "").rstrip("b")
+    powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+    base = 1024 if unit.endswith("i") else 1000
+    return int(float(m.group(1)) * base ** powers[unit.rstrip("i")])
+
+
+@app.command()
+def gc(
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="report, delete nothing")] = False,
+    grace_period: Annotated[
+        str | None, typer.Option(help="0, 30m, 24h, 7d [default: MOORAGE_GC_GRACE_PERIOD or 24h]")
+    ] = None,
+    upload_ttl: Annotated[
+        str | None, typer.Option(help="expire uploads idle this long [default 24h]")
+    ] = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    data_dir: DataDir = None,
+    database: Database = None,
+    storage: Storage = None,
+) -> None:
+    """Collect unreferenced blobs, manifests and stale uploads (safe while the server runs)."""
+    import json
+
+    from .gc.collector import parse_duration
+    from .logs import setup_logging
+    from .registry.lifecycle import human_bytes
+
+    setup_logging("INFO", "auto")
+    service, actor = _lifecycle(data_dir, database, storage)
+    try:
+        grace = parse_duration(grace_period) if grace_period is not None else None
+        ttl = parse_duration(upload_ttl) if upload_ttl is not None else None
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    report = service.collector.run(dry_run=dry_run, grace_period=grace, trigger="cli",
+                                   upload_ttl=ttl)
+    if not dry_run:
+        service._audit(actor, "gc.run", {"trigger": "cli", **report.to_dict()})
+    if json_output:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        verb = "would remove" if dry_run else "removed"
+        typer.echo(
+            f"gc {verb}: {report.manifests} manifests, {report.blobs} blobs "
+            f"({human_bytes(report.blob_bytes)}), {report.uploads} stale uploads "
+            f"({human_bytes(report.upload_bytes)}), {report.links} stale links; "
+            f"{human_bytes(report.bytes_freed)} freed in total, {report.seconds:.2f}s"
+        )
+    if report.errors:
+        for e in report.errors:
+            typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1)
+
+
+def _print_plan(result: dict, as_json: bool) -> None:
+    import json
+
+    from .registry.lifecycle import human_bytes
+
+    if as_json:
+        typer.echo(json.dumps(result))
+        return
+    for repo in result["repositories"]:
+        for t in repo["tags"]:
+            typer.echo(f"untag   {repo['repository']}:{t['tag']}  {t['digest']}")
+        if repo["manifests"]:
+            typer.echo(f"delete  {repo['repository']}: {repo['manifests']} untagged manifests")
+    verb = "untagged" if result["applied"] else "would untag"
+    typer.echo(
+        f"{verb} {result['tags']} tags, {result['manifests']} untagged manifests deleted now, "
+        f"{result['manifests_after_restore_window']} manifests after the restore window; "
+        f"frees {human_bytes(result['bytes_freed'])} ({result['bytes_freed']} bytes, "
+        f"{result['blobs']} blobs) once GC has run"
+    )
+
+
+@retention_app.command("set")
+def retention_set(
+    namespace: str,
+    repository: Annotated[str | None, typer.Option(help="one repository instead of all")] = None,
+    keep_last_pushed: Annotated[int | None, typer.Option(help="keep the N most recently pushed tags")] = None,
+    keep_last_pulled: Annotated[int | None, typer.Option(help="keep the N most recently pulled tags")] = None,
+    keep_tags: Annotated[list[str] | None, typer.Option(help="keep tags matching (repeatable)")] = None,
+    keep_days: Annotated[float | None, typer.Option(help="keep tags pushed or pulled within D days")] = None,
+    untagged_days: Annotated[float | None, typer.Option(help="delete untagged manifests after D days")] = None,
+    data_dir: DataDir = None,
+    database: Database = None,
+) -> None:
+    """Set the retention policy of a namespace (or one repository in it)."""
+    rules = {k: v for k, v in {
+        "keep_last_pushed": keep_last_pushed, "keep_last_pulled": keep_last_pulled,
+        "keep_tags": keep_tags or None, "keep_days": keep_days, "untagged_days": untagged_days,
+    }.items() if v is not None}
+    service, actor = _lifecycle(data_dir, database)
+    saved = _run(service.set_policy, actor, namespace, repository, rules)
+    typer.echo(f"retention policy of {repository or namespace}: {saved}")
+
+
+@retention_app.command("remove")
+def retention_remove(
+    namespace: str,
+    repository: Annotated[str | None, typer.Option()] = None,
+    data_dir: DataDir = None,
+    database: Database = None,
+) -> None:
+    """Remove a retention policy."""
+    service, actor = _lifecycle(data_dir, database)
+    _run(service.set_policy, actor, namespace, repository, None)
+    typer.echo(f"removed the retention policy of {repository or namespace}")
+
+
+@retention_app.command("list")
+def retention_list(namespace: str, data_dir: DataDir = None, database: Database = None) -> None:
+    """Show the retention policies of a namespace."""
+    import json
+
+    service, actor = _lifecycle(data_dir, database)
+    for p in _run(service.policies, actor, namespace):
+        typer.echo(f"{p['repository'] or p['namespace'] + ' (namespace)'}\t{json.dumps(p['rules'])}")
+
+
+@retention_app.command("plan")
+def retention_plan(
+    namespace: Annotated[str | None, typer.Argument(help="default: every namespace")] = None,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+    data_dir: DataDir = None,
+    database: Database = None,
+) -> None:
+    """Dry run: list exactly what the policies would delete and the bytes they would free."""
+    service, actor = _lifecycle(data_dir, database)
+    _print_plan(_run(service.retention, actor, namespace, False), json_output)
+
+
+@retention_app.command("apply")
+def retention_apply(
+    namespace: Annotated[str | None, typer.Argument(help="default: every namespace")] = None,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+    data_dir: DataDir = None,
+    database: Database = None,
+) -> None:
+    """Apply the policies now: untag (restorable) and delete untagged manifests."""
+    service, actor = _lifecycle(data_dir, database)
+    _print_plan(_run(service.retention, actor, namespace, True), json_output)
+
+
+@immutability_app.command("add")
+def immutability_add(
+    namespace: str,
+    pattern: Annotated[str, typer.Argument(help="tag glob, e.g. 'v*' or 'release-*'")],
+    exception: Annotated[list[str] | None, typer.Option("--except", help="tag glob exempted (repeatable)")] = None,
+    data_dir: DataDir = None,
+    database: Database = None,
+) -> None:
+    """Make tags matching PATTERN immutable in NAMESPACE."""
+    service, actor = _lifecycle(data_dir, database)
+    _run(service.add_immutability, actor, namespace, pattern, exception or [])
+    typer.echo(f"tags {pattern!r} in {namespace} are immutable"
+               + (f" except {', '.join(exception)}" if exception else ""))
+
+
+@immutability_app.command("remove")
+def immutability_remove(
+    namespace: str, pattern: str, data_dir: DataDir = None, database: Database = None
+) -> None:
+    """Remove an immutability rule."""
+    service, actor = _lifecycle(data_dir, database)
+    _run(service.remove_immutability, actor, namespace, pattern)
+    typer.echo(f"removed rule {pattern!r} of {namespace}")
+
+
+@immutability_app.command("list")
+def immutability_list(namespace: str, data_dir: DataDir = None, database: Database = None) -> None:
+    """List the immutability rules of a namespace."""
+    service, actor = _lifecycle(data_dir, database)
+    for r in _run(service.list_immutability, actor, namespace):
+        typer.echo(f"{r['pattern']}\texcept={','.join(r['exceptions']) or '-'}")
+
+
+@quota_app.command("set")
+def quota_set(
+    namespace: str,
+    size: Annotated[str, typer.Argument(help="bytes, or 20GB, 1.5TiB; 'none' removes it")],
+    data_dir: DataDir = None,
+    database: Database = None,
+) -> None:
+    """Limit the bytes a namespace may store (shared content counts once)."""
+    service, actor = _lifecycle(data_dir, database)
+    limit = None if size.lower() == "none" else _size(size)
+    _run(service.set_quota, actor, namespace, limit)
+    typer.echo(f"quota of {namespace}: {limit if limit is not None else 'none'}")
+
+
+@quota_app.command("show")
+def quota_show(namespace: str, json_output: Annotated[bool, typer.Option("--json")] = False,
+               data_dir: DataDir = None, database: Database = None) -> None:
+    """Usage of a namespace and its repositories, against its quota."""
+    import json
+
+    from .registry.lifecycle import human_bytes
+
+    service, actor = _lifecycle(data_dir, database)
+    usage = _run(service.usage, actor, namespace)
+    if json_output:
+        typer.echo(json.dumps(usage))
+        return
+    limit = usage["limit_bytes"]
+    typer.echo(f"{namespace}: {human_bytes(usage['usage_bytes'])} ({usage['usage_bytes']} bytes)"
+               f" of {human_bytes(limit) + f' ({limit} bytes)' if limit is not None else 'no quota'}")
+    for repo, used in usage["repositories"].items():
+        typer.echo(f"  {repo}\t{human_bytes(used)}\t{used}")
+
+
+@tag_app.command("deleted")
+def tag_deleted(repository: str, data_dir: DataDir = None, database: Database = None) -> None:
+    """List restorable (soft-deleted) tags of a repository."""
+    import time
+
+    service, actor = _lifecycle(data_dir, database)
+    for t in _run(service.deleted_tags, actor, repository):
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t["deleted_at"]))
+        typer.echo(f"{t['tag']}\t{t['digest']}\tdeleted {when}")
+
+
+@tag_app.command("restore")
+def tag_restore(
+    reference: Annotated[str, typer.Argument(help="REPOSITORY:TAG")],
+    force: Annotated[bool, typer.Option("--force", help="replace the tag if it was re-pushed")] = False,
+    data_dir: DataDir = None,
+    database: Database = None,
+) -> None:
+    """Restore a deleted tag within the restore window."""
+    repository, sep, tag = reference.rpartition(":")
+    if not sep or not repository or "/" in tag:
+        typer.echo("error: give REPOSITORY:TAG", err=True)
+        raise typer.Exit(2)
+    service, actor = _lifecycle(data_dir, database)
+    digest = _run(service.restore_tag, actor, repository, tag, force)
+    typer.echo(f"restored {repository}:{tag} -> {digest}")

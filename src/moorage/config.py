@@ -48,7 +48,13 @@ class Settings:
     blob_redirect: bool = True  # S3: GET of a blob redirects to a presigned URL (else proxied)
     blob_redirect_min_bytes: int = 1 << 20  # smaller blobs are proxied: a redirect costs more
     presign_expires: int = 300  # seconds a presigned blob URL stays valid
-    upload_max_age: float = 24 * 3600.0  # idle uploads older than this are removed
+    # -- lifecycle (durations in seconds) --
+    gc_grace_period: float = 86400.0  # unreferenced content survives at least this long
+    gc_interval: float = 3600.0  # scheduled retention + GC in the background; 0 turns it off
+    gc_untagged: bool = True  # collect manifests no tag/index/subject reaches (after the grace)
+    upload_ttl: float = 86400.0  # upload sessions idle this long expire
+    tag_restore_window: float = 7 * 86400.0  # deleted tags stay restorable this long
+    pull_flush_interval: float = 5.0  # pull times are batched in memory this long
 
     @property
     def host(self) -> str:

@@ -215,3 +215,105 @@ audit_events = Table(
     Index("ix_audit_actor", "actor", "time"),
     Index("ix_audit_repository", "repository", "time"),
 )
+
+# -- lifecycle: immutability, retention, quotas, soft delete, pull times, garbage collection ------
+
+# Tags matching `pattern` (fnmatch glob) in a namespace cannot be moved or deleted, except the
+# names in `exceptions` (comma-separated globs, e.g. "latest").
+immutability_rules = Table(
+    "immutability_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", String(255), nullable=False),
+    Column("pattern", String(128), nullable=False),
+    Column("exceptions", String(1024), nullable=False, default=""),
+    Column("created_by", String(160)),
+    Column("created_at", Float, nullable=False),
+    UniqueConstraint("namespace", "pattern", name="uq_immutability_namespace_pattern"),
+)
+
+# One retention policy per namespace (repository NULL) or per repository; `rules` is JSON.
+retention_policies = Table(
+    "retention_policies",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", String(255), nullable=False),
+    Column("repository", String(255)),
+    Column("rules", Text, nullable=False),
+    Column("created_by", String(160)),
+    Column("updated_at", Float, nullable=False),
+    UniqueConstraint("namespace", "repository", name="uq_retention_scope"),
+)
+
+quotas = Table(
+    "quotas",
+    metadata,
+    Column("namespace", String(255), primary_key=True),
+    Column("limit_bytes", BigInteger, nullable=False),
+    Column("updated_by", String(160)),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Soft-deleted tags, restorable until `deleted_at` + the restore window; they keep their manifest
+# reachable (GC treats them as roots) until then.
+deleted_tags = Table(
+    "deleted_tags",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column(
+        "repository_id",
+        Integer,
+        ForeignKey("repositories.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("name", String(128), nullable=False),
+    Column("manifest_digest", String(200), nullable=False),
+    Column("deleted_at", Float, nullable=False),
+    Column("deleted_by", String(160)),
+    Index("ix_deleted_tags_repo_name", "repository_id", "name"),
+    Index("ix_deleted_tags_time", "deleted_at"),
+)
+
+# Last pull per tag or digest, written in batches from memory (keyed by name: no join on pull).
+pull_times = Table(
+    "pull_times",
+    metadata,
+    Column("repository", String(255), primary_key=True),
+    Column("reference", String(200), primary_key=True),
+    Column("pulled_at", Float, nullable=False),
+)
+
+# Storage to free once its metadata row is gone and committed: blobs (key) and uploads (handle).
+# A crash between the metadata delete and the storage delete leaves a row here for the next run.
+pending_deletions = Table(
+    "pending_deletions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # blob | upload
+    Column("storage_key", String(300), nullable=False),
+    Column("digest", String(200)),
+    Column("size", BigInteger, nullable=False, default=0),
+    Column("queued_at", Float, nullable=False),
+    Index("ix_pending_deletions_key", "storage_key"),
+)
+
+gc_runs = Table(
+    "gc_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Column("trigger", String(32), nullable=False),  # cli | schedule | api
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("status", String(16), nullable=False),  # running | done | failed
+    Column("result", Text),  # JSON counts and bytes
+)
+
+# Who runs the scheduled lifecycle work right now (one worker process or node at a time).
+lifecycle_leases = Table(
+    "lifecycle_leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(128), nullable=False),
+    Column("until", Float, nullable=False),
+)

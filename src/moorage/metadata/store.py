@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
@@ -291,9 +291,13 @@ class MetadataStore(StoreBase):
     def _link(self, conn: Connection, repo_id: int, digests: Iterable[str], now: float) -> None:
         rows = [{"repository_id": repo_id, "digest": d, "created_at": now} for d in digests]
         if rows:
+            # A re-upload or re-mount refreshes the link: a fresh link is what protects a blob
+            # from garbage collection until a manifest references it (see gc/collector.py).
+            stmt = self._insert(repository_blobs)
             conn.execute(
-                self._insert(repository_blobs).on_conflict_do_nothing(
-                    index_elements=["repository_id", "digest"]
+                stmt.on_conflict_do_update(
+                    index_elements=["repository_id", "digest"],
+                    set_={"created_at": stmt.excluded.created_at},
                 ),
                 rows,
             )
@@ -326,11 +330,17 @@ class MetadataStore(StoreBase):
         with self._read() as conn:
             return list(conn.execute(query).scalars())
 
-    def link_blob(self, repository: str, digest: str) -> None:
-        """Make existing content readable through `repository` (cross-repository mount)."""
+    def link_blob(self, repository: str, digest: str) -> bool:
+        """Make existing content readable through `repository` (cross-repository mount).
+
+        False when the content is gone (garbage-collected since the caller looked it up).
+        """
         with self._write() as conn:
+            if conn.execute(select(blobs.c.digest).where(blobs.c.digest == digest)).first() is None:
+                return False
             repo_id = self._ensure_repository(conn, repository)
             self._link(conn, repo_id, [digest], time.time())
+        return True
 
     def unlink_blob(self, repository: str, digest: str) -> bool:
         """Remove a repository's link to a blob; the bytes stay for other repositories and GC."""
@@ -378,11 +388,23 @@ class MetadataStore(StoreBase):
         with self._read() as conn:
             return set(conn.execute(query).scalars())
 
-    def put_manifest(self, repository: str, manifest: NewManifest, tag_names: list[str]) -> None:
-        """Store a manifest (idempotent by digest) and point `tag_names` at it, atomically."""
+    def put_manifest(
+        self,
+        repository: str,
+        manifest: NewManifest,
+        tag_names: list[str],
+        guard: Callable[[Connection, int], None] | None = None,
+    ) -> None:
+        """Store a manifest (idempotent by digest) and point `tag_names` at it, atomically.
+
+        `guard(conn, repository_id)` runs first inside the same write transaction (lifecycle
+        checks: references still present, immutable tags, quota); raising aborts the push.
+        """
         now = time.time()
         with self._write() as conn:
             repo_id = self._ensure_repository(conn, repository)
+            if guard is not None:
+                guard(conn, repo_id)
             inserted = conn.execute(
                 self._insert(manifests)
                 .values(

@@ -77,8 +77,8 @@ class BlobService:
             found = any(self.store.repository_blob(s, str(digest)) for s in sources)
         if not found:
             return False
-        await asyncio.to_thread(self.store.link_blob, repository, str(digest))
-        return True
+        # False when the content was garbage-collected since it was looked up.
+        return await asyncio.to_thread(self.store.link_blob, repository, str(digest))
 
     async def delete(self, repository: str, digest: Digest) -> None:
         """Remove the blob from `repository`; the bytes stay for others until GC."""

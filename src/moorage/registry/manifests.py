@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..metadata.store import ManifestRow, MetadataStore, NewManifest
 from ..oci.digest import DEFAULT_ALGORITHM, Digest, digest_bytes
@@ -18,6 +19,9 @@ from ..oci.errors import (
 )
 from ..oci.manifest import ParsedManifest, parse_manifest
 from ..oci.reference import validate_tag
+
+if TYPE_CHECKING:
+    from .lifecycle import LifecycleService
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +38,17 @@ class PushedManifest:
 class ManifestService:
     """Store and serve manifests; tags are names for manifests within a repository."""
 
-    def __init__(self, store: MetadataStore, allow_sparse: bool, max_bytes: int) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        allow_sparse: bool,
+        max_bytes: int,
+        lifecycle: LifecycleService | None = None,
+    ) -> None:
         self.store = store
         self.allow_sparse = allow_sparse
         self.max_bytes = max_bytes
+        self.lifecycle = lifecycle
 
     async def push(
         self,
@@ -72,8 +83,16 @@ class ManifestService:
             child_digests=tuple(str(d.digest) for d in parsed.children),
         )
         unique_tags = list(dict.fromkeys(tag_names))
+        guard = None
+        if self.lifecycle is not None:
+            # Re-checked inside the write transaction: references (against a concurrent GC
+            # sweep), immutable tags, and the namespace quota.
+            guard = self.lifecycle.manifest_guard(
+                repository, record, unique_tags, not self.allow_sparse,
+                {str(d.digest) for d in parsed.blobs if d.non_distributable},
+            )
         # One trip to a worker thread for the whole database part of a push.
-        await asyncio.to_thread(self._store, repository, parsed, record, unique_tags)
+        await asyncio.to_thread(self._store, repository, parsed, record, unique_tags, guard)
         log.info(
             "manifest pushed",
             extra={"repository": repository, "digest": str(digest), "tags": unique_tags},
@@ -81,11 +100,16 @@ class ManifestService:
         return PushedManifest(digest, record.subject_digest, unique_tags)
 
     def _store(
-        self, repository: str, parsed: ParsedManifest, record: NewManifest, tags: list[str]
+        self,
+        repository: str,
+        parsed: ParsedManifest,
+        record: NewManifest,
+        tags: list[str],
+        guard: object,
     ) -> None:
         if not self.allow_sparse:
-            self._check_references(repository, parsed)
-        self.store.put_manifest(repository, record, tags)
+            self._check_references(repository, parsed)  # precise errors before the write lock
+        self.store.put_manifest(repository, record, tags, guard)
 
     def _check_references(self, repository: str, parsed: ParsedManifest) -> None:
         wanted = [d for d in parsed.blobs if not d.non_distributable]
@@ -118,14 +142,22 @@ class ManifestService:
             row = self.store.get_manifest(repository, None, reference, with_content)
         if row is None:
             raise ManifestUnknown(detail={"reference": str(reference)})
+        if self.lifecycle is not None:
+            self.lifecycle.pulls.record(repository, str(reference))
         return row
 
     async def delete(self, repository: str, reference: str | Digest) -> None:
         """By tag: remove the tag only. By digest: remove the manifest and its tags."""
+        lifecycle = self.lifecycle
         if isinstance(reference, Digest):
+            if lifecycle is not None:
+                await asyncio.to_thread(lifecycle.check_manifest_delete, repository, str(reference))
             removed = await asyncio.to_thread(
                 self.store.delete_manifest, repository, str(reference)
             )
+        elif lifecycle is not None:
+            await asyncio.to_thread(lifecycle.check_tag_delete, repository, reference)
+            removed = await asyncio.to_thread(lifecycle.soft_delete_tag, repository, reference)
         else:
             removed = await asyncio.to_thread(self.store.delete_tag, repository, reference)
         if not removed:

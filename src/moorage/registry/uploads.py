@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..metadata.store import MetadataStore, UploadBusy, UploadRow
 from ..oci.digest import (
@@ -27,6 +28,9 @@ from ..oci.errors import (
     SizeInvalid,
 )
 from ..storage.base import BlobStore, UploadWriter
+
+if TYPE_CHECKING:
+    from .lifecycle import LifecycleService
 
 log = logging.getLogger(__name__)
 
@@ -59,10 +63,17 @@ class ChunkRange:
 class UploadService:
     """Start, append to, finish and cancel blob uploads."""
 
-    def __init__(self, store: MetadataStore, blobs: BlobStore, lease_seconds: float) -> None:
+    def __init__(
+        self,
+        store: MetadataStore,
+        blobs: BlobStore,
+        lease_seconds: float,
+        lifecycle: LifecycleService | None = None,
+    ) -> None:
         self.store = store
         self.blobs = blobs
         self.lease_seconds = lease_seconds
+        self.lifecycle = lifecycle
 
     async def start(self, repository: str, algorithm: str = DEFAULT_ALGORITHM) -> UploadStatus:
         """Open a new upload session in `repository`."""
@@ -98,6 +109,8 @@ class UploadService:
     ) -> UploadStatus:
         """Append a chunk (or a streamed body when `chunk` is None) and persist the new state."""
         async with self._lease(repository, upload_id) as (row, token):
+            if self.lifecycle is not None:
+                await asyncio.to_thread(self._check_quota, repository, row, chunk, content_length)
             offset, hasher, writer = await self._write(row, token, body, chunk, content_length)
             try:
                 handle = await asyncio.to_thread(writer.checkpoint)
@@ -118,6 +131,10 @@ class UploadService:
         """Take an optional last chunk, verify the whole blob against `digest`, and commit it."""
         async with self._lease(repository, upload_id) as (row, token):
             offset, hasher = row.offset, restore_hasher(row.algorithm, row.hash_state)
+            if self.lifecycle is not None:
+                await asyncio.to_thread(
+                    self._check_quota, repository, row, chunk, content_length, digest
+                )
             handle = row.storage_handle
             writer: UploadWriter | None = None
             try:
@@ -140,13 +157,16 @@ class UploadService:
                         f"content digest is {digest.algorithm}:{computed}, not {digest}",
                         detail={"digest": str(digest)},
                     )
+                if self.lifecycle is not None:
+                    # Keep existing content (or cancel its queued deletion) before relying on it.
+                    await asyncio.to_thread(
+                        self.lifecycle.protect_for_commit, repository, str(digest)
+                    )
                 key = await self._commit_bytes(handle, writer, str(digest))
             finally:
                 if writer is not None:
                     await asyncio.to_thread(writer.close)
-            recorded = await asyncio.to_thread(
-                self.store.commit_blob, repository, row.id, str(digest), offset, key
-            )
+            recorded = await self._record(repository, row, digest, offset, key)
             if recorded != key:
                 # Identical content committed by another request first: keep one copy.
                 await asyncio.to_thread(self.blobs.delete_blob, key)
@@ -184,6 +204,33 @@ class UploadService:
         if expired:
             log.info("expired uploads", extra={"count": expired})
         return expired
+
+    async def _record(
+        self, repository: str, row: UploadRow, digest: Digest, size: int, key: str
+    ) -> str:
+        """Record committed bytes; with lifecycle on, only once the bytes are seen under the
+        collector's lock, so a concurrent GC never leaves a row without bytes."""
+        if self.lifecycle is None:
+            return await asyncio.to_thread(
+                self.store.commit_blob, repository, row.id, str(digest), size, key
+            )
+        try:
+            return await asyncio.to_thread(
+                self.lifecycle.commit_blob, repository, row.id, str(digest), size, key,
+                self.blobs.blob_exists,
+            )
+        except BlobUploadInvalid:
+            await asyncio.to_thread(self.store.delete_upload, row.id)
+            raise
+
+    def _check_quota(self, repository: str, row: UploadRow, chunk: ChunkRange | None,
+                     content_length: int | None, digest: Digest | None = None) -> None:
+        """Refuse a chunk before storing it when its declared size would exceed the quota."""
+        declared = chunk.length if chunk is not None else content_length
+        if self.lifecycle is not None and declared:
+            self.lifecycle.check_upload_quota(
+                repository, row.offset + declared, str(digest) if digest else None
+            )
 
     async def cancel(self, repository: str, upload_id: str) -> None:
         """Abandon an upload and free its storage."""

@@ -425,7 +425,7 @@ class S3UploadWriter:
 
     def _spool_write(self, data: memoryview) -> None:
         if self.spool is None:
-            self.spool = tempfile.TemporaryFile(dir=self.store.config.spool_dir)
+            self.spool = tempfile.TemporaryFile(dir=self.store.config.spool_dir)  # noqa: SIM115
         self.spool.write(data)
         self.spooled += len(data)
 

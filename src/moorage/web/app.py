@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 
 from aiohttp import web
@@ -19,14 +18,16 @@ from ..metadata.engine import make_engine, sqlite_url
 from ..metadata.store import MetadataStore
 from ..oci.errors import RegistryError
 from ..registry.blobs import BlobService
+from ..registry.lifecycle import make_lifecycle, run_schedule
 from ..registry.manifests import ManifestService
 from ..registry.referrers import ReferrerService
 from ..registry.uploads import UploadService
 from ..storage.base import BlobStore
-from ..storage.filesystem import FilesystemBlobStore
+from ..storage.factory import make_blob_store
 from .api import ManagementAPI, register_management_api
 from .auth import AccessGuard, TokenEndpoint
 from .distribution import API_VERSION_HEADER, DistributionAPI
+from .lifecycle_api import LifecycleAPI, register_lifecycle_api
 
 log = logging.getLogger("moorage.http")
 TOKEN_KEY_SECRET = "token-signing-key"
@@ -63,25 +64,6 @@ def _log_request(request: web.Request, status: int, started: float, access_log: 
     )
 
 
-def make_blob_store(settings: Settings) -> BlobStore:
-    """The configured blob store: files under the data dir, or an S3-compatible bucket."""
-    if settings.storage_url:
-        from ..storage.s3 import S3BlobStore, S3Config
-
-        return S3BlobStore(
-            S3Config.from_url(
-                settings.storage_url,
-                endpoint=settings.s3_endpoint,
-                region=settings.s3_region,
-                access_key_id=settings.s3_access_key_id,
-                secret_access_key=settings.s3_secret_access_key,
-                part_size=settings.s3_part_size,
-                spool_dir=settings.spool_dir,
-            )
-        )
-    return FilesystemBlobStore(settings.data_dir, fsync=settings.fsync)
-
-
 class Health:
     """/healthz (the process answers) and /readyz (database and blob storage answer)."""
 
@@ -98,7 +80,7 @@ class Health:
             try:
                 await asyncio.wait_for(asyncio.to_thread(check), self.timeout)
                 results[name] = "ok"
-            except Exception as exc:  # any failure means "send no traffic here"
+            except Exception as exc:  # noqa: BLE001 - any failure means "send no traffic here"
                 results[name] = f"unavailable: {type(exc).__name__}: {str(exc)[:200]}"
         ok = all(v == "ok" for v in results.values())
         return web.json_response(
@@ -120,7 +102,6 @@ def make_app(settings: Settings) -> web.Application:
     )
     store = MetadataStore(engine)
     blob_store = make_blob_store(settings)
-    uploads = UploadService(store, blob_store, settings.upload_lease_seconds)
     access_store = AccessStore(engine)
     audit = AuditLog(access_store)
     auth = AuthService(access_store)
@@ -130,6 +111,8 @@ def make_app(settings: Settings) -> web.Application:
         ttl=settings.token_ttl,
     )
     guard = AccessGuard(auth, authority, audit, settings.token_realm) if settings.auth else None
+    lifecycle = make_lifecycle(settings, engine, blob_store, audit, auth)
+    uploads = UploadService(store, blob_store, settings.upload_lease_seconds, lifecycle)
     api = DistributionAPI(
         uploads=uploads,
         blobs=BlobService(
@@ -138,7 +121,9 @@ def make_app(settings: Settings) -> web.Application:
             redirect_min_bytes=settings.blob_redirect_min_bytes if settings.blob_redirect else None,
             redirect_expires=settings.presign_expires,
         ),
-        manifests=ManifestService(store, settings.allow_sparse, settings.max_manifest_bytes),
+        manifests=ManifestService(
+            store, settings.allow_sparse, settings.max_manifest_bytes, lifecycle
+        ),
         referrers=ReferrerService(store),
         chunk_min_length=settings.chunk_min_length,
         page_size_max=settings.page_size_max,
@@ -181,30 +166,27 @@ def make_app(settings: Settings) -> web.Application:
     tokens = TokenEndpoint(auth, authority, audit)
     app.router.add_get("/token", tokens.get)
     app.router.add_post("/token", tokens.post)
-    register_management_api(app, ManagementAPI(auth, access_store, audit, authority))
+    management = ManagementAPI(auth, access_store, audit, authority)
+    register_management_api(app, management)
+    register_lifecycle_api(app, LifecycleAPI(lifecycle, management))
     health = Health(engine, blob_store)
     app.router.add_get("/healthz", health.live)
     app.router.add_get("/readyz", health.ready)
-
-    async def _expire_uploads() -> None:
-        # Every worker of every node runs this; the conditional delete makes one of them win
-        # each upload, so the work is shared rather than repeated.
-        while True:
-            await asyncio.sleep(random.uniform(300, 900))
-            try:
-                await uploads.expire(settings.upload_max_age)
-            except Exception:
-                log.exception("upload expiry failed")
-
-    tasks: list[asyncio.Task] = []
+    # Background retention + GC (which also expires stale uploads, freeing S3 multipart parts).
+    schedule: list[asyncio.Task] = []
 
     async def _start(_app: web.Application) -> None:
         audit.start()
-        tasks.append(asyncio.create_task(_expire_uploads()))
+        lifecycle.pulls.start()
+        if settings.gc_interval > 0:
+            check_every = min(settings.gc_interval, 60.0)
+            schedule.append(asyncio.get_running_loop().create_task(
+                run_schedule(lifecycle, settings.gc_interval, check_every)))
 
     async def _close(_app: web.Application) -> None:
-        for task in tasks:
+        for task in schedule:
             task.cancel()
+        await lifecycle.pulls.stop()
         await audit.stop()
         engine.dispose()
 

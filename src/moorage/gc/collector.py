@@ -1,0 +1,232 @@
+"""Online garbage collection: reachability from the database, small batched transactions,
+storage deleted only after the metadata row is gone and committed.
+
+A run, in order (each step safe to interrupt; the next run finishes the job):
+
+1. forget soft-deleted tags whose restore window has passed;
+2. per repository, in one write transaction that reads the graph and deletes: manifests no tag,
+   restorable tag, index or subject reaches, pushed and pulled longer ago than the grace period;
+3. drop repository links older than the grace period that no manifest of that repository uses;
+4. blobs no manifest anywhere references and no fresh link protects, in batches: delete the rows
+   and queue their storage in `pending_deletions` (one transaction), then delete the bytes;
+5. upload sessions idle longer than the upload TTL: same two steps;
+6. delete whatever storage is still queued (left by a crash of an earlier run).
+
+Why it cannot lose a referenced byte: a blob's row is deleted only inside a transaction that
+re-checks "no reference, no fresh link"; a manifest PUT re-checks its blobs inside its own write
+transaction; an upload commit refreshes the link of existing content (or cancels its queued
+deletion) before relying on it, and records new content only after checking, under the same
+write lock storage deletions hold, that its bytes are present.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass, field
+
+from ..metadata.lifecycle_store import LifecycleStore, RepoGraph
+from ..storage.base import BlobStore
+from .reachability import gc_roots, reachable
+
+log = logging.getLogger("moorage.gc")
+BATCH = 1000
+DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+
+
+def parse_duration(raw: str | float) -> float:
+    """Seconds from `0`, `90`, `30m`, `24h`, `7d`."""
+    if isinstance(raw, int | float):
+        return float(raw)
+    m = DURATION_RE.match(raw)
+    if not m:
+        raise ValueError(f"invalid duration {raw!r}: use e.g. 0, 90s, 30m, 24h, 7d")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+@dataclass
+class GcReport:
+    """Counts and bytes of one run (also what a dry run would do)."""
+
+    dry_run: bool = False
+    grace_period: float = 0.0
+    deleted_tags_expired: int = 0
+    manifests: int = 0
+    manifest_bytes: int = 0
+    links: int = 0
+    blobs: int = 0
+    blob_bytes: int = 0
+    uploads: int = 0
+    upload_bytes: int = 0
+    storage_deleted: int = 0
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def bytes_freed(self) -> int:
+        return self.manifest_bytes + self.blob_bytes + self.upload_bytes
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "bytes_freed": self.bytes_freed}
+
+
+class GarbageCollector:
+    """Runs collections against one database and blob store; safe while the registry serves."""
+
+    def __init__(
+        self,
+        store: LifecycleStore,
+        blobs: BlobStore,
+        grace_period: float = 86400.0,
+        upload_ttl: float = 86400.0,
+        restore_window: float = 7 * 86400.0,
+        collect_untagged: bool = True,
+        batch: int = BATCH,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.grace_period = grace_period
+        self.upload_ttl = upload_ttl
+        self.restore_window = restore_window
+        self.collect_untagged = collect_untagged
+        self.batch = batch
+
+    def run(
+        self, dry_run: bool = False, grace_period: float | None = None, trigger: str = "cli",
+        upload_ttl: float | None = None,
+    ) -> GcReport:
+        """Collect (or with dry_run, count) everything unreachable and older than the grace."""
+        grace = self.grace_period if grace_period is None else grace_period
+        ttl = self.upload_ttl if upload_ttl is None else upload_ttl
+        report = GcReport(dry_run=dry_run, grace_period=grace)
+        started = time.monotonic()
+        run_id = self.store.start_run(trigger, dry_run)
+        log.info("gc started", extra={"run": run_id, "dry_run": dry_run, "grace_s": grace})
+        status = "done"
+        try:
+            now = time.time()
+            cutoff = now - grace
+            report.deleted_tags_expired = self.store.purge_deleted_tags(
+                now - self.restore_window, dry_run
+            )
+            doomed_ids = self._manifests(report, cutoff, dry_run)
+            if not dry_run:
+                self._links(report, cutoff)
+            self._blobs(report, cutoff, dry_run, doomed_ids)
+            self._uploads(report, now - ttl, dry_run)
+            if not dry_run:
+                self._drain(report)
+        except Exception as exc:
+            status = "failed"
+            report.errors.append(f"{type(exc).__name__}: {exc}")
+            log.exception("gc failed", extra={"run": run_id})
+        finally:
+            report.seconds = round(time.monotonic() - started, 3)
+            try:
+                self.store.finish_run(run_id, status, report.to_dict())
+            except Exception:
+                log.exception("could not record the gc run", extra={"run": run_id})
+        log.info("gc finished", extra={"run": run_id, "status": status, **report.to_dict()})
+        return report
+
+    # -- steps --------------------------------------------------------------------------------
+
+    def _decide(self, cutoff: float):  # type: ignore[no-untyped-def]
+        restorable_since = time.time() - self.restore_window
+
+        def decide(graph: RepoGraph) -> list[int]:
+            roots = gc_roots(graph, cutoff, self.collect_untagged, restorable_since)
+            keep = reachable(graph, roots)
+            return [i for i in graph.manifests if i not in keep]
+
+        return decide
+
+    def _manifests(self, report: GcReport, cutoff: float, dry_run: bool) -> set[int]:
+        decide = self._decide(cutoff)
+        doomed: set[int] = set()
+        for repo_id, name in self.store.repository_ids():
+            if dry_run:
+                graph = self.store.graph(repo_id, name, with_pulls=True)
+                victims = [graph.manifests[i] for i in decide(graph)]
+            else:
+                victims = self.store.sweep_manifests(repo_id, name, decide)
+            if victims:
+                doomed.update(v.id for v in victims)
+                report.manifests += len(victims)
+                report.manifest_bytes += sum(v.size for v in victims)
+                log.info("gc manifests", extra={"repository": name, "count": len(victims),
+                                                "dry_run": dry_run})
+        return doomed
+
+    def _links(self, report: GcReport, cutoff: float) -> None:
+        while True:
+            pairs = self.store.stale_links(cutoff, self.batch)
+            if not pairs:
+                return
+            dropped = self.store.drop_links(pairs, cutoff)
+            report.links += dropped
+            if len(pairs) < self.batch or dropped == 0:
+                return
+
+    def _blobs(self, report: GcReport, cutoff: float, dry_run: bool, doomed: set[int]) -> None:
+        after = ""
+        seen: set[str] = set()
+        while True:
+            page = self.store.blob_candidates(cutoff, after, self.batch)
+            if not page:
+                break
+            after = page[-1][0]
+            if dry_run:
+                seen.update(d for d, _ in page)
+                report.blobs += len(page)
+                report.blob_bytes += sum(s for _, s in page)
+            else:
+                gone = self.store.delete_blobs([d for d, _ in page], cutoff)
+                report.blobs += len(gone)
+                report.blob_bytes += sum(s for _, _, s in gone)
+                self._drain(report)
+                log.info("gc blobs", extra={"deleted": report.blobs,
+                                            "bytes": report.blob_bytes})
+            if len(page) < self.batch:
+                break
+        if dry_run and doomed:
+            # Blobs only the manifests this run would delete reference.
+            theirs = self.store.blob_refs_of(doomed) - seen
+            orphaned = theirs - self.store.referenced_elsewhere(theirs, doomed)
+            sizes = self.store.blob_sizes(orphaned)
+            report.blobs += len(sizes)
+            report.blob_bytes += sum(sizes.values())
+
+    def _uploads(self, report: GcReport, before: float, dry_run: bool) -> None:
+        while True:
+            stale = self.store.stale_uploads(before, time.time(), self.batch)
+            if not stale:
+                return
+            if dry_run:
+                report.uploads += len(stale)
+                report.upload_bytes += sum(o for _, _, o in stale)
+                return
+            expired = self.store.expire_uploads([i for i, _, _ in stale], before)
+            report.uploads += len(expired)
+            report.upload_bytes += sum(o for _, _, o in expired)
+            self._drain(report)
+            if len(stale) < self.batch or not expired:
+                return
+
+    def _drain(self, report: GcReport) -> None:
+        while True:
+            rows, deleted = self.store.drain_pending(self.batch, self._remove)
+            report.storage_deleted += deleted
+            if rows == 0:
+                return
+
+    def _remove(self, items: list[tuple[str, str]]) -> None:
+        for kind, key in items:
+            try:
+                if kind == "blob":
+                    self.blobs.delete_blob(key)
+                else:
+                    self.blobs.abort_upload(key)
+            except FileNotFoundError:
+                pass

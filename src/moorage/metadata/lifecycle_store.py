@@ -1,0 +1,931 @@
+"""Lifecycle queries: immutability rules, retention policies, quotas, soft-deleted tags, pull
+times, and the garbage collector's batched, re-checking transactions.
+
+Every destructive statement re-checks its condition inside its own write transaction, so what
+a concurrent push does between "mark" and "sweep" is always seen (SQLite: BEGIN IMMEDIATE
+serialises writers; PostgreSQL: the FOR SHARE locks taken by the manifest PUT guard).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    and_,
+    delete,
+    exists,
+    func,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+
+from .base import StoreBase
+from .schema import (
+    blobs,
+    deleted_tags,
+    gc_runs,
+    immutability_rules,
+    lifecycle_leases,
+    manifest_references,
+    manifests,
+    pending_deletions,
+    pull_times,
+    quotas,
+    repositories,
+    repository_blobs,
+    retention_policies,
+    tags,
+    uploads,
+)
+
+
+class BytesGone(Exception):
+    """The content an upload was about to record has been garbage-collected meanwhile."""
+
+
+@dataclass(slots=True)
+class ManifestNode:
+    id: int
+    digest: str
+    subject: str | None
+    created_at: float
+    size: int
+    children: list[str] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class RepoGraph:
+    """One repository's manifests, their child links, tags and soft-deleted tags."""
+
+    repository_id: int
+    name: str
+    manifests: dict[int, ManifestNode]
+    tags: dict[str, tuple[str, float]]  # name -> (digest, pushed at)
+    deleted_tags: list[tuple[str, str, float]]  # (name, digest, deleted at)
+    pulls: dict[str, float] = field(default_factory=dict)  # tag or digest -> last pull
+
+
+def namespace_filter(namespace: str):  # type: ignore[no-untyped-def]
+    """Repositories of a namespace: the namespace itself and everything under `namespace/`."""
+    return or_(
+        repositories.c.name == namespace,
+        repositories.c.name.startswith(namespace + "/", autoescape=True),
+    )
+
+
+class LifecycleStore(StoreBase):
+    """SQL for lifecycle policies and garbage collection."""
+
+    # -- immutability -------------------------------------------------------------------------
+
+    def immutability_rules(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Rules of one namespace, or all."""
+        query = select(immutability_rules).order_by(
+            immutability_rules.c.namespace, immutability_rules.c.pattern
+        )
+        if namespace is not None:
+            query = query.where(immutability_rules.c.namespace == namespace)
+        with self._read() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def rules_in(self, conn: Connection, namespace: str) -> list[tuple[str, str]]:
+        """(pattern, exceptions) of a namespace, inside the caller's transaction."""
+        return [
+            (p, e)
+            for p, e in conn.execute(
+                select(immutability_rules.c.pattern, immutability_rules.c.exceptions).where(
+                    immutability_rules.c.namespace == namespace
+                )
+            )
+        ]
+
+    def add_immutability_rule(
+        self, namespace: str, pattern: str, exceptions: str, actor: str | None
+    ) -> None:
+        """Create or replace the rule for `pattern` in `namespace`."""
+        stmt = self._insert(immutability_rules).values(
+            namespace=namespace,
+            pattern=pattern,
+            exceptions=exceptions,
+            created_by=actor,
+            created_at=time.time(),
+        )
+        with self._write() as conn:
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["namespace", "pattern"],
+                    set_={"exceptions": stmt.excluded.exceptions},
+                )
+            )
+
+    def remove_immutability_rule(self, namespace: str, pattern: str) -> bool:
+        with self._write() as conn:
+            result = conn.execute(
+                delete(immutability_rules).where(
+                    immutability_rules.c.namespace == namespace,
+                    immutability_rules.c.pattern == pattern,
+                )
+            )
+        return result.rowcount > 0
+
+    def tag_digest_in(self, conn: Connection, repo_id: int, tag: str) -> str | None:
+        return conn.execute(
+            select(tags.c.manifest_digest).where(tags.c.repository_id == repo_id, tags.c.name == tag)
+        ).scalar_one_or_none()
+
+    def tags_of(self, repository: str, digest: str) -> list[str]:
+        """Tags in `repository` pointing at `digest`."""
+        query = (
+            select(tags.c.name)
+            .join(repositories, repositories.c.id == tags.c.repository_id)
+            .where(repositories.c.name == repository, tags.c.manifest_digest == digest)
+        )
+        with self._read() as conn:
+            return list(conn.execute(query).scalars())
+
+    # -- manifest PUT guard pieces (run inside put_manifest's transaction) --------------------
+
+    def linked_sizes_in(self, conn: Connection, repo_id: int, digests: Sequence[str]) -> dict[str, int]:
+        """Sizes of linked blobs, locking their rows against a concurrent sweep (PostgreSQL)."""
+        if not digests:
+            return {}
+        query = (
+            select(blobs.c.digest, blobs.c.size)
+            .join(repository_blobs, repository_blobs.c.digest == blobs.c.digest)
+            .where(repository_blobs.c.repository_id == repo_id, blobs.c.digest.in_(set(digests)))
+            .with_for_update(read=True)
+        )
+        return {d: s for d, s in conn.execute(query)}
+
+    def present_manifests_in(self, conn: Connection, repo_id: int, digests: Sequence[str]) -> set[str]:
+        if not digests:
+            return set()
+        query = select(manifests.c.digest).where(
+            manifests.c.repository_id == repo_id, manifests.c.digest.in_(set(digests))
+        )
+        return set(conn.execute(query).scalars())
+
+    def manifest_exists_in(self, conn: Connection, repo_id: int, digest: str) -> bool:
+        return conn.execute(
+            select(manifests.c.id).where(
+                manifests.c.repository_id == repo_id, manifests.c.digest == digest
+            )
+        ).first() is not None
+
+    # -- quotas -------------------------------------------------------------------------------
+
+    def set_quota(self, namespace: str, limit: int | None, actor: str | None) -> None:
+        """Set (or with None, remove) a namespace's quota in bytes."""
+        with self._write() as conn:
+            if limit is None:
+                conn.execute(delete(quotas).where(quotas.c.namespace == namespace))
+                return
+            stmt = self._insert(quotas).values(
+                namespace=namespace, limit_bytes=limit, updated_by=actor, updated_at=time.time()
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["namespace"],
+                    set_={"limit_bytes": limit, "updated_by": actor, "updated_at": time.time()},
+                )
+            )
+
+    def quota(self, namespace: str, conn: Connection | None = None) -> int | None:
+        query = select(quotas.c.limit_bytes).where(quotas.c.namespace == namespace)
+        if conn is not None:
+            return conn.execute(query).scalar_one_or_none()
+        with self._read() as c:
+            return c.execute(query).scalar_one_or_none()
+
+    def list_quotas(self) -> dict[str, int]:
+        with self._read() as conn:
+            return {n: b for n, b in conn.execute(select(quotas.c.namespace, quotas.c.limit_bytes))}
+
+    def _usage(self, conn: Connection, where) -> int:  # type: ignore[no-untyped-def]
+        # Distinct content counts once however many repositories or manifests share it.
+        scope = (
+            select(manifests.c.id)
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .where(where)
+        )
+        blob_digests = (
+            select(manifest_references.c.digest)
+            .where(
+                manifest_references.c.manifest_id.in_(scope),
+                manifest_references.c.kind == "blob",
+            )
+            .distinct()
+            .subquery()
+        )
+        blob_bytes = conn.execute(
+            select(func.coalesce(func.sum(blobs.c.size), 0)).where(
+                blobs.c.digest.in_(select(blob_digests.c.digest))
+            )
+        ).scalar_one()
+        per_digest = (
+            select(func.max(manifests.c.size).label("size"))
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .where(where)
+            .group_by(manifests.c.digest)
+            .subquery()
+        )
+        manifest_bytes = conn.execute(
+            select(func.coalesce(func.sum(per_digest.c.size), 0))
+        ).scalar_one()
+        return int(blob_bytes) + int(manifest_bytes)
+
+    def namespace_usage(self, namespace: str, conn: Connection | None = None) -> int:
+        """Bytes of content referenced by manifests in the namespace, shared content once."""
+        if conn is not None:
+            return self._usage(conn, namespace_filter(namespace))
+        with self._read() as c:
+            return self._usage(c, namespace_filter(namespace))
+
+    def held_in_namespace(self, namespace: str, digest: str) -> bool:
+        """True when a manifest of the namespace already references `digest`."""
+        query = (
+            select(manifest_references.c.digest)
+            .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .where(namespace_filter(namespace), manifest_references.c.digest == digest)
+            .limit(1)
+        )
+        with self._read() as conn:
+            return conn.execute(query).first() is not None
+
+    def repository_usage(self, namespace: str) -> dict[str, int]:
+        """Bytes per repository of a namespace (content shared by repositories counts in each)."""
+        with self._read() as conn:
+            names = list(
+                conn.execute(
+                    select(repositories.c.name)
+                    .where(namespace_filter(namespace))
+                    .order_by(repositories.c.name)
+                ).scalars()
+            )
+            return {n: self._usage(conn, repositories.c.name == n) for n in names}
+
+    def new_bytes_in(
+        self, conn: Connection, namespace: str, blob_digests: Sequence[str], manifest_digest: str,
+        manifest_size: int,
+    ) -> int:
+        """Bytes a manifest would add to a namespace's usage (content not referenced there yet)."""
+        added = 0
+        wanted = set(blob_digests)
+        if wanted:
+            scope = (
+                select(manifests.c.id)
+                .join(repositories, repositories.c.id == manifests.c.repository_id)
+                .where(namespace_filter(namespace))
+            )
+            already = set(
+                conn.execute(
+                    select(manifest_references.c.digest)
+                    .where(
+                        manifest_references.c.manifest_id.in_(scope),
+                        manifest_references.c.digest.in_(wanted),
+                    )
+                    .distinct()
+                ).scalars()
+            )
+            fresh = wanted - already
+            if fresh:
+                added += int(
+                    conn.execute(
+                        select(func.coalesce(func.sum(blobs.c.size), 0)).where(
+                            blobs.c.digest.in_(fresh)
+                        )
+                    ).scalar_one()
+                )
+        known = conn.execute(
+            select(manifests.c.id)
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .where(namespace_filter(namespace), manifests.c.digest == manifest_digest)
+            .limit(1)
+        ).first()
+        if known is None:
+            added += manifest_size
+        return added
+
+    # -- uploads meeting the collector --------------------------------------------------------
+
+    def protect_for_commit(self, repository: str, digest: str) -> None:
+        """Before an upload's bytes meet existing content: keep that content, or cancel its
+        queued deletion, so the collector cannot remove what the commit is about to rely on."""
+        now = time.time()
+        with self._write() as conn:
+            if conn.execute(select(blobs.c.digest).where(blobs.c.digest == digest)).first():
+                repo_id = self._repo_id(conn, repository, create=True)
+                self._fresh_link(conn, repo_id, digest, now)
+            else:
+                conn.execute(
+                    delete(pending_deletions).where(
+                        pending_deletions.c.kind == "blob", pending_deletions.c.digest == digest
+                    )
+                )
+
+    def commit_blob_checked(
+        self,
+        repository: str,
+        upload_id: str | None,
+        digest: str,
+        size: int,
+        storage_key: str,
+        bytes_present: Callable[[str], bool],
+    ) -> str:
+        """Record committed content like MetadataStore.commit_blob, after checking (under the
+        write lock the collector's storage deletes also hold) that the bytes are there.
+
+        Returns the storage key the digest is recorded under (another upload's, if it won)."""
+        now = time.time()
+        with self._write() as conn:
+            conn.execute(
+                delete(pending_deletions).where(
+                    pending_deletions.c.kind == "blob", pending_deletions.c.digest == digest
+                )
+            )
+            existing = conn.execute(
+                select(blobs.c.digest).where(blobs.c.digest == digest)
+            ).first()
+            if existing is None:
+                if not bytes_present(storage_key):
+                    raise BytesGone(digest)
+                conn.execute(
+                    blobs.insert().values(
+                        digest=digest, size=size, storage_key=storage_key, created_at=now
+                    )
+                )
+            repo_id = self._repo_id(conn, repository, create=True)
+            self._fresh_link(conn, repo_id, digest, now)
+            if upload_id is not None:
+                conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+            return conn.execute(
+                select(blobs.c.storage_key).where(blobs.c.digest == digest)
+            ).scalar_one()
+
+    def _repo_id(self, conn: Connection, name: str, create: bool = False) -> int | None:
+        if create:
+            conn.execute(
+                self._insert(repositories)
+                .values(name=name, created_at=time.time())
+                .on_conflict_do_nothing(index_elements=["name"])
+            )
+        return conn.execute(
+            select(repositories.c.id).where(repositories.c.name == name)
+        ).scalar_one_or_none()
+
+    def _fresh_link(self, conn: Connection, repo_id: int | None, digest: str, now: float) -> None:
+        stmt = self._insert(repository_blobs).values(
+            repository_id=repo_id, digest=digest, created_at=now
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["repository_id", "digest"], set_={"created_at": now}
+            )
+        )
+
+    # -- soft delete --------------------------------------------------------------------------
+
+    def soft_delete_tag(self, repository: str, tag: str, actor: str | None) -> bool:
+        """Remove a tag and remember it for restore."""
+        with self._write() as conn:
+            repo_id = self._repo_id(conn, repository)
+            if repo_id is None:
+                return False
+            digest = self.tag_digest_in(conn, repo_id, tag)
+            if digest is None:
+                return False
+            self._soft_delete(conn, repo_id, [(tag, digest)], actor)
+        return True
+
+    def _soft_delete(
+        self, conn: Connection, repo_id: int, items: Sequence[tuple[str, str]], actor: str | None
+    ) -> int:
+        now = time.time()
+        removed = 0
+        for name, digest in items:
+            result = conn.execute(
+                delete(tags).where(
+                    tags.c.repository_id == repo_id,
+                    tags.c.name == name,
+                    tags.c.manifest_digest == digest,
+                )
+            )
+            if result.rowcount:
+                removed += 1
+                conn.execute(
+                    deleted_tags.insert().values(
+                        repository_id=repo_id,
+                        name=name,
+                        manifest_digest=digest,
+                        deleted_at=now,
+                        deleted_by=actor,
+                    )
+                )
+        return removed
+
+    def deleted_tags(self, repository: str, since: float) -> list[dict[str, Any]]:
+        """Restorable tags of a repository, newest first."""
+        query = (
+            select(deleted_tags.c.name, deleted_tags.c.manifest_digest, deleted_tags.c.deleted_at,
+                   deleted_tags.c.deleted_by)
+            .join(repositories, repositories.c.id == deleted_tags.c.repository_id)
+            .where(repositories.c.name == repository, deleted_tags.c.deleted_at >= since)
+            .order_by(deleted_tags.c.deleted_at.desc())
+        )
+        with self._read() as conn:
+            return [
+                {"tag": n, "digest": d, "deleted_at": t, "deleted_by": b}
+                for n, d, t, b in conn.execute(query)
+            ]
+
+    def restore_tag(self, repository: str, tag: str, since: float, force: bool) -> str:
+        """Re-create the most recently deleted `tag`; returns its digest.
+
+        Raises LookupError (nothing restorable), FileExistsError (the tag exists; use force),
+        or KeyError (its manifest is gone).
+        """
+        with self._write() as conn:
+            repo_id = self._repo_id(conn, repository)
+            if repo_id is None:
+                raise LookupError(tag)
+            row = conn.execute(
+                select(deleted_tags.c.id, deleted_tags.c.manifest_digest)
+                .where(
+                    deleted_tags.c.repository_id == repo_id,
+                    deleted_tags.c.name == tag,
+                    deleted_tags.c.deleted_at >= since,
+                )
+                .order_by(deleted_tags.c.deleted_at.desc())
+                .limit(1)
+            ).first()
+            if row is None:
+                raise LookupError(tag)
+            current = self.tag_digest_in(conn, repo_id, tag)
+            if current is not None and current != row.manifest_digest and not force:
+                raise FileExistsError(current)
+            if not self.manifest_exists_in(conn, repo_id, row.manifest_digest):
+                raise KeyError(row.manifest_digest)
+            now = time.time()
+            stmt = self._insert(tags).values(
+                repository_id=repo_id, name=tag, manifest_digest=row.manifest_digest,
+                updated_at=now,
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["repository_id", "name"],
+                    set_={"manifest_digest": row.manifest_digest, "updated_at": now},
+                )
+            )
+            conn.execute(delete(deleted_tags).where(deleted_tags.c.id == row.id))
+            return row.manifest_digest
+
+    def purge_deleted_tags(self, before: float, dry_run: bool) -> int:
+        """Forget soft-deleted tags whose restore window has passed."""
+        cond = deleted_tags.c.deleted_at < before
+        if dry_run:
+            with self._read() as conn:
+                return conn.execute(
+                    select(func.count()).select_from(deleted_tags).where(cond)
+                ).scalar_one()
+        with self._write() as conn:
+            return conn.execute(delete(deleted_tags).where(cond)).rowcount
+
+    # -- pull times ---------------------------------------------------------------------------
+
+    def record_pulls(self, pulls: dict[tuple[str, str], float]) -> None:
+        """Upsert the latest pull time per (repository, tag or digest)."""
+        if not pulls:
+            return
+        rows = [{"repository": r, "reference": ref, "pulled_at": t} for (r, ref), t in pulls.items()]
+        stmt = self._insert(pull_times)
+        with self._write() as conn:
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["repository", "reference"],
+                    set_={"pulled_at": func.max(pull_times.c.pulled_at, stmt.excluded.pulled_at)
+                          if self.engine.dialect.name == "sqlite"
+                          else func.greatest(pull_times.c.pulled_at, stmt.excluded.pulled_at)},
+                ),
+                rows,
+            )
+
+    # -- retention policies -------------------------------------------------------------------
+
+    def set_policy(
+        self, namespace: str, repository: str | None, rules: dict[str, Any] | None, actor: str | None
+    ) -> None:
+        """Create, replace or (rules None) remove the policy of a namespace or repository."""
+        scope = and_(
+            retention_policies.c.namespace == namespace,
+            retention_policies.c.repository.is_(None)
+            if repository is None
+            else retention_policies.c.repository == repository,
+        )
+        with self._write() as conn:
+            conn.execute(delete(retention_policies).where(scope))
+            if rules is not None:
+                conn.execute(
+                    retention_policies.insert().values(
+                        namespace=namespace,
+                        repository=repository,
+                        rules=json.dumps(rules, sort_keys=True),
+                        created_by=actor,
+                        updated_at=time.time(),
+                    )
+                )
+
+    def policies(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        query = select(retention_policies).order_by(
+            retention_policies.c.namespace, retention_policies.c.repository
+        )
+        if namespace is not None:
+            query = query.where(retention_policies.c.namespace == namespace)
+        with self._read() as conn:
+            out = []
+            for r in conn.execute(query):
+                d = dict(r._mapping)
+                d["rules"] = json.loads(d["rules"])
+                out.append(d)
+            return out
+
+    def repositories_in(self, namespace: str) -> list[str]:
+        with self._read() as conn:
+            return list(
+                conn.execute(
+                    select(repositories.c.name)
+                    .where(namespace_filter(namespace))
+                    .order_by(repositories.c.name)
+                ).scalars()
+            )
+
+    # -- graphs -------------------------------------------------------------------------------
+
+    def repository_ids(self) -> list[tuple[int, str]]:
+        with self._read() as conn:
+            return [(i, n) for i, n in conn.execute(
+                select(repositories.c.id, repositories.c.name).order_by(repositories.c.id))]
+
+    def _graph(self, conn: Connection, repo_id: int, name: str, with_pulls: bool) -> RepoGraph:
+        nodes = {
+            i: ManifestNode(i, d, s, c, z)
+            for i, d, s, c, z in conn.execute(
+                select(
+                    manifests.c.id,
+                    manifests.c.digest,
+                    manifests.c.subject_digest,
+                    manifests.c.created_at,
+                    manifests.c.size,
+                ).where(manifests.c.repository_id == repo_id)
+            )
+        }
+        for mid, digest in conn.execute(
+            select(manifest_references.c.manifest_id, manifest_references.c.digest)
+            .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
+            .where(manifests.c.repository_id == repo_id, manifest_references.c.kind == "manifest")
+        ):
+            nodes[mid].children.append(digest)
+        tag_map = {
+            n: (d, u)
+            for n, d, u in conn.execute(
+                select(tags.c.name, tags.c.manifest_digest, tags.c.updated_at).where(
+                    tags.c.repository_id == repo_id
+                )
+            )
+        }
+        soft = [
+            (n, d, t)
+            for n, d, t in conn.execute(
+                select(deleted_tags.c.name, deleted_tags.c.manifest_digest,
+                       deleted_tags.c.deleted_at).where(deleted_tags.c.repository_id == repo_id)
+            )
+        ]
+        graph = RepoGraph(repo_id, name, nodes, tag_map, soft)
+        if with_pulls:
+            graph.pulls = {
+                ref: t
+                for ref, t in conn.execute(
+                    select(pull_times.c.reference, pull_times.c.pulled_at).where(
+                        pull_times.c.repository == name
+                    )
+                )
+            }
+        return graph
+
+    def graph(self, repo_id: int, name: str, with_pulls: bool = False) -> RepoGraph:
+        """A consistent snapshot of one repository's manifest graph."""
+        with self.engine.connect() as conn, conn.begin():
+            return self._graph(conn, repo_id, name, with_pulls)
+
+    def sweep_manifests(
+        self, repo_id: int, name: str, decide: Callable[[RepoGraph], Iterable[int]]
+    ) -> list[ManifestNode]:
+        """Delete the manifests `decide` picks, deciding on a graph read inside the write
+        transaction, so no concurrent push can slip between the decision and the delete."""
+        with self._write() as conn:
+            graph = self._graph(conn, repo_id, name, with_pulls=False)
+            victims = [graph.manifests[i] for i in decide(graph)]
+            ids = [v.id for v in victims]
+            for start in range(0, len(ids), 500):
+                part = ids[start : start + 500]
+                conn.execute(
+                    delete(manifest_references).where(manifest_references.c.manifest_id.in_(part))
+                )
+                conn.execute(delete(manifests).where(manifests.c.id.in_(part)))
+            return victims
+
+    def apply_retention(
+        self,
+        repo_id: int,
+        name: str,
+        decide: Callable[[RepoGraph], tuple[list[tuple[str, str]], list[int]]],
+        actor: str | None,
+    ) -> tuple[int, list[ManifestNode]]:
+        """Soft-delete the tags and delete the manifests `decide` picks, in one transaction."""
+        with self._write() as conn:
+            graph = self._graph(conn, repo_id, name, with_pulls=True)
+            tag_items, manifest_ids = decide(graph)
+            removed = self._soft_delete(conn, repo_id, tag_items, actor)
+            victims = [graph.manifests[i] for i in manifest_ids]
+            ids = [v.id for v in victims]
+            if ids:
+                conn.execute(
+                    delete(manifest_references).where(manifest_references.c.manifest_id.in_(ids))
+                )
+                conn.execute(delete(manifests).where(manifests.c.id.in_(ids)))
+            return removed, victims
+
+    def referenced_elsewhere(self, digests: Iterable[str], excluded_ids: set[int]) -> set[str]:
+        """Those of `digests` still referenced by a manifest not in `excluded_ids`."""
+        wanted = list(set(digests))
+        found: set[str] = set()
+        with self._read() as conn:
+            for start in range(0, len(wanted), 500):
+                part = wanted[start : start + 500]
+                for mid, digest in conn.execute(
+                    select(manifest_references.c.manifest_id, manifest_references.c.digest).where(
+                        manifest_references.c.digest.in_(part)
+                    )
+                ):
+                    if mid not in excluded_ids:
+                        found.add(digest)
+        return found
+
+    def blob_refs_of(self, manifest_ids: Iterable[int]) -> set[str]:
+        ids = list(manifest_ids)
+        out: set[str] = set()
+        with self._read() as conn:
+            for start in range(0, len(ids), 500):
+                out.update(
+                    conn.execute(
+                        select(manifest_references.c.digest).where(
+                            manifest_references.c.manifest_id.in_(ids[start : start + 500]),
+                            manifest_references.c.kind == "blob",
+                        )
+                    ).scalars()
+                )
+        return out
+
+    def blob_sizes(self, digests: Iterable[str]) -> dict[str, int]:
+        wanted = list(set(digests))
+        out: dict[str, int] = {}
+        with self._read() as conn:
+            for start in range(0, len(wanted), 500):
+                out.update(
+                    {
+                        d: s
+                        for d, s in conn.execute(
+                            select(blobs.c.digest, blobs.c.size).where(
+                                blobs.c.digest.in_(wanted[start : start + 500])
+                            )
+                        )
+                    }
+                )
+        return out
+
+    # -- blob sweep ---------------------------------------------------------------------------
+
+    def _unreferenced(self, cutoff: float):  # type: ignore[no-untyped-def]
+        """Blobs no manifest anywhere references, no fresh link protects, older than cutoff."""
+        return and_(
+            blobs.c.created_at < cutoff,
+            ~exists().where(manifest_references.c.digest == blobs.c.digest),
+            ~exists().where(
+                repository_blobs.c.digest == blobs.c.digest,
+                repository_blobs.c.created_at >= cutoff,
+            ),
+        )
+
+    def blob_candidates(self, cutoff: float, after: str, limit: int) -> list[tuple[str, int]]:
+        """A page of collectable blobs by digest after `after`."""
+        query = (
+            select(blobs.c.digest, blobs.c.size)
+            .where(blobs.c.digest > after, self._unreferenced(cutoff))
+            .order_by(blobs.c.digest)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [(d, s) for d, s in conn.execute(query)]
+
+    def delete_blobs(self, digests: Sequence[str], cutoff: float) -> list[tuple[str, str, int]]:
+        """Delete the blob rows (and their stale links) that are still collectable, and queue
+        their storage for deletion, in one transaction. Returns (digest, key, size) deleted."""
+        now = time.time()
+        with self._write() as conn:
+            still = [
+                (d, k, s)
+                for d, k, s in conn.execute(
+                    select(blobs.c.digest, blobs.c.storage_key, blobs.c.size).where(
+                        blobs.c.digest.in_(list(digests)), self._unreferenced(cutoff)
+                    )
+                )
+            ]
+            if not still:
+                return []
+            gone = [d for d, _, _ in still]
+            conn.execute(delete(repository_blobs).where(repository_blobs.c.digest.in_(gone)))
+            conn.execute(delete(blobs).where(blobs.c.digest.in_(gone)))
+            conn.execute(
+                pending_deletions.insert(),
+                [
+                    {"kind": "blob", "storage_key": k, "digest": d, "size": s, "queued_at": now}
+                    for d, k, s in still
+                ],
+            )
+            return still
+
+    def stale_links(self, cutoff: float, limit: int) -> list[tuple[int, str]]:
+        """Old links no manifest in their repository references (the blob may live on elsewhere)."""
+        referenced = (
+            select(manifest_references.c.digest)
+            .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
+            .where(
+                manifests.c.repository_id == repository_blobs.c.repository_id,
+                manifest_references.c.digest == repository_blobs.c.digest,
+            )
+            .exists()
+        )
+        query = (
+            select(repository_blobs.c.repository_id, repository_blobs.c.digest)
+            .where(repository_blobs.c.created_at < cutoff, ~referenced)
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [(r, d) for r, d in conn.execute(query)]
+
+    def drop_links(self, pairs: Sequence[tuple[int, str]], cutoff: float) -> int:
+        """Delete those links that are still old (a re-upload refreshes a link)."""
+        if not pairs:
+            return 0
+        with self._write() as conn:
+            return conn.execute(
+                delete(repository_blobs).where(
+                    tuple_(repository_blobs.c.repository_id, repository_blobs.c.digest).in_(
+                        list(pairs)
+                    ),
+                    repository_blobs.c.created_at < cutoff,
+                )
+            ).rowcount
+
+    # -- stale uploads ------------------------------------------------------------------------
+
+    def stale_uploads(self, before: float, now: float, limit: int) -> list[tuple[str, str, int]]:
+        query = (
+            select(uploads.c.id, uploads.c.storage_handle, uploads.c.offset)
+            .where(
+                uploads.c.updated_at < before,
+                or_(uploads.c.writer_until.is_(None), uploads.c.writer_until < now),
+            )
+            .limit(limit)
+        )
+        with self._read() as conn:
+            return [(i, h, o) for i, h, o in conn.execute(query)]
+
+    def expire_uploads(self, ids: Sequence[str], before: float) -> list[tuple[str, str, int]]:
+        """Delete upload sessions still idle, queueing their storage for deletion."""
+        now = time.time()
+        with self._write() as conn:
+            rows = [
+                (i, h, o)
+                for i, h, o in conn.execute(
+                    select(uploads.c.id, uploads.c.storage_handle, uploads.c.offset).where(
+                        uploads.c.id.in_(list(ids)),
+                        uploads.c.updated_at < before,
+                        or_(uploads.c.writer_until.is_(None), uploads.c.writer_until < now),
+                    )
+                )
+            ]
+            if rows:
+                conn.execute(delete(uploads).where(uploads.c.id.in_([r[0] for r in rows])))
+                conn.execute(
+                    pending_deletions.insert(),
+                    [
+                        {"kind": "upload", "storage_key": h, "digest": None, "size": o,
+                         "queued_at": now}
+                        for _, h, o in rows
+                    ],
+                )
+            return rows
+
+    # -- pending storage deletions ------------------------------------------------------------
+
+    def pending_count(self) -> tuple[int, int]:
+        with self._read() as conn:
+            n, size = conn.execute(
+                select(func.count(), func.coalesce(func.sum(pending_deletions.c.size), 0))
+            ).one()
+        return int(n), int(size)
+
+    def drain_pending(
+        self, limit: int, remove: Callable[[list[tuple[str, str]]], None]
+    ) -> tuple[int, int]:
+        """(rows processed, storage items deleted). Delete the storage of up to `limit` queued items, then their rows, holding the write
+        transaction meanwhile: a commit of the same content waits, then sees the bytes gone
+        (see commit_blob_checked). Content that came back since it was queued is kept."""
+        with self._write() as conn:
+            rows = conn.execute(
+                select(
+                    pending_deletions.c.id,
+                    pending_deletions.c.kind,
+                    pending_deletions.c.storage_key,
+                    pending_deletions.c.digest,
+                    pending_deletions.c.size,
+                )
+                .order_by(pending_deletions.c.id)
+                .limit(limit)
+            ).all()
+            if not rows:
+                return 0, 0
+            digests = [r.digest for r in rows if r.kind == "blob"]
+            revived = set(
+                conn.execute(
+                    select(blobs.c.storage_key).where(blobs.c.digest.in_(digests))
+                ).scalars()
+            ) if digests else set()
+            doomed = [
+                (r.kind, r.storage_key)
+                for r in rows
+                if not (r.kind == "blob" and r.storage_key in revived)
+            ]
+            remove(doomed)
+            conn.execute(delete(pending_deletions).where(
+                pending_deletions.c.id.in_([r.id for r in rows])))
+            return len(rows), len(doomed)
+
+    # -- runs and leases ----------------------------------------------------------------------
+
+    def start_run(self, trigger: str, dry_run: bool) -> int:
+        with self._write() as conn:
+            return conn.execute(
+                gc_runs.insert()
+                .values(started_at=time.time(), trigger=trigger, dry_run=dry_run, status="running")
+                .returning(gc_runs.c.id)
+            ).scalar_one()
+
+    def finish_run(self, run_id: int, status: str, result: dict[str, Any]) -> None:
+        with self._write() as conn:
+            conn.execute(
+                update(gc_runs)
+                .where(gc_runs.c.id == run_id)
+                .values(finished_at=time.time(), status=status, result=json.dumps(result))
+            )
+
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        with self._read() as conn:
+            out = []
+            for r in conn.execute(select(gc_runs).order_by(gc_runs.c.id.desc()).limit(limit)):
+                d = dict(r._mapping)
+                d["result"] = json.loads(d["result"]) if d["result"] else None
+                out.append(d)
+            return out
+
+    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
+        """Take or renew a named lease; False while someone else holds it."""
+        now = time.time()
+        stmt = self._insert(lifecycle_leases).values(name=name, holder=holder, until=now + ttl)
+        with self._write() as conn:
+            conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
+            result = conn.execute(
+                update(lifecycle_leases)
+                .where(
+                    lifecycle_leases.c.name == name,
+                    or_(lifecycle_leases.c.holder == holder, lifecycle_leases.c.until < now),
+                )
+                .values(holder=holder, until=now + ttl)
+            )
+        return result.rowcount == 1
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                delete(lifecycle_leases).where(
+                    lifecycle_leases.c.name == name, lifecycle_leases.c.holder == holder
+                )
+            )

@@ -1,0 +1,523 @@
+"""Lifecycle services: the hooks the push/pull/delete paths call (immutable tags, quotas, soft
+delete, pull times, GC-safe commits) and the policy management the CLI and the API share."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import Connection
+
+from ..auth.scopes import namespace_of
+from ..events.audit import AuditLog
+from ..gc.collector import GarbageCollector, GcReport
+from ..metadata.lifecycle_store import BytesGone, LifecycleStore
+from ..metadata.store import NewManifest
+from ..oci.errors import (
+    BlobUploadInvalid,
+    Denied,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    NameInvalid,
+    RegistryError,
+)
+from ..oci.reference import validate_name, validate_tag
+from ..policy.immutability import (
+    denial_message,
+    matching_rule,
+    split_exceptions,
+    validate_pattern,
+)
+from ..policy.retention import RepoPlan, RetentionRules, plan_repository
+
+log = logging.getLogger("moorage.lifecycle")
+QUOTA_CACHE_SECONDS = 2.0
+SCHEDULE_LEASE = "lifecycle-schedule"
+
+
+class NotFound(RegistryError):
+    code, status, default_message = "NAME_UNKNOWN", 404, "not found"
+
+
+class Conflict(RegistryError):
+    code, status, default_message = "DENIED", 409, "conflict"
+
+
+def human_bytes(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+class PullRecorder:
+    """Last pull per tag and digest, kept in memory and written in one batch every few seconds."""
+
+    def __init__(self, store: LifecycleStore, flush_every: float) -> None:
+        self.store = store
+        self.flush_every = flush_every
+        self._pending: dict[tuple[str, str], float] = {}
+        self._task: asyncio.Task | None = None
+
+    def record(self, repository: str, reference: str) -> None:
+        """Note a pull; O(1), no I/O."""
+        if len(self._pending) < 100_000:
+            self._pending[(repository, reference)] = time.time()
+
+    async def flush(self) -> None:
+        batch, self._pending = self._pending, {}
+        if batch:
+            try:
+                await asyncio.to_thread(self.store.record_pulls, batch)
+            except Exception:
+                log.exception("could not record pull times", extra={"pulls": len(batch)})
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_every)
+            await self.flush()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        await self.flush()
+
+
+class LifecycleService:
+    """Everything lifecycle, for the request path and for administrators."""
+
+    def __init__(
+        self,
+        store: LifecycleStore,
+        collector: GarbageCollector,
+        restore_window: float,
+        audit: AuditLog | None = None,
+        can_administer: Callable[[Any, str], bool] | None = None,
+        pull_flush_interval: float = 5.0,
+    ) -> None:
+        self.store = store
+        self.collector = collector
+        self.restore_window = restore_window
+        self.audit = audit
+        self.can_administer = can_administer
+        self.pulls = PullRecorder(store, pull_flush_interval)
+        self._quota_cache: dict[str, tuple[int | None, int, float]] = {}
+
+    # -- request-path hooks -------------------------------------------------------------------
+
+    def manifest_guard(
+        self, repository: str, record: NewManifest, tag_names: list[str], check_refs: bool,
+        non_distributable: set[str],
+    ) -> Callable[[Connection, int], None]:
+        """The checks a manifest PUT makes inside its write transaction."""
+        namespace = namespace_of(repository)
+
+        def guard(conn: Connection, repo_id: int) -> None:
+            if check_refs:
+                wanted = [d for d in record.blob_digests if d not in non_distributable]
+                present = self.store.linked_sizes_in(conn, repo_id, wanted)
+                missing = sorted(set(wanted) - set(present))
+                if missing:
+                    raise ManifestBlobUnknown(
+                        f"blob {missing[0]} is not in {repository}", detail={"digest": missing[0]}
+                    )
+                children = self.store.present_manifests_in(conn, repo_id, record.child_digests)
+                gone = sorted(set(record.child_digests) - children)
+                if gone:
+                    raise ManifestBlobUnknown(
+                        f"manifest {gone[0]} is not in {repository}", detail={"digest": gone[0]}
+                    )
+            if tag_names:
+                rules = self.store.rules_in(conn, namespace)
+                if rules:
+                    for tag in tag_names:
+                        pattern = matching_rule(tag, rules)
+                        if pattern is None:
+                            continue
+                        current = self.store.tag_digest_in(conn, repo_id, tag)
+                        if current is not None and current != record.digest:
+                            raise Denied(denial_message(tag, pattern, namespace, "moved"),
+                                         detail={"tag": tag, "rule": pattern})
+            limit = self.store.quota(namespace, conn)
+            if limit is not None:
+                added = self.store.new_bytes_in(
+                    conn, namespace, [d for d in record.blob_digests if d not in non_distributable],
+                    record.digest, len(record.content),
+                )
+                if added:
+                    used = self.store.namespace_usage(namespace, conn)
+                    if used + added > limit:
+                        raise Denied(_quota_message(namespace, used, limit, added),
+                                     detail={"namespace": namespace, "usage": used,
+                                             "limit": limit, "requested": added})
+
+        return guard
+
+    def check_tag_delete(self, repository: str, tag: str) -> None:
+        """DENIED when `tag` is immutable."""
+        namespace = namespace_of(repository)
+        rules = [(r["pattern"], r["exceptions"]) for r in self.store.immutability_rules(namespace)]
+        pattern = matching_rule(tag, rules) if rules else None
+        if pattern is not None:
+            raise Denied(denial_message(tag, pattern, namespace, "deleted"),
+                         detail={"tag": tag, "rule": pattern})
+
+    def check_manifest_delete(self, repository: str, digest: str) -> None:
+        """DENIED when an immutable tag points at the manifest."""
+        namespace = namespace_of(repository)
+        rules = [(r["pattern"], r["exceptions"]) for r in self.store.immutability_rules(namespace)]
+        if not rules:
+            return
+        for tag in self.store.tags_of(repository, digest):
+            pattern = matching_rule(tag, rules)
+            if pattern is not None:
+                raise Denied(denial_message(tag, pattern, namespace, "deleted"),
+                             detail={"tag": tag, "rule": pattern})
+
+    def soft_delete_tag(self, repository: str, tag: str, actor: str | None = None) -> bool:
+        """Untag, restorable for the restore window."""
+        return self.store.soft_delete_tag(repository, tag, actor)
+
+    def check_upload_quota(self, repository: str, total_bytes: int, digest: str | None = None
+                           ) -> None:
+        """Refuse an upload whose declared size alone would exceed the namespace quota (content
+        the namespace already holds, known by `digest`, adds nothing)."""
+        namespace = namespace_of(repository)
+        now = time.monotonic()
+        cached = self._quota_cache.get(namespace)
+        if cached is None or cached[2] < now:
+            limit = self.store.quota(namespace)
+            used = self.store.namespace_usage(namespace) if limit is not None else 0
+            cached = (limit, used, now + QUOTA_CACHE_SECONDS)
+            self._quota_cache[namespace] = cached
+            if len(self._quota_cache) > 10_000:
+                self._quota_cache.clear()
+        limit, used, _ = cached
+        if limit is not None and used + total_bytes > limit:
+            # Refuse only on fresh figures (the cache just saves work on the pass path).
+            limit = self.store.quota(namespace)
+            used = self.store.namespace_usage(namespace) if limit is not None else 0
+            self._quota_cache[namespace] = (limit, used, now + QUOTA_CACHE_SECONDS)
+        if limit is not None and used + total_bytes > limit:
+            if digest is not None and self.store.held_in_namespace(namespace, digest):
+                return
+            raise Denied(_quota_message(namespace, used, limit, total_bytes),
+                         detail={"namespace": namespace, "usage": used, "limit": limit,
+                                 "requested": total_bytes})
+
+    def protect_for_commit(self, repository: str, digest: str) -> None:
+        self.store.protect_for_commit(repository, digest)
+
+    def commit_blob(self, repository: str, upload_id: str | None, digest: str, size: int,
+                    key: str, bytes_present: Callable[[str], bool]) -> str:
+        try:
+            return self.store.commit_blob_checked(repository, upload_id, digest, size, key,
+                                                  bytes_present)
+        except BytesGone:
+            raise BlobUploadInvalid(
+                f"{digest} was garbage-collected while this upload committed; push it again"
+            ) from None
+
+    # -- administration -----------------------------------------------------------------------
+
+    def _require(self, actor: Any, namespace: str) -> None:
+        if self.can_administer is not None and not self.can_administer(actor, namespace):
+            raise Denied(f"only an admin of namespace {namespace!r} may change its policies")
+
+    def _audit(self, actor: Any, action: str, detail: dict[str, Any],
+               repository: str | None = None) -> None:
+        if self.audit is None:
+            return
+        self.audit.record_sync(
+            action=action, outcome="success", actor=getattr(actor, "name", None),
+            actor_kind=getattr(actor, "kind", None), remote=None, repository=repository,
+            detail=detail,
+        )
+
+    @staticmethod
+    def _namespace(name: str) -> str:
+        if "/" in name or not name:
+            raise NameInvalid("a namespace is one path component")
+        validate_name(name)
+        return name
+
+    def list_immutability(self, actor: Any, namespace: str) -> list[dict[str, Any]]:
+        self._require(actor, self._namespace(namespace))
+        return [
+            {"pattern": r["pattern"], "exceptions": split_exceptions(r["exceptions"]),
+             "created_by": r["created_by"], "created_at": r["created_at"]}
+            for r in self.store.immutability_rules(namespace)
+        ]
+
+    def add_immutability(self, actor: Any, namespace: str, pattern: str,
+                         exceptions: list[str] | str | None) -> None:
+        self._require(actor, self._namespace(namespace))
+        try:
+            validate_pattern(pattern)
+            excepted = [validate_pattern(e) for e in split_exceptions(exceptions)]
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
+        self.store.add_immutability_rule(namespace, pattern, ",".join(excepted),
+                                         getattr(actor, "name", None))
+        self._audit(actor, "immutability.set",
+                    {"namespace": namespace, "pattern": pattern, "exceptions": excepted})
+
+    def remove_immutability(self, actor: Any, namespace: str, pattern: str) -> None:
+        self._require(actor, self._namespace(namespace))
+        if not self.store.remove_immutability_rule(namespace, pattern):
+            raise NotFound(f"no immutability rule {pattern!r} in {namespace!r}")
+        self._audit(actor, "immutability.remove", {"namespace": namespace, "pattern": pattern})
+
+    def set_quota(self, actor: Any, namespace: str, limit: int | None) -> None:
+        self._require(actor, self._namespace(namespace))
+        if limit is not None and (not isinstance(limit, int) or limit < 0):
+            raise RegistryError("a quota is a whole number of bytes ≥ 0")
+        self.store.set_quota(namespace, limit, getattr(actor, "name", None))
+        self._quota_cache.pop(namespace, None)
+        self._audit(actor, "quota.set", {"namespace": namespace, "limit_bytes": limit})
+
+    def usage(self, actor: Any, namespace: str) -> dict[str, Any]:
+        """Usage of a namespace and each of its repositories, with the quota if any."""
+        self._require(actor, self._namespace(namespace))
+        return {
+            "namespace": namespace,
+            "usage_bytes": self.store.namespace_usage(namespace),
+            "limit_bytes": self.store.quota(namespace),
+            "repositories": self.store.repository_usage(namespace),
+        }
+
+    def set_policy(self, actor: Any, namespace: str, repository: str | None,
+                   rules: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Set (or with None remove) the retention policy of a namespace or one repository."""
+        self._require(actor, self._namespace(namespace))
+        if repository is not None:
+            validate_name(repository)
+            if namespace_of(repository) != namespace:
+                raise RegistryError(f"repository {repository!r} is not in {namespace!r}")
+        parsed = None
+        if rules is not None:
+            try:
+                parsed = RetentionRules.from_dict(rules).to_dict()
+            except ValueError as exc:
+                raise RegistryError(str(exc)) from None
+        self.store.set_policy(namespace, repository, parsed, getattr(actor, "name", None))
+        self._audit(actor, "retention.set" if parsed is not None else "retention.remove",
+                    {"namespace": namespace, "repository": repository, "rules": parsed})
+        return parsed
+
+    def policies(self, actor: Any, namespace: str) -> list[dict[str, Any]]:
+        self._require(actor, self._namespace(namespace))
+        return [
+            {"namespace": p["namespace"], "repository": p["repository"], "rules": p["rules"],
+             "created_by": p["created_by"], "updated_at": p["updated_at"]}
+            for p in self.store.policies(namespace)
+        ]
+
+    def _scopes(self, namespace: str | None) -> list[tuple[str, RetentionRules]]:
+        """(repository, rules) for every repository a policy governs; a repository's own
+        policy wins over its namespace's."""
+        out = []
+        by_ns: dict[str, dict[str | None, RetentionRules]] = {}
+        for p in self.store.policies(namespace):
+            by_ns.setdefault(p["namespace"], {})[p["repository"]] = RetentionRules.from_dict(
+                p["rules"])
+        for ns, scoped in sorted(by_ns.items()):
+            for repo in self.store.repositories_in(ns):
+                rules = scoped.get(repo) or scoped.get(None)
+                if rules is not None:
+                    out.append((repo, rules))
+        return out
+
+    def retention(self, actor: Any, namespace: str | None, apply: bool) -> dict[str, Any]:
+        """Plan (or apply) every retention policy of a namespace (None: all, for the schedule)."""
+        if namespace is not None:
+            self._require(actor, self._namespace(namespace))
+        elif self.can_administer is not None and not getattr(actor, "is_admin", False):
+            raise Denied("only a server admin may run every namespace's policies")
+        now = time.time()
+        repos_out = []
+        all_doomed: set[int] = set()
+        later: set[int] = set()
+        manifest_bytes = 0
+        tags_total = manifests_total = 0
+        rule_cache: dict[str, list[tuple[str, str]]] = {}
+        repo_ids = {n: i for i, n in self.store.repository_ids()}
+        all_refs: set[str] = set()
+        for repo, rules in self._scopes(namespace):
+            ns = namespace_of(repo)
+            if ns not in rule_cache:
+                rule_cache[ns] = [(r["pattern"], r["exceptions"])
+                                  for r in self.store.immutability_rules(ns)]
+            repo_id = repo_ids.get(repo)
+            if repo_id is None:
+                continue
+            immutable = rule_cache[ns]
+            plans: list[RepoPlan] = []
+            sizes: dict[int, int] = {}
+            refs: set[str] = set()
+
+            def decide(graph, rules=rules, immutable=immutable, plans=plans, sizes=sizes,  # type: ignore[no-untyped-def]
+                       refs=refs):
+                plan = plan_repository(graph, rules, immutable, now)
+                plans.append(plan)
+                gone = [*plan.manifests, *plan.later]
+                sizes.update({i: graph.manifests[i].size for i in gone})
+                # Read before any delete (another connection: the pre-transaction state).
+                refs.update(self.store.blob_refs_of(gone))
+                return plan.tags, plan.manifests
+
+            if apply:
+                self.store.apply_retention(repo_id, repo, decide, getattr(actor, "name", None))
+            else:
+                decide(self.store.graph(repo_id, repo, with_pulls=True))
+            plan = plans[0]
+            if not plan.tags and not plan.manifests and not plan.later:
+                continue
+            all_doomed.update(plan.manifests)
+            later.update(plan.later)
+            all_refs.update(refs)
+            manifest_bytes += sum(sizes.values())
+            tags_total += len(plan.tags)
+            manifests_total += len(plan.manifests)
+            repos_out.append({
+                "repository": repo,
+                "tags": [{"tag": t, "digest": d} for t, d in plan.tags],
+                "manifests": len(plan.manifests),
+                "manifests_after_restore_window": len(plan.later),
+            })
+        freed_ids = all_doomed | later
+        theirs = all_refs
+        orphaned = theirs - self.store.referenced_elsewhere(theirs, freed_ids) if theirs else set()
+        blob_bytes = sum(self.store.blob_sizes(orphaned).values())
+        result = {
+            "applied": apply,
+            "tags": tags_total,
+            "manifests": manifests_total,
+            "manifests_after_restore_window": len(later),
+            "blobs": len(orphaned),
+            "bytes_freed": blob_bytes + manifest_bytes,
+            "repositories": repos_out,
+        }
+        if apply:
+            self._audit(actor, "retention.apply",
+                        {"namespace": namespace, "tags": tags_total, "manifests": manifests_total})
+        return result
+
+    def deleted_tags(self, actor: Any, repository: str) -> list[dict[str, Any]]:
+        self._require(actor, namespace_of(repository))
+        return self.store.deleted_tags(repository, time.time() - self.restore_window)
+
+    def restore_tag(self, actor: Any, repository: str, tag: str, force: bool = False) -> str:
+        """Bring back a soft-deleted tag; returns the digest it points at again."""
+        self._require(actor, namespace_of(repository))
+        validate_name(repository)
+        validate_tag(tag)
+        try:
+            digest = self.store.restore_tag(repository, tag,
+                                            time.time() - self.restore_window, force)
+        except LookupError:
+            raise ManifestUnknown(f"no restorable tag {tag!r} in {repository}") from None
+        except FileExistsError as exc:
+            raise Conflict(f"tag {tag!r} now points at {exc.args[0]}; use force to replace "
+                           "it") from None
+        except KeyError:
+            raise ManifestInvalid(f"the manifest of {tag!r} is gone") from None
+        self._audit(actor, "tag.restore", {"tag": tag, "digest": digest}, repository)
+        return digest
+
+    def gc(self, actor: Any, dry_run: bool, grace_period: float | None,
+           trigger: str = "api") -> GcReport:
+        """Run the collector now (server admins only when access control is on)."""
+        if self.can_administer is not None and not getattr(actor, "is_admin", False):
+            raise Denied("only a server admin may run garbage collection")
+        report = self.collector.run(dry_run=dry_run, grace_period=grace_period, trigger=trigger)
+        if not dry_run:
+            self._audit(actor, "gc.run", {"trigger": trigger, **report.to_dict()})
+        return report
+
+    def gc_runs(self, actor: Any, limit: int = 20) -> list[dict[str, Any]]:
+        if self.can_administer is not None and not getattr(actor, "is_admin", False):
+            raise Denied("only a server admin may see garbage collection runs")
+        return self.store.runs(limit)
+
+    def metrics(self) -> tuple[list[dict[str, Any]], tuple[int, int]]:
+        """Recent runs (any process) and what is queued for storage deletion."""
+        return self.store.runs(1000), self.store.pending_count()
+
+    # -- schedule -----------------------------------------------------------------------------
+
+    def scheduled_run(self, holder: str, interval: float) -> GcReport | None:
+        """Apply every retention policy and collect, if this process holds the schedule lease
+        and the last run is older than `interval`."""
+        if not self.store.acquire_lease(SCHEDULE_LEASE, holder, max(interval, 60.0) * 2):
+            return None
+        last = next((r for r in self.store.runs(5) if r["trigger"] == "schedule"), None)
+        if last is not None and last["started_at"] > time.time() - interval:
+            return None
+        system = _System()
+        try:
+            self.retention(system, None, apply=True)
+        except Exception:
+            log.exception("scheduled retention failed")
+        report = self.collector.run(trigger="schedule")
+        self._audit(system, "gc.run", {"trigger": "schedule", **report.to_dict()})
+        return report
+
+
+class _System:
+    kind, name, is_admin = "system", "scheduler", True
+
+
+async def run_schedule(service: LifecycleService, interval: float, check_every: float) -> None:
+    """The background loop every worker runs; the DB lease lets one of them do the work."""
+    holder = f"{socket.gethostname()}:{os.getpid()}"
+    while True:
+        await asyncio.sleep(check_every)
+        try:
+            await asyncio.to_thread(service.scheduled_run, holder, interval)
+        except Exception:
+            log.exception("scheduled lifecycle run failed")
+
+
+def _quota_message(namespace: str, used: int, limit: int, requested: int) -> str:
+    return (
+        f"quota exceeded for namespace {namespace!r}: using {human_bytes(used)} ({used} bytes) "
+        f"of {human_bytes(limit)} ({limit} bytes); this push needs {requested} more bytes"
+    )
+
+
+def make_lifecycle(settings: Any, engine: Any, blob_store: Any, audit: AuditLog | None,
+                   auth: Any | None) -> LifecycleService:
+    """The lifecycle service wired from Settings (the server, the CLI and the tests share it)."""
+    store = LifecycleStore(engine)
+    collector = GarbageCollector(
+        store,
+        blob_store,
+        grace_period=settings.gc_grace_period,
+        upload_ttl=settings.upload_ttl,
+        restore_window=settings.tag_restore_window,
+        collect_untagged=settings.gc_untagged,
+    )
+    return LifecycleService(
+        store,
+        collector,
+        restore_window=settings.tag_restore_window,
+        audit=audit,
+        can_administer=auth.can_administer if auth is not None else None,
+        pull_flush_interval=settings.pull_flush_interval,
+    )
