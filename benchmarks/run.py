@@ -282,6 +282,7 @@ class Server:
     procs: dict[tuple[int, float], psutil.Process] = field(default_factory=dict)
     peak_rss: int = 0
     row_peak_rss: int = 0  # reset at the start of every row
+    death_reported: bool = False
     peak_pss: int = 0
     peak_nprocs: int = 0
     samples: int = 0
@@ -378,13 +379,22 @@ class Server:
             return sum(self.cpu_seen.values())
 
     def stop(self) -> None:
-        """SIGTERM the root by PID, then SIGKILL it and any leftover descendants by PID."""
+        """SIGTERM the root by PID, then SIGKILL it and any leftover processes by PID.
+
+        Leftovers are the root's current descendants plus every process the sampler ever saw
+        in the tree (a worker orphaned by a crashed root is no longer a descendant).
+        psutil checks each PID's start time, so a reused PID is never signalled.
+        """
         if self.proc is None:
             return
+        with self.lock:
+            others = {(p.pid, p.create_time()): p for p in self.procs.values()}
         try:
-            pids = [p.pid for p in self.tree()]
+            for p in self.tree():
+                others.setdefault((p.pid, p.create_time()), p)
         except psutil.Error:
-            pids = [self.proc.pid]
+            pass
+        others = {k: p for k, p in others.items() if p.pid != self.proc.pid}
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -392,13 +402,13 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.send_signal(signal.SIGKILL)
                 self.proc.wait()
-        for pid in pids[1:]:
+        left = [p for p in others.values() if p.is_running()]
+        for p in left:
             try:
-                p = psutil.Process(pid)
-                if p.ppid() in pids or p.ppid() == 1:
-                    p.send_signal(signal.SIGKILL)
+                p.kill()
             except psutil.Error:
                 pass
+        psutil.wait_procs(left, timeout=5)
         self.proc = None
 
 
@@ -1317,8 +1327,16 @@ def bench(args: argparse.Namespace, root: Path) -> int:
             for s in servers:
                 rows = results[s.key]["rows"]
                 if not s.alive():
-                    why = s.start_error or f"server died; log tail:\n{s.log_tail()}"
-                    rows[name] = {"error": {"what": "server not running: " + why}}
+                    if s.start_error:
+                        why = "skipped: the server failed to start (see above)"
+                    elif not s.death_reported:
+                        code = s.proc.poll() if s.proc else None
+                        why = f"server died (exit code {code}) before this row; log tail:\n"
+                        why += s.log_tail()
+                        s.death_reported = True
+                    else:
+                        why = "skipped: the server died earlier (see above)"
+                    rows[name] = {"error": {"what": why}}
                     continue
                 os.sync()  # start every row without the previous row's dirty pages
                 if args.wait_quiet > 0:
@@ -1339,6 +1357,12 @@ def bench(args: argparse.Namespace, root: Path) -> int:
                 except Exception as e:  # noqa: BLE001 - report, keep benchmarking
                     res = {"error": {"what": f"{type(e).__name__}: {e}"}}
                     log(f"  FAILED: {type(e).__name__}: {e}")
+                if "error" in res and not s.alive() and not s.death_reported:
+                    time.sleep(0.5)  # let the log catch up
+                    code = s.proc.poll() if s.proc else None
+                    res["error"]["server_died"] = f"exit code {code}; log tail:\n{s.log_tail()}"
+                    s.death_reported = True
+                    log(f"  the server exited (code {code}) during this row")
                 cpu1 = s.sample()
                 wall = time.perf_counter() - wall0
                 res["server_cpu_s"] = cpu1 - cpu0
@@ -1415,6 +1439,8 @@ def bench(args: argparse.Namespace, root: Path) -> int:
             if "error" in r:
                 e = r["error"]
                 msg = e.get("what", "")
+                if e.get("server_died"):
+                    msg += f"\n    server died during the row: {e['server_died']}"
                 if e.get("status") is not None:
                     msg += f" -> HTTP {e['status']}"
                 if e.get("body"):
@@ -1469,6 +1495,7 @@ def bench(args: argparse.Namespace, root: Path) -> int:
             "duration_s": args.duration,
             "concurrency": args.concurrency,
             "units": "MB = 1e6 bytes, GB = 1e9 bytes",
+            "moorage_env": {k: v for k, v in os.environ.items() if k.startswith("MOORAGE_")},
             "background_load_cores": background,
             "noisy_rows": noisy,
         },
