@@ -68,17 +68,18 @@ class AuthService:
 
     async def login(self, username: str, password: str, remote: str | None) -> Principal:
         """Check a username and password (or robot name and secret), throttled per name and address."""
-        cache_key = hmac.new(self._cache_key, f"{username}\0{password}".encode(),
-                             hashlib.sha256).digest()
-        cached = self._basic_cache.get(cache_key)
-        if cached and cached[1] > time.time():
-            return cached[0]
         keys = [f"user:{username[:200]}", f"addr:{remote or '-'}"]
+        # The throttle comes first, even for a password this worker has seen succeed.
         until = await asyncio.to_thread(self.store.blocked_until, keys, LOGIN_LIMIT, LOGIN_WINDOW)
         if until:
             retry = max(int(until - time.time()) + 1, 1)
             raise TooManyRequests("too many failed logins; try again later",
                                   headers={"Retry-After": str(retry)})
+        cache_key = hmac.new(self._cache_key, f"{username}\0{password}".encode(),
+                             hashlib.sha256).digest()
+        cached = self._basic_cache.get(cache_key)
+        if cached and cached[1] > time.time():
+            return cached[0]
         principal = await asyncio.to_thread(self._check_credentials, username, password)
         if principal is None:
             await asyncio.to_thread(self.store.record_failure, keys, LOGIN_WINDOW)

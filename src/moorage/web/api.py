@@ -96,7 +96,7 @@ class ManagementAPI:
         actor = await self._actor(request)
         body = await self._json(request)
         await self._call(self.admin.add_user, actor, _str(body, "name"), _str(body, "password"),
-                         bool(body.get("admin", False)))
+                         _bool(body, "admin", False))
         return web.json_response({"name": body["name"]}, status=201)
 
     async def update_user(self, request: web.Request) -> web.Response:
@@ -106,7 +106,7 @@ class ManagementAPI:
         if "password" in body:
             await self._call(self.admin.set_password, actor, name, _str(body, "password"))
         if "disabled" in body:
-            await self._call(self.admin.set_disabled, actor, name, bool(body["disabled"]))
+            await self._call(self.admin.set_disabled, actor, name, _bool(body, "disabled"))
         return web.json_response({"name": name})
 
     # -- namespaces ---------------------------------------------------------------------------
@@ -131,8 +131,11 @@ class ManagementAPI:
     async def update_namespace(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
         body = await self._json(request)
+        visibility = body.get("visibility")
+        if visibility is not None and not isinstance(visibility, str):
+            raise RegistryError("'visibility' must be a string")
         await self._call(self.admin.update_namespace, actor, request.match_info["name"],
-                         body.get("visibility"), body.get("robot_only_push"))
+                         visibility, _bool(body, "robot_only_push", None))
         return web.json_response(
             await self._call(self.admin.get_namespace, actor, request.match_info["name"]))
 
@@ -211,6 +214,13 @@ def _str(body: dict[str, Any], key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str) or not value:
         raise RegistryError(f"{key!r} is required and must be a string")
+    return value
+
+
+def _bool(body: dict[str, Any], key: str, default: bool | None = False) -> Any:
+    value = body.get(key, default)
+    if value is not default and not isinstance(value, bool):
+        raise RegistryError(f"{key!r} must be true or false")
     return value
 
 

@@ -100,6 +100,9 @@ class AccessGuard:
         principal = Principal(claims.kind, claims.subject)
         if repository is None or action is None:
             if action == "catalog":
+                if not claims.allows("registry", "catalog", "*"):
+                    raise self.challenge(request, None, action, "token does not grant the catalog",
+                                         error="insufficient_scope")
                 return await asyncio.to_thread(
                     self.auth.principal_from_claims, claims.kind, claims.subject
                 )
@@ -140,13 +143,27 @@ class AccessGuard:
         await self.audit.record(
             action=f"access.{action or 'login'}",
             outcome="denied",
-            actor=_claimed_actor(request),
+            actor=self._claimed_actor(request),
             actor_kind=None,
             remote=request.remote,
             repository=repository,
             detail={"code": exc.code, "status": exc.status, "reason": exc.message,
                     "method": request.method, "path": request.path[:300]},
         )
+
+    def _claimed_actor(self, request: web.Request) -> str | None:
+        """Who the credentials of a denied request name (a verified token's subject only)."""
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "basic":
+            parsed = parse_basic(credentials)
+            return parsed[0][:160] if parsed else None
+        if scheme.lower() == "bearer":
+            try:
+                return self.authority.verify(credentials.strip()).subject[:160]
+            except InvalidToken:
+                return None
+        return None
 
     async def visible(self, principal: Principal, repositories: list[str]) -> list[str]:
         """Those of `repositories` the caller may pull from."""
@@ -155,13 +172,6 @@ class AccessGuard:
         )
 
 
-def _claimed_actor(request: web.Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    scheme, _, credentials = header.partition(" ")
-    if scheme.lower() == "basic":
-        parsed = parse_basic(credentials)
-        return parsed[0][:160] if parsed else None
-    return None
 
 
 class TokenEndpoint:

@@ -143,9 +143,11 @@ class DistributionAPI:
             kind = "blob.delete" if method == "DELETE" else None
             reference = params["digest"]
         elif method == "POST":
-            kind = "blob.mount" if status == 201 and "mount" in request.query else "blob.push"
-            reference = request.query.get("mount") or request.query.get("digest")
-            if reference is None:
+            # 201 committed a blob (mounted, or pushed in one request); 202 only opened a session.
+            mounted = status == 201 and "mount" in request.query
+            kind = "blob.mount" if mounted else "blob.push"
+            reference = request.query.get("mount") if mounted else request.query.get("digest")
+            if reference is None or status == 202:
                 kind = None
         else:
             kind = None
