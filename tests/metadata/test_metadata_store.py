@@ -13,6 +13,7 @@ from alembic.runtime.migration import MigrationContext
 
 from moorage.metadata.access_store import AccessStore
 from moorage.metadata.engine import make_engine, sqlite_url
+from moorage.metadata.lifecycle_store import LifecycleStore
 from moorage.metadata.migrate import SchemaNotCurrent, check_current, head_revision, upgrade
 from moorage.metadata.schema import metadata
 from moorage.metadata.store import MetadataStore, NewManifest, UploadBusy
@@ -134,15 +135,17 @@ def test_concurrent_claims_of_one_upload_have_one_winner(store: MetadataStore):
     assert all(isinstance(r, UploadBusy) for r in results if r not in winners)
 
 
-def test_stale_uploads_are_found_and_deleted_once(store: MetadataStore):
+def test_stale_uploads_are_found_and_expired_once(store: MetadataStore, engine):
+    lifecycle = LifecycleStore(engine)
     store.create_upload("old", "lib/a", "sha256", b"s", "v1", "h-old")
     store.create_upload("new", "lib/a", "sha256", b"s", "v1", "h-new")
-    stale = store.stale_uploads(time.time() + 1, 10)
-    assert {u for u, _ in stale} == {"old", "new"}
-    assert store.stale_uploads(time.time() - 3600, 10) == []
-    assert not store.delete_upload_if("old", "some-other-handle")
-    assert store.delete_upload_if("old", "h-old")
-    assert not store.delete_upload_if("old", "h-old")
+    later = time.time() + 1
+    assert {u for u, _, _ in lifecycle.stale_uploads(later, time.time(), 10)} == {"old", "new"}
+    assert lifecycle.stale_uploads(time.time() - 3600, time.time(), 10) == []
+    assert [r[0] for r in lifecycle.expire_uploads(["old"], later)] == ["old"]
+    assert lifecycle.expire_uploads(["old"], later) == []  # only once
+    assert store.get_upload("lib/a", "old") is None
+    assert store.get_upload("lib/a", "new") is not None
 
 
 # -- blobs, manifests, tags ----------------------------------------------------------------------

@@ -4,7 +4,6 @@ nothing that was acknowledged, and real clients work through a node."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
@@ -280,11 +279,7 @@ def test_health_endpoints_and_unmigrated_database(cluster, services, tmp_path):
     assert "moorage db upgrade" in proc.stderr
 
 
-def test_expired_upload_aborts_its_multipart_upload(cluster):
-    from moorage.metadata.engine import make_engine
-    from moorage.metadata.store import MetadataStore
-    from moorage.registry.uploads import UploadService
-
+def test_gc_expires_a_stale_upload_and_aborts_its_multipart_upload(cluster, services, tmp_path):
     a = cluster.nodes[0]
     repo = f"scale/{uuid.uuid4().hex[:8]}"
     location = post_upload(a, repo)
@@ -292,12 +287,15 @@ def test_expired_upload_aborts_its_multipart_upload(cluster):
     assert patch(a, location, os.urandom(6 * MiB), 0).status_code == 202
     s3 = cluster.s3()
     assert any(k == f"blobs/{upload_id}" for k, _, _ in s3.list_multipart_uploads())
-    engine = make_engine(cluster.database_url)
-    try:
-        service = UploadService(MetadataStore(engine), s3, 30)
-        assert asyncio.run(service.expire(max_age=-1, limit=1000)) >= 1
-    finally:
-        engine.dispose()
+    time.sleep(1.1)
+    proc = subprocess.run(
+        [sys.executable, "-m", "moorage", "gc", "--upload-ttl", "1s", "--json",
+         "--data-dir", str(tmp_path / "d"), "--database", cluster.database_url,
+         "--storage", cluster.storage_url],
+        capture_output=True, text=True, timeout=120, env={**os.environ, **services.s3.env()},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["uploads"] >= 1
     assert not any(k == f"blobs/{upload_id}" for k, _, _ in s3.list_multipart_uploads())
     assert requests.get(a.url + location, timeout=T).status_code == 404
 

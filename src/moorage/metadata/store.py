@@ -223,32 +223,6 @@ class MetadataStore(StoreBase):
             )
         return result.rowcount == 1
 
-    def stale_uploads(self, updated_before: float, limit: int) -> list[tuple[str, str]]:
-        """(id, storage handle) of idle uploads last touched before `updated_before`."""
-        query = (
-            select(uploads.c.id, uploads.c.storage_handle)
-            .where(
-                uploads.c.updated_at < updated_before,
-                (uploads.c.writer_until.is_(None)) | (uploads.c.writer_until < time.time()),
-            )
-            .order_by(uploads.c.updated_at)
-            .limit(limit)
-        )
-        with self._read() as conn:
-            return [(i, h) for i, h in conn.execute(query)]
-
-    def delete_upload_if(self, upload_id: str, storage_handle: str) -> bool:
-        """Forget an upload only if nobody moved it on since it was seen (expiry races)."""
-        with self._write() as conn:
-            result = conn.execute(
-                delete(uploads).where(
-                    uploads.c.id == upload_id,
-                    uploads.c.storage_handle == storage_handle,
-                    (uploads.c.writer_until.is_(None)) | (uploads.c.writer_until < time.time()),
-                )
-            )
-        return result.rowcount == 1
-
     def release_upload(self, upload_id: str, token: str) -> None:
         """Give the lease back without changing progress."""
         with self._write() as conn:

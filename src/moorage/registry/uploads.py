@@ -190,21 +190,6 @@ class UploadService:
             return await asyncio.to_thread(writer.commit, digest)
         return await asyncio.to_thread(self.blobs.commit_upload, handle, digest)
 
-    async def expire(self, max_age: float, limit: int = 100) -> int:
-        """Abandon uploads idle for `max_age` seconds and free their storage; returns how many."""
-        stale = await asyncio.to_thread(self.store.stale_uploads, time.time() - max_age, limit)
-        expired = 0
-        for upload_id, handle in stale:
-            if await asyncio.to_thread(self.store.delete_upload_if, upload_id, handle):
-                expired += 1
-                try:
-                    await asyncio.to_thread(self.blobs.abort_upload, handle)
-                except Exception:
-                    log.exception("freeing an expired upload failed", extra={"upload": upload_id})
-        if expired:
-            log.info("expired uploads", extra={"count": expired})
-        return expired
-
     async def _record(
         self, repository: str, row: UploadRow, digest: Digest, size: int, key: str
     ) -> str:
