@@ -357,10 +357,11 @@ class LifecycleStore(StoreBase):
             if existing is None:
                 if not bytes_present(storage_key):
                     raise BytesGone(digest)
+                # Another node may commit the same digest at the same moment: one row wins.
                 conn.execute(
-                    blobs.insert().values(
-                        digest=digest, size=size, storage_key=storage_key, created_at=now
-                    )
+                    self._insert(blobs)
+                    .values(digest=digest, size=size, storage_key=storage_key, created_at=now)
+                    .on_conflict_do_nothing(index_elements=["digest"])
                 )
             repo_id = self._repo_id(conn, repository, create=True)
             self._fresh_link(conn, repo_id, digest, now)
