@@ -7,7 +7,7 @@ import json
 import logging
 import time
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
 
 from ..auth.service import AuthService
 from ..auth.tokens import TokenAuthority, generate_signing_key
@@ -150,6 +150,11 @@ def make_app(settings: Settings) -> web.Application:
                 exc.status = 404
                 return error_response(request, exc)
             raise
+        except (ConnectionResetError, ClientPayloadError) as exc:
+            # The client went away mid-body: nothing was acknowledged, nothing to answer.
+            log.info("client disconnected", extra={"method": request.method, "path": request.path,
+                                                   "reason": str(exc)[:200]})
+            return web.Response(status=400)
         except Exception:
             log.exception("unhandled error", extra={"method": request.method, "path": request.path})
             return web.json_response(
