@@ -2,15 +2,62 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-_SQLITE_WRITE_LOCK = threading.Lock()
+
+class SqliteWriteLock:
+    """One writer at a time for an SQLite file, across threads and processes.
+
+    SQLite already allows a single writer, but waiters poll in its busy handler with sleeps of
+    up to 100 ms; under concurrent pushes that polling, not the work, is what takes the time. A
+    blocking flock queues writers in the kernel and wakes the next one at once.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._thread_lock = threading.Lock()
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    def __enter__(self) -> None:
+        self._thread_lock.acquire()
+        try:
+            if self._pid != os.getpid():  # a forked worker needs its own open file description
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+                self._pid = os.getpid()
+            assert self._fd is not None
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            self._thread_lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            assert self._fd is not None
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        finally:
+            self._thread_lock.release()
+
+
+_SQLITE_LOCKS: dict[str, SqliteWriteLock] = {}
+_SQLITE_LOCKS_GUARD = threading.Lock()
+
+
+def _write_lock(engine: Engine) -> AbstractContextManager[None]:
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return nullcontext()
+    path = os.path.abspath(database) + ".writelock"
+    with _SQLITE_LOCKS_GUARD:
+        return _SQLITE_LOCKS.setdefault(path, SqliteWriteLock(path))
 
 
 class StoreBase:
@@ -26,10 +73,15 @@ class StoreBase:
             if engine.dialect.name == "postgresql"
             else engine
         )
+        self._write_lock = _write_lock(engine)
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:
-        with self.engine.connect().execution_options(write=True) as conn, conn.begin():
+        with (
+            self._write_lock,
+            self.engine.connect().execution_options(write=True) as conn,
+            conn.begin(),
+        ):
             yield conn
 
     @contextmanager
