@@ -88,6 +88,9 @@ class MetadataStore(StoreBase):
         ).scalar_one_or_none()
 
     def _ensure_repository(self, conn: Connection, name: str) -> int:
+        existing = self._repository_id(conn, name)
+        if existing is not None:
+            return existing
         conn.execute(
             self._insert(repositories)
             .values(name=name, created_at=time.time())

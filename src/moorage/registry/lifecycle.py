@@ -122,7 +122,7 @@ class LifecycleService:
 
     def manifest_guard(
         self, repository: str, record: NewManifest, tag_names: list[str], check_refs: bool,
-        non_distributable: set[str],
+        non_distributable: set[str], declared_sizes: dict[str, int] | None = None,
     ) -> Callable[[Connection, int], None]:
         """The checks a manifest PUT makes inside its write transaction."""
         namespace = namespace_of(repository)
@@ -136,6 +136,12 @@ class LifecycleService:
                     raise ManifestBlobUnknown(
                         f"blob {missing[0]} is not in {repository}", detail={"digest": missing[0]}
                     )
+                for digest, size in (declared_sizes or {}).items():
+                    if digest in present and present[digest] != size:
+                        raise ManifestInvalid(
+                            f"descriptor of {digest} says {size} bytes, the blob has "
+                            f"{present[digest]}"
+                        )
                 children = self.store.present_manifests_in(conn, repo_id, record.child_digests)
                 gone = sorted(set(record.child_digests) - children)
                 if gone:

@@ -90,6 +90,7 @@ class ManifestService:
             guard = self.lifecycle.manifest_guard(
                 repository, record, unique_tags, not self.allow_sparse,
                 {str(d.digest) for d in parsed.blobs if d.non_distributable},
+                {str(d.digest): d.size for d in parsed.blobs if not d.non_distributable},
             )
         # One trip to a worker thread for the whole database part of a push.
         await asyncio.to_thread(self._store, repository, parsed, record, unique_tags, guard)
@@ -107,8 +108,8 @@ class ManifestService:
         tags: list[str],
         guard: object,
     ) -> None:
-        if not self.allow_sparse:
-            self._check_references(repository, parsed)  # precise errors before the write lock
+        if guard is None and not self.allow_sparse:
+            self._check_references(repository, parsed)  # the lifecycle guard checks in-transaction
         self.store.put_manifest(repository, record, tags, guard)
 
     def _check_references(self, repository: str, parsed: ParsedManifest) -> None:
