@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import tempfile
 import types
 from pathlib import Path
 
 import pytest
 from clients.ocikit import (
     OciLayout,
+    podman_cli,
     read_layout,
     require_binary,
     run,
@@ -233,32 +232,8 @@ def test_oras_login_push_pull(world, tmp_path: Path, oras_client):
 
 @pytest.fixture
 def podman(tmp_path: Path):
-    require_binary("podman")
-    # podman refuses a runroot longer than 50 characters: tmp_path is too long for it
-    runroot = tempfile.mkdtemp(prefix="podman-run-", dir="/tmp")
-    base = [
-        "podman",
-        "--root",
-        str(tmp_path / "podman-root"),
-        "--runroot",
-        runroot,
-        "--storage-driver",
-        "vfs",
-        "--cgroup-manager",
-        "cgroupfs",
-        "--events-backend",
-        "file",
-    ]
-    probe = run([*base, "images"], check=False, timeout=60)
-    if probe.returncode != 0:
-        pytest.skip(f"podman cannot run in this sandbox: {probe.describe()}")
-
-    def call(*args: str, check: bool = True):
-        return run([*base, *args], check=check)
-
-    yield call
-    run([*base, "rmi", "--all", "--force"], check=False, timeout=60)
-    shutil.rmtree(runroot, ignore_errors=True)
+    with podman_cli(tmp_path) as call:
+        yield call
 
 
 def test_podman_login_push_pull(world, tmp_path: Path, podman):

@@ -19,7 +19,10 @@ import os
 import shutil
 import subprocess
 import tarfile
+import tempfile
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -328,3 +331,30 @@ def read_layout(path: Path) -> dict[str, dict[str, Any]]:
 def layout_blob(path: Path, digest: str) -> bytes:
     algo, hexd = digest.split(":", 1)
     return (path / "blobs" / algo / hexd).read_bytes()
+
+
+@contextmanager
+def podman_cli(tmp_path: Path) -> Iterator[Callable[..., object]]:
+    """A podman that works as root in this sandbox (own root, vfs, cgroupfs); skips otherwise."""
+    import pytest
+
+    require_binary("podman")
+    # podman refuses a runroot longer than 50 characters: tmp_path is too long for it
+    runroot = tempfile.mkdtemp(prefix="podman-run-", dir="/tmp")
+    base = [
+        "podman", "--root", str(tmp_path / "podman-root"), "--runroot", runroot,
+        "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "file",
+    ]  # fmt: skip
+    probe = run([*base, "images"], check=False, timeout=60)
+    if probe.returncode != 0:
+        shutil.rmtree(runroot, ignore_errors=True)
+        pytest.skip(f"podman cannot run in this sandbox: {probe.describe()}")
+
+    def call(*args: str, check: bool = True):  # type: ignore[no-untyped-def]
+        return run([*base, *args], check=check)
+
+    try:
+        yield call
+    finally:
+        run([*base, "rmi", "--all", "--force"], check=False, timeout=60)
+        shutil.rmtree(runroot, ignore_errors=True)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from ocikit import (
     get_manifest,
     make_image,
     new_repo,
+    podman_cli,
     require_binary,
     run,
     sha256_digest,
@@ -32,32 +31,8 @@ pytestmark = pytest.mark.clients
 
 @pytest.fixture
 def podman(tmp_path: Path):
-    require_binary("podman")
-    # podman refuses a runroot longer than 50 characters: tmp_path is too long for it
-    runroot = tempfile.mkdtemp(prefix="podman-run-", dir="/tmp")
-    base = [
-        "podman",
-        "--root",
-        str(tmp_path / "podman-root"),
-        "--runroot",
-        runroot,
-        "--storage-driver",
-        "vfs",
-        "--cgroup-manager",
-        "cgroupfs",
-        "--events-backend",
-        "file",
-    ]
-    probe = run([*base, "images"], check=False, timeout=60)
-    if probe.returncode != 0:
-        pytest.skip(f"podman cannot run in this sandbox: {probe.describe()}")
-
-    def call(*args: str, check: bool = True):
-        return run([*base, *args], check=check)
-
-    yield call
-    run([*base, "rmi", "--all", "--force"], check=False, timeout=60)
-    shutil.rmtree(runroot, ignore_errors=True)
+    with podman_cli(tmp_path) as call:
+        yield call
 
 
 def test_podman_pull_and_push(podman, registry, tmp_path: Path):
