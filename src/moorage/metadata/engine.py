@@ -36,13 +36,6 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     return engine
 
 
-def create_schema(engine: Engine) -> None:
-    """Bring the schema to the newest revision by running the migrations (idempotent)."""
-    from .migrate import upgrade
-
-    upgrade(engine)
-
-
 def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]

@@ -100,11 +100,6 @@ class MetadataStore(StoreBase):
             select(repositories.c.id).where(repositories.c.name == name)
         ).scalar_one()
 
-    def repository_exists(self, name: str) -> bool:
-        """True when the repository has ever been pushed to."""
-        with self._read() as conn:
-            return self._repository_id(conn, name) is not None
-
     def list_repositories(self, last: str | None, limit: int) -> list[str]:
         """Repository names in byte order after `last`, at most `limit`."""
         name = self._bytewise(repositories.c.name)

@@ -202,12 +202,9 @@ class DistributionAPI:
         response.content_length = count
         await response.prepare(request)
         if request.method == "GET" and count > 0:
-            await self._send_blob(request, response, row, offset, count)
+            await self.blobs.send(row, offset, count, request.transport, response.write)
         await response.write_eof()
         return response
-
-    async def _send_blob(self, request, response, row, offset: int, count: int) -> None:  # type: ignore[no-untyped-def]
-        await self.blobs.send(row, offset, count, request.transport, response.write)
 
     async def delete_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         await self.blobs.delete(name, parse_digest(digest))
