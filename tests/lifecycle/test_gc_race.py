@@ -64,8 +64,6 @@ def _ensure_blobs(reg, repo: str, image: Manifest, ledger: Ledger) -> None:  # t
         if http.head(blob_url(reg, repo, b.digest)).status_code == 200:
             continue
         r = upload_post_put(reg, repo, b.data)
-        if r.status_code == 400 and "garbage-collected" in r.text:
-            r = upload_post_put(reg, repo, b.data)
         assert r.status_code == 201, f"upload of {b.digest}: {describe(r)}"
 
 
