@@ -28,7 +28,7 @@ class Settings:
     max_manifest_bytes: int = 4 * 1024 * 1024
     page_size_max: int = 10_000
     upload_lease_seconds: float = 30.0
-    upload_checkpoint_bytes: int = 256 << 20  # a streamed PATCH persists progress this often; 0: off
+    upload_checkpoint_bytes: int = 256 << 20  # a streamed PATCH saves progress this often; 0: off
     shutdown_timeout: float = 30.0
     access_log: bool = False
     auth: bool = True
