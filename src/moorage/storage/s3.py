@@ -6,8 +6,8 @@ How an upload lives in the bucket (all keys under the configured prefix):
   parts stream straight from the request body to S3; committing is CompleteMultipartUpload on
   this key, so the blob is never copied. Its key is opaque: the metadata maps digest -> key.
 - `uploads/<upload-id>/<token>.json`: a checkpoint written at the end of every acknowledged
-  request: the multipart upload id, the parts so far (number, ETag, size) and the pending
-  segments. The handle the database keeps names the newest checkpoint, so whichever node takes
+  request (and, under a fresh token each time, as a long request streams): the multipart upload
+  id, the parts so far (number, ETag, size) and the pending segments. The handle the database keeps names the newest checkpoint, so whichever node takes
   the next request reads exactly the acknowledged state; a request that failed, or a node that
   was killed, wrote a checkpoint nobody points at.
 - `uploads/<upload-id>/<token>.seg`: bytes that cannot be a part yet, because S3 wants every
