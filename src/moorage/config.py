@@ -28,6 +28,7 @@ class Settings:
     max_manifest_bytes: int = 4 * 1024 * 1024
     page_size_max: int = 10_000
     upload_lease_seconds: float = 30.0
+    upload_checkpoint_bytes: int = 256 << 20  # a streamed PATCH saves progress this often; 0: off
     shutdown_timeout: float = 30.0
     access_log: bool = False
     auth: bool = True
@@ -125,6 +126,8 @@ class Settings:
             )
         if self.storage_url and not self.storage_url.startswith("s3://"):
             raise ValueError(f"--storage must be s3://bucket/prefix, got {self.storage_url!r}")
+        if self.upload_checkpoint_bytes < 0:
+            raise ValueError("upload_checkpoint_bytes must be 0 (off) or a positive byte count")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 

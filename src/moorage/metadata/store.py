@@ -202,15 +202,21 @@ class MetadataStore(StoreBase):
         offset: int,
         hash_state: bytes,
         storage_handle: str | None = None,
+        keep_lease_seconds: float | None = None,
     ) -> bool:
-        """Persist the acknowledged offset, hash state (and new storage handle); free the lease."""
-        values = {
+        """Persist the acknowledged offset, hash state (and new storage handle); free the lease,
+        or, with `keep_lease_seconds` (a checkpoint in the middle of a chunk), extend it."""
+        now = time.time()
+        values: dict[str, object] = {
             "offset": offset,
             "hash_state": hash_state,
             "writer_token": None,
             "writer_until": None,
-            "updated_at": time.time(),
+            "updated_at": now,
         }
+        if keep_lease_seconds is not None:
+            del values["writer_token"]
+            values["writer_until"] = now + keep_lease_seconds
         if storage_handle is not None:
             values["storage_handle"] = storage_handle
         with self._write() as conn:

@@ -112,7 +112,10 @@ def make_app(settings: Settings) -> web.Application:
     )
     guard = AccessGuard(auth, authority, audit, settings.token_realm) if settings.auth else None
     lifecycle = make_lifecycle(settings, engine, blob_store, audit, auth)
-    uploads = UploadService(store, blob_store, settings.upload_lease_seconds, lifecycle)
+    uploads = UploadService(
+        store, blob_store, settings.upload_lease_seconds, lifecycle,
+        checkpoint_bytes=settings.upload_checkpoint_bytes,
+    )
     api = DistributionAPI(
         uploads=uploads,
         blobs=BlobService(
@@ -195,6 +198,11 @@ def make_app(settings: Settings) -> web.Application:
         await audit.stop()
         engine.dispose()
 
+    async def _drain(_app: web.Application) -> None:
+        # Runs before aiohttp waits for in-flight requests: streaming PATCHes checkpoint and end.
+        uploads.drain()
+
     app.on_startup.append(_start)
+    app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close)
     return app

@@ -19,6 +19,7 @@ from ..oci.errors import (
     ManifestUnknown,
     RangeNotSatisfiable,
     RegistryError,
+    Unavailable,
     Unsupported,
 )
 from ..oci.reference import is_valid_tag, parse_reference, validate_name
@@ -253,7 +254,7 @@ class DistributionAPI:
         chunk = _content_range(request)
         try:
             status = await self.uploads.append(name, upload, _body(request), chunk, _length(request))
-        except RangeNotSatisfiable as exc:
+        except (RangeNotSatisfiable, Unavailable) as exc:
             exc.headers.update(self._upload_headers(name, upload))
             raise
         return self._upload_response(202, name, status)
