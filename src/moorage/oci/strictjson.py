@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import codecs
 import json
+import operator
 import re
+from itertools import accumulate, repeat
 from typing import Any
 
 MAX_DEPTH = 64  # real manifests nest ~5 levels; json.loads recurses on the C stack
 # A JSON string token (unrolled loop: linear, no backtracking); brackets inside it do not nest.
 _STRING_RE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKET_RE = re.compile(r"[^\[\]{}]+")
+# Opening brackets weigh 2, closing 0: minus one each gives the running depth, all in C.
+_WEIGHTS = bytes.maketrans(b"[{]}", b"\x02\x02\x00\x00")
+# Only a \uD800-\uDFFF escape can yield a lone surrogate; without one, no walk is needed.
+_SURROGATE_ESCAPE_RE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 class JsonInvalid(ValueError):
@@ -29,8 +35,7 @@ def loads(data: bytes, max_depth: int = MAX_DEPTH) -> Any:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise JsonInvalid(f"JSON must be UTF-8: invalid byte at offset {exc.start}") from None
-    depth = nesting_depth(text, max_depth)
-    if depth > max_depth:
+    if nesting_depth(text) > max_depth:
         raise JsonInvalid(f"JSON nests deeper than {max_depth} levels")
     try:
         value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_no_constant)
@@ -40,24 +45,16 @@ def loads(data: bytes, max_depth: int = MAX_DEPTH) -> Any:
         raise JsonInvalid(f"JSON nests deeper than {max_depth} levels") from None
     except ValueError as exc:
         raise JsonInvalid(f"not valid JSON: {exc}") from None
-    _check_strings(value)
+    if _SURROGATE_ESCAPE_RE.search(text):
+        _check_strings(value)
     return value
 
 
-def nesting_depth(text: str, stop_above: int) -> int:
-    """Deepest bracket nesting outside strings (counting stops once above `stop_above`)."""
-    brackets = _NOT_BRACKET_RE.sub("", _STRING_RE.sub("", text))
-    depth = deepest = 0
-    for char in brackets:
-        if char in "[{":
-            depth += 1
-            if depth > deepest:
-                deepest = depth
-                if deepest > stop_above:
-                    break
-        else:
-            depth -= 1
-    return deepest
+def nesting_depth(text: str) -> int:
+    """Deepest bracket nesting outside strings."""
+    brackets = _NOT_BRACKET_RE.sub("", _STRING_RE.sub("", text)).encode("ascii")
+    steps = map(operator.sub, brackets.translate(_WEIGHTS), repeat(1))
+    return max(accumulate(steps), default=0)
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
