@@ -15,9 +15,11 @@ from ..auth.service import AuthService, Principal
 from ..auth.tokens import InvalidToken, TokenAuthority
 from ..events.audit import AuditLog
 from ..metadata.access_store import AccessStore
+from ..oci import strictjson
 from ..oci.errors import RegistryError, Unauthorized
 from .auth import parse_basic
 from .bodies import read_bounded
+from .params import parse_decimal, parse_uint
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 MAX_BODY = 64 * 1024
@@ -79,9 +81,9 @@ class ManagementAPI:
     async def _json(self, request: web.Request) -> dict[str, Any]:
         raw = await read_bounded(request, MAX_BODY)
         try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            raise RegistryError("request body is not JSON") from None
+            body = strictjson.loads(raw or b"{}")
+        except strictjson.JsonInvalid as exc:
+            raise RegistryError(f"request body is not JSON: {exc.message}") from None
         if not isinstance(body, dict):
             raise RegistryError("request body must be a JSON object")
         return body
@@ -184,25 +186,28 @@ class ManagementAPI:
     async def audit(self, request: web.Request) -> web.StreamResponse:
         actor = await self._actor(request)
         q = request.query
-        try:
-            limit = min(int(q.get("limit", "100")), 1000)
-            filters = {
-                "actor": q.get("actor"),
-                "action": q.get("action"),
-                "repository": q.get("repository"),
-                "outcome": q.get("outcome"),
-                "since": float(q["since"]) if "since" in q else None,
-                "until": float(q["until"]) if "until" in q else None,
-                "before_id": int(q["cursor"]) if "cursor" in q else None,
-            }
-        except ValueError:
-            raise RegistryError("limit, since, until and cursor are numbers") from None
+        numbers = {key: q[key] for key in ("limit", "since", "until", "cursor") if key in q}
+        parsed = {key: (parse_uint(v) if key in ("limit", "cursor") else parse_decimal(v))
+                  for key, v in numbers.items()}
+        if any(v is None for v in parsed.values()):
+            raise RegistryError("limit and cursor are whole numbers, since and until are "
+                                "Unix times (ASCII digits)")
+        limit = min(int(parsed.get("limit", 100)), 1000)
+        filters = {
+            "actor": q.get("actor"),
+            "action": q.get("action"),
+            "repository": q.get("repository"),
+            "outcome": q.get("outcome"),
+            "since": parsed.get("since"),
+            "until": parsed.get("until"),
+            "before_id": parsed.get("cursor"),
+        }
         events = await self._call(self.admin.audit_events, actor, limit=limit, **filters)
         if q.get("format") == "jsonl":
             body = "".join(json.dumps(e) + "\n" for e in events)
             return web.Response(text=body, content_type="application/x-ndjson")
         result: dict[str, Any] = {"events": events}
-        if len(events) == limit:
+        if events and len(events) == limit:
             result["next_cursor"] = events[-1]["id"]
         return web.json_response(result)
 

@@ -29,10 +29,12 @@ from ..registry.referrers import ReferrerService
 from ..registry.uploads import ChunkRange, UploadService, UploadStatus
 from .auth import AccessGuard
 from .bodies import read_bounded
+from .params import parse_uint
 from .ranges import parse_range
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+# ASCII digits only (RFC 9110): `\d` would also match "０" and other Unicode digits.
+_CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
@@ -372,9 +374,10 @@ class DistributionAPI:
         if raw is None:
             limit = default or self.page_size_max
         else:
-            if not raw.isdigit():
+            n = parse_uint(raw)
+            if n is None:
                 raise RegistryError(f"invalid page size n={raw[:20]!r}")
-            limit = min(int(raw), self.page_size_max)
+            limit = min(n, self.page_size_max)
         return limit, request.query.get("last")
 
     def _listing(
@@ -412,9 +415,11 @@ def _content_range(request: web.Request) -> ChunkRange | None:
     if raw is None:
         return None
     m = _CONTENT_RANGE_RE.fullmatch(raw.strip())
-    if not m or int(m.group(2)) < int(m.group(1)):
+    start = parse_uint(m.group(1)) if m else None
+    end = parse_uint(m.group(2)) if m else None
+    if start is None or end is None or end < start:
         raise RangeNotSatisfiable(f"invalid Content-Range {raw[:100]!r}")
-    return ChunkRange(int(m.group(1)), int(m.group(2)))
+    return ChunkRange(start, end)
 
 
 def _blob_created(name: str, digest: Digest) -> web.Response:
