@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import Connection, bindparam, case, delete, func, select, tuple_, update
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -93,19 +93,31 @@ def holds(conn: Connection, namespace: str, digest: str) -> bool:
 
 def _held(conn: Connection, namespace: str, blob_digests: Sequence[str], manifest_digest: str
           ) -> set[tuple[str, str]]:
-    keys = [("blob", d) for d in set(blob_digests)] + [("manifest", manifest_digest)]
-    found: set[tuple[str, str]] = set()
-    for start in range(0, len(keys), CHUNK):
+    found = {("blob", d) for d in _present(conn, namespace, "blob", blob_digests)}
+    found.update(("manifest", d) for d in _present(conn, namespace, "manifest", [manifest_digest]))
+    return found
+
+
+def _key(namespace: str, kind: str, digests: Sequence[str]):  # type: ignore[no-untyped-def]
+    # (namespace, kind) equal and digest IN: a seek per digest on the primary key (SQLite does
+    # not use an index for a row-value IN list).
+    return and_(
+        namespace_content.c.namespace == namespace,
+        namespace_content.c.kind == kind,
+        namespace_content.c.digest.in_(list(digests)),
+    )
+
+
+def _present(conn: Connection, namespace: str, kind: str, digests: Sequence[str]) -> set[str]:
+    wanted = sorted(set(digests))
+    found: set[str] = set()
+    for start in range(0, len(wanted), CHUNK):
         found.update(
-            (k, d)
-            for k, d in conn.execute(
-                select(namespace_content.c.kind, namespace_content.c.digest).where(
-                    namespace_content.c.namespace == namespace,
-                    tuple_(namespace_content.c.kind, namespace_content.c.digest).in_(
-                        keys[start : start + CHUNK]
-                    ),
+            conn.execute(
+                select(namespace_content.c.digest).where(
+                    _key(namespace, kind, wanted[start : start + CHUNK])
                 )
-            )
+            ).scalars()
         )
     return found
 
@@ -163,15 +175,14 @@ def on_manifest_added(
     _lock_totals(conn, [namespace])
     blob_digests = sorted(set(blob_digests))
     held = _held(conn, namespace, blob_digests, manifest_digest)
-    if held:
-        conn.execute(
-            update(namespace_content)
-            .where(
-                namespace_content.c.namespace == namespace,
-                tuple_(namespace_content.c.kind, namespace_content.c.digest).in_(sorted(held)),
+    for kind in ("blob", "manifest"):
+        digests = sorted(d for k, d in held if k == kind)
+        for start in range(0, len(digests), CHUNK):
+            conn.execute(
+                update(namespace_content)
+                .where(_key(namespace, kind, digests[start : start + CHUNK]))
+                .values(refs=namespace_content.c.refs + 1)
             )
-            .values(refs=namespace_content.c.refs + 1)
-        )
     fresh = [d for d in blob_digests if ("blob", d) not in held]
     sizes = _blob_sizes(conn, fresh)
     rows = [
@@ -217,29 +228,26 @@ def _uncount(conn: Connection, drops: Counter[tuple[str, str, str]]) -> None:
     _lock_totals(conn, {ns for ns, _, _ in drops})
     keys = sorted(drops)
     current: dict[tuple[str, str, str], tuple[int, int]] = {}
-    for start in range(0, len(keys), CHUNK):
-        for ns, kind, digest, size, refs in conn.execute(
-            select(namespace_content.c.namespace, namespace_content.c.kind,
-                   namespace_content.c.digest, namespace_content.c.size,
-                   namespace_content.c.refs).where(
-                tuple_(namespace_content.c.namespace, namespace_content.c.kind,
-                       namespace_content.c.digest).in_(keys[start : start + CHUNK])
-            )
-        ):
-            current[(ns, kind, digest)] = (size, refs)
+    for (ns, kind), digests in _grouped(keys).items():
+        for start in range(0, len(digests), CHUNK):
+            for digest, size, refs in conn.execute(
+                select(namespace_content.c.digest, namespace_content.c.size,
+                       namespace_content.c.refs).where(
+                    _key(ns, kind, digests[start : start + CHUNK])
+                )
+            ):
+                current[(ns, kind, digest)] = (size, refs)
     gone = [k for k in keys if k in current and current[k][1] <= drops[k]]
     kept = [
         {"ns": k[0], "k": k[1], "d": k[2], "n": drops[k]}
         for k in keys
         if k in current and current[k][1] > drops[k]
     ]
-    for start in range(0, len(gone), CHUNK):
-        conn.execute(
-            delete(namespace_content).where(
-                tuple_(namespace_content.c.namespace, namespace_content.c.kind,
-                       namespace_content.c.digest).in_(gone[start : start + CHUNK])
+    for (ns, kind), digests in _grouped(gone).items():
+        for start in range(0, len(digests), CHUNK):
+            conn.execute(
+                delete(namespace_content).where(_key(ns, kind, digests[start : start + CHUNK]))
             )
-        )
     if kept:
         conn.execute(
             update(namespace_content)
@@ -255,6 +263,13 @@ def _uncount(conn: Connection, drops: Counter[tuple[str, str, str]]) -> None:
     for k in gone:
         deltas[k[0]] -= current[k][0]
     _add_to_totals(conn, dict(deltas))
+
+
+def _grouped(keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for ns, kind, digest in keys:
+        out.setdefault((ns, kind), []).append(digest)
+    return out
 
 
 def on_blob_recorded(conn: Connection, digest: str, size: int) -> None:
