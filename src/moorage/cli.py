@@ -619,6 +619,31 @@ def quota_show(namespace: str, json_output: Annotated[bool, typer.Option("--json
         typer.echo(f"  {repo}\t{human_bytes(used)}\t{used}")
 
 
+@quota_app.command("recount")
+def quota_recount(
+    check: Annotated[bool, typer.Option("--check", help="report wrong totals, change nothing")]
+    = False,
+    json_output: Annotated[bool, typer.Option("--json")] = False,
+    data_dir: DataDir = None,
+    database: Database = None,
+) -> None:
+    """Recount every namespace's usage from its manifests and repair the stored totals."""
+    import json
+
+    service, actor = _lifecycle(data_dir, database)
+    wrong = _run(service.recount_usage, actor, not check)
+    if json_output:
+        typer.echo(json.dumps({"applied": not check, "namespaces": {
+            n: {"stored": s, "recounted": r} for n, (s, r) in wrong.items()}}))
+    else:
+        for n, (stored, counted) in wrong.items():
+            typer.echo(f"{n}\tstored {stored}\trecounted {counted}")
+        verb = "would correct" if check else "corrected"
+        typer.echo(f"usage recount: {verb} {len(wrong)} namespace(s)")
+    if check and wrong:
+        raise typer.Exit(1)
+
+
 @tag_app.command("deleted")
 def tag_deleted(repository: str, data_dir: DataDir = None, database: Database = None) -> None:
     """List restorable (soft-deleted) tags of a repository."""

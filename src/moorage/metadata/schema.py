@@ -317,3 +317,26 @@ lifecycle_leases = Table(
     Column("holder", String(128), nullable=False),
     Column("until", Float, nullable=False),
 )
+
+# -- usage totals (see metadata/usage.py): what a quota check reads instead of an aggregate ------
+
+# One row per distinct content of a namespace: kind "blob" counts the namespace's manifest
+# references to the digest, kind "manifest" its manifest rows with the digest.
+namespace_content = Table(
+    "namespace_content",
+    metadata,
+    Column("namespace", String(255), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # blob | manifest
+    Column("digest", String(200), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("refs", Integer, nullable=False),
+    Index("ix_namespace_content_digest", "digest"),
+)
+
+# Bytes per namespace: the sum of its namespace_content sizes, kept in the same transactions.
+namespace_usage = Table(
+    "namespace_usage",
+    metadata,
+    Column("namespace", String(255), primary_key=True),
+    Column("bytes", BigInteger, nullable=False),
+)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
+from . import usage
 from .base import StoreBase
 from .schema import (
     blobs,
@@ -259,6 +260,7 @@ class MetadataStore(StoreBase):
                 .values(digest=digest, size=size, storage_key=storage_key, created_at=now)
                 .on_conflict_do_nothing(index_elements=["digest"])
             )
+            usage.on_blob_recorded(conn, digest, size)
             self._link(conn, repo_id, [digest], now)
             if upload_id is not None:
                 conn.execute(delete(uploads).where(uploads.c.id == upload_id))
@@ -409,6 +411,8 @@ class MetadataStore(StoreBase):
                         manifest_references.insert(),
                         [{"manifest_id": inserted, "digest": d, "kind": k} for d, k in refs.items()],
                     )
+                usage.on_manifest_added(conn, repository, [d for d, k in refs.items() if k == "blob"],
+                                        manifest.digest, len(manifest.content))
             for name in tag_names:
                 conn.execute(
                     self._insert(tags)
@@ -445,6 +449,8 @@ class MetadataStore(StoreBase):
             conn.execute(
                 delete(tags).where(tags.c.repository_id == repo_id, tags.c.manifest_digest == digest)
             )
+            usage.on_manifests_deleted(conn, list(conn.execute(select(manifests.c.id).where(
+                manifests.c.repository_id == repo_id, manifests.c.digest == digest)).scalars()))
             result = conn.execute(
                 delete(manifests).where(
                     manifests.c.repository_id == repo_id, manifests.c.digest == digest
