@@ -40,6 +40,7 @@ serve: venv
 test: dev-deps system-deps
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 	MOORAGE_TEST_BACKEND=pg-s3 $(BIN)/python -m pytest -n 2 tests/integration $(PYTEST_ARGS)
+	MOORAGE_TEST_BACKEND=pg-s3-lb $(BIN)/python -m pytest -n 2 tests/integration $(PYTEST_ARGS)
 
 lint: dev-deps
 	$(BIN)/ruff check src tests benchmarks

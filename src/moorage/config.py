@@ -7,6 +7,10 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
+REDIRECT_MODES = ("large", "always", "never")
+# MOORAGE_BLOB_REDIRECT was a boolean: on meant "large", off meant "never".
+_REDIRECT_ALIASES = {"1": "large", "true": "large", "yes": "large", "on": "large",
+                     "0": "never", "false": "never", "no": "never", "off": "never"}
 
 
 def _bool(value: str) -> bool:
@@ -46,8 +50,8 @@ class Settings:
     s3_secret_access_key: str | None = None  # default: AWS_SECRET_ACCESS_KEY
     s3_part_size: int = 16 << 20  # first multipart parts; doubles every 1,000 parts
     spool_dir: str | None = None  # local temp files for chunks of unknown length (S3)
-    blob_redirect: bool = True  # S3: GET of a blob redirects to a presigned URL (else proxied)
-    blob_redirect_min_bytes: int = 1 << 20  # smaller blobs are proxied: a redirect costs more
+    blob_redirect: str = "large"  # S3 blob GET: 307 to the store for large|always|never (1/0 ok)
+    blob_redirect_min_bytes: int = 64 << 20  # `large`: smaller blobs are proxied (digest header)
     presign_expires: int = 300  # seconds a presigned blob URL stays valid
     # -- lifecycle (durations in seconds) --
     gc_grace_period: float = 86400.0  # unreferenced content survives at least this long
@@ -56,6 +60,20 @@ class Settings:
     upload_ttl: float = 86400.0  # upload sessions idle this long expire
     tag_restore_window: float = 7 * 86400.0  # deleted tags stay restorable this long
     pull_flush_interval: float = 5.0  # pull times are batched in memory this long
+
+    def __post_init__(self) -> None:
+        mode = self.blob_redirect
+        if isinstance(mode, bool):
+            mode = "large" if mode else "never"
+        mode = str(mode).strip().lower()
+        object.__setattr__(self, "blob_redirect", _REDIRECT_ALIASES.get(mode, mode))
+
+    @property
+    def redirect_min_bytes(self) -> int | None:
+        """Smallest blob a GET redirects to the store (None: never redirect)."""
+        if self.blob_redirect == "never":
+            return None
+        return 0 if self.blob_redirect == "always" else self.blob_redirect_min_bytes
 
     @property
     def host(self) -> str:
@@ -128,6 +146,13 @@ class Settings:
             raise ValueError(f"--storage must be s3://bucket/prefix, got {self.storage_url!r}")
         if self.upload_checkpoint_bytes < 0:
             raise ValueError("upload_checkpoint_bytes must be 0 (off) or a positive byte count")
+        if self.blob_redirect not in REDIRECT_MODES:
+            raise ValueError(
+                f"blob_redirect must be one of {', '.join(REDIRECT_MODES)} (or 1/0), "
+                f"got {self.blob_redirect!r}"
+            )
+        if self.blob_redirect_min_bytes < 0:
+            raise ValueError("blob_redirect_min_bytes must be 0 or more")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 

@@ -121,7 +121,7 @@ def make_app(settings: Settings) -> web.Application:
         blobs=BlobService(
             store,
             blob_store,
-            redirect_min_bytes=settings.blob_redirect_min_bytes if settings.blob_redirect else None,
+            redirect_min_bytes=settings.redirect_min_bytes,
             redirect_expires=settings.presign_expires,
         ),
         manifests=ManifestService(

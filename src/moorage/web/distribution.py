@@ -191,10 +191,13 @@ class DistributionAPI:
         }
         byte_range = parse_range(request.headers.get("Range"), row.size)
         if request.method == "GET" and (url := self.blobs.redirect_url(row)) is not None:
-            # The object store serves the bytes (and the Range, which the client sends again).
+            # The object store serves the bytes (and the Range, which the client sends again) but
+            # cannot add Docker-Content-Digest, so the 307 carries it. Content-Length stays the
+            # 307's own (empty) body: HTTP framing, not the blob's size.
             return web.Response(
                 status=307,
                 headers={"Location": url, "Docker-Content-Digest": row.digest,
+                         "Content-Type": "application/octet-stream",
                          "Content-Length": "0", "Cache-Control": "no-store"},
             )
         status, offset, count = 200, 0, row.size
