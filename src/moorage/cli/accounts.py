@@ -243,7 +243,6 @@ def audit(
     import json
     import time
 
-    from ..auth.admin import CLI
     from ..times import human, with_rfc3339
 
     service = _admin(Target(data_dir, database, storage, config))

@@ -82,7 +82,7 @@ def open_existing(settings: Settings) -> Engine:
     from ..metadata.engine import make_engine, sqlite_url
     from ..metadata.migrate import SchemaNotCurrent, check_current, upgrade
 
-    if settings.database_url is None:
+    if not settings.database_url:
         db_file = settings.data_dir / "moorage.db"
         if not db_file.is_file():
             fail(no_registry_message(settings, "no moorage.db"), 2)

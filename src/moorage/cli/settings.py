@@ -24,7 +24,7 @@ FLAGS = {
 }
 SECRET_FIELDS = {"admin_password", "s3_secret_access_key"}
 _BYTES = re.compile(r"(_bytes|_size|_length)$")
-BLOCK = re.compile(r"(<!-- settings:begin (\S+) -->\n)(.*?)(<!-- settings:end -->)", re.S)
+BLOCK = re.compile(r"(<!-- settings:begin (\S+) -->\n)(.*?)(<!-- settings:end -->)", re.DOTALL)
 
 
 def _default(name: str, value: object) -> str:
