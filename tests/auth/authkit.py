@@ -652,4 +652,4 @@ def table_rows(text: str) -> list[dict[str, str]]:
 def rfc3339_seconds(value: str) -> float:
     """Unix seconds of an RFC 3339 time the API or the CLI printed (`…Z`); fails otherwise."""
     assert isinstance(value, str) and value.endswith("Z") and "T" in value, value
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()
