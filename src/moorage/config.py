@@ -21,43 +21,44 @@ def _bool(value: str) -> bool:
 class Settings:
     """Everything `moorage serve` can be told."""
 
-    listen: str = DEFAULT_LISTEN
-    data_dir: Path = Path("data")
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    database_url: str | None = None  # None: SQLite inside data_dir; postgresql://...
-    storage_url: str | None = None  # None: files under data_dir; s3://bucket/prefix
-    allow_sparse: bool = False
-    fsync: bool = True
-    chunk_min_length: int = 1 << 20  # advertised, not enforced: fewer, larger chunks are faster
-    max_manifest_bytes: int = 4 * 1024 * 1024
-    page_size_max: int = 10_000
-    upload_lease_seconds: float = 30.0
-    upload_checkpoint_bytes: int = 256 << 20  # a streamed PATCH saves progress this often; 0: off
-    shutdown_timeout: float = 30.0
-    access_log: bool = False
-    auth: bool = True
-    admin_password: str | None = None  # first start only; generated and printed when unset
-    token_ttl: float = 300.0
-    token_service: str = "moorage"
-    token_realm: str | None = None  # default: <scheme>://<host of the request>/token
-    log_format: str = "auto"  # auto | json | text
-    log_level: str = "INFO"
+    # -- server ---------------------------------------------------------------------------------
+    listen: str = DEFAULT_LISTEN  # address to listen on, HOST:PORT
+    data_dir: Path = Path("data")  # SQLite `moorage.db`, `blobs/`, `uploads/` (also the CLI's)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes sharing the port
+    database_url: str | None = None  # postgresql://… instead of SQLite in the data dir
+    storage_url: str | None = None  # s3://bucket/prefix instead of files in the data dir
+    allow_sparse: bool = False  # accept manifests/indexes whose blobs or children are absent
+    fsync: bool = True  # fsync blobs on commit (off: faster, loses data on power failure)
+    chunk_min_length: int = 1 << 20  # advertised OCI-Chunk-Min-Length (advisory, not enforced)
+    max_manifest_bytes: int = 4 * 1024 * 1024  # largest manifest accepted (413 beyond)
+    page_size_max: int = 10_000  # largest page of tags or catalog (`n`)
+    upload_lease_seconds: float = 30.0  # a dead writer's hold on an upload expires after this
+    upload_checkpoint_bytes: int = 256 << 20  # a streamed PATCH checkpoints this often (0: off)
+    shutdown_timeout: float = 30.0  # seconds in-flight requests get after SIGTERM/SIGINT
+    access_log: bool = False  # log every request (not only writes and errors)
+    auth: bool = True  # authentication (off: an open registry for throwaway use)
+    admin_password: str | None = None  # password of `admin` on first start (else generated)
+    token_ttl: float = 300.0  # lifetime of issued bearer tokens, seconds
+    token_service: str = "moorage"  # `service` of the token challenge and the tokens' audience
+    token_realm: str | None = None  # token endpoint URL in challenges (default: request's /token)
+    log_format: str = "auto"  # json, text, or auto (text on a terminal, else JSON)
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
     # -- scale-out (PostgreSQL + S3) ------------------------------------------------------------
-    db_pool_size: int = 5  # connections per worker process (PostgreSQL)
-    s3_endpoint: str | None = None  # default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS
-    s3_region: str | None = None  # default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1
-    s3_access_key_id: str | None = None  # default: AWS_ACCESS_KEY_ID
-    s3_secret_access_key: str | None = None  # default: AWS_SECRET_ACCESS_KEY
-    s3_part_size: int = 16 << 20  # first multipart parts; doubles every 1,000 parts
-    spool_dir: str | None = None  # local temp files for chunks of unknown length (S3)
-    blob_redirect: str = "large"  # S3 blob GET: 307 to the store for large|always|never (1/0 ok)
-    blob_redirect_min_bytes: int = 64 << 20  # `large`: smaller blobs are proxied (digest header)
+    db_pool_size: int = 5  # PostgreSQL connections per worker process (as many again overflow)
+    s3_endpoint: str | None = None  # S3 endpoint URL (default: AWS_ENDPOINT_URL_S3 / _URL, AWS)
+    s3_region: str | None = None  # S3 region (default: AWS_REGION / AWS_DEFAULT_REGION, us-east-1)
+    s3_access_key_id: str | None = None  # S3 access key (default: AWS_ACCESS_KEY_ID)
+    s3_secret_access_key: str | None = None  # S3 secret key (default: AWS_SECRET_ACCESS_KEY)
+    s3_part_size: int = 16 << 20  # first multipart part size; doubles every 1,000 parts
+    spool_dir: str | None = None  # local temp files for S3 chunks of unknown length (default: tmp)
+    blob_redirect: str = "large"  # S3 blob GET: 307 to a presigned URL for large, always or never
+    blob_redirect_min_bytes: int = 64 << 20  # `large`: smaller blobs are proxied, digest header on
     presign_expires: int = 300  # seconds a presigned blob URL stays valid
-    # -- lifecycle (durations in seconds) --
+    # -- lifecycle (durations in seconds) -------------------------------------------------------
     gc_grace_period: float = 86400.0  # unreferenced content survives at least this long
     gc_interval: float = 3600.0  # scheduled retention + GC in the background; 0 turns it off
     gc_untagged: bool = True  # collect manifests no tag/index/subject reaches (after the grace)
-    upload_ttl: float = 86400.0  # upload sessions idle this long expire
+    upload_ttl: float = 86400.0  # idle upload sessions expire (multipart uploads aborted)
     tag_restore_window: float = 7 * 86400.0  # deleted tags stay restorable this long
     pull_flush_interval: float = 5.0  # pull times are batched in memory this long
 
@@ -169,3 +170,50 @@ def _load_toml(path: Path, known: set[str]) -> dict[str, object]:
     if unknown:
         raise ValueError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
     return data
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    """One setting as the docs show it."""
+
+    name: str
+    env: str
+    default: object
+    description: str
+    section: str
+
+
+def documented() -> list[SettingDoc]:
+    """Every Settings field with its description: the trailing comment on its line in this
+    file, and the section of the `# -- name --` line above it (one definition, no copy)."""
+    import inspect
+    import io
+    import re
+    import tokenize
+
+    comments: dict[str, tuple[str, str]] = {}
+    section = "server"
+    pending: str | None = None
+    source = inspect.getsource(Settings)
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            heading = re.match(r"#\s*--\s*([^-].*?)\s*-*$", tok.string)
+            if heading and tok.line.strip() == tok.string.strip():
+                section = heading.group(1)
+            elif pending is not None:
+                comments[pending] = (tok.string.lstrip("# ").strip(), section)
+        elif tok.type == tokenize.NAME and tok.start[1] == 4 and tok.line[4:].startswith(
+            tok.string + ":"
+        ):
+            pending = tok.string
+        elif tok.type == tokenize.NEWLINE:
+            pending = None
+    defaults = Settings()
+    out = []
+    for f in fields(Settings):
+        description, sect = comments.get(f.name, ("", section))
+        default: object = getattr(defaults, f.name)
+        if f.name == "workers":
+            default = "number of cores"
+        out.append(SettingDoc(f.name, f"MOORAGE_{f.name.upper()}", default, description, sect))
+    return out
