@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _bool(value: str) -> bool:
@@ -35,6 +37,8 @@ class Settings:
     token_ttl: float = 300.0
     token_service: str = "moorage"
     token_realm: str | None = None  # default: <scheme>://<host of the request>/token
+    trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For names the client
+    login_address_limit: int = 100  # failed logins per address in 5 min before lockouts lengthen
     log_format: str = "auto"  # auto | json | text
     log_level: str = "INFO"
     # -- scale-out (PostgreSQL + S3) ------------------------------------------------------------
@@ -125,8 +129,22 @@ class Settings:
             )
         if self.storage_url and not self.storage_url.startswith("s3://"):
             raise ValueError(f"--storage must be s3://bucket/prefix, got {self.storage_url!r}")
+        if self.login_address_limit < 1:
+            raise ValueError("login_address_limit must be at least 1")
+        try:
+            proxy_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"trusted_proxies: {exc}") from None
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
+
+
+def proxy_networks(value: str | list[str]) -> tuple[IPNetwork, ...]:
+    """The networks of a comma-separated CIDR list (`10.0.0.0/8, 192.168.1.7`)."""
+    if not isinstance(value, str):  # a TOML array
+        value = ",".join(str(v) for v in value)
+    return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                 for part in value.split(",") if part.strip())
 
 
 def _load_toml(path: Path, known: set[str]) -> dict[str, object]:
