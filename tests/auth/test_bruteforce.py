@@ -10,18 +10,22 @@ Tests on the shared server use accounts and loopback source addresses (127.x.y.z
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import urljoin
 
 import pytest
 
 from .authkit import (
     Api,
+    add_query,
     assert_error,
     await_event,
     call,
     describe,
+    digest_of,
     find_events,
     get_token,
     new_password,
@@ -214,3 +218,17 @@ def test_trusted_proxy_forwards_the_client_address(ceiling):
     await_event(api, {"actor": carol, "action": "login"}, outcome="success", remote=untrusted)
     await_event(api, {"actor": carol, "action": "login"}, outcome="success",
                 remote="203.0.113.251")
+    # request bodies pass through unchanged, and pushes are audited with the client's address
+    admin, forwarded = ("admin", admin_pw), {"X-Forwarded-For": "203.0.113.252"}
+    data = os.urandom(300_000)
+    repo = f"{api.create_namespace()}/app"
+    r = call("POST", v2(reg, f"{repo}/blobs/uploads/"), auth=admin, source="127.0.0.1",
+             headers={**forwarded, "Content-Length": "0"})
+    assert r.status_code == 202, describe(r)
+    r = call("PUT", add_query(urljoin(r.url, r.headers["Location"]), {"digest": digest_of(data)}),
+             auth=admin, source="127.0.0.1", data=data,
+             headers={**forwarded, "Content-Type": "application/octet-stream"})
+    assert r.status_code == 201, describe(r)
+    await_event(api, {"repository": repo, "action": "blob.push"}, outcome="success",
+                remote="203.0.113.252", reference=digest_of(data))
+

@@ -225,8 +225,12 @@ class AuthService:
         if namespace is None or (namespace.visibility != "public" and role is None):
             return (f"{principal.name} is not a member of namespace {ns_name} (private or "
                     f"nonexistent): ask a namespace admin for a role")
-        if role is not None and action in ROLE_ACTIONS[role] and namespace.robot_only_push:
-            return f"namespace {ns_name} accepts {_ROBOT_ONLY[action]} from robot accounts only"
+        if role is not None and action in ROLE_ACTIONS[role]:
+            if namespace.robot_only_push and action in _ROBOT_ONLY:
+                return f"namespace {ns_name} accepts {_ROBOT_ONLY[action]} from robot accounts only"
+            # A decision cached (for seconds) from before a role change.
+            return (f"{principal.name} may not {action} {repository} yet: its permissions changed "
+                    "a moment ago, try again")
         needed = _MIN_ROLE.get(action, "admin")
         has = f"has role {role}" if role is not None else "has no role"
         return f"{principal.name} {has} in namespace {ns_name}: {verb} needs {needed} or above"
