@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -11,6 +12,7 @@ REDIRECT_MODES = ("large", "always", "never")
 # MOORAGE_BLOB_REDIRECT was a boolean: on meant "large", off meant "never".
 _REDIRECT_ALIASES = {"1": "large", "true": "large", "yes": "large", "on": "large",
                      "0": "never", "false": "never", "no": "never", "off": "never"}
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _bool(value: str) -> bool:
@@ -41,6 +43,8 @@ class Settings:
     token_ttl: float = 300.0  # lifetime of issued bearer tokens, seconds
     token_service: str = "moorage"  # `service` of the token challenge and the tokens' audience
     token_realm: str | None = None  # token endpoint URL in challenges (default: request's /token)
+    trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For names the client
+    login_address_limit: int = 100  # failed logins per address in 5 min before lockouts lengthen
     log_format: str = "auto"  # json, text, or auto (text on a terminal, else JSON)
     log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
     # -- scale-out (PostgreSQL + S3) ------------------------------------------------------------
@@ -154,8 +158,22 @@ class Settings:
             )
         if self.blob_redirect_min_bytes < 0:
             raise ValueError("blob_redirect_min_bytes must be 0 or more")
+        if self.login_address_limit < 1:
+            raise ValueError("login_address_limit must be at least 1")
+        try:
+            proxy_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"trusted_proxies: {exc}") from None
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
+
+
+def proxy_networks(value: str | list[str]) -> tuple[IPNetwork, ...]:
+    """The networks of a comma-separated CIDR list (`10.0.0.0/8, 192.168.1.7`)."""
+    if not isinstance(value, str):  # a TOML array
+        value = ",".join(str(v) for v in value)
+    return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                 for part in value.split(",") if part.strip())
 
 
 def _load_toml(path: Path, known: set[str]) -> dict[str, object]:

@@ -190,12 +190,15 @@ secrets = Table(
 )
 
 # Failed logins per key ("user:<name>" / "addr:<ip>") in the current window, for rate limiting.
+# Failed-login counters: "pair:<address>|<account>" and "addr:<address>" (see auth/throttle.py).
 login_failures = Table(
     "login_failures",
     metadata,
     Column("key", String(300), primary_key=True),
-    Column("window_start", Float, nullable=False),
+    Column("window_start", Float, nullable=False),  # first failure counted
     Column("failures", Integer, nullable=False),
+    Column("last_failure", Float, nullable=False),
+    Column("locked_until", Float, nullable=False),  # pairs only; 0 when not locked
 )
 
 audit_events = Table(

@@ -227,11 +227,14 @@ class DistributionAPI:
             if source is not None:
                 validate_name(source)
             sources = [source] if source is not None else None
-            if source is None and self.guard is not None:
+            if source is not None and self.guard is not None:
+                # A token without pull on `from` is challenged for a wider one (401), as in
+                # Distribution; a caller who may not read it gets an upload session.
+                sources = [source] if await self.guard.may_lend(request, name, source) else []
+            elif source is None and self.guard is not None:
                 # Without `from`, only repositories the caller may read can lend the blob.
-                sources = self.blobs.holders(digest)
-            if sources is not None:
-                sources = [s for s in sources if await self._may_pull(request, s)]
+                sources = [s for s in self.blobs.holders(digest)
+                           if await self._may_pull(request, s)]
             if await self.blobs.mount(name, digest, sources):
                 return _blob_created(name, digest)
         if "digest" in query:
