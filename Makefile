@@ -6,17 +6,38 @@ LISTEN ?= 127.0.0.1:5000
 DATA_DIR ?= ./data
 PYTEST_ARGS ?=
 
-.PHONY: serve test venv dev-deps system-deps lint bench bench-scaleout clean
+ARGS ?= --help
+LOCK := requirements.lock
 
+.PHONY: serve test venv dev-deps system-deps lint bench bench-scaleout clean cli lock
+
+# Debian's python3 lacks `venv` until python3-venv is installed: install it as root, else say so.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { \
+	  rm -rf $(VENV); \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing python3-venv (needed by $(PYTHON) -m venv)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	  else echo "error: '$(PYTHON) -m venv' failed: install python3-venv (sudo apt-get install python3-venv)" >&2; exit 1; fi; \
+	  $(PYTHON) -m venv $(VENV); }
 
+# Every dependency (runtime and dev) pinned with hashes in $(LOCK); Moorage itself without deps.
 venv: $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 
-dev-deps: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+dev-deps: venv
+
+# Regenerate $(LOCK) from pyproject.toml, from PyPI only (no local wheel directories).
+lock: $(BIN)/python
+	$(BIN)/pip install --quiet pip-tools
+	env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(BIN)/pip-compile --quiet --generate-hashes \
+	  --extra dev --strip-extras --allow-unsafe --no-emit-index-url --no-emit-find-links \
+	  --output-file $(LOCK) pyproject.toml
+
+# Any `moorage` command: make cli ARGS="user list" (or run .venv/bin/moorage directly).
+cli: venv
+	$(BIN)/moorage $(ARGS)
 
 # Debian packages the tests drive: skopeo and podman (client tests) and the PostgreSQL server
 # (scale-out tests), installed only when missing.
@@ -40,6 +61,7 @@ serve: venv
 test: dev-deps system-deps
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 	MOORAGE_TEST_BACKEND=pg-s3 $(BIN)/python -m pytest -n 2 tests/integration $(PYTEST_ARGS)
+	MOORAGE_TEST_BACKEND=pg-s3-lb $(BIN)/python -m pytest -n 2 tests/integration $(PYTEST_ARGS)
 
 lint: dev-deps
 	$(BIN)/ruff check src tests benchmarks

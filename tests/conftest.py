@@ -94,14 +94,99 @@ class RegistryProcess:
         self.proc = None
 
 
-def start_registry(tmp_path: Path, *args: str, auth: bool = False, **env: str) -> RegistryProcess:
+class BalancedCluster:
+    """Nodes sharing one database and bucket prefix behind a round-robin balancer, addressed
+    like one RegistryProcess: url, host and port are the balancer's; start, stop and kill act
+    on every node at once."""
+
+    def __init__(
+        self, data_dir: Path, count: int, backend_args: list[str], args: list[str],
+        env: dict[str, str], auth: bool,
+    ) -> None:
+        from balancer import Balancer
+
+        self.data_dir = data_dir  # each node's data dir and log are inside it
+        self.backend_args = backend_args
+        self.nodes = []
+        for i in range(count):
+            (data_dir / f"node{i}").mkdir(parents=True, exist_ok=True)
+            self.nodes.append(RegistryProcess(
+                data_dir=data_dir / f"node{i}", port=free_port(),
+                extra_args=[*backend_args, *args], env=env, auth=auth,
+            ))
+        self.balancer = Balancer([node.port for node in self.nodes])
+        self._failed: RegistryProcess | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def port(self) -> int:
+        return self.balancer.port
+
+    @property
+    def extra_args(self) -> list[str]:
+        return self.nodes[0].extra_args[len(self.backend_args):]
+
+    @extra_args.setter
+    def extra_args(self, args: list[str]) -> None:
+        for node in self.nodes:
+            node.extra_args = [*self.backend_args, *args]
+
+    @property
+    def log_path(self) -> Path | None:
+        """The log of the node that last exited with an error, else of the first node."""
+        return (self._failed or self.nodes[0]).log_path
+
+    def start(self, timeout: float = 30.0) -> BalancedCluster:
+        """Start every node (in parallel), then the balancer on its same port."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(len(self.nodes)) as pool:
+            list(pool.map(lambda node: node.start(timeout), self.nodes))
+        if self.balancer.proc is None:
+            self.balancer.start()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        """Stop every node; the first non-zero exit code, else 0 (None if none was running)."""
+        codes = [(node, node.stop(sig, timeout)) for node in self.nodes]
+        self.balancer.stop()
+        failed = [(node, code) for node, code in codes if code not in (0, None)]
+        if failed:
+            self._failed = failed[0][0]
+            return failed[0][1]
+        return 0 if any(code is not None for _, code in codes) else None
+
+    def kill(self) -> None:
+        """Simulate a crash of every node."""
+        for node in self.nodes:
+            node.kill()
+
+
+LB_NODES = 3
+
+
+def start_registry(
+    tmp_path: Path, *args: str, auth: bool = False, **env: str
+) -> RegistryProcess | BalancedCluster:
     """Start a fresh server with its own data dir under tmp_path.
 
     Protocol tests run an open registry (`--no-auth`); access-control tests pass auth=True.
+    With MOORAGE_TEST_BACKEND=pg-s3-lb the "server" is three nodes behind a balancer.
     """
     data = tmp_path / "data"
     data.mkdir(parents=True, exist_ok=True)
     backend_args, backend_env = _backend()
+    if BACKEND == "pg-s3-lb":
+        return BalancedCluster(
+            data, LB_NODES, backend_args, list(args), {**backend_env, **env}, auth
+        ).start()
     return RegistryProcess(
         data_dir=data,
         port=free_port(),
@@ -113,7 +198,9 @@ def start_registry(tmp_path: Path, *args: str, auth: bool = False, **env: str) -
 
 # -- backends ----------------------------------------------------------------------------------
 # MOORAGE_TEST_BACKEND=pg-s3 runs every server on PostgreSQL + SeaweedFS (one pair per test
-# process, a fresh database and bucket prefix per server); the default is SQLite + filesystem.
+# process, a fresh database and bucket prefix per server); pg-s3-lb makes every server three
+# such nodes on one database and prefix behind a round-robin balancer (tests/balancer.py);
+# the default is SQLite + filesystem.
 
 BACKEND = os.environ.get("MOORAGE_TEST_BACKEND", "fs")
 # Tests that look inside the filesystem data dir; tests/scaleout checks the same on S3.
@@ -123,10 +210,14 @@ FILESYSTEM_ONLY = {
     "test_acknowledged_state_survives_kill_9",
     "test_kill_9_during_streamed_push",
 }
+# Tests that watch one server's process group; behind the balancer there are three.
+SINGLE_NODE_ONLY = {
+    "test_sigterm_while_idle_exits_0_promptly": "checks the PIDs of one server's process group",
+}
 
 
 def _backend() -> tuple[list[str], dict[str, str]]:
-    if BACKEND == "pg-s3":
+    if BACKEND in ("pg-s3", "pg-s3-lb"):
         from backends import shared_services
 
         return shared_services().node_settings()
@@ -134,12 +225,15 @@ def _backend() -> tuple[list[str], dict[str, str]]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if BACKEND != "pg-s3":
+    if BACKEND not in ("pg-s3", "pg-s3-lb"):
         return
     skip = pytest.mark.skip(reason="inspects the filesystem data dir (S3 twin in tests/scaleout)")
     for item in items:
-        if getattr(item, "originalname", item.name) in FILESYSTEM_ONLY:
+        name = getattr(item, "originalname", item.name)
+        if name in FILESYSTEM_ONLY:
             item.add_marker(skip)
+        elif BACKEND == "pg-s3-lb" and name in SINGLE_NODE_ONLY:
+            item.add_marker(pytest.mark.skip(reason=SINGLE_NODE_ONLY[name]))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

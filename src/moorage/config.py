@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
+REDIRECT_MODES = ("large", "always", "never")
+# MOORAGE_BLOB_REDIRECT was a boolean: on meant "large", off meant "never".
+_REDIRECT_ALIASES = {"1": "large", "true": "large", "yes": "large", "on": "large",
+                     "0": "never", "false": "never", "no": "never", "off": "never"}
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _bool(value: str) -> bool:
@@ -17,44 +23,62 @@ def _bool(value: str) -> bool:
 class Settings:
     """Everything `moorage serve` can be told."""
 
-    listen: str = DEFAULT_LISTEN
-    data_dir: Path = Path("data")
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
-    database_url: str | None = None  # None: SQLite inside data_dir; postgresql://...
-    storage_url: str | None = None  # None: files under data_dir; s3://bucket/prefix
-    allow_sparse: bool = False
-    fsync: bool = True
-    chunk_min_length: int = 1 << 20  # advertised, not enforced: fewer, larger chunks are faster
-    max_manifest_bytes: int = 4 * 1024 * 1024
-    page_size_max: int = 10_000
-    upload_lease_seconds: float = 30.0
-    shutdown_timeout: float = 30.0
-    access_log: bool = False
-    auth: bool = True
-    admin_password: str | None = None  # first start only; generated and printed when unset
-    token_ttl: float = 300.0
-    token_service: str = "moorage"
-    token_realm: str | None = None  # default: <scheme>://<host of the request>/token
-    log_format: str = "auto"  # auto | json | text
-    log_level: str = "INFO"
+    # -- server ---------------------------------------------------------------------------------
+    listen: str = DEFAULT_LISTEN  # address to listen on, HOST:PORT
+    data_dir: Path = Path("data")  # SQLite `moorage.db`, `blobs/`, `uploads/` (also the CLI's)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes sharing the port
+    database_url: str | None = None  # postgresql://… instead of SQLite in the data dir
+    storage_url: str | None = None  # s3://bucket/prefix instead of files in the data dir
+    allow_sparse: bool = False  # accept manifests/indexes whose blobs or children are absent
+    fsync: bool = True  # fsync blobs on commit (off: faster, loses data on power failure)
+    chunk_min_length: int = 1 << 20  # advertised OCI-Chunk-Min-Length (advisory, not enforced)
+    max_manifest_bytes: int = 4 * 1024 * 1024  # largest manifest accepted (413 beyond)
+    page_size_max: int = 10_000  # largest page of tags or catalog (`n`)
+    upload_lease_seconds: float = 30.0  # a dead writer's hold on an upload expires after this
+    upload_checkpoint_bytes: int = 256 << 20  # a streamed PATCH checkpoints this often (0: off)
+    shutdown_timeout: float = 30.0  # seconds in-flight requests get after SIGTERM/SIGINT
+    access_log: bool = False  # log every request (not only writes and errors)
+    auth: bool = True  # authentication (off: an open registry for throwaway use)
+    admin_password: str | None = None  # password of `admin` on first start (else generated)
+    token_ttl: float = 300.0  # lifetime of issued bearer tokens, seconds
+    token_service: str = "moorage"  # `service` of the token challenge and the tokens' audience
+    token_realm: str | None = None  # token endpoint URL in challenges (default: request's /token)
+    trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For names the client
+    login_address_limit: int = 100  # failed logins per address in 5 min before lockouts lengthen
+    log_format: str = "auto"  # json, text, or auto (text on a terminal, else JSON)
+    log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
     # -- scale-out (PostgreSQL + S3) ------------------------------------------------------------
-    db_pool_size: int = 5  # connections per worker process (PostgreSQL)
-    s3_endpoint: str | None = None  # default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS
-    s3_region: str | None = None  # default: AWS_REGION / AWS_DEFAULT_REGION, else us-east-1
-    s3_access_key_id: str | None = None  # default: AWS_ACCESS_KEY_ID
-    s3_secret_access_key: str | None = None  # default: AWS_SECRET_ACCESS_KEY
-    s3_part_size: int = 16 << 20  # first multipart parts; doubles every 1,000 parts
-    spool_dir: str | None = None  # local temp files for chunks of unknown length (S3)
-    blob_redirect: bool = True  # S3: GET of a blob redirects to a presigned URL (else proxied)
-    blob_redirect_min_bytes: int = 1 << 20  # smaller blobs are proxied: a redirect costs more
+    db_pool_size: int = 5  # PostgreSQL connections per worker process (as many again overflow)
+    s3_endpoint: str | None = None  # S3 endpoint URL (default: AWS_ENDPOINT_URL_S3 / _URL, AWS)
+    s3_region: str | None = None  # S3 region (default: AWS_REGION / AWS_DEFAULT_REGION, us-east-1)
+    s3_access_key_id: str | None = None  # S3 access key (default: AWS_ACCESS_KEY_ID)
+    s3_secret_access_key: str | None = None  # S3 secret key (default: AWS_SECRET_ACCESS_KEY)
+    s3_part_size: int = 16 << 20  # first multipart part size; doubles every 1,000 parts
+    spool_dir: str | None = None  # local temp files for S3 chunks of unknown length (default: tmp)
+    blob_redirect: str = "large"  # S3 blob GET: 307 to a presigned URL for large, always or never
+    blob_redirect_min_bytes: int = 64 << 20  # `large`: smaller blobs are proxied, digest header on
     presign_expires: int = 300  # seconds a presigned blob URL stays valid
-    # -- lifecycle (durations in seconds) --
+    # -- lifecycle (durations in seconds) -------------------------------------------------------
     gc_grace_period: float = 86400.0  # unreferenced content survives at least this long
     gc_interval: float = 3600.0  # scheduled retention + GC in the background; 0 turns it off
     gc_untagged: bool = True  # collect manifests no tag/index/subject reaches (after the grace)
-    upload_ttl: float = 86400.0  # upload sessions idle this long expire
+    upload_ttl: float = 86400.0  # idle upload sessions expire (multipart uploads aborted)
     tag_restore_window: float = 7 * 86400.0  # deleted tags stay restorable this long
     pull_flush_interval: float = 5.0  # pull times are batched in memory this long
+
+    def __post_init__(self) -> None:
+        mode = self.blob_redirect
+        if isinstance(mode, bool):
+            mode = "large" if mode else "never"
+        mode = str(mode).strip().lower()
+        object.__setattr__(self, "blob_redirect", _REDIRECT_ALIASES.get(mode, mode))
+
+    @property
+    def redirect_min_bytes(self) -> int | None:
+        """Smallest blob a GET redirects to the store (None: never redirect)."""
+        if self.blob_redirect == "never":
+            return None
+        return 0 if self.blob_redirect == "always" else self.blob_redirect_min_bytes
 
     @property
     def host(self) -> str:
@@ -125,8 +149,31 @@ class Settings:
             )
         if self.storage_url and not self.storage_url.startswith("s3://"):
             raise ValueError(f"--storage must be s3://bucket/prefix, got {self.storage_url!r}")
+        if self.upload_checkpoint_bytes < 0:
+            raise ValueError("upload_checkpoint_bytes must be 0 (off) or a positive byte count")
+        if self.blob_redirect not in REDIRECT_MODES:
+            raise ValueError(
+                f"blob_redirect must be one of {', '.join(REDIRECT_MODES)} (or 1/0), "
+                f"got {self.blob_redirect!r}"
+            )
+        if self.blob_redirect_min_bytes < 0:
+            raise ValueError("blob_redirect_min_bytes must be 0 or more")
+        if self.login_address_limit < 1:
+            raise ValueError("login_address_limit must be at least 1")
+        try:
+            proxy_networks(self.trusted_proxies)
+        except ValueError as exc:
+            raise ValueError(f"trusted_proxies: {exc}") from None
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
+
+
+def proxy_networks(value: str | list[str]) -> tuple[IPNetwork, ...]:
+    """The networks of a comma-separated CIDR list (`10.0.0.0/8, 192.168.1.7`)."""
+    if not isinstance(value, str):  # a TOML array
+        value = ",".join(str(v) for v in value)
+    return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                 for part in value.split(",") if part.strip())
 
 
 def _load_toml(path: Path, known: set[str]) -> dict[str, object]:
@@ -141,3 +188,50 @@ def _load_toml(path: Path, known: set[str]) -> dict[str, object]:
     if unknown:
         raise ValueError(f"unknown settings in {path}: {', '.join(sorted(unknown))}")
     return data
+
+
+@dataclass(frozen=True)
+class SettingDoc:
+    """One setting as the docs show it."""
+
+    name: str
+    env: str
+    default: object
+    description: str
+    section: str
+
+
+def documented() -> list[SettingDoc]:
+    """Every Settings field with its description: the trailing comment on its line in this
+    file, and the section of the `# -- name --` line above it (one definition, no copy)."""
+    import inspect
+    import io
+    import re
+    import tokenize
+
+    comments: dict[str, tuple[str, str]] = {}
+    section = "server"
+    pending: str | None = None
+    source = inspect.getsource(Settings)
+    for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+        if tok.type == tokenize.COMMENT:
+            heading = re.match(r"#\s*--\s*([^-].*?)\s*-*$", tok.string)
+            if heading and tok.line.strip() == tok.string.strip():
+                section = heading.group(1)
+            elif pending is not None:
+                comments[pending] = (tok.string.lstrip("# ").strip(), section)
+        elif tok.type == tokenize.NAME and tok.start[1] == 4 and tok.line[4:].startswith(
+            tok.string + ":"
+        ):
+            pending = tok.string
+        elif tok.type == tokenize.NEWLINE:
+            pending = None
+    defaults = Settings()
+    out = []
+    for f in fields(Settings):
+        description, sect = comments.get(f.name, ("", section))
+        default: object = getattr(defaults, f.name)
+        if f.name == "workers":
+            default = "number of cores"
+        out.append(SettingDoc(f.name, f"MOORAGE_{f.name.upper()}", default, description, sect))
+    return out

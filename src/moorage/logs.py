@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from aiohttp.http_exceptions import BadHttpMessage
+
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -40,6 +42,26 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class AnsweredBadRequests(logging.Filter):
+    """One info line, no traceback, for malformed HTTP that aiohttp already answered with 400.
+
+    aiohttp's protocol logs every parser error (a bad request line, header garbage) with
+    `logger.exception`: noise at error level for something the client got wrong and was told.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, BadHttpMessage) or record.levelno < logging.WARNING:
+            return True
+        remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
+        record.msg, record.args = "malformed HTTP request answered with 400", ()
+        record.levelno, record.levelname = logging.INFO, logging.getLevelName(logging.INFO)
+        record.exc_info, record.exc_text, record.stack_info = None, None, None
+        record.remote = remote
+        record.reason = f"{type(exc).__name__}: {exc.message}"[:200]
+        return logging.getLogger(record.name).isEnabledFor(logging.INFO)
+
+
 def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     """Configure the root logger once per process."""
     if fmt == "auto":
@@ -51,3 +73,6 @@ def setup_logging(level: str = "INFO", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, AnsweredBadRequests) for f in server.filters):
+        server.addFilter(AnsweredBadRequests())

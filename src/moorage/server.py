@@ -187,8 +187,8 @@ def _run_worker(settings: Settings, sock: socket.socket) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-        # Stop accepting, let in-flight requests finish (an unfinished upload chunk is simply
-        # not acknowledged, so the client resumes from the last acknowledged offset).
+        # Stop accepting, let in-flight requests finish; a streaming PATCH checkpoints what it
+        # received and ends with a 503 (the app's on_shutdown hook), so none holds us up.
         await runner.cleanup()
 
     asyncio.run(main())

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
@@ -566,7 +567,11 @@ def cli_env(reg: Any) -> dict[str, str]:
 
 
 def run_process(
-    *args: str, env: dict[str, str] | None = None, timeout: float = 60, check: bool = True
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 60,
+    check: bool = True,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.CompletedProcess:
     """`python -m moorage ARGS` (the `moorage` command) in a process of its own."""
     p = subprocess.run(
@@ -576,6 +581,7 @@ def run_process(
         timeout=timeout,
         env={**os.environ, **(env or {})},
         check=False,
+        cwd=cwd,
     )
     if check and p.returncode != 0:
         raise AssertionError(
@@ -626,3 +632,24 @@ def run_cli_many(
 ) -> list[subprocess.CompletedProcess]:
     """Several CLI commands, one after the other."""
     return [run_cli(*a, env=env, check=check) for a in commands]
+
+
+def table_rows(text: str) -> list[dict[str, str]]:
+    """The rows of a `moorage` table (a header line, a rule, then rows) as {HEADER: cell}:
+    cells are cut at the columns where the header's names start."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    rule = next(i for i, line in enumerate(lines) if set(line.strip()) == {"─"})
+    header = lines[rule - 1]
+    # A header may hold a space ("DRY RUN"): a name starts only after two spaces.
+    starts = [0, *(m.end() for m in re.finditer(r" {2,}(?=\S)", header))]
+    names = [header[a:b].strip() for a, b in zip(starts, [*starts[1:], None], strict=True)]
+    return [
+        {n: line[a:b].strip() for n, a, b in zip(names, starts, [*starts[1:], None], strict=True)}
+        for line in lines[rule + 1 :]
+    ]
+
+
+def rfc3339_seconds(value: str) -> float:
+    """Unix seconds of an RFC 3339 time the API or the CLI printed (`…Z`); fails otherwise."""
+    assert isinstance(value, str) and value.endswith("Z") and "T" in value, value
+    return datetime.fromisoformat(value).timestamp()

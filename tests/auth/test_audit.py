@@ -4,6 +4,7 @@ through GET /api/v1/audit (JSON and JSON lines) and `moorage audit`."""
 from __future__ import annotations
 
 import json
+import re
 import time
 
 from .authkit import (
@@ -23,8 +24,10 @@ from .authkit import (
     new_source,
     pull_scope,
     push_image,
+    rfc3339_seconds,
     run_processes,
     start_upload,
+    table_rows,
     token,
     uniq,
     v2,
@@ -46,7 +49,7 @@ FIELDS = {
 def _check_shape(events, since: float) -> None:
     for e in events:
         assert FIELDS <= set(e), e
-        assert since - 1 <= e["time"] <= time.time() + 1, e
+        assert since - 1 <= rfc3339_seconds(e["time"]) <= time.time() + 1, e
         assert e["outcome"] in ("success", "denied", "failure"), e
 
 
@@ -255,6 +258,39 @@ def test_audit_cli_jsonl(world):
     assert ("blob.push", "success", dev) in actions, actions
     assert ("access.pull", "denied", world.outsider[0]) in actions, actions
     assert any(e["reference"] == m.blobs[0].digest for e in lines), lines
-    rows = [row for row in table.stdout.splitlines() if row.strip()]
-    assert len(rows) == 1 and "access.pull" in rows[0], table.stdout
-    assert world.outsider[0] in rows[0], table.stdout
+    rows = table_rows(table.stdout)
+    assert len(rows) == 1 and rows[0]["ACTION"] == "access.pull", table.stdout
+    assert rows[0]["ACTOR"] == world.outsider[0] and rows[0]["OUTCOME"] == "denied", table.stdout
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", rows[0]["TIME"]), table.stdout
+
+
+def test_audit_export_is_complete_beyond_one_page(world):
+    """More events than the table's 100 and the API's page: `moorage audit --jsonl` and
+    `GET /api/v1/audit?format=jsonl` export every one; a limit applies only when asked for."""
+    reg, api = world.reg, world.api
+    repo = f"{world.team}/{uniq('export')}"
+    count = 130
+    for _ in range(count):
+        assert_denied(get_manifest(reg, repo, "v1", world.outsider))
+    assert len(find_events(api, timeout=30, min_count=count, repository=repo)) == count
+    r = api("GET", "audit", params={"repository": repo, "format": "jsonl"})
+    assert r.status_code == 200, describe(r)
+    exported = [json.loads(line) for line in r.text.splitlines()]
+    assert len(exported) == count, len(exported)
+    assert len({e["id"] for e in exported}) == count
+    limited = api("GET", "audit", params={"repository": repo, "format": "jsonl", "limit": "7"})
+    assert len(limited.text.splitlines()) == 7, limited.text
+    data_dir = str(reg.data_dir)
+    everything, seven, table = run_processes(
+        [
+            ["audit", "--data-dir", data_dir, "--jsonl", "--repository", repo],
+            ["audit", "--data-dir", data_dir, "--jsonl", "--repository", repo, "--limit", "7"],
+            ["audit", "--data-dir", data_dir, "--repository", repo],
+        ],
+        env=cli_env(reg),
+    )
+    lines = [json.loads(line) for line in everything.stdout.splitlines()]
+    assert lines == exported, (len(lines), len(exported))
+    assert [e["id"] for e in lines] == sorted((e["id"] for e in lines), reverse=True)
+    assert len(seven.stdout.splitlines()) == 7, seven.stdout
+    assert len(table_rows(table.stdout)) == 100, table.stdout  # the table's default limit

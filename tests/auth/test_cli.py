@@ -8,7 +8,11 @@ Most commands run in-process (moorage.cli.app with the same argv, see authkit.ru
 
 from __future__ import annotations
 
+import calendar
+import json
+import os
 import re
+import time
 
 from .authkit import (
     Bearer,
@@ -27,8 +31,10 @@ from .authkit import (
     pull_scope,
     push_image,
     push_scope,
+    rfc3339_seconds,
     run_cli,
     run_process,
+    table_rows,
     token,
     try_push,
     uniq,
@@ -36,6 +42,11 @@ from .authkit import (
 )
 
 SECRET = re.compile(r"secret \(shown once\): (\S+)")
+HUMAN_TIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC")
+
+
+def _human_seconds(text: str) -> float:
+    return calendar.timegm(time.strptime(text, "%Y-%m-%d %H:%M:%S UTC"))
 
 
 def cli(world, *args: str, check: bool = True):
@@ -64,10 +75,13 @@ def test_cli_user_add_and_list(world):
 
     # `user list` as a real process, next to the running server
     listing = run_process("user", "list", "--data-dir", str(reg.data_dir), env=cli_env(reg))
-    rows = dict(line.split("\t", 1) for line in listing.stdout.splitlines() if "\t" in line)
-    assert rows.get(plain[0]) == "", listing.stdout
-    assert rows.get(admin[0]) == "admin", listing.stdout
-    assert rows.get("admin") == "admin", listing.stdout
+    rows = {r["NAME"]: r for r in table_rows(listing.stdout)}
+    assert rows[plain[0]]["ADMIN"] == "no" and rows[plain[0]]["STATE"] == "active", listing.stdout
+    assert rows[admin[0]]["ADMIN"] == "yes", listing.stdout
+    assert rows["admin"]["ADMIN"] == "yes", listing.stdout
+    assert HUMAN_TIME.fullmatch(rows[plain[0]]["CREATED"]), listing.stdout
+    as_json = {u["name"]: u for u in json.loads(cli(world, "user", "list", "--json").stdout)["users"]}
+    assert abs(rfc3339_seconds(as_json[plain[0]]["created_at"]) - time.time()) < 600, as_json
     dup = cli(world, "user", "add", plain[0], "--password", new_password(), check=False)
     assert dup.returncode != 0, dup
     assert get_token(reg, auth=plain).status_code == 200  # the failed duplicate changed nothing
@@ -172,11 +186,18 @@ def test_cli_robots(world):
     refresh = r.json()["refresh_token"]
 
     listing = cli(world, "robot", "list").stdout
-    rows = {line.split("\t")[0]: line for line in listing.splitlines()}
-    assert f"{world.team}=pull,push" in rows[pusher[0]], rows[pusher[0]]
-    assert "expires=never" not in rows[pusher[0]], rows[pusher[0]]
-    assert "expires=never" in rows[unused[0]], rows[unused[0]]
+    rows = {r["NAME"]: r for r in table_rows(listing)}
+    assert rows[pusher[0]]["PERMISSIONS"] == f"{world.team}=pull,push", rows[pusher[0]]
+    # `expires` is a readable UTC time about a day ahead, never raw Unix seconds
+    expires = rows[pusher[0]]["EXPIRES"]
+    assert HUMAN_TIME.fullmatch(expires), rows[pusher[0]]
+    assert abs(_human_seconds(expires) - time.time() - 86400) < 600, expires
+    assert rows[unused[0]]["EXPIRES"] == "never", rows[unused[0]]
+    assert rows[pusher[0]]["DESCRIPTION"] == "ci", rows[pusher[0]]
     assert all(secret not in listing for _n, secret in robots)
+    as_json = {r["name"]: r for r in json.loads(cli(world, "robot", "list", "--json").stdout)["robots"]}
+    assert abs(rfc3339_seconds(as_json[pusher[0]]["expires_at"]) - time.time() - 86400) < 600
+    assert as_json[unused[0]]["expires_at"] is None, as_json[unused[0]]
 
     cli(world, "robot", "revoke", puller[0])
     cli(world, "robot", "revoke", unused[0])
@@ -194,10 +215,75 @@ def test_cli_robots(world):
     )
     assert_error(r, 401, "UNAUTHORIZED")
     listing = cli(world, "robot", "list").stdout
-    rows = {line.split("\t")[0]: line for line in listing.splitlines()}
-    assert "\trevoked\t" in rows[puller[0]] and "\trevoked\t" in rows[unused[0]], listing
-    assert "\tactive\t" in rows[pusher[0]], listing
+    rows = {r["NAME"]: r for r in table_rows(listing)}
+    assert rows[puller[0]]["STATE"] == "revoked" and rows[unused[0]]["STATE"] == "revoked", listing
+    assert rows[pusher[0]]["STATE"] == "active", listing
     # and the API agrees
     api_rows = {x["name"]: x for x in world.api.ok("GET", "robots")["robots"]}
     assert api_rows[unused[0]]["revoked"] is True, api_rows[unused[0]]
     assert api_rows[pusher[0]]["description"] == "ci", api_rows[pusher[0]]
+
+
+NO_REGISTRY = "no Moorage registry in "
+
+
+def test_cli_user_add_in_a_directory_without_a_registry_creates_nothing(tmp_path):
+    """The real command, run where there is no ./data: it refuses, naming the path and the
+    way to point at a registry, and leaves the directory as it was."""
+    assert "MOORAGE_DATA_DIR" not in os.environ and "MOORAGE_DATABASE_URL" not in os.environ
+    p = run_process("user", "add", "bob", "--password", new_password(), cwd=tmp_path,
+                    check=False)
+    assert p.returncode == 2, p
+    assert NO_REGISTRY + str((tmp_path / "data").resolve()) in p.stderr, p.stderr
+    assert "--data-dir" in p.stderr and "--database" in p.stderr, p.stderr
+    assert "moorage serve" in p.stderr, p.stderr
+    assert list(tmp_path.iterdir()) == [], list(tmp_path.iterdir())
+
+
+def test_cli_read_commands_refuse_a_data_dir_without_a_registry(tmp_path):
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    for args in (["user", "list"], ["robot", "list"], ["audit", "--jsonl"],
+                 ["namespace", "add", "ns"], ["quota", "show", "ns"], ["gc", "--dry-run"],
+                 ["tag", "deleted", "ns/app"], ["db", "current"]):
+        r = run_cli(*args, "--data-dir", str(empty), check=False)
+        assert r.returncode == 2, (args, r)
+        assert f"{NO_REGISTRY}{empty.resolve()} (no moorage.db)" in r.stderr, (args, r.stderr)
+    assert list(empty.iterdir()) == [], list(empty.iterdir())
+
+
+def test_cli_refuses_a_database_without_the_moorage_schema(tmp_path):
+    """A database that exists but was never migrated (here an empty SQLite file) is not a
+    registry either; `db upgrade` is the command that makes it one."""
+    url = f"sqlite:///{tmp_path / 'other.db'}"
+    (tmp_path / "other.db").touch()
+    r = run_cli("user", "list", "--database", url, check=False)
+    assert r.returncode == 2, r
+    assert "no Moorage schema" in r.stderr and "other.db" in r.stderr, r.stderr
+    run_cli("db", "upgrade", "--database", url)
+    listing = run_cli("user", "list", "--database", url)
+    assert listing.stdout.strip() == "no users", listing.stdout
+
+
+def test_cli_every_data_command_takes_the_same_registry_options():
+    """--data-dir, --database, --storage and --config on every command but `version` and
+    `settings --markdown` (which read no registry)."""
+    from typer.main import get_command
+
+    from moorage.cli import app
+
+    def leaves(cmd, path: tuple[str, ...] = ()):  # type: ignore[no-untyped-def]
+        if hasattr(cmd, "commands"):
+            for name, sub in cmd.commands.items():
+                yield from leaves(sub, (*path, name))
+        else:
+            yield path, cmd
+
+    checked = []
+    for path, cmd in leaves(get_command(app)):
+        if path == ("version",):
+            continue
+        opts = {o for p in cmd.params for o in getattr(p, "opts", [])}
+        assert {"--data-dir", "--database", "--storage", "--config"} <= opts, (path, opts)
+        checked.append(path)
+    assert ("user", "add") in checked and ("gc",) in checked and ("serve",) in checked

@@ -128,15 +128,73 @@ def test_mount_with_read_access_links_the_blob(world, setup):
     tok = Bearer(token(reg, dev, push_scope(t2), pull_scope(f"{priv}/repo")))
     r = start_upload(reg, t2, tok, mount=digest, **{"from": f"{priv}/repo"})
     assert r.status_code == 201, describe(r)
-    # a token without pull on the source does not mount, even though dev could read it
+    # a token without pull on the source, of a caller who could read it: challenged for both
+    # scopes (test_mount_challenge_then_wider_token_mounts follows that through)
     t3 = f"{pub}/{uniq('m')}"
     tok3 = Bearer(token(reg, dev, push_scope(t3)))
     r = start_upload(reg, t3, tok3, mount=digest, **{"from": f"{priv}/repo"})
-    assert r.status_code == 202, describe(r)
+    assert assert_unauthorized(r)["scope"] == f"{push_scope(t3)} {pull_scope(f'{priv}/repo')}"
     # without `from`: any repository the caller may read can lend the blob
     t4 = f"{pub}/{uniq('m')}"
     r = eventually(lambda: _status(start_upload(reg, t4, dev, mount=digest), 201))
     assert get_blob(reg, t4, digest, dev).content == data
+
+
+def test_mount_challenge_then_wider_token_mounts(world, setup):
+    """Distribution's sequence: a token scoped to the target only gets 401 naming both scopes;
+    the client asks the realm for exactly those, and the mount with the new token is a 201."""
+    reg = world.reg
+    priv, pub, dev, data, digest = setup
+    world.api.set_member(priv, dev[0], "reader")
+    source, target = f"{priv}/repo", f"{pub}/{uniq('c')}"
+    narrow = Bearer(token(reg, dev, push_scope(target)))
+    r = start_upload(reg, target, narrow, mount=digest, **{"from": source})
+    params = assert_unauthorized(r)
+    assert params == {
+        "realm": f"{reg.url}/token",
+        "service": "moorage",
+        "scope": f"repository:{target}:pull,push repository:{source}:pull",
+        "error": "insufficient_scope",
+    }, describe(r)
+    assert get_blob(reg, target, digest, world.admin).status_code == 404  # nothing linked yet
+    # what a client does with the challenge: one token request with its scopes
+    t = call("GET", params["realm"], auth=dev,
+             params=[("service", params["service"])]
+             + [("scope", s) for s in params["scope"].split(" ")])
+    assert t.status_code == 200, describe(t)
+    assert set(t.json()["scope"].split(" ")) == {push_scope(target), pull_scope(source)}
+    wide = Bearer(t.json()["token"])
+    r = start_upload(reg, target, wide, mount=digest, **{"from": source})
+    assert r.status_code == 201, describe(r)
+    assert r.headers.get("Docker-Content-Digest") == digest, describe(r)
+    assert get_blob(reg, target, digest, wide).content == data
+    await_event(world.api, {"repository": target}, action="blob.mount", reference=digest,
+                actor=dev[0], outcome="success")
+
+
+def test_mount_challenge_for_a_robot_token(world, setup):
+    """A robot with pull on the source and push on the target follows the same challenge."""
+    reg = world.reg
+    priv, pub, _dev, _data, digest = setup
+    robot, secret, _ = world.api.create_robot({priv: ["pull"], pub: ["pull", "push"]})
+    source, target = f"{priv}/repo", f"{pub}/{uniq('r')}"
+    r = start_upload(reg, target, Bearer(token(reg, (robot, secret), push_scope(target))),
+                     mount=digest, **{"from": source})
+    assert assert_unauthorized(r)["scope"] == f"{push_scope(target)} {pull_scope(source)}"
+    wide = Bearer(token(reg, (robot, secret), push_scope(target), pull_scope(source)))
+    r = start_upload(reg, target, wide, mount=digest, **{"from": source})
+    assert r.status_code == 201, describe(r)
+
+
+def test_anonymous_mount_is_challenged_for_the_target_only(world, setup):
+    """Anonymous callers may not push: the challenge names the target, never the source."""
+    reg = world.reg
+    priv, pub, _dev, _data, digest = setup
+    r = start_upload(reg, f"{pub}/repo", None, mount=digest, **{"from": f"{priv}/repo"})
+    assert assert_unauthorized(r)["scope"] == push_scope(f"{pub}/repo")
+    anon = Bearer(token(reg, None, pull_scope(f"{pub}/repo"), pull_scope(f"{priv}/repo")))
+    r = start_upload(reg, f"{pub}/repo", anon, mount=digest, **{"from": f"{priv}/repo"})
+    assert assert_unauthorized(r)["scope"] == push_scope(f"{pub}/repo")
 
 
 def _status(r, status):

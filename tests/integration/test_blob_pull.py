@@ -8,15 +8,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from .helpers import (
     assert_error,
     blob_url,
+    chunk_size_for,
     describe,
     digest_of,
     http,
+    patch_chunk,
     push_blob,
+    put_final,
     random_bytes,
     random_digest,
+    resolve,
+    start_upload,
 )
 
 
@@ -58,6 +65,36 @@ def test_get_existing_blob_returns_exact_bytes_and_headers(registry, repo, algo)
     assert r.headers.get("Content-Length") == str(len(data)), describe(r)
     assert r.headers.get("Docker-Content-Digest") == digest, describe(r)
     assert r.headers.get("Accept-Ranges") == "bytes", describe(r)
+
+
+@pytest.mark.parametrize("put_chunk", [False, True], ids=["chunked-multi", "put-chunk"])
+def test_get_after_chunked_upload_of_min_length_chunks_has_digest_on_final_response(
+    registry, repo, algo, put_chunk
+):
+    """Suite B `chunked multi` with the advertised OCI-Chunk-Min-Length (1 MiB): ~3 MiB.
+
+    The digest header is a MUST on blob GET (suite B, dev profile) and is checked on the response
+    the client ends up with, after following any redirect: such a blob is served by the node.
+    """
+    loc, post = start_upload(registry, repo)
+    size = chunk_size_for(post)
+    data = random_bytes(3 * size - 5)
+    digest = digest_of(data, algo)
+    pieces = [data[i : i + size] for i in range(0, len(data), size)]
+    last = pieces.pop() if put_chunk else b""
+    offset = 0
+    for piece in pieces:
+        r = patch_chunk(loc, piece, offset)
+        assert r.status_code == 202, describe(r)
+        offset += len(piece)
+        loc = resolve(r)
+    r = put_final(loc, digest, last, offset)
+    assert r.status_code == 201, describe(r)
+    g = http.get(blob_url(registry, repo, digest))
+    assert g.status_code == 200, describe(g)
+    assert g.content == data
+    assert g.headers.get("Content-Length") == str(len(data)), describe(g)
+    assert g.headers.get("Docker-Content-Digest") == digest, describe(g)
 
 
 def test_delete_blob_returns_202_then_head_and_get_are_404(registry, repo, algo):

@@ -651,7 +651,7 @@ def test_put_without_digest_is_400_digest_invalid(registry, repo):
 
 def test_truncated_body_is_rejected_and_not_stored(registry, repo):
     """Content-Length says 100 but the client sends 50 bytes and closes its side: the
-    server must not turn those 50 bytes into a blob (400 SIZE_INVALID if it still answers)."""
+    server must not turn those 50 bytes into a blob; it drops the request without an answer."""
     loc, _ = start_upload(registry, repo)
     data = random_bytes(50)
     target = urlsplit(add_query(loc, {"digest": digest_of(data)}))
@@ -670,10 +670,9 @@ def test_truncated_body_is_rejected_and_not_stored(registry, repo):
                 reply += chunk
         except (ConnectionResetError, TimeoutError):
             pass
-    if reply:
-        status_line = reply.split(b"\r\n", 1)[0]
-        assert b" 400 " in status_line, f"truncated PUT answered {reply[:400]!r}"
-        assert b"SIZE_INVALID" in reply, f"truncated PUT answered {reply[:400]!r}"
+    # aiohttp sees the half-close as the connection lost mid-body: the request is dropped and
+    # nothing is answered (there is no one to read a 400 in the usual client).
+    assert reply == b"", f"truncated PUT answered {reply[:400]!r}"
     assert not blob_exists(registry, repo, digest_of(data))
 
 
@@ -694,9 +693,7 @@ def test_declared_content_length_larger_than_body_on_post_only_not_stored(regist
                 reply += chunk
         except (ConnectionResetError, TimeoutError):
             pass
-    if reply:
-        assert b" 400 " in reply.split(b"\r\n", 1)[0], f"answered {reply[:400]!r}"
-        assert b"SIZE_INVALID" in reply, f"answered {reply[:400]!r}"
+    assert reply == b"", f"answered {reply[:400]!r}"  # dropped, as a truncated PUT above
     assert not blob_exists(registry, repo, digest_of(data))
 
 

@@ -6,6 +6,10 @@ the protocol tests provoke.
 
 from __future__ import annotations
 
+import json
+import re
+import socket
+import time
 import uuid
 
 import pytest
@@ -154,3 +158,63 @@ def test_odd_upload_headers_never_cause_a_server_error(registry, repo, headers):
     path = loc.split(registry.url, 1)[1]
     status, _, body = raw_request(registry.url, "PATCH", path, b"abc", headers)
     assert status < 500, (headers, status, body[:300])
+
+
+@pytest.mark.parametrize("content_range", ["\uff10-\uff12", "\u0660-\u0662", "0x0-0x2"])
+def test_content_range_needs_ascii_digits(registry, repo, content_range):
+    loc, _ = start_upload(registry, repo)
+    path = loc.split(registry.url, 1)[1]
+    r = http.patch(registry.url + path, data=b"abc",
+                   headers={"Content-Range": content_range.encode()})
+    assert_error(r, 416, "BLOB_UPLOAD_INVALID")
+
+
+@pytest.mark.parametrize("n", ["%C2%B2", "%EF%BC%95", "%D9%A3", "+5", "5%20", "1_0"])
+def test_page_size_needs_ascii_digits(registry, repo, n):
+    push_tree(registry, repo, make_image(), tag="present")
+    status, _, body = raw_request(registry.url, "GET", f"/v2/{repo}/tags/list?n={n}")
+    assert status == 400, (n, status, body[:300])
+    assert json.loads(body)["errors"][0]["message"].startswith("invalid page size"), body
+
+
+MALFORMED_HTTP = {
+    "header-without-colon": b"GET /v2/ HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n",
+    "bad-request-line": b"GET /v2/ HTTP/1.1 extra\r\nHost: x\r\n\r\n",
+    "bad-version": b"GET /v2/ HTTP/9.Z\r\nHost: x\r\n\r\n",
+    "control-char-in-header": b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n",
+    "two-content-lengths": b"PUT /v2/a/manifests/t HTTP/1.1\r\nHost: x\r\n"
+                           b"Content-Length: 1\r\nContent-Length: 2\r\n\r\nab",
+    "bad-content-length": b"PUT /v2/a/manifests/t HTTP/1.1\r\nHost: x\r\n"
+                          b"Content-Length: \xef\xbc\x95\r\n\r\nabcde",
+    "bad-chunk-size": b"PATCH /v2/a/blobs/uploads/x HTTP/1.1\r\nHost: x\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+    "header-line-too-long": b"GET /v2/ HTTP/1.1\r\nHost: x\r\nX-Long: " + b"a" * 70000 + b"\r\n\r\n",
+}
+
+
+def _send_raw(registry, payload: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", registry.port), timeout=30) as sock:
+        sock.sendall(payload)  # no half-close: aiohttp would drop the connection before answering
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@pytest.mark.parametrize("payload", list(MALFORMED_HTTP.values()), ids=list(MALFORMED_HTTP))
+def test_malformed_http_is_400_and_logged_as_one_info_line_without_traceback(registry, payload):
+    start = registry.log_path.stat().st_size
+    answer = _send_raw(registry, payload)
+    assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer[:300]
+    deadline = time.monotonic() + 30
+    while True:
+        with open(registry.log_path, "rb") as log:
+            log.seek(start)
+            lines = log.read().decode(errors="replace").splitlines()
+        if any("malformed HTTP request answered with 400" in line for line in lines):
+            break
+        assert time.monotonic() < deadline, f"no info line for the 400 in {lines[-20:]}"
+        time.sleep(0.1)
+    assert not [line for line in lines if "Traceback" in line or '"level": "error"' in line]
+    info = [json.loads(line) for line in lines if "malformed HTTP request" in line]
+    assert info[0]["level"] == "info" and info[0]["logger"] == "aiohttp.server", info

@@ -452,3 +452,79 @@ def test_digest_reference_is_case_sensitive_hex(registry, repo):
     upper = "sha256:" + digest.split(":")[1].upper()
     r = get_manifest(registry, repo, upper)
     assert_error(r, (400, 404), "DIGEST_INVALID", "MANIFEST_UNKNOWN")
+
+
+# ----------------------------------------------------------------------------------------------
+# strict JSON and the image-spec MUST rules: refused with a reason, never stored
+
+
+def _refused(registry, repo, body: bytes, media_type: str = OCI_MANIFEST) -> str:
+    """PUT by digest; assert 400 MANIFEST_INVALID and nothing stored; return the message."""
+    digest = digest_of(body)
+    r = put_manifest(registry, repo, digest, body, media_type)
+    assert_error(r, 400, "MANIFEST_INVALID")
+    assert_error(get_manifest(registry, repo, digest), 404, "MANIFEST_UNKNOWN", "NAME_UNKNOWN")
+    return r.json()["errors"][0]["message"]
+
+
+def test_deeply_nested_manifest_is_400_naming_the_depth_limit(registry, repo):
+    body = b'{"schemaVersion": 2, "annotations": {"a": ' + b"[" * 2000 + b"]" * 2000 + b"}}"
+    assert "nests deeper than 64 levels" in _refused(registry, repo, body)
+
+
+@pytest.mark.parametrize("codec", ["utf-16", "utf-32-le", "utf-8-sig"])
+def test_manifest_not_in_plain_utf8_is_refused(registry, repo, codec):
+    m = make_image()
+    push_image_blobs(registry, repo, m)
+    body = m.body.decode().encode(codec)
+    assert "not valid JSON" in _refused(registry, repo, body)
+    push_manifest(registry, repo, m.body, OCI_MANIFEST)  # the same manifest in UTF-8 is fine
+
+
+def test_manifest_with_duplicate_keys_is_refused(registry, repo):
+    m = make_image()
+    push_image_blobs(registry, repo, m)
+    body = m.body.replace(b'"schemaVersion": 2', b'"schemaVersion": 2, "schemaVersion": 2')
+    assert "duplicate key 'schemaVersion'" in _refused(registry, repo, body)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d["layers"][0].update(size="12"), "layers[0].size must be a non-negative"),
+        (lambda d: d["layers"][0].update(urls=[1]), "layers[0].urls[0] must be a string"),
+        (lambda d: d.update(annotations={"k": 1}), "annotations['k'] must be a string"),
+        (lambda d: d["config"].update(mediaType="config"), "config.mediaType 'config' is not"),
+        (lambda d: d.pop("layers"), "layers is required"),
+        (lambda d: d.pop("config"), "config is required in an image manifest"),
+        (lambda d: d.update(manifests=[]), "an image manifest must not have manifests"),
+    ],
+    ids=["size-string", "urls-int", "annotation-int", "media-type", "no-layers", "no-config",
+         "image-and-index"],
+)
+def test_schema_invalid_image_manifest_is_refused_with_its_json_path(registry, repo, change,
+                                                                     message):
+    m = make_image()
+    push_image_blobs(registry, repo, m)
+    doc = m.json
+    change(doc)
+    assert message in _refused(registry, repo, dumps(doc))
+
+
+def test_schema_invalid_platform_in_index_is_refused(registry, repo):
+    child = make_image()
+    push_tree(registry, repo, child)
+    doc = make_index([child]).json
+    doc["manifests"][0]["platform"] = {"os": "linux", "architecture": 64}
+    message = _refused(registry, repo, dumps(doc), OCI_INDEX)
+    assert "manifests[0].platform.architecture is required and must be a string" in message
+
+
+def test_accepted_manifest_with_odd_but_valid_json_is_stored_byte_for_byte(registry, repo):
+    m = make_image()
+    push_image_blobs(registry, repo, m)
+    doc = m.json
+    doc["annotations"] = {"caf\u00e9": "\U0001f600 [{\\\"", "org.example": ""}
+    body = b"\n \t" + json.dumps(doc, ensure_ascii=False, indent=3).encode() + b" \r\n"
+    digest = push_manifest(registry, repo, body, OCI_MANIFEST)
+    assert get_manifest(registry, repo, digest).content == body

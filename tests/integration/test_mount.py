@@ -140,11 +140,12 @@ def test_mount_with_malformed_digest_is_400_digest_invalid(registry, repo, repo2
     assert_error(r, 400, "DIGEST_INVALID")
 
 
-def test_mount_from_invalid_repository_name_is_not_a_server_error(registry, repo):
+def test_mount_from_invalid_repository_name_is_400_name_invalid(registry, repo):
+    """A `from` that cannot be a repository name is bad input (400 NAME_INVALID), not a
+    mount that quietly falls back to a new upload session (202)."""
     r = mount(registry, repo, random_digest(), "UPPER/Case")
-    assert r.status_code in (202, 400), describe(r)
-    if r.status_code == 400:
-        assert_error(r, 400, "NAME_INVALID")
+    assert_error(r, 400, "NAME_INVALID")
+    assert "Location" not in r.headers, describe(r)
 
 
 def test_mount_from_repository_that_deleted_the_blob_is_202(registry, repo, repo2):

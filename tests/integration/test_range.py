@@ -75,3 +75,19 @@ def test_range_on_unknown_blob_is_404(registry, ranged_blob):
     base = url.rsplit("/", 1)[0]
     r = http.get(base + "/sha256:" + "1" * 64, headers={"Range": "bytes=0-10"})
     assert_error(r, 404, "BLOB_UNKNOWN")
+
+
+@pytest.mark.parametrize("header", ["bytes=\uff10-\uff19", "bytes=\u0661-\u0662", "bytes=-\uff15"])
+def test_range_with_non_ascii_digits_is_ignored_and_the_whole_blob_sent(ranged_blob, header):
+    url, data = ranged_blob
+    r = http.get(url, headers={"Range": header.encode()})
+    assert r.status_code == 200, describe(r)
+    assert "Content-Range" not in r.headers, describe(r)
+    assert r.content == data
+
+
+def test_range_with_a_5000_digit_end_is_clamped_not_a_server_error(ranged_blob):
+    url, data = ranged_blob
+    r = http.get(url, headers={"Range": "bytes=2000-" + "9" * 5000})
+    assert r.status_code == 206, describe(r)
+    assert r.content == data[2000:]

@@ -209,3 +209,44 @@ def test_every_node_gets_the_same_signing_key(engine):
     values = _parallel(lambda i: stores[i].get_or_create_secret("token-key", lambda: bytes([i]) * 32), 6)
     assert not [v for v in values if isinstance(v, Exception)], values
     assert len(set(values)) == 1
+
+
+# -- login throttling ---------------------------------------------------------------------------
+
+
+def test_concurrent_login_failures_are_all_counted(engine):
+    """Each failure is one upsert: failures racing on several connections all count, and the
+    lockout is computed from the counts they saw."""
+    stores = [AccessStore(engine) for _ in range(8)]
+    seen: list[tuple[int, int]] = []
+
+    def lockout(pair: int, address: int) -> float:
+        seen.append((pair, address))
+        return 60.0 if pair >= 8 else 0.0
+
+    results = _parallel(
+        lambda i: stores[i].record_login_failure("pair:a|u", "addr:a", 3600, 300, lockout), 8
+    )
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert sorted(seen) == [(n, n) for n in range(1, 9)]
+    until, failures = stores[0].login_lock("pair:a|u")
+    assert failures == 8 and until > time.time() + 50
+    assert max(results) == until
+    stores[0].clear_failures(["pair:a|u"])
+    assert stores[0].login_lock("pair:a|u") == (0.0, 0)
+
+
+def test_login_failure_counters_restart_when_stale(engine):
+    store = AccessStore(engine)
+    seen: list[tuple[int, int]] = []
+
+    def lockout(pair: int, address: int) -> float:
+        seen.append((pair, address))
+        return 0.0
+
+    for _ in range(3):
+        store.record_login_failure("pair:b|u", "addr:b", 3600, 300, lockout)
+    # a pair forgotten after no failure for `forget_after`, an address after its window
+    store.record_login_failure("pair:b|u", "addr:b", 0, 300, lockout)
+    store.record_login_failure("pair:b|u", "addr:b", 3600, 0, lockout)
+    assert seen == [(1, 1), (2, 2), (3, 3), (1, 4), (2, 1)]

@@ -83,9 +83,14 @@ def services():
     return shared_services()
 
 
+# Below the 64 MiB default, so the multi-megabyte blobs of these tests take the redirect path.
+REDIRECT_MIN = 4 * MiB
+
+
 @pytest.fixture(scope="module")
 def cluster(services, tmp_path_factory):
-    c = Cluster(services, tmp_path_factory.mktemp("cluster"), 3)
+    c = Cluster(services, tmp_path_factory.mktemp("cluster"), 3,
+                MOORAGE_BLOB_REDIRECT_MIN_BYTES=str(REDIRECT_MIN))
     yield c
     c.stop()
 
@@ -239,27 +244,66 @@ def test_kill_9_mid_upload_then_finish_on_another_node(services, tmp_path):
         cluster.stop()
 
 
-def test_pulls_redirect_to_presigned_urls_or_proxy_with_ranges(cluster, tmp_path):
+def test_large_blob_pull_redirects_with_digest_on_the_307_and_ranges_at_the_store(cluster):
     a = cluster.nodes[0]
     repo = f"scale/{uuid.uuid4().hex[:8]}"
-    data = os.urandom(3 * MiB)
+    data = os.urandom(REDIRECT_MIN + 5)
     assert push_blob(a, repo, data).status_code == 201
     url = f"{a.url}/v2/{repo}/blobs/{digest_of(data)}"
     r = requests.get(url, allow_redirects=False, timeout=T)
     assert r.status_code == 307 and "X-Amz-Signature" in r.headers["Location"]
     assert r.headers["Docker-Content-Digest"] == digest_of(data)
+    assert r.headers["Content-Type"] == "application/octet-stream"
+    assert r.headers["Content-Length"] == "0" and r.content == b""
+    # What a client sees after following it: the store's answer, without the digest header.
+    followed = requests.get(url, timeout=T)
+    assert followed.status_code == 200 and followed.content == data
+    assert "Docker-Content-Digest" not in followed.headers
     ranged = requests.get(url, headers={"Range": "bytes=100-199"}, timeout=T)
     assert ranged.status_code == 206 and ranged.content == data[100:200]
     assert requests.get(url, headers={"Range": f"bytes={len(data)}-"}, timeout=T).status_code == 416
-    proxy = cluster.add(tmp_path / "proxy", MOORAGE_BLOB_REDIRECT="0")
-    try:
-        url = f"{proxy.url}/v2/{repo}/blobs/{digest_of(data)}"
-        r = requests.get(url, allow_redirects=False, timeout=T)
-        assert r.status_code == 200 and r.content == data
-        r = requests.get(url, headers={"Range": "bytes=-10"}, allow_redirects=False, timeout=T)
-        assert r.status_code == 206 and r.content == data[-10:]
-    finally:
-        proxy.stop()
+    head = requests.head(url, timeout=T)
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(data))
+    assert head.headers["Docker-Content-Digest"] == digest_of(data)
+
+
+def test_blob_below_the_threshold_is_proxied_with_digest_header(cluster):
+    a = cluster.nodes[0]
+    repo = f"scale/{uuid.uuid4().hex[:8]}"
+    data = os.urandom(REDIRECT_MIN - 1)
+    assert push_blob(a, repo, data).status_code == 201
+    url = f"{a.url}/v2/{repo}/blobs/{digest_of(data)}"
+    r = requests.get(url, allow_redirects=False, timeout=T)
+    assert r.status_code == 200 and r.content == data
+    assert r.headers["Docker-Content-Digest"] == digest_of(data)
+    assert r.headers["Content-Length"] == str(len(data))
+
+
+def test_redirect_modes_never_always_and_the_old_boolean(cluster, tmp_path):
+    a = cluster.nodes[0]
+    repo = f"scale/{uuid.uuid4().hex[:8]}"
+    small, large = os.urandom(1000), os.urandom(REDIRECT_MIN + 1)
+    for blob in (small, large):
+        assert push_blob(a, repo, blob).status_code == 201
+    # mode -> which of (small, large) a GET answers with a 307
+    expected = {"never": (False, False), "0": (False, False), "always": (True, True),
+                "1": (False, True)}
+    for mode, redirects in expected.items():
+        node = cluster.add(tmp_path / f"mode-{mode}", MOORAGE_BLOB_REDIRECT=mode)
+        try:
+            for blob, redirected in zip((small, large), redirects, strict=True):
+                url = f"{node.url}/v2/{repo}/blobs/{digest_of(blob)}"
+                r = requests.get(url, allow_redirects=False, timeout=T)
+                assert r.headers["Docker-Content-Digest"] == digest_of(blob), (mode, len(blob))
+                if redirected:
+                    assert r.status_code == 307, (mode, len(blob), r.status_code)
+                    assert requests.get(url, timeout=T).content == blob
+                else:
+                    assert r.status_code == 200 and r.content == blob, (mode, len(blob))
+                    tail = requests.get(url, headers={"Range": "bytes=-10"}, timeout=T)
+                    assert tail.status_code == 206 and tail.content == blob[-10:]
+        finally:
+            node.stop()
 
 
 def test_health_endpoints_and_unmigrated_database(cluster, services, tmp_path):
@@ -316,6 +360,13 @@ def test_skopeo_copies_through_one_node_and_back_from_another(cluster, tmp_path)
     subprocess.run(["skopeo", "--insecure-policy", "copy", "--dest-tls-verify=false",
                     layout.ref("v1"), f"docker://{a.host}/{repo}:v1"],
                    check=True, capture_output=True, timeout=300)
+    # The 12 MiB layer is above the cluster's threshold: skopeo pulls it through a 307.
+    large = [blob for blob in image.blobs if len(blob.data) >= REDIRECT_MIN]
+    assert large, "the image has no layer above the redirect threshold"
+    for blob in large:
+        r = requests.get(f"{b.url}/v2/{repo}/blobs/{blob.digest}", allow_redirects=False,
+                         timeout=T)
+        assert r.status_code == 307, r.status_code
     out = tmp_path / "out"
     subprocess.run(["skopeo", "--insecure-policy", "copy", "--src-tls-verify=false",
                     f"docker://{b.host}/{repo}:v1", f"oci:{out}:v1"],

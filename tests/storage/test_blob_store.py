@@ -123,6 +123,49 @@ def test_a_request_that_failed_leaves_the_acknowledged_state(make_store):
     assert read_all(make_store(), key, len(first) + len(second)) == first + second
 
 
+def write_until_checkpointable(writer, data: bytes, at: int, step: int = 1 * MiB) -> int:
+    """Write `data` from `at` on until the writer can checkpoint; return the new position."""
+    while True:
+        if at >= 1 and writer.until_checkpoint() == 0:
+            return at
+        n = min(step, writer.until_checkpoint() or step, len(data) - at)
+        assert n > 0, "the writer never became checkpointable"
+        writer.write(data[at : at + n])
+        at += n
+
+
+@pytest.mark.parametrize("resume_from", ["newest", "older"])
+@pytest.mark.parametrize("known_length", [True, False])
+def test_checkpoints_mid_stream_each_resume_where_they_were_taken(
+    make_store, known_length, resume_from
+):
+    """One long request checkpoints twice, then dies: either checkpoint (the newest, or an older
+    one when the crash came before the database learned of the newer) resumes at its offset,
+    and the bytes written after it are ignored."""
+    data = os.urandom(30 * MiB + 11)
+    store = make_store()
+    handle = store.create_upload("mid-" + os.urandom(4).hex())
+    writer = store.open_upload(handle, 0, len(data) if known_length else None)
+    try:
+        first_at = write_until_checkpointable(writer, data, 0, 3 * MiB)
+        first = writer.checkpoint()
+        writer.write(data[first_at : first_at + 8 * MiB])
+        second_at = write_until_checkpointable(writer, data, first_at + 8 * MiB)
+        second = writer.checkpoint()
+        writer.write(data[second_at : second_at + 4 * MiB])  # then the server dies: no checkpoint
+    finally:
+        writer.close()
+    assert 0 < first_at < second_at < len(data)
+    handle, at = (second, second_at) if resume_from == "newest" else (first, first_at)
+    writer = make_store().open_upload(handle, at, len(data) - at)
+    try:
+        writer.write(data[at:])
+        key = writer.commit(digest(data))
+    finally:
+        writer.close()
+    assert read_all(make_store(), key, len(data)) == data
+
+
 def test_read_upload_returns_the_bytes_so_far(make_store):
     chunks = [os.urandom(6 * MiB), os.urandom(1000)]
     handle = upload(make_store, "reread-" + os.urandom(4).hex(), chunks)

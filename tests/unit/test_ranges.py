@@ -28,3 +28,17 @@ def test_unsatisfiable_ranges(header):
         parse_range(header, 2048)
     assert info.value.status == 416
     assert info.value.headers["Content-Range"] == "bytes */2048"
+
+
+@pytest.mark.parametrize(
+    "header", ["bytes=\uff10-\uff19", "bytes=\u0660-\u0669", "bytes=-\uff15", "bytes=\u00b2-"]
+)
+def test_non_ascii_digits_are_bad_syntax_so_the_whole_blob_is_sent(header):
+    assert parse_range(header, 2048) is None
+
+
+def test_numbers_longer_than_int_parsing_allows_are_handled():
+    assert parse_range("bytes=0-" + "9" * 5000, 2048) == (0, 2047)
+    assert parse_range("bytes=-" + "9" * 5000, 2048) == (0, 2047)
+    with pytest.raises(RangeInvalid):
+        parse_range("bytes=" + "9" * 5000 + "-", 2048)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import ColumnElement, Connection, case, delete, select, update
 
 from .base import StoreBase
 from .schema import (
@@ -20,6 +22,8 @@ from .schema import (
     secrets,
     users,
 )
+
+PURGE_CHANCE = 1 / 32  # of a failed login, to also delete forgotten counters
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,37 +230,62 @@ class AccessStore(StoreBase):
 
     # -- login throttling ---------------------------------------------------------------------
 
-    def blocked_until(self, keys: list[str], limit: int, window: float) -> float:
-        """When the most restricted key unblocks (0 when none is over `limit`)."""
-        now = time.time()
+    def login_lock(self, key: str) -> tuple[float, int]:
+        """(locked until, consecutive failures) of one failure counter; (0, 0) when unknown."""
         with self._read() as conn:
-            rows = conn.execute(
-                select(login_failures.c.window_start, login_failures.c.failures).where(
-                    login_failures.c.key.in_(keys)
+            row = conn.execute(
+                select(login_failures.c.locked_until, login_failures.c.failures).where(
+                    login_failures.c.key == key
                 )
-            ).all()
-        until = 0.0
-        for start, failures in rows:
-            if failures >= limit and start + window > now:
-                until = max(until, start + window)
+            ).first()
+        return (float(row[0]), int(row[1])) if row else (0.0, 0)
+
+    def record_login_failure(
+        self,
+        pair: str,
+        address: str,
+        forget_after: float,
+        address_window: float,
+        lockout: Callable[[int, int], float],
+    ) -> float:
+        """Count a failure for the pair and its address; returns when the pair unlocks.
+
+        `lockout(pair_failures, address_failures)` gives the pair's lock in seconds. The pair
+        counter restarts after `forget_after` without failures, the address counter after a
+        fixed `address_window`.
+        """
+        now = time.time()
+        c = login_failures.c
+        with self._write() as conn:
+            at_address = self._bump(conn, address, now, c.window_start <= now - address_window)
+            at_pair = self._bump(conn, pair, now, c.last_failure <= now - forget_after)
+            delay = lockout(at_pair, at_address)
+            until = now + delay if delay > 0 else 0.0
+            if until:
+                conn.execute(update(login_failures).where(c.key == pair)
+                             .values(locked_until=until))
+            if random.random() < PURGE_CHANCE:
+                # Counters nobody failed on for a while are gone for good (an unbounded table
+                # of sprayed names otherwise).
+                conn.execute(delete(login_failures).where(
+                    c.last_failure <= now - max(forget_after, address_window)))
         return until
 
-    def record_failure(self, keys: list[str], window: float) -> None:
-        now = time.time()
-        with self._write() as conn:
-            for key in keys:
-                row = conn.execute(
-                    select(login_failures.c.window_start).where(login_failures.c.key == key)
-                ).first()
-                if row is None or row[0] + window <= now:
-                    conn.execute(delete(login_failures).where(login_failures.c.key == key))
-                    conn.execute(login_failures.insert().values(key=key, window_start=now,
-                                                                failures=1))
-                else:
-                    conn.execute(
-                        update(login_failures).where(login_failures.c.key == key)
-                        .values(failures=login_failures.c.failures + 1)
-                    )
+    def _bump(self, conn: Connection, key: str, now: float, stale: ColumnElement[bool]) -> int:
+        c = login_failures.c
+        stmt = self._insert(login_failures).values(
+            key=key, window_start=now, failures=1, last_failure=now, locked_until=0.0
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={
+                "failures": case((stale, 1), else_=c.failures + 1),
+                "window_start": case((stale, now), else_=c.window_start),
+                "locked_until": case((stale, 0.0), else_=c.locked_until),
+                "last_failure": now,
+            },
+        ).returning(login_failures.c.failures)
+        return int(conn.execute(stmt).scalar_one())
 
     def clear_failures(self, keys: list[str]) -> None:
         with self._write() as conn:

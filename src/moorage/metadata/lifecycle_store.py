@@ -29,6 +29,7 @@ from sqlalchemy import (
     update,
 )
 
+from . import usage
 from .base import StoreBase
 from .schema import (
     blobs,
@@ -252,24 +253,39 @@ class LifecycleStore(StoreBase):
         ).scalar_one()
         return int(blob_bytes) + int(manifest_bytes)
 
-    def namespace_usage(self, namespace: str, conn: Connection | None = None) -> int:
-        """Bytes of content referenced by manifests in the namespace, shared content once."""
+    def namespace_usage(self, namespace: str, conn: Connection | None = None,
+                        lock: bool = False) -> int:
+        """Bytes of content referenced by manifests in the namespace, shared content once:
+        the stored total (one row), kept by the transactions that add and remove manifests."""
         if conn is not None:
-            return self._usage(conn, namespace_filter(namespace))
+            return usage.total(conn, namespace, lock=lock)
         with self._read() as c:
-            return self._usage(c, namespace_filter(namespace))
+            return usage.total(c, namespace)
+
+    def recount_usage(self, namespace: str) -> int:
+        """The namespace's usage aggregated from its manifests (O(namespace); checks only)."""
+        with self._read() as conn:
+            return self._usage(conn, namespace_filter(namespace))
+
+    def repair_usage(self, apply: bool) -> dict[str, tuple[int, int]]:
+        """Recount every namespace; {namespace: (stored, recounted)} where they differ. With
+        `apply`, the stored figures (and reference counts) are replaced by the recount."""
+        if not apply:
+            with self._read() as conn:
+                stored = usage.stored_totals(conn)
+                counted = usage.totals_of(usage.expected_content(conn))
+            return {
+                n: (stored.get(n, 0), counted.get(n, 0))
+                for n in sorted(set(stored) | set(counted))
+                if stored.get(n, 0) != counted.get(n, 0)
+            }
+        with self._write() as conn:
+            return usage.rebuild(conn)
 
     def held_in_namespace(self, namespace: str, digest: str) -> bool:
         """True when a manifest of the namespace already references `digest`."""
-        query = (
-            select(manifest_references.c.digest)
-            .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
-            .join(repositories, repositories.c.id == manifests.c.repository_id)
-            .where(namespace_filter(namespace), manifest_references.c.digest == digest)
-            .limit(1)
-        )
         with self._read() as conn:
-            return conn.execute(query).first() is not None
+            return usage.holds(conn, namespace, digest)
 
     def repository_usage(self, namespace: str) -> dict[str, int]:
         """Bytes per repository of a namespace (content shared by repositories counts in each)."""
@@ -287,43 +303,8 @@ class LifecycleStore(StoreBase):
         self, conn: Connection, namespace: str, blob_digests: Sequence[str], manifest_digest: str,
         manifest_size: int,
     ) -> int:
-        """Bytes a manifest would add to a namespace's usage (content not referenced there yet)."""
-        added = 0
-        wanted = set(blob_digests)
-        if wanted:
-            scope = (
-                select(manifests.c.id)
-                .join(repositories, repositories.c.id == manifests.c.repository_id)
-                .where(namespace_filter(namespace))
-            )
-            already = set(
-                conn.execute(
-                    select(manifest_references.c.digest)
-                    .where(
-                        manifest_references.c.manifest_id.in_(scope),
-                        manifest_references.c.digest.in_(wanted),
-                    )
-                    .distinct()
-                ).scalars()
-            )
-            fresh = wanted - already
-            if fresh:
-                added += int(
-                    conn.execute(
-                        select(func.coalesce(func.sum(blobs.c.size), 0)).where(
-                            blobs.c.digest.in_(fresh)
-                        )
-                    ).scalar_one()
-                )
-        known = conn.execute(
-            select(manifests.c.id)
-            .join(repositories, repositories.c.id == manifests.c.repository_id)
-            .where(namespace_filter(namespace), manifests.c.digest == manifest_digest)
-            .limit(1)
-        ).first()
-        if known is None:
-            added += manifest_size
-        return added
+        """Bytes a manifest would add to a namespace's usage (content not counted there yet)."""
+        return usage.bytes_added(conn, namespace, blob_digests, manifest_digest, manifest_size)
 
     # -- uploads meeting the collector --------------------------------------------------------
 
@@ -371,6 +352,7 @@ class LifecycleStore(StoreBase):
                     .values(digest=digest, size=size, storage_key=storage_key, created_at=now)
                     .on_conflict_do_nothing(index_elements=["digest"])
                 )
+                usage.on_blob_recorded(conn, digest, size)
                 recorded = conn.execute(
                     select(blobs.c.storage_key).where(blobs.c.digest == digest)
                 ).scalar_one()
@@ -647,6 +629,7 @@ class LifecycleStore(StoreBase):
             graph = self._graph(conn, repo_id, name, with_pulls=False)
             victims = [graph.manifests[i] for i in decide(graph)]
             ids = [v.id for v in victims]
+            usage.on_manifests_deleted(conn, ids)
             for start in range(0, len(ids), 500):
                 part = ids[start : start + 500]
                 conn.execute(
@@ -670,6 +653,7 @@ class LifecycleStore(StoreBase):
             removed = self._soft_delete(conn, repo_id, tag_items, actor)
             victims = [graph.manifests[i] for i in manifest_ids]
             ids = [v.id for v in victims]
+            usage.on_manifests_deleted(conn, ids)
             if ids:
                 conn.execute(
                     delete(manifest_references).where(manifest_references.c.manifest_id.in_(ids))

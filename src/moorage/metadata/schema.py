@@ -190,12 +190,15 @@ secrets = Table(
 )
 
 # Failed logins per key ("user:<name>" / "addr:<ip>") in the current window, for rate limiting.
+# Failed-login counters: "pair:<address>|<account>" and "addr:<address>" (see auth/throttle.py).
 login_failures = Table(
     "login_failures",
     metadata,
     Column("key", String(300), primary_key=True),
-    Column("window_start", Float, nullable=False),
+    Column("window_start", Float, nullable=False),  # first failure counted
     Column("failures", Integer, nullable=False),
+    Column("last_failure", Float, nullable=False),
+    Column("locked_until", Float, nullable=False),  # pairs only; 0 when not locked
 )
 
 audit_events = Table(
@@ -320,4 +323,27 @@ lifecycle_leases = Table(
     Column("name", String(64), primary_key=True),
     Column("holder", String(128), nullable=False),
     Column("until", Float, nullable=False),
+)
+
+# -- usage totals (see metadata/usage.py): what a quota check reads instead of an aggregate ------
+
+# One row per distinct content of a namespace: kind "blob" counts the namespace's manifest
+# references to the digest, kind "manifest" its manifest rows with the digest.
+namespace_content = Table(
+    "namespace_content",
+    metadata,
+    Column("namespace", String(255), primary_key=True),
+    Column("kind", String(16), primary_key=True),  # blob | manifest
+    Column("digest", String(200), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("refs", Integer, nullable=False),
+    Index("ix_namespace_content_digest", "digest"),
+)
+
+# Bytes per namespace: the sum of its namespace_content sizes, kept in the same transactions.
+namespace_usage = Table(
+    "namespace_usage",
+    metadata,
+    Column("namespace", String(255), primary_key=True),
+    Column("bytes", BigInteger, nullable=False),
 )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
+from . import usage
 from .base import StoreBase
 from .schema import (
     blobs,
@@ -202,15 +203,21 @@ class MetadataStore(StoreBase):
         offset: int,
         hash_state: bytes,
         storage_handle: str | None = None,
+        keep_lease_seconds: float | None = None,
     ) -> bool:
-        """Persist the acknowledged offset, hash state (and new storage handle); free the lease."""
-        values = {
+        """Persist the acknowledged offset, hash state (and new storage handle); free the lease,
+        or, with `keep_lease_seconds` (a checkpoint in the middle of a chunk), extend it."""
+        now = time.time()
+        values: dict[str, object] = {
             "offset": offset,
             "hash_state": hash_state,
             "writer_token": None,
             "writer_until": None,
-            "updated_at": time.time(),
+            "updated_at": now,
         }
+        if keep_lease_seconds is not None:
+            del values["writer_token"]
+            values["writer_until"] = now + keep_lease_seconds
         if storage_handle is not None:
             values["storage_handle"] = storage_handle
         with self._write() as conn:
@@ -253,6 +260,7 @@ class MetadataStore(StoreBase):
                 .values(digest=digest, size=size, storage_key=storage_key, created_at=now)
                 .on_conflict_do_nothing(index_elements=["digest"])
             )
+            usage.on_blob_recorded(conn, digest, size)
             self._link(conn, repo_id, [digest], now)
             if upload_id is not None:
                 conn.execute(delete(uploads).where(uploads.c.id == upload_id))
@@ -432,6 +440,8 @@ class MetadataStore(StoreBase):
                         manifest_references.insert(),
                         [{"manifest_id": inserted, "digest": d, "kind": k} for d, k in refs.items()],
                     )
+                usage.on_manifest_added(conn, repository, [d for d, k in refs.items() if k == "blob"],
+                                        manifest.digest, len(manifest.content))
             for name in tag_names:
                 conn.execute(
                     self._insert(tags)
@@ -468,6 +478,8 @@ class MetadataStore(StoreBase):
             conn.execute(
                 delete(tags).where(tags.c.repository_id == repo_id, tags.c.manifest_digest == digest)
             )
+            usage.on_manifests_deleted(conn, list(conn.execute(select(manifests.c.id).where(
+                manifests.c.repository_id == repo_id, manifests.c.digest == digest)).scalars()))
             result = conn.execute(
                 delete(manifests).where(
                     manifests.c.repository_id == repo_id, manifests.c.digest == digest

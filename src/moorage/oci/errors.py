@@ -115,3 +115,9 @@ class RangeInvalid(RegistryError):
     """A blob GET Range that cannot be satisfied (416 with `Content-Range: bytes */size`)."""
 
     code, status, default_message = "SIZE_INVALID", 416, "requested range not satisfiable"
+
+
+class Unavailable(RegistryError):
+    """The registry cannot serve the request now (shutting down); the client retries later."""
+
+    code, status, default_message = "UNAVAILABLE", 503, "service unavailable"

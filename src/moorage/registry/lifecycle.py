@@ -18,6 +18,7 @@ from ..events.audit import AuditLog
 from ..gc.collector import GarbageCollector, GcReport
 from ..metadata.lifecycle_store import BytesGone, LifecycleStore, UploadGone
 from ..metadata.store import NewManifest
+from ..metadata.usage import blob_kind
 from ..oci.errors import (
     BlobUploadInvalid,
     BlobUploadUnknown,
@@ -162,12 +163,13 @@ class LifecycleService:
                                          detail={"tag": tag, "rule": pattern})
             limit = self.store.quota(namespace, conn)
             if limit is not None:
+                # O(manifest): the namespace's total and the rows of this manifest's digests.
                 added = self.store.new_bytes_in(
-                    conn, namespace, [d for d in record.blob_digests if d not in non_distributable],
+                    conn, namespace, blob_kind(record.blob_digests, record.child_digests),
                     record.digest, len(record.content),
                 )
                 if added:
-                    used = self.store.namespace_usage(namespace, conn)
+                    used = self.store.namespace_usage(namespace, conn, lock=True)
                     if used + added > limit:
                         raise Denied(_quota_message(namespace, used, limit, added),
                                      detail={"namespace": namespace, "usage": used,
@@ -310,6 +312,17 @@ class LifecycleService:
             "limit_bytes": self.store.quota(namespace),
             "repositories": self.store.repository_usage(namespace),
         }
+
+    def recount_usage(self, actor: Any, apply: bool) -> dict[str, tuple[int, int]]:
+        """Recount every namespace's usage from its manifests; {namespace: (stored, recounted)}
+        where the stored total was wrong, and with `apply` store the recount (server admins)."""
+        if self.can_administer is not None and not getattr(actor, "is_admin", False):
+            raise Denied("only a server admin may recount usage")
+        wrong = self.store.repair_usage(apply)
+        if apply:
+            self._quota_cache.clear()
+            self._audit(actor, "quota.recount", {"corrected": len(wrong)})
+        return wrong
 
     def set_policy(self, actor: Any, namespace: str, repository: str | None,
                    rules: dict[str, Any] | None) -> dict[str, Any] | None:

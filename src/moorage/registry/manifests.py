@@ -23,6 +23,7 @@ from ..oci.reference import validate_tag
 if TYPE_CHECKING:
     from .lifecycle import LifecycleService
 
+INLINE_PARSE_BYTES = 64 * 1024  # real manifests are a few KiB: parsed without a thread hop
 log = logging.getLogger(__name__)
 
 
@@ -71,7 +72,11 @@ class ManifestService:
         else:
             digest = digest_bytes(content, DEFAULT_ALGORITHM)
             tag_names = [reference, *(validate_tag(t) for t in extra_tags)]
-        parsed = parse_manifest(content, content_type)
+        if len(content) > INLINE_PARSE_BYTES:
+            # A hostile multi-megabyte body takes a second to refuse: keep the event loop free.
+            parsed = await asyncio.to_thread(parse_manifest, content, content_type)
+        else:
+            parsed = parse_manifest(content, content_type)
         record = NewManifest(
             digest=str(digest),
             media_type=parsed.media_type,

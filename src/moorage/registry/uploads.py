@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -26,6 +26,7 @@ from ..oci.errors import (
     DigestInvalid,
     RangeNotSatisfiable,
     SizeInvalid,
+    Unavailable,
 )
 from ..storage.base import BlobStore, UploadWriter
 
@@ -69,11 +70,21 @@ class UploadService:
         blobs: BlobStore,
         lease_seconds: float,
         lifecycle: LifecycleService | None = None,
+        checkpoint_bytes: int = 0,
     ) -> None:
         self.store = store
         self.blobs = blobs
         self.lease_seconds = lease_seconds
         self.lifecycle = lifecycle
+        self.checkpoint_bytes = checkpoint_bytes
+        self._streams: set[StopSignal] = set()
+        self._stopping = False
+
+    def drain(self) -> None:
+        """Graceful shutdown: every streaming PATCH checkpoints what it received and ends."""
+        self._stopping = True
+        for stream in list(self._streams):
+            stream.request()
 
     async def start(self, repository: str, algorithm: str = DEFAULT_ALGORITHM) -> UploadStatus:
         """Open a new upload session in `repository`."""
@@ -111,7 +122,9 @@ class UploadService:
         async with self._lease(repository, upload_id) as (row, token):
             if self.lifecycle is not None:
                 await asyncio.to_thread(self._check_quota, repository, row, chunk, content_length)
-            offset, hasher, writer = await self._write(row, token, body, chunk, content_length)
+            offset, hasher, writer = await self._write(
+                row, token, body, chunk, content_length, checkpoints=True
+            )
             try:
                 handle = await asyncio.to_thread(writer.checkpoint)
             finally:
@@ -251,8 +264,13 @@ class UploadService:
         body: AsyncIterator[bytes],
         chunk: ChunkRange | None,
         content_length: int | None,
+        checkpoints: bool = False,
     ) -> tuple[int, Hasher, UploadWriter]:
-        """Stream a body into the upload; returns the new offset, hasher and the open writer."""
+        """Stream a body into the upload; returns the new offset, hasher and the open writer.
+
+        With `checkpoints` (a PATCH), progress is persisted every `checkpoint_bytes` and when the
+        server shuts down, which ends the request with `Unavailable` after that checkpoint.
+        """
         expected = content_length
         if chunk is not None:
             if chunk.start != row.offset or chunk.end < chunk.start - 1:
@@ -274,13 +292,38 @@ class UploadService:
         except FileNotFoundError:
             raise BlobUploadUnknown("upload storage is gone") from None
         renew = self._renewer(row.id, token)
+        stop: StopSignal | None = None
+        checkpoint: Callable[[int], Awaitable[None]] | None = None
+        if checkpoints:
+            stop = StopSignal()
+            if self._stopping:
+                stop.request()
+            self._streams.add(stop)
+
+            async def checkpoint(written: int) -> None:
+                handle = await asyncio.to_thread(writer.checkpoint)
+                await self._save(row, token, row.offset + written, hasher, handle, keep=True)
+
         try:
-            written = await pump(body, hasher, writer, renew)
+            written = await pump(
+                body, hasher, writer, renew,
+                checkpoint=checkpoint, every=self.checkpoint_bytes, stop=stop,
+            )
             if expected is not None and written != expected:
                 raise SizeInvalid(f"received {written} bytes, expected {expected}")
+        except Interrupted as exc:
+            await asyncio.to_thread(writer.close)
+            offset = row.offset + exc.written
+            raise Unavailable(
+                "the registry is shutting down; the upload resumes from the Range given",
+                headers={**_range_headers(offset), "Retry-After": "5"},
+            ) from None
         except BaseException:
             await asyncio.to_thread(writer.close)
             raise
+        finally:
+            if stop is not None:
+                self._streams.discard(stop)
         return row.offset + written, hasher, writer
 
     def _renewer(self, upload_id: str, token: str) -> Callable[[], object]:
@@ -294,11 +337,14 @@ class UploadService:
         return renew
 
     async def _save(
-        self, row: UploadRow, token: str, offset: int, hasher: Hasher, handle: str
+        self, row: UploadRow, token: str, offset: int, hasher: Hasher, handle: str,
+        keep: bool = False,
     ) -> None:
+        """Persist progress; `keep`: a checkpoint mid-chunk, which keeps (and renews) the lease."""
         saved = await asyncio.to_thread(
             self.store.save_upload_progress, row.id, token, offset, hasher.serialize(),
             handle if handle != row.storage_handle else None,
+            self.lease_seconds if keep else None,
         )
         if not saved:
             raise BlobUploadInvalid("upload was taken over by another request")
@@ -350,55 +396,177 @@ class _Lease:
             )
 
 
+class StopSignal:
+    """Asks one streaming request to checkpoint and end (graceful shutdown)."""
+
+    def __init__(self) -> None:
+        self.task = asyncio.current_task()
+        self.requested = False
+        self.seen = False  # the pump has taken note of the request
+        self.reading = False  # the request waits for its client right now
+        self.woken = False  # request() cancelled that wait
+
+    def request(self) -> None:
+        """Ask; a request idly waiting for body bytes is woken up (cancelled) to stop now."""
+        if self.requested:
+            return
+        self.requested = True
+        if self.reading and self.task is not None:
+            self.woken = True
+            self.task.cancel()
+
+
+class Interrupted(Exception):
+    """The stream stopped on request after a checkpoint at `written` bytes."""
+
+    def __init__(self, written: int) -> None:
+        super().__init__(f"stopped after {written} bytes")
+        self.written = written
+
+
+_STOPPED = object()
+
+
 async def pump(
     body: AsyncIterator[bytes],
     hasher: Hasher,
     writer: UploadWriter,
     renew: Callable[[], object] | None = None,
+    checkpoint: Callable[[int], Awaitable[None]] | None = None,
+    every: int = 0,
+    stop: StopSignal | None = None,
 ) -> int:
-    """Hash and write a body as it streams; the next buffer is read while a thread writes."""
-    loop = asyncio.get_running_loop()
-    pending: asyncio.Future | None = None
-    parts: list[bytes] = []
-    buffered = total = 0
-    last_renew = time.monotonic()
+    """Hash and write a body as it streams; the next buffer is read while a thread writes.
 
-    def sink(data: bytes) -> asyncio.Future:
+    With `checkpoint`, it is awaited with the bytes written so far once at least `every` more
+    bytes were written (at the first point after that where the writer can checkpoint), and
+    when `stop` is requested, after which Interrupted is raised.
+    """
+    return await _Pump(body, hasher, writer, renew, checkpoint, every, stop).run()
+
+
+class _Pump:
+    def __init__(
+        self,
+        body: AsyncIterator[bytes],
+        hasher: Hasher,
+        writer: UploadWriter,
+        renew: Callable[[], object] | None,
+        checkpoint: Callable[[int], Awaitable[None]] | None,
+        every: int,
+        stop: StopSignal | None,
+    ) -> None:
+        self.body, self.hasher, self.writer = body.__aiter__(), hasher, writer
+        self.renew, self.on_checkpoint, self.stop = renew, checkpoint, stop
+        self.every = every if checkpoint is not None else 0
+        self.loop = asyncio.get_running_loop()
+        self.pending: asyncio.Future | None = None
+        self.parts: list[bytes] = []
+        self.buffered = self.total = self.since = 0
+        self.last_renew = time.monotonic()
+
+    async def run(self) -> int:
+        try:
+            while True:
+                part = await self._read()
+                if part is None:
+                    break
+                if part is not _STOPPED and part:
+                    self.parts.append(part)  # type: ignore[arg-type]
+                    self.buffered += len(part)  # type: ignore[arg-type]
+                if self.stop is not None and self.stop.requested:
+                    await self._flush()
+                    if await self._until_checkpoint() == 0:
+                        assert self.on_checkpoint is not None
+                        await self.on_checkpoint(self.total)
+                        raise Interrupted(self.total)
+                    continue  # S3: the part under way needs its last bytes first
+                if self.buffered >= PUMP_BUFFER:
+                    await self._flush()
+                    if self.renew is not None and (
+                        time.monotonic() - self.last_renew > LEASE_RENEW_EVERY
+                    ):
+                        self.last_renew = time.monotonic()
+                        await self.renew()  # type: ignore[misc]
+            await self._flush()
+            await self._settle()
+        finally:
+            if self.pending is not None:
+                # Never close the writer under a running write.
+                await asyncio.gather(self.pending, return_exceptions=True)
+        return self.total
+
+    async def _read(self) -> object:
+        """The next part of the body; None at its end; _STOPPED once when asked to stop."""
+        stop = self.stop
+        if stop is None:
+            return await anext(self.body, None)
+        if stop.requested and not stop.seen:
+            stop.seen = True  # from now on, read on until the writer can stop
+            return _STOPPED
+        stop.reading = True
+        try:
+            return await anext(self.body, None)
+        except asyncio.CancelledError:
+            if not stop.woken:
+                raise
+            stop.woken = False
+            task = asyncio.current_task()
+            if task is not None and task.uncancel() > 0:
+                raise  # the request itself is cancelled too (shutdown timeout)
+            stop.seen = True
+            return _STOPPED
+        finally:
+            stop.reading = False
+
+    async def _flush(self) -> None:
+        if self.parts:
+            data = b"".join(self.parts) if len(self.parts) > 1 else self.parts[0]
+            self.parts.clear()
+            self.buffered = 0
+            await self._emit(data)
+
+    async def _emit(self, data: bytes) -> None:
+        """Sink `data`, cut where a checkpoint is due."""
+        while True:
+            limit: int | None = None
+            if self.every and self.since >= self.every:
+                left = await self._until_checkpoint()
+                if left == 0:
+                    assert self.on_checkpoint is not None
+                    await self.on_checkpoint(self.total)
+                    self.since = 0
+                else:
+                    limit = left
+            if not data:
+                return
+            if limit is None and self.every:
+                limit = self.every - self.since
+            if limit is None or limit >= len(data):
+                head, data = data, b""
+            else:
+                head, data = data[:limit], data[limit:]
+            await self._sink(head)
+
+    async def _sink(self, data: bytes) -> None:
+        if self.pending is not None:
+            await self.pending
         # Hashing and writing release the GIL: run them side by side, in order per stream.
-        return asyncio.gather(
-            loop.run_in_executor(None, hasher.update, data),
-            loop.run_in_executor(None, writer.write, data),
+        self.pending = asyncio.gather(
+            self.loop.run_in_executor(None, self.hasher.update, data),
+            self.loop.run_in_executor(None, self.writer.write, data),
         )
+        self.total += len(data)
+        self.since += len(data)
 
-    try:
-        async for part in body:
-            if not part:
-                continue
-            parts.append(part)
-            buffered += len(part)
-            if buffered >= PUMP_BUFFER:
-                data = b"".join(parts)
-                parts.clear()
-                buffered = 0
-                if pending is not None:
-                    await pending
-                pending = sink(data)
-                total += len(data)
-                if renew is not None and time.monotonic() - last_renew > LEASE_RENEW_EVERY:
-                    last_renew = time.monotonic()
-                    await renew()  # type: ignore[misc]
-        if pending is not None:
+    async def _settle(self) -> None:
+        if self.pending is not None:
+            pending, self.pending = self.pending, None
             await pending
-            pending = None
-        if parts:
-            data = b"".join(parts)
-            await sink(data)
-            total += len(data)
-    finally:
-        if pending is not None:
-            # Never close the writer under a running write.
-            await asyncio.gather(pending, return_exceptions=True)
-    return total
+
+    async def _until_checkpoint(self) -> int:
+        await self._settle()
+        return self.writer.until_checkpoint()
 
 
 def _hash_stored(blobs: BlobStore, handle: str, length: int, algorithm: str) -> str:

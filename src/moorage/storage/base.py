@@ -12,7 +12,18 @@ class UploadWriter(Protocol):
     def write(self, data: bytes) -> None: ...
 
     def checkpoint(self) -> str:
-        """Make what was written durable and resumable anywhere; return the handle to persist."""
+        """Make what was written durable and resumable anywhere; return the handle to persist.
+
+        May be called again after more writes (a long chunk checkpoints as it streams): each call
+        returns a handle of its own, and an earlier handle still resumes at its own offset.
+        """
+        ...
+
+    def until_checkpoint(self) -> int:
+        """Bytes still to write before checkpoint() may be called (0: now).
+
+        S3 cannot cut a part it has declared the length of, so it says how much of it is left.
+        """
         ...
 
     def commit(self, digest: str) -> str:

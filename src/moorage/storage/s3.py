@@ -6,8 +6,8 @@ How an upload lives in the bucket (all keys under the configured prefix):
   parts stream straight from the request body to S3; committing is CompleteMultipartUpload on
   this key, so the blob is never copied. Its key is opaque: the metadata maps digest -> key.
 - `uploads/<upload-id>/<token>.json`: a checkpoint written at the end of every acknowledged
-  request: the multipart upload id, the parts so far (number, ETag, size) and the pending
-  segments. The handle the database keeps names the newest checkpoint, so whichever node takes
+  request (and, under a fresh token each time, as a long request streams): the multipart upload
+  id, the parts so far (number, ETag, size) and the pending segments. The handle the database keeps names the newest checkpoint, so whichever node takes
   the next request reads exactly the acknowledged state; a request that failed, or a node that
   was killed, wrote a checkpoint nobody points at.
 - `uploads/<upload-id>/<token>.seg`: bytes that cannot be a part yet, because S3 wants every
@@ -300,14 +300,13 @@ class S3UploadWriter:
     def __init__(self, store: S3BlobStore, cp: Checkpoint, expected: int | None) -> None:
         self.store = store
         self.cp = cp
-        self.token = uuid.uuid4().hex
         # Bytes this request still brings, when it said (Content-Length); None: unknown.
         self.expected_left = expected
         self.part: _PartUpload | None = None
         self.spool: IO[bytes] | None = None
         self.spooled = 0
-        self.created_multipart: str | None = None  # created by this request (abort on failure)
-        self.done = False
+        # Created by this request and named by no checkpoint yet (aborted on failure).
+        self.created_multipart: str | None = None
 
     # -- the UploadWriter protocol ----------------------------------------------------------
 
@@ -340,18 +339,26 @@ class S3UploadWriter:
         """Make everything written durable in the bucket; return the handle that resumes it."""
         if self.part is not None:
             raise ValueError("checkpoint in the middle of a part")
+        # A fresh name each time: a long chunk checkpoints as it streams, and the checkpoint the
+        # database points at must never be overwritten by one it does not point at yet.
+        token = uuid.uuid4().hex
         number = len(self.cp.parts) + 1
         if self.cp.pending + self.spooled >= min_part_for(number):
             self._flush_pending_as_part()
         elif self.spooled:
-            key = f"uploads/{self.cp.upload_id}/{self.token}-{len(self.cp.segments)}.seg"
+            key = f"uploads/{self.cp.upload_id}/{token}-{len(self.cp.segments)}.seg"
             self.store._put_file(key, self._spool_reader(), self.spooled)
             self.cp.segments.append((key, self.spooled))
             self._reset_spool()
-        handle = f"s3:{self.cp.upload_id}:{self.token}"
-        self.store._put_bytes(f"uploads/{self.cp.upload_id}/{self.token}.json", self.cp.to_json())
-        self.done = True
+        handle = f"s3:{self.cp.upload_id}:{token}"
+        self.store._put_bytes(f"uploads/{self.cp.upload_id}/{token}.json", self.cp.to_json())
+        # A checkpoint names the multipart upload now: a later failure must not abort it.
+        self.created_multipart = None
         return handle
+
+    def until_checkpoint(self) -> int:
+        """Bytes left of the part being streamed (a declared part cannot be cut short)."""
+        return self.part.remaining if self.part is not None else 0
 
     def commit(self, digest: str) -> str:
         """End the upload with what was written (no checkpoint); return the blob's key."""
@@ -360,7 +367,7 @@ class S3UploadWriter:
         key = self.store._finalize(self.cp, self._spool_reader() if self.spooled else None,
                                    self.spooled)
         self._reset_spool()
-        self.done = True
+        self.created_multipart = None
         self.store._delete_prefix(f"uploads/{self.cp.upload_id}/")
         return key
 
@@ -369,7 +376,7 @@ class S3UploadWriter:
             self.part.cancel()
             self.part = None
         self._reset_spool()
-        if not self.done and self.created_multipart is not None:
+        if self.created_multipart is not None:
             # The request failed before its state was acknowledged: nobody will ever see the
             # multipart upload it started.
             created, self.created_multipart = self.created_multipart, None

@@ -15,13 +15,22 @@ from ..auth.service import AuthService, Principal
 from ..auth.tokens import InvalidToken, TokenAuthority
 from ..events.audit import AuditLog
 from ..metadata.access_store import AccessStore
+from ..oci import strictjson
 from ..oci.errors import RegistryError, Unauthorized
+from ..times import parse_time, with_rfc3339
 from .auth import parse_basic
 from .bodies import read_bounded
+from .params import parse_uint
 
 OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 MAX_BODY = 64 * 1024
+AUDIT_EXPORT_PAGE = 1000
 Route = tuple[str, str, Callable[..., Awaitable[Any]]]
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    """A JSON response whose time fields (`time`, `*_at`) are RFC 3339 strings."""
+    return web.json_response(with_rfc3339(data), status=status)
 
 
 class ManagementAPI:
@@ -79,9 +88,9 @@ class ManagementAPI:
     async def _json(self, request: web.Request) -> dict[str, Any]:
         raw = await read_bounded(request, MAX_BODY)
         try:
-            body = json.loads(raw or b"{}")
-        except ValueError:
-            raise RegistryError("request body is not JSON") from None
+            body = strictjson.loads(raw or b"{}")
+        except strictjson.JsonInvalid as exc:
+            raise RegistryError(f"request body is not JSON: {exc.message}") from None
         if not isinstance(body, dict):
             raise RegistryError("request body must be a JSON object")
         return body
@@ -90,14 +99,14 @@ class ManagementAPI:
 
     async def list_users(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        return web.json_response({"users": await self._call(self.admin.list_users, actor)})
+        return json_response({"users": await self._call(self.admin.list_users, actor)})
 
     async def add_user(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
         body = await self._json(request)
         await self._call(self.admin.add_user, actor, _str(body, "name"), _str(body, "password"),
                          _bool(body, "admin", False))
-        return web.json_response({"name": body["name"]}, status=201)
+        return json_response({"name": body["name"]}, status=201)
 
     async def update_user(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
@@ -107,13 +116,13 @@ class ManagementAPI:
             await self._call(self.admin.set_password, actor, name, _str(body, "password"))
         if "disabled" in body:
             await self._call(self.admin.set_disabled, actor, name, _bool(body, "disabled"))
-        return web.json_response({"name": name})
+        return json_response({"name": name})
 
     # -- namespaces ---------------------------------------------------------------------------
 
     async def list_namespaces(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        return web.json_response(
+        return json_response(
             {"namespaces": await self._call(self.admin.list_namespaces, actor)})
 
     async def add_namespace(self, request: web.Request) -> web.Response:
@@ -121,11 +130,11 @@ class ManagementAPI:
         body = await self._json(request)
         await self._call(self.admin.add_namespace, actor, _str(body, "name"),
                          str(body.get("visibility", "private")))
-        return web.json_response({"name": body["name"]}, status=201)
+        return json_response({"name": body["name"]}, status=201)
 
     async def get_namespace(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        return web.json_response(
+        return json_response(
             await self._call(self.admin.get_namespace, actor, request.match_info["name"]))
 
     async def update_namespace(self, request: web.Request) -> web.Response:
@@ -136,7 +145,7 @@ class ManagementAPI:
             raise RegistryError("'visibility' must be a string")
         await self._call(self.admin.update_namespace, actor, request.match_info["name"],
                          visibility, _bool(body, "robot_only_push", None))
-        return web.json_response(
+        return json_response(
             await self._call(self.admin.get_namespace, actor, request.match_info["name"]))
 
     async def put_member(self, request: web.Request) -> web.Response:
@@ -144,7 +153,7 @@ class ManagementAPI:
         body = await self._json(request)
         await self._call(self.admin.set_member, actor, request.match_info["name"],
                          request.match_info["user"], _str(body, "role"))
-        return web.json_response({"user": request.match_info["user"], "role": body["role"]})
+        return json_response({"user": request.match_info["user"], "role": body["role"]})
 
     async def delete_member(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
@@ -156,7 +165,7 @@ class ManagementAPI:
 
     async def list_robots(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        return web.json_response({"robots": await self._call(self.admin.list_robots, actor)})
+        return json_response({"robots": await self._call(self.admin.list_robots, actor)})
 
     async def add_robot(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
@@ -172,7 +181,7 @@ class ManagementAPI:
             raise RegistryError("expires_in is a positive number of seconds")
         created = await self._call(self.admin.add_robot, actor, _str(body, "name"), permissions,
                                    expires_in, body.get("description"))
-        return web.json_response(created, status=201)
+        return json_response(created, status=201)
 
     async def revoke_robot(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
@@ -184,27 +193,54 @@ class ManagementAPI:
     async def audit(self, request: web.Request) -> web.StreamResponse:
         actor = await self._actor(request)
         q = request.query
+        numbers = {key: q[key] for key in ("limit", "cursor") if key in q}
+        parsed = {key: parse_uint(v) for key, v in numbers.items()}
+        if any(v is None for v in parsed.values()):
+            raise RegistryError("limit and cursor are whole numbers (ASCII digits)")
         try:
-            limit = min(int(q.get("limit", "100")), 1000)
-            filters = {
-                "actor": q.get("actor"),
-                "action": q.get("action"),
-                "repository": q.get("repository"),
-                "outcome": q.get("outcome"),
-                "since": float(q["since"]) if "since" in q else None,
-                "until": float(q["until"]) if "until" in q else None,
-                "before_id": int(q["cursor"]) if "cursor" in q else None,
-            }
+            since = parse_time(q["since"]) if "since" in q else None
+            until = parse_time(q["until"]) if "until" in q else None
         except ValueError:
-            raise RegistryError("limit, since, until and cursor are numbers") from None
+            raise RegistryError("since and until are RFC 3339 times or Unix seconds") from None
+        limit = min(int(parsed.get("limit", 100)), 1000)
+        filters = {
+            "actor": q.get("actor"),
+            "action": q.get("action"),
+            "repository": q.get("repository"),
+            "outcome": q.get("outcome"),
+            "since": since,
+            "until": until,
+            "before_id": parsed.get("cursor"),
+        }
+        if q.get("format") == "jsonl" and "limit" not in q:
+            return await self._export_audit(request, actor, filters)
         events = await self._call(self.admin.audit_events, actor, limit=limit, **filters)
         if q.get("format") == "jsonl":
-            body = "".join(json.dumps(e) + "\n" for e in events)
+            body = "".join(json.dumps(with_rfc3339(e)) + "\n" for e in events)
             return web.Response(text=body, content_type="application/x-ndjson")
         result: dict[str, Any] = {"events": events}
-        if len(events) == limit:
+        if events and len(events) == limit:
             result["next_cursor"] = events[-1]["id"]
-        return web.json_response(result)
+        return json_response(result)
+
+    async def _export_audit(self, request: web.Request, actor: Principal,
+                            filters: dict[str, Any]) -> web.StreamResponse:
+        """Every matching event as JSON lines, read and sent a page at a time (an export is
+        complete; memory stays flat however long the log)."""
+        page = await self._call(self.admin.audit_events, actor, limit=AUDIT_EXPORT_PAGE,
+                                **filters)  # before the headers: a denial is still an error
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        while page:
+            await response.write(
+                "".join(json.dumps(with_rfc3339(e)) + "\n" for e in page).encode())
+            if len(page) < AUDIT_EXPORT_PAGE:
+                break
+            filters = {**filters, "before_id": page[-1]["id"]}
+            page = await self._call(self.admin.audit_events, actor, limit=AUDIT_EXPORT_PAGE,
+                                    **filters)
+        await response.write_eof()
+        return response
 
     async def openapi(self, request: web.Request) -> web.Response:
         return web.Response(body=OPENAPI_PATH.read_bytes(), content_type="application/json")

@@ -10,8 +10,9 @@ import time
 from aiohttp import ClientPayloadError, web
 
 from ..auth.service import AuthService
+from ..auth.throttle import LoginThrottle
 from ..auth.tokens import TokenAuthority, generate_signing_key
-from ..config import Settings
+from ..config import Settings, proxy_networks
 from ..events.audit import AuditLog
 from ..metadata.access_store import AccessStore
 from ..metadata.engine import make_engine, sqlite_url
@@ -26,6 +27,7 @@ from ..storage.base import BlobStore
 from ..storage.factory import make_blob_store
 from .api import ManagementAPI, register_management_api
 from .auth import AccessGuard, TokenEndpoint
+from .client import client_address_middleware
 from .distribution import API_VERSION_HEADER, DistributionAPI
 from .lifecycle_api import LifecycleAPI, register_lifecycle_api
 
@@ -104,7 +106,7 @@ def make_app(settings: Settings) -> web.Application:
     blob_store = make_blob_store(settings)
     access_store = AccessStore(engine)
     audit = AuditLog(access_store)
-    auth = AuthService(access_store)
+    auth = AuthService(access_store, LoginThrottle(address_limit=settings.login_address_limit))
     authority = TokenAuthority(
         access_store.get_or_create_secret(TOKEN_KEY_SECRET, generate_signing_key),
         service=settings.token_service,
@@ -112,13 +114,16 @@ def make_app(settings: Settings) -> web.Application:
     )
     guard = AccessGuard(auth, authority, audit, settings.token_realm) if settings.auth else None
     lifecycle = make_lifecycle(settings, engine, blob_store, audit, auth)
-    uploads = UploadService(store, blob_store, settings.upload_lease_seconds, lifecycle)
+    uploads = UploadService(
+        store, blob_store, settings.upload_lease_seconds, lifecycle,
+        checkpoint_bytes=settings.upload_checkpoint_bytes,
+    )
     api = DistributionAPI(
         uploads=uploads,
         blobs=BlobService(
             store,
             blob_store,
-            redirect_min_bytes=settings.blob_redirect_min_bytes if settings.blob_redirect else None,
+            redirect_min_bytes=settings.redirect_min_bytes,
             redirect_expires=settings.presign_expires,
         ),
         manifests=ManifestService(
@@ -163,8 +168,11 @@ def make_app(settings: Settings) -> web.Application:
         _log_request(request, response.status, started, settings.access_log)
         return response
 
+    middlewares = [errors]
+    if proxies := proxy_networks(settings.trusted_proxies):
+        middlewares.insert(0, client_address_middleware(proxies))
     app = web.Application(
-        middlewares=[errors], handler_args={"read_bufsize": READ_BUFSIZE}
+        middlewares=middlewares, handler_args={"read_bufsize": READ_BUFSIZE}
     )
     app.router.add_route("*", "/v2", api.dispatch)
     app.router.add_route("*", "/v2/{tail:.*}", api.dispatch)
@@ -195,6 +203,11 @@ def make_app(settings: Settings) -> web.Application:
         await audit.stop()
         engine.dispose()
 
+    async def _drain(_app: web.Application) -> None:
+        # Runs before aiohttp waits for in-flight requests: streaming PATCHes checkpoint and end.
+        uploads.drain()
+
     app.on_startup.append(_start)
+    app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close)
     return app

@@ -55,11 +55,18 @@ class AccessGuard:
         action: str | None,
         message: str = "authentication required",
         error: str | None = None,
+        also: tuple[str, str] | None = None,
     ) -> Unauthorized:
-        """A 401 with the `WWW-Authenticate: Bearer` challenge clients follow to the token endpoint."""
+        """A 401 with the `WWW-Authenticate: Bearer` challenge clients follow to the token endpoint.
+
+        `also` (repository, action) adds a second scope, as a mount asks for pull on `from`.
+        """
         parts = [f'realm="{self._realm(request)}"', f'service="{self.authority.service}"']
         if repository is not None and action in _CHALLENGE_ACTIONS:
-            parts.append(f'scope="repository:{repository}:{_CHALLENGE_ACTIONS[action]}"')
+            scopes = [f"repository:{repository}:{_CHALLENGE_ACTIONS[action]}"]
+            if also is not None:
+                scopes.append(f"repository:{also[0]}:{_CHALLENGE_ACTIONS[also[1]]}")
+            parts.append(f'scope="{" ".join(scopes)}"')
         elif action == "catalog":
             parts.append('scope="registry:catalog:*"')
         if error:
@@ -116,7 +123,7 @@ class AccessGuard:
                 self.auth.principal_from_claims, claims.kind, claims.subject
             )
             if action not in self.auth.allowed_actions(full, repository):
-                raise Denied(f"{claims.subject} may not {action} {repository}")
+                raise Denied(await self._reason(full, repository, action))
         raise self.challenge(request, repository, action, "token does not grant this access",
                              error="insufficient_scope")
 
@@ -133,8 +140,41 @@ class AccessGuard:
         if repository is not None and action in (PULL, PUSH, DELETE):
             allowed = await asyncio.to_thread(self.auth.allowed_actions, principal, repository)
             if action not in allowed:
-                raise Denied(f"{principal.name} may not {action} {repository}")
+                raise Denied(await self._reason(principal, repository, action))
         return principal
+
+    async def _reason(self, principal: Principal, repository: str, action: str) -> str:
+        return await asyncio.to_thread(self.auth.explain_denial, principal, repository, action)
+
+    async def may_lend(self, request: web.Request, target: str, source: str) -> bool:
+        """Whether a mount into `target` may take a blob from `source` (pull on it).
+
+        A bearer token that lacks pull on `source`, of a caller who could be granted it, gets
+        Distribution's answer: 401 with a challenge naming both scopes, so the client fetches a
+        wider token and mounts. A caller who may not read `source` falls back to an upload (the
+        refusal is audited); so does an anonymous one.
+        """
+        principal = request.get("principal")
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and principal is not None and not principal.anonymous:
+            try:
+                claims = self.authority.verify(token.strip())  # verified for the target already
+            except InvalidToken:
+                return False
+            if not claims.allows("repository", source, PULL):
+                full = await asyncio.to_thread(
+                    self.auth.principal_from_claims, claims.kind, claims.subject
+                )
+                if PULL in await asyncio.to_thread(self.auth.allowed_actions, full, source):
+                    raise self.challenge(
+                        request, target, PUSH, "the token does not grant pull on the mount source",
+                        error="insufficient_scope", also=(source, PULL),
+                    )
+        try:
+            await self.check(request, source, PULL)
+        except RegistryError:
+            return False
+        return True
 
     async def _audit_denial(
         self, request: web.Request, repository: str | None, action: str | None,

@@ -19,6 +19,7 @@ from ..oci.errors import (
     ManifestUnknown,
     RangeNotSatisfiable,
     RegistryError,
+    Unavailable,
     Unsupported,
 )
 from ..oci.reference import is_valid_tag, parse_reference, validate_name
@@ -28,10 +29,12 @@ from ..registry.referrers import ReferrerService
 from ..registry.uploads import ChunkRange, UploadService, UploadStatus
 from .auth import AccessGuard
 from .bodies import read_bounded
+from .params import parse_uint
 from .ranges import parse_range
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
-_CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)(?:/(?:\d+|\*))?$")
+# ASCII digits only (RFC 9110): `\d` would also match "０" and other Unicode digits.
+_CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*))?")
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 
 
@@ -188,10 +191,13 @@ class DistributionAPI:
         }
         byte_range = parse_range(request.headers.get("Range"), row.size)
         if request.method == "GET" and (url := self.blobs.redirect_url(row)) is not None:
-            # The object store serves the bytes (and the Range, which the client sends again).
+            # The object store serves the bytes (and the Range, which the client sends again) but
+            # cannot add Docker-Content-Digest, so the 307 carries it. Content-Length stays the
+            # 307's own (empty) body: HTTP framing, not the blob's size.
             return web.Response(
                 status=307,
                 headers={"Location": url, "Docker-Content-Digest": row.digest,
+                         "Content-Type": "application/octet-stream",
                          "Content-Length": "0", "Cache-Control": "no-store"},
             )
         status, offset, count = 200, 0, row.size
@@ -221,11 +227,14 @@ class DistributionAPI:
             if source is not None:
                 validate_name(source)
             sources = [source] if source is not None else None
-            if source is None and self.guard is not None:
+            if source is not None and self.guard is not None:
+                # A token without pull on `from` is challenged for a wider one (401), as in
+                # Distribution; a caller who may not read it gets an upload session.
+                sources = [source] if await self.guard.may_lend(request, name, source) else []
+            elif source is None and self.guard is not None:
                 # Without `from`, only repositories the caller may read can lend the blob.
-                sources = self.blobs.holders(digest)
-            if sources is not None:
-                sources = [s for s in sources if await self._may_pull(request, s)]
+                sources = [s for s in self.blobs.holders(digest)
+                           if await self._may_pull(request, s)]
             if await self.blobs.mount(name, digest, sources):
                 return _blob_created(name, digest)
         if "digest" in query:
@@ -253,7 +262,7 @@ class DistributionAPI:
         chunk = _content_range(request)
         try:
             status = await self.uploads.append(name, upload, _body(request), chunk, _length(request))
-        except RangeNotSatisfiable as exc:
+        except (RangeNotSatisfiable, Unavailable) as exc:
             exc.headers.update(self._upload_headers(name, upload))
             raise
         return self._upload_response(202, name, status)
@@ -371,9 +380,10 @@ class DistributionAPI:
         if raw is None:
             limit = default or self.page_size_max
         else:
-            if not raw.isdigit():
+            n = parse_uint(raw)
+            if n is None:
                 raise RegistryError(f"invalid page size n={raw[:20]!r}")
-            limit = min(int(raw), self.page_size_max)
+            limit = min(n, self.page_size_max)
         return limit, request.query.get("last")
 
     def _listing(
@@ -411,9 +421,11 @@ def _content_range(request: web.Request) -> ChunkRange | None:
     if raw is None:
         return None
     m = _CONTENT_RANGE_RE.fullmatch(raw.strip())
-    if not m or int(m.group(2)) < int(m.group(1)):
+    start = parse_uint(m.group(1)) if m else None
+    end = parse_uint(m.group(2)) if m else None
+    if start is None or end is None or end < start:
         raise RangeNotSatisfiable(f"invalid Content-Range {raw[:100]!r}")
-    return ChunkRange(int(m.group(1)), int(m.group(2)))
+    return ChunkRange(start, end)
 
 
 def _blob_created(name: str, digest: Digest) -> web.Response:

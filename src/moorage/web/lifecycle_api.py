@@ -12,7 +12,7 @@ from aiohttp import web
 from ..gc.collector import parse_duration
 from ..oci.errors import RegistryError
 from ..registry.lifecycle import LifecycleService
-from .api import ManagementAPI
+from .api import ManagementAPI, json_response
 
 Route = tuple[str, str, Callable[..., Awaitable[Any]]]
 
@@ -58,7 +58,7 @@ class LifecycleAPI:
         actor = await self._actor(request)
         rules = await self._call(self.lifecycle.list_immutability, actor,
                                  request.match_info["name"])
-        return web.json_response({"rules": rules})
+        return json_response({"rules": rules})
 
     async def add_immutability(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
@@ -71,7 +71,7 @@ class LifecycleAPI:
             raise RegistryError("'exceptions' is a list of tag patterns")
         await self._call(self.lifecycle.add_immutability, actor, request.match_info["name"],
                          pattern, exceptions)
-        return web.json_response({"pattern": pattern, "exceptions": exceptions}, status=201)
+        return json_response({"pattern": pattern, "exceptions": exceptions}, status=201)
 
     async def remove_immutability(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
@@ -83,7 +83,7 @@ class LifecycleAPI:
 
     async def usage(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        return web.json_response(
+        return json_response(
             await self._call(self.lifecycle.usage, actor, request.match_info["name"]))
 
     async def set_quota(self, request: web.Request) -> web.Response:
@@ -93,7 +93,7 @@ class LifecycleAPI:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
             raise RegistryError("'limit_bytes' is a whole number of bytes ≥ 0")
         await self._call(self.lifecycle.set_quota, actor, request.match_info["name"], limit)
-        return web.json_response(
+        return json_response(
             await self._call(self.lifecycle.usage, actor, request.match_info["name"]))
 
     async def remove_quota(self, request: web.Request) -> web.Response:
@@ -105,7 +105,7 @@ class LifecycleAPI:
 
     async def list_policies(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        return web.json_response({"policies": await self._call(
+        return json_response({"policies": await self._call(
             self.lifecycle.policies, actor, request.match_info["name"])})
 
     async def set_policy(self, request: web.Request) -> web.Response:
@@ -119,7 +119,7 @@ class LifecycleAPI:
             raise RegistryError("'repository' is a repository name")
         saved = await self._call(self.lifecycle.set_policy, actor, request.match_info["name"],
                                  repository, rules)
-        return web.json_response({"namespace": request.match_info["name"],
+        return json_response({"namespace": request.match_info["name"],
                                   "repository": repository, "rules": saved})
 
     async def remove_policy(self, request: web.Request) -> web.Response:
@@ -130,12 +130,12 @@ class LifecycleAPI:
 
     async def plan(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        return web.json_response(await self._call(
+        return json_response(await self._call(
             self.lifecycle.retention, actor, request.match_info["name"], False))
 
     async def apply(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        return web.json_response(await self._call(
+        return json_response(await self._call(
             self.lifecycle.retention, actor, request.match_info["name"], True))
 
     # -- soft-deleted tags --------------------------------------------------------------------
@@ -145,7 +145,7 @@ class LifecycleAPI:
         repository = request.query.get("repository")
         if not repository:
             raise RegistryError("?repository= is required")
-        return web.json_response({"repository": repository, "tags": await self._call(
+        return json_response({"repository": repository, "tags": await self._call(
             self.lifecycle.deleted_tags, actor, repository)})
 
     async def restore_tag(self, request: web.Request) -> web.Response:
@@ -156,13 +156,13 @@ class LifecycleAPI:
             raise RegistryError("'repository' and 'tag' are required strings")
         digest = await self._call(self.lifecycle.restore_tag, actor, repository, tag,
                                   bool(body.get("force", False)))
-        return web.json_response({"repository": repository, "tag": tag, "digest": digest})
+        return json_response({"repository": repository, "tag": tag, "digest": digest})
 
     # -- garbage collection -------------------------------------------------------------------
 
     async def gc_runs(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        return web.json_response({"runs": await self._call(self.lifecycle.gc_runs, actor)})
+        return json_response({"runs": await self._call(self.lifecycle.gc_runs, actor)})
 
     async def run_gc(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
@@ -174,7 +174,7 @@ class LifecycleAPI:
             raise RegistryError("grace_period is seconds or a duration like 30m, 24h") from None
         report = await self._call(self.lifecycle.gc, actor, bool(body.get("dry_run", False)),
                                   grace_s, "api")
-        return web.json_response(report.to_dict())
+        return json_response(report.to_dict())
 
     async def metrics(self, request: web.Request) -> web.Response:
         """Prometheus text: the last GC run's results and the storage queued for deletion."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 
 from ..oci.errors import RangeInvalid
+from .params import parse_uint
 
-_RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only: `\d` would also take "０-９" and other Unicode digits.
+_RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
 def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
@@ -22,15 +24,21 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first, last = m.group(1), m.group(2)
     if not first:  # suffix: the last n bytes
-        n = int(last)
+        n = _number(last)
         if n == 0 or size == 0:
             raise _unsatisfiable(size)
         return max(size - n, 0), size - 1
-    start = int(first)
-    end = int(last) if last else size - 1
+    start = _number(first)
+    end = _number(last) if last else size - 1
     if start > end or start >= size:
         raise _unsatisfiable(size)
     return start, min(end, size - 1)
+
+
+def _number(digits: str) -> int:
+    value = parse_uint(digits)
+    assert value is not None  # the regex admitted only ASCII digits
+    return value
 
 
 def _unsatisfiable(size: int) -> RangeInvalid:

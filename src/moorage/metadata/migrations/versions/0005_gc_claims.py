@@ -1,7 +1,7 @@
 """GC claims on pending storage deletions: who is deleting the bytes, since when.
 
-Revision ID: 0003_gc_claims
-Revises: 0002
+Revision ID: 0005_gc_claims
+Revises: 0004_login_throttle
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003_gc_claims"
-down_revision = "0002"
+revision = "0005_gc_claims"
+down_revision = "0004_login_throttle"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,37 @@
+"""The `moorage` command line: thin command modules (parse → service → print)."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import __version__
+from . import accounts, db, lifecycle, serve, settings
+
+app = typer.Typer(help="Moorage: an OCI registry for machine-learning teams.", no_args_is_help=True)
+
+
+@app.callback()
+def main() -> None:
+    """Moorage: an OCI container registry for models and their environments."""
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+app.command()(serve.serve)
+app.add_typer(db.db_app, name="db")
+app.add_typer(accounts.user_app, name="user")
+app.add_typer(accounts.robot_app, name="robot")
+app.add_typer(accounts.namespace_app, name="namespace")
+app.command()(accounts.audit)
+app.command()(lifecycle.gc)
+app.add_typer(lifecycle.retention_app, name="retention")
+app.add_typer(lifecycle.immutability_app, name="immutability")
+app.add_typer(lifecycle.quota_app, name="quota")
+app.add_typer(lifecycle.tag_app, name="tag")
+app.command("settings")(settings.settings)
+
+__all__ = ["app"]

@@ -1,0 +1,44 @@
+"""`moorage serve`: run the registry (it creates the data dir and database when absent)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import Config, Database, DataDir, Storage, Target
+
+
+def serve(
+    listen: Annotated[
+        str | None,
+        typer.Option(help="HOST:PORT to listen on [env MOORAGE_LISTEN; default 127.0.0.1:5000]"),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="worker processes sharing the port [default: CPU count]")
+    ] = None,
+    allow_sparse: Annotated[
+        bool | None,
+        typer.Option("--allow-sparse", help="accept manifests whose blobs/children are absent"),
+    ] = None,
+    no_fsync: Annotated[
+        bool | None, typer.Option("--no-fsync", help="skip fsync on commit (faster, less durable)")
+    ] = None,
+    no_auth: Annotated[
+        bool | None,
+        typer.Option("--no-auth", help="run an OPEN registry: anyone may push, pull, delete"),
+    ] = None,
+    data_dir: DataDir = None, database: Database = None, storage: Storage = None,
+    config: Config = None,
+) -> None:
+    """Run the registry (SQLite + filesystem under --data-dir; no configuration needed)."""
+    from ..server import serve as run
+
+    settings = Target(data_dir, database, storage, config).settings(
+        listen=listen,
+        workers=workers,
+        allow_sparse=allow_sparse,
+        fsync=False if no_fsync else None,
+        auth=False if no_auth else None,
+    )
+    raise typer.Exit(run(settings))

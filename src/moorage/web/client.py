@@ -1,0 +1,74 @@
+"""The client's address: the socket peer, or what trusted proxies say in X-Forwarded-For."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable, Sequence
+
+from aiohttp import web
+
+from ..config import IPNetwork
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _parse(value: str) -> IPAddress | None:
+    """An address from one X-Forwarded-For entry (`1.2.3.4`, `1.2.3.4:5678`, `[::1]:80`)."""
+    value = value.strip().strip('"')
+    if value.startswith("["):
+        value = value[1:].partition("]")[0]
+    elif value.count(":") == 1:
+        value = value.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: IPAddress, proxies: Sequence[IPNetwork]) -> bool:
+    return any(address.version == net.version and address in net for net in proxies)
+
+
+def client_address(
+    peer: str | None, forwarded_for: Sequence[str], proxies: Sequence[IPNetwork]
+) -> str | None:
+    """The rightmost X-Forwarded-For hop that is not a trusted proxy, when the peer is one.
+
+    Entries left of the first untrusted hop are the client's own claims, so they are ignored;
+    an entry that is not an address ends the walk at the last trusted hop.
+    """
+    if peer is None or not proxies or not forwarded_for:
+        return peer
+    current = _parse(peer)
+    if current is None or not _trusted(current, proxies):
+        return peer
+    hops = [hop for header in forwarded_for for hop in header.split(",") if hop.strip()]
+    for hop in reversed(hops):
+        address = _parse(hop)
+        if address is None:
+            break
+        current = address
+        if not _trusted(address, proxies):
+            break
+    return str(current)
+
+
+def client_address_middleware(
+    proxies: Sequence[IPNetwork],
+) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
+              Awaitable[web.StreamResponse]]:
+    """A middleware that makes `request.remote` the resolved client address everywhere."""
+
+    @web.middleware
+    async def resolve(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        forwarded = request.headers.getall("X-Forwarded-For", [])
+        if proxies and forwarded:
+            remote = client_address(request.remote, forwarded, proxies)
+            if remote != request.remote:
+                request = request.clone(remote=remote)
+        return await handler(request)
+
+    return resolve
