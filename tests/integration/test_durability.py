@@ -186,7 +186,7 @@ def restart(reg, sig: int = signal.SIGTERM) -> int | None:
 
 
 def check_blob_store(data_dir: Path) -> dict[str, Path]:
-    """Hash every file under DIR/blobs whose path names a hex digest; fail on any mismatch.
+    """Hash every file under DIR/blobs whose name starts with a hex digest; fail on a mismatch.
     Returns digest -> path of every blob file found."""
     found: dict[str, Path] = {}
     bad: list[str] = []
@@ -194,7 +194,9 @@ def check_blob_store(data_dir: Path) -> dict[str, Path]:
         if not path.is_file():
             continue
         rel = path.relative_to(data_dir / "blobs")
-        hexes = [p for p in reversed(rel.parts) if HEX_RE.fullmatch(p)]
+        # Files are named `<hex>-<upload id>` (older data dirs: `<hex>`).
+        hexes = [p.split("-", 1)[0] for p in reversed(rel.parts)
+                 if HEX_RE.fullmatch(p.split("-", 1)[0])]
         if not hexes:
             continue
         hexd = hexes[0]

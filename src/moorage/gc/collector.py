@@ -7,16 +7,32 @@ A run, in order (each step safe to interrupt; the next run finishes the job):
 2. per repository, in one write transaction that reads the graph and deletes: manifests no tag,
    restorable tag, index or subject reaches, pushed and pulled longer ago than the grace period;
 3. drop repository links older than the grace period that no manifest of that repository uses;
-4. blobs no manifest anywhere references and no fresh link protects, in batches: delete the rows
-   and queue their storage in `pending_deletions` (one transaction), then delete the bytes;
+4. blobs no manifest anywhere references and no link protects, in batches: delete the rows and
+   queue their storage in `pending_deletions` (one transaction), then delete the bytes;
 5. upload sessions idle longer than the upload TTL: same two steps;
-6. delete whatever storage is still queued (left by a crash of an earlier run).
+6. delete whatever storage is still queued, also what an interrupted run had claimed.
 
-Why it cannot lose a referenced byte: a blob's row is deleted only inside a transaction that
-re-checks "no reference, no fresh link"; a manifest PUT re-checks its blobs inside its own write
-transaction; an upload commit refreshes the link of existing content (or cancels its queued
-deletion) before relying on it, and records new content only after checking, under the same
-write lock storage deletions hold, that its bytes are present.
+The protocol that keeps every acknowledged image whole:
+
+- Re-check under the write. Candidates are read without locks; every delete statement then
+  re-states the whole condition that made the row garbage (link: old and unreferenced in its
+  repository; blob: old, referenced by no manifest anywhere, no link left; upload: idle and
+  unleased) and runs inside the write. SQLite: one writer at a time. PostgreSQL: the rows are
+  first locked with FOR UPDATE SKIP LOCKED (the collector never waits on a push, so never
+  deadlocks with one), then the condition is re-read, so a push committed before the lock is
+  seen and a later one waits and then finds the rows gone.
+- A manifest push refreshes (created_at = now, row locks in digest order) the links of the
+  blobs it references before its guard checks them, holds FOR SHARE on those blob rows, and a
+  shared lock on its repository row; a manifest sweep takes that repository lock exclusively
+  and reads the graph after it. So either the collector's delete came first (the push is
+  refused with MANIFEST_BLOB_UNKNOWN) or the push did (the collector keeps the rows).
+- Storage goes through a claim. Drain: claim queued rows (claimed_at, claimer; FOR UPDATE SKIP
+  LOCKED) in one short transaction, delete the bytes outside any transaction (S3 calls never
+  hold the SQLite write lock), then delete the queue rows. A blob commit records a key only if
+  no claimed queue row names it: an unclaimed one is taken back (its bytes still exist); a
+  claimed one, or reused content whose queue row is already gone, makes the upload keep its
+  own bytes instead. Own keys are unique per commit on every store (filesystem keys carry the
+  upload id), so a re-committed digest never shares a key with bytes being deleted.
 """
 
 from __future__ import annotations
@@ -24,6 +40,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 
 from ..metadata.lifecycle_store import LifecycleStore, RepoGraph
@@ -116,7 +133,9 @@ class GarbageCollector:
             self._blobs(report, cutoff, dry_run, doomed_ids)
             self._uploads(report, now - ttl, dry_run)
             if not dry_run:
-                self._drain(report)
+                self._drain(report, take_over=True)
+            if report.errors:
+                status = "failed"
         except Exception as exc:
             status = "failed"
             report.errors.append(f"{type(exc).__name__}: {exc}")
@@ -214,19 +233,34 @@ class GarbageCollector:
             if len(stale) < self.batch or not expired:
                 return
 
-    def _drain(self, report: GcReport) -> None:
+    def _drain(self, report: GcReport, take_over: bool = False) -> None:
+        """Delete queued storage: claim (one short transaction), delete the bytes outside any
+        transaction, then forget the claimed rows. `take_over` also takes rows an earlier,
+        interrupted run claimed."""
+        claimer = uuid.uuid4().hex
         while True:
-            rows, deleted = self.store.drain_pending(self.batch, self._remove)
-            report.storage_deleted += deleted
-            if rows == 0:
+            claimed = self.store.claim_pending(self.batch, claimer, take_over)
+            if not claimed:
                 return
-
-    def _remove(self, items: list[tuple[str, str]]) -> None:
-        for kind, key in items:
-            try:
-                if kind == "blob":
-                    self.blobs.delete_blob(key)
-                else:
-                    self.blobs.abort_upload(key)
-            except FileNotFoundError:
-                pass
+            done: list[int] = []
+            failed: list[str] = []
+            for row_id, kind, key in claimed:
+                try:
+                    if kind == "blob":
+                        self.blobs.delete_blob(key)
+                    else:
+                        self.blobs.abort_upload(key)
+                except FileNotFoundError:
+                    pass
+                except Exception as exc:  # noqa: BLE001 - stays claimed; a later run retries
+                    failed.append(f"{kind} {key}: {type(exc).__name__}: {exc}")
+                    continue
+                done.append(row_id)
+            self.store.confirm_pending(done)
+            report.storage_deleted += len(done)
+            if failed:
+                report.errors.extend(failed[:10])
+                log.error("gc could not delete storage", extra={"failed": len(failed)})
+                return
+            if len(claimed) < self.batch:
+                return

@@ -8,9 +8,11 @@ import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from .schema import repositories
 
 
 class SqliteWriteLock:
@@ -74,6 +76,17 @@ class StoreBase:
             else engine
         )
         self._write_lock = _write_lock(engine)
+
+    def _lock_repository(self, conn: Connection, repo_id: int, exclusive: bool) -> None:
+        """PostgreSQL: pushes share a repository's row lock, a GC sweep takes it alone, so a
+        sweep decides on a graph no push is changing (SQLite: the write lock already does)."""
+        if self.engine.dialect.name != "postgresql":
+            return
+        conn.execute(
+            select(repositories.c.id)
+            .where(repositories.c.id == repo_id)
+            .with_for_update(read=not exclusive)
+        )
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

@@ -1,9 +1,12 @@
 """Lifecycle queries: immutability rules, retention policies, quotas, soft-deleted tags, pull
 times, and the garbage collector's batched, re-checking transactions.
 
-Every destructive statement re-checks its condition inside its own write transaction, so what
-a concurrent push does between "mark" and "sweep" is always seen (SQLite: BEGIN IMMEDIATE
-serialises writers; PostgreSQL: the FOR SHARE locks taken by the manifest PUT guard).
+Every destructive statement re-states the whole condition that made its rows garbage, evaluated
+under the write, so what a concurrent push does between "mark" and "sweep" is always seen.
+SQLite: one writer at a time (the write lock). PostgreSQL: the collector locks the rows it
+deletes (FOR UPDATE SKIP LOCKED, so it never waits on a push) and re-reads the condition after
+taking the lock, while a push holds FOR SHARE on the blobs it references, row locks on the links
+it refreshes and a shared lock on its repository row (see gc/collector.py for the protocol).
 """
 
 from __future__ import annotations
@@ -49,6 +52,14 @@ from .schema import (
 
 class BytesGone(Exception):
     """The content an upload was about to record has been garbage-collected meanwhile."""
+
+
+class UploadGone(Exception):
+    """The upload session expired (and its storage was queued for deletion) while committing."""
+
+
+# A claim older than this is taken over by the next run (its claimer died).
+CLAIM_TTL = 300.0
 
 
 @dataclass(slots=True)
@@ -161,7 +172,7 @@ class LifecycleStore(StoreBase):
             select(blobs.c.digest, blobs.c.size)
             .join(repository_blobs, repository_blobs.c.digest == blobs.c.digest)
             .where(repository_blobs.c.repository_id == repo_id, blobs.c.digest.in_(set(digests)))
-            .with_for_update(read=True)
+            .with_for_update(read=True, of=blobs)
         )
         return {d: s for d, s in conn.execute(query)}
 
@@ -297,21 +308,6 @@ class LifecycleStore(StoreBase):
 
     # -- uploads meeting the collector --------------------------------------------------------
 
-    def protect_for_commit(self, repository: str, digest: str) -> None:
-        """Before an upload's bytes meet existing content: keep that content, or cancel its
-        queued deletion, so the collector cannot remove what the commit is about to rely on."""
-        now = time.time()
-        with self._write() as conn:
-            if conn.execute(select(blobs.c.digest).where(blobs.c.digest == digest)).first():
-                repo_id = self._repo_id(conn, repository, create=True)
-                self._fresh_link(conn, repo_id, digest, now)
-            else:
-                conn.execute(
-                    delete(pending_deletions).where(
-                        pending_deletions.c.kind == "blob", pending_deletions.c.digest == digest
-                    )
-                )
-
     def commit_blob_checked(
         self,
         repository: str,
@@ -319,25 +315,37 @@ class LifecycleStore(StoreBase):
         digest: str,
         size: int,
         storage_key: str,
-        bytes_present: Callable[[str], bool],
+        reused: bool,
     ) -> str:
-        """Record committed content like MetadataStore.commit_blob, after checking (under the
-        write lock the collector's storage deletes also hold) that the bytes are there.
+        """Record committed content like MetadataStore.commit_blob, never recording a key whose
+        bytes the collector has claimed for deletion.
 
-        Returns the storage key the digest is recorded under (another upload's, if it won)."""
+        `reused`: `storage_key` is the key of content already recorded (the upload's own bytes
+        were not kept); raises BytesGone when that content was collected meanwhile. Own keys are
+        unique per commit (see storage/), so no queued deletion can name them. Raises UploadGone
+        when the upload session expired meanwhile. Returns the key the digest is recorded under.
+        """
         now = time.time()
         with self._write() as conn:
-            conn.execute(
-                delete(pending_deletions).where(
-                    pending_deletions.c.kind == "blob", pending_deletions.c.digest == digest
-                )
-            )
-            existing = conn.execute(
-                select(blobs.c.digest).where(blobs.c.digest == digest)
-            ).first()
-            if existing is None:
-                if not bytes_present(storage_key):
+            # FOR SHARE (PostgreSQL): a collector that has not deleted the row yet cannot.
+            recorded = conn.execute(
+                select(blobs.c.storage_key)
+                .where(blobs.c.digest == digest)
+                .with_for_update(read=True)
+            ).scalar_one_or_none()
+            if recorded is None:
+                queued = conn.execute(
+                    select(pending_deletions.c.id, pending_deletions.c.claimed_at)
+                    .where(pending_deletions.c.kind == "blob",
+                           pending_deletions.c.storage_key == storage_key)
+                    .with_for_update()
+                ).all()
+                if any(q.claimed_at is not None for q in queued) or (reused and not queued):
                     raise BytesGone(digest)
+                if queued:
+                    # Collected but not yet claimed: the bytes are still there; take them back.
+                    conn.execute(delete(pending_deletions).where(
+                        pending_deletions.c.id.in_([q.id for q in queued])))
                 # Another node may commit the same digest at the same moment: one row wins.
                 conn.execute(
                     self._insert(blobs)
@@ -345,13 +353,16 @@ class LifecycleStore(StoreBase):
                     .on_conflict_do_nothing(index_elements=["digest"])
                 )
                 usage.on_blob_recorded(conn, digest, size)
+                recorded = conn.execute(
+                    select(blobs.c.storage_key).where(blobs.c.digest == digest)
+                ).scalar_one()
             repo_id = self._repo_id(conn, repository, create=True)
             self._fresh_link(conn, repo_id, digest, now)
             if upload_id is not None:
-                conn.execute(delete(uploads).where(uploads.c.id == upload_id))
-            return conn.execute(
-                select(blobs.c.storage_key).where(blobs.c.digest == digest)
-            ).scalar_one()
+                gone = conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+                if gone.rowcount == 0:
+                    raise UploadGone(upload_id)
+            return recorded
 
     def _repo_id(self, conn: Connection, name: str, create: bool = False) -> int | None:
         if create:
@@ -439,6 +450,7 @@ class LifecycleStore(StoreBase):
             repo_id = self._repo_id(conn, repository)
             if repo_id is None:
                 raise LookupError(tag)
+            self._lock_repository(conn, repo_id, exclusive=False)
             row = conn.execute(
                 select(deleted_tags.c.id, deleted_tags.c.manifest_digest)
                 .where(
@@ -613,6 +625,7 @@ class LifecycleStore(StoreBase):
         """Delete the manifests `decide` picks, deciding on a graph read inside the write
         transaction, so no concurrent push can slip between the decision and the delete."""
         with self._write() as conn:
+            self._lock_repository(conn, repo_id, exclusive=True)
             graph = self._graph(conn, repo_id, name, with_pulls=False)
             victims = [graph.manifests[i] for i in decide(graph)]
             ids = [v.id for v in victims]
@@ -634,6 +647,7 @@ class LifecycleStore(StoreBase):
     ) -> tuple[int, list[ManifestNode]]:
         """Soft-delete the tags and delete the manifests `decide` picks, in one transaction."""
         with self._write() as conn:
+            self._lock_repository(conn, repo_id, exclusive=True)
             graph = self._graph(conn, repo_id, name, with_pulls=True)
             tag_items, manifest_ids = decide(graph)
             removed = self._soft_delete(conn, repo_id, tag_items, actor)
@@ -722,32 +736,67 @@ class LifecycleStore(StoreBase):
     def delete_blobs(self, digests: Sequence[str], cutoff: float) -> list[tuple[str, str, int]]:
         """Delete the blob rows (and their stale links) that are still collectable, and queue
         their storage for deletion, in one transaction. Returns (digest, key, size) deleted."""
+        wanted = list(digests)
+        if not wanted:
+            return []
         now = time.time()
         with self._write() as conn:
-            still = [
-                (d, k, s)
-                for d, k, s in conn.execute(
-                    select(blobs.c.digest, blobs.c.storage_key, blobs.c.size).where(
-                        blobs.c.digest.in_(list(digests)), self._unreferenced(cutoff)
-                    )
+            # Lock first (PostgreSQL; skipping rows a push holds), then re-read the condition:
+            # every push that committed before the lock is seen, every later one waits for us.
+            locked = list(conn.execute(
+                select(blobs.c.digest)
+                .where(blobs.c.digest.in_(wanted), self._unreferenced(cutoff))
+                .order_by(blobs.c.digest)
+                .with_for_update(skip_locked=True)
+            ).scalars())
+            if not locked:
+                return []
+            links = [
+                (r, d)
+                for r, d in conn.execute(
+                    select(repository_blobs.c.repository_id, repository_blobs.c.digest)
+                    .where(repository_blobs.c.digest.in_(locked))
+                    .order_by(repository_blobs.c.repository_id, repository_blobs.c.digest)
+                    .with_for_update(skip_locked=True)
                 )
             ]
-            if not still:
-                return []
-            gone = [d for d, _, _ in still]
-            conn.execute(delete(repository_blobs).where(repository_blobs.c.digest.in_(gone)))
-            conn.execute(delete(blobs).where(blobs.c.digest.in_(gone)))
-            conn.execute(
-                pending_deletions.insert(),
-                [
-                    {"kind": "blob", "storage_key": k, "digest": d, "size": s, "queued_at": now}
-                    for d, k, s in still
-                ],
-            )
+            if links:
+                conn.execute(
+                    delete(repository_blobs).where(
+                        tuple_(repository_blobs.c.repository_id, repository_blobs.c.digest).in_(
+                            links
+                        ),
+                        repository_blobs.c.created_at < cutoff,
+                        ~exists().where(manifest_references.c.digest == repository_blobs.c.digest),
+                    )
+                )
+            # The whole condition again, now with "no link left" (a link skipped or refreshed
+            # above keeps its blob); only the rows this statement deletes are queued.
+            still = [
+                (d, k, sz)
+                for d, k, sz in conn.execute(
+                    delete(blobs)
+                    .where(
+                        blobs.c.digest.in_(locked),
+                        self._unreferenced(cutoff),
+                        ~exists().where(repository_blobs.c.digest == blobs.c.digest),
+                    )
+                    .returning(blobs.c.digest, blobs.c.storage_key, blobs.c.size)
+                )
+            ]
+            if still:
+                conn.execute(
+                    pending_deletions.insert(),
+                    [
+                        {"kind": "blob", "storage_key": k, "digest": d, "size": sz,
+                         "queued_at": now}
+                        for d, k, sz in still
+                    ],
+                )
             return still
 
-    def stale_links(self, cutoff: float, limit: int) -> list[tuple[int, str]]:
-        """Old links no manifest in their repository references (the blob may live on elsewhere)."""
+    def _stale_link(self, cutoff: float):  # type: ignore[no-untyped-def]
+        """Links older than cutoff that no manifest of their repository references."""
         referenced = (
             select(manifest_references.c.digest)
             .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
@@ -757,37 +806,61 @@ class LifecycleStore(StoreBase):
             )
             .exists()
         )
+        return and_(repository_blobs.c.created_at < cutoff, ~referenced)
+
+    def stale_links(self, cutoff: float, limit: int) -> list[tuple[int, str]]:
+        """Old links no manifest in their repository references (the blob may live on elsewhere)."""
         query = (
             select(repository_blobs.c.repository_id, repository_blobs.c.digest)
-            .where(repository_blobs.c.created_at < cutoff, ~referenced)
+            .where(self._stale_link(cutoff))
             .limit(limit)
         )
         with self._read() as conn:
             return [(r, d) for r, d in conn.execute(query)]
 
     def drop_links(self, pairs: Sequence[tuple[int, str]], cutoff: float) -> int:
-        """Delete those links that are still old (a re-upload refreshes a link)."""
+        """Delete those links that are still stale: still old (a push or re-upload refreshes
+        the links it relies on) and still referenced by no manifest of their repository."""
         if not pairs:
             return 0
         with self._write() as conn:
+            locked = [
+                (r, d)
+                for r, d in conn.execute(
+                    select(repository_blobs.c.repository_id, repository_blobs.c.digest)
+                    .where(
+                        tuple_(repository_blobs.c.repository_id, repository_blobs.c.digest).in_(
+                            list(pairs)
+                        ),
+                        self._stale_link(cutoff),
+                    )
+                    .order_by(repository_blobs.c.repository_id, repository_blobs.c.digest)
+                    .with_for_update(skip_locked=True)
+                )
+            ]
+            if not locked:
+                return 0
             return conn.execute(
                 delete(repository_blobs).where(
                     tuple_(repository_blobs.c.repository_id, repository_blobs.c.digest).in_(
-                        list(pairs)
+                        locked
                     ),
-                    repository_blobs.c.created_at < cutoff,
+                    self._stale_link(cutoff),
                 )
             ).rowcount
 
     # -- stale uploads ------------------------------------------------------------------------
 
+    def _idle_upload(self, before: float, now: float):  # type: ignore[no-untyped-def]
+        return and_(
+            uploads.c.updated_at < before,
+            or_(uploads.c.writer_until.is_(None), uploads.c.writer_until < now),
+        )
+
     def stale_uploads(self, before: float, now: float, limit: int) -> list[tuple[str, str, int]]:
         query = (
             select(uploads.c.id, uploads.c.storage_handle, uploads.c.offset)
-            .where(
-                uploads.c.updated_at < before,
-                or_(uploads.c.writer_until.is_(None), uploads.c.writer_until < now),
-            )
+            .where(self._idle_upload(before, now))
             .limit(limit)
         )
         with self._read() as conn:
@@ -797,18 +870,18 @@ class LifecycleStore(StoreBase):
         """Delete upload sessions still idle, queueing their storage for deletion."""
         now = time.time()
         with self._write() as conn:
+            # Locked (PostgreSQL), skipping one a request is claiming right now.
             rows = [
                 (i, h, o)
                 for i, h, o in conn.execute(
-                    select(uploads.c.id, uploads.c.storage_handle, uploads.c.offset).where(
-                        uploads.c.id.in_(list(ids)),
-                        uploads.c.updated_at < before,
-                        or_(uploads.c.writer_until.is_(None), uploads.c.writer_until < now),
-                    )
+                    select(uploads.c.id, uploads.c.storage_handle, uploads.c.offset)
+                    .where(uploads.c.id.in_(list(ids)), self._idle_upload(before, now))
+                    .with_for_update(skip_locked=True)
                 )
             ]
             if rows:
-                conn.execute(delete(uploads).where(uploads.c.id.in_([r[0] for r in rows])))
+                conn.execute(delete(uploads).where(
+                    uploads.c.id.in_([r[0] for r in rows]), self._idle_upload(before, now)))
                 conn.execute(
                     pending_deletions.insert(),
                     [
@@ -828,41 +901,53 @@ class LifecycleStore(StoreBase):
             ).one()
         return int(n), int(size)
 
-    def drain_pending(
-        self, limit: int, remove: Callable[[list[tuple[str, str]]], None]
-    ) -> tuple[int, int]:
-        """(rows processed, storage items deleted). Delete the storage of up to `limit` queued items, then their rows, holding the write
-        transaction meanwhile: a commit of the same content waits, then sees the bytes gone
-        (see commit_blob_checked). Content that came back since it was queued is kept."""
+    def claim_pending(
+        self, limit: int, claimer: str, take_over: bool = False
+    ) -> list[tuple[int, str, str]]:
+        """Claim up to `limit` queued storage deletions: (id, kind, key) whose bytes the caller
+        may now delete, outside any transaction, then confirm_pending.
+
+        Skips rows another run holds or claimed less than CLAIM_TTL ago (all claimed rows with
+        `take_over`: deleting bytes twice is harmless). A queued key that a blob row names again
+        is dropped from the queue instead: that content is live.
+        """
+        now = time.time()
+        query = select(
+            pending_deletions.c.id, pending_deletions.c.kind, pending_deletions.c.storage_key
+        )
+        if not take_over:
+            query = query.where(or_(pending_deletions.c.claimed_at.is_(None),
+                                    pending_deletions.c.claimed_at < now - CLAIM_TTL))
         with self._write() as conn:
             rows = conn.execute(
-                select(
-                    pending_deletions.c.id,
-                    pending_deletions.c.kind,
-                    pending_deletions.c.storage_key,
-                    pending_deletions.c.digest,
-                    pending_deletions.c.size,
-                )
-                .order_by(pending_deletions.c.id)
-                .limit(limit)
+                query.order_by(pending_deletions.c.id).limit(limit).with_for_update(
+                    skip_locked=True)
             ).all()
             if not rows:
-                return 0, 0
-            digests = [r.digest for r in rows if r.kind == "blob"]
-            revived = set(
+                return []
+            keys = [r.storage_key for r in rows if r.kind == "blob"]
+            live = set(
                 conn.execute(
-                    select(blobs.c.storage_key).where(blobs.c.digest.in_(digests))
+                    select(blobs.c.storage_key).where(blobs.c.storage_key.in_(keys))
                 ).scalars()
-            ) if digests else set()
-            doomed = [
-                (r.kind, r.storage_key)
-                for r in rows
-                if not (r.kind == "blob" and r.storage_key in revived)
-            ]
-            remove(doomed)
-            conn.execute(delete(pending_deletions).where(
-                pending_deletions.c.id.in_([r.id for r in rows])))
-            return len(rows), len(doomed)
+            ) if keys else set()
+            revived = [r.id for r in rows if r.kind == "blob" and r.storage_key in live]
+            if revived:
+                conn.execute(delete(pending_deletions).where(pending_deletions.c.id.in_(revived)))
+            claimed = [(r.id, r.kind, r.storage_key) for r in rows if r.id not in set(revived)]
+            if claimed:
+                conn.execute(
+                    update(pending_deletions)
+                    .where(pending_deletions.c.id.in_([c[0] for c in claimed]))
+                    .values(claimed_at=now, claimer=claimer)
+                )
+            return claimed
+
+    def confirm_pending(self, ids: Sequence[int]) -> None:
+        """Forget queued deletions whose storage is gone."""
+        if ids:
+            with self._write() as conn:
+                conn.execute(delete(pending_deletions).where(pending_deletions.c.id.in_(list(ids))))
 
     # -- runs and leases ----------------------------------------------------------------------
 

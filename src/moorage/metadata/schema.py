@@ -297,6 +297,10 @@ pending_deletions = Table(
     Column("digest", String(200)),
     Column("size", BigInteger, nullable=False, default=0),
     Column("queued_at", Float, nullable=False),
+    # Set by the collector run about to delete the storage (see gc/collector.py): a commit that
+    # meets a claimed key never records it again.
+    Column("claimed_at", Float),
+    Column("claimer", String(64)),
     Index("ix_pending_deletions_key", "storage_key"),
 )
 

@@ -282,6 +282,29 @@ class MetadataStore(StoreBase):
                 rows,
             )
 
+    def _refresh_links(
+        self, conn: Connection, repo_id: int, digests: Iterable[str], now: float
+    ) -> None:
+        """Make the links a manifest relies on fresh, under row locks held until commit.
+
+        A collector's link delete re-checks the age under the same lock, so it either ran first
+        (the guard then finds the link gone and refuses the push) or finds it fresh and keeps it.
+        Only existing links are touched: a push never grants access to content.
+        """
+        wanted = sorted(set(digests))
+        if not wanted:
+            return
+        where = (repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest.in_(wanted))
+        if self.engine.dialect.name == "postgresql":
+            # In digest order: pushes sharing layers lock them in the same order, never deadlock.
+            conn.execute(
+                select(repository_blobs.c.digest)
+                .where(*where)
+                .order_by(repository_blobs.c.digest)
+                .with_for_update()
+            )
+        conn.execute(update(repository_blobs).where(*where).values(created_at=now))
+
     def find_blob(self, digest: str) -> BlobRow | None:
         """The content record of a digest, whichever repositories hold it."""
         with self._read() as conn:
@@ -316,7 +339,11 @@ class MetadataStore(StoreBase):
         False when the content is gone (garbage-collected since the caller looked it up).
         """
         with self._write() as conn:
-            if conn.execute(select(blobs.c.digest).where(blobs.c.digest == digest)).first() is None:
+            # FOR SHARE (PostgreSQL): a concurrent collector cannot delete the row under the link.
+            found = conn.execute(
+                select(blobs.c.digest).where(blobs.c.digest == digest).with_for_update(read=True)
+            ).first()
+            if found is None:
                 return False
             repo_id = self._ensure_repository(conn, repository)
             self._link(conn, repo_id, [digest], time.time())
@@ -383,6 +410,8 @@ class MetadataStore(StoreBase):
         now = time.time()
         with self._write() as conn:
             repo_id = self._ensure_repository(conn, repository)
+            self._lock_repository(conn, repo_id, exclusive=False)
+            self._refresh_links(conn, repo_id, manifest.blob_digests, now)
             if guard is not None:
                 guard(conn, repo_id)
             inserted = conn.execute(

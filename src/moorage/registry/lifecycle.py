@@ -16,11 +16,12 @@ from sqlalchemy import Connection
 from ..auth.scopes import namespace_of
 from ..events.audit import AuditLog
 from ..gc.collector import GarbageCollector, GcReport
-from ..metadata.lifecycle_store import BytesGone, LifecycleStore
+from ..metadata.lifecycle_store import BytesGone, LifecycleStore, UploadGone
 from ..metadata.store import NewManifest
 from ..metadata.usage import blob_kind
 from ..oci.errors import (
     BlobUploadInvalid,
+    BlobUploadUnknown,
     Denied,
     ManifestBlobUnknown,
     ManifestInvalid,
@@ -228,18 +229,21 @@ class LifecycleService:
                          detail={"namespace": namespace, "usage": used, "limit": limit,
                                  "requested": total_bytes})
 
-    def protect_for_commit(self, repository: str, digest: str) -> None:
-        self.store.protect_for_commit(repository, digest)
-
     def commit_blob(self, repository: str, upload_id: str | None, digest: str, size: int,
-                    key: str, bytes_present: Callable[[str], bool]) -> str:
+                    key: str, reused: bool) -> str | None:
+        """Record an upload's content GC-safely; None when `reused` content was collected
+        meanwhile (commit the upload's own bytes instead)."""
         try:
             return self.store.commit_blob_checked(repository, upload_id, digest, size, key,
-                                                  bytes_present)
+                                                  reused)
         except BytesGone:
+            if reused:
+                return None
             raise BlobUploadInvalid(
                 f"{digest} was garbage-collected while this upload committed; push it again"
             ) from None
+        except UploadGone:
+            raise BlobUploadUnknown("the upload expired while it was being committed") from None
 
     # -- administration -----------------------------------------------------------------------
 

@@ -170,56 +170,58 @@ class UploadService:
                         f"content digest is {digest.algorithm}:{computed}, not {digest}",
                         detail={"digest": str(digest)},
                     )
-                if self.lifecycle is not None:
-                    # Keep existing content (or cancel its queued deletion) before relying on it.
-                    await asyncio.to_thread(
-                        self.lifecycle.protect_for_commit, repository, str(digest)
-                    )
-                key = await self._commit_bytes(handle, writer, str(digest))
+                recorded = await self._record_existing(repository, row, digest, offset)
+                if recorded is not None:
+                    # Already stored: drop these bytes instead of finishing a second copy.
+                    if writer is not None:
+                        await asyncio.to_thread(writer.close)
+                        writer = None
+                    await asyncio.to_thread(self.blobs.abort_upload, handle)
+                elif writer is not None:
+                    key = await asyncio.to_thread(writer.commit, str(digest))
+                else:
+                    key = await asyncio.to_thread(self.blobs.commit_upload, handle, str(digest))
             finally:
                 if writer is not None:
                     await asyncio.to_thread(writer.close)
-            recorded = await self._record(repository, row, digest, offset, key)
-            if recorded != key:
-                # Identical content committed by another request first: keep one copy.
-                await asyncio.to_thread(self.blobs.delete_blob, key)
+            if recorded is None:
+                try:
+                    recorded = await self._record(repository, row, digest, offset, key, False)
+                except BlobUploadUnknown:
+                    await asyncio.to_thread(self.blobs.delete_blob, key)
+                    raise
+                if recorded != key:
+                    # Identical content committed by another request first: keep one copy.
+                    await asyncio.to_thread(self.blobs.delete_blob, key)
             log.info(
                 "blob committed",
                 extra={"repository": repository, "digest": str(digest), "size": offset},
             )
             return digest
 
-    async def _commit_bytes(self, handle: str, writer: UploadWriter | None, digest: str) -> str:
-        existing = await asyncio.to_thread(self.store.find_blob, digest)
-        if existing is not None and await asyncio.to_thread(
+    async def _record_existing(
+        self, repository: str, row: UploadRow, digest: Digest, size: int
+    ) -> str | None:
+        """Record the upload as content already stored, if it is; None: commit its own bytes."""
+        existing = await asyncio.to_thread(self.store.find_blob, str(digest))
+        if existing is None or not await asyncio.to_thread(
             self.blobs.blob_exists, existing.storage_key
         ):
-            # Already stored: drop these bytes instead of finishing a second copy.
-            if writer is not None:
-                await asyncio.to_thread(writer.close)
-            await asyncio.to_thread(self.blobs.abort_upload, handle)
-            return existing.storage_key
-        if writer is not None:
-            return await asyncio.to_thread(writer.commit, digest)
-        return await asyncio.to_thread(self.blobs.commit_upload, handle, digest)
+            return None
+        return await self._record(repository, row, digest, size, existing.storage_key, True)
 
     async def _record(
-        self, repository: str, row: UploadRow, digest: Digest, size: int, key: str
-    ) -> str:
-        """Record committed bytes; with lifecycle on, only once the bytes are seen under the
-        collector's lock, so a concurrent GC never leaves a row without bytes."""
+        self, repository: str, row: UploadRow, digest: Digest, size: int, key: str, reused: bool
+    ) -> str | None:
+        """Record committed bytes; the recorded key, or None when `reused` content was
+        garbage-collected meanwhile (the caller then commits the upload's own bytes)."""
         if self.lifecycle is None:
             return await asyncio.to_thread(
                 self.store.commit_blob, repository, row.id, str(digest), size, key
             )
-        try:
-            return await asyncio.to_thread(
-                self.lifecycle.commit_blob, repository, row.id, str(digest), size, key,
-                self.blobs.blob_exists,
-            )
-        except BlobUploadInvalid:
-            await asyncio.to_thread(self.store.delete_upload, row.id)
-            raise
+        return await asyncio.to_thread(
+            self.lifecycle.commit_blob, repository, row.id, str(digest), size, key, reused
+        )
 
     def _check_quota(self, repository: str, row: UploadRow, chunk: ChunkRange | None,
                      content_length: int | None, digest: Digest | None = None) -> None:

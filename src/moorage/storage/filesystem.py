@@ -10,7 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 _HANDLE_RE = re.compile(r"^[a-zA-Z0-9-]{1,64}$")
-_KEY_RE = re.compile(r"^blobs/[a-z0-9]+/[a-f0-9]{2}/[a-f0-9]{64,128}$")
+# `<hex>-<upload id>` since per-commit keys; plain `<hex>` in data written before.
+_KEY_RE = re.compile(r"^blobs/[a-z0-9]+/[a-f0-9]{2}/[a-f0-9]{64,128}(-[a-zA-Z0-9-]{1,64})?$")
 READ_CHUNK = 1 << 20
 # Start writeback of what was written every this many bytes, so the fsync at commit finds
 # little left to do and the disk works while the network does.
@@ -66,7 +67,13 @@ class FileUploadWriter:
 
 
 class FilesystemBlobStore:
-    """Blobs under `<root>/blobs/<alg>/<xx>/<hex>`, uploads under `<root>/uploads/<id>`."""
+    """Blobs under `<root>/blobs/<alg>/<xx>/<hex>-<upload id>`, uploads under `<root>/uploads/<id>`.
+
+    Each commit gets a key of its own (like S3's key per upload): the garbage collector may be
+    deleting the bytes of an earlier copy of the same digest, and must never delete these.
+    Identical content is still stored once: the upload service reuses a recorded blob instead
+    of committing a second copy.
+    """
 
     def __init__(self, root: Path, fsync: bool = True) -> None:
         self.root = Path(root)
@@ -98,11 +105,8 @@ class FilesystemBlobStore:
 
     def commit_upload(self, handle: str, digest: str) -> str:
         algorithm, hex_ = digest.split(":", 1)
-        key = f"blobs/{algorithm}/{hex_[:2]}/{hex_}"
+        key = f"blobs/{algorithm}/{hex_[:2]}/{hex_}-{handle}"
         src, dst = self._upload_path(handle), self._blob_path(key)
-        if dst.is_file():
-            src.unlink(missing_ok=True)  # identical content is stored once
-            return key
         if self.fsync:
             fd = os.open(src, os.O_RDONLY)
             try:
