@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 ARGS ?= --help
 LOCK := requirements.lock
 
-.PHONY: serve test venv dev-deps system-deps lint bench bench-scaleout clean cli lock
+.PHONY: serve test test-fast venv dev-deps system-deps lint bench bench-scaleout clean cli lock
 
 # Debian's python3 lacks `venv` until python3-venv is installed: install it as root, else say so.
 $(BIN)/python:
@@ -62,6 +62,10 @@ test: dev-deps system-deps
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 	MOORAGE_TEST_BACKEND=pg-s3 $(BIN)/python -m pytest -n 2 tests/integration $(PYTEST_ARGS)
 	MOORAGE_TEST_BACKEND=pg-s3-lb $(BIN)/python -m pytest -n 2 tests/integration $(PYTEST_ARGS)
+
+# The fast tier: pure-domain and service-level tests, no servers (seconds, for the edit loop).
+test-fast: dev-deps
+	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
 lint: dev-deps
 	$(BIN)/ruff check src tests benchmarks

@@ -120,8 +120,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="moorage-auth-bench-"))
     blob = work / "blob.bin"
     with open(blob, "wb") as f:
-        for _ in range(args.blob_mib):
-            f.write(os.urandom(1 << 20))
+        f.writelines(os.urandom(1 << 20) for _ in range(args.blob_mib))
     results = {}
     try:
         for auth in (False, True):

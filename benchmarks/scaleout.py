@@ -53,7 +53,8 @@ class Node:
         self.log = root / f"node-{self.port}.log"
         cmd = [sys.executable, "-m", "moorage", "serve", "--listen", f"127.0.0.1:{self.port}",
                "--data-dir", str(self.data), "--workers", "1", *args]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT,
+        log = open(self.log, "ab")  # noqa: SIM115 (the child keeps it)
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **env}, start_new_session=True)
         self.peak_rss = 0
         deadline = time.monotonic() + 30

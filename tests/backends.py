@@ -85,7 +85,7 @@ class Postgres:
              "--no-sync"],
             check=True, capture_output=True, **user,  # type: ignore[arg-type]
         )
-        log = open(self.root / "postgres.log", "ab")
+        log = open(self.root / "postgres.log", "ab")  # noqa: SIM115 (the server keeps it)
         self.proc = subprocess.Popen(
             [bindir / "postgres", "-D", data, "-p", str(self.port), "-k", self.root,
              "-c", "listen_addresses=127.0.0.1", "-c", "max_connections=400",
@@ -162,7 +162,7 @@ class SeaweedFS:
             "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY,
             "GOMEMLIMIT": "512MiB",
         }
-        log = open(self.root / "weed.log", "ab")
+        log = open(self.root / "weed.log", "ab")  # noqa: SIM115 (the server keeps it)
         self.proc = subprocess.Popen(
             [weed, "mini", f"-dir={self.root}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
              "-master.telemetry=false", "-webdav=false", "-admin.ui=false",
@@ -178,7 +178,7 @@ class SeaweedFS:
             try:
                 probe.check()
                 return self
-            except Exception:
+            except Exception:  # noqa: BLE001 (any failure of the probe means "not up yet")
                 if self.proc.poll() is not None or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(

@@ -46,7 +46,7 @@ class RegistryProcess:
     def start(self, timeout: float = 20.0) -> RegistryProcess:
         """Start the server and wait until GET /v2/ answers."""
         self.log_path = self.data_dir.parent / f"moorage-{self.port}.log"
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 (the server keeps it)
         cmd = [
             sys.executable, "-m", "moorage", "serve",
             "--listen", f"127.0.0.1:{self.port}",

@@ -52,7 +52,7 @@ def _parallel(fn, count: int) -> list:
         barrier.wait()
         try:
             results[i] = fn(i)
-        except Exception as exc:  # collected, asserted by the caller
+        except Exception as exc:  # noqa: BLE001 (collected, asserted by the caller)
             results[i] = exc
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]

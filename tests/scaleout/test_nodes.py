@@ -317,7 +317,8 @@ def test_health_endpoints_and_unmigrated_database(cluster, services, tmp_path):
         [sys.executable, "-m", "moorage", "serve", "--listen", f"127.0.0.1:{free_port()}",
          "--data-dir", str(tmp_path / "d"), "--database", empty,
          "--storage", services.s3.storage_url()],
-        capture_output=True, text=True, timeout=60, env={**os.environ, **services.s3.env()},
+        check=False, capture_output=True, text=True, timeout=60,
+        env={**os.environ, **services.s3.env()},
     )
     assert proc.returncode != 0
     assert "moorage db upgrade" in proc.stderr
@@ -336,7 +337,8 @@ def test_gc_expires_a_stale_upload_and_aborts_its_multipart_upload(cluster, serv
         [sys.executable, "-m", "moorage", "gc", "--upload-ttl", "1s", "--json",
          "--data-dir", str(tmp_path / "d"), "--database", cluster.database_url,
          "--storage", cluster.storage_url],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **services.s3.env()},
+        check=False, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **services.s3.env()},
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1])["uploads"] >= 1
