@@ -85,7 +85,12 @@ def test_pushes_with_gc_and_retention_in_a_loop_lose_nothing(lc):
     threads.append(threading.Thread(target=_collector, args=(cli, ns, stop, stats, errors)))
     for t in threads:
         t.start()
-    time.sleep(SECONDS)
+    # At least SECONDS of load and two full collections, however slow a CLI start is on this box.
+    started = time.monotonic()
+    while time.monotonic() - started < SECONDS or (
+        stats["retention_runs"] < 2 and time.monotonic() - started < 8 * SECONDS and not errors
+    ):
+        time.sleep(0.2)
     stop.set()
     for t in threads:
         t.join(120)
