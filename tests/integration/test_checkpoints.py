@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import RegistryProcess, free_port
+from conftest import BACKEND, RegistryProcess, free_port
+
+# These tests start their own servers on both backends: once, in the default tier, is enough.
+pytestmark = pytest.mark.skipif(BACKEND != "fs", reason="runs both backends itself, in the fs tier")
 
 MiB = 1 << 20
 CHECKPOINT = 4 * MiB
