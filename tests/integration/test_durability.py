@@ -352,7 +352,7 @@ def test_chunked_upload_survives_graceful_restart(fresh_registry, workers: int):
     reg = fresh_registry
     if workers != 1:
         reg.stop()
-        reg.extra_args = ["--workers", str(workers)]
+        reg.extra_args = [*reg.extra_args, "--workers", str(workers)]  # keeps the backend flags
         reg.start()
     repo = new_repo()
     loc, min_len = start_upload(reg, repo)
@@ -554,7 +554,7 @@ def test_sigterm_while_idle_exits_0_promptly(fresh_registry, workers: int):
     reg = fresh_registry
     if workers != 1:
         reg.stop()
-        reg.extra_args = ["--workers", str(workers)]
+        reg.extra_args = [*reg.extra_args, "--workers", str(workers)]  # keeps the backend flags
         reg.start()
     repo = new_repo()
     image = push_image(reg, repo, "v1")
