@@ -23,7 +23,8 @@ from .conftest import Cli
 
 # Short leases and quick polling; the server itself runs no jobs (--no-jobs): workers do.
 FAST = {"MOORAGE_TEST_JOBS": "1", "MOORAGE_JOB_LEASE_SECONDS": "2",
-        "MOORAGE_JOB_POLL_INTERVAL": "0.1", "MOORAGE_UPLOAD_EXPIRY_INTERVAL": "0"}
+        "MOORAGE_JOB_POLL_INTERVAL": "0.1", "MOORAGE_UPLOAD_EXPIRY_INTERVAL": "0",
+        "MOORAGE_GC_INTERVAL": "0"}
 
 
 @dataclass
@@ -229,13 +230,15 @@ def services():  # type: ignore[no-untyped-def]
     return shared_services()
 
 
-def test_two_workers_on_postgresql_never_run_one_unique_job_at_once(services, workers, tmp_path):
+def test_two_workers_on_postgresql_never_run_one_unique_job_at_once(services, workers, tmp_path,
+                                                                  monkeypatch):
     from backends import migrate
 
     from moorage.config import Settings
     from moorage.jobs.setup import make_queue
     from moorage.metadata.engine import make_engine
 
+    monkeypatch.setenv("MOORAGE_TEST_JOBS", "1")  # this process enqueues the test kind
     url = services.pg.create_database()
     migrate(url)
     env = {**FAST, "MOORAGE_JOB_CONCURRENCY": "2"}
@@ -251,11 +254,12 @@ def test_two_workers_on_postgresql_never_run_one_unique_job_at_once(services, wo
         while time.monotonic() < deadline:
             # Both workers keep asking for the same key; only one job of it may exist at once.
             queue.enqueue("test.sleep", {"seconds": 0.3, "record": str(record)}, "same")
-            if i % 5 == 0:
+            if i % 20 == 0:  # now and then a job of its own key, so both workers are busy
                 queue.enqueue("test.sleep", {"seconds": 0.6, "record": str(record)}, f"own-{i}")
             i += 1
             time.sleep(0.02)
-        wait_for(lambda: not queue.list(state="queued,running"), 60, "jobs left unfinished")
+        wait_for(lambda: not queue.list(state="queued,running", kind="test.sleep"), 60,
+                 "jobs left unfinished")
     finally:
         engine.dispose()
     log = events(record)

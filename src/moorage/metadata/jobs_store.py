@@ -58,14 +58,19 @@ class JobStore(StoreBase):
         if unique_key is not None:
             stmt = stmt.on_conflict_do_nothing(index_elements=["kind", "unique_key"],
                                                index_where=ACTIVE_WHERE)
-        new_id = conn.execute(stmt.returning(jobs.c.id)).scalar_one_or_none()
-        if new_id is not None:
-            return _row(conn.execute(select(jobs).where(jobs.c.id == new_id)).one()), True
-        existing = conn.execute(
-            select(jobs).where(jobs.c.kind == kind, jobs.c.unique_key == unique_key,
-                               jobs.c.state.in_(JOB_ACTIVE))
-        ).one()
-        return _row(existing), False
+        # PostgreSQL (read committed): the job we conflicted with may finish before we read
+        # it; then the insert is tried again.
+        for _ in range(5):
+            new_id = conn.execute(stmt.returning(jobs.c.id)).scalar_one_or_none()
+            if new_id is not None:
+                return _row(conn.execute(select(jobs).where(jobs.c.id == new_id)).one()), True
+            existing = conn.execute(
+                select(jobs).where(jobs.c.kind == kind, jobs.c.unique_key == unique_key,
+                                   jobs.c.state.in_(JOB_ACTIVE))
+            ).first()
+            if existing is not None:
+                return _row(existing), False
+        raise KeyTaken(unique_key)
 
     def claim(self, token: str, lease_seconds: float, now: float,
               kinds: Sequence[str] | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
