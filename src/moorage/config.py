@@ -65,6 +65,14 @@ class Settings:
     upload_ttl: float = 86400.0  # idle upload sessions expire (multipart uploads aborted)
     tag_restore_window: float = 7 * 86400.0  # deleted tags stay restorable this long
     pull_flush_interval: float = 5.0  # pull times are batched in memory this long
+    upload_expiry_interval: float = 3600.0  # scheduled expiry of idle uploads; 0 turns it off
+    jobs_in_server: bool = True  # serve's workers run jobs (off: only `moorage worker` does)
+    job_concurrency: int = 1  # jobs each serve worker or `moorage worker` runs at once
+    job_lease_seconds: float = 60.0  # job lease, renewed while it runs; a dead worker's runs out
+    job_poll_interval: float = 1.0  # how often an idle job runner looks for due jobs
+    job_backoff_base: float = 10.0  # delay before a failed job's first retry; doubles per attempt
+    job_backoff_max: float = 3600.0  # longest delay between retries of a failed job
+    job_max_attempts: int = 5  # attempts before a job is marked failed
 
     def __post_init__(self) -> None:
         mode = self.blob_redirect
@@ -164,6 +172,12 @@ class Settings:
             proxy_networks(self.trusted_proxies)
         except ValueError as exc:
             raise ValueError(f"trusted_proxies: {exc}") from None
+        if self.job_concurrency < 1:
+            raise ValueError("job_concurrency must be at least 1")
+        if self.job_max_attempts < 1:
+            raise ValueError("job_max_attempts must be at least 1")
+        if self.job_lease_seconds <= 0 or self.job_poll_interval <= 0:
+            raise ValueError("job_lease_seconds and job_poll_interval must be positive")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 

@@ -1,7 +1,7 @@
 """src/moorage/web/openapi.json describes exactly the management API the server routes.
 
 The routes come from three places that must agree: the route lists the handlers declare
-(ManagementAPI.routes(), LifecycleAPI.routes()), the router of a real application built by
+(ManagementAPI.routes(), LifecycleAPI.routes(), JobsAPI.routes()), the router of a real application built by
 make_app(), and a running server. The document covers /api/v1/... and /metrics; the registry
 API (/v2/), /token and the health checks are outside it.
 """
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from moorage.web.api import OPENAPI_PATH, ManagementAPI
+from moorage.web.jobs_api import JobsAPI
 from moorage.web.lifecycle_api import LifecycleAPI
 
 from .authkit import call, describe
@@ -30,7 +31,8 @@ def documented(doc) -> set[tuple[str, str]]:
 def declared() -> set[tuple[str, str]]:
     """What the handler classes say they route."""
     management = ManagementAPI(None, None, None, None)
-    routes = [*management.routes(), *LifecycleAPI(None, management).routes()]
+    routes = [*management.routes(), *LifecycleAPI(None, management).routes(),
+              *JobsAPI(None, management).routes()]
     return {(m.upper(), path) for m, path, _h in routes}
 
 

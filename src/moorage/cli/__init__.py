@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import accounts, db, lifecycle, serve, settings
+from . import accounts, db, jobs, lifecycle, serve, settings
 
 app = typer.Typer(help="Moorage: an OCI registry for machine-learning teams.", no_args_is_help=True)
 
@@ -32,6 +32,8 @@ app.add_typer(lifecycle.retention_app, name="retention")
 app.add_typer(lifecycle.immutability_app, name="immutability")
 app.add_typer(lifecycle.quota_app, name="quota")
 app.add_typer(lifecycle.tag_app, name="tag")
+app.add_typer(jobs.jobs_app, name="jobs")
+app.command()(jobs.worker)
 app.command("settings")(settings.settings)
 
 __all__ = ["app"]

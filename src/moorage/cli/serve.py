@@ -28,6 +28,11 @@ def serve(
         bool | None,
         typer.Option("--no-auth", help="run an OPEN registry: anyone may push, pull, delete"),
     ] = None,
+    no_jobs: Annotated[
+        bool | None,
+        typer.Option("--no-jobs", help="run no background jobs here (leave them to "
+                     "`moorage worker`) [env MOORAGE_JOBS_IN_SERVER=0]"),
+    ] = None,
     data_dir: DataDir = None, database: Database = None, storage: Storage = None,
     config: Config = None,
 ) -> None:
@@ -40,5 +45,6 @@ def serve(
         allow_sparse=allow_sparse,
         fsync=False if no_fsync else None,
         auth=False if no_auth else None,
+        jobs_in_server=False if no_jobs else None,
     )
     raise typer.Exit(run(settings))

@@ -149,6 +149,18 @@ class GarbageCollector:
         log.info("gc finished", extra={"run": run_id, "status": status, **report.to_dict()})
         return report
 
+    def expire_uploads(self, upload_ttl: float | None = None) -> GcReport:
+        """Only step 5: end idle upload sessions and delete their storage."""
+        ttl = self.upload_ttl if upload_ttl is None else upload_ttl
+        report = GcReport()
+        started = time.monotonic()
+        self._uploads(report, time.time() - ttl, dry_run=False)
+        report.seconds = round(time.monotonic() - started, 3)
+        if report.uploads:
+            log.info("uploads expired", extra={"uploads": report.uploads,
+                                               "bytes": report.upload_bytes})
+        return report
+
     # -- steps --------------------------------------------------------------------------------
 
     def _decide(self, cutoff: float):  # type: ignore[no-untyped-def]

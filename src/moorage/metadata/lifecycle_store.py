@@ -36,7 +36,6 @@ from .schema import (
     deleted_tags,
     gc_runs,
     immutability_rules,
-    lifecycle_leases,
     manifest_references,
     manifests,
     pending_deletions,
@@ -949,7 +948,7 @@ class LifecycleStore(StoreBase):
             with self._write() as conn:
                 conn.execute(delete(pending_deletions).where(pending_deletions.c.id.in_(list(ids))))
 
-    # -- runs and leases ----------------------------------------------------------------------
+    # -- runs ----------------------------------------------------------------------
 
     def start_run(self, trigger: str, dry_run: bool) -> int:
         with self._write() as conn:
@@ -975,27 +974,3 @@ class LifecycleStore(StoreBase):
                 d["result"] = json.loads(d["result"]) if d["result"] else None
                 out.append(d)
             return out
-
-    def acquire_lease(self, name: str, holder: str, ttl: float) -> bool:
-        """Take or renew a named lease; False while someone else holds it."""
-        now = time.time()
-        stmt = self._insert(lifecycle_leases).values(name=name, holder=holder, until=now + ttl)
-        with self._write() as conn:
-            conn.execute(stmt.on_conflict_do_nothing(index_elements=["name"]))
-            result = conn.execute(
-                update(lifecycle_leases)
-                .where(
-                    lifecycle_leases.c.name == name,
-                    or_(lifecycle_leases.c.holder == holder, lifecycle_leases.c.until < now),
-                )
-                .values(holder=holder, until=now + ttl)
-            )
-        return result.rowcount == 1
-
-    def release_lease(self, name: str, holder: str) -> None:
-        with self._write() as conn:
-            conn.execute(
-                delete(lifecycle_leases).where(
-                    lifecycle_leases.c.name == name, lifecycle_leases.c.holder == holder
-                )
-            )

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData()
@@ -346,4 +347,34 @@ namespace_usage = Table(
     metadata,
     Column("namespace", String(255), primary_key=True),
     Column("bytes", BigInteger, nullable=False),
+)
+
+# -- jobs (see jobs/queue.py): the durable queue every background task runs through ------------
+
+JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+JOB_ACTIVE = ("queued", "running")
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),
+    # At most one queued or running job per (kind, unique_key); finished ones keep theirs.
+    Column("unique_key", String(255)),
+    Column("payload", Text, nullable=False, default="{}"),  # JSON object
+    Column("state", String(16), nullable=False),  # queued | running | done | failed | cancelled
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("max_attempts", Integer, nullable=False),
+    Column("run_at", Float, nullable=False),  # not claimed before this time
+    Column("lease_until", Float),  # running: another worker may take it over after this
+    Column("leased_by", String(128)),  # the lease token of the claim (worker id + nonce)
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Index("ix_jobs_state_run_at", "state", "run_at"),
+    Index(
+        "uq_jobs_active_key", "kind", "unique_key", unique=True,
+        sqlite_where=text("state IN ('queued', 'running')"),
+        postgresql_where=text("state IN ('queued', 'running')"),
+    ),
 )

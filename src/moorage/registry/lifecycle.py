@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -40,7 +38,6 @@ from ..policy.retention import RepoPlan, RetentionRules, plan_repository
 
 log = logging.getLogger("moorage.lifecycle")
 QUOTA_CACHE_SECONDS = 2.0
-SCHEDULE_LEASE = "lifecycle-schedule"
 
 
 class NotFound(RegistryError):
@@ -482,39 +479,33 @@ class LifecycleService:
         """Recent runs (any process) and what is queued for storage deletion."""
         return self.store.runs(1000), self.store.pending_count()
 
-    # -- schedule -----------------------------------------------------------------------------
+    # -- background jobs (jobs/tasks/) --------------------------------------------------------
 
-    def scheduled_run(self, holder: str, interval: float) -> GcReport | None:
-        """Apply every retention policy and collect, if this process holds the schedule lease
-        and the last run is older than `interval`."""
-        if not self.store.acquire_lease(SCHEDULE_LEASE, holder, max(interval, 60.0) * 2):
-            return None
-        last = next((r for r in self.store.runs(5) if r["trigger"] == "schedule"), None)
-        if last is not None and last["started_at"] > time.time() - interval:
-            return None
+    def background_gc(self, retention: bool, trigger: str, grace_period: float | None = None,
+                      dry_run: bool = False) -> GcReport:
+        """A GC run of the job queue (the schedule's applies every retention policy first)."""
         system = _System()
-        try:
-            self.retention(system, None, apply=True)
-        except Exception:
-            log.exception("scheduled retention failed")
-        report = self.collector.run(trigger="schedule")
-        self._audit(system, "gc.run", {"trigger": "schedule", **report.to_dict()})
+        if retention and not dry_run:
+            try:
+                self.retention(system, None, apply=True)
+            except Exception:
+                log.exception("scheduled retention failed")
+        report = self.collector.run(dry_run=dry_run, grace_period=grace_period, trigger=trigger)
+        if not dry_run:
+            self._audit(system, "gc.run", {"trigger": trigger, **report.to_dict()})
         return report
+
+    def background_retention(self) -> dict[str, Any]:
+        """Apply every namespace's retention policies (a job)."""
+        return self.retention(_System(), None, apply=True)
+
+    def background_recount(self) -> dict[str, tuple[int, int]]:
+        """Recount usage and repair the stored totals (a job)."""
+        return self.recount_usage(_System(), apply=True)
 
 
 class _System:
     kind, name, is_admin = "system", "scheduler", True
-
-
-async def run_schedule(service: LifecycleService, interval: float, check_every: float) -> None:
-    """The background loop every worker runs; the DB lease lets one of them do the work."""
-    holder = f"{socket.gethostname()}:{os.getpid()}"
-    while True:
-        await asyncio.sleep(check_every)
-        try:
-            await asyncio.to_thread(service.scheduled_run, holder, interval)
-        except Exception:
-            log.exception("scheduled lifecycle run failed")
 
 
 def _quota_message(namespace: str, used: int, limit: int, requested: int) -> str:

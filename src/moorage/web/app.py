@@ -14,12 +14,13 @@ from ..auth.throttle import LoginThrottle
 from ..auth.tokens import TokenAuthority, generate_signing_key
 from ..config import Settings, proxy_networks
 from ..events.audit import AuditLog
+from ..jobs.setup import ensure_schedules, make_queue, make_runner
 from ..metadata.access_store import AccessStore
 from ..metadata.engine import make_engine, sqlite_url
 from ..metadata.store import MetadataStore
 from ..oci.errors import RegistryError
 from ..registry.blobs import BlobService
-from ..registry.lifecycle import make_lifecycle, run_schedule
+from ..registry.lifecycle import make_lifecycle
 from ..registry.manifests import ManifestService
 from ..registry.referrers import ReferrerService
 from ..registry.uploads import UploadService
@@ -29,6 +30,7 @@ from .api import ManagementAPI, register_management_api
 from .auth import AccessGuard, TokenEndpoint
 from .client import client_address_middleware
 from .distribution import API_VERSION_HEADER, DistributionAPI
+from .jobs_api import JobsAPI, register_jobs_api
 from .lifecycle_api import LifecycleAPI, register_lifecycle_api
 
 log = logging.getLogger("moorage.http")
@@ -182,23 +184,24 @@ def make_app(settings: Settings) -> web.Application:
     management = ManagementAPI(auth, access_store, audit, authority)
     register_management_api(app, management)
     register_lifecycle_api(app, LifecycleAPI(lifecycle, management))
+    jobs = make_queue(settings, engine)
+    register_jobs_api(app, JobsAPI(jobs, management))
     health = Health(engine, blob_store)
     app.router.add_get("/healthz", health.live)
     app.router.add_get("/readyz", health.ready)
-    # Background retention + GC (which also expires stale uploads, freeing S3 multipart parts).
-    schedule: list[asyncio.Task] = []
+    # Background work (retention + GC, upload expiry, …) runs as jobs, here unless --no-jobs.
+    runner = make_runner(settings, jobs, lifecycle) if settings.jobs_in_server else None
 
     async def _start(_app: web.Application) -> None:
         audit.start()
         lifecycle.pulls.start()
-        if settings.gc_interval > 0:
-            check_every = min(settings.gc_interval, 60.0)
-            schedule.append(asyncio.get_running_loop().create_task(
-                run_schedule(lifecycle, settings.gc_interval, check_every)))
+        await asyncio.to_thread(ensure_schedules, jobs, settings)
+        if runner is not None:
+            runner.start()
 
     async def _close(_app: web.Application) -> None:
-        for task in schedule:
-            task.cancel()
+        if runner is not None:
+            await runner.stop(settings.shutdown_timeout)
         await lifecycle.pulls.stop()
         await audit.stop()
         engine.dispose()

@@ -1,0 +1,163 @@
+"""`moorage jobs list | enqueue | retry | cancel` and `moorage worker`: the job queue."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from .common import (
+    Config,
+    Database,
+    DataDir,
+    JsonFlag,
+    Storage,
+    Target,
+    call,
+    fail,
+    open_existing,
+    print_json,
+    print_table,
+)
+
+jobs_app = typer.Typer(help="The background job queue: list, enqueue, retry, cancel.",
+                       no_args_is_help=True)
+
+
+def _queue(target: Target) -> Any:
+    from ..jobs.setup import make_queue
+
+    settings = target.settings()
+    return make_queue(settings, open_existing(settings))
+
+
+@jobs_app.command("list")
+def list_jobs(
+    state: Annotated[str | None, typer.Option(
+        help="only jobs in these states (comma-separated): queued, running, done, failed, "
+             "cancelled")] = None,
+    kind: Annotated[str | None, typer.Option(help="only jobs of this kind")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 100,
+    json_output: JsonFlag = False,
+    data_dir: DataDir = None, database: Database = None, storage: Storage = None,
+    config: Config = None,
+) -> None:
+    """List jobs, newest first."""
+    from ..times import human
+
+    jobs = call(_queue(Target(data_dir, database, storage, config)).list, state, kind, limit)
+    if json_output:
+        print_json({"jobs": [j.to_dict() for j in jobs]})
+        return
+    print_table(
+        ["ID", "KIND", "KEY", "STATE", "ATTEMPTS", "RUN AT", "FINISHED", "LAST ERROR"],
+        [[j.id, j.kind, j.unique_key or "", j.state, f"{j.attempts}/{j.max_attempts}",
+          human(j.run_at), human(j.finished_at, "-"), (j.last_error or "")[:80]]
+         for j in jobs],
+        empty="no jobs",
+    )
+
+
+@jobs_app.command("enqueue")
+def enqueue(
+    kind: Annotated[str, typer.Argument(help="gc, retention, uploads.expire, quota.recount")],
+    payload: Annotated[str | None, typer.Option(help="JSON object of the job's options, e.g. "
+                                                     "'{\"grace_period\": 0}'")] = None,
+    key: Annotated[str | None, typer.Option(
+        help="unique key: no second job of this kind and key while one is queued or running"
+    )] = None,
+    delay: Annotated[float, typer.Option(help="seconds before it may run")] = 0.0,
+    max_attempts: Annotated[int | None, typer.Option(
+        help="attempts before it fails [default: MOORAGE_JOB_MAX_ATTEMPTS or 5]")] = None,
+    json_output: JsonFlag = False,
+    data_dir: DataDir = None, database: Database = None, storage: Storage = None,
+    config: Config = None,
+) -> None:
+    """Queue a job for the server's workers or `moorage worker`."""
+    try:
+        body = json.loads(payload) if payload else {}
+    except json.JSONDecodeError as exc:
+        fail(f"--payload is not JSON: {exc}", 2)
+    if not isinstance(body, dict):
+        fail("--payload must be a JSON object", 2)
+    queue = _queue(Target(data_dir, database, storage, config))
+    job, created = call(queue.enqueue, kind, body, key, delay, max_attempts)
+    if json_output:
+        print_json({**job.to_dict(), "created": created})
+    elif created:
+        typer.echo(f"queued job {job.id} ({job.kind})")
+    else:
+        typer.echo(f"job {job.id} ({job.kind}, key {job.unique_key!r}) is already {job.state}")
+
+
+@jobs_app.command("retry")
+def retry(
+    job_id: Annotated[int, typer.Argument(help="ID of a failed or cancelled job")],
+    json_output: JsonFlag = False,
+    data_dir: DataDir = None, database: Database = None, storage: Storage = None,
+    config: Config = None,
+) -> None:
+    """Queue a failed or cancelled job again, now, with fresh attempts."""
+    job = call(_queue(Target(data_dir, database, storage, config)).retry, job_id)
+    if json_output:
+        print_json(job.to_dict())
+    else:
+        typer.echo(f"job {job.id} ({job.kind}) queued again")
+
+
+@jobs_app.command("cancel")
+def cancel(
+    job_id: Annotated[int, typer.Argument(help="ID of a queued job")],
+    json_output: JsonFlag = False,
+    data_dir: DataDir = None, database: Database = None, storage: Storage = None,
+    config: Config = None,
+) -> None:
+    """Cancel a queued job (a running one finishes; a cancelled schedule stops recurring)."""
+    job = call(_queue(Target(data_dir, database, storage, config)).cancel, job_id)
+    if json_output:
+        print_json(job.to_dict())
+    else:
+        typer.echo(f"job {job.id} ({job.kind}) cancelled")
+
+
+def worker(
+    concurrency: Annotated[int | None, typer.Option(
+        help="jobs run at once [env MOORAGE_JOB_CONCURRENCY; default 1]")] = None,
+    data_dir: DataDir = None, database: Database = None, storage: Storage = None,
+    config: Config = None,
+) -> None:
+    """Run background jobs only (no HTTP), beside or instead of the servers' own runners;
+    SIGTERM finishes the running jobs or gives them back to the queue."""
+    import asyncio
+    import signal
+
+    from ..events.audit import AuditLog
+    from ..jobs.setup import ensure_schedules, make_queue, make_runner
+    from ..logs import setup_logging
+    from ..metadata.access_store import AccessStore
+    from ..registry.lifecycle import make_lifecycle
+    from ..storage.factory import make_blob_store
+
+    settings = Target(data_dir, database, storage, config).settings(job_concurrency=concurrency)
+    setup_logging(settings.log_level, settings.log_format)
+    engine = open_existing(settings)
+    lifecycle = make_lifecycle(settings, engine, make_blob_store(settings),
+                               AuditLog(AccessStore(engine)), None)
+    queue = make_queue(settings, engine)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await asyncio.to_thread(ensure_schedules, queue, settings)
+        runner = make_runner(settings, queue, lifecycle)
+        runner.start()
+        typer.echo(f"moorage worker {runner.name}: running up to {runner.concurrency} "
+                   f"job{'s' if runner.concurrency != 1 else ''} at once", err=True)
+        await stop.wait()
+        await runner.stop(settings.shutdown_timeout)
+
+    asyncio.run(main())
+    engine.dispose()

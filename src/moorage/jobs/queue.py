@@ -1,0 +1,217 @@
+"""The durable job queue: enqueue (unique keys), claim with a lease, complete, fail with
+exponential backoff up to max attempts, retry and cancel. Pure service over JobStore."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..metadata.jobs_store import JobStore, KeyTaken
+from ..oci.errors import RegistryError
+from ..times import rfc3339
+
+STATES = ("queued", "running", "done", "failed", "cancelled")
+
+
+class JobNotFound(RegistryError):
+    code, status, default_message = "NAME_UNKNOWN", 404, "no such job"
+
+
+class JobConflict(RegistryError):
+    code, status, default_message = "DENIED", 409, "the job cannot change now"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One row of the queue; `leased_by` is the lease token of its current claim."""
+
+    id: int
+    kind: str
+    unique_key: str | None
+    payload: dict[str, Any]
+    state: str
+    attempts: int
+    max_attempts: int
+    run_at: float
+    lease_until: float | None
+    leased_by: str | None
+    last_error: str | None
+    created_at: float
+    finished_at: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able; `*_at` stay Unix seconds (rendered as RFC 3339 on output), the lease's
+        end is RFC 3339 already."""
+        return {**asdict(self), "lease_until": rfc3339(self.lease_until)}
+
+
+def worker_name() -> str:
+    """host:pid, the prefix of this process's lease tokens."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def backoff(attempts: int, base: float, cap: float) -> float:
+    """Delay before retry number `attempts` (1, 2, …): base, 2·base, 4·base, … at most cap."""
+    return min(cap, base * 2 ** max(attempts - 1, 0))
+
+
+class JobQueue:
+    """Enqueue and run bookkeeping; any process or node may claim any job."""
+
+    def __init__(self, store: JobStore, lease_seconds: float = 60.0, backoff_base: float = 10.0,
+                 backoff_max: float = 3600.0, max_attempts: int = 5,
+                 kinds: set[str] | None = None) -> None:
+        self.store = store
+        self.lease_seconds = lease_seconds
+        self.backoff_base = backoff_base
+        self.backoff_max = backoff_max
+        self.max_attempts = max_attempts
+        self.kinds = kinds  # known kinds (None: anything goes)
+
+    def _check_kind(self, kind: str) -> None:
+        if self.kinds is not None and kind not in self.kinds:
+            known = ", ".join(sorted(self.kinds))
+            raise RegistryError(f"unknown job kind {kind!r}; known: {known}")
+
+    def enqueue(self, kind: str, payload: dict[str, Any] | None = None,
+                unique_key: str | None = None, delay: float = 0.0,
+                max_attempts: int | None = None) -> tuple[Job, bool]:
+        """Queue a job to run after `delay` seconds; with `unique_key`, a job of the same kind
+        and key already queued or running is returned instead. Returns (job, created)."""
+        self._check_kind(kind)
+        if max_attempts is not None and max_attempts < 1:
+            raise RegistryError("max_attempts must be at least 1")
+        now = time.time()
+        row, created = self.store.enqueue(kind, payload or {}, unique_key, now + delay,
+                                          max_attempts or self.max_attempts, now)
+        return Job(**row), created
+
+    def claim(self, worker: str, kinds: set[str] | None = None) -> tuple[Job | None, list[Job]]:
+        """Lease the next due job to a new token of `worker`; also returns the jobs that were
+        failed because their worker died on their last attempt."""
+        token = f"{worker}:{uuid.uuid4().hex[:8]}"
+        row, given_up = self.store.claim(token, self.lease_seconds, time.time(),
+                                         sorted(kinds) if kinds is not None else None)
+        return (Job(**row) if row else None), [Job(**g) for g in given_up]
+
+    def renew(self, jobs: list[Job]) -> set[int]:
+        """Heartbeat: extend the leases of running jobs; returns the ids still held."""
+        return self.store.renew([(j.id, j.leased_by or "") for j in jobs],
+                                time.time() + self.lease_seconds)
+
+    def complete(self, job: Job) -> bool:
+        """Mark done (False: the lease was lost, another worker owns the job now)."""
+        now = time.time()
+        return self.store.finish(job.id, job.leased_by or "", {
+            "state": "done", "finished_at": now, "lease_until": None, "last_error": None,
+        }, self._next_run(job, now))
+
+    def fail(self, job: Job, error: str) -> str | None:
+        """Record a failed attempt: queued again after a backoff, or `failed` when out of
+        attempts. Returns the new state (None: the lease was lost)."""
+        now = time.time()
+        error = error[:2000]
+        if job.attempts >= job.max_attempts:
+            ok = self.store.finish(job.id, job.leased_by or "", {
+                "state": "failed", "finished_at": now, "lease_until": None, "last_error": error,
+            }, self._next_run(job, now))
+            return "failed" if ok else None
+        ok = self.store.finish(job.id, job.leased_by or "", {
+            "state": "queued", "lease_until": None, "leased_by": None, "last_error": error,
+            "run_at": now + backoff(job.attempts, self.backoff_base, self.backoff_max),
+        })
+        return "queued" if ok else None
+
+    def release(self, job: Job) -> bool:
+        """Give a claimed job back unfinished (shutdown): queued at once, the attempt not
+        counted."""
+        return self.store.finish(job.id, job.leased_by or "", {
+            "state": "queued", "lease_until": None, "leased_by": None,
+            "attempts": max(job.attempts - 1, 0), "run_at": time.time(),
+        })
+
+    def after_give_up(self, job: Job) -> None:
+        """A job failed by a takeover (its worker died on the last attempt) keeps its schedule."""
+        follow = self._next_run(job, time.time())
+        if follow is not None:
+            self.store.enqueue(**follow)
+
+    def _next_run(self, job: Job, now: float) -> dict[str, Any] | None:
+        every = job.payload.get("every")
+        if not isinstance(every, int | float) or every <= 0:
+            return None
+        return {"kind": job.kind, "payload": job.payload, "unique_key": job.unique_key,
+                "run_at": now + float(every), "max_attempts": job.max_attempts, "now": now}
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    def ensure_schedule(self, kind: str, every: float,
+                        payload: dict[str, Any] | None = None) -> Job | None:
+        """Make `kind` recur every `every` seconds (0: stop it): one job with unique key
+        `schedule` that re-enqueues itself when it finishes."""
+        existing = self.store.active(kind, "schedule")
+        if every <= 0:
+            if existing is not None and existing["state"] == "queued":
+                self.store.update_queued(existing["id"], {"state": "cancelled",
+                                                          "finished_at": time.time()})
+            return None
+        wanted = {**(payload or {}), "every": every}
+        if existing is None:
+            return self.enqueue(kind, wanted, "schedule", delay=every)[0]
+        job = Job(**existing)
+        if job.payload != wanted and job.state == "queued":
+            # The settings changed: the next run comes no later than the new interval says.
+            self.store.update_queued(job.id, {
+                "payload": json.dumps(wanted), "run_at": min(job.run_at, time.time() + every),
+            })
+        return job
+
+    # -- administration -----------------------------------------------------------------------
+
+    def get(self, job_id: int) -> Job:
+        row = self.store.get(job_id)
+        if row is None:
+            raise JobNotFound(f"no job {job_id}")
+        return Job(**row)
+
+    def list(self, state: str | None = None, kind: str | None = None,
+             limit: int = 100) -> list[Job]:
+        """Jobs newest first, optionally of one state (comma-separated states) or kind."""
+        states = [s.strip() for s in state.split(",") if s.strip()] if state else None
+        for s in states or []:
+            if s not in STATES:
+                raise RegistryError(f"unknown job state {s!r}; use one of {', '.join(STATES)}")
+        if not 1 <= limit <= 1000:
+            raise RegistryError("limit must be between 1 and 1000")
+        return [Job(**r) for r in self.store.list(states, kind, limit)]
+
+    def retry(self, job_id: int) -> Job:
+        """Queue a failed or cancelled job again, now, with fresh attempts."""
+        job = self.get(job_id)
+        try:
+            ok = self.store.transition(job_id, ["failed", "cancelled"], {
+                "state": "queued", "attempts": 0, "run_at": time.time(), "finished_at": None,
+                "lease_until": None, "leased_by": None,
+            })
+        except KeyTaken:
+            raise JobConflict(f"job {job_id}: another {job.kind} job with key "
+                              f"{job.unique_key!r} is already queued or running") from None
+        if not ok:
+            raise JobConflict(f"job {job_id} is {job.state}; only failed or cancelled jobs "
+                              "can be retried")
+        return self.get(job_id)
+
+    def cancel(self, job_id: int) -> Job:
+        """Cancel a queued job (a running one cannot be stopped safely mid-way)."""
+        job = self.get(job_id)
+        if not self.store.update_queued(job_id, {"state": "cancelled",
+                                                 "finished_at": time.time()}):
+            raise JobConflict(f"job {job_id} is {job.state}; only queued jobs can be "
+                              "cancelled")
+        return self.get(job_id)
+

@@ -1,0 +1,44 @@
+"""Wiring the queue, the runner and the schedules from Settings (server, worker, CLI, tests)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from . import tasks
+from .queue import JobQueue
+from .runner import JobRunner
+
+log = logging.getLogger("moorage.jobs")
+
+
+def make_queue(settings: Any, engine: Any) -> JobQueue:
+    """The queue on the registry's database, knowing the kinds this process can run."""
+    from ..metadata.jobs_store import JobStore
+
+    return JobQueue(
+        JobStore(engine),
+        lease_seconds=settings.job_lease_seconds,
+        backoff_base=settings.job_backoff_base,
+        backoff_max=settings.job_backoff_max,
+        max_attempts=settings.job_max_attempts,
+        kinds=tasks.kinds(),
+    )
+
+
+def make_runner(settings: Any, queue: JobQueue, lifecycle: Any,
+                concurrency: int | None = None) -> JobRunner:
+    """A runner of every known kind over the lifecycle service."""
+    return JobRunner(queue, tasks.build(lifecycle), concurrency or settings.job_concurrency,
+                     settings.job_poll_interval)
+
+
+def ensure_schedules(queue: JobQueue, settings: Any) -> None:
+    """The recurring jobs the settings ask for: retention + GC every `gc_interval`, upload
+    expiry every `upload_expiry_interval` (0 stops either)."""
+    for kind, every, payload in (("gc", settings.gc_interval, {"retention": True}),
+                                 ("uploads.expire", settings.upload_expiry_interval, {})):
+        try:
+            queue.ensure_schedule(kind, every, payload)
+        except Exception:
+            log.exception("could not schedule a recurring job", extra={"kind": kind})

@@ -1,0 +1,18 @@
+"""`retention`: apply every retention policy (what would otherwise wait for the next GC)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..queue import Job
+from . import Handler
+
+KIND = "retention"
+
+
+def make(lifecycle: Any) -> Handler:
+    def run(job: Job) -> dict[str, Any]:
+        result = lifecycle.background_retention()
+        return {k: result[k] for k in ("tags", "manifests", "blobs", "bytes_freed")}
+
+    return run
