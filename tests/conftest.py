@@ -43,6 +43,11 @@ class RegistryProcess:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def log_paths(self) -> list[Path]:
+        """Every log the server writes (one here; one per node for a cluster)."""
+        return [self.log_path] if self.log_path is not None else []
+
     def start(self, timeout: float = 20.0) -> RegistryProcess:
         """Start the server and wait until GET /v2/ answers."""
         self.log_path = self.data_dir.parent / f"moorage-{self.port}.log"
@@ -143,6 +148,11 @@ class BalancedCluster:
         """The log of the node that last exited with an error, else of the first node."""
         return (self._failed or self.nodes[0]).log_path
 
+    @property
+    def log_paths(self) -> list[Path]:
+        """The logs of every node: a request may have gone to any of them."""
+        return [node.log_path for node in self.nodes if node.log_path is not None]
+
     def start(self, timeout: float = 30.0) -> BalancedCluster:
         """Start every node (in parallel), then the balancer on its same port."""
         from concurrent.futures import ThreadPoolExecutor
@@ -170,6 +180,21 @@ class BalancedCluster:
 
 
 LB_NODES = 3
+
+
+def log_marks(server: RegistryProcess | BalancedCluster) -> dict[Path, int]:
+    """Where each of the server's logs ends now (for `log_lines_since`)."""
+    return {path: path.stat().st_size for path in server.log_paths}
+
+
+def log_lines_since(marks: dict[Path, int]) -> list[str]:
+    """The lines the logs gained since `log_marks`."""
+    lines: list[str] = []
+    for path, start in marks.items():
+        with open(path, "rb") as log:
+            log.seek(start)
+            lines.extend(log.read().decode(errors="replace").splitlines())
+    return lines
 
 
 def start_registry(

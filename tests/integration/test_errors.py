@@ -13,6 +13,7 @@ import time
 import uuid
 
 import pytest
+from conftest import log_lines_since, log_marks
 
 from .helpers import (
     OCI_MANIFEST,
@@ -203,14 +204,12 @@ def _send_raw(registry, payload: bytes) -> bytes:
 
 @pytest.mark.parametrize("payload", list(MALFORMED_HTTP.values()), ids=list(MALFORMED_HTTP))
 def test_malformed_http_is_400_and_logged_as_one_info_line_without_traceback(registry, payload):
-    start = registry.log_path.stat().st_size
+    marks = log_marks(registry)
     answer = _send_raw(registry, payload)
     assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer[:300]
     deadline = time.monotonic() + 30
     while True:
-        with open(registry.log_path, "rb") as log:
-            log.seek(start)
-            lines = log.read().decode(errors="replace").splitlines()
+        lines = log_lines_since(marks)
         if any("malformed HTTP request answered with 400" in line for line in lines):
             break
         assert time.monotonic() < deadline, f"no info line for the 400 in {lines[-20:]}"

@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
+from conftest import log_lines_since, log_marks
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -88,13 +89,11 @@ def blobs_repo(registry, pinned) -> str:
 @pytest.fixture(autouse=True)
 def clean_log_and_intact_image(registry, pinned) -> Iterator[None]:
     """After each property: the pinned image is unchanged and the log has no error."""
-    start = registry.log_path.stat().st_size
+    marks = log_marks(registry)
     yield
     assert_pinned_intact(registry, pinned)
     time.sleep(0.2)  # let the last log lines land
-    with open(registry.log_path, "rb") as log:
-        log.seek(start)
-        lines = log.read().decode(errors="replace").splitlines()
+    lines = log_lines_since(marks)
     bad = [line for line in lines if "Traceback" in line or re.search(r'"level": "(error|critical)"', line)]
     assert not bad, bad[:5]
 
