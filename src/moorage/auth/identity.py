@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..metadata.access_store import RobotRow
@@ -13,11 +13,10 @@ from ..metadata.access_store import RobotRow
 class Principal:
     """An authenticated caller (or the anonymous one)."""
 
-    kind: str  # user | robot | anonymous
+    kind: str  # user | robot | anonymous | system
     name: str
     user_id: int | None = None
-    is_admin: bool = False
-    robot_permissions: dict[str, frozenset[str]] = field(default_factory=dict)
+    is_admin: bool = False  # a server admin (users; the CLI and the schedule act as one)
 
     @property
     def anonymous(self) -> bool:

@@ -119,7 +119,7 @@ class AuthService:
                 return None
             # Only the holder of the right secret learns why it no longer works.
             _check_robot_usable(robot, username)
-            return Principal("robot", username, robot_permissions=robot.permissions)
+            return Principal("robot", username)
         user = self.store.get_user(username) if USERNAME_RE.match(username) else None
         ok = verify_password(user.password_hash if user else None, password)
         if not ok or user is None or user.disabled:
@@ -135,7 +135,7 @@ class AuthService:
             if robot is None:
                 raise Unauthorized(f"{subject} no longer exists")
             _check_robot_usable(robot, subject)
-            return Principal("robot", subject, robot_permissions=robot.permissions)
+            return Principal("robot", subject)
         user = self.store.get_user(subject)
         if user is None or user.disabled:
             raise Unauthorized("account is disabled")
