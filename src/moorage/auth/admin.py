@@ -9,13 +9,15 @@ from typing import Any
 
 from ..events.audit import AuditLog
 from ..metadata.access_store import AccessStore
-from ..oci.errors import Denied, NameInvalid, RegistryError
+from ..oci.errors import NameInvalid, RegistryError
 from ..oci.reference import validate_name
+from .authorizer import SERVER, Action, Authorizer, account, namespace
+from .identity import CLI, Principal
 from .scopes import ALL_ACTIONS, ROLES
 from .secrets import hash_password, hash_robot_secret, new_robot_secret
-from .service import ROBOT_PREFIX, USERNAME_RE, AuthService, Principal
+from .service import ROBOT_PREFIX, USERNAME_RE, AuthService
 
-CLI = Principal("user", "cli", is_admin=True)
+__all__ = ["CLI", "AdminService", "Conflict", "NotFound"]
 ROBOT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD = 8
 
@@ -31,22 +33,26 @@ class Conflict(RegistryError):
 class AdminService:
     """Every management operation checks the actor's rights and leaves an audit record."""
 
-    def __init__(self, store: AccessStore, auth: AuthService, audit: AuditLog) -> None:
+    def __init__(self, store: AccessStore, auth: AuthService, audit: AuditLog,
+                 authorizer: Authorizer) -> None:
         self.store = store
         self.auth = auth
         self.audit = audit
+        self.authorizer = authorizer
 
     def _require_admin(self, actor: Principal) -> None:
-        if not (actor.kind == "user" and actor.is_admin):
-            raise Denied("only a server admin may do this")
+        self.authorizer.require(actor, Action.ADMIN_SERVER, SERVER)
 
-    def _require_ns_admin(self, actor: Principal, namespace: str) -> None:
-        if not self.auth.can_administer(actor, namespace):
-            raise Denied(f"only an admin of namespace {namespace!r} may do this")
+    def _require_ns_admin(self, actor: Principal, name: str) -> None:
+        self.authorizer.require(actor, Action.ADMIN_NAMESPACE, namespace(name))
+
+    def _may_administer(self, actor: Principal, name: str) -> bool:
+        return self.authorizer.allows(actor, Action.ADMIN_NAMESPACE, namespace(name))
 
     def _changed(self, actor: Principal, action: str, detail: dict[str, Any],
                  remote: str | None = None) -> None:
-        self.auth.forget_cached_policy()
+        self.auth.forget_cached_logins()
+        self.authorizer.forget()
         self.audit.record_sync(action=action, outcome="success", actor=actor.name,
                                actor_kind=actor.kind, remote=remote, detail=detail)
 
@@ -68,8 +74,7 @@ class AdminService:
                  "created_at": u.created_at} for u in self.store.list_users()]
 
     def set_password(self, actor: Principal, name: str, password: str) -> None:
-        if not (actor.is_admin or (actor.kind == "user" and actor.name == name)):
-            raise Denied("you may only change your own password")
+        self.authorizer.require(actor, Action.ACCOUNT, account(name))
         _check_password(password)
         if not self.store.update_user(name, password_hash=hash_password(password)):
             raise NotFound(f"no user {name!r}")
@@ -95,17 +100,13 @@ class AdminService:
 
     def list_namespaces(self, actor: Principal) -> list[dict[str, Any]]:
         roles = self.store.roles_of_user(actor.user_id) if actor.user_id else {}
-        out = []
-        for ns in self.store.list_namespaces():
-            if actor.is_admin or ns.visibility == "public" or ns.name in roles:
-                out.append({**asdict(ns), "role": roles.get(ns.name)})
-        return out
+        return [{**asdict(ns), "role": roles.get(ns.name)} for ns in self.store.list_namespaces()
+                if self.authorizer.allows(actor, Action.VIEW_NAMESPACE, namespace(ns.name))]
 
     def get_namespace(self, actor: Principal, name: str) -> dict[str, Any]:
         ns = self.store.get_namespace(name)
-        if ns is None or not (actor.is_admin or ns.visibility == "public"
-                              or self.auth.can_administer(actor, name)
-                              or (actor.user_id and self.store.role_of(name, actor.user_id))):
+        # Hidden, not refused: an outsider does not learn that a private namespace exists.
+        if ns is None or not self.authorizer.allows(actor, Action.VIEW_NAMESPACE, namespace(name)):
             raise NotFound(f"no namespace {name!r}")
         return {**asdict(ns), "members": [{"user": u, "role": r}
                                           for u, r in self.store.list_members(name)]}
@@ -148,14 +149,14 @@ class AdminService:
         if not permissions:
             raise RegistryError("a robot needs at least one namespace permission")
         perms: dict[str, frozenset[str]] = {}
-        for namespace, actions in permissions.items():
-            self._require_ns_admin(actor, namespace)
-            if self.store.get_namespace(namespace) is None:
-                raise NotFound(f"no namespace {namespace!r}")
+        for ns_name, actions in permissions.items():
+            self._require_ns_admin(actor, ns_name)
+            if self.store.get_namespace(ns_name) is None:
+                raise NotFound(f"no namespace {ns_name!r}")
             wanted = frozenset(actions)
             if not wanted or not wanted <= ALL_ACTIONS:
                 raise RegistryError(f"actions must be among {sorted(ALL_ACTIONS)}")
-            perms[namespace] = wanted
+            perms[ns_name] = wanted
         secret = new_robot_secret()
         expires_at = time.time() + expires_in if expires_in else None
         if not self.store.create_robot(name, hash_robot_secret(secret), perms, description,
@@ -169,8 +170,7 @@ class AdminService:
     def list_robots(self, actor: Principal) -> list[dict[str, Any]]:
         out = []
         for robot in self.store.list_robots():
-            if actor.is_admin or all(self.auth.can_administer(actor, ns)
-                                     for ns in robot.permissions):
+            if all(self._may_administer(actor, ns) for ns in robot.permissions):
                 out.append({"name": ROBOT_PREFIX + robot.name, "description": robot.description,
                             "permissions": {k: sorted(v) for k, v in robot.permissions.items()},
                             "expires_at": robot.expires_at, "revoked": robot.revoked,
@@ -182,9 +182,8 @@ class AdminService:
         robot = self.store.get_robot(bare)
         if robot is None:
             raise NotFound(f"no robot {name!r}")
-        if not actor.is_admin:
-            for namespace in robot.permissions:
-                self._require_ns_admin(actor, namespace)
+        for ns_name in robot.permissions:
+            self._require_ns_admin(actor, ns_name)
         self.store.revoke_robot(bare)
         self._changed(actor, "robot.revoke", {"robot": name})
 

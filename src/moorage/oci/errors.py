@@ -103,6 +103,15 @@ class Denied(RegistryError):
     code, status, default_message = "DENIED", 403, "requested access to the resource is denied"
 
 
+class AccessDenied(Denied):
+    """An authorization refusal: which action on which resource, and why (the message)."""
+
+    def __init__(self, message: str, action: str, resource: str | None = None) -> None:
+        super().__init__(message)
+        self.action = action
+        self.resource = resource
+
+
 class Unsupported(RegistryError):
     code, status, default_message = "UNSUPPORTED", 405, "the operation is unsupported"
 

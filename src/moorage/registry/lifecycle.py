@@ -11,6 +11,9 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from ..auth.authorizer import SERVER, Action, Authorizer, OpenAuthorizer
+from ..auth.authorizer import namespace as ns_resource
+from ..auth.identity import SYSTEM, Principal
 from ..auth.scopes import namespace_of
 from ..events.audit import AuditLog
 from ..gc.collector import GarbageCollector, GcReport
@@ -106,14 +109,14 @@ class LifecycleService:
         collector: GarbageCollector,
         restore_window: float,
         audit: AuditLog | None = None,
-        can_administer: Callable[[Any, str], bool] | None = None,
+        authorizer: Authorizer | None = None,
         pull_flush_interval: float = 5.0,
     ) -> None:
         self.store = store
         self.collector = collector
         self.restore_window = restore_window
         self.audit = audit
-        self.can_administer = can_administer
+        self.authorizer = authorizer or OpenAuthorizer()  # no access control: allow all
         self.pulls = PullRecorder(store, pull_flush_interval)
         self._quota_cache: dict[str, tuple[int | None, int, float]] = {}
 
@@ -244,9 +247,12 @@ class LifecycleService:
 
     # -- administration -----------------------------------------------------------------------
 
-    def _require(self, actor: Any, namespace: str) -> None:
-        if self.can_administer is not None and not self.can_administer(actor, namespace):
-            raise Denied(f"only an admin of namespace {namespace!r} may change its policies")
+    def _require(self, actor: Principal, namespace: str) -> None:
+        self.authorizer.require(actor, Action.ADMIN_NAMESPACE, ns_resource(namespace),
+                                "change its policies")
+
+    def _require_server_admin(self, actor: Principal, doing: str) -> None:
+        self.authorizer.require(actor, Action.ADMIN_SERVER, SERVER, doing)
 
     def _audit(self, actor: Any, action: str, detail: dict[str, Any],
                repository: str | None = None) -> None:
@@ -313,8 +319,7 @@ class LifecycleService:
     def recount_usage(self, actor: Any, apply: bool) -> dict[str, tuple[int, int]]:
         """Recount every namespace's usage from its manifests; {namespace: (stored, recounted)}
         where the stored total was wrong, and with `apply` store the recount (server admins)."""
-        if self.can_administer is not None and not getattr(actor, "is_admin", False):
-            raise Denied("only a server admin may recount usage")
+        self._require_server_admin(actor, "recount usage")
         wrong = self.store.repair_usage(apply)
         if apply:
             self._quota_cache.clear()
@@ -367,8 +372,8 @@ class LifecycleService:
         """Plan (or apply) every retention policy of a namespace (None: all, for the schedule)."""
         if namespace is not None:
             self._require(actor, self._namespace(namespace))
-        elif self.can_administer is not None and not getattr(actor, "is_admin", False):
-            raise Denied("only a server admin may run every namespace's policies")
+        else:
+            self._require_server_admin(actor, "run every namespace's policies")
         now = time.time()
         repos_out = []
         all_doomed: set[int] = set()
@@ -463,16 +468,14 @@ class LifecycleService:
     def gc(self, actor: Any, dry_run: bool, grace_period: float | None,
            trigger: str = "api") -> GcReport:
         """Run the collector now (server admins only when access control is on)."""
-        if self.can_administer is not None and not getattr(actor, "is_admin", False):
-            raise Denied("only a server admin may run garbage collection")
+        self._require_server_admin(actor, "run garbage collection")
         report = self.collector.run(dry_run=dry_run, grace_period=grace_period, trigger=trigger)
         if not dry_run:
             self._audit(actor, "gc.run", {"trigger": trigger, **report.to_dict()})
         return report
 
     def gc_runs(self, actor: Any, limit: int = 20) -> list[dict[str, Any]]:
-        if self.can_administer is not None and not getattr(actor, "is_admin", False):
-            raise Denied("only a server admin may see garbage collection runs")
+        self._require_server_admin(actor, "see garbage collection runs")
         return self.store.runs(limit)
 
     def metrics(self) -> tuple[list[dict[str, Any]], tuple[int, int]]:
@@ -484,7 +487,7 @@ class LifecycleService:
     def background_gc(self, retention: bool, trigger: str, grace_period: float | None = None,
                       dry_run: bool = False) -> GcReport:
         """A GC run of the job queue (the schedule's applies every retention policy first)."""
-        system = _System()
+        system = SYSTEM
         if retention and not dry_run:
             try:
                 self.retention(system, None, apply=True)
@@ -497,15 +500,13 @@ class LifecycleService:
 
     def background_retention(self) -> dict[str, Any]:
         """Apply every namespace's retention policies (a job)."""
-        return self.retention(_System(), None, apply=True)
+        return self.retention(SYSTEM, None, apply=True)
 
     def background_recount(self) -> dict[str, tuple[int, int]]:
         """Recount usage and repair the stored totals (a job)."""
-        return self.recount_usage(_System(), apply=True)
+        return self.recount_usage(SYSTEM, apply=True)
 
 
-class _System:
-    kind, name, is_admin = "system", "scheduler", True
 
 
 def _quota_message(namespace: str, used: int, limit: int, requested: int) -> str:
@@ -516,7 +517,7 @@ def _quota_message(namespace: str, used: int, limit: int, requested: int) -> str
 
 
 def make_lifecycle(settings: Any, engine: Any, blob_store: Any, audit: AuditLog | None,
-                   auth: Any | None) -> LifecycleService:
+                   authorizer: Authorizer | None) -> LifecycleService:
     """The lifecycle service wired from Settings (the server, the CLI and the tests share it)."""
     store = LifecycleStore(engine)
     collector = GarbageCollector(
@@ -532,6 +533,6 @@ def make_lifecycle(settings: Any, engine: Any, blob_store: Any, audit: AuditLog 
         collector,
         restore_window=settings.tag_restore_window,
         audit=audit,
-        can_administer=auth.can_administer if auth is not None else None,
+        authorizer=authorizer,
         pull_flush_interval=settings.pull_flush_interval,
     )

@@ -11,14 +11,15 @@ from typing import Any
 from aiohttp import web
 
 from ..auth.admin import AdminService
+from ..auth.authorizer import Authorizer
 from ..auth.service import AuthService, Principal
 from ..auth.tokens import InvalidToken, TokenAuthority
 from ..events.audit import AuditLog
 from ..metadata.access_store import AccessStore
 from ..oci import strictjson
-from ..oci.errors import RegistryError, Unauthorized
+from ..oci.errors import AccessDenied, RegistryError, Unauthorized
 from ..times import parse_time, with_rfc3339
-from .auth import parse_basic
+from .auth import audit_denial, parse_basic
 from .bodies import read_bounded
 from .params import parse_uint
 
@@ -26,6 +27,7 @@ OPENAPI_PATH = Path(__file__).with_name("openapi.json")
 MAX_BODY = 64 * 1024
 AUDIT_EXPORT_PAGE = 1000
 Route = tuple[str, str, Callable[..., Awaitable[Any]]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
@@ -37,10 +39,11 @@ class ManagementAPI:
     """Thin handlers over AdminService."""
 
     def __init__(self, auth: AuthService, store: AccessStore, audit: AuditLog,
-                 authority: TokenAuthority) -> None:
+                 authority: TokenAuthority, authorizer: Authorizer | None = None) -> None:
         self.auth = auth
         self.authority = authority
-        self.admin = AdminService(store, auth, audit)
+        self.audit_log = audit
+        self.admin = AdminService(store, auth, audit, authorizer or Authorizer(store))
 
     def routes(self) -> list[Route]:
         """(method, path, handler): the source of truth the OpenAPI test checks."""
@@ -62,6 +65,11 @@ class ManagementAPI:
         ]
 
     async def _actor(self, request: web.Request) -> Principal:
+        principal = await self._authenticate(request)
+        request["principal"] = principal
+        return principal
+
+    async def _authenticate(self, request: web.Request) -> Principal:
         header = request.headers.get("Authorization", "")
         scheme, _, credentials = header.partition(" ")
         challenge = {"WWW-Authenticate": 'Basic realm="moorage"'}
@@ -260,7 +268,23 @@ def _bool(body: dict[str, Any], key: str, default: bool | None = False) -> Any:
     return value
 
 
+def audited_denials(audit: AuditLog, handler: Handler) -> Handler:
+    """`handler`, recording each refusal of the Authorizer once (as /v2/ does) on its way out."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except AccessDenied as exc:
+            actor = request.get("principal")
+            await audit_denial(audit, request, exc, exc.action, None,
+                               actor.name if actor else None, actor.kind if actor else None,
+                               resource=exc.resource)
+            raise
+
+    return wrapped
+
+
 def register_management_api(app: web.Application, api: ManagementAPI) -> None:
     """Add the /api/v1 routes to the application."""
     for method, path, handler in api.routes():
-        app.router.add_route(method, path, handler)
+        app.router.add_route(method, path, audited_denials(api.audit_log, handler))

@@ -9,6 +9,7 @@ import time
 
 from aiohttp import ClientPayloadError, web
 
+from ..auth.authorizer import Authorizer
 from ..auth.service import AuthService
 from ..auth.throttle import LoginThrottle
 from ..auth.tokens import TokenAuthority, generate_signing_key
@@ -27,7 +28,7 @@ from ..registry.uploads import UploadService
 from ..storage.base import BlobStore
 from ..storage.factory import make_blob_store
 from .api import ManagementAPI, register_management_api
-from .auth import AccessGuard, TokenEndpoint
+from .auth import AccessGuard, OpenAccess, TokenEndpoint
 from .client import client_address_middleware
 from .distribution import API_VERSION_HEADER, DistributionAPI
 from .jobs_api import JobsAPI, register_jobs_api
@@ -114,8 +115,12 @@ def make_app(settings: Settings) -> web.Application:
         service=settings.token_service,
         ttl=settings.token_ttl,
     )
-    guard = AccessGuard(auth, authority, audit, settings.token_realm) if settings.auth else None
-    lifecycle = make_lifecycle(settings, engine, blob_store, audit, auth)
+    # Accounts exist and the management API checks them even on an open (`--no-auth`) registry;
+    # only /v2/ is opened, by the guard's twin.
+    authorizer = Authorizer(access_store)
+    guard = (AccessGuard(auth, authorizer, authority, audit, settings.token_realm)
+             if settings.auth else OpenAccess())
+    lifecycle = make_lifecycle(settings, engine, blob_store, audit, authorizer)
     uploads = UploadService(
         store, blob_store, settings.upload_lease_seconds, lifecycle,
         checkpoint_bytes=settings.upload_checkpoint_bytes,
@@ -178,14 +183,14 @@ def make_app(settings: Settings) -> web.Application:
     )
     app.router.add_route("*", "/v2", api.dispatch)
     app.router.add_route("*", "/v2/{tail:.*}", api.dispatch)
-    tokens = TokenEndpoint(auth, authority, audit)
+    tokens = TokenEndpoint(auth, authorizer, authority, audit)
     app.router.add_get("/token", tokens.get)
     app.router.add_post("/token", tokens.post)
-    management = ManagementAPI(auth, access_store, audit, authority)
+    management = ManagementAPI(auth, access_store, audit, authority, authorizer)
     register_management_api(app, management)
     register_lifecycle_api(app, LifecycleAPI(lifecycle, management))
     jobs = make_queue(settings, engine)
-    register_jobs_api(app, JobsAPI(jobs, management))
+    register_jobs_api(app, JobsAPI(jobs, management, authorizer))
     health = Health(engine, blob_store)
     app.router.add_get("/healthz", health.live)
     app.router.add_get("/readyz", health.ready)

@@ -1,4 +1,5 @@
-"""HTTP side of access control: credentials from headers, challenges, the token endpoint."""
+"""HTTP side of access control: credentials from headers, challenges, the token endpoint, and
+the one place a refusal is audited (`audit_denial`); the decisions are auth/authorizer.py's."""
 
 from __future__ import annotations
 
@@ -10,11 +11,13 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 
+from ..auth.authorizer import SERVER, Action, Authorizer, OpenAuthorizer
+from ..auth.authorizer import repository as repo_resource
 from ..auth.scopes import DELETE, PULL, PUSH, parse_scopes
 from ..auth.service import ANONYMOUS, AuthService, Principal
 from ..auth.tokens import InvalidToken, TokenAuthority
 from ..events.audit import AuditLog
-from ..oci.errors import Denied, RegistryError, Unauthorized
+from ..oci.errors import RegistryError, Unauthorized
 
 REFRESH_TOKEN_TTL = 30 * 24 * 3600
 _CHALLENGE_ACTIONS = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
@@ -30,17 +33,40 @@ def parse_basic(header: str) -> tuple[str, str] | None:
     return (username, password) if sep and username else None
 
 
+async def audit_denial(
+    audit: AuditLog, request: web.Request, exc: RegistryError, action: str | None,
+    repository: str | None, actor: str | None, actor_kind: str | None = None,
+    resource: str | None = None,
+) -> None:
+    """Record one refused request (`access.<action>`, outcome denied) with its reason."""
+    detail = {"code": exc.code, "status": exc.status, "reason": exc.message,
+              "method": request.method, "path": request.path[:300]}
+    if resource is not None:
+        detail["resource"] = resource
+    await audit.record(
+        action=f"access.{action or 'login'}",
+        outcome="denied",
+        actor=actor,
+        actor_kind=actor_kind,
+        remote=request.remote,
+        repository=repository,
+        detail=detail,
+    )
+
+
 class AccessGuard:
-    """Decides, per /v2/ request, whether the caller may do what the route needs."""
+    """Authenticates each /v2/ request and asks the Authorizer for what the route needs."""
 
     def __init__(
         self,
         auth: AuthService,
+        authorizer: Authorizer,
         authority: TokenAuthority,
         audit: AuditLog,
         realm: str | None,
     ) -> None:
         self.auth = auth
+        self.authorizer = authorizer
         self.authority = authority
         self.audit = audit
         self.realm = realm
@@ -87,12 +113,14 @@ class AccessGuard:
                 principal = await self._check_basic(request, credentials, repository, action)
             else:
                 raise self.challenge(request, repository, action)
+            if action == PUSH and repository is not None:
+                await asyncio.to_thread(self.auth.ensure_namespace, principal, repository,
+                                        self.authorizer)
         except RegistryError as exc:
             if header or repository is not None:
-                await self._audit_denial(request, repository, action, exc)
+                await audit_denial(self.audit, request, exc, action, repository,
+                                   self._claimed_actor(request))
             raise
-        if action == PUSH and repository is not None:
-            await asyncio.to_thread(self.auth.ensure_namespace, principal, repository)
         request["principal"] = principal
         return principal
 
@@ -122,8 +150,8 @@ class AccessGuard:
             full = await asyncio.to_thread(
                 self.auth.principal_from_claims, claims.kind, claims.subject
             )
-            if action not in self.auth.allowed_actions(full, repository):
-                raise Denied(await self._reason(full, repository, action))
+            await asyncio.to_thread(self.authorizer.require, full, action,
+                                    repo_resource(repository))
         raise self.challenge(request, repository, action, "token does not grant this access",
                              error="insufficient_scope")
 
@@ -138,13 +166,11 @@ class AccessGuard:
         except Unauthorized as exc:
             raise self.challenge(request, repository, action, exc.message) from None
         if repository is not None and action in (PULL, PUSH, DELETE):
-            allowed = await asyncio.to_thread(self.auth.allowed_actions, principal, repository)
-            if action not in allowed:
-                raise Denied(await self._reason(principal, repository, action))
+            await asyncio.to_thread(self.authorizer.require, principal, action,
+                                    repo_resource(repository))
+        elif action == Action.CATALOG:
+            self.authorizer.require(principal, Action.CATALOG, SERVER)
         return principal
-
-    async def _reason(self, principal: Principal, repository: str, action: str) -> str:
-        return await asyncio.to_thread(self.auth.explain_denial, principal, repository, action)
 
     async def may_lend(self, request: web.Request, target: str, source: str) -> bool:
         """Whether a mount into `target` may take a blob from `source` (pull on it).
@@ -165,7 +191,8 @@ class AccessGuard:
                 full = await asyncio.to_thread(
                     self.auth.principal_from_claims, claims.kind, claims.subject
                 )
-                if PULL in await asyncio.to_thread(self.auth.allowed_actions, full, source):
+                if await asyncio.to_thread(self.authorizer.allows, full, Action.PULL,
+                                           repo_resource(source)):
                     raise self.challenge(
                         request, target, PUSH, "the token does not grant pull on the mount source",
                         error="insufficient_scope", also=(source, PULL),
@@ -175,21 +202,6 @@ class AccessGuard:
         except RegistryError:
             return False
         return True
-
-    async def _audit_denial(
-        self, request: web.Request, repository: str | None, action: str | None,
-        exc: RegistryError,
-    ) -> None:
-        await self.audit.record(
-            action=f"access.{action or 'login'}",
-            outcome="denied",
-            actor=self._claimed_actor(request),
-            actor_kind=None,
-            remote=request.remote,
-            repository=repository,
-            detail={"code": exc.code, "status": exc.status, "reason": exc.message,
-                    "method": request.method, "path": request.path[:300]},
-        )
 
     def _claimed_actor(self, request: web.Request) -> str | None:
         """Who the credentials of a denied request name (a verified token's subject only)."""
@@ -205,20 +217,68 @@ class AccessGuard:
                 return None
         return None
 
-    async def visible(self, principal: Principal, repositories: list[str]) -> list[str]:
-        """Those of `repositories` the caller may pull from."""
+    async def visible(self, request: web.Request, repositories: list[str]) -> list[str]:
+        """Those of `repositories` the caller may pull from (catalog filtering, no audit)."""
+        principal = request.get("principal") or ANONYMOUS
         return await asyncio.to_thread(
-            lambda: [r for r in repositories if PULL in self.auth.allowed_actions(principal, r)]
+            lambda: [r for r in repositories
+                     if self.authorizer.allows(principal, Action.PULL, repo_resource(r))]
+        )
+
+    async def lenders(self, request: web.Request, repositories: list[str]) -> list[str]:
+        """Those of `repositories` this request's credentials may pull from: the candidates of
+        a mount without `from`. Filtering, not refusing: the caller named none of them, so
+        none is audited as denied (the mount simply falls back to an upload)."""
+        principal = request.get("principal")
+        if principal is None or principal.anonymous:
+            return []
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer":
+            # A token lends only what it carries, as a pull with it would.
+            try:
+                claims = self.authority.verify(token.strip())
+            except InvalidToken:
+                return []
+            return [r for r in repositories if claims.allows("repository", r, PULL)]
+        return await asyncio.to_thread(
+            lambda: [r for r in repositories
+                     if self.authorizer.allows(principal, Action.PULL, repo_resource(r))]
         )
 
 
+class OpenAccess:
+    """The guard's twin with authentication off (`--no-auth`): every request may do anything."""
+
+    def __init__(self) -> None:
+        self.authorizer = OpenAuthorizer()
+
+    async def check(
+        self, request: web.Request, repository: str | None, action: str | None
+    ) -> Principal:
+        """Nothing to check: the caller stays unnamed (the audit log records no actor)."""
+        return ANONYMOUS
+
+    async def may_lend(self, request: web.Request, target: str, source: str) -> bool:
+        """Any repository lends to any other."""
+        return self.authorizer.allows(ANONYMOUS, Action.PULL, repo_resource(source))
+
+    async def visible(self, request: web.Request, repositories: list[str]) -> list[str]:
+        """Every repository is listed."""
+        return [r for r in repositories
+                if self.authorizer.allows(ANONYMOUS, Action.PULL, repo_resource(r))]
+
+    async def lenders(self, request: web.Request, repositories: list[str]) -> list[str]:
+        """Every repository holding the blob may lend it."""
+        return await self.visible(request, repositories)
 
 
 class TokenEndpoint:
     """`GET /token` (Docker token spec) and `POST /token` (OAuth2 password / refresh grants)."""
 
-    def __init__(self, auth: AuthService, authority: TokenAuthority, audit: AuditLog) -> None:
+    def __init__(self, auth: AuthService, authorizer: Authorizer, authority: TokenAuthority,
+                 audit: AuditLog) -> None:
         self.auth = auth
+        self.authorizer = authorizer
         self.authority = authority
         self.audit = audit
 
@@ -276,7 +336,7 @@ class TokenEndpoint:
         return principal
 
     async def _issue(self, request: web.Request, principal: Principal, scopes: list[str]) -> dict:
-        granted = await asyncio.to_thread(self.auth.grant, principal, parse_scopes(scopes))
+        granted = await asyncio.to_thread(self.authorizer.grant, principal, parse_scopes(scopes))
         token, lifetime = self.authority.issue(principal.name, principal.kind, granted)
         return {
             "token": token,

@@ -27,7 +27,7 @@ from ..registry.blobs import BlobService
 from ..registry.manifests import ManifestService
 from ..registry.referrers import ReferrerService
 from ..registry.uploads import ChunkRange, UploadService, UploadStatus
-from .auth import AccessGuard
+from .auth import AccessGuard, OpenAccess
 from .bodies import read_bounded
 from .params import parse_uint
 from .ranges import parse_range
@@ -50,7 +50,7 @@ class DistributionAPI:
         chunk_min_length: int,
         page_size_max: int,
         audit: AuditLog,
-        guard: AccessGuard | None,
+        guard: AccessGuard | OpenAccess,
     ) -> None:
         self.audit = audit
         self.guard = guard
@@ -119,8 +119,7 @@ class DistributionAPI:
             name = params.get("name")
             if name is not None:
                 validate_name(name)
-            if self.guard is not None:
-                await self.guard.check(request, name, action)
+            await self.guard.check(request, name, action)
             if name is None or action is None or action == "catalog":
                 return await handler(request, **params)
             try:
@@ -226,15 +225,13 @@ class DistributionAPI:
             source = query.get("from")
             if source is not None:
                 validate_name(source)
-            sources = [source] if source is not None else None
-            if source is not None and self.guard is not None:
+            if source is not None:
                 # A token without pull on `from` is challenged for a wider one (401), as in
                 # Distribution; a caller who may not read it gets an upload session.
                 sources = [source] if await self.guard.may_lend(request, name, source) else []
-            elif source is None and self.guard is not None:
+            else:
                 # Without `from`, only repositories the caller may read can lend the blob.
-                sources = [s for s in self.blobs.holders(digest)
-                           if await self._may_pull(request, s)]
+                sources = await self.guard.lenders(request, self.blobs.holders(digest))
             if await self.blobs.mount(name, digest, sources):
                 return _blob_created(name, digest)
         if "digest" in query:
@@ -244,15 +241,6 @@ class DistributionAPI:
         algorithm = query.get("digest-algorithm", DEFAULT_ALGORITHM)
         status = await self.uploads.start(name, algorithm)
         return self._upload_response(202, name, status)
-
-    async def _may_pull(self, request: web.Request, repository: str) -> bool:
-        if self.guard is None:
-            return True
-        try:
-            await self.guard.check(request, repository, PULL)
-        except RegistryError:
-            return False
-        return True
 
     async def upload_status(self, request: web.Request, name: str, upload: str) -> web.StreamResponse:
         status = await self.uploads.status(name, upload)
@@ -344,14 +332,10 @@ class DistributionAPI:
 
     async def catalog(self, request: web.Request) -> web.StreamResponse:
         limit, last = self._page(request)
-        principal = request.get("principal")
         names: list[str] = []
         while limit and len(names) <= limit:
             batch = self.manifests.catalog(last, limit + 1)
-            if self.guard is not None and principal is not None:
-                names += await self.guard.visible(principal, batch)
-            else:
-                names += batch
+            names += await self.guard.visible(request, batch)
             if len(batch) <= limit:
                 break
             last = batch[-1]

@@ -12,7 +12,7 @@ from aiohttp import web
 from ..gc.collector import parse_duration
 from ..oci.errors import RegistryError
 from ..registry.lifecycle import LifecycleService
-from .api import ManagementAPI, json_response
+from .api import ManagementAPI, audited_denials, json_response
 
 Route = tuple[str, str, Callable[..., Awaitable[Any]]]
 
@@ -199,4 +199,4 @@ class LifecycleAPI:
 def register_lifecycle_api(app: web.Application, api: LifecycleAPI) -> None:
     """Add the lifecycle routes to the application."""
     for method, path, handler in api.routes():
-        app.router.add_route(method, path, handler)
+        app.router.add_route(method, path, audited_denials(api.management.audit_log, handler))
