@@ -14,6 +14,7 @@ from ..auth.throttle import LoginThrottle
 from ..auth.tokens import TokenAuthority, generate_signing_key
 from ..config import Settings, proxy_networks
 from ..events.audit import AuditLog
+from ..events.dispatcher import Dispatcher
 from ..metadata.access_store import AccessStore
 from ..metadata.engine import make_engine, sqlite_url
 from ..metadata.store import MetadataStore
@@ -106,6 +107,9 @@ def make_app(settings: Settings) -> web.Application:
     blob_store = make_blob_store(settings)
     access_store = AccessStore(engine)
     audit = AuditLog(access_store)
+    dispatcher = Dispatcher(audit.outbox_store, [audit.consumer],
+                            poll_interval=settings.events_poll_interval,
+                            start_delay=settings.events_dispatch_delay)
     auth = AuthService(access_store, LoginThrottle(address_limit=settings.login_address_limit))
     authority = TokenAuthority(
         access_store.get_or_create_secret(TOKEN_KEY_SECRET, generate_signing_key),
@@ -189,7 +193,7 @@ def make_app(settings: Settings) -> web.Application:
     schedule: list[asyncio.Task] = []
 
     async def _start(_app: web.Application) -> None:
-        audit.start()
+        dispatcher.start()
         lifecycle.pulls.start()
         if settings.gc_interval > 0:
             check_every = min(settings.gc_interval, 60.0)
@@ -199,8 +203,8 @@ def make_app(settings: Settings) -> web.Application:
     async def _close(_app: web.Application) -> None:
         for task in schedule:
             task.cancel()
-        await lifecycle.pulls.stop()
-        await audit.stop()
+        await lifecycle.pulls.stop()  # pull events into the outbox, then deliver what is left
+        await dispatcher.stop()
         engine.dispose()
 
     async def _drain(_app: web.Application) -> None:

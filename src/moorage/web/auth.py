@@ -14,6 +14,7 @@ from ..auth.scopes import DELETE, PULL, PUSH, parse_scopes
 from ..auth.service import ANONYMOUS, AuthService, Principal
 from ..auth.tokens import InvalidToken, TokenAuthority
 from ..events.audit import AuditLog
+from ..events.types import AccessDenied, Actor, Login
 from ..oci.errors import Denied, RegistryError, Unauthorized
 
 REFRESH_TOKEN_TTL = 30 * 24 * 3600
@@ -180,16 +181,13 @@ class AccessGuard:
         self, request: web.Request, repository: str | None, action: str | None,
         exc: RegistryError,
     ) -> None:
-        await self.audit.record(
-            action=f"access.{action or 'login'}",
-            outcome="denied",
-            actor=self._claimed_actor(request),
-            actor_kind=None,
-            remote=request.remote,
+        await self.audit.outbox.emit_async(AccessDenied(
+            actor=Actor(self._claimed_actor(request), None, request.remote),
             repository=repository,
+            action=action or "login",
             detail={"code": exc.code, "status": exc.status, "reason": exc.message,
                     "method": request.method, "path": request.path[:300]},
-        )
+        ))
 
     def _claimed_actor(self, request: web.Request) -> str | None:
         """Who the credentials of a denied request name (a verified token's subject only)."""
@@ -267,12 +265,12 @@ class TokenEndpoint:
         try:
             principal = await self.auth.login(username, password, request.remote)
         except RegistryError as exc:
-            await self.audit.record(action="login", outcome="denied", actor=username[:160],
-                                    actor_kind=None, remote=request.remote,
-                                    detail={"code": exc.code, "reason": exc.message})
+            await self.audit.outbox.emit_async(Login(
+                actor=Actor(username[:160], None, request.remote), outcome="denied",
+                detail={"code": exc.code, "reason": exc.message}))
             raise
-        await self.audit.record(action="login", outcome="success", actor=principal.name,
-                                actor_kind=principal.kind, remote=request.remote)
+        await self.audit.outbox.emit_async(Login(
+            actor=Actor(principal.name, principal.kind, request.remote), outcome="success"))
         return principal
 
     async def _issue(self, request: web.Request, principal: Principal, scopes: list[str]) -> dict:
