@@ -7,6 +7,7 @@ the services pass `to_record()` rows (or a factory for facts only the transactio
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from ..metadata.outbox_store import OutboxStore
 from .types import Event, records
@@ -25,3 +26,11 @@ class Outbox:
     async def emit_async(self, *events: Event) -> None:
         """Append from the event loop, in a worker thread."""
         await asyncio.to_thread(self.store.append_events, records(*events))
+
+    def since(self, after_id: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """Events with ids above `after_id`, oldest first (what `events tail` shows)."""
+        return self.store.read(after_id, limit)
+
+    def latest(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` events, oldest first."""
+        return self.store.latest(limit)

@@ -68,6 +68,12 @@ class OutboxStore(StoreBase):
         with self._read() as conn:
             return [_decode(r) for r in conn.execute(query).mappings()]
 
+    def latest(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` events, oldest first."""
+        query = select(events).order_by(events.c.id.desc()).limit(limit)
+        with self._read() as conn:
+            return [_decode(r) for r in reversed(conn.execute(query).mappings().all())]
+
     def last_id(self) -> int:
         """The id of the newest event (0 when there is none)."""
         with self._read() as conn:
