@@ -65,7 +65,7 @@ class Settings:
     upload_ttl: float = 86400.0  # idle upload sessions expire (multipart uploads aborted)
     tag_restore_window: float = 7 * 86400.0  # deleted tags stay restorable this long
     pull_flush_interval: float = 5.0  # pull times are batched in memory this long
-    # -- domain events (durations in seconds) ---------------------------------------------------
+    # -- events (the domain-event outbox and its dispatcher; durations in seconds) -------------
     events_poll_interval: float = 0.25  # an idle consumer looks for new outbox events this often
     events_dispatch_delay: float = 0.0  # hold delivery back this long after start (tests)
 

@@ -17,7 +17,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import BACKEND, start_registry
 
 from .helpers import get_manifest, make_image, new_repo, push_tree
@@ -74,7 +73,10 @@ def test_graceful_stop_writes_batched_pulls_and_delivers_them(tmp_path):
         push_tree(reg, repo, image, tag="v1")
         r = get_manifest(reg, repo, "v1")
         assert r.status_code == 200, r.text
-        assert reg.stop(signal.SIGTERM) == 0  # well within the second of in-memory batching
+        assert reg.stop(signal.SIGTERM) == 0
+        # pull times wait an hour in memory: only the stop can have written this one
+        assert _rows(reg.data_dir, "SELECT reference FROM pull_times WHERE repository = ?",
+                     repo) == [("v1",)]
         pulls = _rows(reg.data_dir, "SELECT tag, actor, address FROM events "
                       "WHERE repository = ? AND type = 'ManifestPulled'", repo)
         assert pulls == [("v1", None, "127.0.0.1")], pulls

@@ -75,12 +75,13 @@ def human_bytes(n: float) -> str:
 
 
 class PullRecorder:
-    """Pulls, kept in memory and written in one transaction at least every second: the last
-    pull per tag and digest, and a ManifestPulled event per pull (flushed on a graceful stop)."""
+    """Pulls, kept in memory: a ManifestPulled event per pull, written at least every second,
+    and the last pull time per tag and digest, every `flush_every` (both on a graceful stop)."""
 
     def __init__(self, store: LifecycleStore, flush_every: float) -> None:
         self.store = store
-        self.flush_every = min(flush_every, EVENT_FLUSH_SECONDS)
+        self.flush_every = flush_every
+        self._times_due = time.monotonic() + flush_every
         self._pending: dict[tuple[str, str], float] = {}
         self._events: list[dict[str, Any]] = []
         self._task: asyncio.Task | None = None
@@ -99,9 +100,13 @@ class PullRecorder:
                 digest=reference if reference.count(":") else None,
             ).to_record())
 
-    async def flush(self) -> None:
-        """Write what was noted so far, in one transaction."""
-        batch, self._pending = self._pending, {}
+    async def flush(self, times: bool = True) -> None:
+        """Write the pull events noted so far (and with `times` the pull times), in one
+        transaction."""
+        batch: dict[tuple[str, str], float] = {}
+        if times:
+            batch, self._pending = self._pending, {}
+            self._times_due = time.monotonic() + self.flush_every
         pulled, self._events = self._events, []
         if batch or pulled:
             try:
@@ -113,8 +118,8 @@ class PullRecorder:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.flush_every)
-            await self.flush()
+            await asyncio.sleep(min(self.flush_every, EVENT_FLUSH_SECONDS))
+            await self.flush(times=time.monotonic() >= self._times_due)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
