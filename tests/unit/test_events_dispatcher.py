@@ -1,10 +1,12 @@
-"""The outbox dispatcher on a real SQLite database, in this process (no HTTP): a failing
-consumer is retried and still sees every event once, in order; the audit consumer's rows are
-idempotent by event id; a cursor advance that lost a race writes nothing."""
+"""The outbox and its dispatcher on a real database (SQLite and PostgreSQL), in this process: a
+failing consumer is retried and still sees every event once, in order; the audit consumer's rows
+are idempotent by event id; a cursor advance that lost a race writes nothing; appends become
+visible in id order."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
@@ -17,16 +19,24 @@ from moorage.events.types import Actor, BlobPushed, ManifestPushed, TagMoved, re
 from moorage.metadata.access_store import AccessStore
 from moorage.metadata.engine import make_engine, sqlite_url
 from moorage.metadata.migrate import upgrade
-from moorage.metadata.outbox_store import OutboxStore
+from moorage.metadata.outbox_store import OutboxStore, append
 from moorage.metadata.schema import audit_events
 
 DEV = Actor("dev", "user", "10.0.0.7")
 REPOS = ["team/a", "team/b", "team/c"]
 
 
-@pytest.fixture
-def engine(tmp_path: Path):  # type: ignore[no-untyped-def]
-    engine = make_engine(sqlite_url(tmp_path))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request, tmp_path: Path):  # type: ignore[no-untyped-def]
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path)
+    else:
+        from backends import missing_components, shared_services
+
+        if missing_components():
+            pytest.skip("missing: " + ", ".join(missing_components()))
+        url = shared_services().pg.create_database()
+    engine = make_engine(url, pool_size=8)
     upgrade(engine)
     yield engine
     engine.dispose()
@@ -145,3 +155,31 @@ def test_a_failing_transactional_consumer_keeps_its_cursor_and_writes_nothing(en
     e = access.query_audit(repository="team/a")[0]
     assert (e["actor"], e["actor_kind"], e["remote"], e["reference"]) == (
         "dev", "user", "10.0.0.7", "v0")
+
+
+def test_appends_become_visible_in_id_order(engine):
+    """A later append waits for an earlier one's commit, so a dispatcher that has read an id
+    never misses a smaller one committed after it (PostgreSQL; SQLite has one writer)."""
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite commits one writer at a time")
+    store = OutboxStore(engine)
+    first = engine.connect()
+    tx = first.begin()
+    append(first, records(BlobPushed(repository="team/first", size=1)))
+    done = threading.Event()
+
+    def later() -> None:
+        store.append_events(records(BlobPushed(repository="team/later", size=2)))
+        done.set()
+
+    thread = threading.Thread(target=later)
+    thread.start()
+    try:
+        assert not done.wait(1.0), "the later append committed before the earlier one"
+        assert store.read(0, 10) == []
+    finally:
+        tx.commit()
+        first.close()
+        thread.join(30)
+    assert done.is_set()
+    assert [e["repository"] for e in store.read(0, 10)] == ["team/first", "team/later"]

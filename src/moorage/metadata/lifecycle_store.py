@@ -203,9 +203,9 @@ class LifecycleStore(StoreBase):
                   events: Emit = None) -> None:
         """Set (or with None, remove) a namespace's quota in bytes."""
         with self._write() as conn:
-            emit(conn, events)
             if limit is None:
                 conn.execute(delete(quotas).where(quotas.c.namespace == namespace))
+                emit(conn, events)
                 return
             stmt = self._insert(quotas).values(
                 namespace=namespace, limit_bytes=limit, updated_by=actor, updated_at=time.time()
@@ -216,6 +216,7 @@ class LifecycleStore(StoreBase):
                     set_={"limit_bytes": limit, "updated_by": actor, "updated_at": time.time()},
                 )
             )
+            emit(conn, events)
 
     def quota(self, namespace: str, conn: Connection | None = None) -> int | None:
         query = select(quotas.c.limit_bytes).where(quotas.c.namespace == namespace)
@@ -544,7 +545,6 @@ class LifecycleStore(StoreBase):
             else retention_policies.c.repository == repository,
         )
         with self._write() as conn:
-            emit(conn, events)
             conn.execute(delete(retention_policies).where(scope))
             if rules is not None:
                 conn.execute(
@@ -556,6 +556,7 @@ class LifecycleStore(StoreBase):
                         updated_at=time.time(),
                     )
                 )
+            emit(conn, events)
 
     def policies(self, namespace: str | None = None) -> list[dict[str, Any]]:
         query = select(retention_policies).order_by(
@@ -990,12 +991,12 @@ class LifecycleStore(StoreBase):
     def finish_run(self, run_id: int, status: str, result: dict[str, Any],
                    events: Emit = None) -> None:
         with self._write() as conn:
-            emit(conn, events)
             conn.execute(
                 update(gc_runs)
                 .where(gc_runs.c.id == run_id)
                 .values(finished_at=time.time(), status=status, result=json.dumps(result))
             )
+            emit(conn, events)
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         with self._read() as conn:

@@ -17,13 +17,14 @@ Records = Sequence[Mapping[str, Any]]
 # What a write operation is given to append: the rows, or a factory of rows from what only the
 # transaction learns (which manifests a sweep deleted, which uploads expired).
 Emit = Records | Callable[..., Records] | None
+OUTBOX_LOCK = 0x6D6F6F72  # "moor": the advisory lock that orders appends on PostgreSQL
 _LIMITS = {"type": 32, "actor": 160, "actor_kind": 16, "address": 64, "repository": 255,
            "digest": 200, "tag": 200}
 
 
 def append(conn: Connection, records: Iterable[Mapping[str, Any]]) -> None:
     """Append event records inside the caller's transaction (the change and its events commit
-    together or not at all)."""
+    together or not at all); call it after the transaction's other writes."""
     rows = []
     for r in records:
         row = {k: r.get(k) for k in ("time", *_LIMITS)}
@@ -32,8 +33,14 @@ def append(conn: Connection, records: Iterable[Mapping[str, Any]]) -> None:
                 row[key] = row[key][:limit]  # PostgreSQL enforces the column lengths
         row["payload"] = json.dumps(r["payload"], default=str) if r.get("payload") else None
         rows.append(row)
-    if rows:
-        conn.execute(events.insert(), rows)
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        # Ids must become visible in id order, or a dispatcher that read 101 before 100
+        # committed would skip 100. Held to commit, this lock makes appends commit in id order;
+        # callers append last in their transaction, so it is held only for the commit itself.
+        conn.execute(select(func.pg_advisory_xact_lock(OUTBOX_LOCK)))
+    conn.execute(events.insert(), rows)
 
 
 class _Moved(Exception):
