@@ -73,6 +73,9 @@ class Settings:
     job_backoff_base: float = 10.0  # delay before a failed job's first retry; doubles per attempt
     job_backoff_max: float = 3600.0  # longest delay between retries of a failed job
     job_max_attempts: int = 5  # attempts before a job is marked failed
+    # -- events (the domain-event outbox and its dispatcher; durations in seconds) -------------
+    events_poll_interval: float = 0.25  # an idle consumer looks for new outbox events this often
+    events_dispatch_delay: float = 0.0  # hold delivery back this long after start (tests)
 
     def __post_init__(self) -> None:
         mode = self.blob_redirect

@@ -191,6 +191,7 @@ class AdminService:
 
     def audit_events(self, caller: Principal, **filters: Any) -> list[dict[str, Any]]:
         self._require_admin(caller)
+        self.audit.catch_up()
         return self.store.query_audit(**filters)
 
 

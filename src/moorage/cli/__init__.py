@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import accounts, db, jobs, lifecycle, serve, settings
+from . import accounts, db, events, jobs, lifecycle, serve, settings
 
 app = typer.Typer(help="Moorage: an OCI registry for machine-learning teams.", no_args_is_help=True)
 
@@ -27,6 +27,7 @@ app.add_typer(accounts.user_app, name="user")
 app.add_typer(accounts.robot_app, name="robot")
 app.add_typer(accounts.namespace_app, name="namespace")
 app.command()(accounts.audit)
+app.add_typer(events.events_app, name="events")
 app.command()(lifecycle.gc)
 app.add_typer(lifecycle.retention_app, name="retention")
 app.add_typer(lifecycle.immutability_app, name="immutability")

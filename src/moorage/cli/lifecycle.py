@@ -70,6 +70,7 @@ def gc(
     config: Config = None,
 ) -> None:
     """Collect unreferenced blobs, manifests and stale uploads (safe while the server runs)."""
+    from ..events.types import Actor
     from ..gc.collector import parse_duration
     from ..logs import setup_logging
     from ..registry.lifecycle import human_bytes
@@ -85,9 +86,7 @@ def gc(
         _print_runs(call(service.gc_runs, actor), json_output)
         return
     report = service.collector.run(dry_run=dry_run, grace_period=grace, trigger="cli",
-                                   upload_ttl=ttl)
-    if not dry_run:
-        service._audit(actor, "gc.run", {"trigger": "cli", **report.to_dict()})
+                                   upload_ttl=ttl, actor=Actor(actor.name, actor.kind, None))
     if json_output:
         print_json(report.to_dict())
     else:

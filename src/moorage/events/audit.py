@@ -1,97 +1,121 @@
-"""The audit log: who did what, from where, when, and how it ended.
+"""The audit log as a consumer of the outbox: each event becomes (at most) one audit row.
 
-Events from requests go into an in-process queue that a writer task drains continuously: a
-request never waits for the audit write, and under load events are written in batches (so the
-pull path stays fast). The queue is flushed on shutdown; only a crash loses what was queued in
-its last moments. Events from the CLI and management operations are written synchronously.
+Rows are keyed by the event id (unique), and written in the transaction that moves the audit
+cursor, so a redelivered event never makes a second row. Reading the log first catches the
+consumer up, so what a request just did is visible to the next query.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
 from typing import Any
 
 from ..metadata.access_store import AccessStore
+from ..metadata.outbox_store import OutboxStore
+from .dispatcher import catch_up
+from .outbox import Outbox
+from .types import SYSTEM, Actor, AdminAction
 
-log = logging.getLogger(__name__)
-MAX_QUEUE = 50_000
+CONSUMER = "audit"
+# Event types whose audit action is fixed; the others name theirs in the payload.
+_ACTIONS = {
+    "BlobPushed": "blob.push",
+    "BlobMounted": "blob.mount",
+    "BlobDeleted": "blob.delete",
+    "ManifestPushed": "manifest.push",
+    "ManifestPulled": "manifest.pull",
+    "TagDeleted": "tag.delete",
+    "TagRestored": "tag.restore",
+    "Login": "login",
+    "GcCompleted": "gc.run",
+}
 
 
-class AuditLog:
-    """Record audit events; `start()`/`stop()` run the batch writer in the current event loop."""
+def audit_row(event: dict[str, Any]) -> dict[str, Any] | None:
+    """The audit row an outbox event makes, or None for events the audit log leaves out
+    (tag moves are part of their push; collector deletions are summed up in gc.run)."""
+    kind, payload = event["type"], event.get("payload") or {}
+    reference: str | None = event.get("digest")
+    outcome, detail = "success", payload.get("detail")
+    if kind in ("ManifestDeleted", "TagDeleted") and payload.get("by", "client") != "client":
+        return None
+    if kind == "ManifestDeleted":
+        action = "manifest.delete"
+    elif kind in ("ManifestPushed", "ManifestPulled"):
+        action, reference = _ACTIONS[kind], payload.get("reference")
+    elif kind == "TagDeleted":
+        action, reference = _ACTIONS[kind], event.get("tag")
+    elif kind == "TagRestored":
+        action, reference = _ACTIONS[kind], None
+        detail = {"tag": event.get("tag"), "digest": event.get("digest")}
+    elif kind == "Login":
+        action, reference, outcome = "login", None, payload.get("outcome", "success")
+    elif kind == "AccessDenied":
+        action, reference, outcome = f"access.{payload.get('action') or 'login'}", None, "denied"
+    elif kind in ("PolicyChanged", "AdminAction"):
+        action, reference = payload["action"], None
+        outcome = payload.get("outcome", "success")
+    elif kind == "GcCompleted":
+        action, reference = "gc.run", None
+        detail = {"trigger": payload.get("trigger"), **(payload.get("report") or {})}
+    elif kind in _ACTIONS:
+        action = _ACTIONS[kind]
+    else:
+        return None
+    return {
+        "event_id": event["id"],
+        "time": event["time"],
+        "actor": event.get("actor"),
+        "actor_kind": event.get("actor_kind"),
+        "remote": event.get("address"),
+        "action": action[:32],
+        "repository": event.get("repository"),
+        "reference": (reference or "")[:200] or None,
+        "outcome": outcome,
+        "detail": detail,
+    }
+
+
+class AuditConsumer:
+    """Writes audit rows in the cursor's transaction (see the module docstring)."""
+
+    name = CONSUMER
+    transactional = True
 
     def __init__(self, store: AccessStore) -> None:
         self.store = store
-        self._queue: list[dict[str, Any]] = []
-        self._task: asyncio.Task | None = None
-        self._wake: asyncio.Event | None = None
 
-    def event(
-        self,
-        action: str,
-        outcome: str,
-        actor: str | None,
-        actor_kind: str | None,
-        remote: str | None,
-        repository: str | None = None,
-        reference: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
-        return {
-            "time": time.time(),
-            "actor": actor,
-            "actor_kind": actor_kind,
-            "remote": remote,
-            "action": action,
-            "repository": repository,
-            "reference": reference,
-            "outcome": outcome,
-            "detail": detail,
-        }
+    def handle(self, events: list[dict[str, Any]], conn: Any) -> None:
+        """Append the audit rows of `events`, skipping any already written."""
+        rows = [row for e in events if (row := audit_row(e)) is not None]
+        self.store.append_audit_in(conn, rows)
 
-    def queue(self, **fields: Any) -> None:
-        """Record without waiting: the writer task stores it within moments."""
-        if len(self._queue) >= MAX_QUEUE:
-            log.warning("audit queue full, dropping an event", extra={"action": fields["action"]})
-            return
-        self._queue.append(self.event(**fields))
-        if self._wake is not None:
-            self._wake.set()
 
-    async def record(self, **fields: Any) -> None:
-        """Record an event from a request handler (queued; see the module docstring)."""
-        self.queue(**fields)
+class AuditLog:
+    """Management operations record through here; reads catch the audit consumer up first."""
+
+    def __init__(self, store: AccessStore) -> None:
+        self.store = store
+        self.outbox_store = OutboxStore(store.engine)
+        self.outbox = Outbox(self.outbox_store)
+        self.consumer = AuditConsumer(store)
+
+    def _event(self, action: str, outcome: str, actor: str | None, actor_kind: str | None,
+               remote: str | None, repository: str | None = None,
+               reference: str | None = None, detail: dict[str, Any] | None = None
+               ) -> AdminAction:
+        who = Actor(actor, actor_kind, remote) if actor or remote else SYSTEM
+        return AdminAction(actor=who, repository=repository, tag=reference, action=action,
+                           outcome=outcome, detail=detail)
 
     def record_sync(self, **fields: Any) -> None:
-        """Record from blocking code such as the CLI."""
-        self.store.append_audit([self.event(**fields)])
+        """Record a management operation now, as an AdminAction event."""
+        self.outbox.emit(self._event(**fields))
 
-    async def flush(self) -> None:
-        batch, self._queue = self._queue, []
-        if batch:
-            try:
-                await asyncio.to_thread(self.store.append_audit, batch)
-            except Exception:
-                log.exception("could not write audit batch", extra={"events": len(batch)})
+    async def record(self, **fields: Any) -> None:
+        """Record from a request handler (the outbox write runs in a thread)."""
+        await asyncio.to_thread(self.record_sync, **fields)
 
-    async def _run(self) -> None:
-        assert self._wake is not None
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            await self.flush()
-
-    def start(self) -> None:
-        self._wake = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        await self.flush()
+    def catch_up(self) -> None:
+        """Make every event written so far visible in the audit log."""
+        catch_up(self.outbox_store, self.consumer)

@@ -43,6 +43,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field
 
+from ..events.types import SYSTEM, Actor, GcCompleted, ManifestDeleted, UploadExpired, records
 from ..metadata.lifecycle_store import LifecycleStore, RepoGraph
 from ..storage.base import BlobStore
 from .reachability import gc_roots, reachable
@@ -111,9 +112,10 @@ class GarbageCollector:
 
     def run(
         self, dry_run: bool = False, grace_period: float | None = None, trigger: str = "cli",
-        upload_ttl: float | None = None,
+        upload_ttl: float | None = None, actor: Actor = SYSTEM,
     ) -> GcReport:
-        """Collect (or with dry_run, count) everything unreachable and older than the grace."""
+        """Collect (or with dry_run, count) everything unreachable and older than the grace;
+        deletions and the finished run are events of `actor`."""
         grace = self.grace_period if grace_period is None else grace_period
         ttl = self.upload_ttl if upload_ttl is None else upload_ttl
         report = GcReport(dry_run=dry_run, grace_period=grace)
@@ -127,11 +129,11 @@ class GarbageCollector:
             report.deleted_tags_expired = self.store.purge_deleted_tags(
                 now - self.restore_window, dry_run
             )
-            doomed_ids = self._manifests(report, cutoff, dry_run)
+            doomed_ids = self._manifests(report, cutoff, dry_run, actor)
             if not dry_run:
                 self._links(report, cutoff)
             self._blobs(report, cutoff, dry_run, doomed_ids)
-            self._uploads(report, now - ttl, dry_run)
+            self._uploads(report, now - ttl, dry_run, actor)
             if not dry_run:
                 self._drain(report, take_over=True)
             if report.errors:
@@ -143,7 +145,9 @@ class GarbageCollector:
         finally:
             report.seconds = round(time.monotonic() - started, 3)
             try:
-                self.store.finish_run(run_id, status, report.to_dict())
+                done = [] if dry_run else records(GcCompleted(
+                    actor=actor, trigger=trigger, report=report.to_dict()))
+                self.store.finish_run(run_id, status, report.to_dict(), done)
             except Exception:
                 log.exception("could not record the gc run", extra={"run": run_id})
         log.info("gc finished", extra={"run": run_id, "status": status, **report.to_dict()})
@@ -173,7 +177,8 @@ class GarbageCollector:
 
         return decide
 
-    def _manifests(self, report: GcReport, cutoff: float, dry_run: bool) -> set[int]:
+    def _manifests(self, report: GcReport, cutoff: float, dry_run: bool, actor: Actor
+                   ) -> set[int]:
         decide = self._decide(cutoff)
         doomed: set[int] = set()
         for repo_id, name in self.store.repository_ids():
@@ -181,7 +186,11 @@ class GarbageCollector:
                 graph = self.store.graph(repo_id, name, with_pulls=True)
                 victims = [graph.manifests[i] for i in decide(graph)]
             else:
-                victims = self.store.sweep_manifests(repo_id, name, decide)
+                victims = self.store.sweep_manifests(
+                    repo_id, name, decide,
+                    lambda gone, name=name: records(*(
+                        ManifestDeleted(actor=actor, repository=name, digest=v.digest, by="gc")
+                        for v in gone)))
             if victims:
                 doomed.update(v.id for v in victims)
                 report.manifests += len(victims)
@@ -229,7 +238,7 @@ class GarbageCollector:
             report.blobs += len(sizes)
             report.blob_bytes += sum(sizes.values())
 
-    def _uploads(self, report: GcReport, before: float, dry_run: bool) -> None:
+    def _uploads(self, report: GcReport, before: float, dry_run: bool, actor: Actor) -> None:
         while True:
             stale = self.store.stale_uploads(before, time.time(), self.batch)
             if not stale:
@@ -238,7 +247,10 @@ class GarbageCollector:
                 report.uploads += len(stale)
                 report.upload_bytes += sum(o for _, _, o in stale)
                 return
-            expired = self.store.expire_uploads([i for i, _, _ in stale], before)
+            expired = self.store.expire_uploads(
+                [i for i, _, _ in stale], before,
+                lambda rows: records(*(UploadExpired(actor=actor, repository=repo, upload_id=i,
+                                                     size=size) for i, repo, size in rows)))
             report.uploads += len(expired)
             report.upload_bytes += sum(o for _, _, o in expired)
             self._drain(report)

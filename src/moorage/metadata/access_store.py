@@ -302,6 +302,18 @@ class AccessStore(StoreBase):
         with self._write() as conn:
             conn.execute(audit_events.insert(), rows)
 
+    def append_audit_in(self, conn: Connection, rows: list[dict[str, Any]]) -> None:
+        """Write audit rows inside the caller's transaction; a row whose event is already
+        recorded is skipped (rows from the outbox are keyed by event id)."""
+        if not rows:
+            return
+        values = [{**r, "detail": json.dumps(r["detail"], default=str) if r.get("detail")
+                   else None} for r in rows]
+        conn.execute(
+            self._insert(audit_events).on_conflict_do_nothing(index_elements=["event_id"]),
+            values,
+        )
+
     def query_audit(
         self,
         actor: str | None = None,
@@ -337,6 +349,7 @@ class AccessStore(StoreBase):
         out = []
         for r in rows:
             event = dict(r)
+            event.pop("event_id", None)
             event["detail"] = json.loads(event["detail"]) if event["detail"] else None
             out.append(event)
         return out

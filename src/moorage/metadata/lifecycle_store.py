@@ -31,6 +31,7 @@ from sqlalchemy import (
 
 from . import usage
 from .base import StoreBase
+from .outbox_store import Emit, emit
 from .schema import (
     blobs,
     deleted_tags,
@@ -118,7 +119,8 @@ class LifecycleStore(StoreBase):
         ]
 
     def add_immutability_rule(
-        self, namespace: str, pattern: str, exceptions: str, actor: str | None
+        self, namespace: str, pattern: str, exceptions: str, actor: str | None,
+        events: Emit = None,
     ) -> None:
         """Create or replace the rule for `pattern` in `namespace`."""
         stmt = self._insert(immutability_rules).values(
@@ -135,8 +137,10 @@ class LifecycleStore(StoreBase):
                     set_={"exceptions": stmt.excluded.exceptions},
                 )
             )
+            emit(conn, events)
 
-    def remove_immutability_rule(self, namespace: str, pattern: str) -> bool:
+    def remove_immutability_rule(self, namespace: str, pattern: str, events: Emit = None
+                                 ) -> bool:
         with self._write() as conn:
             result = conn.execute(
                 delete(immutability_rules).where(
@@ -144,6 +148,8 @@ class LifecycleStore(StoreBase):
                     immutability_rules.c.pattern == pattern,
                 )
             )
+            if result.rowcount > 0:
+                emit(conn, events)
         return result.rowcount > 0
 
     def tag_digest_in(self, conn: Connection, repo_id: int, tag: str) -> str | None:
@@ -192,11 +198,13 @@ class LifecycleStore(StoreBase):
 
     # -- quotas -------------------------------------------------------------------------------
 
-    def set_quota(self, namespace: str, limit: int | None, actor: str | None) -> None:
+    def set_quota(self, namespace: str, limit: int | None, actor: str | None,
+                  events: Emit = None) -> None:
         """Set (or with None, remove) a namespace's quota in bytes."""
         with self._write() as conn:
             if limit is None:
                 conn.execute(delete(quotas).where(quotas.c.namespace == namespace))
+                emit(conn, events)
                 return
             stmt = self._insert(quotas).values(
                 namespace=namespace, limit_bytes=limit, updated_by=actor, updated_at=time.time()
@@ -207,6 +215,7 @@ class LifecycleStore(StoreBase):
                     set_={"limit_bytes": limit, "updated_by": actor, "updated_at": time.time()},
                 )
             )
+            emit(conn, events)
 
     def quota(self, namespace: str, conn: Connection | None = None) -> int | None:
         query = select(quotas.c.limit_bytes).where(quotas.c.namespace == namespace)
@@ -315,6 +324,7 @@ class LifecycleStore(StoreBase):
         size: int,
         storage_key: str,
         reused: bool,
+        events: Emit = None,
     ) -> str:
         """Record committed content like MetadataStore.commit_blob, never recording a key whose
         bytes the collector has claimed for deletion.
@@ -361,6 +371,7 @@ class LifecycleStore(StoreBase):
                 gone = conn.execute(delete(uploads).where(uploads.c.id == upload_id))
                 if gone.rowcount == 0:
                     raise UploadGone(upload_id)
+            emit(conn, events)
             return recorded
 
     def _repo_id(self, conn: Connection, name: str, create: bool = False) -> int | None:
@@ -386,7 +397,8 @@ class LifecycleStore(StoreBase):
 
     # -- soft delete --------------------------------------------------------------------------
 
-    def soft_delete_tag(self, repository: str, tag: str, actor: str | None) -> bool:
+    def soft_delete_tag(self, repository: str, tag: str, actor: str | None,
+                        events: Emit = None) -> bool:
         """Remove a tag and remember it for restore."""
         with self._write() as conn:
             repo_id = self._repo_id(conn, repository)
@@ -395,7 +407,8 @@ class LifecycleStore(StoreBase):
             digest = self.tag_digest_in(conn, repo_id, tag)
             if digest is None:
                 return False
-            self._soft_delete(conn, repo_id, [(tag, digest)], actor)
+            if self._soft_delete(conn, repo_id, [(tag, digest)], actor):
+                emit(conn, events, digest)
         return True
 
     def _soft_delete(
@@ -439,7 +452,8 @@ class LifecycleStore(StoreBase):
                 for n, d, t, b in conn.execute(query)
             ]
 
-    def restore_tag(self, repository: str, tag: str, since: float, force: bool) -> str:
+    def restore_tag(self, repository: str, tag: str, since: float, force: bool,
+                    events: Emit = None) -> str:
         """Re-create the most recently deleted `tag`; returns its digest.
 
         Raises LookupError (nothing restorable), FileExistsError (the tag exists; use force),
@@ -479,6 +493,7 @@ class LifecycleStore(StoreBase):
                 )
             )
             conn.execute(delete(deleted_tags).where(deleted_tags.c.id == row.id))
+            emit(conn, events, row.manifest_digest)
             return row.manifest_digest
 
     def purge_deleted_tags(self, before: float, dry_run: bool) -> int:
@@ -494,9 +509,12 @@ class LifecycleStore(StoreBase):
 
     # -- pull times ---------------------------------------------------------------------------
 
-    def record_pulls(self, pulls: dict[tuple[str, str], float]) -> None:
-        """Upsert the latest pull time per (repository, tag or digest)."""
+    def record_pulls(self, pulls: dict[tuple[str, str], float], events: Emit = None) -> None:
+        """Upsert the latest pull time per (repository, tag or digest), with pull events."""
         if not pulls:
+            if events:
+                with self._write() as conn:
+                    emit(conn, events)
             return
         rows = [{"repository": r, "reference": ref, "pulled_at": t} for (r, ref), t in pulls.items()]
         stmt = self._insert(pull_times)
@@ -510,11 +528,13 @@ class LifecycleStore(StoreBase):
                 ),
                 rows,
             )
+            emit(conn, events)
 
     # -- retention policies -------------------------------------------------------------------
 
     def set_policy(
-        self, namespace: str, repository: str | None, rules: dict[str, Any] | None, actor: str | None
+        self, namespace: str, repository: str | None, rules: dict[str, Any] | None,
+        actor: str | None, events: Emit = None,
     ) -> None:
         """Create, replace or (rules None) remove the policy of a namespace or repository."""
         scope = and_(
@@ -535,6 +555,7 @@ class LifecycleStore(StoreBase):
                         updated_at=time.time(),
                     )
                 )
+            emit(conn, events)
 
     def policies(self, namespace: str | None = None) -> list[dict[str, Any]]:
         query = select(retention_policies).order_by(
@@ -619,7 +640,8 @@ class LifecycleStore(StoreBase):
             return self._graph(conn, repo_id, name, with_pulls)
 
     def sweep_manifests(
-        self, repo_id: int, name: str, decide: Callable[[RepoGraph], Iterable[int]]
+        self, repo_id: int, name: str, decide: Callable[[RepoGraph], Iterable[int]],
+        events: Emit = None,
     ) -> list[ManifestNode]:
         """Delete the manifests `decide` picks, deciding on a graph read inside the write
         transaction, so no concurrent push can slip between the decision and the delete."""
@@ -635,6 +657,8 @@ class LifecycleStore(StoreBase):
                     delete(manifest_references).where(manifest_references.c.manifest_id.in_(part))
                 )
                 conn.execute(delete(manifests).where(manifests.c.id.in_(part)))
+            if victims:
+                emit(conn, events, victims)
             return victims
 
     def apply_retention(
@@ -643,6 +667,7 @@ class LifecycleStore(StoreBase):
         name: str,
         decide: Callable[[RepoGraph], tuple[list[tuple[str, str]], list[int]]],
         actor: str | None,
+        events: Emit = None,
     ) -> tuple[int, list[ManifestNode]]:
         """Soft-delete the tags and delete the manifests `decide` picks, in one transaction."""
         with self._write() as conn:
@@ -658,6 +683,8 @@ class LifecycleStore(StoreBase):
                     delete(manifest_references).where(manifest_references.c.manifest_id.in_(ids))
                 )
                 conn.execute(delete(manifests).where(manifests.c.id.in_(ids)))
+            if tag_items or victims:
+                emit(conn, events, tag_items, victims)
             return removed, victims
 
     def referenced_elsewhere(self, digests: Iterable[str], excluded_ids: set[int]) -> set[str]:
@@ -865,19 +892,20 @@ class LifecycleStore(StoreBase):
         with self._read() as conn:
             return [(i, h, o) for i, h, o in conn.execute(query)]
 
-    def expire_uploads(self, ids: Sequence[str], before: float) -> list[tuple[str, str, int]]:
+    def expire_uploads(self, ids: Sequence[str], before: float, events: Emit = None
+                       ) -> list[tuple[str, str, int]]:
         """Delete upload sessions still idle, queueing their storage for deletion."""
         now = time.time()
         with self._write() as conn:
             # Locked (PostgreSQL), skipping one a request is claiming right now.
-            rows = [
-                (i, h, o)
-                for i, h, o in conn.execute(
-                    select(uploads.c.id, uploads.c.storage_handle, uploads.c.offset)
-                    .where(uploads.c.id.in_(list(ids)), self._idle_upload(before, now))
-                    .with_for_update(skip_locked=True)
-                )
-            ]
+            found = conn.execute(
+                select(uploads.c.id, uploads.c.storage_handle, uploads.c.offset,
+                       repositories.c.name)
+                .join(repositories, repositories.c.id == uploads.c.repository_id)
+                .where(uploads.c.id.in_(list(ids)), self._idle_upload(before, now))
+                .with_for_update(skip_locked=True, of=uploads)
+            ).all()
+            rows = [(i, h, o) for i, h, o, _ in found]
             if rows:
                 conn.execute(delete(uploads).where(
                     uploads.c.id.in_([r[0] for r in rows]), self._idle_upload(before, now)))
@@ -889,6 +917,7 @@ class LifecycleStore(StoreBase):
                         for _, h, o in rows
                     ],
                 )
+                emit(conn, events, [(i, r, o) for i, _, o, r in found])
             return rows
 
     # -- pending storage deletions ------------------------------------------------------------
@@ -958,13 +987,15 @@ class LifecycleStore(StoreBase):
                 .returning(gc_runs.c.id)
             ).scalar_one()
 
-    def finish_run(self, run_id: int, status: str, result: dict[str, Any]) -> None:
+    def finish_run(self, run_id: int, status: str, result: dict[str, Any],
+                   events: Emit = None) -> None:
         with self._write() as conn:
             conn.execute(
                 update(gc_runs)
                 .where(gc_runs.c.id == run_id)
                 .values(finished_at=time.time(), status=status, result=json.dumps(result))
             )
+            emit(conn, events)
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         with self._read() as conn:

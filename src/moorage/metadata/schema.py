@@ -215,7 +215,9 @@ audit_events = Table(
     Column("reference", String(200)),
     Column("outcome", String(16), nullable=False),  # success | denied | failure
     Column("detail", Text),
+    Column("event_id", BigInteger),  # the outbox event it was made from (unique: idempotent)
     Index("ix_audit_time", "time"),
+    Index("ux_audit_event", "event_id", unique=True),
     Index("ix_audit_actor", "actor", "time"),
     Index("ix_audit_repository", "repository", "time"),
 )
@@ -377,4 +379,33 @@ jobs = Table(
         sqlite_where=text("state IN ('queued', 'running')"),
         postgresql_where=text("state IN ('queued', 'running')"),
     ),
+)
+
+# -- domain events: the outbox every state change appends to, and each consumer's cursor --------
+
+# The id is the order consumers see events in. Written in the transaction of the change itself.
+events = Table(
+    "events",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("type", String(32), nullable=False),  # BlobPushed, ManifestPushed, TagMoved, ...
+    Column("time", Float, nullable=False),
+    Column("actor", String(160)),
+    Column("actor_kind", String(16)),  # user | robot | anonymous | system
+    Column("address", String(64)),
+    Column("repository", String(255)),
+    Column("digest", String(200)),
+    Column("tag", String(200)),
+    Column("payload", Text),  # JSON: what only this type of event carries
+    Index("ix_events_repository", "repository", "id"),
+)
+
+# How far each consumer got: the id of the last event it has fully handled.
+event_cursors = Table(
+    "event_cursors",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("last_id", BigInteger, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

@@ -11,6 +11,7 @@ from sqlalchemy import Connection, and_, bindparam, delete, func, select, update
 
 from . import usage
 from .base import StoreBase
+from .outbox_store import Emit, emit
 from .schema import (
     blobs,
     manifest_references,
@@ -245,7 +246,8 @@ class MetadataStore(StoreBase):
     # -- blobs --------------------------------------------------------------------------------
 
     def commit_blob(
-        self, repository: str, upload_id: str | None, digest: str, size: int, storage_key: str
+        self, repository: str, upload_id: str | None, digest: str, size: int, storage_key: str,
+        events: Emit = None,
     ) -> str:
         """Record committed content, link it to the repository, and end the upload, atomically.
 
@@ -264,6 +266,7 @@ class MetadataStore(StoreBase):
             self._link(conn, repo_id, [digest], now)
             if upload_id is not None:
                 conn.execute(delete(uploads).where(uploads.c.id == upload_id))
+            emit(conn, events)
             return conn.execute(
                 select(blobs.c.storage_key).where(blobs.c.digest == digest)
             ).scalar_one()
@@ -333,7 +336,7 @@ class MetadataStore(StoreBase):
         with self._read() as conn:
             return list(conn.execute(query).scalars())
 
-    def link_blob(self, repository: str, digest: str) -> bool:
+    def link_blob(self, repository: str, digest: str, events: Emit = None) -> bool:
         """Make existing content readable through `repository` (cross-repository mount).
 
         False when the content is gone (garbage-collected since the caller looked it up).
@@ -347,9 +350,10 @@ class MetadataStore(StoreBase):
                 return False
             repo_id = self._ensure_repository(conn, repository)
             self._link(conn, repo_id, [digest], time.time())
+            emit(conn, events)
         return True
 
-    def unlink_blob(self, repository: str, digest: str) -> bool:
+    def unlink_blob(self, repository: str, digest: str, events: Emit = None) -> bool:
         """Remove a repository's link to a blob; the bytes stay for other repositories and GC."""
         with self._write() as conn:
             repo_id = self._repository_id(conn, repository)
@@ -361,6 +365,8 @@ class MetadataStore(StoreBase):
                     repository_blobs.c.digest == digest,
                 )
             )
+            if result.rowcount > 0:
+                emit(conn, events)
         return result.rowcount > 0
 
     def linked_blob_sizes(self, repository: str, digests: Iterable[str]) -> dict[str, int]:
@@ -401,6 +407,7 @@ class MetadataStore(StoreBase):
         manifest: NewManifest,
         tag_names: list[str],
         guard: Callable[[Connection, int], None] | None = None,
+        events: Emit = None,
     ) -> None:
         """Store a manifest (idempotent by digest) and point `tag_names` at it, atomically.
 
@@ -456,6 +463,7 @@ class MetadataStore(StoreBase):
                         set_={"manifest_digest": manifest.digest, "updated_at": now},
                     )
                 )
+            emit(conn, events)
 
     def get_manifest(
         self, repository: str, digest: str | None, tag: str | None, with_content: bool
@@ -469,7 +477,7 @@ class MetadataStore(StoreBase):
             return None
         return ManifestRow(row[0], row[1], row[2], row[3] if with_content else None)
 
-    def delete_manifest(self, repository: str, digest: str) -> bool:
+    def delete_manifest(self, repository: str, digest: str, events: Emit = None) -> bool:
         """Delete a manifest and every tag pointing at it."""
         with self._write() as conn:
             repo_id = self._repository_id(conn, repository)
@@ -485,9 +493,11 @@ class MetadataStore(StoreBase):
                     manifests.c.repository_id == repo_id, manifests.c.digest == digest
                 )
             )
+            if result.rowcount > 0:
+                emit(conn, events)
         return result.rowcount > 0
 
-    def delete_tag(self, repository: str, tag: str) -> bool:
+    def delete_tag(self, repository: str, tag: str, events: Emit = None) -> bool:
         """Remove one tag; the manifest stays."""
         with self._write() as conn:
             repo_id = self._repository_id(conn, repository)
@@ -496,6 +506,8 @@ class MetadataStore(StoreBase):
             result = conn.execute(
                 delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == tag)
             )
+            if result.rowcount > 0:
+                emit(conn, events)
         return result.rowcount > 0
 
     def list_tags(self, repository: str, last: str | None, limit: int) -> list[str] | None:

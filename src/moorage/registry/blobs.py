@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 
+from ..events.types import SYSTEM, Actor, BlobDeleted, BlobMounted, records
 from ..metadata.store import BlobRow, MetadataStore
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown
@@ -66,22 +67,29 @@ class BlobService:
         """Repositories that hold a blob (candidates for a mount without `from`)."""
         return self.store.repositories_with_blob(str(digest))
 
-    async def mount(self, repository: str, digest: Digest, sources: list[str] | None) -> bool:
+    async def mount(self, repository: str, digest: Digest, sources: list[str] | None,
+                    actor: Actor = SYSTEM) -> bool:
         """Link a blob held by one of `sources` (None: by any repository) into `repository`.
 
         Returns False when the blob is not available, and the caller opens an upload instead.
         """
+        source: str | None = None
         if sources is None:
             found = self.store.find_blob(str(digest)) is not None
         else:
-            found = any(self.store.repository_blob(s, str(digest)) for s in sources)
+            source = next((s for s in sources if self.store.repository_blob(s, str(digest))),
+                          None)
+            found = source is not None
         if not found:
             return False
+        mounted = records(BlobMounted(actor=actor, repository=repository, digest=str(digest),
+                                      source=source))
         # False when the content was garbage-collected since it was looked up.
-        return await asyncio.to_thread(self.store.link_blob, repository, str(digest))
+        return await asyncio.to_thread(self.store.link_blob, repository, str(digest), mounted)
 
-    async def delete(self, repository: str, digest: Digest) -> None:
+    async def delete(self, repository: str, digest: Digest, actor: Actor = SYSTEM) -> None:
         """Remove the blob from `repository`; the bytes stay for others until GC."""
-        removed = await asyncio.to_thread(self.store.unlink_blob, repository, str(digest))
+        gone = records(BlobDeleted(actor=actor, repository=repository, digest=str(digest)))
+        removed = await asyncio.to_thread(self.store.unlink_blob, repository, str(digest), gone)
         if not removed:
             raise BlobUnknown(detail={"digest": str(digest)})

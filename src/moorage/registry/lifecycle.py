@@ -16,8 +16,19 @@ from ..auth.authorizer import namespace as ns_resource
 from ..auth.identity import SYSTEM, Principal
 from ..auth.scopes import namespace_of
 from ..events.audit import AuditLog
+from ..events.outbox import Outbox
+from ..events.types import (
+    Actor,
+    ManifestDeleted,
+    ManifestPulled,
+    PolicyChanged,
+    TagDeleted,
+    TagRestored,
+    records,
+)
 from ..gc.collector import GarbageCollector, GcReport
 from ..metadata.lifecycle_store import BytesGone, LifecycleStore, UploadGone
+from ..metadata.outbox_store import Emit, OutboxStore
 from ..metadata.store import NewManifest
 from ..metadata.usage import blob_kind
 from ..oci.errors import (
@@ -41,6 +52,9 @@ from ..policy.retention import RepoPlan, RetentionRules, plan_repository
 
 log = logging.getLogger("moorage.lifecycle")
 QUOTA_CACHE_SECONDS = 2.0
+EVENT_FLUSH_SECONDS = 1.0  # pull events wait in memory at most this long
+MAX_PENDING_PULLS = 100_000
+SCHEDULER = Actor("scheduler", "system", None)
 
 
 class NotFound(RegistryError):
@@ -61,31 +75,51 @@ def human_bytes(n: float) -> str:
 
 
 class PullRecorder:
-    """Last pull per tag and digest, kept in memory and written in one batch every few seconds."""
+    """Pulls, kept in memory: a ManifestPulled event per pull, written at least every second,
+    and the last pull time per tag and digest, every `flush_every` (both on a graceful stop)."""
 
     def __init__(self, store: LifecycleStore, flush_every: float) -> None:
         self.store = store
         self.flush_every = flush_every
+        self._times_due = time.monotonic() + flush_every
         self._pending: dict[tuple[str, str], float] = {}
+        self._events: list[dict[str, Any]] = []
         self._task: asyncio.Task | None = None
 
-    def record(self, repository: str, reference: str) -> None:
-        """Note a pull; O(1), no I/O."""
-        if len(self._pending) < 100_000:
+    def record(self, repository: str, reference: str, actor: Actor | None = None) -> None:
+        """Note a pull (with an actor: also a pull event); O(1), no I/O."""
+        if len(self._pending) < MAX_PENDING_PULLS:
             self._pending[(repository, reference)] = time.time()
+        if actor is not None:
+            if len(self._events) >= MAX_PENDING_PULLS:
+                log.warning("pull events pile up; dropping one", extra={"repository": repository})
+                return
+            self._events.append(ManifestPulled(
+                actor=actor, repository=repository, reference=reference,
+                tag=None if reference.count(":") else reference,
+                digest=reference if reference.count(":") else None,
+            ).to_record())
 
-    async def flush(self) -> None:
-        batch, self._pending = self._pending, {}
-        if batch:
+    async def flush(self, times: bool = True) -> None:
+        """Write the pull events noted so far (and with `times` the pull times), in one
+        transaction."""
+        batch: dict[tuple[str, str], float] = {}
+        if times:
+            batch, self._pending = self._pending, {}
+            self._times_due = time.monotonic() + self.flush_every
+        pulled, self._events = self._events, []
+        if batch or pulled:
             try:
-                await asyncio.to_thread(self.store.record_pulls, batch)
+                await asyncio.to_thread(self.store.record_pulls, batch, pulled)
             except Exception:
-                log.exception("could not record pull times", extra={"pulls": len(batch)})
+                log.exception("could not record pulls", extra={"pulls": len(batch)})
+                # Kept for the next flush: pull events are not to be lost on a passing error.
+                self._events = pulled + self._events
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.flush_every)
-            await self.flush()
+            await asyncio.sleep(min(self.flush_every, EVENT_FLUSH_SECONDS))
+            await self.flush(times=time.monotonic() >= self._times_due)
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -118,6 +152,7 @@ class LifecycleService:
         self.audit = audit
         self.authorizer = authorizer or OpenAuthorizer()  # no access control: allow all
         self.pulls = PullRecorder(store, pull_flush_interval)
+        self.outbox = Outbox(OutboxStore(store.engine))
         self._quota_cache: dict[str, tuple[int | None, int, float]] = {}
 
     # -- request-path hooks -------------------------------------------------------------------
@@ -198,9 +233,10 @@ class LifecycleService:
                 raise Denied(denial_message(tag, pattern, namespace, "deleted"),
                              detail={"tag": tag, "rule": pattern})
 
-    def soft_delete_tag(self, repository: str, tag: str, actor: str | None = None) -> bool:
+    def soft_delete_tag(self, repository: str, tag: str, actor: str | None = None,
+                        events: Emit = None) -> bool:
         """Untag, restorable for the restore window."""
-        return self.store.soft_delete_tag(repository, tag, actor)
+        return self.store.soft_delete_tag(repository, tag, actor, events)
 
     def check_upload_quota(self, repository: str, total_bytes: int, digest: str | None = None
                            ) -> None:
@@ -230,12 +266,12 @@ class LifecycleService:
                                  "requested": total_bytes})
 
     def commit_blob(self, repository: str, upload_id: str | None, digest: str, size: int,
-                    key: str, reused: bool) -> str | None:
+                    key: str, reused: bool, events: Emit = None) -> str | None:
         """Record an upload's content GC-safely; None when `reused` content was collected
         meanwhile (commit the upload's own bytes instead)."""
         try:
             return self.store.commit_blob_checked(repository, upload_id, digest, size, key,
-                                                  reused)
+                                                  reused, events)
         except BytesGone:
             if reused:
                 return None
@@ -254,15 +290,16 @@ class LifecycleService:
     def _require_server_admin(self, actor: Principal, doing: str) -> None:
         self.authorizer.require(actor, Action.ADMIN_SERVER, SERVER, doing)
 
+    def _change(self, actor: Any, action: str, detail: dict[str, Any],
+                repository: str | None = None) -> list[dict[str, Any]]:
+        """The PolicyChanged event record of an administrator's change."""
+        return records(PolicyChanged(actor=_actor(actor), repository=repository, action=action,
+                                     detail=detail))
+
     def _audit(self, actor: Any, action: str, detail: dict[str, Any],
                repository: str | None = None) -> None:
-        if self.audit is None:
-            return
-        self.audit.record_sync(
-            action=action, outcome="success", actor=getattr(actor, "name", None),
-            actor_kind=getattr(actor, "kind", None), remote=None, repository=repository,
-            detail=detail,
-        )
+        """Record a summary (retention applied, usage recounted) as an event of its own."""
+        self.outbox.store.append_events(self._change(actor, action, detail, repository))
 
     @staticmethod
     def _namespace(name: str) -> str:
@@ -287,24 +324,26 @@ class LifecycleService:
             excepted = [validate_pattern(e) for e in split_exceptions(exceptions)]
         except ValueError as exc:
             raise RegistryError(str(exc)) from None
-        self.store.add_immutability_rule(namespace, pattern, ",".join(excepted),
-                                         getattr(actor, "name", None))
-        self._audit(actor, "immutability.set",
-                    {"namespace": namespace, "pattern": pattern, "exceptions": excepted})
+        self.store.add_immutability_rule(
+            namespace, pattern, ",".join(excepted), getattr(actor, "name", None),
+            self._change(actor, "immutability.set",
+                         {"namespace": namespace, "pattern": pattern, "exceptions": excepted}))
 
     def remove_immutability(self, actor: Any, namespace: str, pattern: str) -> None:
         self._require(actor, self._namespace(namespace))
-        if not self.store.remove_immutability_rule(namespace, pattern):
+        change = self._change(actor, "immutability.remove",
+                              {"namespace": namespace, "pattern": pattern})
+        if not self.store.remove_immutability_rule(namespace, pattern, change):
             raise NotFound(f"no immutability rule {pattern!r} in {namespace!r}")
-        self._audit(actor, "immutability.remove", {"namespace": namespace, "pattern": pattern})
 
     def set_quota(self, actor: Any, namespace: str, limit: int | None) -> None:
         self._require(actor, self._namespace(namespace))
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise RegistryError("a quota is a whole number of bytes ≥ 0")
-        self.store.set_quota(namespace, limit, getattr(actor, "name", None))
+        self.store.set_quota(namespace, limit, getattr(actor, "name", None),
+                             self._change(actor, "quota.set",
+                                          {"namespace": namespace, "limit_bytes": limit}))
         self._quota_cache.pop(namespace, None)
-        self._audit(actor, "quota.set", {"namespace": namespace, "limit_bytes": limit})
 
     def usage(self, actor: Any, namespace: str) -> dict[str, Any]:
         """Usage of a namespace and each of its repositories, with the quota if any."""
@@ -340,9 +379,10 @@ class LifecycleService:
                 parsed = RetentionRules.from_dict(rules).to_dict()
             except ValueError as exc:
                 raise RegistryError(str(exc)) from None
-        self.store.set_policy(namespace, repository, parsed, getattr(actor, "name", None))
-        self._audit(actor, "retention.set" if parsed is not None else "retention.remove",
-                    {"namespace": namespace, "repository": repository, "rules": parsed})
+        self.store.set_policy(
+            namespace, repository, parsed, getattr(actor, "name", None),
+            self._change(actor, "retention.set" if parsed is not None else "retention.remove",
+                         {"namespace": namespace, "repository": repository, "rules": parsed}))
         return parsed
 
     def policies(self, actor: Any, namespace: str) -> list[dict[str, Any]]:
@@ -407,7 +447,8 @@ class LifecycleService:
                 return plan.tags, plan.manifests
 
             if apply:
-                self.store.apply_retention(repo_id, repo, decide, getattr(actor, "name", None))
+                self.store.apply_retention(repo_id, repo, decide, getattr(actor, "name", None),
+                                           _retention_events(_actor(actor), repo))
             else:
                 decide(self.store.graph(repo_id, repo, with_pulls=True))
             plan = plans[0]
@@ -453,8 +494,10 @@ class LifecycleService:
         validate_name(repository)
         validate_tag(tag)
         try:
-            digest = self.store.restore_tag(repository, tag,
-                                            time.time() - self.restore_window, force)
+            digest = self.store.restore_tag(
+                repository, tag, time.time() - self.restore_window, force,
+                lambda d: records(TagRestored(actor=_actor(actor), repository=repository,
+                                              tag=tag, digest=d)))
         except LookupError:
             raise ManifestUnknown(f"no restorable tag {tag!r} in {repository}") from None
         except FileExistsError as exc:
@@ -462,17 +505,14 @@ class LifecycleService:
                            "it") from None
         except KeyError:
             raise ManifestInvalid(f"the manifest of {tag!r} is gone") from None
-        self._audit(actor, "tag.restore", {"tag": tag, "digest": digest}, repository)
         return digest
 
     def gc(self, actor: Any, dry_run: bool, grace_period: float | None,
            trigger: str = "api") -> GcReport:
         """Run the collector now (server admins only when access control is on)."""
         self._require_server_admin(actor, "run garbage collection")
-        report = self.collector.run(dry_run=dry_run, grace_period=grace_period, trigger=trigger)
-        if not dry_run:
-            self._audit(actor, "gc.run", {"trigger": trigger, **report.to_dict()})
-        return report
+        return self.collector.run(dry_run=dry_run, grace_period=grace_period, trigger=trigger,
+                                  actor=_actor(actor))
 
     def gc_runs(self, actor: Any, limit: int = 20) -> list[dict[str, Any]]:
         self._require_server_admin(actor, "see garbage collection runs")
@@ -487,16 +527,13 @@ class LifecycleService:
     def background_gc(self, retention: bool, trigger: str, grace_period: float | None = None,
                       dry_run: bool = False) -> GcReport:
         """A GC run of the job queue (the schedule's applies every retention policy first)."""
-        system = SYSTEM
         if retention and not dry_run:
             try:
-                self.retention(system, None, apply=True)
+                self.retention(SYSTEM, None, apply=True)
             except Exception:
                 log.exception("scheduled retention failed")
-        report = self.collector.run(dry_run=dry_run, grace_period=grace_period, trigger=trigger)
-        if not dry_run:
-            self._audit(system, "gc.run", {"trigger": trigger, **report.to_dict()})
-        return report
+        return self.collector.run(dry_run=dry_run, grace_period=grace_period, trigger=trigger,
+                                  actor=SCHEDULER)
 
     def background_retention(self) -> dict[str, Any]:
         """Apply every namespace's retention policies (a job)."""
@@ -507,6 +544,26 @@ class LifecycleService:
         return self.recount_usage(SYSTEM, apply=True)
 
 
+
+
+def _actor(actor: Any) -> Actor:
+    """The event actor of a principal (or of the CLI's and the scheduler's stand-ins)."""
+    if isinstance(actor, Actor):
+        return actor
+    return Actor(getattr(actor, "name", None), getattr(actor, "kind", None),
+                 getattr(actor, "address", None))
+
+
+def _retention_events(actor: Actor, repository: str) -> Callable[..., list[dict[str, Any]]]:
+    def build(tag_items: list[tuple[str, str]], victims: list[Any]) -> list[dict[str, Any]]:
+        return records(
+            *(TagDeleted(actor=actor, repository=repository, tag=t, digest=d, by="retention")
+              for t, d in tag_items),
+            *(ManifestDeleted(actor=actor, repository=repository, digest=v.digest,
+                              by="retention") for v in victims),
+        )
+
+    return build
 
 
 def _quota_message(namespace: str, used: int, limit: int, requested: int) -> str:

@@ -7,6 +7,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..events.types import SYSTEM, Actor, ManifestDeleted, ManifestPushed, TagDeleted, TagMoved
+from ..events.types import records as event_records
 from ..metadata.store import ManifestRow, MetadataStore, NewManifest
 from ..oci.digest import DEFAULT_ALGORITHM, Digest, digest_bytes
 from ..oci.errors import (
@@ -58,6 +60,7 @@ class ManifestService:
         content: bytes,
         content_type: str | None,
         extra_tags: list[str],
+        actor: Actor = SYSTEM,
     ) -> PushedManifest:
         """Validate and store a manifest under a tag or its digest, plus any `?tag=` names."""
         if len(content) > self.max_bytes:
@@ -97,8 +100,18 @@ class ManifestService:
                 {str(d.digest) for d in parsed.blobs if d.non_distributable},
                 {str(d.digest): d.size for d in parsed.blobs if not d.non_distributable},
             )
+        events = event_records(
+            ManifestPushed(actor=actor, repository=repository, digest=record.digest,
+                           tag=None if isinstance(reference, Digest) else reference,
+                           reference=str(reference), media_type=record.media_type,
+                           size=len(content)),
+            *(TagMoved(actor=actor, repository=repository, digest=record.digest, tag=t)
+              for t in unique_tags),
+        )
         # One trip to a worker thread for the whole database part of a push.
-        await asyncio.to_thread(self._store, repository, parsed, record, unique_tags, guard)
+        await asyncio.to_thread(
+            self._store, repository, parsed, record, unique_tags, guard, events
+        )
         log.info(
             "manifest pushed",
             extra={"repository": repository, "digest": str(digest), "tags": unique_tags},
@@ -112,10 +125,11 @@ class ManifestService:
         record: NewManifest,
         tags: list[str],
         guard: object,
+        events: list[dict],
     ) -> None:
         if guard is None and not self.allow_sparse:
             self._check_references(repository, parsed)  # the lifecycle guard checks in-transaction
-        self.store.put_manifest(repository, record, tags, guard)
+        self.store.put_manifest(repository, record, tags, guard, events)
 
     def _check_references(self, repository: str, parsed: ParsedManifest) -> None:
         wanted = [d for d in parsed.blobs if not d.non_distributable]
@@ -140,8 +154,9 @@ class ManifestService:
                 f"manifest {first} is not in {repository}", detail={"digest": first}
             )
 
-    def get(self, repository: str, reference: str | Digest, with_content: bool) -> ManifestRow:
-        """Resolve a tag or digest to the stored manifest."""
+    def get(self, repository: str, reference: str | Digest, with_content: bool,
+            actor: Actor | None = None) -> ManifestRow:
+        """Resolve a tag or digest to the stored manifest; with an `actor`, a recorded pull."""
         if isinstance(reference, Digest):
             row = self.store.get_manifest(repository, str(reference), None, with_content)
         else:
@@ -149,23 +164,33 @@ class ManifestService:
         if row is None:
             raise ManifestUnknown(detail={"reference": str(reference)})
         if self.lifecycle is not None:
-            self.lifecycle.pulls.record(repository, str(reference))
+            self.lifecycle.pulls.record(repository, str(reference), actor)
         return row
 
-    async def delete(self, repository: str, reference: str | Digest) -> None:
+    async def delete(self, repository: str, reference: str | Digest, actor: Actor = SYSTEM
+                     ) -> None:
         """By tag: remove the tag only. By digest: remove the manifest and its tags."""
         lifecycle = self.lifecycle
         if isinstance(reference, Digest):
             if lifecycle is not None:
                 await asyncio.to_thread(lifecycle.check_manifest_delete, repository, str(reference))
+            gone = event_records(
+                ManifestDeleted(actor=actor, repository=repository, digest=str(reference)))
             removed = await asyncio.to_thread(
-                self.store.delete_manifest, repository, str(reference)
+                self.store.delete_manifest, repository, str(reference), gone
             )
         elif lifecycle is not None:
             await asyncio.to_thread(lifecycle.check_tag_delete, repository, reference)
-            removed = await asyncio.to_thread(lifecycle.soft_delete_tag, repository, reference)
+            removed = await asyncio.to_thread(
+                lifecycle.soft_delete_tag, repository, reference, actor.name,
+                lambda digest: event_records(
+                    TagDeleted(actor=actor, repository=repository, tag=reference, digest=digest)),
+            )
         else:
-            removed = await asyncio.to_thread(self.store.delete_tag, repository, reference)
+            removed = await asyncio.to_thread(
+                self.store.delete_tag, repository, reference,
+                event_records(TagDeleted(actor=actor, repository=repository, tag=reference)),
+            )
         if not removed:
             raise ManifestUnknown(detail={"reference": str(reference)})
         log.info("manifest deleted", extra={"repository": repository, "reference": str(reference)})

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..events.types import SYSTEM, Actor, BlobPushed, records
+from ..metadata.outbox_store import Records
 from ..metadata.store import MetadataStore, UploadBusy, UploadRow
 from ..oci.digest import (
     DEFAULT_ALGORITHM,
@@ -140,8 +142,10 @@ class UploadService:
         body: AsyncIterator[bytes],
         chunk: ChunkRange | None,
         content_length: int | None,
+        actor: Actor = SYSTEM,
     ) -> Digest:
-        """Take an optional last chunk, verify the whole blob against `digest`, and commit it."""
+        """Take an optional last chunk, verify the whole blob against `digest`, and commit it
+        (with its BlobPushed event, of `actor`)."""
         async with self._lease(repository, upload_id) as (row, token):
             offset, hasher = row.offset, restore_hasher(row.algorithm, row.hash_state)
             if self.lifecycle is not None:
@@ -170,7 +174,9 @@ class UploadService:
                         f"content digest is {digest.algorithm}:{computed}, not {digest}",
                         detail={"digest": str(digest)},
                     )
-                recorded = await self._record_existing(repository, row, digest, offset)
+                pushed = records(BlobPushed(actor=actor, repository=repository,
+                                            digest=str(digest), size=offset))
+                recorded = await self._record_existing(repository, row, digest, offset, pushed)
                 if recorded is not None:
                     # Already stored: drop these bytes instead of finishing a second copy.
                     if writer is not None:
@@ -186,7 +192,8 @@ class UploadService:
                     await asyncio.to_thread(writer.close)
             if recorded is None:
                 try:
-                    recorded = await self._record(repository, row, digest, offset, key, False)
+                    recorded = await self._record(repository, row, digest, offset, key, False,
+                                                  pushed)
                 except BlobUploadUnknown:
                     await asyncio.to_thread(self.blobs.delete_blob, key)
                     raise
@@ -200,7 +207,7 @@ class UploadService:
             return digest
 
     async def _record_existing(
-        self, repository: str, row: UploadRow, digest: Digest, size: int
+        self, repository: str, row: UploadRow, digest: Digest, size: int, events: Records
     ) -> str | None:
         """Record the upload as content already stored, if it is; None: commit its own bytes."""
         existing = await asyncio.to_thread(self.store.find_blob, str(digest))
@@ -208,19 +215,22 @@ class UploadService:
             self.blobs.blob_exists, existing.storage_key
         ):
             return None
-        return await self._record(repository, row, digest, size, existing.storage_key, True)
+        return await self._record(repository, row, digest, size, existing.storage_key, True,
+                                  events)
 
     async def _record(
-        self, repository: str, row: UploadRow, digest: Digest, size: int, key: str, reused: bool
+        self, repository: str, row: UploadRow, digest: Digest, size: int, key: str, reused: bool,
+        events: Records,
     ) -> str | None:
         """Record committed bytes; the recorded key, or None when `reused` content was
         garbage-collected meanwhile (the caller then commits the upload's own bytes)."""
         if self.lifecycle is None:
             return await asyncio.to_thread(
-                self.store.commit_blob, repository, row.id, str(digest), size, key
+                self.store.commit_blob, repository, row.id, str(digest), size, key, events
             )
         return await asyncio.to_thread(
-            self.lifecycle.commit_blob, repository, row.id, str(digest), size, key, reused
+            self.lifecycle.commit_blob, repository, row.id, str(digest), size, key, reused,
+            events,
         )
 
     def _check_quota(self, repository: str, row: UploadRow, chunk: ChunkRange | None,
@@ -240,12 +250,14 @@ class UploadService:
         await self._discard(row, row.storage_handle)
 
     async def push_whole(
-        self, repository: str, digest: Digest, body: AsyncIterator[bytes], length: int | None
+        self, repository: str, digest: Digest, body: AsyncIterator[bytes], length: int | None,
+        actor: Actor = SYSTEM,
     ) -> Digest:
         """Single-request push (POST with ?digest=): a session that lives for one request."""
         status = await self.start(repository, digest.algorithm)
         try:
-            return await self.finish(repository, status.id, digest, body, None, length or None)
+            return await self.finish(repository, status.id, digest, body, None, length or None,
+                                     actor)
         except BaseException:
             row = self.store.get_upload(repository, status.id)
             if row is not None:

@@ -15,6 +15,7 @@ from ..auth.throttle import LoginThrottle
 from ..auth.tokens import TokenAuthority, generate_signing_key
 from ..config import Settings, proxy_networks
 from ..events.audit import AuditLog
+from ..events.dispatcher import Dispatcher
 from ..jobs.setup import ensure_schedules, make_queue, make_runner
 from ..metadata.access_store import AccessStore
 from ..metadata.engine import make_engine, sqlite_url
@@ -109,6 +110,9 @@ def make_app(settings: Settings) -> web.Application:
     blob_store = make_blob_store(settings)
     access_store = AccessStore(engine)
     audit = AuditLog(access_store)
+    dispatcher = Dispatcher(audit.outbox_store, [audit.consumer],
+                            poll_interval=settings.events_poll_interval,
+                            start_delay=settings.events_dispatch_delay)
     auth = AuthService(access_store, LoginThrottle(address_limit=settings.login_address_limit))
     authority = TokenAuthority(
         access_store.get_or_create_secret(TOKEN_KEY_SECRET, generate_signing_key),
@@ -198,7 +202,7 @@ def make_app(settings: Settings) -> web.Application:
     runner = make_runner(settings, jobs, lifecycle) if settings.jobs_in_server else None
 
     async def _start(_app: web.Application) -> None:
-        audit.start()
+        dispatcher.start()
         lifecycle.pulls.start()
         await asyncio.to_thread(ensure_schedules, jobs, settings)
         if runner is not None:
@@ -207,8 +211,8 @@ def make_app(settings: Settings) -> web.Application:
     async def _close(_app: web.Application) -> None:
         if runner is not None:
             await runner.stop(settings.shutdown_timeout)
-        await lifecycle.pulls.stop()
-        await audit.stop()
+        await lifecycle.pulls.stop()  # pull events into the outbox, then deliver what is left
+        await dispatcher.stop()
         engine.dispose()
 
     async def _drain(_app: web.Application) -> None:

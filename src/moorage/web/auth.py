@@ -17,6 +17,7 @@ from ..auth.scopes import DELETE, PULL, PUSH, parse_scopes
 from ..auth.service import ANONYMOUS, AuthService, Principal
 from ..auth.tokens import InvalidToken, TokenAuthority
 from ..events.audit import AuditLog
+from ..events.types import AccessDenied, Actor, Login
 from ..oci.errors import RegistryError, Unauthorized
 
 REFRESH_TOKEN_TTL = 30 * 24 * 3600
@@ -43,15 +44,10 @@ async def audit_denial(
               "method": request.method, "path": request.path[:300]}
     if resource is not None:
         detail["resource"] = resource
-    await audit.record(
-        action=f"access.{action or 'login'}",
-        outcome="denied",
-        actor=actor,
-        actor_kind=actor_kind,
-        remote=request.remote,
-        repository=repository,
-        detail=detail,
-    )
+    await audit.outbox.emit_async(AccessDenied(
+        actor=Actor(actor, actor_kind, request.remote), repository=repository,
+        action=action or "login", detail=detail,
+    ))
 
 
 class AccessGuard:
@@ -327,12 +323,12 @@ class TokenEndpoint:
         try:
             principal = await self.auth.login(username, password, request.remote)
         except RegistryError as exc:
-            await self.audit.record(action="login", outcome="denied", actor=username[:160],
-                                    actor_kind=None, remote=request.remote,
-                                    detail={"code": exc.code, "reason": exc.message})
+            await self.audit.outbox.emit_async(Login(
+                actor=Actor(username[:160], None, request.remote), outcome="denied",
+                detail={"code": exc.code, "reason": exc.message}))
             raise
-        await self.audit.record(action="login", outcome="success", actor=principal.name,
-                                actor_kind=principal.kind, remote=request.remote)
+        await self.audit.outbox.emit_async(Login(
+            actor=Actor(principal.name, principal.kind, request.remote), outcome="success"))
         return principal
 
     async def _issue(self, request: web.Request, principal: Principal, scopes: list[str]) -> dict:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..auth.scopes import DELETE, PULL, PUSH
 from ..events.audit import AuditLog
+from ..events.types import Actor
 from ..oci import mediatypes as mt
 from ..oci.digest import DEFAULT_ALGORITHM, Digest, is_digest, parse_digest
 from ..oci.errors import (
@@ -102,7 +103,8 @@ class DistributionAPI:
         ]
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
-        """Find the endpoint for a /v2/ path, check access, call it, and audit the outcome."""
+        """Find the endpoint for a /v2/ path, check access, and call it (the services append
+        the events of what changed; nothing is inferred here)."""
         path = request.path
         for pattern, methods in self.routes:
             m = pattern.fullmatch(path)
@@ -120,56 +122,8 @@ class DistributionAPI:
             if name is not None:
                 validate_name(name)
             await self.guard.check(request, name, action)
-            if name is None or action is None or action == "catalog":
-                return await handler(request, **params)
-            try:
-                response = await handler(request, **params)
-            except RegistryError as exc:
-                await self._audit(request, name, params, exc.status)
-                raise
-            await self._audit(request, name, params, response.status)
-            return response
+            return await handler(request, **params)
         raise web.HTTPNotFound()
-
-    async def _audit(self, request: web.Request, name: str, params: dict, status: int) -> None:
-        method = request.method
-        if "reference" in params:
-            kind = {"GET": "manifest.pull", "PUT": "manifest.push"}.get(method)
-            if method == "DELETE":
-                kind = "manifest.delete" if is_digest(params["reference"]) else "tag.delete"
-            reference = params["reference"]
-        elif "upload" in params:
-            kind = "blob.push" if method == "PUT" else None
-            reference = request.query.get("digest")
-        elif "digest" in params and "referrers" not in request.path:
-            kind = "blob.delete" if method == "DELETE" else None
-            reference = params["digest"]
-        elif method == "POST":
-            # 201 committed a blob (mounted, or pushed in one request); 202 only opened a session.
-            mounted = status == 201 and "mount" in request.query
-            kind = "blob.mount" if mounted else "blob.push"
-            reference = request.query.get("mount") if mounted else request.query.get("digest")
-            if reference is None or status == 202:
-                kind = None
-        else:
-            kind = None
-        if kind is None or (kind == "manifest.pull" and status >= 400):
-            return
-        principal = request.get("principal")
-        fields = {
-            "action": kind,
-            "outcome": "success" if status < 400 else "failure",
-            "actor": principal.name if principal else None,
-            "actor_kind": principal.kind if principal else None,
-            "remote": request.remote,
-            "repository": name,
-            "reference": (reference or "")[:200] or None,
-            "detail": None if status < 400 else {"status": status},
-        }
-        if kind == "manifest.pull":
-            self.audit.queue(**fields)
-        else:
-            await self.audit.record(**fields)
 
     # -- base -------------------------------------------------------------------------------
 
@@ -212,7 +166,7 @@ class DistributionAPI:
         return response
 
     async def delete_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
-        await self.blobs.delete(name, parse_digest(digest))
+        await self.blobs.delete(name, parse_digest(digest), actor_of(request))
         return web.Response(status=202, headers={"Content-Length": "0"})
 
     # -- uploads ----------------------------------------------------------------------------
@@ -232,11 +186,12 @@ class DistributionAPI:
             else:
                 # Without `from`, only repositories the caller may read can lend the blob.
                 sources = await self.guard.lenders(request, self.blobs.holders(digest))
-            if await self.blobs.mount(name, digest, sources):
+            if await self.blobs.mount(name, digest, sources, actor_of(request)):
                 return _blob_created(name, digest)
         if "digest" in query:
             digest = parse_digest(query["digest"])
-            await self.uploads.push_whole(name, digest, _body(request), _length(request))
+            await self.uploads.push_whole(name, digest, _body(request), _length(request),
+                                          actor_of(request))
             return _blob_created(name, digest)
         algorithm = query.get("digest-algorithm", DEFAULT_ALGORITHM)
         status = await self.uploads.start(name, algorithm)
@@ -261,7 +216,8 @@ class DistributionAPI:
         digest = parse_digest(request.query["digest"])
         chunk = _content_range(request)
         try:
-            await self.uploads.finish(name, upload, digest, _body(request), chunk, _length(request))
+            await self.uploads.finish(name, upload, digest, _body(request), chunk,
+                                      _length(request), actor_of(request))
         except RangeNotSatisfiable as exc:
             exc.headers.update(self._upload_headers(name, upload))
             raise
@@ -289,7 +245,8 @@ class DistributionAPI:
     async def get_manifest(self, request: web.Request, name: str, reference: str) -> web.StreamResponse:
         ref = _existing_reference(reference)
         head = request.method == "HEAD"
-        row = self.manifests.get(name, ref, with_content=not head)
+        row = self.manifests.get(name, ref, with_content=not head,
+                                 actor=None if head else actor_of(request))
         headers = {"Content-Type": row.media_type, "Docker-Content-Digest": row.digest,
                    "ETag": f'"{row.digest}"'}
         if head:
@@ -304,7 +261,8 @@ class DistributionAPI:
         ref = parse_reference(reference)
         content = await read_bounded(request, self.manifests.max_bytes, ManifestTooLarge)
         pushed = await self.manifests.push(
-            name, ref, content, request.headers.get("Content-Type"), request.query.getall("tag", [])
+            name, ref, content, request.headers.get("Content-Type"),
+            request.query.getall("tag", []), actor_of(request),
         )
         headers = {
             "Location": f"/v2/{name}/manifests/{pushed.digest}",
@@ -318,7 +276,7 @@ class DistributionAPI:
         return web.Response(status=201, headers=headers)
 
     async def delete_manifest(self, request: web.Request, name: str, reference: str) -> web.StreamResponse:
-        await self.manifests.delete(name, _existing_reference(reference))
+        await self.manifests.delete(name, _existing_reference(reference), actor_of(request))
         return web.Response(status=202, headers={"Content-Length": "0"})
 
     # -- listing ----------------------------------------------------------------------------
@@ -381,6 +339,14 @@ class DistributionAPI:
             )
         body[key] = names
         return web.json_response(body, headers=headers)
+
+
+def actor_of(request: web.Request) -> Actor:
+    """Who is asking (the authenticated principal, if any) and from which address."""
+    principal = request.get("principal")
+    if principal is None:
+        return Actor(None, None, request.remote)
+    return Actor(principal.name, principal.kind, request.remote)
 
 
 def _existing_reference(reference: str) -> str | Digest:
