@@ -24,8 +24,10 @@ from .authkit import (
     new_source,
     pull_scope,
     push_image,
+    put_manifest,
     rfc3339_seconds,
     run_processes,
+    small_image,
     start_upload,
     table_rows,
     token,
@@ -94,6 +96,38 @@ def test_audit_records_pushes_mounts_pulls_and_deletes(world):
     # newest (last written) first: ids, not times, give the order (writes are batched)
     ids = [e["id"] for e in events]
     assert ids == sorted(ids, reverse=True), ids
+
+
+def test_audit_records_refused_writes_once_as_failures(world):
+    """A push the registry refuses changes nothing, yet the attempt is on the record: one
+    `failure` row naming the error; a denial stays one `access.*` row and no failure row."""
+    reg, api = world.reg, world.api
+    ns = api.create_namespace()
+    (user,) = world.new_users(1)
+    api.set_member(ns, user[0], "maintainer")
+    repo = f"{ns}/refused"
+    tok = Bearer(token(reg, user, all_scope(repo)))
+    m = small_image()  # its blobs are never pushed
+    r = put_manifest(reg, repo, "v1", m, tok)
+    assert_error(r, 400, "MANIFEST_BLOB_UNKNOWN")
+    r = start_upload(reg, repo, tok)
+    assert r.status_code == 202, describe(r)
+    wrong = "sha256:" + "0" * 64
+    loc = r.headers["Location"]
+    r = call("PUT", f"{reg.url}{loc}{'&' if '?' in loc else '?'}digest={wrong}", data=b"x",
+             auth=tok)
+    assert_error(r, 400, "DIGEST_INVALID")
+    reader = world.users["reader"]
+    assert_denied(put_manifest(reg, f"{world.team}/{uniq('ro')}", "v1", m, reader))
+
+    e = await_event(api, {"repository": repo}, action="manifest.push", outcome="failure")
+    assert e["reference"] == "v1" and e["actor"] == user[0], e
+    assert e["detail"]["code"] == "MANIFEST_BLOB_UNKNOWN" and e["detail"]["status"] == 400, e
+    e = await_event(api, {"repository": repo}, action="blob.push", outcome="failure")
+    assert e["reference"] == wrong and e["detail"]["code"] == "DIGEST_INVALID", e
+    failures = api.audit(repository=repo, outcome="failure", limit=1000)
+    assert len(failures) == 2, failures
+    assert not api.audit(actor=reader[0], outcome="failure", limit=1000)
 
 
 def test_audit_records_logins_and_denials(world):

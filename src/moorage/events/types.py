@@ -168,6 +168,16 @@ class AdminAction(Event):
     detail: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class WriteRefused(Event):
+    """A push or delete the registry refused (quota, immutability, bad input): nothing changed,
+    but the attempt is on the record. `action` is the audit action it would have been."""
+
+    action: str
+    reference: str | None = None
+    detail: dict[str, Any] | None = None
+
+
 def records(*events: Event) -> list[dict[str, Any]]:
     """The outbox rows of `events`."""
     return [e.to_record() for e in events]

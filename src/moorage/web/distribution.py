@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from urllib.parse import quote, urlencode
@@ -11,15 +12,17 @@ from aiohttp import web
 
 from ..auth.scopes import DELETE, PULL, PUSH
 from ..events.audit import AuditLog
-from ..events.types import Actor
+from ..events.types import Actor, WriteRefused
 from ..oci import mediatypes as mt
 from ..oci.digest import DEFAULT_ALGORITHM, Digest, is_digest, parse_digest
 from ..oci.errors import (
+    AccessDenied,
     DigestInvalid,
     ManifestTooLarge,
     ManifestUnknown,
     RangeNotSatisfiable,
     RegistryError,
+    Unauthorized,
     Unavailable,
     Unsupported,
 )
@@ -32,6 +35,8 @@ from .auth import AccessGuard, OpenAccess
 from .bodies import read_bounded
 from .params import parse_uint
 from .ranges import parse_range
+
+log = logging.getLogger("moorage.http")
 
 Handler = Callable[..., Awaitable[web.StreamResponse]]
 # ASCII digits only (RFC 9110): `\d` would also match "０" and other Unicode digits.
@@ -122,8 +127,32 @@ class DistributionAPI:
             if name is not None:
                 validate_name(name)
             await self.guard.check(request, name, action)
-            return await handler(request, **params)
+            try:
+                return await handler(request, **params)
+            except RegistryError as exc:
+                if name is not None:
+                    await self._record_refusal(request, name, params, exc)
+                raise
         raise web.HTTPNotFound()
+
+    async def _record_refusal(
+        self, request: web.Request, name: str, params: dict[str, str], exc: RegistryError
+    ) -> None:
+        # A refused write changes nothing, so no service emits its event; the audit log still
+        # records the attempt. Denials are the guard's to record (once).
+        if isinstance(exc, Unauthorized | AccessDenied):
+            return
+        action, reference = _write_action(request, params)
+        if action is None:
+            return
+        event = WriteRefused(
+            actor=actor_of(request), repository=name, action=action, reference=reference,
+            detail={"status": exc.status, "code": exc.code, "reason": exc.message[:300]},
+        )
+        try:
+            await self.audit.outbox.emit_async(event)
+        except Exception:  # the client's answer is the refusal, not a failure to record it
+            log.exception("could not record a refused write", extra={"repository": name})
 
     # -- base -------------------------------------------------------------------------------
 
@@ -339,6 +368,26 @@ class DistributionAPI:
             )
         body[key] = names
         return web.json_response(body, headers=headers)
+
+
+def _write_action(request: web.Request, params: dict[str, str]) -> tuple[str | None, str | None]:
+    """The audit action and reference of a /v2/ write (None for reads and chunk appends)."""
+    method, query = request.method, request.query
+    if "reference" in params:
+        reference = params["reference"]
+        if method == "PUT":
+            return "manifest.push", reference
+        if method == "DELETE":
+            return ("manifest.delete" if is_digest(reference) else "tag.delete"), reference
+    elif "upload" in params:
+        if method == "PUT":
+            return "blob.push", query.get("digest")
+    elif "digest" in params and "/referrers/" not in request.path:
+        if method == "DELETE":
+            return "blob.delete", params["digest"]
+    elif method == "POST" and "digest" in query:
+        return "blob.push", query["digest"]
+    return None, None
 
 
 def actor_of(request: web.Request) -> Actor:
