@@ -1,0 +1,82 @@
+"""The import rules of ../shared/design.md that the code keeps today, checked on every module.
+
+Imports go downward only: `oci/` is pure domain and imports nothing of ours; `storage/` and
+`metadata/` know neither each other nor HTTP; no lower layer imports `web/` or `cli/`; only
+`metadata/` speaks SQL among the services and background layers. (`web/app.py`, `cli/` and
+`registry/lifecycle.py` still build engines or type SQL connections, and `policy/` reads a graph
+type of `metadata/`; the composition root and unit of work of the architecture issue move that
+out, and these rules then extend to them.)
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import moorage
+
+PACKAGE = Path(moorage.__file__).parent
+
+
+def _imports(path: Path) -> set[str]:
+    """Absolute names of the modules `path` imports (relative imports resolved)."""
+    package = ".".join(("moorage", *path.relative_to(PACKAGE).with_suffix("").parts[:-1]))
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                module = f"{base}.{node.module}" if node.module else base
+            else:
+                module = node.module or ""
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _modules(layer: str) -> list[Path]:
+    return sorted((PACKAGE / layer).rglob("*.py"))
+
+
+def _offenders(layer: str, forbidden: tuple[str, ...]) -> dict[str, list[str]]:
+    found = {}
+    for path in _modules(layer):
+        bad = sorted(n for n in _imports(path)
+                     if any(n == f or n.startswith(f + ".") for f in forbidden))
+        if bad:
+            found[str(path.relative_to(PACKAGE))] = bad
+    return found
+
+
+OURS_EXCEPT_OCI = tuple(
+    f"moorage.{p.name}" for p in PACKAGE.iterdir() if p.name not in ("oci", "__pycache__")
+    and (p.is_dir() or p.suffix == ".py")
+) + tuple(f"moorage.{p.stem}" for p in PACKAGE.glob("*.py"))
+
+RULES = {
+    "oci": OURS_EXCEPT_OCI,
+    "storage": ("moorage.metadata", "moorage.web", "moorage.cli", "moorage.registry"),
+    "metadata": ("moorage.storage", "moorage.web", "moorage.cli", "moorage.registry"),
+    "registry": ("moorage.web", "moorage.cli"),
+    "auth": ("moorage.web", "moorage.cli", "sqlalchemy"),
+    "jobs": ("moorage.web", "moorage.cli", "sqlalchemy"),
+    "events": ("moorage.web", "moorage.cli", "sqlalchemy"),
+    # policy/retention.py still reads metadata's RepoGraph type (the unit of work moves it).
+    "policy": ("moorage.web", "moorage.cli", "moorage.storage", "sqlalchemy"),
+    "gc": ("moorage.web", "moorage.cli", "sqlalchemy"),
+}
+
+
+@pytest.mark.parametrize("layer", sorted(RULES))
+def test_layer_imports_only_downward(layer: str) -> None:
+    assert _modules(layer), f"no modules in {layer}/"
+    assert _offenders(layer, RULES[layer]) == {}
+
+
+def test_the_checker_sees_a_forbidden_import() -> None:
+    # web/ imports the registry services: the same check on it must report them.
+    assert _offenders("web", ("moorage.registry",))
