@@ -14,47 +14,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .auth.service import AuthService
+from .bootstrap import prepare
 from .config import Settings
 from .logs import setup_logging
-from .metadata.access_store import AccessStore
-from .metadata.engine import make_engine, sqlite_url
-from .metadata.migrate import SchemaNotCurrent, check_current, upgrade
-from .metadata.schema import uploads
+from .metadata.migrate import SchemaNotCurrent
 
 log = logging.getLogger("moorage.server")
-
-
-def prepare(settings: Settings) -> None:
-    """Create the data dir; migrate the embedded SQLite database, or check that a shared
-    database is migrated (SchemaNotCurrent otherwise); free upload leases a previous (crashed)
-    run of an embedded database left."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    url = settings.database_url or sqlite_url(settings.data_dir)
-    engine = make_engine(url)
-    try:
-        if url.startswith("sqlite"):
-            # The embedded database belongs to this server: migrating it needs no flag.
-            upgrade(engine)
-        else:
-            # A shared database is migrated once, on purpose (`moorage db upgrade`), never by
-            # whichever node happens to start first.
-            check_current(engine)
-        if settings.auth:
-            generated = AuthService(AccessStore(engine)).bootstrap_admin(settings.admin_password)
-            if generated:
-                print(
-                    f"created the first admin account: user 'admin', password '{generated}'"
-                    " (shown once; change it with `moorage user passwd admin`)",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        if url.startswith("sqlite"):
-            # The embedded database belongs to this one server: no other writer can be alive.
-            with engine.begin() as conn:
-                conn.execute(uploads.update().values(writer_token=None, writer_until=None))
-    finally:
-        engine.dispose()
 
 
 def bind(settings: Settings) -> socket.socket:

@@ -2,10 +2,10 @@
 
 Imports go downward only: `oci/` is pure domain and imports nothing of ours; `storage/` and
 `metadata/` know neither each other nor HTTP; no lower layer imports `web/` or `cli/`; only
-`metadata/` speaks SQL among the services and background layers. (`web/app.py`, `cli/` and
-`registry/lifecycle.py` still build engines or type SQL connections, and `policy/` reads a graph
-type of `metadata/`; the composition root and unit of work of the architecture issue move that
-out, and these rules then extend to them.)
+`metadata/` speaks SQL among the services and background layers; `web/` and `cli/` get every
+service from `bootstrap.py` and touch no engine, store or SQL. (`registry/lifecycle.py` still
+types SQL connections and `policy/` reads a graph type of `metadata/`; the unit of work of the
+architecture issue moves that out, and these rules then extend to them.)
 """
 
 from __future__ import annotations
@@ -68,6 +68,10 @@ RULES = {
     # policy/retention.py still reads metadata's RepoGraph type (the unit of work moves it).
     "policy": ("moorage.web", "moorage.cli", "moorage.storage", "sqlalchemy"),
     "gc": ("moorage.web", "moorage.cli", "sqlalchemy"),
+    # web/ and cli/ get services from bootstrap.py: no engine, no SQL, no store of their own.
+    "web": ("moorage.cli", "moorage.metadata", "moorage.storage.factory", "moorage.storage.s3",
+            "moorage.storage.filesystem", "sqlalchemy"),
+    "cli": ("moorage.web", "moorage.metadata", "moorage.storage", "sqlalchemy"),
 }
 
 

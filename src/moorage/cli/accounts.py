@@ -30,15 +30,8 @@ AUDIT_PAGE = 1000
 
 def _admin(target: Target) -> AdminService:
     """An AdminService on the registry's database (safe while the server runs)."""
-    from ..auth.admin import AdminService
-    from ..auth.authorizer import Authorizer
-    from ..auth.service import AuthService
-    from ..events.audit import AuditLog
-    from ..metadata.access_store import AccessStore
-
-    store = AccessStore(open_existing(target.settings()))
     # The CLI acts as the CLI principal (a server admin); the Authorizer decides as for anyone.
-    return AdminService(store, AuthService(store), AuditLog(store), Authorizer(store))
+    return open_existing(target.settings()).admin
 
 
 def _password(prompt: str, given: str | None) -> str:

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 import typer
 
 if TYPE_CHECKING:
-    from sqlalchemy import Engine
-
+    from ..bootstrap import Registry
     from ..config import Settings
 
 # The same four options on every command that touches registry data.
@@ -62,58 +61,16 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise typer.Exit(code)
 
 
-def no_registry_message(settings: Settings, why: str) -> str:
-    """The sentence a user sees when the options point at no registry."""
-    where = (_safe_url(settings.database_url) if settings.database_url
-             else str(settings.data_dir.resolve()))
-    return (f"no Moorage registry in {where} ({why}): pass --data-dir DIR or --database URL "
-            "(or set MOORAGE_DATA_DIR / MOORAGE_DATABASE_URL), "
-            "or run 'moorage serve' once to create one")
-
-
-def open_existing(settings: Settings) -> Engine:
-    """The database of an existing registry; exits 2 when there is none (nothing is created).
-
-    An embedded database that is merely behind is migrated, as `moorage serve` would; a shared
-    one must be current (exit 3 with the command to run).
-    """
-    from sqlalchemy import inspect
-
-    from ..metadata.engine import make_engine, sqlite_url
-    from ..metadata.migrate import SchemaNotCurrent, check_current, upgrade
-
-    if not settings.database_url:
-        db_file = settings.data_dir / "moorage.db"
-        if not db_file.is_file():
-            fail(no_registry_message(settings, "no moorage.db"), 2)
-        url = sqlite_url(settings.data_dir.resolve())
-    else:
-        url = settings.database_url
-    engine = make_engine(url)
-    try:
-        tables = set(inspect(engine).get_table_names())
-    except Exception as exc:  # noqa: BLE001 - an unreachable database is reported, not traced
-        engine.dispose()
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        fail(f"cannot open the database {_safe_url(url)}: {reason}", 2)
-    if "alembic_version" not in tables and "repositories" not in tables:
-        engine.dispose()
-        fail(no_registry_message(settings, "no Moorage schema in its database"), 2)
-    try:
-        upgrade(engine) if url.startswith("sqlite") else check_current(engine)
-    except SchemaNotCurrent as exc:
-        engine.dispose()
-        fail(str(exc), 3)
-    return engine
-
-
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
+def open_existing(settings: Settings) -> Registry:
+    """The registry the options point at; exits 2 when there is none (nothing is created), 3
+    when a shared database needs `moorage db upgrade` (see bootstrap.open_existing)."""
+    from ..bootstrap import NoRegistry
+    from ..bootstrap import open_existing as open_registry
 
     try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - a malformed URL is shown as given, minus nothing secret
-        return url.split("@")[-1]
+        return open_registry(settings)
+    except NoRegistry as exc:
+        fail(exc.message, exc.exit_code)
 
 
 def call(fn: Any, *args: Any, **kwargs: Any) -> Any:

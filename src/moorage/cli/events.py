@@ -26,11 +26,7 @@ def tail(
     config: Config = None,
 ) -> None:
     """Print the newest events (or those after --since-id), oldest first; --follow waits for more."""
-    from ..events.outbox import Outbox
-    from ..metadata.outbox_store import OutboxStore
-
-    outbox = Outbox(OutboxStore(open_existing(Target(data_dir, database, storage, config)
-                                              .settings())))
+    outbox = open_existing(Target(data_dir, database, storage, config).settings()).outbox
     batch = outbox.latest(lines) if since_id is None else outbox.since(since_id)
     last = since_id or 0
     try:

@@ -26,10 +26,7 @@ jobs_app = typer.Typer(help="The background job queue: list, enqueue, retry, can
 
 
 def _queue(target: Target) -> Any:
-    from ..jobs.setup import make_queue
-
-    settings = target.settings()
-    return make_queue(settings, open_existing(settings))
+    return open_existing(target.settings()).jobs
 
 
 @jobs_app.command("list")
@@ -132,27 +129,19 @@ def worker(
     import asyncio
     import signal
 
-    from ..events.audit import AuditLog
-    from ..jobs.setup import ensure_schedules, make_queue, make_runner
     from ..logs import setup_logging
-    from ..metadata.access_store import AccessStore
-    from ..registry.lifecycle import make_lifecycle
-    from ..storage.factory import make_blob_store
 
     settings = Target(data_dir, database, storage, config).settings(job_concurrency=concurrency)
     setup_logging(settings.log_level, settings.log_format)
-    engine = open_existing(settings)
-    lifecycle = make_lifecycle(settings, engine, make_blob_store(settings),
-                               AuditLog(AccessStore(engine)), None)
-    queue = make_queue(settings, engine)
+    registry = open_existing(settings)
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await asyncio.to_thread(ensure_schedules, queue, settings)
-        runner = make_runner(settings, queue, lifecycle)
+        await asyncio.to_thread(registry.ensure_schedules)
+        runner = registry.job_runner()
         runner.start()
         typer.echo(f"moorage worker {runner.name}: running up to {runner.concurrency} "
                    f"job{'s' if runner.concurrency != 1 else ''} at once", err=True)
@@ -160,4 +149,4 @@ def worker(
         await runner.stop(settings.shutdown_timeout)
 
     asyncio.run(main())
-    engine.dispose()
+    registry.close()

@@ -30,20 +30,10 @@ tag_app = typer.Typer(help="Soft-deleted tags: list and restore.", no_args_is_he
 
 def _lifecycle(target: Target) -> tuple[Any, Any]:
     """A LifecycleService on the registry's database and storage (safe while it runs)."""
-    from ..auth.authorizer import Authorizer
     from ..auth.identity import CLI
-    from ..events.audit import AuditLog
-    from ..metadata.access_store import AccessStore
-    from ..registry.lifecycle import make_lifecycle
-    from ..storage.factory import make_blob_store
 
-    settings = target.settings()
-    engine = open_existing(settings)
-    blob_store = make_blob_store(settings)
-    access = AccessStore(engine)
     # The CLI runs on the registry's host as a server admin, decided like any other caller.
-    service = make_lifecycle(settings, engine, blob_store, AuditLog(access), Authorizer(access))
-    return service, CLI
+    return open_existing(target.settings()).lifecycle, CLI
 
 
 def _size(raw: str) -> int:

@@ -238,6 +238,11 @@ class MetadataStore(StoreBase):
                 .values(writer_token=None, writer_until=None)
             )
 
+    def release_all_upload_leases(self) -> None:
+        """Free every writer lease (only for the embedded database at start: no writer lives)."""
+        with self._write() as conn:
+            conn.execute(update(uploads).values(writer_token=None, writer_until=None))
+
     def delete_upload(self, upload_id: str) -> None:
         """Forget an upload session."""
         with self._write() as conn:

@@ -11,11 +11,9 @@ from typing import Any
 from aiohttp import web
 
 from ..auth.admin import AdminService
-from ..auth.authorizer import Authorizer
 from ..auth.service import AuthService, Principal
 from ..auth.tokens import InvalidToken, TokenAuthority
 from ..events.audit import AuditLog
-from ..metadata.access_store import AccessStore
 from ..oci import strictjson
 from ..oci.errors import AccessDenied, RegistryError, Unauthorized
 from ..times import parse_time, with_rfc3339
@@ -38,12 +36,12 @@ def json_response(data: Any, status: int = 200) -> web.Response:
 class ManagementAPI:
     """Thin handlers over AdminService."""
 
-    def __init__(self, auth: AuthService, store: AccessStore, audit: AuditLog,
-                 authority: TokenAuthority, authorizer: Authorizer | None = None) -> None:
+    def __init__(self, auth: AuthService, admin: AdminService, audit: AuditLog,
+                 authority: TokenAuthority) -> None:
         self.auth = auth
         self.authority = authority
         self.audit_log = audit
-        self.admin = AdminService(store, auth, audit, authorizer or Authorizer(store))
+        self.admin = admin
 
     def routes(self) -> list[Route]:
         """(method, path, handler): the source of truth the OpenAPI test checks."""

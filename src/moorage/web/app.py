@@ -6,28 +6,14 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 
 from aiohttp import ClientPayloadError, web
 
-from ..auth.authorizer import Authorizer
-from ..auth.service import AuthService
-from ..auth.throttle import LoginThrottle
-from ..auth.tokens import TokenAuthority, generate_signing_key
+from ..bootstrap import Registry, open_registry
 from ..config import Settings, proxy_networks
-from ..events.audit import AuditLog
-from ..events.dispatcher import Dispatcher
-from ..jobs.setup import ensure_schedules, make_queue, make_runner
-from ..metadata.access_store import AccessStore
-from ..metadata.engine import make_engine, sqlite_url
-from ..metadata.store import MetadataStore
 from ..oci.errors import RegistryError
-from ..registry.blobs import BlobService
-from ..registry.lifecycle import make_lifecycle
-from ..registry.manifests import ManifestService
-from ..registry.referrers import ReferrerService
-from ..registry.uploads import UploadService
 from ..storage.base import BlobStore
-from ..storage.factory import make_blob_store
 from .api import ManagementAPI, register_management_api
 from .auth import AccessGuard, OpenAccess, TokenEndpoint
 from .client import client_address_middleware
@@ -36,7 +22,6 @@ from .jobs_api import JobsAPI, register_jobs_api
 from .lifecycle_api import LifecycleAPI, register_lifecycle_api
 
 log = logging.getLogger("moorage.http")
-TOKEN_KEY_SECRET = "token-signing-key"
 READ_BUFSIZE = 1 << 20
 
 
@@ -73,14 +58,15 @@ def _log_request(request: web.Request, status: int, started: float, access_log: 
 class Health:
     """/healthz (the process answers) and /readyz (database and blob storage answer)."""
 
-    def __init__(self, engine, blob_store: BlobStore, timeout: float = 5.0) -> None:  # type: ignore[no-untyped-def]
-        self.engine, self.blob_store, self.timeout = engine, blob_store, timeout
+    def __init__(self, check_database: Callable[[], None], blob_store: BlobStore,
+                 timeout: float = 5.0) -> None:
+        self.check_database, self.blob_store, self.timeout = check_database, blob_store, timeout
 
     async def live(self, request: web.Request) -> web.StreamResponse:
         return web.json_response({"status": "ok"})
 
     async def ready(self, request: web.Request) -> web.StreamResponse:
-        checks = {"database": self._database, "storage": self.blob_store.check}
+        checks = {"database": self.check_database, "storage": self.blob_store.check}
         results: dict[str, str] = {}
         for name, check in checks.items():
             try:
@@ -94,56 +80,24 @@ class Health:
             status=200 if ok else 503,
         )
 
-    def _database(self) -> None:
-        from sqlalchemy import text
 
-        with self.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-
-
-def make_app(settings: Settings) -> web.Application:
-    """Build the registry application for one worker process."""
-    engine = make_engine(
-        settings.database_url or sqlite_url(settings.data_dir), settings.db_pool_size
-    )
-    store = MetadataStore(engine)
-    blob_store = make_blob_store(settings)
-    access_store = AccessStore(engine)
-    audit = AuditLog(access_store)
-    dispatcher = Dispatcher(audit.outbox_store, [audit.consumer],
-                            poll_interval=settings.events_poll_interval,
-                            start_delay=settings.events_dispatch_delay)
-    auth = AuthService(access_store, LoginThrottle(address_limit=settings.login_address_limit))
-    authority = TokenAuthority(
-        access_store.get_or_create_secret(TOKEN_KEY_SECRET, generate_signing_key),
-        service=settings.token_service,
-        ttl=settings.token_ttl,
-    )
+def make_app(settings: Settings, registry: Registry | None = None) -> web.Application:
+    """Build the registry application for one worker process (routes over the services of
+    `registry`, by default the one the settings describe)."""
+    reg = registry or open_registry(settings)
     # Accounts exist and the management API checks them even on an open (`--no-auth`) registry;
     # only /v2/ is opened, by the guard's twin.
-    authorizer = Authorizer(access_store)
-    guard = (AccessGuard(auth, authorizer, authority, audit, settings.token_realm)
+    guard = (AccessGuard(reg.auth, reg.authorizer, reg.authority, reg.audit, settings.token_realm)
              if settings.auth else OpenAccess())
-    lifecycle = make_lifecycle(settings, engine, blob_store, audit, authorizer)
-    uploads = UploadService(
-        store, blob_store, settings.upload_lease_seconds, lifecycle,
-        checkpoint_bytes=settings.upload_checkpoint_bytes,
-    )
+    lifecycle, uploads, dispatcher = reg.lifecycle, reg.uploads, reg.dispatcher
     api = DistributionAPI(
         uploads=uploads,
-        blobs=BlobService(
-            store,
-            blob_store,
-            redirect_min_bytes=settings.redirect_min_bytes,
-            redirect_expires=settings.presign_expires,
-        ),
-        manifests=ManifestService(
-            store, settings.allow_sparse, settings.max_manifest_bytes, lifecycle
-        ),
-        referrers=ReferrerService(store),
+        blobs=reg.blobs,
+        manifests=reg.manifests,
+        referrers=reg.referrers,
         chunk_min_length=settings.chunk_min_length,
         page_size_max=settings.page_size_max,
-        audit=audit,
+        audit=reg.audit,
         guard=guard,
     )
 
@@ -187,24 +141,23 @@ def make_app(settings: Settings) -> web.Application:
     )
     app.router.add_route("*", "/v2", api.dispatch)
     app.router.add_route("*", "/v2/{tail:.*}", api.dispatch)
-    tokens = TokenEndpoint(auth, authorizer, authority, audit)
+    tokens = TokenEndpoint(reg.auth, reg.authorizer, reg.authority, reg.audit)
     app.router.add_get("/token", tokens.get)
     app.router.add_post("/token", tokens.post)
-    management = ManagementAPI(auth, access_store, audit, authority, authorizer)
+    management = ManagementAPI(reg.auth, reg.admin, reg.audit, reg.authority)
     register_management_api(app, management)
     register_lifecycle_api(app, LifecycleAPI(lifecycle, management))
-    jobs = make_queue(settings, engine)
-    register_jobs_api(app, JobsAPI(jobs, management, authorizer))
-    health = Health(engine, blob_store)
+    register_jobs_api(app, JobsAPI(reg.jobs, management, reg.authorizer))
+    health = Health(reg.check_database, reg.blob_store)
     app.router.add_get("/healthz", health.live)
     app.router.add_get("/readyz", health.ready)
     # Background work (retention + GC, upload expiry, …) runs as jobs, here unless --no-jobs.
-    runner = make_runner(settings, jobs, lifecycle) if settings.jobs_in_server else None
+    runner = reg.job_runner() if settings.jobs_in_server else None
 
     async def _start(_app: web.Application) -> None:
         dispatcher.start()
         lifecycle.pulls.start()
-        await asyncio.to_thread(ensure_schedules, jobs, settings)
+        await asyncio.to_thread(reg.ensure_schedules)
         if runner is not None:
             runner.start()
 
@@ -213,7 +166,7 @@ def make_app(settings: Settings) -> web.Application:
             await runner.stop(settings.shutdown_timeout)
         await lifecycle.pulls.stop()  # pull events into the outbox, then deliver what is left
         await dispatcher.stop()
-        engine.dispose()
+        reg.close()
 
     async def _drain(_app: web.Application) -> None:
         # Runs before aiohttp waits for in-flight requests: streaming PATCHes checkpoint and end.

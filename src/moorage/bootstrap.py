@@ -1,0 +1,325 @@
+"""The one composition root: Settings → engine, stores, services.
+
+The server (`web/app.py`, `server.py`), every CLI command and the tests get what they use from a
+`Registry` built here; nothing else constructs an engine, a store or a service. Services are
+built on first use, so a CLI command pays only for what it touches.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from .config import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from .auth.admin import AdminService
+    from .auth.authorizer import Authorizer
+    from .auth.service import AuthService
+    from .auth.tokens import TokenAuthority
+    from .events.audit import AuditLog
+    from .events.dispatcher import Dispatcher
+    from .events.outbox import Outbox
+    from .jobs.queue import JobQueue
+    from .jobs.runner import JobRunner
+    from .metadata.access_store import AccessStore
+    from .metadata.store import MetadataStore
+    from .registry.blobs import BlobService
+    from .registry.lifecycle import LifecycleService
+    from .registry.manifests import ManifestService
+    from .registry.referrers import ReferrerService
+    from .registry.uploads import UploadService
+    from .storage.base import BlobStore
+
+TOKEN_KEY_SECRET = "token-signing-key"
+
+
+class NoRegistry(Exception):
+    """The options point at no registry (or at one this version cannot use as it is)."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.message = message
+        self.exit_code = exit_code
+
+
+@dataclass
+class Registry:
+    """Everything one process of Moorage works with, wired from one Settings."""
+
+    settings: Settings
+    engine: Engine = field(repr=False)
+
+    # -- stores -----------------------------------------------------------------------------
+
+    @cached_property
+    def blob_store(self) -> BlobStore:
+        from .storage.factory import make_blob_store
+
+        return make_blob_store(self.settings)
+
+    @cached_property
+    def metadata(self) -> MetadataStore:
+        from .metadata.store import MetadataStore
+
+        return MetadataStore(self.engine)
+
+    @cached_property
+    def access_store(self) -> AccessStore:
+        from .metadata.access_store import AccessStore
+
+        return AccessStore(self.engine)
+
+    # -- access -----------------------------------------------------------------------------
+
+    @cached_property
+    def audit(self) -> AuditLog:
+        from .events.audit import AuditLog
+
+        return AuditLog(self.access_store)
+
+    @property
+    def outbox(self) -> Outbox:
+        return self.audit.outbox
+
+    @cached_property
+    def auth(self) -> AuthService:
+        from .auth.service import AuthService
+        from .auth.throttle import LoginThrottle
+
+        return AuthService(self.access_store,
+                           LoginThrottle(address_limit=self.settings.login_address_limit))
+
+    @cached_property
+    def authorizer(self) -> Authorizer:
+        from .auth.authorizer import Authorizer
+
+        return Authorizer(self.access_store)
+
+    @cached_property
+    def authority(self) -> TokenAuthority:
+        from .auth.tokens import TokenAuthority, generate_signing_key
+
+        return TokenAuthority(
+            self.access_store.get_or_create_secret(TOKEN_KEY_SECRET, generate_signing_key),
+            service=self.settings.token_service,
+            ttl=self.settings.token_ttl,
+        )
+
+    @cached_property
+    def admin(self) -> AdminService:
+        from .auth.admin import AdminService
+
+        return AdminService(self.access_store, self.auth, self.audit, self.authorizer)
+
+    # -- registry services ------------------------------------------------------------------
+
+    @cached_property
+    def lifecycle(self) -> LifecycleService:
+        from .registry.lifecycle import make_lifecycle
+
+        return make_lifecycle(self.settings, self.engine, self.blob_store, self.audit,
+                              self.authorizer)
+
+    @cached_property
+    def uploads(self) -> UploadService:
+        from .registry.uploads import UploadService
+
+        return UploadService(self.metadata, self.blob_store, self.settings.upload_lease_seconds,
+                             self.lifecycle, checkpoint_bytes=self.settings.upload_checkpoint_bytes)
+
+    @cached_property
+    def blobs(self) -> BlobService:
+        from .registry.blobs import BlobService
+
+        return BlobService(self.metadata, self.blob_store,
+                           redirect_min_bytes=self.settings.redirect_min_bytes,
+                           redirect_expires=self.settings.presign_expires)
+
+    @cached_property
+    def manifests(self) -> ManifestService:
+        from .registry.manifests import ManifestService
+
+        return ManifestService(self.metadata, self.settings.allow_sparse,
+                               self.settings.max_manifest_bytes, self.lifecycle)
+
+    @cached_property
+    def referrers(self) -> ReferrerService:
+        from .registry.referrers import ReferrerService
+
+        return ReferrerService(self.metadata)
+
+    # -- background work ----------------------------------------------------------------------
+
+    @cached_property
+    def jobs(self) -> JobQueue:
+        from .jobs.setup import make_queue
+
+        return make_queue(self.settings, self.engine)
+
+    def job_runner(self, concurrency: int | None = None) -> JobRunner:
+        """A runner of every job kind over this registry's services."""
+        from .jobs.setup import make_runner
+
+        return make_runner(self.settings, self.jobs, self.lifecycle, concurrency)
+
+    def ensure_schedules(self) -> None:
+        """Queue the recurring jobs the settings ask for (GC + retention, upload expiry)."""
+        from .jobs.setup import ensure_schedules
+
+        ensure_schedules(self.jobs, self.settings)
+
+    @cached_property
+    def dispatcher(self) -> Dispatcher:
+        from .events.dispatcher import Dispatcher
+
+        return Dispatcher(self.audit.outbox_store, [self.audit.consumer],
+                          poll_interval=self.settings.events_poll_interval,
+                          start_delay=self.settings.events_dispatch_delay)
+
+    # -- health and shutdown -------------------------------------------------------------------
+
+    def check_database(self) -> None:
+        """Raise unless the database answers a query."""
+        from sqlalchemy import text
+
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        """Release the database connections."""
+        self.engine.dispose()
+
+
+def database_url(settings: Settings) -> str:
+    """The URL of the registry's database (the embedded SQLite file unless one is given)."""
+    from .metadata.engine import sqlite_url
+
+    return settings.database_url or sqlite_url(settings.data_dir.resolve())
+
+
+def open_registry(settings: Settings) -> Registry:
+    """The registry of a server process (its database was prepared by `prepare`)."""
+    from .metadata.engine import make_engine
+
+    return Registry(settings, make_engine(database_url(settings), settings.db_pool_size))
+
+
+def prepare(settings: Settings) -> None:
+    """Create the data dir; migrate the embedded SQLite database, or check that a shared one is
+    migrated (SchemaNotCurrent otherwise); create the first admin; free the upload leases a
+    crashed run of the embedded database left."""
+    from .metadata.engine import make_engine
+    from .metadata.migrate import check_current, upgrade
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    url = database_url(settings)
+    engine = make_engine(url)
+    try:
+        if url.startswith("sqlite"):
+            # The embedded database belongs to this server: migrating it needs no flag.
+            upgrade(engine)
+        else:
+            # A shared database is migrated once, on purpose (`moorage db upgrade`), never by
+            # whichever node happens to start first.
+            check_current(engine)
+        registry = Registry(settings, engine)
+        if settings.auth:
+            generated = registry.auth.bootstrap_admin(settings.admin_password)
+            if generated:
+                print(
+                    f"created the first admin account: user 'admin', password '{generated}'"
+                    " (shown once; change it with `moorage user passwd admin`)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if url.startswith("sqlite"):
+            # The embedded database belongs to this one server: no other writer can be alive.
+            registry.metadata.release_all_upload_leases()
+    finally:
+        engine.dispose()
+
+
+def open_existing(settings: Settings) -> Registry:
+    """The registry the options point at; NoRegistry when there is none (nothing is created).
+
+    An embedded database that is merely behind is migrated, as `moorage serve` would; a shared
+    one must be current (NoRegistry with exit code 3 and the command to run).
+    """
+    from sqlalchemy import inspect
+
+    from .metadata.engine import make_engine
+    from .metadata.migrate import SchemaNotCurrent, check_current, upgrade
+
+    if not settings.database_url and not (settings.data_dir / "moorage.db").is_file():
+        raise NoRegistry(no_registry_message(settings, "no moorage.db"))
+    url = database_url(settings)
+    engine = make_engine(url)
+    try:
+        tables = set(inspect(engine).get_table_names())
+    except Exception as exc:  # noqa: BLE001 - an unreachable database is reported, not traced
+        engine.dispose()
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise NoRegistry(f"cannot open the database {safe_url(url)}: {reason}") from None
+    if "alembic_version" not in tables and "repositories" not in tables:
+        engine.dispose()
+        raise NoRegistry(no_registry_message(settings, "no Moorage schema in its database"))
+    try:
+        upgrade(engine) if url.startswith("sqlite") else check_current(engine)
+    except SchemaNotCurrent as exc:
+        engine.dispose()
+        raise NoRegistry(str(exc), 3) from None
+    return Registry(settings, engine)
+
+
+def upgrade_database(settings: Settings, revision: str = "head") -> tuple[str, str | None, str]:
+    """Migrate the registry's database (creating the embedded one's data dir): (url shown to
+    users, revision before, revision after)."""
+    from .metadata.engine import make_engine
+    from .metadata.migrate import upgrade
+
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(database_url(settings))
+    try:
+        before, after = upgrade(engine, revision)
+    finally:
+        engine.dispose()
+    return engine.url.render_as_string(hide_password=True), before, after
+
+
+def database_revisions(settings: Settings) -> tuple[str | None, str]:
+    """(the revision the registry's database is at, the one this version needs)."""
+    from .metadata.engine import make_engine
+    from .metadata.migrate import current_revision, head_revision
+
+    if not settings.database_url and not (settings.data_dir / "moorage.db").is_file():
+        raise NoRegistry(no_registry_message(settings, "no moorage.db"))
+    engine = make_engine(database_url(settings))
+    try:
+        return current_revision(engine), head_revision()
+    finally:
+        engine.dispose()
+
+
+def no_registry_message(settings: Settings, why: str) -> str:
+    """The sentence a user sees when the options point at no registry."""
+    where = (safe_url(settings.database_url) if settings.database_url
+             else str(settings.data_dir.resolve()))
+    return (f"no Moorage registry in {where} ({why}): pass --data-dir DIR or --database URL "
+            "(or set MOORAGE_DATA_DIR / MOORAGE_DATABASE_URL), "
+            "or run 'moorage serve' once to create one")
+
+
+def safe_url(url: str) -> str:
+    """A database URL with its password hidden."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - a malformed URL is shown as given, minus nothing secret
+        return url.split("@")[-1]
