@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 from conftest import log_lines_since, log_marks
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from moorage.oci.manifest import parse_manifest
@@ -198,12 +198,16 @@ range_headers = st.one_of(
 )
 
 
+HEADER_FIELD_LIMIT = 8190  # aiohttp's max_field_size: a longer header value is a 400 from HTTP
+
+
 def _num(digits: str) -> int:
     return int(digits) if len(digits) < 40 else 10**40  # int() refuses over 4300 digits
 
 
 @FUZZ
 @given(header=range_headers)
+@example(header=f"bytes={'9' * 5000}-{'9' * 5000}")  # over the header limit: found in CI
 def test_fuzzed_ranges_answer_the_exact_slice_or_the_whole_blob(registry, pinned, header):
     blob = pinned.image.blobs[1]
     size = len(blob.data)
@@ -219,6 +223,8 @@ def test_fuzzed_ranges_answer_the_exact_slice_or_the_whole_blob(registry, pinned
         end = min(_num(last), size - 1) if first and last else size - 1
         assert body == blob.data[start : end + 1], header
         assert got["content-range"] == f"bytes {start}-{end}/{size}"
+    elif len(header.encode()) > HEADER_FIELD_LIMIT:
+        assert status == 400, (header[:80], status)  # refused by the HTTP parser
     else:
         assert status == 416 and m, (header, status)
         assert got["content-range"] == f"bytes */{size}"
