@@ -250,3 +250,26 @@ def test_login_failure_counters_restart_when_stale(engine):
     store.record_login_failure("pair:b|u", "addr:b", 0, 300, lockout)
     store.record_login_failure("pair:b|u", "addr:b", 3600, 0, lockout)
     assert seen == [(1, 1), (2, 2), (3, 3), (1, 4), (2, 1)]
+
+
+def test_hostile_text_in_events_is_stored_and_audited_on_both_engines(engine):
+    """A NUL (PostgreSQL refuses it), a lone surrogate (UTF-8 cannot hold it) or an overlong
+    value in an actor, tag or reference never blocks the outbox or the audit consumer."""
+    from moorage.events.audit import AuditLog
+    from moorage.events.types import AccessDenied, Actor, WriteRefused
+
+    audit = AuditLog(AccessStore(engine))
+    hostile = "bad\x00name\udc80" + "x" * 500
+    audit.outbox.emit(
+        AccessDenied(actor=Actor(hostile, None, "10.0.0.1"), repository="ns/app",
+                     action="push", detail={"reason": hostile}),
+        WriteRefused(actor=Actor("alice", "user", "10.0.0.1"), repository="ns/app",
+                     action="manifest.push", reference=hostile, tag=hostile,
+                     detail={"code": "TAG_INVALID", "reason": hostile}),
+    )
+    audit.catch_up()
+    rows = {r["action"]: r for r in audit.store.query_audit(repository="ns/app", limit=10)}
+    denied, refused = rows["access.push"], rows["manifest.push"]
+    assert denied["actor"].startswith("bad\ufffdname") and len(denied["actor"]) == 160, denied
+    assert refused["reference"].startswith("bad\ufffdname") and len(refused["reference"]) == 200
+    assert refused["outcome"] == "failure" and denied["outcome"] == "denied"

@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, case, delete, select, update
 
-from .base import StoreBase
+from .base import StoreBase, column_text
 from .schema import (
     audit_events,
     login_failures,
@@ -24,6 +24,10 @@ from .schema import (
 )
 
 PURGE_CHANCE = 1 / 32  # of a failed login, to also delete forgotten counters
+
+# Column lengths of audit_events (PostgreSQL enforces them; actors and references are hostile).
+_AUDIT_LIMITS = {"actor": 160, "actor_kind": 16, "remote": 64, "action": 32, "repository": 255,
+                 "reference": 200, "outcome": 16}
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +311,9 @@ class AccessStore(StoreBase):
         recorded is skipped (rows from the outbox are keyed by event id)."""
         if not rows:
             return
-        values = [{**r, "detail": json.dumps(r["detail"], default=str) if r.get("detail")
-                   else None} for r in rows]
+        values = [{**{k: column_text(v, _AUDIT_LIMITS.get(k, 1 << 20)) for k, v in r.items()},
+                   "detail": json.dumps(r["detail"], default=str) if r.get("detail") else None}
+                  for r in rows]
         conn.execute(
             self._insert(audit_events).on_conflict_do_nothing(index_elements=["event_id"]),
             values,

@@ -15,6 +15,18 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from .schema import repositories
 
 
+def column_text(value: object, limit: int) -> object:
+    """A string as every engine stores it: no NUL (PostgreSQL refuses one in text), no lone
+    surrogate (UTF-8 cannot encode one), at most `limit` characters. Other values pass."""
+    if not isinstance(value, str):
+        return value
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
+    if not value.isascii():
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value[:limit]
+
+
 class SqliteWriteLock:
     """One writer at a time for an SQLite file, across threads and processes.
 

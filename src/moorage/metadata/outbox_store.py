@@ -10,7 +10,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select, update
 
-from .base import StoreBase
+from .base import StoreBase, column_text
 from .schema import event_cursors, events
 
 Records = Sequence[Mapping[str, Any]]
@@ -29,8 +29,7 @@ def append(conn: Connection, records: Iterable[Mapping[str, Any]]) -> None:
     for r in records:
         row = {k: r.get(k) for k in ("time", *_LIMITS)}
         for key, limit in _LIMITS.items():
-            if isinstance(row[key], str):
-                row[key] = row[key][:limit]  # PostgreSQL enforces the column lengths
+            row[key] = column_text(row[key], limit)  # hostile text fits every engine
         row["payload"] = json.dumps(r["payload"], default=str) if r.get("payload") else None
         rows.append(row)
     if not rows:
