@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .jobs.runner import JobRunner
     from .metadata.access_store import AccessStore
     from .metadata.store import MetadataStore
+    from .metadata.uow import Database
     from .registry.blobs import BlobService
     from .registry.lifecycle import LifecycleService
     from .registry.manifests import ManifestService
@@ -61,6 +62,13 @@ class Registry:
         from .storage.factory import make_blob_store
 
         return make_blob_store(self.settings)
+
+    @cached_property
+    def database(self) -> Database:
+        """Units of work on the registry's database (`database.write()` / `read()`)."""
+        from .metadata.uow import Database
+
+        return Database(self.engine)
 
     @cached_property
     def metadata(self) -> MetadataStore:

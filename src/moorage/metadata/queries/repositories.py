@@ -1,0 +1,46 @@
+"""Repository rows: ids by name, creation, and the row lock pushes and sweeps share."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+
+from ..schema import repositories
+
+if TYPE_CHECKING:
+    from ..uow import UnitOfWork
+
+
+class RepositoryQueries:
+    """Repositories within one unit of work."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.conn = uow.conn
+
+    def id_of(self, name: str) -> int | None:
+        """The id of repository `name`, None when it does not exist."""
+        return self.conn.execute(
+            select(repositories.c.id).where(repositories.c.name == name)
+        ).scalar_one_or_none()
+
+    def ensure(self, name: str) -> int:
+        """The id of repository `name`, created if needed (idempotent under races)."""
+        existing = self.id_of(name)
+        if existing is not None:
+            return existing
+        self.conn.execute(
+            self.uow.store._insert(repositories)
+            .values(name=name, created_at=time.time())
+            .on_conflict_do_nothing(index_elements=["name"])
+        )
+        return self.conn.execute(
+            select(repositories.c.id).where(repositories.c.name == name)
+        ).scalar_one()
+
+    def lock(self, repo_id: int, exclusive: bool) -> None:
+        """Pushes share a repository's row lock, a GC sweep takes it alone, so a sweep decides on
+        a graph no push is changing (PostgreSQL; on SQLite the write lock already does)."""
+        self.uow.store._lock_repository(self.conn, repo_id, exclusive)

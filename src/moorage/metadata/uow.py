@@ -1,0 +1,67 @@
+"""The unit of work: one transaction, the query modules bound to it, its events appended last.
+
+Services open one with `Database.write()` (or `read()`) and call `uow.<aggregate>.<query>()`;
+they never see a connection, a table or SQLAlchemy. Everything a state change writes, its checks
+included, happens on that one transaction; the domain events it `emit`s are appended to the
+outbox as the transaction's last statement, so the change and its events commit together.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Any
+
+from sqlalchemy import Connection
+
+from . import outbox_store
+from .base import StoreBase
+from .queries.repositories import RepositoryQueries
+
+
+class UnitOfWork:
+    """One open transaction (or, from `read()`, one plain connection) and its query modules."""
+
+    def __init__(self, conn: Connection, store: StoreBase, writable: bool) -> None:
+        self.conn = conn  # for query modules only: services never touch it
+        self.store = store
+        self.writable = writable
+        self.events: list[Mapping[str, Any]] = []
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.conn.dialect.name
+
+    def emit(self, records: Any) -> None:
+        """Queue event records (from `events.types.records`) to commit with this transaction."""
+        if not self.writable:
+            raise RuntimeError("events are emitted only inside a write")
+        self.events.extend(records)
+
+    # -- query modules, one per aggregate ----------------------------------------------------
+
+    @cached_property
+    def repositories(self) -> RepositoryQueries:
+        return RepositoryQueries(self)
+
+
+class Database(StoreBase):
+    """Opens units of work on the registry's engine."""
+
+    @contextmanager
+    def write(self) -> Iterator[UnitOfWork]:
+        """One write transaction: commits (with its events) when the block ends, rolls back on
+        an exception."""
+        with self._write() as conn:
+            uow = UnitOfWork(conn, self, writable=True)
+            yield uow
+            if uow.events:
+                outbox_store.append(conn, uow.events)
+
+    @contextmanager
+    def read(self) -> Iterator[UnitOfWork]:
+        """A connection for reads (single statements, no transaction on PostgreSQL)."""
+        with self._read() as conn:
+            yield UnitOfWork(conn, self, writable=False)
