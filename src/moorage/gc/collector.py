@@ -153,12 +153,12 @@ class GarbageCollector:
         log.info("gc finished", extra={"run": run_id, "status": status, **report.to_dict()})
         return report
 
-    def expire_uploads(self, upload_ttl: float | None = None) -> GcReport:
-        """Only step 5: end idle upload sessions and delete their storage."""
+    def expire_uploads(self, upload_ttl: float | None = None, actor: Actor = SYSTEM) -> GcReport:
+        """Only step 5: end idle upload sessions and delete their storage (events of `actor`)."""
         ttl = self.upload_ttl if upload_ttl is None else upload_ttl
         report = GcReport()
         started = time.monotonic()
-        self._uploads(report, time.time() - ttl, dry_run=False)
+        self._uploads(report, time.time() - ttl, dry_run=False, actor=actor)
         report.seconds = round(time.monotonic() - started, 3)
         if report.uploads:
             log.info("uploads expired", extra={"uploads": report.uploads,
