@@ -69,6 +69,7 @@ test-fast: dev-deps
 
 lint: dev-deps
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
 
 bench: dev-deps
 	$(BIN)/python benchmarks/run.py

@@ -55,8 +55,11 @@ class TokenAuthority:
     """Issues and verifies tokens with one signing key shared by every node."""
 
     def __init__(self, private_pem: bytes, service: str, ttl: float) -> None:
-        self._private = serialization.load_pem_private_key(private_pem, password=None)
-        public = self._private.public_key()
+        private = serialization.load_pem_private_key(private_pem, password=None)
+        if not isinstance(private, ec.EllipticCurvePrivateKey):
+            raise ValueError("the token signing key is not an EC private key")
+        self._private = private
+        public = private.public_key()
         der = public.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )

@@ -135,7 +135,8 @@ class AccessStore(StoreBase):
                 )
             )
         }
-        return RobotRow(*row, permissions=perms)
+        return RobotRow(row.id, row.name, row.secret_hash, row.description, row.created_by,
+                        row.expires_at, row.revoked, row.created_at, permissions=perms)
 
     def get_robot(self, name: str) -> RobotRow | None:
         with self._read() as conn:
@@ -280,7 +281,7 @@ class AccessStore(StoreBase):
         stmt = self._insert(login_failures).values(
             key=key, window_start=now, failures=1, last_failure=now, locked_until=0.0
         )
-        stmt = stmt.on_conflict_do_update(
+        upsert = stmt.on_conflict_do_update(
             index_elements=["key"],
             set_={
                 "failures": case((stale, 1), else_=c.failures + 1),
@@ -289,7 +290,7 @@ class AccessStore(StoreBase):
                 "last_failure": now,
             },
         ).returning(login_failures.c.failures)
-        return int(conn.execute(stmt).scalar_one())
+        return int(conn.execute(upsert).scalar_one())
 
     def clear_failures(self, keys: list[str]) -> None:
         with self._write() as conn:

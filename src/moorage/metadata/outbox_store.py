@@ -53,7 +53,7 @@ def emit(conn: Connection, events: Emit, *facts: Any) -> None:
     append(conn, events(*facts) if callable(events) else events)
 
 
-def _decode(row: Mapping[str, Any]) -> dict[str, Any]:
+def _decode(row: Mapping[Any, Any]) -> dict[str, Any]:
     out = dict(row)
     out["payload"] = json.loads(out["payload"]) if out["payload"] else None
     return out

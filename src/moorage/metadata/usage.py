@@ -194,7 +194,7 @@ def on_manifest_added(
                      "size": manifest_size, "refs": 1})
     if rows:
         conn.execute(namespace_content.insert(), rows)
-        _add_to_totals(conn, {namespace: sum(r["size"] for r in rows)})
+        _add_to_totals(conn, {namespace: sum(int(str(r["size"])) for r in rows)})
 
 
 def on_manifests_deleted(conn: Connection, manifest_ids: Sequence[int]) -> None:

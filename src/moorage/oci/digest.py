@@ -5,14 +5,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import rehashes
 
 from .errors import DigestInvalid
 
 # algorithm -> (hex length, resumable hasher class)
-_ALGORITHMS: dict[str, tuple[int, type]] = {
+_ALGORITHMS: dict[str, tuple[int, Any]] = {
     "sha256": (64, rehashes.PySha256),
     "sha512": (128, rehashes.PySha512),
 }

@@ -67,7 +67,7 @@ def client_address_middleware(
         forwarded = request.headers.getall("X-Forwarded-For", [])
         if proxies and forwarded:
             remote = client_address(request.remote, forwarded, proxies)
-            if remote != request.remote:
+            if remote is not None and remote != request.remote:
                 request = request.clone(remote=remote)
         return await handler(request)
 
