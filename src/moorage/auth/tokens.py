@@ -57,7 +57,7 @@ class TokenAuthority:
     def __init__(self, private_pem: bytes, service: str, ttl: float) -> None:
         private = serialization.load_pem_private_key(private_pem, password=None)
         if not isinstance(private, ec.EllipticCurvePrivateKey):
-            raise ValueError("the token signing key is not an EC private key")
+            raise TypeError("the token signing key is not an EC private key")
         self._private = private
         public = private.public_key()
         der = public.public_bytes(
