@@ -1,7 +1,7 @@
 """Initial schema: the tables of schema.py at the scale-out branch point (core + access control).
 
 Revision ID: 0001
-Revises: 
+Revises:
 
 """
 
