@@ -23,8 +23,8 @@ if TYPE_CHECKING:
     from .auth.tokens import TokenAuthority
     from .events.audit import AuditLog
     from .events.dispatcher import Consumer, Dispatcher
-    from .events.processors import PostPushProcessor
     from .events.outbox import Outbox
+    from .events.processors import PostPushProcessor
     from .jobs.queue import JobQueue
     from .jobs.runner import JobRunner
     from .metadata.access_store import AccessStore
