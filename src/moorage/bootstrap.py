@@ -203,7 +203,9 @@ class Registry:
             consumers.append(PostPushConsumer(self.processors, self.jobs))
         return Dispatcher(self.audit.outbox_store, consumers,
                           poll_interval=self.settings.events_poll_interval,
-                          start_delay=self.settings.events_dispatch_delay)
+                          start_delay=self.settings.events_dispatch_delay,
+                          max_attempts=self.settings.events_max_attempts,
+                          lease_seconds=self.settings.events_lease_seconds)
 
     # -- health and shutdown -------------------------------------------------------------------
 

@@ -76,6 +76,10 @@ class Settings:
     # -- events (the domain-event outbox and its dispatcher; durations in seconds) -------------
     events_poll_interval: float = 0.25  # an idle consumer looks for new outbox events this often
     events_dispatch_delay: float = 0.0  # hold delivery back this long after start (tests)
+    events_max_attempts: int = 10  # failures on one event before a consumer dead-letters it
+    events_lease_seconds: float = 30.0  # lease of a non-transactional consumer (one node runs it)
+    events_retention: float = 7 * 86400.0  # outbox events older than this are pruned once handled
+    events_prune_interval: float = 3600.0  # how often the outbox.prune job runs (0: never)
 
     def __post_init__(self) -> None:
         mode = self.blob_redirect
@@ -181,6 +185,10 @@ class Settings:
             raise ValueError("job_max_attempts must be at least 1")
         if self.job_lease_seconds <= 0 or self.job_poll_interval <= 0:
             raise ValueError("job_lease_seconds and job_poll_interval must be positive")
+        if self.events_max_attempts < 1:
+            raise ValueError("events_max_attempts must be at least 1")
+        if self.events_lease_seconds <= 0 or self.events_retention < 0:
+            raise ValueError("events_lease_seconds must be positive, events_retention 0 or more")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 
