@@ -38,9 +38,13 @@ def make_runner(settings: Any, queue: JobQueue, lifecycle: Any,
 
 def ensure_schedules(queue: JobQueue, settings: Any) -> None:
     """The recurring jobs the settings ask for: retention + GC every `gc_interval`, upload
-    expiry every `upload_expiry_interval` (0 stops either)."""
-    for kind, every, payload in (("gc", settings.gc_interval, {"retention": True}),
-                                 ("uploads.expire", settings.upload_expiry_interval, {})):
+    expiry every `upload_expiry_interval`, outbox pruning every `events_prune_interval` (0
+    stops any)."""
+    for kind, every, payload in (
+        ("gc", settings.gc_interval, {"retention": True}),
+        ("uploads.expire", settings.upload_expiry_interval, {}),
+        ("outbox.prune", settings.events_prune_interval, {"retention": settings.events_retention}),
+    ):
         try:
             queue.ensure_schedule(kind, every, payload)
         except Exception:
