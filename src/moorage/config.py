@@ -28,7 +28,7 @@ class Settings:
     data_dir: Path = Path("data")  # SQLite `moorage.db`, `blobs/`, `uploads/` (also the CLI's)
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes sharing the port
     database_url: str | None = None  # postgresql://… instead of SQLite in the data dir
-    storage_url: str | None = None  # s3://bucket/prefix instead of files in the data dir
+    storage_url: str | None = None  # s3://bucket/prefix or file:///path instead of the data dir
     allow_sparse: bool = False  # accept manifests/indexes whose blobs or children are absent
     fsync: bool = True  # fsync blobs on commit (off: faster, loses data on power failure)
     chunk_min_length: int = 1 << 20  # advertised OCI-Chunk-Min-Length (advisory, not enforced)
@@ -162,8 +162,10 @@ class Settings:
             raise ValueError(
                 f"--database must be a postgresql:// or sqlite:/// URL, got {self.database_url!r}"
             )
-        if self.storage_url and not self.storage_url.startswith("s3://"):
-            raise ValueError(f"--storage must be s3://bucket/prefix, got {self.storage_url!r}")
+        if self.storage_url:
+            from .storage.factory import scheme_of
+
+            scheme_of(self.storage_url)  # an unknown driver is a startup error, naming the known
         if self.upload_checkpoint_bytes < 0:
             raise ValueError("upload_checkpoint_bytes must be 0 (off) or a positive byte count")
         if self.blob_redirect not in REDIRECT_MODES:
