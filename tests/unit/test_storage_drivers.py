@@ -18,7 +18,6 @@ from moorage.storage.filesystem import FilesystemBlobStore
 from moorage.storage.s3 import S3BlobStore
 
 
-
 def make_registry(data_dir: Path, **overrides: object) -> Registry:
     settings = Settings.from_env({}, data_dir=data_dir, auth=False, **overrides)
     prepare(settings)
