@@ -6,6 +6,7 @@ import ipaddress
 import os
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 DEFAULT_LISTEN = "127.0.0.1:5000"
 REDIRECT_MODES = ("large", "always", "never")
@@ -121,9 +122,9 @@ class Settings:
         file_values: dict[str, object] = {}
         if config_file:
             file_values = _load_toml(Path(str(config_file)), {f.name for f in fields(cls)})
-        values: dict[str, object] = {}
+        values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f"MOORAGE_{f.name.upper()}")
+            raw: Any = env.get(f"MOORAGE_{f.name.upper()}")
             if raw is None:
                 if f.name in file_values:
                     raw = file_values[f.name]
