@@ -137,12 +137,12 @@ class Dispatcher:
 
     async def _loop(self, consumer: Consumer) -> None:
         await asyncio.sleep(self.start_delay)
-        failures = 0
+        failures = alone_left = 0
         failing = _Failing()
         while True:
-            # After a failed batch a transactional consumer gets one event at a time, so the
-            # failure count is the failing event's own.
-            alone = consumer.transactional and failures > 0
+            # After a failed batch a transactional consumer gets one event at a time (for up to
+            # a batch's worth), so a failure count is the failing event's own.
+            alone = consumer.transactional and (failures > 0 or alone_left > 0)
             try:
                 if not consumer.transactional and not await asyncio.to_thread(
                         self.holds, consumer):
@@ -153,6 +153,7 @@ class Dispatcher:
             except Exception as exc:
                 failures += 1
                 if consumer.transactional and not alone:
+                    alone_left = BATCH
                     continue  # at once, event by event
                 try:
                     if consumer.transactional and await asyncio.to_thread(
@@ -170,6 +171,7 @@ class Dispatcher:
                 continue
             failures = 0
             failing = _Failing()
+            alone_left = max(alone_left - 1, 0) if took else 0
             if took == 0:
                 await asyncio.sleep(self.poll_interval)
 
