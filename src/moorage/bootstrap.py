@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from .auth.service import AuthService
     from .auth.tokens import TokenAuthority
     from .events.audit import AuditLog
-    from .events.dispatcher import Dispatcher
+    from .events.dispatcher import Consumer, Dispatcher
     from .events.outbox import Outbox
+    from .events.processors import PostPushProcessor
     from .jobs.queue import JobQueue
     from .jobs.runner import JobRunner
     from .metadata.access_store import AccessStore
@@ -164,16 +165,26 @@ class Registry:
     # -- background work ----------------------------------------------------------------------
 
     @cached_property
+    def processors(self) -> list[PostPushProcessor]:
+        """The post-push processors of this deployment (none by default)."""
+        from .events.processors import configured
+
+        return configured()
+
+    @cached_property
     def jobs(self) -> JobQueue:
+        from .events.processors import handlers
         from .jobs.setup import make_queue
 
-        return make_queue(self.settings, self.engine)
+        return make_queue(self.settings, self.engine, handlers(self.processors))
 
     def job_runner(self, concurrency: int | None = None) -> JobRunner:
-        """A runner of every job kind over this registry's services."""
+        """A runner of every job kind over this registry's services (and its processors)."""
+        from .events.processors import handlers
         from .jobs.setup import make_runner
 
-        return make_runner(self.settings, self.jobs, self.lifecycle, concurrency)
+        return make_runner(self.settings, self.jobs, self.lifecycle, concurrency,
+                           handlers(self.processors))
 
     def ensure_schedules(self) -> None:
         """Queue the recurring jobs the settings ask for (GC + retention, upload expiry)."""
@@ -185,9 +196,16 @@ class Registry:
     def dispatcher(self) -> Dispatcher:
         from .events.dispatcher import Dispatcher
 
-        return Dispatcher(self.audit.outbox_store, [self.audit.consumer],
+        consumers: list[Consumer] = [self.audit.consumer]
+        if self.processors:  # no processors: no post-push consumer, no cursor
+            from .events.processors import PostPushConsumer
+
+            consumers.append(PostPushConsumer(self.processors, self.jobs))
+        return Dispatcher(self.audit.outbox_store, consumers,
                           poll_interval=self.settings.events_poll_interval,
-                          start_delay=self.settings.events_dispatch_delay)
+                          start_delay=self.settings.events_dispatch_delay,
+                          max_attempts=self.settings.events_max_attempts,
+                          lease_seconds=self.settings.events_lease_seconds)
 
     # -- health and shutdown -------------------------------------------------------------------
 

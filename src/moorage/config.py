@@ -29,7 +29,7 @@ class Settings:
     data_dir: Path = Path("data")  # SQLite `moorage.db`, `blobs/`, `uploads/` (also the CLI's)
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes sharing the port
     database_url: str | None = None  # postgresql://… instead of SQLite in the data dir
-    storage_url: str | None = None  # s3://bucket/prefix instead of files in the data dir
+    storage_url: str | None = None  # s3://bucket/prefix or file:///path instead of the data dir
     allow_sparse: bool = False  # accept manifests/indexes whose blobs or children are absent
     fsync: bool = True  # fsync blobs on commit (off: faster, loses data on power failure)
     chunk_min_length: int = 1 << 20  # advertised OCI-Chunk-Min-Length (advisory, not enforced)
@@ -77,6 +77,10 @@ class Settings:
     # -- events (the domain-event outbox and its dispatcher; durations in seconds) -------------
     events_poll_interval: float = 0.25  # an idle consumer looks for new outbox events this often
     events_dispatch_delay: float = 0.0  # hold delivery back this long after start (tests)
+    events_max_attempts: int = 10  # failures on one event before a consumer dead-letters it
+    events_lease_seconds: float = 30.0  # lease of a non-transactional consumer (one node runs it)
+    events_retention: float = 7 * 86400.0  # outbox events older than this are pruned once handled
+    events_prune_interval: float = 3600.0  # how often the outbox.prune job runs (0: never)
 
     def __post_init__(self) -> None:
         mode = self.blob_redirect
@@ -120,7 +124,7 @@ class Settings:
             file_values = _load_toml(Path(str(config_file)), {f.name for f in fields(cls)})
         values: dict[str, Any] = {}
         for f in fields(cls):
-            raw = env.get(f"MOORAGE_{f.name.upper()}")
+            raw: Any = env.get(f"MOORAGE_{f.name.upper()}")
             if raw is None:
                 if f.name in file_values:
                     given = file_values[f.name]
@@ -160,8 +164,10 @@ class Settings:
             raise ValueError(
                 f"--database must be a postgresql:// or sqlite:/// URL, got {self.database_url!r}"
             )
-        if self.storage_url and not self.storage_url.startswith("s3://"):
-            raise ValueError(f"--storage must be s3://bucket/prefix, got {self.storage_url!r}")
+        if self.storage_url:
+            from .storage.factory import scheme_of
+
+            scheme_of(self.storage_url)  # an unknown driver is a startup error, naming the known
         if self.upload_checkpoint_bytes < 0:
             raise ValueError("upload_checkpoint_bytes must be 0 (off) or a positive byte count")
         if self.blob_redirect not in REDIRECT_MODES:
@@ -183,6 +189,10 @@ class Settings:
             raise ValueError("job_max_attempts must be at least 1")
         if self.job_lease_seconds <= 0 or self.job_poll_interval <= 0:
             raise ValueError("job_lease_seconds and job_poll_interval must be positive")
+        if self.events_max_attempts < 1:
+            raise ValueError("events_max_attempts must be at least 1")
+        if self.events_lease_seconds <= 0 or self.events_retention < 0:
+            raise ValueError("events_lease_seconds must be positive, events_retention 0 or more")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 

@@ -234,9 +234,8 @@ def test_two_workers_on_postgresql_never_run_one_unique_job_at_once(services, wo
                                                                   monkeypatch):
     from backends import migrate
 
+    from moorage.bootstrap import open_existing
     from moorage.config import Settings
-    from moorage.jobs.setup import make_queue
-    from moorage.metadata.engine import make_engine
 
     monkeypatch.setenv("MOORAGE_TEST_JOBS", "1")  # this process enqueues the test kind
     url = services.pg.create_database()
@@ -244,9 +243,8 @@ def test_two_workers_on_postgresql_never_run_one_unique_job_at_once(services, wo
     env = {**FAST, "MOORAGE_JOB_CONCURRENCY": "2"}
     args = ["--database", url, "--data-dir", str(tmp_path / "data")]
     pool = [workers(args, env), workers(args, env)]
-    settings = Settings(database_url=url, data_dir=tmp_path / "data")
-    engine = make_engine(url)
-    queue = make_queue(settings, engine)
+    registry = open_existing(Settings(database_url=url, data_dir=tmp_path / "data"))
+    queue = registry.jobs
     record = tmp_path / "events.jsonl"
     try:
         deadline = time.monotonic() + 15
@@ -261,7 +259,7 @@ def test_two_workers_on_postgresql_never_run_one_unique_job_at_once(services, wo
         wait_for(lambda: not queue.list(state="queued,running", kind="test.sleep"), 60,
                  "jobs left unfinished")
     finally:
-        engine.dispose()
+        registry.close()
     log = events(record)
     spans: dict[int, dict] = {}
     for e in log:

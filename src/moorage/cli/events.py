@@ -1,4 +1,5 @@
-"""`moorage events tail`: the domain events of the outbox, as they are written."""
+"""`moorage events tail | failed`: the domain events of the outbox, as they are written, and
+the dead letters (events a consumer gave up on)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,17 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import Config, Database, DataDir, JsonFlag, Storage, Target, open_existing
+from .common import (
+    Config,
+    Database,
+    DataDir,
+    JsonFlag,
+    Storage,
+    Target,
+    open_existing,
+    print_json,
+    print_table,
+)
 
 events_app = typer.Typer(help="Domain events (the outbox).", no_args_is_help=True)
 FOLLOW_POLL_SECONDS = 0.5
@@ -41,6 +52,29 @@ def tail(
             batch = outbox.since(last)
     except KeyboardInterrupt:
         return
+
+
+@events_app.command()
+def failed(
+    limit: Annotated[int, typer.Option(min=1, max=10000, help="at most this many, newest")] = 100,
+    json_output: JsonFlag = False,
+    data_dir: DataDir = None, database: Database = None, storage: Storage = None,
+    config: Config = None,
+) -> None:
+    """List the events a consumer failed on MOORAGE_EVENTS_MAX_ATTEMPTS times and went past."""
+    from ..times import rfc3339
+
+    rows = open_existing(Target(data_dir, database, storage, config).settings()).outbox \
+        .dead_letters(limit)
+    if json_output:
+        print_json({"failed": rows})
+        return
+    print_table(
+        ["CONSUMER", "EVENT", "TYPE", "REPOSITORY", "DIGEST", "ATTEMPTS", "FAILED AT", "ERROR"],
+        [[r["consumer"], r["event_id"], r["type"], r["repository"] or "-", r["digest"] or "-",
+          r["attempts"], rfc3339(r["failed_at"]), (r["error"] or "")[:80]] for r in rows],
+        empty="no failed events",
+    )
 
 
 def _json(event: dict[str, Any]) -> str:

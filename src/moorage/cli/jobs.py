@@ -58,7 +58,7 @@ def list_jobs(
 
 @jobs_app.command("enqueue")
 def enqueue(
-    kind: Annotated[str, typer.Argument(help="gc, retention, uploads.expire, quota.recount")],
+    kind: Annotated[str, typer.Argument(help="gc, retention, uploads.expire, quota.recount, outbox.prune")],
     payload: Annotated[str | None, typer.Option(help="JSON object of the job's options, e.g. "
                                                      "'{\"grace_period\": 0}'")] = None,
     key: Annotated[str | None, typer.Option(

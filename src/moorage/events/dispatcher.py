@@ -6,14 +6,23 @@ Any other consumer is handed one event at a time and the cursor moves after each
 event again only if the process dies between the hand-over and the advance. A failing consumer
 is retried with backoff, holding only its own cursor; events after the failing one wait, so a
 consumer never sees a repository's events out of order.
+
+A transactional consumer that fails on one event (delivered alone after a failed batch)
+`max_attempts` times records it as a dead letter (`moorage events failed`) and goes past it: a
+poison event blocks nobody for long. A non-transactional consumer runs under a lease (on the
+cursor's row), so one process of the whole deployment feeds it at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
+import uuid
+from dataclasses import dataclass
 from typing import Any, Protocol
 
+from ..jobs.queue import worker_name
 from ..metadata.outbox_store import OutboxStore
 
 log = logging.getLogger("moorage.events")
@@ -51,6 +60,14 @@ def deliver(store: OutboxStore, consumer: Consumer, batch: int = BATCH) -> int:
     return done
 
 
+@dataclass
+class _Failing:
+    """The event a consumer keeps failing on, and how often it did."""
+
+    event_id: int = 0
+    attempts: int = 0
+
+
 def catch_up(store: OutboxStore, consumer: Consumer, rounds: int = 1000) -> None:
     """Deliver until the consumer has seen every event written so far (read-your-writes)."""
     for _ in range(rounds):
@@ -68,22 +85,84 @@ class Dispatcher:
         poll_interval: float = 0.25,
         start_delay: float = 0.0,
         backoff_max: float = 30.0,
+        max_attempts: int = 10,
+        lease_seconds: float = 30.0,
+        holder: str | None = None,
     ) -> None:
         self.store = store
         self.consumers = consumers
         self.poll_interval = poll_interval
         self.start_delay = start_delay
         self.backoff_max = backoff_max
+        self.max_attempts = max_attempts
+        self.lease_seconds = lease_seconds
+        self.holder = holder or f"{worker_name()}:{uuid.uuid4().hex[:8]}"
+        self._held: dict[str, float] = {}  # consumer → monotonic time its lease needs renewing
         self._tasks: list[asyncio.Task] = []
+
+    def holds(self, consumer: Consumer) -> bool:
+        """Take or renew the consumer's lease when due (transactional ones need none)."""
+        if consumer.transactional:
+            return True
+        if time.monotonic() < self._held.get(consumer.name, 0.0):
+            return True
+        if self.store.take_lease(consumer.name, self.holder, self.lease_seconds, time.time()):
+            self._held[consumer.name] = time.monotonic() + self.lease_seconds / 3
+            return True
+        self._held.pop(consumer.name, None)
+        return False
+
+    def _failed(self, consumer: Consumer, failing: _Failing, error: BaseException) -> bool:
+        """Count a failure of a consumer's next event; at `max_attempts`, dead-letter it.
+        True when the consumer went past the event."""
+        position = self.store.cursor(consumer.name)
+        pending = self.store.read(position, 1)
+        if not pending:
+            return False
+        event = pending[0]
+        if failing.event_id != event["id"]:
+            failing.event_id, failing.attempts = event["id"], 0
+        failing.attempts += 1
+        if failing.attempts < self.max_attempts:
+            return False
+        reason = f"{type(error).__name__}: {error}"
+        if self.store.dead_letter(consumer.name, position, event, failing.attempts, reason,
+                                  time.time()):
+            log.error("event consumer gave up on an event; it is a dead letter now",
+                      extra={"consumer": consumer.name, "event": event["id"],
+                             "type": event["type"], "attempts": failing.attempts,
+                             "reason": reason[:500]})
+        failing.event_id, failing.attempts = 0, 0
+        return True
 
     async def _loop(self, consumer: Consumer) -> None:
         await asyncio.sleep(self.start_delay)
-        failures = 0
+        failures = alone_left = 0
+        failing = _Failing()
         while True:
+            # After a failed batch a transactional consumer gets one event at a time (for up to
+            # a batch's worth), so a failure count is the failing event's own.
+            alone = consumer.transactional and (failures > 0 or alone_left > 0)
             try:
-                took = await asyncio.to_thread(deliver, self.store, consumer)
-            except Exception:
+                if not consumer.transactional and not await asyncio.to_thread(
+                        self.holds, consumer):
+                    await asyncio.sleep(min(self.lease_seconds / 3, 5.0))
+                    continue
+                took = await asyncio.to_thread(deliver, self.store, consumer,
+                                               1 if alone else BATCH)
+            except Exception as exc:
                 failures += 1
+                if consumer.transactional and not alone:
+                    alone_left = BATCH
+                    continue  # at once, event by event
+                try:
+                    if consumer.transactional and await asyncio.to_thread(
+                            self._failed, consumer, failing, exc):
+                        failures = 0
+                        continue
+                except Exception:
+                    log.exception("could not count an event consumer's failure",
+                                  extra={"consumer": consumer.name})
                 delay = min(self.poll_interval * 2 ** min(failures, 16), self.backoff_max)
                 log.exception("event consumer failed; retrying",
                               extra={"consumer": consumer.name, "failures": failures,
@@ -91,6 +170,8 @@ class Dispatcher:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
+            failing = _Failing()
+            alone_left = max(alone_left - 1, 0) if took else 0
             if took == 0:
                 await asyncio.sleep(self.poll_interval)
 
@@ -100,7 +181,8 @@ class Dispatcher:
         self._tasks = [loop.create_task(self._loop(c)) for c in self.consumers]
 
     async def stop(self) -> None:
-        """Stop the loops, then deliver what is left once (a graceful stop loses nothing)."""
+        """Stop the loops, then deliver what is left once (a graceful stop loses nothing), and
+        give the leases up."""
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -109,11 +191,19 @@ class Dispatcher:
             except asyncio.CancelledError:
                 pass
         self._tasks = []
-        if self.start_delay > 0:
-            return  # held back on purpose (tests): a restart delivers
         for consumer in self.consumers:
+            if self.start_delay > 0:
+                break  # held back on purpose (tests): a restart delivers
             try:
-                await asyncio.to_thread(catch_up, self.store, consumer, 20)
+                if await asyncio.to_thread(self.holds, consumer):
+                    await asyncio.to_thread(catch_up, self.store, consumer, 20)
             except Exception:
                 log.exception("event consumer failed at shutdown; the next start delivers",
                               extra={"consumer": consumer.name})
+        for name in list(self._held):
+            try:
+                await asyncio.to_thread(self.store.release_lease, name, self.holder)
+            except Exception:
+                log.exception("could not release an event consumer's lease",
+                              extra={"consumer": name})
+        self._held = {}

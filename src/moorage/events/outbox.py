@@ -34,3 +34,11 @@ class Outbox:
     def latest(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` events, oldest first."""
         return self.store.latest(limit)
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The events consumers gave up on (newest `limit`, oldest first)."""
+        return self.store.dead_letters(limit)
+
+    def prune(self, retention: float, now: float) -> int:
+        """Delete events older than `retention` seconds that every consumer has handled."""
+        return self.store.prune(now - retention)

@@ -91,6 +91,17 @@ class JobQueue:
                                           max_attempts or self.max_attempts, now)
         return Job(**row), created
 
+    def enqueue_once(self, kind: str, payload: dict[str, Any], unique_key: str
+                     ) -> tuple[Job, bool]:
+        """Queue a job unless one of the same kind and key was ever queued, run, done or failed
+        (a cancelled one does not count): repeated requests for one piece of work make one job,
+        and a failed one stays failed (the dead letter) until `retry`."""
+        row = self.store.latest_with_key(kind, unique_key,
+                                         ["queued", "running", "done", "failed"])
+        if row is not None:
+            return Job(**row), False
+        return self.enqueue(kind, payload, unique_key)
+
     def claim(self, worker: str, kinds: set[str] | None = None) -> tuple[Job | None, list[Job]]:
         """Lease the next due job to a new token of `worker`; also returns the jobs that were
         failed because their worker died on their last attempt."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import tasks
@@ -12,8 +13,9 @@ from .runner import JobRunner
 log = logging.getLogger("moorage.jobs")
 
 
-def make_queue(settings: Any, engine: Any) -> JobQueue:
-    """The queue on the registry's database, knowing the kinds this process can run."""
+def make_queue(settings: Any, engine: Any, extra_kinds: Iterable[str] = ()) -> JobQueue:
+    """The queue on the registry's database, knowing the kinds this process can run (the
+    built-in ones and `extra_kinds`, e.g. the post-push processors')."""
     from ..metadata.jobs_store import JobStore
 
     return JobQueue(
@@ -22,22 +24,27 @@ def make_queue(settings: Any, engine: Any) -> JobQueue:
         backoff_base=settings.job_backoff_base,
         backoff_max=settings.job_backoff_max,
         max_attempts=settings.job_max_attempts,
-        kinds=tasks.kinds(),
+        kinds=tasks.kinds() | set(extra_kinds),
     )
 
 
 def make_runner(settings: Any, queue: JobQueue, lifecycle: Any,
-                concurrency: int | None = None) -> JobRunner:
-    """A runner of every known kind over the lifecycle service."""
-    return JobRunner(queue, tasks.build(lifecycle), concurrency or settings.job_concurrency,
-                     settings.job_poll_interval)
+                concurrency: int | None = None,
+                extra: Mapping[str, tasks.Handler] | None = None) -> JobRunner:
+    """A runner of every known kind over the lifecycle service, plus the `extra` handlers."""
+    return JobRunner(queue, {**tasks.build(lifecycle), **(extra or {})},
+                     concurrency or settings.job_concurrency, settings.job_poll_interval)
 
 
 def ensure_schedules(queue: JobQueue, settings: Any) -> None:
     """The recurring jobs the settings ask for: retention + GC every `gc_interval`, upload
-    expiry every `upload_expiry_interval` (0 stops either)."""
-    for kind, every, payload in (("gc", settings.gc_interval, {"retention": True}),
-                                 ("uploads.expire", settings.upload_expiry_interval, {})):
+    expiry every `upload_expiry_interval`, outbox pruning every `events_prune_interval` (0
+    stops any)."""
+    for kind, every, payload in (
+        ("gc", settings.gc_interval, {"retention": True}),
+        ("uploads.expire", settings.upload_expiry_interval, {}),
+        ("outbox.prune", settings.events_prune_interval, {"retention": settings.events_retention}),
+    ):
         try:
             queue.ensure_schedule(kind, every, payload)
         except Exception:

@@ -159,6 +159,15 @@ class JobStore(StoreBase):
                 jobs.c.state.in_(JOB_ACTIVE))).first()
         return _row(row) if row is not None else None
 
+    def latest_with_key(self, kind: str, unique_key: str,
+                        states: Sequence[str]) -> dict[str, Any] | None:
+        """The newest job of (kind, unique_key) in one of `states`, if any."""
+        with self._read() as conn:
+            row = conn.execute(select(jobs).where(
+                jobs.c.kind == kind, jobs.c.unique_key == unique_key,
+                jobs.c.state.in_(list(states))).order_by(jobs.c.id.desc()).limit(1)).first()
+        return _row(row) if row is not None else None
+
     def transition(self, job_id: int, from_states: Sequence[str], values: dict[str, Any]
                    ) -> bool:
         """Change a job that is in one of `from_states`; KeyTaken when that would make a

@@ -8,10 +8,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, delete, func, or_, select, update
 
 from .base import StoreBase, column_text
-from .schema import event_cursors, events
+from .schema import event_cursors, event_dead_letters, events
 
 Records = Sequence[Mapping[str, Any]]
 # What a write operation is given to append: the rows, or a factory of rows from what only the
@@ -134,3 +134,55 @@ class OutboxStore(StoreBase):
         with self._read() as conn:
             return {c: int(i) for c, i in conn.execute(
                 select(event_cursors.c.consumer, event_cursors.c.last_id))}
+
+    def take_lease(self, consumer: str, holder: str, seconds: float, now: float) -> bool:
+        """Hold (or renew) `consumer`'s lease for `seconds`; False while another holder's lease
+        runs. The conditional update is atomic on both engines (row lock / write lock)."""
+        self.cursor(consumer)  # the row exists
+        with self._write() as conn:
+            return conn.execute(
+                update(event_cursors)
+                .where(event_cursors.c.consumer == consumer,
+                       or_(event_cursors.c.holder.is_(None), event_cursors.c.holder == holder,
+                           event_cursors.c.lease_until < now))
+                .values(holder=holder, lease_until=now + seconds)
+            ).rowcount == 1
+
+    def release_lease(self, consumer: str, holder: str) -> None:
+        """Give `consumer`'s lease up (another process may take it at once)."""
+        with self._write() as conn:
+            conn.execute(update(event_cursors)
+                         .where(event_cursors.c.consumer == consumer,
+                                event_cursors.c.holder == holder)
+                         .values(holder=None, lease_until=None))
+
+    def dead_letter(self, consumer: str, expected: int, event: Mapping[str, Any],
+                    attempts: int, error: str, now: float) -> bool:
+        """Record `event` as one `consumer` gave up on and move its cursor past it, in one
+        transaction; False when another process moved the cursor first."""
+        row = {"consumer": consumer, "event_id": event["id"], "type": event["type"],
+               "repository": event.get("repository"), "digest": event.get("digest"),
+               "attempts": attempts, "error": column_text(error, 4000), "failed_at": now}
+
+        def record(conn: Connection) -> None:
+            conn.execute(self._insert(event_dead_letters).values(**row)
+                         .on_conflict_do_nothing(index_elements=["consumer", "event_id"]))
+
+        return self.advance(consumer, expected, int(event["id"]), record)
+
+    def dead_letters(self, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` dead letters, oldest first."""
+        query = (select(event_dead_letters)
+                 .order_by(event_dead_letters.c.failed_at.desc()).limit(limit))
+        with self._read() as conn:
+            return [dict(r) for r in reversed(conn.execute(query).mappings().all())]
+
+    def prune(self, before: float) -> int:
+        """Delete the events older than `before` that every consumer's cursor has passed
+        (none while no consumer has a cursor); how many went."""
+        with self._write() as conn:
+            handled = conn.execute(select(func.min(event_cursors.c.last_id))).scalar_one()
+            if handled is None:
+                return 0
+            return int(conn.execute(delete(events).where(
+                events.c.id <= handled, events.c.time < before)).rowcount or 0)

@@ -319,15 +319,6 @@ gc_runs = Table(
     Column("result", Text),  # JSON counts and bytes
 )
 
-# Who runs the scheduled lifecycle work right now (one worker process or node at a time).
-lifecycle_leases = Table(
-    "lifecycle_leases",
-    metadata,
-    Column("name", String(64), primary_key=True),
-    Column("holder", String(128), nullable=False),
-    Column("until", Float, nullable=False),
-)
-
 # -- usage totals (see metadata/usage.py): what a quota check reads instead of an aggregate ------
 
 # One row per distinct content of a namespace: kind "blob" counts the namespace's manifest
@@ -408,4 +399,21 @@ event_cursors = Table(
     Column("consumer", String(64), primary_key=True),
     Column("last_id", BigInteger, nullable=False),
     Column("updated_at", Float, nullable=False),
+    # The lease of a non-transactional consumer: one process (on any node) runs it at a time.
+    Column("holder", String(128)),
+    Column("lease_until", Float),
+)
+
+# Events a consumer failed on `events_max_attempts` times and then went past.
+event_dead_letters = Table(
+    "event_dead_letters",
+    metadata,
+    Column("consumer", String(64), primary_key=True),
+    Column("event_id", BigInteger, primary_key=True),
+    Column("type", String(32), nullable=False),
+    Column("repository", String(255)),
+    Column("digest", String(200)),
+    Column("attempts", Integer, nullable=False),
+    Column("error", Text),
+    Column("failed_at", Float, nullable=False),
 )

@@ -17,9 +17,9 @@ class TaskFailed(Exception):
 
 
 def _modules(env: Mapping[str, str]) -> list[Any]:
-    from . import gc, quota, retention, uploads
+    from . import gc, outbox, quota, retention, uploads
 
-    mods = [gc, retention, uploads, quota]
+    mods = [gc, retention, uploads, quota, outbox]
     if env.get(TEST_JOBS_ENV) == "1":
         from . import testing
 

@@ -1,0 +1,90 @@
+"""Post-push processors: work that follows a manifest push (scanning, signing, replication, …).
+
+The `post-push` consumer of the outbox turns each ManifestPushed event into one job per
+processor that wants it, keyed `<processor>:<repository>@<digest>`: a redelivered event or the
+same manifest pushed again (by digest, then by tag) makes no second job. The job queue gives the
+processors retries with backoff, and `failed` is their dead letter (`moorage jobs retry`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from ..jobs.queue import Job, JobQueue
+
+CONSUMER = "post-push"
+KIND_PREFIX = "post-push."
+
+
+class PostPushProcessor(Protocol):
+    """One kind of post-push work; `name` names its job kind (`post-push.<name>`)."""
+
+    name: str
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        """Whether this ManifestPushed event (an outbox row) needs this processor."""
+
+    def run(self, payload: dict[str, Any]) -> dict[str, Any] | None:
+        """Do the work for one manifest (raise to fail the attempt); runs as a job."""
+
+
+def job_kind(processor: PostPushProcessor) -> str:
+    """The job kind a processor's runs are queued as."""
+    return KIND_PREFIX + processor.name
+
+
+def unique_key(processor: PostPushProcessor, event: dict[str, Any]) -> str:
+    """One job per processor and manifest, however often the manifest's push is seen."""
+    return f"{processor.name}:{event['repository']}@{event['digest']}"
+
+
+def job_payload(event: dict[str, Any]) -> dict[str, Any]:
+    """What a processor's `run` is given: the manifest and the push that stored it."""
+    extra = event.get("payload") or {}
+    return {"repository": event["repository"], "digest": event["digest"],
+            "reference": extra.get("reference"), "media_type": extra.get("media_type"),
+            "size": extra.get("size"), "event_id": event["id"], "actor": event.get("actor")}
+
+
+class PostPushConsumer:
+    """The outbox consumer that queues the processors' jobs (at least once, idempotent)."""
+
+    name = CONSUMER
+    transactional = False
+
+    def __init__(self, processors: Sequence[PostPushProcessor], jobs: JobQueue) -> None:
+        self.processors = list(processors)
+        self.jobs = jobs
+
+    def handle(self, events: list[dict[str, Any]], conn: Any) -> None:
+        """Queue one job per (processor, manifest) of each ManifestPushed event."""
+        for event in events:
+            if event["type"] != "ManifestPushed" or not event.get("digest"):
+                continue
+            for processor in self.processors:
+                if processor.wants(event):
+                    self.jobs.enqueue_once(job_kind(processor), job_payload(event),
+                                           unique_key(processor, event))
+
+
+def handlers(processors: Sequence[PostPushProcessor]
+             ) -> dict[str, Callable[[Job], dict[str, Any] | None]]:
+    """{job kind: handler} running each processor on its job's payload."""
+    def handler(processor: PostPushProcessor) -> Callable[[Job], dict[str, Any] | None]:
+        return lambda job: processor.run(job.payload)
+
+    return {job_kind(p): handler(p) for p in processors}
+
+
+def configured(env: Mapping[str, str] | None = None) -> list[PostPushProcessor]:
+    """The processors of this deployment: none by default (then the consumer never starts)."""
+    env = os.environ if env is None else env
+    found: list[PostPushProcessor] = []
+    from . import testing
+
+    if env.get(testing.RECORD_ENV):
+        found.append(testing.RecordingProcessor(env[testing.RECORD_ENV],
+                                                int(env.get(testing.FAIL_ENV, "0"))))
+    return found
