@@ -14,9 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from moorage.web.api import OPENAPI_PATH, ManagementAPI
-from moorage.web.jobs_api import JobsAPI
-from moorage.web.lifecycle_api import LifecycleAPI
+from moorage.web.api import OPENAPI_PATH, JobsAPI, LifecycleAPI, ManagementAPI
 
 from .authkit import call, describe
 

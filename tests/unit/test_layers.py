@@ -72,6 +72,10 @@ RULES = {
     "web": ("moorage.cli", "moorage.metadata", "moorage.storage.factory", "moorage.storage.s3",
             "moorage.storage.filesystem", "sqlalchemy"),
     "cli": ("moorage.web", "moorage.metadata", "moorage.storage", "sqlalchemy"),
+    # The /v2/ handlers and the management API are siblings: neither leans on the other, and
+    # only app.py wires them (routes.py names them; api/ reads its own routes back from it).
+    "web/v2": ("moorage.web.api", "moorage.web.token", "moorage.web.app"),
+    "web/api": ("moorage.web.v2", "moorage.web.token", "moorage.web.app"),
 }
 
 

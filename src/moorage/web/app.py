@@ -6,20 +6,27 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
 
 from aiohttp import ClientPayloadError, web
+from aiohttp.typedefs import Middleware
 
 from ..bootstrap import Registry, open_registry
 from ..config import Settings, proxy_networks
 from ..oci.errors import RegistryError
-from ..storage.base import BlobStore
-from .api import ManagementAPI, register_management_api
-from .auth import AccessGuard, OpenAccess, TokenEndpoint
+from .api import JobsAPI, LifecycleAPI, ManagementAPI, audited_denials
+from .auth import AccessGuard, OpenAccess
 from .client import client_address_middleware
-from .distribution import API_VERSION_HEADER, DistributionAPI
-from .jobs_api import JobsAPI, register_jobs_api
-from .lifecycle_api import LifecycleAPI, register_lifecycle_api
+from .health import Health
+from .routes import ROUTES, V2Table, bind_all
+from .token import TokenEndpoint
+from .v2.base import API_VERSION_HEADER, Base
+from .v2.blobs import Blobs
+from .v2.catalog import Catalog
+from .v2.dispatch import V2Dispatcher
+from .v2.manifests import Manifests
+from .v2.referrers import Referrers
+from .v2.tags import Tags
+from .v2.uploads import Uploads
 
 log = logging.getLogger("moorage.http")
 READ_BUFSIZE = 1 << 20
@@ -55,32 +62,6 @@ def _log_request(request: web.Request, status: int, started: float, access_log: 
     )
 
 
-class Health:
-    """/healthz (the process answers) and /readyz (database and blob storage answer)."""
-
-    def __init__(self, check_database: Callable[[], None], blob_store: BlobStore,
-                 timeout: float = 5.0) -> None:
-        self.check_database, self.blob_store, self.timeout = check_database, blob_store, timeout
-
-    async def live(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response({"status": "ok"})
-
-    async def ready(self, request: web.Request) -> web.StreamResponse:
-        checks = {"database": self.check_database, "storage": self.blob_store.check}
-        results: dict[str, str] = {}
-        for name, check in checks.items():
-            try:
-                await asyncio.wait_for(asyncio.to_thread(check), self.timeout)
-                results[name] = "ok"
-            except Exception as exc:  # noqa: BLE001 - any failure means "send no traffic here"
-                results[name] = f"unavailable: {type(exc).__name__}: {str(exc)[:200]}"
-        ok = all(v == "ok" for v in results.values())
-        return web.json_response(
-            {"status": "ok" if ok else "unavailable", "checks": results},
-            status=200 if ok else 503,
-        )
-
-
 def make_app(settings: Settings, registry: Registry | None = None) -> web.Application:
     """Build the registry application for one worker process (routes over the services of
     `registry`, by default the one the settings describe)."""
@@ -90,16 +71,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
     guard = (AccessGuard(reg.auth, reg.authorizer, reg.authority, reg.audit, settings.token_realm)
              if settings.auth else OpenAccess())
     lifecycle, uploads, dispatcher = reg.lifecycle, reg.uploads, reg.dispatcher
-    api = DistributionAPI(
-        uploads=uploads,
-        blobs=reg.blobs,
-        manifests=reg.manifests,
-        referrers=reg.referrers,
-        chunk_min_length=settings.chunk_min_length,
-        page_size_max=settings.page_size_max,
-        audit=reg.audit,
-        guard=guard,
-    )
+    handlers = bind_all(ROUTES, _handler_objects(settings, reg, guard))
 
     @web.middleware
     async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -116,9 +88,9 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
             return response
         except web.HTTPException as exc:
             if exc.status == 404:
-                exc = RegistryError("no such endpoint")
-                exc.status = 404
-                return error_response(request, exc)
+                missing = RegistryError("no such endpoint")
+                missing.status = 404
+                return error_response(request, missing)
             raise
         except (ConnectionResetError, ClientPayloadError) as exc:
             # The client went away mid-body: nothing was acknowledged, nothing to answer.
@@ -133,24 +105,22 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
         _log_request(request, response.status, started, settings.access_log)
         return response
 
-    middlewares = [errors]
+    middlewares: list[Middleware] = [errors]
     if proxies := proxy_networks(settings.trusted_proxies):
         middlewares.insert(0, client_address_middleware(proxies))
     app = web.Application(
         middlewares=middlewares, handler_args={"read_bufsize": READ_BUFSIZE}
     )
-    app.router.add_route("*", "/v2", api.dispatch)
-    app.router.add_route("*", "/v2/{tail:.*}", api.dispatch)
-    tokens = TokenEndpoint(reg.auth, reg.authorizer, reg.authority, reg.audit)
-    app.router.add_get("/token", tokens.get)
-    app.router.add_post("/token", tokens.post)
-    management = ManagementAPI(reg.auth, reg.admin, reg.audit, reg.authority)
-    register_management_api(app, management)
-    register_lifecycle_api(app, LifecycleAPI(lifecycle, management))
-    register_jobs_api(app, JobsAPI(reg.jobs, management, reg.authorizer))
-    health = Health(reg.check_database, reg.blob_store)
-    app.router.add_get("/healthz", health.live)
-    app.router.add_get("/readyz", health.ready)
+    v2 = V2Dispatcher(V2Table(ROUTES), handlers, guard, reg.audit)
+    app.router.add_route("*", "/v2", v2.dispatch)
+    app.router.add_route("*", "/v2/{tail:.*}", v2.dispatch)
+    for route in ROUTES:
+        if route.is_v2:
+            continue
+        handler = handlers[route]
+        if route.path.startswith("/api/") or route.path == "/metrics":
+            handler = audited_denials(reg.audit, handler)
+        app.router.add_route(route.method, route.path, handler)
     # Background work (retention + GC, upload expiry, …) runs as jobs, here unless --no-jobs.
     runner = reg.job_runner() if settings.jobs_in_server else None
 
@@ -176,3 +146,23 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
     app.on_shutdown.append(_drain)
     app.on_cleanup.append(_close)
     return app
+
+
+def _handler_objects(settings: Settings, reg: Registry,
+                     guard: AccessGuard | OpenAccess) -> list[object]:
+    """One object per handler class of the route table, over the registry's services."""
+    management = ManagementAPI(reg.auth, reg.admin, reg.audit, reg.authority)
+    return [
+        Base(),
+        Catalog(reg.manifests, guard, settings.page_size_max),
+        Tags(reg.manifests, settings.page_size_max),
+        Manifests(reg.manifests),
+        Uploads(reg.uploads, reg.blobs, guard, settings.chunk_min_length),
+        Blobs(reg.blobs),
+        Referrers(reg.referrers, settings.page_size_max),
+        TokenEndpoint(reg.auth, reg.authorizer, reg.authority, reg.audit),
+        management,
+        LifecycleAPI(reg.lifecycle, management),
+        JobsAPI(reg.jobs, management, reg.authorizer),
+        Health(reg.check_database, reg.blob_store),
+    ]

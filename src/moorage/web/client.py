@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from ..config import IPNetwork
 
@@ -56,10 +57,7 @@ def client_address(
     return str(current)
 
 
-def client_address_middleware(
-    proxies: Sequence[IPNetwork],
-) -> Callable[[web.Request, Callable[[web.Request], Awaitable[web.StreamResponse]]],
-              Awaitable[web.StreamResponse]]:
+def client_address_middleware(proxies: Sequence[IPNetwork]) -> Middleware:
     """A middleware that makes `request.remote` the resolved client address everywhere."""
 
     @web.middleware

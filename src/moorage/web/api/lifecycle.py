@@ -4,17 +4,16 @@ retention policies with plan/apply, soft-deleted tags, garbage collection; and /
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
 
-from ..gc.collector import parse_duration
-from ..oci.errors import RegistryError
-from ..registry.lifecycle import LifecycleService
-from .api import ManagementAPI, audited_denials, json_response
-
-Route = tuple[str, str, Callable[..., Awaitable[Any]]]
+from ...gc.collector import parse_duration
+from ...oci.errors import RegistryError
+from ...registry.lifecycle import LifecycleService
+from .common import RouteEntry, json_response
+from .management import ManagementAPI
 
 
 class LifecycleAPI:
@@ -24,27 +23,11 @@ class LifecycleAPI:
         self.lifecycle = lifecycle
         self.management = management
 
-    def routes(self) -> list[Route]:
-        """(method, path, handler): the source of truth the OpenAPI test checks."""
-        ns = "/api/v1/namespaces/{name}"
-        return [
-            ("GET", ns + "/immutability", self.list_immutability),
-            ("POST", ns + "/immutability", self.add_immutability),
-            ("DELETE", ns + "/immutability/{pattern}", self.remove_immutability),
-            ("GET", ns + "/quota", self.usage),
-            ("PUT", ns + "/quota", self.set_quota),
-            ("DELETE", ns + "/quota", self.remove_quota),
-            ("GET", ns + "/retention", self.list_policies),
-            ("PUT", ns + "/retention", self.set_policy),
-            ("DELETE", ns + "/retention", self.remove_policy),
-            ("POST", ns + "/retention/plan", self.plan),
-            ("POST", ns + "/retention/apply", self.apply),
-            ("GET", "/api/v1/tags/deleted", self.deleted_tags),
-            ("POST", "/api/v1/tags/restore", self.restore_tag),
-            ("GET", "/api/v1/gc", self.gc_runs),
-            ("POST", "/api/v1/gc", self.run_gc),
-            ("GET", "/metrics", self.metrics),
-        ]
+    def routes(self) -> list[RouteEntry]:
+        """(method, path, handler) of this API, as the route table (web/routes.py) lists them."""
+        from ..routes import routes_of  # the table imports this module
+
+        return routes_of(self)
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -194,9 +177,3 @@ class LifecycleAPI:
         lines.append(f"moorage_gc_pending_deletions {pending[0]}")
         lines.append(f"moorage_gc_pending_deletion_bytes {pending[1]}")
         return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")
-
-
-def register_lifecycle_api(app: web.Application, api: LifecycleAPI) -> None:
-    """Add the lifecycle routes to the application."""
-    for method, path, handler in api.routes():
-        app.router.add_route(method, path, audited_denials(api.management.audit_log, handler))

@@ -4,33 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
-from ..auth.admin import AdminService
-from ..auth.service import AuthService, Principal
-from ..auth.tokens import InvalidToken, TokenAuthority
-from ..events.audit import AuditLog
-from ..oci import strictjson
-from ..oci.errors import AccessDenied, RegistryError, Unauthorized
-from ..times import parse_time, with_rfc3339
-from .auth import audit_denial, parse_basic
-from .bodies import read_bounded
-from .params import parse_uint
+from ...auth.admin import AdminService
+from ...auth.service import AuthService, Principal
+from ...auth.tokens import InvalidToken, TokenAuthority
+from ...events.audit import AuditLog
+from ...oci import strictjson
+from ...oci.errors import RegistryError, Unauthorized
+from ...times import parse_time, with_rfc3339
+from ..auth import parse_basic
+from ..bodies import read_bounded
+from ..params import parse_uint
+from .common import RouteEntry, json_response
 
-OPENAPI_PATH = Path(__file__).with_name("openapi.json")
+OPENAPI_PATH = Path(__file__).parents[1] / "openapi.json"
 MAX_BODY = 64 * 1024
 AUDIT_EXPORT_PAGE = 1000
-Route = tuple[str, str, Callable[..., Awaitable[Any]]]
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def json_response(data: Any, status: int = 200) -> web.Response:
-    """A JSON response whose time fields (`time`, `*_at`) are RFC 3339 strings."""
-    return web.json_response(with_rfc3339(data), status=status)
 
 
 class ManagementAPI:
@@ -43,24 +37,11 @@ class ManagementAPI:
         self.audit_log = audit
         self.admin = admin
 
-    def routes(self) -> list[Route]:
-        """(method, path, handler): the source of truth the OpenAPI test checks."""
-        return [
-            ("GET", "/api/v1/users", self.list_users),
-            ("POST", "/api/v1/users", self.add_user),
-            ("PATCH", "/api/v1/users/{name}", self.update_user),
-            ("GET", "/api/v1/namespaces", self.list_namespaces),
-            ("POST", "/api/v1/namespaces", self.add_namespace),
-            ("GET", "/api/v1/namespaces/{name}", self.get_namespace),
-            ("PATCH", "/api/v1/namespaces/{name}", self.update_namespace),
-            ("PUT", "/api/v1/namespaces/{name}/members/{user}", self.put_member),
-            ("DELETE", "/api/v1/namespaces/{name}/members/{user}", self.delete_member),
-            ("GET", "/api/v1/robots", self.list_robots),
-            ("POST", "/api/v1/robots", self.add_robot),
-            ("DELETE", "/api/v1/robots/{name}", self.revoke_robot),
-            ("GET", "/api/v1/audit", self.audit),
-            ("GET", "/api/v1/openapi.json", self.openapi),
-        ]
+    def routes(self) -> list[RouteEntry]:
+        """(method, path, handler) of this API, as the route table (web/routes.py) lists them."""
+        from ..routes import routes_of  # the table imports this module
+
+        return routes_of(self)
 
     async def _actor(self, request: web.Request) -> Principal:
         principal = await self._authenticate(request)
@@ -208,7 +189,8 @@ class ManagementAPI:
             until = parse_time(q["until"]) if "until" in q else None
         except ValueError:
             raise RegistryError("since and until are RFC 3339 times or Unix seconds") from None
-        limit = min(int(parsed.get("limit", 100)), 1000)
+        given = parsed.get("limit")
+        limit = min(100 if given is None else given, 1000)
         filters = {
             "actor": q.get("actor"),
             "action": q.get("action"),
@@ -264,25 +246,3 @@ def _bool(body: dict[str, Any], key: str, default: bool | None = False) -> Any:
     if value is not default and not isinstance(value, bool):
         raise RegistryError(f"{key!r} must be true or false")
     return value
-
-
-def audited_denials(audit: AuditLog, handler: Handler) -> Handler:
-    """`handler`, recording each refusal of the Authorizer once (as /v2/ does) on its way out."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except AccessDenied as exc:
-            actor = request.get("principal")
-            await audit_denial(audit, request, exc, exc.action, None,
-                               actor.name if actor else None, actor.kind if actor else None,
-                               resource=exc.resource)
-            raise
-
-    return wrapped
-
-
-def register_management_api(app: web.Application, api: ManagementAPI) -> None:
-    """Add the /api/v1 routes to the application."""
-    for method, path, handler in api.routes():
-        app.router.add_route(method, path, audited_denials(api.audit_log, handler))

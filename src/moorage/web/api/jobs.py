@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 from aiohttp import web
 
-from ..auth.authorizer import SERVER, Action, Authorizer
-from ..jobs.queue import JobQueue
-from ..oci.errors import AccessDenied, RegistryError
-from .api import ManagementAPI, audited_denials, json_response
-from .params import parse_uint
-
-Route = tuple[str, str, Callable[..., Awaitable[Any]]]
+from ...auth.authorizer import SERVER, Action, Authorizer
+from ...jobs.queue import JobQueue
+from ...oci.errors import AccessDenied, RegistryError
+from ..params import parse_uint
+from .common import RouteEntry, json_response
+from .management import ManagementAPI
 
 
 class JobsAPI:
@@ -26,9 +23,11 @@ class JobsAPI:
         self.management = management
         self.authorizer = authorizer
 
-    def routes(self) -> list[Route]:
-        """(method, path, handler): the source of truth the OpenAPI test checks."""
-        return [("GET", "/api/v1/jobs", self.list_jobs)]
+    def routes(self) -> list[RouteEntry]:
+        """(method, path, handler) of this API, as the route table (web/routes.py) lists them."""
+        from ..routes import routes_of  # the table imports this module
+
+        return routes_of(self)
 
     async def list_jobs(self, request: web.Request) -> web.Response:
         actor = await self.management._actor(request)
@@ -43,9 +42,3 @@ class JobsAPI:
         jobs = await asyncio.to_thread(self.queue.list, request.query.get("state"),
                                        request.query.get("kind"), limit)
         return json_response({"jobs": [j.to_dict() for j in jobs]})
-
-
-def register_jobs_api(app: web.Application, api: JobsAPI) -> None:
-    """Add the job routes to the application."""
-    for method, path, handler in api.routes():
-        app.router.add_route(method, path, audited_denials(api.management.audit_log, handler))

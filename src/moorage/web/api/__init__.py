@@ -1,0 +1,9 @@
+"""The management API under /api/v1/ (accounts, namespaces, robots, audit; lifecycle; jobs)."""
+
+from .common import audited_denials, json_response
+from .jobs import JobsAPI
+from .lifecycle import LifecycleAPI
+from .management import OPENAPI_PATH, ManagementAPI
+
+__all__ = ["OPENAPI_PATH", "JobsAPI", "LifecycleAPI", "ManagementAPI", "audited_denials",
+           "json_response"]

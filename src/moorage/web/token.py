@@ -1,0 +1,100 @@
+"""The token endpoint: `GET /token` (Docker token spec) and `POST /token` (OAuth2 grants)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+
+from aiohttp import web
+
+from ..auth.authorizer import Authorizer
+from ..auth.scopes import parse_scopes
+from ..auth.service import ANONYMOUS, AuthService, Principal
+from ..auth.tokens import InvalidToken, TokenAuthority
+from ..events.audit import AuditLog
+from ..events.types import Actor, Login
+from ..oci.errors import RegistryError, Unauthorized
+from .auth import parse_basic
+
+REFRESH_TOKEN_TTL = 30 * 24 * 3600
+
+
+class TokenEndpoint:
+    """`GET /token` (Docker token spec) and `POST /token` (OAuth2 password / refresh grants)."""
+
+    def __init__(self, auth: AuthService, authorizer: Authorizer, authority: TokenAuthority,
+                 audit: AuditLog) -> None:
+        self.auth = auth
+        self.authorizer = authorizer
+        self.authority = authority
+        self.audit = audit
+
+    async def get(self, request: web.Request) -> web.Response:
+        principal = ANONYMOUS
+        header = request.headers.get("Authorization", "")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() == "basic":
+            parsed = parse_basic(credentials)
+            if parsed is None:
+                raise Unauthorized("malformed basic credentials")
+            principal = await self._login(request, parsed[0], parsed[1])
+        elif header:
+            raise Unauthorized("the token endpoint takes basic credentials")
+        scopes = request.query.getall("scope", [])
+        body = await self._issue(request, principal, scopes)
+        if request.query.get("offline_token") == "true" and not principal.anonymous:
+            body["refresh_token"] = self._refresh_token(principal)
+        return web.json_response(body)
+
+    async def post(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        grant = str(form.get("grant_type", ""))
+        if grant == "password":
+            principal = await self._login(
+                request, str(form.get("username", "")), str(form.get("password", ""))
+            )
+        elif grant == "refresh_token":
+            try:
+                claims = self.authority.verify(str(form.get("refresh_token", "")), "refresh")
+            except InvalidToken:
+                raise Unauthorized("invalid refresh token") from None
+            principal = await asyncio.to_thread(
+                self.auth.principal_from_claims, claims.kind, claims.subject
+            )
+        else:
+            raise RegistryError("grant_type must be password or refresh_token")
+        body = await self._issue(request, principal, [str(form.get("scope", ""))])
+        if grant == "password" and form.get("access_type") == "offline":
+            body["refresh_token"] = self._refresh_token(principal)
+        elif grant == "refresh_token":
+            body["refresh_token"] = str(form.get("refresh_token"))
+        return web.json_response(body)
+
+    async def _login(self, request: web.Request, username: str, password: str) -> Principal:
+        try:
+            principal = await self.auth.login(username, password, request.remote)
+        except RegistryError as exc:
+            await self.audit.outbox.emit_async(Login(
+                actor=Actor(username[:160], None, request.remote), outcome="denied",
+                detail={"code": exc.code, "reason": exc.message}))
+            raise
+        await self.audit.outbox.emit_async(Login(
+            actor=Actor(principal.name, principal.kind, request.remote), outcome="success"))
+        return principal
+
+    async def _issue(self, request: web.Request, principal: Principal, scopes: list[str]) -> dict:
+        granted = await asyncio.to_thread(self.authorizer.grant, principal, parse_scopes(scopes))
+        token, lifetime = self.authority.issue(principal.name, principal.kind, granted)
+        return {
+            "token": token,
+            "access_token": token,
+            "expires_in": lifetime,
+            "issued_at": datetime.fromtimestamp(time.time(), UTC).isoformat(),
+            "scope": " ".join(str(s) for s in granted),
+        }
+
+    def _refresh_token(self, principal: Principal) -> str:
+        token, _ = self.authority.issue(principal.name, principal.kind, [],
+                                        ttl=REFRESH_TOKEN_TTL, token_type="refresh")
+        return token

@@ -1,0 +1,56 @@
+"""`/v2/<name>/blobs/<digest>`: pull (GET, HEAD, Range, redirect to the object store), delete."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ...oci.digest import parse_digest
+from ...registry.blobs import BlobService
+from ..ranges import parse_range
+from .base import actor_of
+
+
+class Blobs:
+    """Thin handlers over BlobService."""
+
+    def __init__(self, blobs: BlobService) -> None:
+        self.blobs = blobs
+
+    async def get_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
+        """The blob's bytes (or a 206 range, or a 307 to the object store); HEAD: headers only."""
+        parsed = parse_digest(digest)
+        row = self.blobs.locate(name, parsed)
+        headers = {
+            "Docker-Content-Digest": row.digest,
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+            "ETag": f'"{row.digest}"',
+            "Cache-Control": "max-age=31536000, immutable",
+        }
+        byte_range = parse_range(request.headers.get("Range"), row.size)
+        if request.method == "GET" and (url := self.blobs.redirect_url(row)) is not None:
+            # The object store serves the bytes (and the Range, which the client sends again) but
+            # cannot add Docker-Content-Digest, so the 307 carries it. Content-Length stays the
+            # 307's own (empty) body: HTTP framing, not the blob's size.
+            return web.Response(
+                status=307,
+                headers={"Location": url, "Docker-Content-Digest": row.digest,
+                         "Content-Type": "application/octet-stream",
+                         "Content-Length": "0", "Cache-Control": "no-store"},
+            )
+        status, offset, count = 200, 0, row.size
+        if byte_range is not None:
+            status, offset, count = 206, byte_range[0], byte_range[1] - byte_range[0] + 1
+            headers["Content-Range"] = f"bytes {byte_range[0]}-{byte_range[1]}/{row.size}"
+        response = web.StreamResponse(status=status, headers=headers)
+        response.content_length = count
+        await response.prepare(request)
+        if request.method == "GET" and count > 0:
+            await self.blobs.send(row, offset, count, request.transport, response.write)
+        await response.write_eof()
+        return response
+
+    async def delete_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
+        """202: the blob is no longer linked from `name`."""
+        await self.blobs.delete(name, parse_digest(digest), actor_of(request))
+        return web.Response(status=202, headers={"Content-Length": "0"})

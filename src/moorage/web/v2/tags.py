@@ -1,0 +1,24 @@
+"""`/v2/<name>/tags/list`: a repository's tags, paged."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ...registry.manifests import ManifestService
+from .base import listing_response, page_params
+
+
+class Tags:
+    """Thin handler over ManifestService.tags."""
+
+    def __init__(self, manifests: ManifestService, page_size_max: int) -> None:
+        self.manifests = manifests
+        self.page_size_max = page_size_max
+
+    async def tag_list(self, request: web.Request, name: str) -> web.StreamResponse:
+        """`{"name", "tags"}` after `last`, at most `n`, with a `Link` to the next page."""
+        limit, last = page_params(request, self.page_size_max)
+        names = self.manifests.tags(name, last, limit + 1) if limit else []
+        if not limit:
+            self.manifests.tags(name, None, 1)  # still 404 for an unknown repository
+        return listing_response(request, {"name": name}, "tags", names, limit)
