@@ -50,7 +50,7 @@ class UploadGone(Exception):
 
 
 class LifecycleStore(StoreBase):
-    """SQL for lifecycle policies and garbage collection."""
+    """SQL of the push path's lifecycle checks and of policy rows (moving to queries/)."""
 
     # -- immutability -------------------------------------------------------------------------
 
