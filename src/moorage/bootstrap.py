@@ -25,15 +25,21 @@ if TYPE_CHECKING:
     from .events.dispatcher import Consumer, Dispatcher
     from .events.outbox import Outbox
     from .events.processors import PostPushProcessor
+    from .gc.collector import GarbageCollector
+    from .gc.service import GcService
     from .jobs.queue import JobQueue
     from .jobs.runner import JobRunner
     from .metadata.access_store import AccessStore
+    from .metadata.lifecycle_store import LifecycleStore
     from .metadata.store import MetadataStore
     from .metadata.uow import Database
     from .registry.blobs import BlobService
+    from .registry.deletion import DeletionService
     from .registry.lifecycle import LifecycleService
     from .registry.manifests import ManifestService
+    from .registry.pulls import PullRecorder
     from .registry.referrers import ReferrerService
+    from .registry.retention import RetentionService
     from .registry.uploads import UploadService
     from .storage.base import BlobStore
 
@@ -128,11 +134,52 @@ class Registry:
     # -- registry services ------------------------------------------------------------------
 
     @cached_property
-    def lifecycle(self) -> LifecycleService:
-        from .registry.lifecycle import make_lifecycle
+    def lifecycle_store(self) -> LifecycleStore:
+        from .metadata.lifecycle_store import LifecycleStore
 
-        return make_lifecycle(self.settings, self.engine, self.blob_store, self.audit,
-                              self.authorizer)
+        return LifecycleStore(self.engine)
+
+    @cached_property
+    def lifecycle(self) -> LifecycleService:
+        """The façade web/ and cli/ call for policies, deletion, retention and GC."""
+        from .registry.lifecycle import LifecycleService
+
+        return LifecycleService(self.lifecycle_store, self.database, self.deletion,
+                                self.retention, self.gc, self.pulls, self.authorizer)
+
+    @cached_property
+    def deletion(self) -> DeletionService:
+        from .registry.deletion import DeletionService
+
+        return DeletionService(self.database, self.lifecycle_store,
+                               self.settings.tag_restore_window, self.authorizer)
+
+    @cached_property
+    def retention(self) -> RetentionService:
+        from .registry.retention import RetentionService
+
+        return RetentionService(self.database, self.lifecycle_store, self.authorizer)
+
+    @cached_property
+    def pulls(self) -> PullRecorder:
+        from .registry.pulls import PullRecorder
+
+        return PullRecorder(self.database, self.settings.pull_flush_interval)
+
+    @cached_property
+    def collector(self) -> GarbageCollector:
+        from .gc.collector import GarbageCollector
+
+        s = self.settings
+        return GarbageCollector(self.database, self.blob_store, grace_period=s.gc_grace_period,
+                                upload_ttl=s.upload_ttl, restore_window=s.tag_restore_window,
+                                collect_untagged=s.gc_untagged)
+
+    @cached_property
+    def gc(self) -> GcService:
+        from .gc.service import GcService
+
+        return GcService(self.collector, self.authorizer)
 
     @cached_property
     def uploads(self) -> UploadService:

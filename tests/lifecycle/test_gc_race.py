@@ -169,14 +169,10 @@ def _broken(reg, ledger: Ledger) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def _collector_like_the_cli(data_dir, args: list[str], env: dict[str, str]):  # type: ignore[no-untyped-def]
-    """The GarbageCollector `moorage gc` builds, in this process: a run costs no interpreter
-    start, so the loop stays tight on a slow machine."""
+    """The GarbageCollector `moorage gc` builds (through bootstrap), in this process: a run
+    costs no interpreter start, so the loop stays tight on a slow machine."""
+    from moorage.bootstrap import open_existing
     from moorage.config import Settings
-    from moorage.events.audit import AuditLog
-    from moorage.metadata.access_store import AccessStore
-    from moorage.metadata.engine import make_engine, sqlite_url
-    from moorage.registry.lifecycle import make_lifecycle
-    from moorage.storage.factory import make_blob_store
 
     opts = dict(zip(args[::2], args[1::2], strict=True))
     settings = Settings.from_env(
@@ -185,10 +181,7 @@ def _collector_like_the_cli(data_dir, args: list[str], env: dict[str, str]):  # 
         s3_region=env.get("AWS_REGION"), s3_access_key_id=env.get("AWS_ACCESS_KEY_ID"),
         s3_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
     )
-    engine = make_engine(settings.database_url or sqlite_url(data_dir))
-    service = make_lifecycle(settings, engine, make_blob_store(settings),
-                             AuditLog(AccessStore(engine)), None)
-    return service.collector
+    return open_existing(settings).collector
 
 
 @pytest.fixture(scope="module")

@@ -34,6 +34,7 @@ from integration.helpers import (
 from sqlalchemy import event, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
+from moorage.bootstrap import Registry
 from moorage.config import Settings
 from moorage.metadata import usage
 from moorage.metadata.engine import make_engine, sqlite_url
@@ -49,9 +50,7 @@ from moorage.metadata.schema import (
     tags,
 )
 from moorage.metadata.store import MetadataStore
-from moorage.registry.lifecycle import make_lifecycle
 from moorage.registry.manifests import ManifestService
-from moorage.storage.factory import make_blob_store
 
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
@@ -293,7 +292,7 @@ def test_push_cost_with_a_quota_does_not_grow_with_the_namespace(tmp_path: Path)
     engine = make_engine(sqlite_url(tmp_path))
     upgrade(engine)
     metadata = MetadataStore(engine)
-    lifecycle = make_lifecycle(settings, engine, make_blob_store(settings), None, None)
+    lifecycle = Registry(settings, engine).lifecycle
     service = ManifestService(metadata, False, settings.max_manifest_bytes, lifecycle)
     work = _Work(engine)
     small, large = "small" + uuid.uuid4().hex[:6], "large" + uuid.uuid4().hex[:6]

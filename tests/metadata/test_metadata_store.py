@@ -13,10 +13,10 @@ from alembic.runtime.migration import MigrationContext
 
 from moorage.metadata.access_store import AccessStore
 from moorage.metadata.engine import make_engine, sqlite_url
-from moorage.metadata.lifecycle_store import LifecycleStore
 from moorage.metadata.migrate import SchemaNotCurrent, check_current, head_revision, upgrade
 from moorage.metadata.schema import metadata
 from moorage.metadata.store import MetadataStore, NewManifest, UploadBusy
+from moorage.metadata.uow import Database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -136,14 +136,17 @@ def test_concurrent_claims_of_one_upload_have_one_winner(store: MetadataStore):
 
 
 def test_stale_uploads_are_found_and_expired_once(store: MetadataStore, engine):
-    lifecycle = LifecycleStore(engine)
+    database = Database(engine)
     store.create_upload("old", "lib/a", "sha256", b"s", "v1", "h-old")
     store.create_upload("new", "lib/a", "sha256", b"s", "v1", "h-new")
     later = time.time() + 1
-    assert {u for u, _, _ in lifecycle.stale_uploads(later, time.time(), 10)} == {"old", "new"}
-    assert lifecycle.stale_uploads(time.time() - 3600, time.time(), 10) == []
-    assert [r[0] for r in lifecycle.expire_uploads(["old"], later)] == ["old"]
-    assert lifecycle.expire_uploads(["old"], later) == []  # only once
+    with database.read() as uow:
+        assert {u for u, _, _ in uow.gc.stale_uploads(later, time.time(), 10)} == {"old", "new"}
+        assert uow.gc.stale_uploads(time.time() - 3600, time.time(), 10) == []
+    with database.write() as uow:
+        assert [r[0] for r in uow.gc.expire_uploads(["old"], later)] == ["old"]
+    with database.write() as uow:
+        assert uow.gc.expire_uploads(["old"], later) == []  # only once
     assert store.get_upload("lib/a", "old") is None
     assert store.get_upload("lib/a", "new") is not None
 

@@ -65,8 +65,8 @@ RULES = {
     "auth": ("moorage.web", "moorage.cli", "sqlalchemy"),
     "jobs": ("moorage.web", "moorage.cli", "sqlalchemy"),
     "events": ("moorage.web", "moorage.cli", "sqlalchemy"),
-    # policy/retention.py still reads metadata's RepoGraph type (the unit of work moves it).
-    "policy": ("moorage.web", "moorage.cli", "moorage.storage", "sqlalchemy"),
+    "policy": ("moorage.web", "moorage.cli", "moorage.storage", "moorage.metadata",
+               "sqlalchemy"),
     "gc": ("moorage.web", "moorage.cli", "sqlalchemy"),
     # web/ and cli/ get services from bootstrap.py: no engine, no SQL, no store of their own.
     "web": ("moorage.cli", "moorage.metadata", "moorage.storage.factory", "moorage.storage.s3",

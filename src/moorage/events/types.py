@@ -20,6 +20,14 @@ class Actor:
     kind: str | None = None  # user | robot | anonymous | system
     address: str | None = None
 
+    @staticmethod
+    def of(principal: Any) -> Actor:
+        """The actor of a principal (or of the CLI's and the scheduler's stand-ins)."""
+        if isinstance(principal, Actor):
+            return principal
+        return Actor(getattr(principal, "name", None), getattr(principal, "kind", None),
+                     getattr(principal, "address", None))
+
 
 SYSTEM = Actor("moorage", "system", None)
 _COMMON = frozenset({"actor", "repository", "digest", "tag", "time"})

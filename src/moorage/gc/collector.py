@@ -41,12 +41,15 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from ..events.types import SYSTEM, Actor, GcCompleted, ManifestDeleted, UploadExpired, records
-from ..metadata.lifecycle_store import LifecycleStore, RepoGraph
+from ..metadata.uow import Database
+from ..policy.graph import ManifestNode, RepoGraph, reachable
 from ..storage.base import BlobStore
-from .reachability import gc_roots, reachable
+from .reachability import gc_roots
 
 log = logging.getLogger("moorage.gc")
 BATCH = 1000
@@ -83,9 +86,11 @@ class GcReport:
 
     @property
     def bytes_freed(self) -> int:
+        """Bytes of manifests, blobs and uploads the run freed (or would free)."""
         return self.manifest_bytes + self.blob_bytes + self.upload_bytes
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data, with `bytes_freed`."""
         return {**asdict(self), "bytes_freed": self.bytes_freed}
 
 
@@ -94,7 +99,7 @@ class GarbageCollector:
 
     def __init__(
         self,
-        store: LifecycleStore,
+        database: Database,
         blobs: BlobStore,
         grace_period: float = 86400.0,
         upload_ttl: float = 86400.0,
@@ -102,7 +107,7 @@ class GarbageCollector:
         collect_untagged: bool = True,
         batch: int = BATCH,
     ) -> None:
-        self.store = store
+        self.database = database
         self.blobs = blobs
         self.grace_period = grace_period
         self.upload_ttl = upload_ttl
@@ -120,15 +125,14 @@ class GarbageCollector:
         ttl = self.upload_ttl if upload_ttl is None else upload_ttl
         report = GcReport(dry_run=dry_run, grace_period=grace)
         started = time.monotonic()
-        run_id = self.store.start_run(trigger, dry_run)
+        with self.database.write() as uow:
+            run_id = uow.gc.start_run(trigger, dry_run)
         log.info("gc started", extra={"run": run_id, "dry_run": dry_run, "grace_s": grace})
         status = "done"
         try:
             now = time.time()
             cutoff = now - grace
-            report.deleted_tags_expired = self.store.purge_deleted_tags(
-                now - self.restore_window, dry_run
-            )
+            report.deleted_tags_expired = self._purge_tags(now - self.restore_window, dry_run)
             doomed_ids = self._manifests(report, cutoff, dry_run, actor)
             if not dry_run:
                 self._links(report, cutoff)
@@ -145,9 +149,11 @@ class GarbageCollector:
         finally:
             report.seconds = round(time.monotonic() - started, 3)
             try:
-                done = [] if dry_run else records(GcCompleted(
-                    actor=actor, trigger=trigger, report=report.to_dict()))
-                self.store.finish_run(run_id, status, report.to_dict(), done)
+                with self.database.write() as uow:
+                    uow.gc.finish_run(run_id, status, report.to_dict())
+                    if not dry_run:
+                        uow.emit(records(GcCompleted(actor=actor, trigger=trigger,
+                                                     report=report.to_dict())))
             except Exception:
                 log.exception("could not record the gc run", extra={"run": run_id})
         log.info("gc finished", extra={"run": run_id, "status": status, **report.to_dict()})
@@ -165,32 +171,56 @@ class GarbageCollector:
                                                "bytes": report.upload_bytes})
         return report
 
+    def runs(self, limit: int = 20) -> list[dict[str, Any]]:
+        """The most recent runs (any process), newest first."""
+        with self.database.read() as uow:
+            return uow.gc.runs(limit)
+
+    def pending(self) -> tuple[int, int]:
+        """(rows, bytes) queued for storage deletion."""
+        with self.database.read() as uow:
+            return uow.gc.pending_count()
+
     # -- steps --------------------------------------------------------------------------------
 
-    def _decide(self, cutoff: float):  # type: ignore[no-untyped-def]
-        restorable_since = time.time() - self.restore_window
+    def _purge_tags(self, before: float, dry_run: bool) -> int:
+        if dry_run:
+            with self.database.read() as uow:
+                return uow.deletion.count_expired(before)
+        with self.database.write() as uow:
+            return uow.deletion.purge_deleted_tags(before)
 
-        def decide(graph: RepoGraph) -> list[int]:
-            roots = gc_roots(graph, cutoff, self.collect_untagged, restorable_since)
-            keep = reachable(graph, roots)
-            return [i for i in graph.manifests if i not in keep]
+    def _doomed(self, graph: RepoGraph, cutoff: float) -> list[ManifestNode]:
+        roots = gc_roots(graph, cutoff, self.collect_untagged,
+                         time.time() - self.restore_window)
+        keep = reachable(graph, roots)
+        return [m for i, m in graph.manifests.items() if i not in keep]
 
-        return decide
+    def _sweep(self, repo_id: int, name: str, cutoff: float, actor: Actor
+               ) -> list[ManifestNode]:
+        # Decided on a graph read inside the write, under the repository's exclusive lock, so
+        # no concurrent push can slip between the decision and the delete.
+        with self.database.write() as uow:
+            uow.repositories.lock(repo_id, exclusive=True)
+            victims = self._doomed(uow.graph.graph(repo_id, name), cutoff)
+            if victims:
+                uow.graph.delete_manifests([v.id for v in victims])
+                uow.emit(records(*(ManifestDeleted(actor=actor, repository=name,
+                                                   digest=v.digest, by="gc") for v in victims)))
+            return victims
 
     def _manifests(self, report: GcReport, cutoff: float, dry_run: bool, actor: Actor
                    ) -> set[int]:
-        decide = self._decide(cutoff)
+        with self.database.read() as uow:
+            repos = uow.graph.repository_ids()
         doomed: set[int] = set()
-        for repo_id, name in self.store.repository_ids():
+        for repo_id, name in repos:
             if dry_run:
-                graph = self.store.graph(repo_id, name, with_pulls=True)
-                victims = [graph.manifests[i] for i in decide(graph)]
+                with self.database.snapshot() as uow:
+                    graph = uow.graph.graph(repo_id, name, with_pulls=True)
+                victims = self._doomed(graph, cutoff)
             else:
-                victims = self.store.sweep_manifests(
-                    repo_id, name, decide,
-                    lambda gone, name=name: records(*(
-                        ManifestDeleted(actor=actor, repository=name, digest=v.digest, by="gc")
-                        for v in gone)))
+                victims = self._sweep(repo_id, name, cutoff, actor)
             if victims:
                 doomed.update(v.id for v in victims)
                 report.manifests += len(victims)
@@ -201,10 +231,12 @@ class GarbageCollector:
 
     def _links(self, report: GcReport, cutoff: float) -> None:
         while True:
-            pairs = self.store.stale_links(cutoff, self.batch)
+            with self.database.read() as uow:
+                pairs = uow.gc.stale_links(cutoff, self.batch)
             if not pairs:
                 return
-            dropped = self.store.drop_links(pairs, cutoff)
+            with self.database.write() as uow:
+                dropped = uow.gc.drop_links(pairs, cutoff)
             report.links += dropped
             if len(pairs) < self.batch or dropped == 0:
                 return
@@ -213,7 +245,8 @@ class GarbageCollector:
         after = ""
         seen: set[str] = set()
         while True:
-            page = self.store.blob_candidates(cutoff, after, self.batch)
+            with self.database.read() as uow:
+                page = uow.gc.blob_candidates(cutoff, after, self.batch)
             if not page:
                 break
             after = page[-1][0]
@@ -222,7 +255,8 @@ class GarbageCollector:
                 report.blobs += len(page)
                 report.blob_bytes += sum(s for _, s in page)
             else:
-                gone = self.store.delete_blobs([d for d, _ in page], cutoff)
+                with self.database.write() as uow:
+                    gone = uow.gc.delete_blobs([d for d, _ in page], cutoff)
                 report.blobs += len(gone)
                 report.blob_bytes += sum(s for _, _, s in gone)
                 self._drain(report)
@@ -231,28 +265,35 @@ class GarbageCollector:
             if len(page) < self.batch:
                 break
         if dry_run and doomed:
-            # Blobs only the manifests this run would delete reference.
-            theirs = self.store.blob_refs_of(doomed) - seen
-            orphaned = theirs - self.store.referenced_elsewhere(theirs, doomed)
-            sizes = self.store.blob_sizes(orphaned)
+            sizes = self._orphaned_sizes(doomed, seen)
             report.blobs += len(sizes)
             report.blob_bytes += sum(sizes.values())
 
+    def _orphaned_sizes(self, doomed: set[int], seen: Iterable[str]) -> dict[str, int]:
+        """Blobs only the manifests this run would delete reference (beyond `seen`)."""
+        with self.database.read() as uow:
+            theirs = uow.graph.blob_refs_of(doomed) - set(seen)
+            orphaned = theirs - uow.graph.referenced_elsewhere(theirs, doomed)
+            return uow.graph.blob_sizes(orphaned)
+
     def _uploads(self, report: GcReport, before: float, dry_run: bool, actor: Actor) -> None:
         while True:
-            stale = self.store.stale_uploads(before, time.time(), self.batch)
+            with self.database.read() as uow:
+                stale = uow.gc.stale_uploads(before, time.time(), self.batch)
             if not stale:
                 return
             if dry_run:
                 report.uploads += len(stale)
                 report.upload_bytes += sum(o for _, _, o in stale)
                 return
-            expired = self.store.expire_uploads(
-                [i for i, _, _ in stale], before,
-                lambda rows: records(*(UploadExpired(actor=actor, repository=repo, upload_id=i,
-                                                     size=size) for i, repo, size in rows)))
+            with self.database.write() as uow:
+                expired = uow.gc.expire_uploads([i for i, _, _ in stale], before)
+                if expired:
+                    uow.emit(records(*(UploadExpired(actor=actor, repository=repo, upload_id=i,
+                                                     size=size)
+                                       for i, _, size, repo in expired)))
             report.uploads += len(expired)
-            report.upload_bytes += sum(o for _, _, o in expired)
+            report.upload_bytes += sum(o for _, _, o, _ in expired)
             self._drain(report)
             if len(stale) < self.batch or not expired:
                 return
@@ -263,9 +304,11 @@ class GarbageCollector:
         interrupted run claimed."""
         claimer = uuid.uuid4().hex
         while True:
-            claimed = self.store.claim_pending(self.batch, claimer, take_over)
+            with self.database.write() as uow:
+                claimed = uow.gc.claim_pending(self.batch, claimer, take_over)
             if not claimed:
                 return
+            # The claim has committed: no transaction is open while storage is called.
             done: list[int] = []
             failed: list[str] = []
             for row_id, kind, key in claimed:
@@ -280,7 +323,9 @@ class GarbageCollector:
                     failed.append(f"{kind} {key}: {type(exc).__name__}: {exc}")
                     continue
                 done.append(row_id)
-            self.store.confirm_pending(done)
+            if done:
+                with self.database.write() as uow:
+                    uow.gc.confirm_pending(done)
             report.storage_deleted += len(done)
             if failed:
                 report.errors.extend(failed[:10])

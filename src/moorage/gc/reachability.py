@@ -1,34 +1,8 @@
-"""Reachability over one repository's manifest graph (pure, no I/O).
-
-A manifest is reachable from a root digest; from a reachable manifest its children (index
-entries) are reachable, and so are its referrers (manifests whose subject it is): referrers
-follow their subject.
-"""
+"""What keeps manifests alive for the collector (pure, no I/O; the graph is policy/graph.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
-from ..metadata.lifecycle_store import RepoGraph
-
-
-def reachable(graph: RepoGraph, roots: Iterable[str]) -> set[int]:
-    """Ids of the manifests reachable from the `roots` digests."""
-    by_digest = {m.digest: m for m in graph.manifests.values()}
-    referrers: dict[str, list[str]] = {}
-    for m in graph.manifests.values():
-        if m.subject:
-            referrers.setdefault(m.subject, []).append(m.digest)
-    seen: set[int] = set()
-    stack = [d for d in roots if d in by_digest]
-    while stack:
-        node = by_digest.get(stack.pop())
-        if node is None or node.id in seen:
-            continue
-        seen.add(node.id)
-        stack.extend(node.children)
-        stack.extend(referrers.get(node.digest, ()))
-    return seen
+from ..policy.graph import RepoGraph
 
 
 def gc_roots(

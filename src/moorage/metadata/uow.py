@@ -17,6 +17,10 @@ from sqlalchemy import Connection
 
 from . import outbox_store
 from .base import StoreBase
+from .queries.deletion import DeletionQueries
+from .queries.gc import GcQueries
+from .queries.graph import GraphQueries
+from .queries.pulls import PullQueries
 from .queries.repositories import RepositoryQueries
 
 
@@ -46,6 +50,24 @@ class UnitOfWork:
     def repositories(self) -> RepositoryQueries:
         return RepositoryQueries(self)
 
+    # -- lifecycle aggregates ----------------------------------------------------------------
+
+    @cached_property
+    def deletion(self) -> DeletionQueries:
+        return DeletionQueries(self)
+
+    @cached_property
+    def pulls(self) -> PullQueries:
+        return PullQueries(self)
+
+    @cached_property
+    def graph(self) -> GraphQueries:
+        return GraphQueries(self)
+
+    @cached_property
+    def gc(self) -> GcQueries:
+        return GcQueries(self)
+
 
 class Database(StoreBase):
     """Opens units of work on the registry's engine."""
@@ -64,4 +86,10 @@ class Database(StoreBase):
     def read(self) -> Iterator[UnitOfWork]:
         """A connection for reads (single statements, no transaction on PostgreSQL)."""
         with self._read() as conn:
+            yield UnitOfWork(conn, self, writable=False)
+
+    @contextmanager
+    def snapshot(self) -> Iterator[UnitOfWork]:
+        """Several reads that see one consistent state (a read-only transaction)."""
+        with self.engine.connect() as conn, conn.begin():
             yield UnitOfWork(conn, self, writable=False)

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any
 
-from ..gc.reachability import reachable
-from ..metadata.lifecycle_store import RepoGraph
+from .graph import RepoGraph, reachable
 from .immutability import matching_rule
 
 DAY = 86400.0

@@ -1,9 +1,10 @@
-"""Lifecycle services: the hooks the push/pull/delete paths call (immutable tags, quotas, soft
-delete, pull times, GC-safe commits) and the policy management the CLI and the API share."""
+"""The lifecycle façade: the push path's hooks (immutable tags, quotas, GC-safe commits) and the
+policy management the CLI and the API share, delegating soft delete, retention runs, pulls and
+garbage collection to their own services (registry/deletion.py, registry/retention.py,
+registry/pulls.py, gc/service.py) so callers keep one object."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -11,25 +12,16 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from ..auth.authorizer import SERVER, Action, Authorizer, OpenAuthorizer
-from ..auth.authorizer import namespace as ns_resource
+from ..auth.authorizer import Authorizer, OpenAuthorizer
 from ..auth.identity import SYSTEM, Principal
 from ..auth.scopes import namespace_of
-from ..events.audit import AuditLog
-from ..events.outbox import Outbox
-from ..events.types import (
-    Actor,
-    ManifestDeleted,
-    ManifestPulled,
-    PolicyChanged,
-    TagDeleted,
-    TagRestored,
-    records,
-)
+from ..events.types import Actor
 from ..gc.collector import GarbageCollector, GcReport
+from ..gc.service import GcService
 from ..metadata.lifecycle_store import BytesGone, LifecycleStore, UploadGone
-from ..metadata.outbox_store import Emit, OutboxStore
+from ..metadata.outbox_store import Emit
 from ..metadata.store import NewManifest
+from ..metadata.uow import Database
 from ..metadata.usage import blob_kind
 from ..oci.errors import (
     BlobUploadInvalid,
@@ -37,32 +29,30 @@ from ..oci.errors import (
     Denied,
     ManifestBlobUnknown,
     ManifestInvalid,
-    ManifestUnknown,
-    NameInvalid,
     RegistryError,
 )
-from ..oci.reference import validate_name, validate_tag
+from ..oci.reference import validate_name
 from ..policy.immutability import (
     denial_message,
     matching_rule,
     split_exceptions,
     validate_pattern,
 )
-from ..policy.retention import RepoPlan, RetentionRules, plan_repository
+from ..policy.retention import RetentionRules
+from .access import (
+    NotFound,
+    policy_changed,
+    require_namespace_admin,
+    require_server_admin,
+    valid_namespace,
+)
+from .deletion import DeletionService
+from .pulls import PullRecorder
+from .retention import RetentionService
 
 log = logging.getLogger("moorage.lifecycle")
 QUOTA_CACHE_SECONDS = 2.0
-EVENT_FLUSH_SECONDS = 1.0  # pull events wait in memory at most this long
-MAX_PENDING_PULLS = 100_000
 SCHEDULER = Actor("scheduler", "system", None)
-
-
-class NotFound(RegistryError):
-    code, status, default_message = "NAME_UNKNOWN", 404, "not found"
-
-
-class Conflict(RegistryError):
-    code, status, default_message = "DENIED", 409, "conflict"
 
 
 def human_bytes(n: float) -> str:
@@ -74,85 +64,27 @@ def human_bytes(n: float) -> str:
     return f"{n} B"
 
 
-class PullRecorder:
-    """Pulls, kept in memory: a ManifestPulled event per pull, written at least every second,
-    and the last pull time per tag and digest, every `flush_every` (both on a graceful stop)."""
-
-    def __init__(self, store: LifecycleStore, flush_every: float) -> None:
-        self.store = store
-        self.flush_every = flush_every
-        self._times_due = time.monotonic() + flush_every
-        self._pending: dict[tuple[str, str], float] = {}
-        self._events: list[dict[str, Any]] = []
-        self._task: asyncio.Task | None = None
-
-    def record(self, repository: str, reference: str, actor: Actor | None = None) -> None:
-        """Note a pull (with an actor: also a pull event); O(1), no I/O."""
-        if len(self._pending) < MAX_PENDING_PULLS:
-            self._pending[(repository, reference)] = time.time()
-        if actor is not None:
-            if len(self._events) >= MAX_PENDING_PULLS:
-                log.warning("pull events pile up; dropping one", extra={"repository": repository})
-                return
-            self._events.append(ManifestPulled(
-                actor=actor, repository=repository, reference=reference,
-                tag=None if reference.count(":") else reference,
-                digest=reference if reference.count(":") else None,
-            ).to_record())
-
-    async def flush(self, times: bool = True) -> None:
-        """Write the pull events noted so far (and with `times` the pull times), in one
-        transaction."""
-        batch: dict[tuple[str, str], float] = {}
-        if times:
-            batch, self._pending = self._pending, {}
-            self._times_due = time.monotonic() + self.flush_every
-        pulled, self._events = self._events, []
-        if batch or pulled:
-            try:
-                await asyncio.to_thread(self.store.record_pulls, batch, pulled)
-            except Exception:
-                log.exception("could not record pulls", extra={"pulls": len(batch)})
-                # Kept for the next flush: pull events are not to be lost on a passing error.
-                self._events = pulled + self._events
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(min(self.flush_every, EVENT_FLUSH_SECONDS))
-            await self.flush(times=time.monotonic() >= self._times_due)
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        await self.flush()
-
-
 class LifecycleService:
     """Everything lifecycle, for the request path and for administrators."""
 
     def __init__(
         self,
         store: LifecycleStore,
-        collector: GarbageCollector,
-        restore_window: float,
-        audit: AuditLog | None = None,
+        database: Database,
+        deletion: DeletionService,
+        retention_runs: RetentionService,
+        gc_service: GcService,
+        pulls: PullRecorder,
         authorizer: Authorizer | None = None,
-        pull_flush_interval: float = 5.0,
     ) -> None:
         self.store = store
-        self.collector = collector
-        self.restore_window = restore_window
-        self.audit = audit
+        self.database = database
+        self.deletion = deletion
+        self.retention_runs = retention_runs
+        self.gc_service = gc_service
+        self.collector: GarbageCollector = gc_service.collector
+        self.pulls = pulls
         self.authorizer = authorizer or OpenAuthorizer()  # no access control: allow all
-        self.pulls = PullRecorder(store, pull_flush_interval)
-        self.outbox = Outbox(OutboxStore(store.engine))
         self._quota_cache: dict[str, tuple[int | None, int, float]] = {}
 
     # -- request-path hooks -------------------------------------------------------------------
@@ -214,29 +146,17 @@ class LifecycleService:
 
     def check_tag_delete(self, repository: str, tag: str) -> None:
         """DENIED when `tag` is immutable."""
-        namespace = namespace_of(repository)
-        rules = [(r["pattern"], r["exceptions"]) for r in self.store.immutability_rules(namespace)]
-        pattern = matching_rule(tag, rules) if rules else None
-        if pattern is not None:
-            raise Denied(denial_message(tag, pattern, namespace, "deleted"),
-                         detail={"tag": tag, "rule": pattern})
+        self.deletion.check_tag_delete(repository, tag)
 
     def check_manifest_delete(self, repository: str, digest: str) -> None:
         """DENIED when an immutable tag points at the manifest."""
-        namespace = namespace_of(repository)
-        rules = [(r["pattern"], r["exceptions"]) for r in self.store.immutability_rules(namespace)]
-        if not rules:
-            return
-        for tag in self.store.tags_of(repository, digest):
-            pattern = matching_rule(tag, rules)
-            if pattern is not None:
-                raise Denied(denial_message(tag, pattern, namespace, "deleted"),
-                             detail={"tag": tag, "rule": pattern})
+        self.deletion.check_manifest_delete(repository, digest)
 
     def soft_delete_tag(self, repository: str, tag: str, actor: str | None = None,
                         events: Emit = None) -> bool:
         """Untag, restorable for the restore window."""
-        return self.store.soft_delete_tag(repository, tag, actor, events)
+        factory = events if callable(events) else (lambda _d: events or [])
+        return self.deletion.soft_delete_tag(repository, tag, actor, factory)
 
     def check_upload_quota(self, repository: str, total_bytes: int, digest: str | None = None
                            ) -> None:
@@ -284,29 +204,25 @@ class LifecycleService:
     # -- administration -----------------------------------------------------------------------
 
     def _require(self, actor: Principal, namespace: str) -> None:
-        self.authorizer.require(actor, Action.ADMIN_NAMESPACE, ns_resource(namespace),
-                                "change its policies")
+        require_namespace_admin(self.authorizer, actor, namespace)
 
     def _require_server_admin(self, actor: Principal, doing: str) -> None:
-        self.authorizer.require(actor, Action.ADMIN_SERVER, SERVER, doing)
+        require_server_admin(self.authorizer, actor, doing)
 
     def _change(self, actor: Any, action: str, detail: dict[str, Any],
                 repository: str | None = None) -> list[dict[str, Any]]:
         """The PolicyChanged event record of an administrator's change."""
-        return records(PolicyChanged(actor=_actor(actor), repository=repository, action=action,
-                                     detail=detail))
+        return policy_changed(actor, action, detail, repository)
 
     def _audit(self, actor: Any, action: str, detail: dict[str, Any],
                repository: str | None = None) -> None:
-        """Record a summary (retention applied, usage recounted) as an event of its own."""
-        self.outbox.store.append_events(self._change(actor, action, detail, repository))
+        """Record a summary (usage recounted) as an event of its own."""
+        with self.database.write() as uow:
+            uow.emit(self._change(actor, action, detail, repository))
 
     @staticmethod
     def _namespace(name: str) -> str:
-        if "/" in name or not name:
-            raise NameInvalid("a namespace is one path component")
-        validate_name(name)
-        return name
+        return valid_namespace(name)
 
     def list_immutability(self, actor: Any, namespace: str) -> list[dict[str, Any]]:
         self._require(actor, self._namespace(namespace))
@@ -393,134 +309,30 @@ class LifecycleService:
             for p in self.store.policies(namespace)
         ]
 
-    def _scopes(self, namespace: str | None) -> list[tuple[str, RetentionRules]]:
-        """(repository, rules) for every repository a policy governs; a repository's own
-        policy wins over its namespace's."""
-        out = []
-        by_ns: dict[str, dict[str | None, RetentionRules]] = {}
-        for p in self.store.policies(namespace):
-            by_ns.setdefault(p["namespace"], {})[p["repository"]] = RetentionRules.from_dict(
-                p["rules"])
-        for ns, scoped in sorted(by_ns.items()):
-            for repo in self.store.repositories_in(ns):
-                rules = scoped.get(repo) or scoped.get(None)
-                if rules is not None:
-                    out.append((repo, rules))
-        return out
-
     def retention(self, actor: Any, namespace: str | None, apply: bool) -> dict[str, Any]:
         """Plan (or apply) every retention policy of a namespace (None: all, for the schedule)."""
-        if namespace is not None:
-            self._require(actor, self._namespace(namespace))
-        else:
-            self._require_server_admin(actor, "run every namespace's policies")
-        now = time.time()
-        repos_out = []
-        all_doomed: set[int] = set()
-        later: set[int] = set()
-        manifest_bytes = 0
-        tags_total = manifests_total = 0
-        rule_cache: dict[str, list[tuple[str, str]]] = {}
-        repo_ids = {n: i for i, n in self.store.repository_ids()}
-        all_refs: set[str] = set()
-        for repo, rules in self._scopes(namespace):
-            ns = namespace_of(repo)
-            if ns not in rule_cache:
-                rule_cache[ns] = [(r["pattern"], r["exceptions"])
-                                  for r in self.store.immutability_rules(ns)]
-            repo_id = repo_ids.get(repo)
-            if repo_id is None:
-                continue
-            immutable = rule_cache[ns]
-            plans: list[RepoPlan] = []
-            sizes: dict[int, int] = {}
-            refs: set[str] = set()
-
-            def decide(graph, rules=rules, immutable=immutable, plans=plans, sizes=sizes,  # type: ignore[no-untyped-def]
-                       refs=refs):
-                plan = plan_repository(graph, rules, immutable, now)
-                plans.append(plan)
-                gone = [*plan.manifests, *plan.later]
-                sizes.update({i: graph.manifests[i].size for i in gone})
-                # Read before any delete (another connection: the pre-transaction state).
-                refs.update(self.store.blob_refs_of(gone))
-                return plan.tags, plan.manifests
-
-            if apply:
-                self.store.apply_retention(repo_id, repo, decide, getattr(actor, "name", None),
-                                           _retention_events(_actor(actor), repo))
-            else:
-                decide(self.store.graph(repo_id, repo, with_pulls=True))
-            plan = plans[0]
-            if not plan.tags and not plan.manifests and not plan.later:
-                continue
-            all_doomed.update(plan.manifests)
-            later.update(plan.later)
-            all_refs.update(refs)
-            manifest_bytes += sum(sizes.values())
-            tags_total += len(plan.tags)
-            manifests_total += len(plan.manifests)
-            repos_out.append({
-                "repository": repo,
-                "tags": [{"tag": t, "digest": d} for t, d in plan.tags],
-                "manifests": len(plan.manifests),
-                "manifests_after_restore_window": len(plan.later),
-            })
-        freed_ids = all_doomed | later
-        theirs = all_refs
-        orphaned = theirs - self.store.referenced_elsewhere(theirs, freed_ids) if theirs else set()
-        blob_bytes = sum(self.store.blob_sizes(orphaned).values())
-        result = {
-            "applied": apply,
-            "tags": tags_total,
-            "manifests": manifests_total,
-            "manifests_after_restore_window": len(later),
-            "blobs": len(orphaned),
-            "bytes_freed": blob_bytes + manifest_bytes,
-            "repositories": repos_out,
-        }
-        if apply:
-            self._audit(actor, "retention.apply",
-                        {"namespace": namespace, "tags": tags_total, "manifests": manifests_total})
-        return result
+        return self.retention_runs.run(actor, namespace, apply)
 
     def deleted_tags(self, actor: Any, repository: str) -> list[dict[str, Any]]:
-        self._require(actor, namespace_of(repository))
-        return self.store.deleted_tags(repository, time.time() - self.restore_window)
+        """Restorable tags of a repository, newest first."""
+        return self.deletion.deleted_tags(actor, repository)
 
     def restore_tag(self, actor: Any, repository: str, tag: str, force: bool = False) -> str:
         """Bring back a soft-deleted tag; returns the digest it points at again."""
-        self._require(actor, namespace_of(repository))
-        validate_name(repository)
-        validate_tag(tag)
-        try:
-            digest = self.store.restore_tag(
-                repository, tag, time.time() - self.restore_window, force,
-                lambda d: records(TagRestored(actor=_actor(actor), repository=repository,
-                                              tag=tag, digest=d)))
-        except LookupError:
-            raise ManifestUnknown(f"no restorable tag {tag!r} in {repository}") from None
-        except FileExistsError as exc:
-            raise Conflict(f"tag {tag!r} now points at {exc.args[0]}; use force to replace "
-                           "it") from None
-        except KeyError:
-            raise ManifestInvalid(f"the manifest of {tag!r} is gone") from None
-        return digest
+        return self.deletion.restore_tag(actor, repository, tag, force)
 
     def gc(self, actor: Any, dry_run: bool, grace_period: float | None,
            trigger: str = "api") -> GcReport:
         """Run the collector now (server admins only when access control is on)."""
-        self._require_server_admin(actor, "run garbage collection")
-        return self.collector.run(dry_run=dry_run, grace_period=grace_period, trigger=trigger,
-                                  actor=_actor(actor))
+        return self.gc_service.run(actor, dry_run, grace_period, trigger)
 
     def gc_runs(self, actor: Any, limit: int = 20) -> list[dict[str, Any]]:
-        self._require_server_admin(actor, "see garbage collection runs")
-        return self.store.runs(limit)
+        """The most recent collector runs (server admins)."""
+        return self.gc_service.runs(actor, limit)
 
     def metrics(self) -> tuple[list[dict[str, Any]], tuple[int, int]]:
         """Recent runs (any process) and what is queued for storage deletion."""
-        return self.store.runs(1000), self.store.pending_count()
+        return self.gc_service.metrics()
 
     # -- background jobs (jobs/tasks/) --------------------------------------------------------
 
@@ -544,52 +356,8 @@ class LifecycleService:
         return self.recount_usage(SYSTEM, apply=True)
 
 
-
-
-def _actor(actor: Any) -> Actor:
-    """The event actor of a principal (or of the CLI's and the scheduler's stand-ins)."""
-    if isinstance(actor, Actor):
-        return actor
-    return Actor(getattr(actor, "name", None), getattr(actor, "kind", None),
-                 getattr(actor, "address", None))
-
-
-def _retention_events(actor: Actor, repository: str) -> Callable[..., list[dict[str, Any]]]:
-    def build(tag_items: list[tuple[str, str]], victims: list[Any]) -> list[dict[str, Any]]:
-        return records(
-            *(TagDeleted(actor=actor, repository=repository, tag=t, digest=d, by="retention")
-              for t, d in tag_items),
-            *(ManifestDeleted(actor=actor, repository=repository, digest=v.digest,
-                              by="retention") for v in victims),
-        )
-
-    return build
-
-
 def _quota_message(namespace: str, used: int, limit: int, requested: int) -> str:
     return (
         f"quota exceeded for namespace {namespace!r}: using {human_bytes(used)} ({used} bytes) "
         f"of {human_bytes(limit)} ({limit} bytes); this push needs {requested} more bytes"
-    )
-
-
-def make_lifecycle(settings: Any, engine: Any, blob_store: Any, audit: AuditLog | None,
-                   authorizer: Authorizer | None) -> LifecycleService:
-    """The lifecycle service wired from Settings (the server, the CLI and the tests share it)."""
-    store = LifecycleStore(engine)
-    collector = GarbageCollector(
-        store,
-        blob_store,
-        grace_period=settings.gc_grace_period,
-        upload_ttl=settings.upload_ttl,
-        restore_window=settings.tag_restore_window,
-        collect_untagged=settings.gc_untagged,
-    )
-    return LifecycleService(
-        store,
-        collector,
-        restore_window=settings.tag_restore_window,
-        audit=audit,
-        authorizer=authorizer,
-        pull_flush_interval=settings.pull_flush_interval,
     )
