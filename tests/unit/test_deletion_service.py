@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
-from lifecycle_content import push_image
+from .lifecycle_content import push_image
 
 from moorage.auth.identity import CLI
 from moorage.bootstrap import Registry, open_registry, prepare

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from lifecycle_content import push_blob, push_image
+from .lifecycle_content import push_blob, push_image
 
 from moorage.auth.identity import CLI
 from moorage.bootstrap import Registry

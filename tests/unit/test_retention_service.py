@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from lifecycle_content import push_image
+from .lifecycle_content import push_image
 
 from moorage.auth.identity import CLI
 from moorage.bootstrap import Registry
