@@ -27,8 +27,9 @@ if TYPE_CHECKING:
     from .jobs.queue import JobQueue
     from .jobs.runner import JobRunner
     from .metadata.access_store import AccessStore
-    from .metadata.store import MetadataStore
     from .metadata.uow import Database
+    from .policy.admission import AdmissionChain
+    from .policy.quota import UploadQuota
     from .registry.blobs import BlobService
     from .registry.lifecycle import LifecycleService
     from .registry.manifests import ManifestService
@@ -69,12 +70,6 @@ class Registry:
         from .metadata.uow import Database
 
         return Database(self.engine)
-
-    @cached_property
-    def metadata(self) -> MetadataStore:
-        from .metadata.store import MetadataStore
-
-        return MetadataStore(self.engine)
 
     @cached_property
     def access_store(self) -> AccessStore:
@@ -127,24 +122,39 @@ class Registry:
     # -- registry services ------------------------------------------------------------------
 
     @cached_property
+    def admission(self) -> AdmissionChain:
+        """The push and pull checks (signature and vulnerability policies plug in here)."""
+        from .policy.admission import default_chain
+
+        return default_chain(allow_sparse=self.settings.allow_sparse)
+
+    @cached_property
+    def upload_quota(self) -> UploadQuota:
+        """The upload-time quota check, its figures cached briefly (shared with lifecycle)."""
+        from .policy.quota import UploadQuota
+
+        return UploadQuota()
+
+    @cached_property
     def lifecycle(self) -> LifecycleService:
         from .registry.lifecycle import make_lifecycle
 
-        return make_lifecycle(self.settings, self.engine, self.blob_store, self.audit,
-                              self.authorizer)
+        return make_lifecycle(self.settings, self.database, self.blob_store, self.audit,
+                              self.authorizer, self.upload_quota)
 
     @cached_property
     def uploads(self) -> UploadService:
         from .registry.uploads import UploadService
 
-        return UploadService(self.metadata, self.blob_store, self.settings.upload_lease_seconds,
-                             self.lifecycle, checkpoint_bytes=self.settings.upload_checkpoint_bytes)
+        return UploadService(self.database, self.blob_store, self.settings.upload_lease_seconds,
+                             self.upload_quota,
+                             checkpoint_bytes=self.settings.upload_checkpoint_bytes)
 
     @cached_property
     def blobs(self) -> BlobService:
         from .registry.blobs import BlobService
 
-        return BlobService(self.metadata, self.blob_store,
+        return BlobService(self.database, self.blob_store,
                            redirect_min_bytes=self.settings.redirect_min_bytes,
                            redirect_expires=self.settings.presign_expires)
 
@@ -152,14 +162,14 @@ class Registry:
     def manifests(self) -> ManifestService:
         from .registry.manifests import ManifestService
 
-        return ManifestService(self.metadata, self.settings.allow_sparse,
-                               self.settings.max_manifest_bytes, self.lifecycle)
+        return ManifestService(self.database, self.settings.max_manifest_bytes, self.lifecycle,
+                               self.admission)
 
     @cached_property
     def referrers(self) -> ReferrerService:
         from .registry.referrers import ReferrerService
 
-        return ReferrerService(self.metadata)
+        return ReferrerService(self.database)
 
     # -- background work ----------------------------------------------------------------------
 
@@ -247,7 +257,8 @@ def prepare(settings: Settings) -> None:
                 )
         if url.startswith("sqlite"):
             # The embedded database belongs to this one server: no other writer can be alive.
-            registry.metadata.release_all_upload_leases()
+            with registry.database.write() as uow:
+                uow.uploads.release_all()
     finally:
         engine.dispose()
 

@@ -175,6 +175,7 @@ def _collector_like_the_cli(data_dir, args: list[str], env: dict[str, str]):  # 
     from moorage.events.audit import AuditLog
     from moorage.metadata.access_store import AccessStore
     from moorage.metadata.engine import make_engine, sqlite_url
+    from moorage.metadata.uow import Database
     from moorage.registry.lifecycle import make_lifecycle
     from moorage.storage.factory import make_blob_store
 
@@ -186,7 +187,7 @@ def _collector_like_the_cli(data_dir, args: list[str], env: dict[str, str]):  # 
         s3_secret_access_key=env.get("AWS_SECRET_ACCESS_KEY"),
     )
     engine = make_engine(settings.database_url or sqlite_url(data_dir))
-    service = make_lifecycle(settings, engine, make_blob_store(settings),
+    service = make_lifecycle(settings, Database(engine), make_blob_store(settings),
                              AuditLog(AccessStore(engine)), None)
     return service.collector
 

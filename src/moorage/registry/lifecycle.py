@@ -9,8 +9,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Connection
-
 from ..auth.authorizer import SERVER, Action, Authorizer, OpenAuthorizer
 from ..auth.authorizer import namespace as ns_resource
 from ..auth.identity import SYSTEM, Principal
@@ -27,15 +25,11 @@ from ..events.types import (
     records,
 )
 from ..gc.collector import GarbageCollector, GcReport
-from ..metadata.lifecycle_store import BytesGone, LifecycleStore, UploadGone
+from ..metadata.lifecycle_store import LifecycleStore
 from ..metadata.outbox_store import Emit, OutboxStore
-from ..metadata.store import NewManifest
-from ..metadata.usage import blob_kind
+from ..metadata.uow import Database, UnitOfWork
 from ..oci.errors import (
-    BlobUploadInvalid,
-    BlobUploadUnknown,
     Denied,
-    ManifestBlobUnknown,
     ManifestInvalid,
     ManifestUnknown,
     NameInvalid,
@@ -48,10 +42,10 @@ from ..policy.immutability import (
     split_exceptions,
     validate_pattern,
 )
+from ..policy.quota import UploadQuota
 from ..policy.retention import RepoPlan, RetentionRules, plan_repository
 
 log = logging.getLogger("moorage.lifecycle")
-QUOTA_CACHE_SECONDS = 2.0
 EVENT_FLUSH_SECONDS = 1.0  # pull events wait in memory at most this long
 MAX_PENDING_PULLS = 100_000
 SCHEDULER = Actor("scheduler", "system", None)
@@ -63,15 +57,6 @@ class NotFound(RegistryError):
 
 class Conflict(RegistryError):
     code, status, default_message = "DENIED", 409, "conflict"
-
-
-def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 class PullRecorder:
@@ -139,13 +124,16 @@ class LifecycleService:
 
     def __init__(
         self,
+        database: Database,
         store: LifecycleStore,
         collector: GarbageCollector,
         restore_window: float,
         audit: AuditLog | None = None,
         authorizer: Authorizer | None = None,
         pull_flush_interval: float = 5.0,
+        upload_quota: UploadQuota | None = None,
     ) -> None:
+        self.database = database
         self.store = store
         self.collector = collector
         self.restore_window = restore_window
@@ -153,81 +141,30 @@ class LifecycleService:
         self.authorizer = authorizer or OpenAuthorizer()  # no access control: allow all
         self.pulls = PullRecorder(store, pull_flush_interval)
         self.outbox = Outbox(OutboxStore(store.engine))
-        self._quota_cache: dict[str, tuple[int | None, int, float]] = {}
+        # The upload service's cached quota figures, dropped when an administrator changes them.
+        self.upload_quota = upload_quota or UploadQuota()
 
     # -- request-path hooks -------------------------------------------------------------------
-
-    def manifest_guard(
-        self, repository: str, record: NewManifest, tag_names: list[str], check_refs: bool,
-        non_distributable: set[str], declared_sizes: dict[str, int] | None = None,
-    ) -> Callable[[Connection, int], None]:
-        """The checks a manifest PUT makes inside its write transaction."""
-        namespace = namespace_of(repository)
-
-        def guard(conn: Connection, repo_id: int) -> None:
-            if check_refs:
-                wanted = [d for d in record.blob_digests if d not in non_distributable]
-                present = self.store.linked_sizes_in(conn, repo_id, wanted)
-                missing = sorted(set(wanted) - set(present))
-                if missing:
-                    raise ManifestBlobUnknown(
-                        f"blob {missing[0]} is not in {repository}", detail={"digest": missing[0]}
-                    )
-                for digest, size in (declared_sizes or {}).items():
-                    if digest in present and present[digest] != size:
-                        raise ManifestInvalid(
-                            f"descriptor of {digest} says {size} bytes, the blob has "
-                            f"{present[digest]}"
-                        )
-                children = self.store.present_manifests_in(conn, repo_id, record.child_digests)
-                gone = sorted(set(record.child_digests) - children)
-                if gone:
-                    raise ManifestBlobUnknown(
-                        f"manifest {gone[0]} is not in {repository}", detail={"digest": gone[0]}
-                    )
-            if tag_names:
-                rules = self.store.rules_in(conn, namespace)
-                if rules:
-                    for tag in tag_names:
-                        pattern = matching_rule(tag, rules)
-                        if pattern is None:
-                            continue
-                        current = self.store.tag_digest_in(conn, repo_id, tag)
-                        if current is not None and current != record.digest:
-                            raise Denied(denial_message(tag, pattern, namespace, "moved"),
-                                         detail={"tag": tag, "rule": pattern})
-            limit = self.store.quota(namespace, conn)
-            if limit is not None:
-                # O(manifest): the namespace's total and the rows of this manifest's digests.
-                added = self.store.new_bytes_in(
-                    conn, namespace, blob_kind(record.blob_digests, record.child_digests),
-                    record.digest, len(record.content),
-                )
-                if added:
-                    used = self.store.namespace_usage(namespace, conn, lock=True)
-                    if used + added > limit:
-                        raise Denied(_quota_message(namespace, used, limit, added),
-                                     detail={"namespace": namespace, "usage": used,
-                                             "limit": limit, "requested": added})
-
-        return guard
 
     def check_tag_delete(self, repository: str, tag: str) -> None:
         """DENIED when `tag` is immutable."""
         namespace = namespace_of(repository)
-        rules = [(r["pattern"], r["exceptions"]) for r in self.store.immutability_rules(namespace)]
+        with self.database.read() as uow:
+            rules = uow.policies.rules(namespace)
         pattern = matching_rule(tag, rules) if rules else None
         if pattern is not None:
             raise Denied(denial_message(tag, pattern, namespace, "deleted"),
                          detail={"tag": tag, "rule": pattern})
 
-    def check_manifest_delete(self, repository: str, digest: str) -> None:
-        """DENIED when an immutable tag points at the manifest."""
+    @staticmethod
+    def check_manifest_delete(uow: UnitOfWork, repository: str, digest: str) -> None:
+        """DENIED when an immutable tag points at the manifest (inside the delete's unit of
+        work)."""
         namespace = namespace_of(repository)
-        rules = [(r["pattern"], r["exceptions"]) for r in self.store.immutability_rules(namespace)]
+        rules = uow.policies.rules(namespace)
         if not rules:
             return
-        for tag in self.store.tags_of(repository, digest):
+        for tag in uow.tags.tags_of(repository, digest):
             pattern = matching_rule(tag, rules)
             if pattern is not None:
                 raise Denied(denial_message(tag, pattern, namespace, "deleted"),
@@ -237,49 +174,6 @@ class LifecycleService:
                         events: Emit = None) -> bool:
         """Untag, restorable for the restore window."""
         return self.store.soft_delete_tag(repository, tag, actor, events)
-
-    def check_upload_quota(self, repository: str, total_bytes: int, digest: str | None = None
-                           ) -> None:
-        """Refuse an upload whose declared size alone would exceed the namespace quota (content
-        the namespace already holds, known by `digest`, adds nothing)."""
-        namespace = namespace_of(repository)
-        now = time.monotonic()
-        cached = self._quota_cache.get(namespace)
-        if cached is None or cached[2] < now:
-            limit = self.store.quota(namespace)
-            used = self.store.namespace_usage(namespace) if limit is not None else 0
-            cached = (limit, used, now + QUOTA_CACHE_SECONDS)
-            self._quota_cache[namespace] = cached
-            if len(self._quota_cache) > 10_000:
-                self._quota_cache.clear()
-        limit, used, _ = cached
-        if limit is not None and used + total_bytes > limit:
-            # Refuse only on fresh figures (the cache just saves work on the pass path).
-            limit = self.store.quota(namespace)
-            used = self.store.namespace_usage(namespace) if limit is not None else 0
-            self._quota_cache[namespace] = (limit, used, now + QUOTA_CACHE_SECONDS)
-        if limit is not None and used + total_bytes > limit:
-            if digest is not None and self.store.held_in_namespace(namespace, digest):
-                return
-            raise Denied(_quota_message(namespace, used, limit, total_bytes),
-                         detail={"namespace": namespace, "usage": used, "limit": limit,
-                                 "requested": total_bytes})
-
-    def commit_blob(self, repository: str, upload_id: str | None, digest: str, size: int,
-                    key: str, reused: bool, events: Emit = None) -> str | None:
-        """Record an upload's content GC-safely; None when `reused` content was collected
-        meanwhile (commit the upload's own bytes instead)."""
-        try:
-            return self.store.commit_blob_checked(repository, upload_id, digest, size, key,
-                                                  reused, events)
-        except BytesGone:
-            if reused:
-                return None
-            raise BlobUploadInvalid(
-                f"{digest} was garbage-collected while this upload committed; push it again"
-            ) from None
-        except UploadGone:
-            raise BlobUploadUnknown("the upload expired while it was being committed") from None
 
     # -- administration -----------------------------------------------------------------------
 
@@ -301,6 +195,14 @@ class LifecycleService:
         """Record a summary (retention applied, usage recounted) as an event of its own."""
         self.outbox.store.append_events(self._change(actor, action, detail, repository))
 
+    def _rules(self, namespace: str | None) -> list[dict[str, Any]]:
+        with self.database.read() as uow:
+            return uow.policies.immutability_rules(namespace)
+
+    def _retention_policies(self, namespace: str | None) -> list[dict[str, Any]]:
+        with self.database.read() as uow:
+            return uow.policies.retention(namespace)
+
     @staticmethod
     def _namespace(name: str) -> str:
         if "/" in name or not name:
@@ -313,7 +215,7 @@ class LifecycleService:
         return [
             {"pattern": r["pattern"], "exceptions": split_exceptions(r["exceptions"]),
              "created_by": r["created_by"], "created_at": r["created_at"]}
-            for r in self.store.immutability_rules(namespace)
+            for r in self._rules(namespace)
         ]
 
     def add_immutability(self, actor: Any, namespace: str, pattern: str,
@@ -324,44 +226,56 @@ class LifecycleService:
             excepted = [validate_pattern(e) for e in split_exceptions(exceptions)]
         except ValueError as exc:
             raise RegistryError(str(exc)) from None
-        self.store.add_immutability_rule(
-            namespace, pattern, ",".join(excepted), getattr(actor, "name", None),
-            self._change(actor, "immutability.set",
-                         {"namespace": namespace, "pattern": pattern, "exceptions": excepted}))
+        with self.database.write() as uow:
+            uow.policies.add_immutability_rule(namespace, pattern, ",".join(excepted),
+                                               getattr(actor, "name", None))
+            uow.emit(self._change(actor, "immutability.set", {
+                "namespace": namespace, "pattern": pattern, "exceptions": excepted}))
 
     def remove_immutability(self, actor: Any, namespace: str, pattern: str) -> None:
         self._require(actor, self._namespace(namespace))
         change = self._change(actor, "immutability.remove",
                               {"namespace": namespace, "pattern": pattern})
-        if not self.store.remove_immutability_rule(namespace, pattern, change):
+        with self.database.write() as uow:
+            removed = uow.policies.remove_immutability_rule(namespace, pattern)
+            if removed:
+                uow.emit(change)
+        if not removed:
             raise NotFound(f"no immutability rule {pattern!r} in {namespace!r}")
 
     def set_quota(self, actor: Any, namespace: str, limit: int | None) -> None:
         self._require(actor, self._namespace(namespace))
         if limit is not None and (not isinstance(limit, int) or limit < 0):
             raise RegistryError("a quota is a whole number of bytes ≥ 0")
-        self.store.set_quota(namespace, limit, getattr(actor, "name", None),
-                             self._change(actor, "quota.set",
-                                          {"namespace": namespace, "limit_bytes": limit}))
-        self._quota_cache.pop(namespace, None)
+        with self.database.write() as uow:
+            uow.policies.set_quota(namespace, limit, getattr(actor, "name", None))
+            uow.emit(self._change(actor, "quota.set",
+                                  {"namespace": namespace, "limit_bytes": limit}))
+        self.upload_quota.forget(namespace)
 
     def usage(self, actor: Any, namespace: str) -> dict[str, Any]:
         """Usage of a namespace and each of its repositories, with the quota if any."""
         self._require(actor, self._namespace(namespace))
-        return {
-            "namespace": namespace,
-            "usage_bytes": self.store.namespace_usage(namespace),
-            "limit_bytes": self.store.quota(namespace),
-            "repositories": self.store.repository_usage(namespace),
-        }
+        with self.database.read() as uow:
+            return {
+                "namespace": namespace,
+                "usage_bytes": uow.usage.total(namespace),
+                "limit_bytes": uow.policies.quota(namespace),
+                "repositories": uow.usage.by_repository(namespace),
+            }
 
     def recount_usage(self, actor: Any, apply: bool) -> dict[str, tuple[int, int]]:
         """Recount every namespace's usage from its manifests; {namespace: (stored, recounted)}
         where the stored total was wrong, and with `apply` store the recount (server admins)."""
         self._require_server_admin(actor, "recount usage")
-        wrong = self.store.repair_usage(apply)
         if apply:
-            self._quota_cache.clear()
+            with self.database.write() as uow:
+                wrong = uow.usage.repair(apply=True)
+            self.upload_quota.forget()
+        else:
+            with self.database.read() as uow:
+                wrong = uow.usage.repair(apply=False)
+        if apply:
             self._audit(actor, "quota.recount", {"corrected": len(wrong)})
         return wrong
 
@@ -379,10 +293,11 @@ class LifecycleService:
                 parsed = RetentionRules.from_dict(rules).to_dict()
             except ValueError as exc:
                 raise RegistryError(str(exc)) from None
-        self.store.set_policy(
-            namespace, repository, parsed, getattr(actor, "name", None),
-            self._change(actor, "retention.set" if parsed is not None else "retention.remove",
-                         {"namespace": namespace, "repository": repository, "rules": parsed}))
+        with self.database.write() as uow:
+            uow.policies.set_retention(namespace, repository, parsed, getattr(actor, "name", None))
+            uow.emit(self._change(
+                actor, "retention.set" if parsed is not None else "retention.remove",
+                {"namespace": namespace, "repository": repository, "rules": parsed}))
         return parsed
 
     def policies(self, actor: Any, namespace: str) -> list[dict[str, Any]]:
@@ -390,7 +305,7 @@ class LifecycleService:
         return [
             {"namespace": p["namespace"], "repository": p["repository"], "rules": p["rules"],
              "created_by": p["created_by"], "updated_at": p["updated_at"]}
-            for p in self.store.policies(namespace)
+            for p in self._retention_policies(namespace)
         ]
 
     def _scopes(self, namespace: str | None) -> list[tuple[str, RetentionRules]]:
@@ -398,7 +313,7 @@ class LifecycleService:
         policy wins over its namespace's."""
         out = []
         by_ns: dict[str, dict[str | None, RetentionRules]] = {}
-        for p in self.store.policies(namespace):
+        for p in self._retention_policies(namespace):
             by_ns.setdefault(p["namespace"], {})[p["repository"]] = RetentionRules.from_dict(
                 p["rules"])
         for ns, scoped in sorted(by_ns.items()):
@@ -427,7 +342,7 @@ class LifecycleService:
             ns = namespace_of(repo)
             if ns not in rule_cache:
                 rule_cache[ns] = [(r["pattern"], r["exceptions"])
-                                  for r in self.store.immutability_rules(ns)]
+                                  for r in self._rules(ns)]
             repo_id = repo_ids.get(repo)
             if repo_id is None:
                 continue
@@ -566,17 +481,11 @@ def _retention_events(actor: Actor, repository: str) -> Callable[..., list[dict[
     return build
 
 
-def _quota_message(namespace: str, used: int, limit: int, requested: int) -> str:
-    return (
-        f"quota exceeded for namespace {namespace!r}: using {human_bytes(used)} ({used} bytes) "
-        f"of {human_bytes(limit)} ({limit} bytes); this push needs {requested} more bytes"
-    )
-
-
-def make_lifecycle(settings: Any, engine: Any, blob_store: Any, audit: AuditLog | None,
-                   authorizer: Authorizer | None) -> LifecycleService:
+def make_lifecycle(settings: Any, database: Database, blob_store: Any, audit: AuditLog | None,
+                   authorizer: Authorizer | None, upload_quota: UploadQuota | None = None
+                   ) -> LifecycleService:
     """The lifecycle service wired from Settings (the server, the CLI and the tests share it)."""
-    store = LifecycleStore(engine)
+    store = LifecycleStore(database.engine)
     collector = GarbageCollector(
         store,
         blob_store,
@@ -586,10 +495,12 @@ def make_lifecycle(settings: Any, engine: Any, blob_store: Any, audit: AuditLog 
         collect_untagged=settings.gc_untagged,
     )
     return LifecycleService(
+        database,
         store,
         collector,
         restore_window=settings.tag_restore_window,
         audit=audit,
         authorizer=authorizer,
         pull_flush_interval=settings.pull_flush_interval,
+        upload_quota=upload_quota,
     )

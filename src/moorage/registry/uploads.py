@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..auth.scopes import namespace_of
 from ..events.types import SYSTEM, Actor, BlobPushed, records
 from ..metadata.outbox_store import Records
-from ..metadata.store import MetadataStore, UploadBusy, UploadRow
+from ..metadata.rows import BlobRow, BytesGone, UploadBusy, UploadGone, UploadRow
 from ..oci.digest import (
     DEFAULT_ALGORITHM,
     HASH_STATE_VERSION,
@@ -33,7 +34,8 @@ from ..oci.errors import (
 from ..storage.base import BlobStore, UploadWriter
 
 if TYPE_CHECKING:
-    from .lifecycle import LifecycleService
+    from ..metadata.uow import Database
+    from ..policy.quota import UploadQuota
 
 log = logging.getLogger(__name__)
 
@@ -68,16 +70,16 @@ class UploadService:
 
     def __init__(
         self,
-        store: MetadataStore,
+        database: Database,
         blobs: BlobStore,
         lease_seconds: float,
-        lifecycle: LifecycleService | None = None,
+        quota: UploadQuota,
         checkpoint_bytes: int = 0,
     ) -> None:
-        self.store = store
+        self.database = database
         self.blobs = blobs
         self.lease_seconds = lease_seconds
-        self.lifecycle = lifecycle
+        self.quota = quota
         self.checkpoint_bytes = checkpoint_bytes
         self._streams: set[StopSignal] = set()
         self._stopping = False
@@ -94,20 +96,12 @@ class UploadService:
         upload_id = str(uuid.uuid4())
         handle = await asyncio.to_thread(self.blobs.create_upload, upload_id)
         state = new_hasher(algorithm).serialize()
-        await asyncio.to_thread(
-            self.store.create_upload,
-            upload_id,
-            repository,
-            algorithm,
-            state,
-            HASH_STATE_VERSION,
-            handle,
-        )
+        await asyncio.to_thread(self._create, upload_id, repository, algorithm, state, handle)
         return UploadStatus(upload_id, 0)
 
     async def status(self, repository: str, upload_id: str) -> UploadStatus:
         """The acknowledged offset of an upload."""
-        row = self.store.get_upload(repository, upload_id)
+        row = self._get(repository, upload_id)
         if row is None:
             raise BlobUploadUnknown()
         return UploadStatus(row.id, row.offset)
@@ -122,8 +116,7 @@ class UploadService:
     ) -> UploadStatus:
         """Append a chunk (or a streamed body when `chunk` is None) and persist the new state."""
         async with self._lease(repository, upload_id) as (row, token):
-            if self.lifecycle is not None:
-                await asyncio.to_thread(self._check_quota, repository, row, chunk, content_length)
+            await asyncio.to_thread(self._check_quota, repository, row, chunk, content_length)
             offset, hasher, writer = await self._write(
                 row, token, body, chunk, content_length, checkpoints=True
             )
@@ -148,10 +141,9 @@ class UploadService:
         (with its BlobPushed event, of `actor`)."""
         async with self._lease(repository, upload_id) as (row, token):
             offset, hasher = row.offset, restore_hasher(row.algorithm, row.hash_state)
-            if self.lifecycle is not None:
-                await asyncio.to_thread(
-                    self._check_quota, repository, row, chunk, content_length, digest
-                )
+            await asyncio.to_thread(
+                self._check_quota, repository, row, chunk, content_length, digest
+            )
             handle = row.storage_handle
             writer: UploadWriter | None = None
             try:
@@ -210,7 +202,7 @@ class UploadService:
         self, repository: str, row: UploadRow, digest: Digest, size: int, events: Records
     ) -> str | None:
         """Record the upload as content already stored, if it is; None: commit its own bytes."""
-        existing = await asyncio.to_thread(self.store.find_blob, str(digest))
+        existing = await asyncio.to_thread(self._find_blob, str(digest))
         if existing is None or not await asyncio.to_thread(
             self.blobs.blob_exists, existing.storage_key
         ):
@@ -224,27 +216,37 @@ class UploadService:
     ) -> str | None:
         """Record committed bytes; the recorded key, or None when `reused` content was
         garbage-collected meanwhile (the caller then commits the upload's own bytes)."""
-        if self.lifecycle is None:
-            return await asyncio.to_thread(
-                self.store.commit_blob, repository, row.id, str(digest), size, key, events
-            )
-        return await asyncio.to_thread(
-            self.lifecycle.commit_blob, repository, row.id, str(digest), size, key, reused,
-            events,
-        )
+        return await asyncio.to_thread(self._commit, repository, row.id, str(digest), size, key,
+                                       reused, events)
+
+    def _commit(self, repository: str, upload_id: str | None, digest: str, size: int, key: str,
+                reused: bool, events: Records) -> str | None:
+        """Record an upload's content GC-safely, with its events, in one transaction."""
+        try:
+            with self.database.write() as uow:
+                recorded = uow.blobs.commit(repository, upload_id, digest, size, key, reused)
+                uow.emit(events)
+                return recorded
+        except BytesGone:
+            if reused:
+                return None
+            raise BlobUploadInvalid(
+                f"{digest} was garbage-collected while this upload committed; push it again"
+            ) from None
+        except UploadGone:
+            raise BlobUploadUnknown("the upload expired while it was being committed") from None
 
     def _check_quota(self, repository: str, row: UploadRow, chunk: ChunkRange | None,
                      content_length: int | None, digest: Digest | None = None) -> None:
         """Refuse a chunk before storing it when its declared size would exceed the quota."""
         declared = chunk.length if chunk is not None else content_length
-        if self.lifecycle is not None and declared:
-            self.lifecycle.check_upload_quota(
-                repository, row.offset + declared, str(digest) if digest else None
-            )
+        if declared:
+            self.quota.check(self.database, namespace_of(repository), row.offset + declared,
+                             str(digest) if digest else None)
 
     async def cancel(self, repository: str, upload_id: str) -> None:
         """Abandon an upload and free its storage."""
-        row = self.store.get_upload(repository, upload_id)
+        row = self._get(repository, upload_id)
         if row is None:
             raise BlobUploadUnknown()
         await self._discard(row, row.storage_handle)
@@ -259,12 +261,47 @@ class UploadService:
             return await self.finish(repository, status.id, digest, body, None, length or None,
                                      actor)
         except BaseException:
-            row = self.store.get_upload(repository, status.id)
+            row = self._get(repository, status.id)
             if row is not None:
                 await self._discard(row, row.storage_handle)
             raise
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _create(self, upload_id: str, repository: str, algorithm: str, state: bytes,
+                handle: str) -> None:
+        with self.database.write() as uow:
+            uow.uploads.create(upload_id, repository, algorithm, state, HASH_STATE_VERSION,
+                               handle)
+
+    def _get(self, repository: str, upload_id: str) -> UploadRow | None:
+        with self.database.read() as uow:
+            return uow.uploads.get(repository, upload_id)
+
+    def _find_blob(self, digest: str) -> BlobRow | None:
+        with self.database.read() as uow:
+            return uow.blobs.find(digest)
+
+    def _claim(self, repository: str, upload_id: str, token: str) -> UploadRow | None:
+        with self.database.write() as uow:
+            return uow.uploads.claim(repository, upload_id, token, self.lease_seconds)
+
+    def _renew(self, upload_id: str, token: str) -> bool:
+        with self.database.write() as uow:
+            return uow.uploads.renew(upload_id, token, self.lease_seconds)
+
+    def _save_progress(self, upload_id: str, token: str, offset: int, state: bytes,
+                       handle: str | None, keep_lease: float | None) -> bool:
+        with self.database.write() as uow:
+            return uow.uploads.save_progress(upload_id, token, offset, state, handle, keep_lease)
+
+    def _release(self, upload_id: str, token: str) -> None:
+        with self.database.write() as uow:
+            uow.uploads.release(upload_id, token)
+
+    def _delete(self, upload_id: str) -> None:
+        with self.database.write() as uow:
+            uow.uploads.delete(upload_id)
 
     def _lease(self, repository: str, upload_id: str) -> _Lease:
         return _Lease(self, repository, upload_id)
@@ -340,9 +377,7 @@ class UploadService:
 
     def _renewer(self, upload_id: str, token: str) -> Callable[[], object]:
         async def renew() -> None:
-            ok = await asyncio.to_thread(
-                self.store.renew_upload_lease, upload_id, token, self.lease_seconds
-            )
+            ok = await asyncio.to_thread(self._renew, upload_id, token)
             if not ok:
                 raise BlobUploadInvalid("upload was taken over by another request")
 
@@ -354,7 +389,7 @@ class UploadService:
     ) -> None:
         """Persist progress; `keep`: a checkpoint mid-chunk, which keeps (and renews) the lease."""
         saved = await asyncio.to_thread(
-            self.store.save_upload_progress, row.id, token, offset, hasher.serialize(),
+            self._save_progress, row.id, token, offset, hasher.serialize(),
             handle if handle != row.storage_handle else None,
             self.lease_seconds if keep else None,
         )
@@ -370,7 +405,7 @@ class UploadService:
         return await asyncio.to_thread(_hash_stored, self.blobs, handle, length, algorithm)
 
     async def _discard(self, row: UploadRow, handle: str) -> None:
-        await asyncio.to_thread(self.store.delete_upload, row.id)
+        await asyncio.to_thread(self._delete, row.id)
         await asyncio.to_thread(self.blobs.abort_upload, handle)
 
 
@@ -384,14 +419,10 @@ class _Lease:
     async def __aenter__(self) -> tuple[UploadRow, str]:
         try:
             row = await asyncio.to_thread(
-                self.service.store.claim_upload,
-                self.repository,
-                self.upload_id,
-                self.token,
-                self.service.lease_seconds,
+                self.service._claim, self.repository, self.upload_id, self.token
             )
         except UploadBusy:
-            current = self.service.store.get_upload(self.repository, self.upload_id)
+            current = self.service._get(self.repository, self.upload_id)
             raise RangeNotSatisfiable(
                 "another request is writing to this upload",
                 headers=_range_headers(current.offset if current else 0),
@@ -403,9 +434,7 @@ class _Lease:
     async def __aexit__(self, exc_type: object, *_: object) -> None:
         # On success, saving progress (or committing) already released the lease.
         if exc_type is not None:
-            await asyncio.to_thread(
-                self.service.store.release_upload, self.upload_id, self.token
-            )
+            await asyncio.to_thread(self.service._release, self.upload_id, self.token)
 
 
 class StopSignal:
