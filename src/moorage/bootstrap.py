@@ -30,13 +30,14 @@ if TYPE_CHECKING:
     from .jobs.queue import JobQueue
     from .jobs.runner import JobRunner
     from .metadata.access_store import AccessStore
-    from .metadata.lifecycle_store import LifecycleStore
-    from .metadata.store import MetadataStore
     from .metadata.uow import Database
+    from .policy.admission import AdmissionChain
+    from .policy.quota import UploadQuota
     from .registry.blobs import BlobService
     from .registry.deletion import DeletionService
     from .registry.lifecycle import LifecycleService
     from .registry.manifests import ManifestService
+    from .registry.policies import PolicyService
     from .registry.pulls import PullRecorder
     from .registry.referrers import ReferrerService
     from .registry.retention import RetentionService
@@ -76,12 +77,6 @@ class Registry:
         from .metadata.uow import Database
 
         return Database(self.engine)
-
-    @cached_property
-    def metadata(self) -> MetadataStore:
-        from .metadata.store import MetadataStore
-
-        return MetadataStore(self.engine)
 
     @cached_property
     def access_store(self) -> AccessStore:
@@ -134,31 +129,29 @@ class Registry:
     # -- registry services ------------------------------------------------------------------
 
     @cached_property
-    def lifecycle_store(self) -> LifecycleStore:
-        from .metadata.lifecycle_store import LifecycleStore
+    def policies(self) -> PolicyService:
+        from .registry.policies import PolicyService
 
-        return LifecycleStore(self.engine)
+        return PolicyService(self.database, self.upload_quota, self.authorizer)
 
     @cached_property
     def lifecycle(self) -> LifecycleService:
         """The façade web/ and cli/ call for policies, deletion, retention and GC."""
         from .registry.lifecycle import LifecycleService
 
-        return LifecycleService(self.lifecycle_store, self.database, self.deletion,
-                                self.retention, self.gc, self.pulls, self.authorizer)
+        return LifecycleService(self.policies, self.deletion, self.retention, self.gc, self.pulls)
 
     @cached_property
     def deletion(self) -> DeletionService:
         from .registry.deletion import DeletionService
 
-        return DeletionService(self.database, self.lifecycle_store,
-                               self.settings.tag_restore_window, self.authorizer)
+        return DeletionService(self.database, self.settings.tag_restore_window, self.authorizer)
 
     @cached_property
     def retention(self) -> RetentionService:
         from .registry.retention import RetentionService
 
-        return RetentionService(self.database, self.lifecycle_store, self.authorizer)
+        return RetentionService(self.database, self.authorizer)
 
     @cached_property
     def pulls(self) -> PullRecorder:
@@ -182,17 +175,32 @@ class Registry:
         return GcService(self.collector, self.authorizer)
 
     @cached_property
+    def admission(self) -> AdmissionChain:
+        """The push and pull checks (signature and vulnerability policies plug in here)."""
+        from .policy.admission import default_chain
+
+        return default_chain(allow_sparse=self.settings.allow_sparse)
+
+    @cached_property
+    def upload_quota(self) -> UploadQuota:
+        """The upload-time quota check, its figures cached briefly (shared with lifecycle)."""
+        from .policy.quota import UploadQuota
+
+        return UploadQuota()
+
+    @cached_property
     def uploads(self) -> UploadService:
         from .registry.uploads import UploadService
 
-        return UploadService(self.metadata, self.blob_store, self.settings.upload_lease_seconds,
-                             self.lifecycle, checkpoint_bytes=self.settings.upload_checkpoint_bytes)
+        return UploadService(self.database, self.blob_store, self.settings.upload_lease_seconds,
+                             self.upload_quota,
+                             checkpoint_bytes=self.settings.upload_checkpoint_bytes)
 
     @cached_property
     def blobs(self) -> BlobService:
         from .registry.blobs import BlobService
 
-        return BlobService(self.metadata, self.blob_store,
+        return BlobService(self.database, self.blob_store,
                            redirect_min_bytes=self.settings.redirect_min_bytes,
                            redirect_expires=self.settings.presign_expires)
 
@@ -200,14 +208,14 @@ class Registry:
     def manifests(self) -> ManifestService:
         from .registry.manifests import ManifestService
 
-        return ManifestService(self.metadata, self.settings.allow_sparse,
-                               self.settings.max_manifest_bytes, self.lifecycle)
+        return ManifestService(self.database, self.settings.max_manifest_bytes, self.deletion,
+                               self.pulls, self.admission)
 
     @cached_property
     def referrers(self) -> ReferrerService:
         from .registry.referrers import ReferrerService
 
-        return ReferrerService(self.metadata)
+        return ReferrerService(self.database)
 
     # -- background work ----------------------------------------------------------------------
 
@@ -230,7 +238,7 @@ class Registry:
         from .events.processors import handlers
         from .jobs.setup import make_runner
 
-        return make_runner(self.settings, self.jobs, self.lifecycle, concurrency,
+        return make_runner(self.settings, self.jobs, self, concurrency,
                            handlers(self.processors))
 
     def ensure_schedules(self) -> None:
@@ -312,7 +320,8 @@ def prepare(settings: Settings) -> None:
                 )
         if url.startswith("sqlite"):
             # The embedded database belongs to this one server: no other writer can be alive.
-            registry.metadata.release_all_upload_leases()
+            with registry.database.write() as uow:
+                uow.uploads.release_all()
     finally:
         engine.dispose()
 

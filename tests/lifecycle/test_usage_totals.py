@@ -38,7 +38,6 @@ from moorage.bootstrap import Registry
 from moorage.config import Settings
 from moorage.metadata import usage
 from moorage.metadata.engine import make_engine, sqlite_url
-from moorage.metadata.lifecycle_store import LifecycleStore
 from moorage.metadata.migrate import _config, upgrade
 from moorage.metadata.schema import (
     blobs,
@@ -49,8 +48,7 @@ from moorage.metadata.schema import (
     repository_blobs,
     tags,
 )
-from moorage.metadata.store import MetadataStore
-from moorage.registry.manifests import ManifestService
+from moorage.metadata.uow import Database
 
 OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
@@ -84,9 +82,9 @@ def _assert_totals_match_recount(url: str, namespaces: list[str]) -> dict[str, i
     """Stored totals == the aggregate over manifests, per namespace; reference counts exact."""
     engine = make_engine(url)
     try:
-        store = LifecycleStore(engine)
-        stored = {ns: store.namespace_usage(ns) for ns in namespaces}
-        recounted = {ns: store.recount_usage(ns) for ns in namespaces}
+        with Database(engine).read() as uow:
+            stored = {ns: uow.usage.total(ns) for ns in namespaces}
+            recounted = {ns: uow.usage.recount(ns) for ns in namespaces}
         assert stored == recounted
         with engine.connect() as conn:
             assert usage.stored_content(conn) == usage.expected_content(conn)
@@ -193,7 +191,8 @@ def test_quota_recount_repairs_wrong_totals(make_registry):
         assert f'"{ns}": {{"stored": 5, "recounted": {_size(image)}}}' in proc.stdout
         # with the drifted figure the quota would let another image in; repaired, it refuses
         cli.run("quota", "recount")
-        assert LifecycleStore(engine).namespace_usage(ns) == _size(image)
+        with Database(engine).read() as uow:
+            assert uow.usage.total(ns) == _size(image)
         other = make_image(1)
         for blob in other.blobs:  # chunked, no declared size: only the manifest PUT checks
             loc = resolve(http.post(uploads_url(reg, f"{ns}/r")))
@@ -270,18 +269,21 @@ def _fill(engine, ns: str, count: int, config: Blob) -> None:  # type: ignore[no
             manifests.c.repository_id.in_(repo_ids))).all())
         conn.execute(manifest_references.insert(), [
             {"manifest_id": ids[m], "digest": d, "kind": "blob"} for m, ds in ref_rows for d in ds])
-    LifecycleStore(engine).repair_usage(apply=True)
+    with Database(engine).write() as uow:
+        uow.usage.repair(apply=True)
 
 
-def _measured_push(metadata: MetadataStore, service: ManifestService, work: _Work, ns: str,
-                   config: Blob) -> tuple[list[str], int]:
+def _measured_push(registry: Registry, work: _Work, ns: str, config: Blob
+                   ) -> tuple[list[str], int]:
     layer = Blob(uuid.uuid4().bytes * 8, OCI_LAYER)
     for blob in (config, layer):
-        metadata.commit_blob(f"{ns}/r0", None, blob.digest, len(blob.data), "k/" + blob.digest)
+        with registry.database.write() as uow:
+            uow.blobs.commit(f"{ns}/r0", None, blob.digest, len(blob.data), "k/" + blob.digest,
+                             reused=False)
     image = make_image(config=config, layer_blobs=[layer])
     work.statements, work.steps, work.armed = [], 0, True
     try:
-        asyncio.run(service.push(f"{ns}/r0", "measured", image.body, image.media_type, []))
+        asyncio.run(registry.manifests.push(f"{ns}/r0", "measured", image.body, image.media_type, []))
     finally:
         work.armed = False
     return work.statements, work.steps
@@ -291,14 +293,13 @@ def test_push_cost_with_a_quota_does_not_grow_with_the_namespace(tmp_path: Path)
     settings = Settings.from_env(env={}, data_dir=tmp_path, gc_interval=0.0)
     engine = make_engine(sqlite_url(tmp_path))
     upgrade(engine)
-    metadata = MetadataStore(engine)
-    lifecycle = Registry(settings, engine).lifecycle
-    service = ManifestService(metadata, False, settings.max_manifest_bytes, lifecycle)
+    registry = Registry(settings, engine)
     work = _Work(engine)
     small, large = "small" + uuid.uuid4().hex[:6], "large" + uuid.uuid4().hex[:6]
     config = Blob(b'{"architecture":"amd64","os":"linux"}', "application/vnd.oci.image.config.v1+json")
     for ns in (small, large):
-        lifecycle.store.set_quota(ns, 10**12, None)
+        with registry.database.write() as uow:
+            uow.policies.set_quota(ns, 10**12, None)
     started = time.monotonic()
     _fill(engine, small, 10, config)
     _fill(engine, large, 2000, config)
@@ -306,8 +307,8 @@ def test_push_cost_with_a_quota_does_not_grow_with_the_namespace(tmp_path: Path)
     with engine.connect() as conn:
         assert usage.stored_totals(conn)[large] > 150 * usage.stored_totals(conn)[small]
     try:
-        small_sql, small_steps = _measured_push(metadata, service, work, small, config)
-        large_sql, large_steps = _measured_push(metadata, service, work, large, config)
+        small_sql, small_steps = _measured_push(registry, work, small, config)
+        large_sql, large_steps = _measured_push(registry, work, large, config)
     finally:
         engine.dispose()
     # Same statements, and the same work inside them (B-tree seeks are one VM instruction

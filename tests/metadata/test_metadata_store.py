@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import func, select
 
 from moorage.metadata.access_store import AccessStore
 from moorage.metadata.engine import make_engine, sqlite_url
 from moorage.metadata.migrate import SchemaNotCurrent, check_current, head_revision, upgrade
-from moorage.metadata.schema import metadata
-from moorage.metadata.store import MetadataStore, NewManifest, UploadBusy
+from moorage.metadata.rows import NewManifest, UploadBusy
+from moorage.metadata.schema import manifests, metadata, uploads
 from moorage.metadata.uow import Database
 
 
@@ -40,8 +41,8 @@ def engine(empty_url: str):
 
 
 @pytest.fixture
-def store(engine) -> MetadataStore:
-    return MetadataStore(engine)
+def db(engine) -> Database:
+    return Database(engine)
 
 
 def _parallel(fn, count: int) -> list:
@@ -97,10 +98,11 @@ def test_legacy_embedded_database_is_adopted_not_recreated(tmp_path: Path):
         # What the server did before migrations: create_all of the tables revision 0001 holds.
         legacy = [t for name, t in metadata.tables.items() if name in LEGACY_TABLES]
         metadata.create_all(engine, tables=legacy)
-        MetadataStore(engine).create_upload("u", "legacy/repo", "sha256", b"s", "1", "h")
+        with Database(engine).write() as uow:
+            uow.uploads.create("u", "legacy/repo", "sha256", b"s", "1", "h")
         upgrade(engine)
         check_current(engine)
-        assert MetadataStore(engine).count_rows("uploads") == 1
+        assert _count(engine, uploads) == 1
     finally:
         engine.dispose()
 
@@ -108,64 +110,78 @@ def test_legacy_embedded_database_is_adopted_not_recreated(tmp_path: Path):
 # -- uploads -----------------------------------------------------------------------------------------
 
 
-def test_upload_lease_and_progress(store: MetadataStore):
-    store.create_upload("u1", "lib/a", "sha256", b"state0", "v1", "handle0")
-    row = store.claim_upload("lib/a", "u1", "tok", 30)
+def _create_upload(db: Database, upload_id: str, repository: str, handle: str) -> None:
+    with db.write() as uow:
+        uow.uploads.create(upload_id, repository, "sha256", b"state0", "v1", handle)
+
+
+def _get_upload(db: Database, repository: str, upload_id: str):  # type: ignore[no-untyped-def]
+    with db.read() as uow:
+        return uow.uploads.get(repository, upload_id)
+
+
+def _claim(db: Database, upload_id: str, token: str):  # type: ignore[no-untyped-def]
+    with db.write() as uow:
+        return uow.uploads.claim("lib/a", upload_id, token, 30)
+
+
+def test_upload_lease_and_progress(db: Database):
+    _create_upload(db, "u1", "lib/a", "handle0")
+    row = _claim(db, "u1", "tok")
     assert row is not None and row.offset == 0 and row.storage_handle == "handle0"
     with pytest.raises(UploadBusy):
-        store.claim_upload("lib/a", "u1", "other", 30)
-    assert store.renew_upload_lease("u1", "tok", 30)
-    assert not store.save_upload_progress("u1", "other", 5, b"x")
-    assert store.save_upload_progress("u1", "tok", 10, b"state1", "handle1")
-    row = store.get_upload("lib/a", "u1")
+        _claim(db, "u1", "other")
+    with db.write() as uow:
+        assert uow.uploads.renew("u1", "tok", 30)
+        assert not uow.uploads.save_progress("u1", "other", 5, b"x")
+        assert uow.uploads.save_progress("u1", "tok", 10, b"state1", "handle1")
+    row = _get_upload(db, "lib/a", "u1")
     assert (row.offset, row.hash_state, row.storage_handle, row.writer_token) == (
         10, b"state1", "handle1", None)
-    assert store.get_upload("lib/other", "u1") is None
+    assert _get_upload(db, "lib/other", "u1") is None
 
 
-def test_concurrent_claims_of_one_upload_have_one_winner(store: MetadataStore):
-    store.create_upload("u2", "lib/a", "sha256", b"s", "v1", "h")
-
-    def claim(i: int):
-        return store.claim_upload("lib/a", "u2", f"tok{i}", 30)
-
-    results = _parallel(claim, 6)
+def test_concurrent_claims_of_one_upload_have_one_winner(db: Database):
+    _create_upload(db, "u2", "lib/a", "h")
+    results = _parallel(lambda i: _claim(db, "u2", f"tok{i}"), 6)
     winners = [r for r in results if r is not None and not isinstance(r, Exception)]
     assert len(winners) == 1, results
     assert all(isinstance(r, UploadBusy) for r in results if r not in winners)
 
 
-def test_stale_uploads_are_found_and_expired_once(store: MetadataStore, engine):
-    database = Database(engine)
-    store.create_upload("old", "lib/a", "sha256", b"s", "v1", "h-old")
-    store.create_upload("new", "lib/a", "sha256", b"s", "v1", "h-new")
+def test_stale_uploads_are_found_and_expired_once(db: Database, engine):
+    _create_upload(db, "old", "lib/a", "h-old")
+    _create_upload(db, "new", "lib/a", "h-new")
     later = time.time() + 1
-    with database.read() as uow:
+    with db.read() as uow:
         assert {u for u, _, _ in uow.gc.stale_uploads(later, time.time(), 10)} == {"old", "new"}
         assert uow.gc.stale_uploads(time.time() - 3600, time.time(), 10) == []
-    with database.write() as uow:
+    with db.write() as uow:
         assert [r[0] for r in uow.gc.expire_uploads(["old"], later)] == ["old"]
-    with database.write() as uow:
+    with db.write() as uow:
         assert uow.gc.expire_uploads(["old"], later) == []  # only once
-    assert store.get_upload("lib/a", "old") is None
-    assert store.get_upload("lib/a", "new") is not None
+    assert _get_upload(db, "lib/a", "old") is None
+    assert _get_upload(db, "lib/a", "new") is not None
 
 
 # -- blobs, manifests, tags ----------------------------------------------------------------------
 
 
-def test_concurrent_commits_of_one_digest_record_one_blob(store: MetadataStore):
+def test_concurrent_commits_of_one_digest_record_one_blob(db: Database):
     digest = "sha256:" + uuid.uuid4().hex * 2
 
     def commit(i: int) -> str:
-        return store.commit_blob(f"lib/r{i % 3}", None, digest, 10, f"blobs/key-{i}")
+        with db.write() as uow:
+            return uow.blobs.commit(f"lib/r{i % 3}", None, digest, 10, f"blobs/key-{i}",
+                                    reused=False)
 
     keys = _parallel(commit, 8)
     assert not [k for k in keys if isinstance(k, Exception)], keys
     assert len(set(keys)) == 1  # everyone learns the one key that was recorded
-    assert store.find_blob(digest).storage_key == keys[0]
-    for i in range(3):
-        assert store.repository_blob(f"lib/r{i}", digest) is not None
+    with db.read() as uow:
+        assert uow.blobs.find(digest).storage_key == keys[0]
+        for i in range(3):
+            assert uow.blobs.repository_blob(f"lib/r{i}", digest) is not None
 
 
 def _manifest(i: int) -> NewManifest:
@@ -177,30 +193,52 @@ def _manifest(i: int) -> NewManifest:
     )
 
 
-def test_concurrent_pushes_of_one_tag_leave_one_consistent_row(store: MetadataStore):
-    results = _parallel(lambda i: store.put_manifest("lib/tagged", _manifest(i), ["latest"]), 8)
+def _put(db: Database, repository: str, manifest: NewManifest, tag_names: list[str]) -> None:
+    """What a push writes, without its checks."""
+    with db.write() as uow:
+        repo_id = uow.repositories.ensure(repository)
+        uow.repositories.lock(repo_id, exclusive=False)
+        uow.manifests.put(repo_id, repository, manifest)
+        uow.tags.move(repo_id, tag_names, manifest.digest)
+
+
+def _tags(db: Database, repository: str, last: str | None = None, limit: int = 100
+          ) -> list[str] | None:
+    with db.read() as uow:
+        return uow.tags.list(repository, last, limit)
+
+
+def _count(engine, table) -> int:  # type: ignore[no-untyped-def]
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def test_concurrent_pushes_of_one_tag_leave_one_consistent_row(db: Database, engine):
+    results = _parallel(lambda i: _put(db, "lib/tagged", _manifest(i), ["latest"]), 8)
     assert not [r for r in results if isinstance(r, Exception)], results
-    assert store.list_tags("lib/tagged", None, 100) == ["latest"]
-    row = store.get_manifest("lib/tagged", None, "latest", True)
+    assert _tags(db, "lib/tagged") == ["latest"]
+    with db.read() as uow:
+        row = uow.manifests.get("lib/tagged", None, "latest", True)
     assert row is not None and row.digest in {_manifest(i).digest for i in range(8)}
-    assert store.count_rows("manifests") == 8
+    assert _count(engine, manifests) == 8
 
 
-def test_concurrent_pushes_of_one_manifest_store_it_once(store: MetadataStore):
-    results = _parallel(lambda i: store.put_manifest("lib/same", _manifest(42), [f"t{i}"]), 6)
+def test_concurrent_pushes_of_one_manifest_store_it_once(db: Database, engine):
+    results = _parallel(lambda i: _put(db, "lib/same", _manifest(42), [f"t{i}"]), 6)
     assert not [r for r in results if isinstance(r, Exception)], results
-    assert store.count_rows("manifests") == 1
-    assert len(store.list_tags("lib/same", None, 100)) == 6
+    assert _count(engine, manifests) == 1
+    assert len(_tags(db, "lib/same") or []) == 6
 
 
-def test_listings_are_in_byte_order_and_page(store: MetadataStore):
+def test_listings_are_in_byte_order_and_page(db: Database):
     names = ["B", "a", "a-b", "a.b", "a_b", "ab", "Z9"]
     for n in names:
-        store.put_manifest("lib/order", _manifest(len(n)), [n])
-    assert store.list_tags("lib/order", None, 100) == sorted(names)
-    assert store.list_tags("lib/order", "a", 2) == sorted(names)[3:5]
-    assert store.list_tags("lib/order", "a\x00zzz", 100) == sorted(names)[3:]
-    repos = store.list_repositories(None, 100)
+        _put(db, "lib/order", _manifest(len(n)), [n])
+    assert _tags(db, "lib/order") == sorted(names)
+    assert _tags(db, "lib/order", "a", 2) == sorted(names)[3:5]
+    assert _tags(db, "lib/order", "a\x00zzz") == sorted(names)[3:]
+    with db.read() as uow:
+        repos = uow.repositories.catalog(None, 100)
     assert repos == sorted(repos)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 
 import pytest
-from .lifecycle_content import push_blob, push_image
 
 from moorage.auth.identity import CLI
 from moorage.bootstrap import Registry
 from moorage.oci.digest import parse_digest
 from moorage.oci.errors import BlobUnknown
+
+from .lifecycle_content import push_blob, push_image
 
 
 def _key(registry: Registry, repository: str, digest: str) -> str:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from .lifecycle_content import push_image
-
 from moorage.auth.identity import CLI
 from moorage.bootstrap import Registry
+
+from .lifecycle_content import push_image
 
 
 def test_keep_last_pushed_untags_the_oldest_and_records_events(registry: Registry) -> None:

@@ -63,7 +63,7 @@ def gc(
     from ..events.types import Actor
     from ..gc.collector import parse_duration
     from ..logs import setup_logging
-    from ..registry.lifecycle import human_bytes
+    from ..policy.quota import human_bytes
 
     try:
         grace = parse_duration(grace_period) if grace_period is not None else None
@@ -94,7 +94,7 @@ def gc(
 
 
 def _print_runs(runs: list[dict[str, Any]], as_json: bool) -> None:
-    from ..registry.lifecycle import human_bytes
+    from ..policy.quota import human_bytes
     from ..times import human
 
     if as_json:
@@ -111,7 +111,7 @@ def _print_runs(runs: list[dict[str, Any]], as_json: bool) -> None:
 
 
 def _print_plan(result: dict, as_json: bool) -> None:
-    from ..registry.lifecycle import human_bytes
+    from ..policy.quota import human_bytes
 
     if as_json:
         print_json(result)
@@ -272,7 +272,7 @@ def quota_set(
     config: Config = None,
 ) -> None:
     """Limit the bytes a namespace may store (shared content counts once)."""
-    from ..registry.lifecycle import human_bytes
+    from ..policy.quota import human_bytes
 
     limit = None if size.lower() == "none" else _size(size)
     service, actor = _lifecycle(Target(data_dir, database, storage, config))
@@ -289,7 +289,7 @@ def quota_show(
     config: Config = None,
 ) -> None:
     """Usage of a namespace and its repositories, against its quota."""
-    from ..registry.lifecycle import human_bytes
+    from ..policy.quota import human_bytes
 
     service, actor = _lifecycle(Target(data_dir, database, storage, config))
     usage = call(service.usage, actor, namespace)

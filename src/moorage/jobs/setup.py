@@ -28,11 +28,11 @@ def make_queue(settings: Any, engine: Any, extra_kinds: Iterable[str] = ()) -> J
     )
 
 
-def make_runner(settings: Any, queue: JobQueue, lifecycle: Any,
+def make_runner(settings: Any, queue: JobQueue, services: tasks.TaskServices,
                 concurrency: int | None = None,
                 extra: Mapping[str, tasks.Handler] | None = None) -> JobRunner:
-    """A runner of every known kind over the lifecycle service, plus the `extra` handlers."""
-    return JobRunner(queue, {**tasks.build(lifecycle), **(extra or {})},
+    """A runner of every known kind over the registry's services, plus the `extra` handlers."""
+    return JobRunner(queue, {**tasks.build(services), **(extra or {})},
                      concurrency or settings.job_concurrency, settings.job_poll_interval)
 
 

@@ -17,11 +17,18 @@ from sqlalchemy import Connection
 
 from . import outbox_store
 from .base import StoreBase
+from .queries.blobs import BlobQueries
 from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
 from .queries.graph import GraphQueries
+from .queries.manifests import ManifestQueries
+from .queries.policies import PolicyQueries
 from .queries.pulls import PullQueries
+from .queries.referrers import ReferrerQueries
 from .queries.repositories import RepositoryQueries
+from .queries.tags import TagQueries
+from .queries.uploads import UploadQueries
+from .queries.usage import UsageQueries
 
 
 class UnitOfWork:
@@ -49,6 +56,34 @@ class UnitOfWork:
     @cached_property
     def repositories(self) -> RepositoryQueries:
         return RepositoryQueries(self)
+
+    @cached_property
+    def blobs(self) -> BlobQueries:
+        return BlobQueries(self)
+
+    @cached_property
+    def uploads(self) -> UploadQueries:
+        return UploadQueries(self)
+
+    @cached_property
+    def manifests(self) -> ManifestQueries:
+        return ManifestQueries(self)
+
+    @cached_property
+    def tags(self) -> TagQueries:
+        return TagQueries(self)
+
+    @cached_property
+    def referrers(self) -> ReferrerQueries:
+        return ReferrerQueries(self)
+
+    @cached_property
+    def policies(self) -> PolicyQueries:
+        return PolicyQueries(self)
+
+    @cached_property
+    def usage(self) -> UsageQueries:
+        return UsageQueries(self)
 
     # -- lifecycle aggregates ----------------------------------------------------------------
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from ..events.types import SYSTEM, Actor, BlobDeleted, BlobMounted, records
-from ..metadata.store import BlobRow, MetadataStore
+from ..metadata.rows import BlobRow
 from ..oci.digest import Digest
 from ..oci.errors import BlobUnknown
 from ..storage.base import BlobStore
+
+if TYPE_CHECKING:
+    from ..metadata.uow import Database
 
 
 class BlobService:
@@ -17,12 +21,12 @@ class BlobService:
 
     def __init__(
         self,
-        store: MetadataStore,
+        database: Database,
         blobs: BlobStore,
         redirect_min_bytes: int | None = None,
         redirect_expires: int = 300,
     ) -> None:
-        self.store = store
+        self.database = database
         self.blobs = blobs
         # None: never redirect. Small blobs are cheaper to proxy than to redirect.
         self.redirect_min_bytes = redirect_min_bytes
@@ -36,7 +40,8 @@ class BlobService:
 
     def locate(self, repository: str, digest: Digest) -> BlobRow:
         """The blob as served through `repository`; BLOB_UNKNOWN unless the repository holds it."""
-        row = self.store.repository_blob(repository, str(digest))
+        with self.database.read() as uow:
+            row = uow.blobs.repository_blob(repository, str(digest))
         if row is None:
             raise BlobUnknown(detail={"digest": str(digest)})
         return row
@@ -65,7 +70,8 @@ class BlobService:
 
     def holders(self, digest: Digest) -> list[str]:
         """Repositories that hold a blob (candidates for a mount without `from`)."""
-        return self.store.repositories_with_blob(str(digest))
+        with self.database.read() as uow:
+            return uow.blobs.repositories_with_blob(str(digest))
 
     async def mount(self, repository: str, digest: Digest, sources: list[str] | None,
                     actor: Actor = SYSTEM) -> bool:
@@ -74,22 +80,37 @@ class BlobService:
         Returns False when the blob is not available, and the caller opens an upload instead.
         """
         source: str | None = None
-        if sources is None:
-            found = self.store.find_blob(str(digest)) is not None
-        else:
-            source = next((s for s in sources if self.store.repository_blob(s, str(digest))),
-                          None)
-            found = source is not None
+        with self.database.read() as uow:
+            if sources is None:
+                found = uow.blobs.find(str(digest)) is not None
+            else:
+                source = next((s for s in sources if uow.blobs.repository_blob(s, str(digest))),
+                              None)
+                found = source is not None
         if not found:
             return False
         mounted = records(BlobMounted(actor=actor, repository=repository, digest=str(digest),
                                       source=source))
         # False when the content was garbage-collected since it was looked up.
-        return await asyncio.to_thread(self.store.link_blob, repository, str(digest), mounted)
+        return await asyncio.to_thread(self._link, repository, str(digest), mounted)
+
+    def _link(self, repository: str, digest: str, events: list[dict]) -> bool:
+        with self.database.write() as uow:
+            linked = uow.blobs.link(repository, digest)
+            if linked:
+                uow.emit(events)
+            return linked
+
+    def _unlink(self, repository: str, digest: str, events: list[dict]) -> bool:
+        with self.database.write() as uow:
+            removed = uow.blobs.unlink(repository, digest)
+            if removed:
+                uow.emit(events)
+            return removed
 
     async def delete(self, repository: str, digest: Digest, actor: Actor = SYSTEM) -> None:
         """Remove the blob from `repository`; the bytes stay for others until GC."""
         gone = records(BlobDeleted(actor=actor, repository=repository, digest=str(digest)))
-        removed = await asyncio.to_thread(self.store.unlink_blob, repository, str(digest), gone)
+        removed = await asyncio.to_thread(self._unlink, repository, str(digest), gone)
         if not removed:
             raise BlobUnknown(detail={"digest": str(digest)})

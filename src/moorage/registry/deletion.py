@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from ..auth.authorizer import Authorizer, OpenAuthorizer
 from ..auth.scopes import namespace_of
 from ..events.types import Actor, TagRestored, records
 from ..metadata.queries.deletion import ManifestGone, NothingToRestore, TagTaken
-from ..metadata.uow import Database
+from ..metadata.uow import Database, UnitOfWork
 from ..oci.errors import Denied, ManifestInvalid, ManifestUnknown
 from ..oci.reference import validate_name, validate_tag
 from ..policy.immutability import denial_message, matching_rule
@@ -19,31 +19,33 @@ from .access import Conflict, require_namespace_admin
 Records = Sequence[Mapping[str, Any]]
 
 
-class ImmutabilityRules(Protocol):
-    """Where the immutability rules and a manifest's tags are read (the policies' store)."""
-
-    def immutability_rules(self, namespace: str | None = None) -> list[dict[str, Any]]: ...
-
-    def tags_of(self, repository: str, digest: str) -> list[str]: ...
+def refuse_immutable_manifest_delete(uow: UnitOfWork, repository: str, digest: str) -> None:
+    """DENIED when an immutable tag points at the manifest (inside the delete's unit of work)."""
+    namespace = namespace_of(repository)
+    rules = uow.policies.rules(namespace)
+    if not rules:
+        return
+    for tag in uow.tags.tags_of(repository, digest):
+        pattern = matching_rule(tag, rules)
+        if pattern is not None:
+            raise Denied(denial_message(tag, pattern, namespace, "deleted"),
+                         detail={"tag": tag, "rule": pattern})
 
 
 class DeletionService:
     """Delete checks, soft delete (untag into a restore list), listing and restoring."""
 
-    def __init__(self, database: Database, rules: ImmutabilityRules, restore_window: float,
+    def __init__(self, database: Database, restore_window: float,
                  authorizer: Authorizer | None = None) -> None:
         self.database = database
-        self.rules = rules
         self.restore_window = restore_window
         self.authorizer = authorizer or OpenAuthorizer()
-
-    def _rules(self, namespace: str) -> list[tuple[str, str]]:
-        return [(r["pattern"], r["exceptions"]) for r in self.rules.immutability_rules(namespace)]
 
     def check_tag_delete(self, repository: str, tag: str) -> None:
         """DENIED when `tag` is immutable."""
         namespace = namespace_of(repository)
-        rules = self._rules(namespace)
+        with self.database.read() as uow:
+            rules = uow.policies.rules(namespace)
         pattern = matching_rule(tag, rules) if rules else None
         if pattern is not None:
             raise Denied(denial_message(tag, pattern, namespace, "deleted"),
@@ -51,15 +53,8 @@ class DeletionService:
 
     def check_manifest_delete(self, repository: str, digest: str) -> None:
         """DENIED when an immutable tag points at the manifest."""
-        namespace = namespace_of(repository)
-        rules = self._rules(namespace)
-        if not rules:
-            return
-        for tag in self.rules.tags_of(repository, digest):
-            pattern = matching_rule(tag, rules)
-            if pattern is not None:
-                raise Denied(denial_message(tag, pattern, namespace, "deleted"),
-                             detail={"tag": tag, "rule": pattern})
+        with self.database.read() as uow:
+            refuse_immutable_manifest_delete(uow, repository, digest)
 
     def soft_delete_tag(self, repository: str, tag: str, actor: str | None = None,
                         events: Callable[[str], Records] | None = None) -> bool:

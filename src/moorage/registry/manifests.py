@@ -7,23 +7,25 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..auth.scopes import namespace_of
 from ..events.types import SYSTEM, Actor, ManifestDeleted, ManifestPushed, TagDeleted, TagMoved
 from ..events.types import records as event_records
-from ..metadata.store import ManifestRow, MetadataStore, NewManifest
+from ..metadata.rows import ManifestRow, NewManifest
 from ..oci.digest import DEFAULT_ALGORITHM, Digest, digest_bytes
 from ..oci.errors import (
     DigestInvalid,
-    ManifestBlobUnknown,
-    ManifestInvalid,
     ManifestTooLarge,
     ManifestUnknown,
     NameUnknown,
 )
 from ..oci.manifest import ParsedManifest, parse_manifest
 from ..oci.reference import validate_tag
+from ..policy.admission import AdmissionChain, PullRequest, PushRequest
+from .deletion import DeletionService, refuse_immutable_manifest_delete
 
 if TYPE_CHECKING:
-    from .lifecycle import LifecycleService
+    from ..metadata.uow import Database
+    from .pulls import PullRecorder
 
 INLINE_PARSE_BYTES = 64 * 1024  # real manifests are a few KiB: parsed without a thread hop
 log = logging.getLogger(__name__)
@@ -43,15 +45,17 @@ class ManifestService:
 
     def __init__(
         self,
-        store: MetadataStore,
-        allow_sparse: bool,
+        database: Database,
         max_bytes: int,
-        lifecycle: LifecycleService | None = None,
+        deletion: DeletionService,
+        pulls: PullRecorder,
+        admission: AdmissionChain,
     ) -> None:
-        self.store = store
-        self.allow_sparse = allow_sparse
+        self.database = database
         self.max_bytes = max_bytes
-        self.lifecycle = lifecycle
+        self.deletion = deletion
+        self.pulls = pulls
+        self.admission = admission
 
     async def push(
         self,
@@ -91,15 +95,6 @@ class ManifestService:
             child_digests=tuple(str(d.digest) for d in parsed.children),
         )
         unique_tags = list(dict.fromkeys(tag_names))
-        guard = None
-        if self.lifecycle is not None:
-            # Re-checked inside the write transaction: references (against a concurrent GC
-            # sweep), immutable tags, and the namespace quota.
-            guard = self.lifecycle.manifest_guard(
-                repository, record, unique_tags, not self.allow_sparse,
-                {str(d.digest) for d in parsed.blobs if d.non_distributable},
-                {str(d.digest): d.size for d in parsed.blobs if not d.non_distributable},
-            )
         events = event_records(
             ManifestPushed(actor=actor, repository=repository, digest=record.digest,
                            tag=None if isinstance(reference, Digest) else reference,
@@ -109,99 +104,91 @@ class ManifestService:
               for t in unique_tags),
         )
         # One trip to a worker thread for the whole database part of a push.
-        await asyncio.to_thread(
-            self._store, repository, parsed, record, unique_tags, guard, events
-        )
+        await asyncio.to_thread(self._store, repository, parsed, record, unique_tags, events)
         log.info(
             "manifest pushed",
             extra={"repository": repository, "digest": str(digest), "tags": unique_tags},
         )
         return PushedManifest(digest, record.subject_digest, unique_tags)
 
-    def _store(
-        self,
-        repository: str,
-        parsed: ParsedManifest,
-        record: NewManifest,
-        tags: list[str],
-        guard: object,
-        events: list[dict],
-    ) -> None:
-        if guard is None and not self.allow_sparse:
-            self._check_references(repository, parsed)  # the lifecycle guard checks in-transaction
-        self.store.put_manifest(repository, record, tags, guard, events)
-
-    def _check_references(self, repository: str, parsed: ParsedManifest) -> None:
-        wanted = [d for d in parsed.blobs if not d.non_distributable]
-        sizes = self.store.linked_blob_sizes(repository, (str(d.digest) for d in wanted))
-        for descriptor in wanted:
-            size = sizes.get(str(descriptor.digest))
-            if size is None:
-                raise ManifestBlobUnknown(
-                    f"blob {descriptor.digest} is not in {repository}",
-                    detail={"digest": str(descriptor.digest)},
-                )
-            if size != descriptor.size:
-                raise ManifestInvalid(
-                    f"descriptor of {descriptor.digest} says {descriptor.size} bytes, "
-                    f"the blob has {size}"
-                )
-        children = {str(d.digest) for d in parsed.children}
-        missing = children - self.store.present_manifests(repository, children)
-        if missing:
-            first = min(missing)
-            raise ManifestBlobUnknown(
-                f"manifest {first} is not in {repository}", detail={"digest": first}
-            )
+    def _store(self, repository: str, parsed: ParsedManifest, record: NewManifest,
+               tags: list[str], events: list[dict]) -> None:
+        """Check and store a manifest, move its tags and append its events: one transaction."""
+        with self.database.write() as uow:
+            repo_id = uow.repositories.ensure(repository)
+            uow.repositories.lock(repo_id, exclusive=False)
+            uow.blobs.refresh_links(repo_id, record.blob_digests)
+            self.admission.check_push(uow, PushRequest(
+                repository=repository,
+                namespace=namespace_of(repository),
+                repository_id=repo_id,
+                digest=record.digest,
+                size=len(record.content),
+                blob_digests=record.blob_digests,
+                child_digests=record.child_digests,
+                declared_sizes={str(d.digest): d.size for d in parsed.blobs
+                                if not d.non_distributable},
+                non_distributable=frozenset(str(d.digest) for d in parsed.blobs
+                                            if d.non_distributable),
+                tags=tuple(tags),
+            ))
+            uow.manifests.put(repo_id, repository, record)
+            uow.tags.move(repo_id, tags, record.digest)
+            uow.emit(events)
 
     def get(self, repository: str, reference: str | Digest, with_content: bool,
             actor: Actor | None = None) -> ManifestRow:
-        """Resolve a tag or digest to the stored manifest; with an `actor`, a recorded pull."""
-        if isinstance(reference, Digest):
-            row = self.store.get_manifest(repository, str(reference), None, with_content)
-        else:
-            row = self.store.get_manifest(repository, None, reference, with_content)
-        if row is None:
-            raise ManifestUnknown(detail={"reference": str(reference)})
-        if self.lifecycle is not None:
-            self.lifecycle.pulls.record(repository, str(reference), actor)
+        """Resolve a tag or digest to the stored manifest, once the pull checks let it be
+        served; with an `actor`, a recorded pull."""
+        by_digest = isinstance(reference, Digest)
+        with self.database.read() as uow:
+            row = uow.manifests.get(repository, str(reference) if by_digest else None,
+                                    None if by_digest else str(reference), with_content)
+            if row is None:
+                raise ManifestUnknown(detail={"reference": str(reference)})
+            if self.admission.pull:
+                self.admission.check_pull(uow, PullRequest(
+                    repository=repository, namespace=namespace_of(repository),
+                    reference=str(reference), digest=row.digest, media_type=row.media_type,
+                    actor=actor))
+        self.pulls.record(repository, str(reference), actor)
         return row
 
     async def delete(self, repository: str, reference: str | Digest, actor: Actor = SYSTEM
                      ) -> None:
-        """By tag: remove the tag only. By digest: remove the manifest and its tags."""
-        lifecycle = self.lifecycle
+        """By tag: remove the tag only (restorable). By digest: remove the manifest and its
+        tags."""
         if isinstance(reference, Digest):
-            if lifecycle is not None:
-                await asyncio.to_thread(lifecycle.check_manifest_delete, repository, str(reference))
-            gone = event_records(
-                ManifestDeleted(actor=actor, repository=repository, digest=str(reference)))
+            removed = await asyncio.to_thread(self._delete_manifest, repository, reference, actor)
+        else:
+            await asyncio.to_thread(self.deletion.check_tag_delete, repository, reference)
             removed = await asyncio.to_thread(
-                self.store.delete_manifest, repository, str(reference), gone
-            )
-        elif lifecycle is not None:
-            await asyncio.to_thread(lifecycle.check_tag_delete, repository, reference)
-            removed = await asyncio.to_thread(
-                lifecycle.soft_delete_tag, repository, reference, actor.name,
+                self.deletion.soft_delete_tag, repository, reference, actor.name,
                 lambda digest: event_records(
                     TagDeleted(actor=actor, repository=repository, tag=reference, digest=digest)),
-            )
-        else:
-            removed = await asyncio.to_thread(
-                self.store.delete_tag, repository, reference,
-                event_records(TagDeleted(actor=actor, repository=repository, tag=reference)),
             )
         if not removed:
             raise ManifestUnknown(detail={"reference": str(reference)})
         log.info("manifest deleted", extra={"repository": repository, "reference": str(reference)})
 
+    def _delete_manifest(self, repository: str, digest: Digest, actor: Actor) -> bool:
+        with self.database.write() as uow:
+            refuse_immutable_manifest_delete(uow, repository, str(digest))
+            removed = uow.manifests.delete(repository, str(digest))
+            if removed:
+                uow.emit(event_records(
+                    ManifestDeleted(actor=actor, repository=repository, digest=str(digest))))
+            return removed
+
     def tags(self, repository: str, last: str | None, limit: int) -> list[str]:
         """A page of tag names in byte order; NAME_UNKNOWN for an unknown repository."""
-        names = self.store.list_tags(repository, last, limit)
+        with self.database.read() as uow:
+            names = uow.tags.list(repository, last, limit)
         if names is None:
             raise NameUnknown(detail={"name": repository})
         return names
 
     def catalog(self, last: str | None, limit: int) -> list[str]:
         """A page of repository names in byte order."""
-        return self.store.list_repositories(last, limit)
+        with self.database.read() as uow:
+            return uow.repositories.catalog(last, limit)

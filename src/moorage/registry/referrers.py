@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..metadata.store import MetadataStore
 from ..oci.digest import Digest
+
+if TYPE_CHECKING:
+    from ..metadata.uow import Database
 
 # A response stays well under the 4 MiB a client may expect of a manifest-sized document.
 RESPONSE_BUDGET = 2 * 1024 * 1024
@@ -23,15 +25,16 @@ class ReferrersPage:
 class ReferrerService:
     """List referrers of a digest in a repository."""
 
-    def __init__(self, store: MetadataStore) -> None:
-        self.store = store
+    def __init__(self, database: Database) -> None:
+        self.database = database
 
     def list(
         self, repository: str, subject: Digest, artifact_type: str | None, last: str | None,
         limit: int,
     ) -> ReferrersPage:
         """Descriptors for each referrer, at most `limit`, cut short to bound the response size."""
-        rows = self.store.list_referrers(repository, str(subject), artifact_type, last, limit + 1)
+        with self.database.read() as uow:
+            rows = uow.referrers.list(repository, str(subject), artifact_type, last, limit + 1)
         descriptors: list[dict[str, Any]] = []
         budget = RESPONSE_BUDGET
         for row in rows[:limit]:

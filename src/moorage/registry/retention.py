@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from ..auth.authorizer import Authorizer, OpenAuthorizer
 from ..auth.scopes import namespace_of
@@ -17,14 +17,6 @@ from .access import (
     require_server_admin,
     valid_namespace,
 )
-
-
-class PolicySource(Protocol):
-    """Where retention policies and immutability rules are read (the policies' store)."""
-
-    def policies(self, namespace: str | None = None) -> list[dict[str, Any]]: ...
-
-    def immutability_rules(self, namespace: str | None = None) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -40,17 +32,17 @@ class _Outcome:
 class RetentionService:
     """Runs retention policies (on demand, and for the schedule over every namespace)."""
 
-    def __init__(self, database: Database, policies: PolicySource,
-                 authorizer: Authorizer | None = None) -> None:
+    def __init__(self, database: Database, authorizer: Authorizer | None = None) -> None:
         self.database = database
-        self.policies = policies
         self.authorizer = authorizer or OpenAuthorizer()
 
     def scopes(self, namespace: str | None) -> list[tuple[str, RetentionRules]]:
         """(repository, rules) for every repository a policy governs; a repository's own
         policy wins over its namespace's."""
         by_ns: dict[str, dict[str | None, RetentionRules]] = {}
-        for p in self.policies.policies(namespace):
+        with self.database.read() as uow:
+            policies = uow.policies.retention(namespace)
+        for p in policies:
             by_ns.setdefault(p["namespace"], {})[p["repository"]] = RetentionRules.from_dict(
                 p["rules"])
         out = []
@@ -79,8 +71,8 @@ class RetentionService:
                 continue
             ns = namespace_of(repo)
             if ns not in rule_cache:
-                rule_cache[ns] = [(r["pattern"], r["exceptions"])
-                                  for r in self.policies.immutability_rules(ns)]
+                with self.database.read() as uow:
+                    rule_cache[ns] = uow.policies.rules(ns)
             outcome = self._repository(repo_id, repo, rules, rule_cache[ns], now, apply,
                                        Actor.of(actor))
             plan = outcome.plan

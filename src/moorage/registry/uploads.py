@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ..auth.scopes import namespace_of
 from ..events.types import SYSTEM, Actor, BlobPushed, records
 from ..metadata.outbox_store import Records
-from ..metadata.store import MetadataStore, UploadBusy, UploadRow
+from ..metadata.rows import BlobRow, BytesGone, UploadBusy, UploadGone, UploadRow
 from ..oci.digest import (
     DEFAULT_ALGORITHM,
     HASH_STATE_VERSION,
@@ -31,16 +31,14 @@ from ..oci.errors import (
     Unavailable,
 )
 from ..storage.base import BlobStore, UploadWriter
+from .stream import Interrupted, StopSignal, pump
 
 if TYPE_CHECKING:
-    from .lifecycle import LifecycleService
+    from ..metadata.uow import Database
+    from ..policy.quota import UploadQuota
 
 log = logging.getLogger(__name__)
 
-# Bytes gathered before handing them to a worker thread to hash and write. Big enough that the
-# per-call overhead vanishes, small enough that memory per upload stays a few MiB.
-PUMP_BUFFER = 4 << 20
-LEASE_RENEW_EVERY = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,16 +66,16 @@ class UploadService:
 
     def __init__(
         self,
-        store: MetadataStore,
+        database: Database,
         blobs: BlobStore,
         lease_seconds: float,
-        lifecycle: LifecycleService | None = None,
+        quota: UploadQuota,
         checkpoint_bytes: int = 0,
     ) -> None:
-        self.store = store
+        self.database = database
         self.blobs = blobs
         self.lease_seconds = lease_seconds
-        self.lifecycle = lifecycle
+        self.quota = quota
         self.checkpoint_bytes = checkpoint_bytes
         self._streams: set[StopSignal] = set()
         self._stopping = False
@@ -94,20 +92,12 @@ class UploadService:
         upload_id = str(uuid.uuid4())
         handle = await asyncio.to_thread(self.blobs.create_upload, upload_id)
         state = new_hasher(algorithm).serialize()
-        await asyncio.to_thread(
-            self.store.create_upload,
-            upload_id,
-            repository,
-            algorithm,
-            state,
-            HASH_STATE_VERSION,
-            handle,
-        )
+        await asyncio.to_thread(self._create, upload_id, repository, algorithm, state, handle)
         return UploadStatus(upload_id, 0)
 
     async def status(self, repository: str, upload_id: str) -> UploadStatus:
         """The acknowledged offset of an upload."""
-        row = self.store.get_upload(repository, upload_id)
+        row = self._get(repository, upload_id)
         if row is None:
             raise BlobUploadUnknown()
         return UploadStatus(row.id, row.offset)
@@ -122,8 +112,7 @@ class UploadService:
     ) -> UploadStatus:
         """Append a chunk (or a streamed body when `chunk` is None) and persist the new state."""
         async with self._lease(repository, upload_id) as (row, token):
-            if self.lifecycle is not None:
-                await asyncio.to_thread(self._check_quota, repository, row, chunk, content_length)
+            await asyncio.to_thread(self._check_quota, repository, row, chunk, content_length)
             offset, hasher, writer = await self._write(
                 row, token, body, chunk, content_length, checkpoints=True
             )
@@ -148,10 +137,9 @@ class UploadService:
         (with its BlobPushed event, of `actor`)."""
         async with self._lease(repository, upload_id) as (row, token):
             offset, hasher = row.offset, restore_hasher(row.algorithm, row.hash_state)
-            if self.lifecycle is not None:
-                await asyncio.to_thread(
-                    self._check_quota, repository, row, chunk, content_length, digest
-                )
+            await asyncio.to_thread(
+                self._check_quota, repository, row, chunk, content_length, digest
+            )
             handle = row.storage_handle
             writer: UploadWriter | None = None
             try:
@@ -210,7 +198,7 @@ class UploadService:
         self, repository: str, row: UploadRow, digest: Digest, size: int, events: Records
     ) -> str | None:
         """Record the upload as content already stored, if it is; None: commit its own bytes."""
-        existing = await asyncio.to_thread(self.store.find_blob, str(digest))
+        existing = await asyncio.to_thread(self._find_blob, str(digest))
         if existing is None or not await asyncio.to_thread(
             self.blobs.blob_exists, existing.storage_key
         ):
@@ -224,27 +212,37 @@ class UploadService:
     ) -> str | None:
         """Record committed bytes; the recorded key, or None when `reused` content was
         garbage-collected meanwhile (the caller then commits the upload's own bytes)."""
-        if self.lifecycle is None:
-            return await asyncio.to_thread(
-                self.store.commit_blob, repository, row.id, str(digest), size, key, events
-            )
-        return await asyncio.to_thread(
-            self.lifecycle.commit_blob, repository, row.id, str(digest), size, key, reused,
-            events,
-        )
+        return await asyncio.to_thread(self._commit, repository, row.id, str(digest), size, key,
+                                       reused, events)
+
+    def _commit(self, repository: str, upload_id: str | None, digest: str, size: int, key: str,
+                reused: bool, events: Records) -> str | None:
+        """Record an upload's content GC-safely, with its events, in one transaction."""
+        try:
+            with self.database.write() as uow:
+                recorded = uow.blobs.commit(repository, upload_id, digest, size, key, reused)
+                uow.emit(events)
+                return recorded
+        except BytesGone:
+            if reused:
+                return None
+            raise BlobUploadInvalid(
+                f"{digest} was garbage-collected while this upload committed; push it again"
+            ) from None
+        except UploadGone:
+            raise BlobUploadUnknown("the upload expired while it was being committed") from None
 
     def _check_quota(self, repository: str, row: UploadRow, chunk: ChunkRange | None,
                      content_length: int | None, digest: Digest | None = None) -> None:
         """Refuse a chunk before storing it when its declared size would exceed the quota."""
         declared = chunk.length if chunk is not None else content_length
-        if self.lifecycle is not None and declared:
-            self.lifecycle.check_upload_quota(
-                repository, row.offset + declared, str(digest) if digest else None
-            )
+        if declared:
+            self.quota.check(self.database, namespace_of(repository), row.offset + declared,
+                             str(digest) if digest else None)
 
     async def cancel(self, repository: str, upload_id: str) -> None:
         """Abandon an upload and free its storage."""
-        row = self.store.get_upload(repository, upload_id)
+        row = self._get(repository, upload_id)
         if row is None:
             raise BlobUploadUnknown()
         await self._discard(row, row.storage_handle)
@@ -259,12 +257,47 @@ class UploadService:
             return await self.finish(repository, status.id, digest, body, None, length or None,
                                      actor)
         except BaseException:
-            row = self.store.get_upload(repository, status.id)
+            row = self._get(repository, status.id)
             if row is not None:
                 await self._discard(row, row.storage_handle)
             raise
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _create(self, upload_id: str, repository: str, algorithm: str, state: bytes,
+                handle: str) -> None:
+        with self.database.write() as uow:
+            uow.uploads.create(upload_id, repository, algorithm, state, HASH_STATE_VERSION,
+                               handle)
+
+    def _get(self, repository: str, upload_id: str) -> UploadRow | None:
+        with self.database.read() as uow:
+            return uow.uploads.get(repository, upload_id)
+
+    def _find_blob(self, digest: str) -> BlobRow | None:
+        with self.database.read() as uow:
+            return uow.blobs.find(digest)
+
+    def _claim(self, repository: str, upload_id: str, token: str) -> UploadRow | None:
+        with self.database.write() as uow:
+            return uow.uploads.claim(repository, upload_id, token, self.lease_seconds)
+
+    def _renew(self, upload_id: str, token: str) -> bool:
+        with self.database.write() as uow:
+            return uow.uploads.renew(upload_id, token, self.lease_seconds)
+
+    def _save_progress(self, upload_id: str, token: str, offset: int, state: bytes,
+                       handle: str | None, keep_lease: float | None) -> bool:
+        with self.database.write() as uow:
+            return uow.uploads.save_progress(upload_id, token, offset, state, handle, keep_lease)
+
+    def _release(self, upload_id: str, token: str) -> None:
+        with self.database.write() as uow:
+            uow.uploads.release(upload_id, token)
+
+    def _delete(self, upload_id: str) -> None:
+        with self.database.write() as uow:
+            uow.uploads.delete(upload_id)
 
     def _lease(self, repository: str, upload_id: str) -> _Lease:
         return _Lease(self, repository, upload_id)
@@ -340,9 +373,7 @@ class UploadService:
 
     def _renewer(self, upload_id: str, token: str) -> Callable[[], object]:
         async def renew() -> None:
-            ok = await asyncio.to_thread(
-                self.store.renew_upload_lease, upload_id, token, self.lease_seconds
-            )
+            ok = await asyncio.to_thread(self._renew, upload_id, token)
             if not ok:
                 raise BlobUploadInvalid("upload was taken over by another request")
 
@@ -354,7 +385,7 @@ class UploadService:
     ) -> None:
         """Persist progress; `keep`: a checkpoint mid-chunk, which keeps (and renews) the lease."""
         saved = await asyncio.to_thread(
-            self.store.save_upload_progress, row.id, token, offset, hasher.serialize(),
+            self._save_progress, row.id, token, offset, hasher.serialize(),
             handle if handle != row.storage_handle else None,
             self.lease_seconds if keep else None,
         )
@@ -370,7 +401,7 @@ class UploadService:
         return await asyncio.to_thread(_hash_stored, self.blobs, handle, length, algorithm)
 
     async def _discard(self, row: UploadRow, handle: str) -> None:
-        await asyncio.to_thread(self.store.delete_upload, row.id)
+        await asyncio.to_thread(self._delete, row.id)
         await asyncio.to_thread(self.blobs.abort_upload, handle)
 
 
@@ -384,14 +415,10 @@ class _Lease:
     async def __aenter__(self) -> tuple[UploadRow, str]:
         try:
             row = await asyncio.to_thread(
-                self.service.store.claim_upload,
-                self.repository,
-                self.upload_id,
-                self.token,
-                self.service.lease_seconds,
+                self.service._claim, self.repository, self.upload_id, self.token
             )
         except UploadBusy:
-            current = self.service.store.get_upload(self.repository, self.upload_id)
+            current = self.service._get(self.repository, self.upload_id)
             raise RangeNotSatisfiable(
                 "another request is writing to this upload",
                 headers=_range_headers(current.offset if current else 0),
@@ -403,182 +430,7 @@ class _Lease:
     async def __aexit__(self, exc_type: object, *_: object) -> None:
         # On success, saving progress (or committing) already released the lease.
         if exc_type is not None:
-            await asyncio.to_thread(
-                self.service.store.release_upload, self.upload_id, self.token
-            )
-
-
-class StopSignal:
-    """Asks one streaming request to checkpoint and end (graceful shutdown)."""
-
-    def __init__(self) -> None:
-        self.task = asyncio.current_task()
-        self.requested = False
-        self.seen = False  # the pump has taken note of the request
-        self.reading = False  # the request waits for its client right now
-        self.woken = False  # request() cancelled that wait
-
-    def request(self) -> None:
-        """Ask; a request idly waiting for body bytes is woken up (cancelled) to stop now."""
-        if self.requested:
-            return
-        self.requested = True
-        if self.reading and self.task is not None:
-            self.woken = True
-            self.task.cancel()
-
-
-class Interrupted(Exception):
-    """The stream stopped on request after a checkpoint at `written` bytes."""
-
-    def __init__(self, written: int) -> None:
-        super().__init__(f"stopped after {written} bytes")
-        self.written = written
-
-
-_STOPPED = object()
-
-
-async def pump(
-    body: AsyncIterator[bytes],
-    hasher: Hasher,
-    writer: UploadWriter,
-    renew: Callable[[], object] | None = None,
-    checkpoint: Callable[[int], Awaitable[None]] | None = None,
-    every: int = 0,
-    stop: StopSignal | None = None,
-) -> int:
-    """Hash and write a body as it streams; the next buffer is read while a thread writes.
-
-    With `checkpoint`, it is awaited with the bytes written so far once at least `every` more
-    bytes were written (at the first point after that where the writer can checkpoint), and
-    when `stop` is requested, after which Interrupted is raised.
-    """
-    return await _Pump(body, hasher, writer, renew, checkpoint, every, stop).run()
-
-
-class _Pump:
-    def __init__(
-        self,
-        body: AsyncIterator[bytes],
-        hasher: Hasher,
-        writer: UploadWriter,
-        renew: Callable[[], object] | None,
-        checkpoint: Callable[[int], Awaitable[None]] | None,
-        every: int,
-        stop: StopSignal | None,
-    ) -> None:
-        self.body, self.hasher, self.writer = body.__aiter__(), hasher, writer
-        self.renew, self.on_checkpoint, self.stop = renew, checkpoint, stop
-        self.every = every if checkpoint is not None else 0
-        self.loop = asyncio.get_running_loop()
-        self.pending: asyncio.Future | None = None
-        self.parts: list[bytes] = []
-        self.buffered = self.total = self.since = 0
-        self.last_renew = time.monotonic()
-
-    async def run(self) -> int:
-        try:
-            while True:
-                part = await self._read()
-                if part is None:
-                    break
-                if part is not _STOPPED and part:
-                    self.parts.append(part)  # type: ignore[arg-type]
-                    self.buffered += len(part)  # type: ignore[arg-type]
-                if self.stop is not None and self.stop.requested:
-                    await self._flush()
-                    if await self._until_checkpoint() == 0:
-                        assert self.on_checkpoint is not None
-                        await self.on_checkpoint(self.total)
-                        raise Interrupted(self.total)
-                    continue  # S3: the part under way needs its last bytes first
-                if self.buffered >= PUMP_BUFFER:
-                    await self._flush()
-                    if self.renew is not None and (
-                        time.monotonic() - self.last_renew > LEASE_RENEW_EVERY
-                    ):
-                        self.last_renew = time.monotonic()
-                        await self.renew()  # type: ignore[misc]
-            await self._flush()
-            await self._settle()
-        finally:
-            if self.pending is not None:
-                # Never close the writer under a running write.
-                await asyncio.gather(self.pending, return_exceptions=True)
-        return self.total
-
-    async def _read(self) -> object:
-        """The next part of the body; None at its end; _STOPPED once when asked to stop."""
-        stop = self.stop
-        if stop is None:
-            return await anext(self.body, None)
-        if stop.requested and not stop.seen:
-            stop.seen = True  # from now on, read on until the writer can stop
-            return _STOPPED
-        stop.reading = True
-        try:
-            return await anext(self.body, None)
-        except asyncio.CancelledError:
-            if not stop.woken:
-                raise
-            stop.woken = False
-            task = asyncio.current_task()
-            if task is not None and task.uncancel() > 0:
-                raise  # the request itself is cancelled too (shutdown timeout)
-            stop.seen = True
-            return _STOPPED
-        finally:
-            stop.reading = False
-
-    async def _flush(self) -> None:
-        if self.parts:
-            data = b"".join(self.parts) if len(self.parts) > 1 else self.parts[0]
-            self.parts.clear()
-            self.buffered = 0
-            await self._emit(data)
-
-    async def _emit(self, data: bytes) -> None:
-        """Sink `data`, cut where a checkpoint is due."""
-        while True:
-            limit: int | None = None
-            if self.every and self.since >= self.every:
-                left = await self._until_checkpoint()
-                if left == 0:
-                    assert self.on_checkpoint is not None
-                    await self.on_checkpoint(self.total)
-                    self.since = 0
-                else:
-                    limit = left
-            if not data:
-                return
-            if limit is None and self.every:
-                limit = self.every - self.since
-            if limit is None or limit >= len(data):
-                head, data = data, b""
-            else:
-                head, data = data[:limit], data[limit:]
-            await self._sink(head)
-
-    async def _sink(self, data: bytes) -> None:
-        if self.pending is not None:
-            await self.pending
-        # Hashing and writing release the GIL: run them side by side, in order per stream.
-        self.pending = asyncio.gather(
-            self.loop.run_in_executor(None, self.hasher.update, data),
-            self.loop.run_in_executor(None, self.writer.write, data),
-        )
-        self.total += len(data)
-        self.since += len(data)
-
-    async def _settle(self) -> None:
-        if self.pending is not None:
-            pending, self.pending = self.pending, None
-            await pending
-
-    async def _until_checkpoint(self) -> int:
-        await self._settle()
-        return self.writer.until_checkpoint()
+            await asyncio.to_thread(self.service._release, self.upload_id, self.token)
 
 
 def _hash_stored(blobs: BlobStore, handle: str, length: int, algorithm: str) -> str:

@@ -1,14 +1,29 @@
-"""The job kinds: one module per kind, each a `make(lifecycle)` returning its handler."""
+"""The job kinds: one module per kind, each a `make(services)` returning its handler."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..queue import Job
 
+if TYPE_CHECKING:
+    from ...events.outbox import Outbox
+    from ...registry.lifecycle import LifecycleService
+
 Handler = Callable[[Job], dict[str, Any] | None]
+
+
+class TaskServices(Protocol):
+    """What the job kinds run on (the composition root's `Registry` is one)."""
+
+    @property
+    def lifecycle(self) -> LifecycleService: ...
+
+    @property
+    def outbox(self) -> Outbox: ...
+
 TEST_JOBS_ENV = "MOORAGE_TEST_JOBS"
 
 
@@ -32,6 +47,6 @@ def kinds(env: Mapping[str, str] | None = None) -> set[str]:
     return {m.KIND for m in _modules(os.environ if env is None else env)}
 
 
-def build(lifecycle: Any, env: Mapping[str, str] | None = None) -> dict[str, Handler]:
-    """{kind: handler} over the lifecycle service."""
-    return {m.KIND: m.make(lifecycle) for m in _modules(os.environ if env is None else env)}
+def build(services: TaskServices, env: Mapping[str, str] | None = None) -> dict[str, Handler]:
+    """{kind: handler} over the registry's services."""
+    return {m.KIND: m.make(services) for m in _modules(os.environ if env is None else env)}

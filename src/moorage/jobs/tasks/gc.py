@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..queue import Job
-from . import Handler, TaskFailed
+from . import Handler, TaskFailed, TaskServices
 
 KIND = "gc"
 
 
-def make(lifecycle: Any) -> Handler:
+def make(services: TaskServices) -> Handler:
     """Payload: `retention` (apply every policy first), `grace_period` seconds, `dry_run`."""
+    lifecycle = services.lifecycle
 
     def run(job: Job) -> dict[str, Any]:
         p = job.payload

@@ -7,18 +7,17 @@ import time
 from typing import Any
 
 from ..queue import Job
-from . import Handler, TaskFailed
+from . import Handler, TaskServices
 
 KIND = "outbox.prune"
 DEFAULT_RETENTION = 7 * 86400.0
 
 
-def make(lifecycle: Any) -> Handler:
+def make(services: TaskServices) -> Handler:
+    outbox = services.outbox
+
     def run(job: Job) -> dict[str, Any]:
-        audit = getattr(lifecycle, "audit", None)
-        if audit is None:
-            raise TaskFailed("this process has no outbox")
         retention = float(job.payload.get("retention", DEFAULT_RETENTION))
-        return {"deleted": audit.outbox.prune(retention, time.time())}
+        return {"deleted": outbox.prune(retention, time.time())}
 
     return run

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..queue import Job
-from . import Handler
+from . import Handler, TaskServices
 
 KIND = "quota.recount"
 
 
-def make(lifecycle: Any) -> Handler:
+def make(services: TaskServices) -> Handler:
+    lifecycle = services.lifecycle
+
     def run(job: Job) -> dict[str, Any]:
         wrong = lifecycle.background_recount()
         return {"corrected": len(wrong)}

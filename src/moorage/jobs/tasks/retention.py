@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..queue import Job
-from . import Handler
+from . import Handler, TaskServices
 
 KIND = "retention"
 
 
-def make(lifecycle: Any) -> Handler:
+def make(services: TaskServices) -> Handler:
+    lifecycle = services.lifecycle
+
     def run(job: Job) -> dict[str, Any]:
         result = lifecycle.background_retention()
         return {k: result[k] for k in ("tags", "manifests", "blobs", "bytes_freed")}

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from ..queue import Job
-from . import Handler, TaskFailed
+from . import Handler, TaskFailed, TaskServices
 
 KIND = "test.sleep"
 
@@ -25,7 +25,7 @@ def _record(path: str, event: str, job: Job) -> None:
         os.close(fd)
 
 
-def make(lifecycle: Any) -> Handler:
+def make(services: TaskServices) -> Handler:
     def run(job: Job) -> dict[str, Any]:
         p = job.payload
         record = p.get("record")

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..queue import Job
-from . import Handler, TaskFailed
+from . import Handler, TaskFailed, TaskServices
 
 KIND = "uploads.expire"
 
 
-def make(lifecycle: Any) -> Handler:
+def make(services: TaskServices) -> Handler:
+    lifecycle = services.lifecycle
+
     def run(job: Job) -> dict[str, Any]:
         ttl = job.payload.get("upload_ttl")
         report = lifecycle.collector.expire_uploads(float(ttl) if ttl is not None else None)

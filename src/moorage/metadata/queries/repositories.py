@@ -1,4 +1,5 @@
-"""Repository rows: ids by name, creation, and the row lock pushes and sweeps share."""
+"""Repository rows: ids by name, creation, the catalog, and the row lock pushes and sweeps
+share."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from ..rows import before_nul
 from ..schema import repositories
 
 if TYPE_CHECKING:
@@ -44,3 +46,15 @@ class RepositoryQueries:
         """Pushes share a repository's row lock, a GC sweep takes it alone, so a sweep decides on
         a graph no push is changing (PostgreSQL; on SQLite the write lock already does)."""
         self.uow.store._lock_repository(self.conn, repo_id, exclusive)
+
+    def catalog(self, last: str | None, limit: int) -> list[str]:
+        """Repository names in byte order after `last`, at most `limit`."""
+        name = self.bytewise(repositories.c.name)
+        query = select(repositories.c.name).order_by(name).limit(limit)
+        if last is not None:
+            query = query.where(name > before_nul(last))
+        return list(self.conn.execute(query).scalars())
+
+    def bytewise(self, column):  # type: ignore[no-untyped-def]
+        """`column` ordered by bytes (SQLite's default; PostgreSQL sorts by locale otherwise)."""
+        return column.collate("C") if self.uow.dialect == "postgresql" else column

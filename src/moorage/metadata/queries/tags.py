@@ -1,0 +1,76 @@
+"""Tags: names for manifests within a repository."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, select
+
+from ..rows import before_nul
+from ..schema import repositories, tags
+
+if TYPE_CHECKING:
+    from ..uow import UnitOfWork
+
+
+class TagQueries:
+    """Tags within one unit of work."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.conn = uow.conn
+
+    def move(self, repo_id: int, names: Iterable[str], digest: str) -> None:
+        """Point each of `names` at `digest` (created or moved)."""
+        now = time.time()
+        for name in names:
+            self.conn.execute(
+                self.uow.store._insert(tags)
+                .values(repository_id=repo_id, name=name, manifest_digest=digest, updated_at=now)
+                .on_conflict_do_update(
+                    index_elements=["repository_id", "name"],
+                    set_={"manifest_digest": digest, "updated_at": now},
+                )
+            )
+
+    def delete(self, repo_id: int, name: str) -> bool:
+        """Remove one tag (for good); the manifest stays."""
+        result = self.conn.execute(
+            delete(tags).where(tags.c.repository_id == repo_id, tags.c.name == name)
+        )
+        return result.rowcount > 0
+
+    def list(self, repository: str, last: str | None, limit: int) -> builtins.list[str] | None:
+        """Tag names in byte order after `last`; None when the repository is unknown."""
+        repo_id = self.uow.repositories.id_of(repository)
+        if repo_id is None:
+            return None
+        name = self.uow.repositories.bytewise(tags.c.name)
+        query = (
+            select(tags.c.name)
+            .where(tags.c.repository_id == repo_id)
+            .order_by(name)
+            .limit(limit)
+        )
+        if last is not None:
+            query = query.where(name > before_nul(last))
+        return list(self.conn.execute(query).scalars())
+
+    def digest_of(self, repo_id: int, name: str) -> str | None:
+        """The digest tag `name` points at, None when there is no such tag."""
+        return self.conn.execute(
+            select(tags.c.manifest_digest).where(tags.c.repository_id == repo_id,
+                                                 tags.c.name == name)
+        ).scalar_one_or_none()
+
+    def tags_of(self, repository: str, digest: str) -> builtins.list[str]:
+        """Tags in `repository` pointing at `digest`."""
+        query = (
+            select(tags.c.name)
+            .join(repositories, repositories.c.id == tags.c.repository_id)
+            .where(repositories.c.name == repository, tags.c.manifest_digest == digest)
+        )
+        return list(self.conn.execute(query).scalars())
