@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pushkit import digest_of, events_after, push, push_blob, pushed_image
 
 from moorage.bootstrap import Registry
 from moorage.oci.digest import parse_digest
 from moorage.oci.errors import Denied, ManifestUnknown
 from moorage.policy.admission import AdmissionChain, PullRequest
 from moorage.registry.manifests import ManifestService
+
+from .content import digest_of, events_after, push, push_blob, pushed_image
 
 
 def test_moving_an_immutable_tag_is_denied_and_writes_nothing(registry: Registry) -> None:
@@ -84,7 +85,7 @@ def test_a_pull_check_refusing_stops_the_manifest_being_served(registry: Registr
     push(registry, "team/app", "v1", content)
     refuse = _RefuseUnsigned()
     guarded = ManifestService(registry.database, registry.settings.max_manifest_bytes,
-                              registry.lifecycle, AdmissionChain(pull=[refuse]))
+                              registry.deletion, registry.pulls, AdmissionChain(pull=[refuse]))
     with pytest.raises(Denied, match="has no trusted signature"):
         guarded.get("team/app", "v1", with_content=True)
     assert [(p.reference, p.digest, p.namespace) for p in refuse.seen] == [

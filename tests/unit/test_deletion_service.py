@@ -12,7 +12,7 @@ from moorage.bootstrap import Registry, open_registry, prepare
 from moorage.config import Settings
 from moorage.oci.errors import ManifestUnknown
 
-from .lifecycle_content import push_image
+from .content import push_image
 
 
 def test_a_soft_deleted_tag_is_restored_within_the_window(registry: Registry) -> None:

@@ -11,7 +11,7 @@ from moorage.bootstrap import Registry
 from moorage.oci.digest import parse_digest
 from moorage.oci.errors import BlobUnknown
 
-from .lifecycle_content import push_blob, push_image
+from .content import push_blob, push_image
 
 
 def _key(registry: Registry, repository: str, digest: str) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
-from pushkit import digest_of, events_after, image, push, pushed_image
 
 from moorage.bootstrap import Registry, open_registry, prepare
 from moorage.config import Settings
 from moorage.oci.digest import parse_digest
 from moorage.oci.errors import ManifestBlobUnknown, ManifestUnknown
+
+from .content import digest_of, events_after, image, push, pushed_image
 
 
 def test_a_pushed_manifest_is_served_by_tag_and_by_digest(registry: Registry) -> None:

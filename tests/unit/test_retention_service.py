@@ -7,7 +7,7 @@ import time
 from moorage.auth.identity import CLI
 from moorage.bootstrap import Registry
 
-from .lifecycle_content import push_image
+from .content import push_image
 
 
 def test_keep_last_pushed_untags_the_oldest_and_records_events(registry: Registry) -> None:

@@ -1,4 +1,4 @@
-"""Small builders the service-level push tests share: blobs pushed through the upload service,
+"""Content the service-level tests share: blobs pushed through the upload service,
 image manifests naming them, and the outbox events a test caused."""
 
 from __future__ import annotations
@@ -66,3 +66,10 @@ def push(registry: Registry, repository: str, reference: str | Digest, content: 
 def events_after(registry: Registry, last_id: int) -> list[dict[str, Any]]:
     """The outbox events appended after `last_id`."""
     return registry.audit.outbox_store.read(last_id, 1000)
+
+
+def push_image(registry: Registry, repository: str, tag: str) -> tuple[str, str]:
+    """Push a one-layer image under `tag`; (manifest digest, layer digest)."""
+    content = pushed_image(registry, repository, layer_bytes=256)
+    push(registry, repository, tag, content)
+    return digest_of(content), json.loads(content)["layers"][0]["digest"]
