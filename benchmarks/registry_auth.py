@@ -26,7 +26,7 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
 
 def _get(url: str, headers: dict[str, str], timeout: float = 30.0) -> tuple[int, dict, bytes]:
     u = urllib.parse.urlsplit(url)
-    c = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
+    c = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80, timeout=timeout)
     try:
         c.request("GET", u.path + (f"?{u.query}" if u.query else ""), headers=headers)
         r = c.getresponse()
