@@ -36,6 +36,9 @@ from typing import Any
 import psutil
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from registry_auth import Credentials
+
 RESULTS_DIR = HERE / "results"
 MiB = 1 << 20
 MB = 1_000_000
@@ -54,6 +57,7 @@ BIG_REPO = "bench/big"
 SMALL_REPO = "bench/small"
 TAGS_REPO = "bench/tags"
 SMALL_TAG = "latest"
+BENCH_USER = "admin"  # Moorage's first account; its password comes from MOORAGE_ADMIN_PASSWORD
 
 
 def log(msg: str) -> None:
@@ -183,12 +187,13 @@ def expect(status: int, ok: tuple[int, ...], what: str, hdrs: dict[str, str], bo
         raise RowError(what, status, body, hdrs)
 
 
-def push_blob_bytes(base: str, repo: str, data: bytes) -> str:
+def push_blob_bytes(base: str, repo: str, data: bytes, auth: dict[str, str] | None = None) -> str:
     """Small blob: POST + single PUT ?digest=. Returns the digest."""
     digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    auth = auth or {}
     c = connect(base, 60)
     try:
-        st, h, b = request(c, "POST", f"/v2/{repo}/blobs/uploads/")
+        st, h, b = request(c, "POST", f"/v2/{repo}/blobs/uploads/", headers=auth)
         expect(st, (202,), f"POST /v2/{repo}/blobs/uploads/", h, b)
         loc = location_path(base, h.get("location"), "POST upload")
         st, h, b = request(
@@ -196,7 +201,7 @@ def push_blob_bytes(base: str, repo: str, data: bytes) -> str:
             "PUT",
             with_param(loc, "digest", digest),
             body=data,
-            headers={"Content-Type": "application/octet-stream"},
+            headers={"Content-Type": "application/octet-stream", **auth},
         )
         expect(st, (201,), f"PUT upload ?digest={digest}", h, b)
     finally:
@@ -204,11 +209,13 @@ def push_blob_bytes(base: str, repo: str, data: bytes) -> str:
     return digest
 
 
-def check_blob(base: str, repo: str, digest: str, size: int) -> None:
+def check_blob(
+    base: str, repo: str, digest: str, size: int, auth: dict[str, str] | None = None
+) -> None:
     """HEAD the blob after a push (not timed): it must exist with the right size."""
     c = connect(base, 60)
     try:
-        st, h, b = request(c, "HEAD", f"/v2/{repo}/blobs/{digest}")
+        st, h, b = request(c, "HEAD", f"/v2/{repo}/blobs/{digest}", headers=auth)
     finally:
         c.close()
     if st != 200:
@@ -276,6 +283,8 @@ class Server:
     log_path: Path
     proc: subprocess.Popen | None = None
     start_error: str | None = None
+    env: dict[str, str] | None = None  # extra environment for the server process
+    creds: Credentials | None = None  # None: an open registry, requests carry no credentials
     # process-tree accounting (filled by the sampler)
     lock: threading.Lock = field(default_factory=threading.Lock)
     cpu_seen: dict[tuple[int, float], float] = field(default_factory=dict)
@@ -290,6 +299,10 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    def auth(self, repo: str | None, actions: str = "pull,push") -> dict[str, str]:
+        """Headers that authenticate a request on `repo` ({} on an open registry)."""
+        return self.creds.headers(repo, actions) if self.creds else {}
 
     def log_tail(self, n: int = 3000) -> str:
         try:
@@ -307,6 +320,7 @@ class Server:
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
                     start_new_session=True,
+                    env={**os.environ, **(self.env or {})},
                 )
         except OSError as e:
             self.start_error = f"cannot exec {self.cmd[0]}: {e}"
@@ -324,11 +338,13 @@ class Server:
             try:
                 c = connect(self.url, 2)
                 st, _, b = request(c, "GET", "/v2/")
+                if st == 401 and self.creds is not None:
+                    st, _, b = request(c, "GET", "/v2/", headers=self.auth(None))
                 c.close()
                 if st == 200:
                     return True
                 last = f"GET /v2/ -> {st} {b[:300]!r}"
-            except OSError as e:
+            except (OSError, RuntimeError) as e:
                 last = repr(e)
             time.sleep(0.1)
         self.start_error = f"GET /v2/ did not return 200 within {timeout}s (last: {last})"
@@ -446,12 +462,18 @@ def make_moorage(args, root: Path) -> Server:
         *moorage_open_flag(args),
         *args.moorage_arg,
     ]
-    return Server("moorage", "Moorage", cmd, port, d, root / "moorage.log")
+    s = Server("moorage", "Moorage", cmd, port, d, root / "moorage.log")
+    if not args.no_auth:
+        # Auth on, as `moorage serve` runs by default: the first account's password is ours.
+        password = "bench-" + os.urandom(12).hex()
+        s.env = {"MOORAGE_ADMIN_PASSWORD": password}
+        s.creds = Credentials(s.url, BENCH_USER, password)
+    return s
 
 
 def moorage_open_flag(args) -> list[str]:
-    """`--no-auth` if this Moorage has it (the reference runs as an open registry too)."""
-    if args.moorage_auth:
+    """`--no-auth` if asked for and this Moorage has it (an open registry like the reference)."""
+    if not args.no_auth:
         return []
     try:
         out = subprocess.run(
@@ -564,16 +586,17 @@ class Ctx:
 
 def row_push_monolithic(ctx: Ctx, s: Server) -> dict[str, Any]:
     size = ctx.size
+    auth = s.auth(BIG_REPO)  # a token fetched before the timer, as docker holds one per push
     with open(ctx.file_a, "rb") as f:
         c = connect(s.url)
         try:
             t0 = time.perf_counter()
-            st, h, b = request(c, "POST", f"/v2/{BIG_REPO}/blobs/uploads/")
+            st, h, b = request(c, "POST", f"/v2/{BIG_REPO}/blobs/uploads/", headers=auth)
             expect(st, (202,), f"POST /v2/{BIG_REPO}/blobs/uploads/", h, b)
             loc = location_path(s.url, h.get("location"), "POST upload")
             path = with_param(loc, "digest", ctx.digest_a)
             st, h, b = send_file(
-                c, "PUT", path, f, 0, size, {"Content-Type": "application/octet-stream"}
+                c, "PUT", path, f, 0, size, {"Content-Type": "application/octet-stream", **auth}
             )
             dt = time.perf_counter() - t0
             expect(st, (201,), f"PUT {path} ({size} bytes, monolithic)", h, b)
@@ -585,11 +608,12 @@ def row_push_monolithic(ctx: Ctx, s: Server) -> dict[str, Any]:
 def row_push_chunked(ctx: Ctx, s: Server) -> dict[str, Any]:
     size, chunk = ctx.size, ctx.args.chunk_mib * MiB
     nchunks = 0
+    auth = s.auth(BIG_REPO)
     with open(ctx.file_b, "rb") as f:
         c = connect(s.url)
         try:
             t0 = time.perf_counter()
-            st, h, b = request(c, "POST", f"/v2/{BIG_REPO}/blobs/uploads/")
+            st, h, b = request(c, "POST", f"/v2/{BIG_REPO}/blobs/uploads/", headers=auth)
             expect(st, (202,), f"POST /v2/{BIG_REPO}/blobs/uploads/", h, b)
             loc = location_path(s.url, h.get("location"), "POST upload")
             off = 0
@@ -603,14 +627,14 @@ def row_push_chunked(ctx: Ctx, s: Server) -> dict[str, Any]:
                     f,
                     off,
                     n,
-                    {"Content-Type": "application/octet-stream", "Content-Range": rng},
+                    {"Content-Type": "application/octet-stream", "Content-Range": rng, **auth},
                 )
                 expect(st, (202,), f"PATCH {loc} Content-Range: {rng}", h, b)
                 loc = location_path(s.url, h.get("location"), f"PATCH {rng}")
                 off += n
                 nchunks += 1
             path = with_param(loc, "digest", ctx.digest_b)
-            st, h, b = request(c, "PUT", path)
+            st, h, b = request(c, "PUT", path, headers=auth)
             dt = time.perf_counter() - t0
             expect(st, (201,), f"final PUT {path} (empty body)", h, b)
         finally:
@@ -618,22 +642,27 @@ def row_push_chunked(ctx: Ctx, s: Server) -> dict[str, Any]:
     return {"value": size / dt / MB, "seconds": dt, "bytes": size, "moved": size, "chunks": nchunks}
 
 
-def _get_blob(base: str, digest: str, sink) -> tuple[int, float]:
+def _get_blob(
+    base: str, digest: str, sink, auth: dict[str, str] | None = None
+) -> tuple[int, float]:
     """GET the big blob (following redirects); feed each read to sink(memoryview)."""
     path = f"/v2/{BIG_REPO}/blobs/{digest}"
     url = base
+    headers = dict(auth or {})
     buf = bytearray(8 * MiB)
     mv = memoryview(buf)
     t0 = time.perf_counter()
     for _ in range(5):
         c = connect(url)
         try:
-            c.request("GET", path)
+            c.request("GET", path, headers=headers)
             r = c.getresponse()
             if r.status in (301, 302, 303, 307, 308):
                 r.read()
                 target = urllib.parse.urljoin(url + path, r.getheader("location") or "")
                 u = urllib.parse.urlsplit(target)
+                if f"{u.scheme}://{u.netloc}" != url:
+                    headers = {}  # credentials never follow a redirect to another host
                 url = f"{u.scheme}://{u.netloc}"
                 path = u.path + (f"?{u.query}" if u.query else "")
                 continue
@@ -653,7 +682,7 @@ def _get_blob(base: str, digest: str, sink) -> tuple[int, float]:
 
 
 def row_pull(ctx: Ctx, s: Server) -> dict[str, Any]:
-    n, dt = _get_blob(s.url, ctx.digest_a, lambda _mv: None)
+    n, dt = _get_blob(s.url, ctx.digest_a, lambda _mv: None, s.auth(BIG_REPO, "pull"))
     if n != ctx.size:
         raise RowError(f"GET blob returned {n} bytes, expected {ctx.size}")
     return {"value": n / dt / MB, "seconds": dt, "bytes": n, "moved": n}
@@ -662,7 +691,7 @@ def row_pull(ctx: Ctx, s: Server) -> dict[str, Any]:
 def verify_pull(ctx: Ctx, s: Server) -> str | None:
     """Untimed second pull that hashes the body (the timed pull does not hash)."""
     h = hashlib.sha256()
-    n, _ = _get_blob(s.url, ctx.digest_a, h.update)
+    n, _ = _get_blob(s.url, ctx.digest_a, h.update, s.auth(BIG_REPO, "pull"))
     got = "sha256:" + h.hexdigest()
     if n != ctx.size or got != ctx.digest_a:
         return f"pulled {n} bytes with digest {got}, expected {ctx.size} bytes {ctx.digest_a}"
@@ -713,8 +742,9 @@ def small_image() -> tuple[bytes, bytes, bytes]:
 
 def push_small_image(s: Server, repo: str, tag: str) -> bytes:
     layer, config, manifest = small_image()
-    push_blob_bytes(s.url, repo, config)
-    push_blob_bytes(s.url, repo, layer)
+    auth = s.auth(repo)
+    push_blob_bytes(s.url, repo, config, auth)
+    push_blob_bytes(s.url, repo, layer, auth)
     c = connect(s.url, 60)
     try:
         st, h, b = request(
@@ -722,7 +752,7 @@ def push_small_image(s: Server, repo: str, tag: str) -> bytes:
             "PUT",
             f"/v2/{repo}/manifests/{tag}",
             body=manifest,
-            headers={"Content-Type": OCI_MANIFEST},
+            headers={"Content-Type": OCI_MANIFEST, **auth},
         )
         expect(st, (201,), f"PUT /v2/{repo}/manifests/{tag}", h, b)
     finally:
@@ -742,7 +772,7 @@ def prepare_manifest(ctx: Ctx, s: Server) -> bytes:
                 c,
                 method,
                 f"/v2/{SMALL_REPO}/manifests/{SMALL_TAG}",
-                headers={"Accept": ACCEPT_MANIFESTS},
+                headers={"Accept": ACCEPT_MANIFESTS, **s.auth(SMALL_REPO, "pull")},
             )
             expect(st, (200,), f"{method} /v2/{SMALL_REPO}/manifests/{SMALL_TAG}", h, b)
             if method == "GET" and b != manifest:
@@ -764,6 +794,7 @@ def prepare_manifest(ctx: Ctx, s: Server) -> bytes:
 WRK_LUA = r"""
 wrk.method = "%(method)s"
 wrk.headers["Accept"] = "%(accept)s"
+%(extra)s
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -777,9 +808,10 @@ end
 """
 
 
-def load_wrk(ctx: Ctx, url: str, method: str) -> dict[str, Any]:
+def load_wrk(ctx: Ctx, url: str, method: str, auth: dict[str, str] | None = None) -> dict[str, Any]:
     script = ctx.root / f"wrk-{method.lower()}.lua"
-    script.write_text(WRK_LUA % {"method": method, "accept": ACCEPT_MANIFESTS})
+    extra = "\n".join(f'wrk.headers["{k}"] = "{v}"' for k, v in (auth or {}).items())
+    script.write_text(WRK_LUA % {"method": method, "accept": ACCEPT_MANIFESTS, "extra": extra})
     cmd = [
         ctx.args.wrk_bin,
         "-t",
@@ -882,12 +914,21 @@ class _LoadConn(asyncio.Protocol):
 
 
 class _PyLoad:
-    def __init__(self, host: str, port: int, path: str, method: str, duration: float):
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        path: str,
+        method: str,
+        duration: float,
+        auth: dict[str, str] | None = None,
+    ):
         self.host, self.port = host, port
         self.is_head = method == "HEAD"
+        extra = "".join(f"{k}: {v}\r\n" for k, v in (auth or {}).items())
         self.req = (
             f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            f"Accept: {ACCEPT_MANIFESTS}\r\nUser-Agent: moorage-bench\r\n\r\n"
+            f"Accept: {ACCEPT_MANIFESTS}\r\nUser-Agent: moorage-bench\r\n{extra}\r\n"
         ).encode()
         self.duration = duration
         self.t_end = 0.0
@@ -913,14 +954,16 @@ class _PyLoad:
         return time.perf_counter() - t0
 
 
-def load_python(ctx: Ctx, url: str, method: str) -> dict[str, Any]:
+def load_python(
+    ctx: Ctx, url: str, method: str, auth: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Built-in load client: asyncio (uvloop if available) raw HTTP/1.1 keep-alive connections.
 
     Used for HEAD because wrk 4.1 cannot parse bodiless HEAD responses that carry a
     Content-Length (every request times out).
     """
     u = urllib.parse.urlsplit(url)
-    gen = _PyLoad(u.hostname, u.port, u.path, method, ctx.args.duration)
+    gen = _PyLoad(u.hostname, u.port, u.path, method, ctx.args.duration, auth)
     try:
         import uvloop
 
@@ -960,10 +1003,11 @@ def row_manifest(method: str):
     def run(ctx: Ctx, s: Server) -> dict[str, Any]:
         prepare_manifest(ctx, s)
         url = f"{s.url}/v2/{SMALL_REPO}/manifests/{SMALL_TAG}"
+        auth = s.auth(SMALL_REPO, "pull")  # one token for the whole load, as a puller holds
         if ctx.args.load_client == "wrk" and method != "HEAD":
-            res = load_wrk(ctx, url, method)
+            res = load_wrk(ctx, url, method, auth)
         else:
-            res = load_python(ctx, url, method)
+            res = load_python(ctx, url, method, auth)
         if res["requests"] == 0:
             raise RowError(f"{method} load test completed no request: {res}")
         if res["errors"]:
@@ -973,7 +1017,7 @@ def row_manifest(method: str):
                     c,
                     method,
                     f"/v2/{SMALL_REPO}/manifests/{SMALL_TAG}",
-                    headers={"Accept": ACCEPT_MANIFESTS},
+                    headers={"Accept": ACCEPT_MANIFESTS, **auth},
                 )
             finally:
                 c.close()
@@ -995,6 +1039,7 @@ def push_tags(ctx: Ctx, s: Server) -> dict[str, Any]:
 
     manifest = push_small_image(s, TAGS_REPO, "t00000")
     ntags = ctx.args.tags
+    auth = [s.auth(TAGS_REPO)]  # one token shared by the clients, renewed on a 401
 
     async def main() -> tuple[int, list[Any]]:
         failures: list[Any] = []
@@ -1003,17 +1048,24 @@ def push_tags(ctx: Ctx, s: Server) -> dict[str, Any]:
         timeout = aiohttp.ClientTimeout(total=60)
         async with aiohttp.ClientSession(connector=conn, timeout=timeout) as sess:
 
+            async def put(u: str) -> tuple[int, bytes]:
+                headers = {"Content-Type": OCI_MANIFEST, **auth[0]}
+                async with sess.put(u, data=manifest, headers=headers) as r:
+                    return r.status, await r.read()
+
             async def worker() -> None:
                 for i in todo:
                     u = f"{s.url}/v2/{TAGS_REPO}/manifests/t{i:05d}"
-                    async with sess.put(
-                        u, data=manifest, headers={"Content-Type": OCI_MANIFEST}
-                    ) as r:
-                        body = await r.read()
-                        if r.status != 201:
-                            failures.append((i, r.status, body))
-                            if len(failures) >= 20:
-                                return
+                    status, body = await put(u)
+                    if status == 401 and s.creds is not None:
+                        # the token expired: fetch a new one and retry once, as docker does
+                        s.creds.forget(f"repository:{TAGS_REPO}:pull,push")
+                        auth[0] = await asyncio.to_thread(s.auth, TAGS_REPO)
+                        status, body = await put(u)
+                    if status != 201:
+                        failures.append((i, status, body))
+                        if len(failures) >= 20:
+                            return
 
             await asyncio.gather(*(worker() for _ in range(ctx.args.tag_push_concurrency)))
         return len(failures), failures
@@ -1035,17 +1087,18 @@ def row_tag_list(ctx: Ctx, s: Server) -> dict[str, Any]:
         raise RowError("skipped: pushing the tags failed")
     ntags = ctx.args.tags
     want = {f"t{i:05d}" for i in range(ntags)}
+    auth = s.auth(TAGS_REPO, "pull")
     c = connect(s.url, 120)
     try:
         path = f"/v2/{TAGS_REPO}/tags/list"
-        st, h, b = request(c, "GET", path)
+        st, h, b = request(c, "GET", path, headers=auth)
         expect(st, (200,), f"GET {path}", h, b)
         got = json.loads(b).get("tags") or []
         note = "no n parameter"
         if len(got) < ntags:
             first = f"GET {path} returned {len(got)} tags (Link: {h.get('link')!r})"
             path = f"/v2/{TAGS_REPO}/tags/list?n={ntags}"
-            st, h, b = request(c, "GET", path)
+            st, h, b = request(c, "GET", path, headers=auth)
             expect(st, (200,), f"GET {path} (after: {first})", h, b)
             got = json.loads(b).get("tags") or []
             note = f"n={ntags} (default page: {first})"
@@ -1061,7 +1114,7 @@ def row_tag_list(ctx: Ctx, s: Server) -> dict[str, Any]:
         deadline = time.perf_counter() + ctx.args.tag_list_budget
         for _ in range(ctx.args.tag_list_reps):
             t0 = time.perf_counter()
-            c.request("GET", path)
+            c.request("GET", path, headers=auth)
             r = c.getresponse()
             body = r.read()
             times.append(time.perf_counter() - t0)
@@ -1240,10 +1293,12 @@ def parse_args() -> argparse.Namespace:
         help="extra argument for `moorage serve` (repeatable)",
     )
     p.add_argument(
-        "--moorage-auth",
+        "--no-auth",
         action="store_true",
-        help="do not pass --no-auth to `moorage serve` (the harness sends no credentials)",
+        help="run Moorage with --no-auth, an open registry like the reference (default: auth "
+        "on, as `moorage serve` runs; the clients then send bearer tokens from /token)",
     )
+    p.add_argument("--moorage-auth", action="store_true", help=argparse.SUPPRESS)  # the default
     p.add_argument(
         "--registry-bin", default=shutil.which("docker-registry") or "/usr/bin/docker-registry"
     )
@@ -1388,7 +1443,7 @@ def bench(args: argparse.Namespace, root: Path) -> int:
                     if name in ("push_monolithic", "push_chunked"):
                         d, n = (digest_a, size) if name == "push_monolithic" else (digest_b, size)
                         try:
-                            check_blob(s.url, BIG_REPO, d, n)
+                            check_blob(s.url, BIG_REPO, d, n, s.auth(BIG_REPO, "pull"))
                         except RowError as e:
                             res = {"error": e.as_dict(), "server_cpu_s": cpu1 - cpu0}
                             log(f"  FAILED post-push check: {e.describe()}")
@@ -1466,6 +1521,11 @@ def bench(args: argparse.Namespace, root: Path) -> int:
                     f"p50 {ml['p50_ms']:.2f} ms, p90 {ml['p90_ms']:.2f} ms, "
                     f"p99 {ml['p99_ms']:.2f} ms, client CPU {ml['client_cpu_s']:.1f} s"
                 )
+    notes.append(
+        "Moorage auth: "
+        + ("off (--no-auth)" if args.no_auth else "on (bearer tokens from /token)")
+        + "; reference: open registry"
+    )
     notes.append(f"background load before the run: {background:.2f} cores (of {os.cpu_count()})")
     if noisy:
         notes.append(
@@ -1492,6 +1552,7 @@ def bench(args: argparse.Namespace, root: Path) -> int:
             "chunk_mib": args.chunk_mib,
             "tags": args.tags,
             "load_client": args.load_client,
+            "moorage_auth": not args.no_auth,
             "duration_s": args.duration,
             "concurrency": args.concurrency,
             "units": "MB = 1e6 bytes, GB = 1e9 bytes",
