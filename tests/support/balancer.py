@@ -1,7 +1,8 @@
 """A round-robin TCP load balancer for tests: every new connection goes to the next node.
 
-`Balancer(ports).start()` runs this module (`python -m support.balancer`) as a child process on 127.0.0.1 (its own interpreter,
-so relaying bytes does not compete with the test for the GIL) and `stop()` ends it by PID.
+`Balancer(ports).start()` runs this module (`python -m support.balancer`) as a child process on
+127.0.0.1 (its own interpreter, so relaying bytes does not compete with the test for the GIL) and
+`stop()` ends it by PID.
 Bytes are relayed unchanged, half-closes included, so HTTP behaves as it does without it; a node
 that refuses the connection is skipped, like a balancer's failed health check.
 """
