@@ -405,6 +405,21 @@ class Manifest:
         return descriptor(self.media_type, self.body, self.algo, **extra)
 
 
+def _add_optional(
+    doc: dict[str, Any],
+    subject: Manifest | dict | None,
+    annotations: dict[str, str] | None,
+    extra: dict[str, Any] | None,
+) -> None:
+    """The fields images and indexes share: subject, annotations, anything extra."""
+    if subject is not None:
+        doc["subject"] = subject.descriptor() if isinstance(subject, Manifest) else subject
+    if annotations:
+        doc["annotations"] = annotations
+    if extra:
+        doc.update(extra)
+
+
 def make_image(
     layers: int = 1,
     algo: str = "sha256",
@@ -436,12 +451,7 @@ def make_image(
         doc["artifactType"] = artifact_type
     doc["config"] = config.descriptor()
     doc["layers"] = [b.descriptor() for b in layer_blobs]
-    if subject is not None:
-        doc["subject"] = subject.descriptor() if isinstance(subject, Manifest) else subject
-    if annotations:
-        doc["annotations"] = annotations
-    if extra:
-        doc.update(extra)
+    _add_optional(doc, subject, annotations, extra)
     return Manifest(dumps(doc), mt, algo, [config, *layer_blobs])
 
 
@@ -489,12 +499,7 @@ def make_index(
             d["platform"] = {"architecture": archs[i % len(archs)], "os": "linux"}
         entries.append(d)
     doc["manifests"] = entries
-    if subject is not None:
-        doc["subject"] = subject.descriptor() if isinstance(subject, Manifest) else subject
-    if annotations:
-        doc["annotations"] = annotations
-    if extra:
-        doc.update(extra)
+    _add_optional(doc, subject, annotations, extra)
     return Manifest(dumps(doc), mt, algo, [], list(children))
 
 

@@ -32,8 +32,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+class _Address:
+    """url and host of something listening on 127.0.0.1:`port`."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
 @dataclass
-class RegistryProcess:
+class RegistryProcess(_Address):
     """A running `moorage serve` child process."""
 
     data_dir: Path
@@ -43,14 +57,6 @@ class RegistryProcess:
     auth: bool = False  # protocol tests run an open registry (--no-auth)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     @property
     def log_paths(self) -> list[Path]:
@@ -111,7 +117,7 @@ class RegistryProcess:
         self.proc = None
 
 
-class BalancedCluster:
+class BalancedCluster(_Address):
     """Nodes sharing one database and bucket prefix behind a round-robin balancer, addressed
     like one RegistryProcess: url, host and port are the balancer's; start, stop and kill act
     on every node at once."""
@@ -133,14 +139,6 @@ class BalancedCluster:
             ))
         self.balancer = Balancer([node.port for node in self.nodes])
         self._failed: RegistryProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
 
     @property
     def port(self) -> int:
