@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import requests
 from ocikit import (
-    DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
     OciLayout,
@@ -33,6 +32,7 @@ from ocikit import (
     sha256_digest,
 )
 from support.http import http
+from support.oci import DOCKER_MANIFEST
 
 pytestmark = pytest.mark.clients
 
