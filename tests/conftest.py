@@ -1,233 +1,27 @@
-"""Shared fixtures: a real `moorage serve` process on 127.0.0.1, started and stopped by PID."""
+"""Shared fixtures: a real `moorage serve` process on 127.0.0.1 (built by tests/support)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import requests
 
+# Re-exported: tests import these from `conftest` (new code imports support.servers).
+from support.servers import (  # noqa: F401
+    BACKEND,
+    SCALE_OUT_BACKENDS,
+    BalancedCluster,
+    RegistryProcess,
+    Server,
+    free_port,
+    log_lines_since,
+    log_marks,
+    start_registry,
+)
 
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that is free right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+# -- backends (MOORAGE_TEST_BACKEND: see support/servers.py) -----------------------------------
 
-
-@dataclass
-class RegistryProcess:
-    """A running `moorage serve` child process."""
-
-    data_dir: Path
-    port: int
-    extra_args: list[str] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    auth: bool = False  # protocol tests run an open registry (--no-auth)
-    proc: subprocess.Popen | None = None
-    log_path: Path | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def log_paths(self) -> list[Path]:
-        """Every log the server writes (one here; one per node for a cluster)."""
-        return [self.log_path] if self.log_path is not None else []
-
-    def start(self, timeout: float = 20.0) -> RegistryProcess:
-        """Start the server and wait until GET /v2/ answers."""
-        self.log_path = self.data_dir.parent / f"moorage-{self.port}.log"
-        log = open(self.log_path, "ab")  # noqa: SIM115 (the server keeps it)
-        cmd = [
-            sys.executable, "-m", "moorage", "serve",
-            "--listen", f"127.0.0.1:{self.port}",
-            "--data-dir", str(self.data_dir),
-            *([] if self.auth else ["--no-auth"]),
-            *self.extra_args,
-        ]  # fmt: skip
-        env = {**os.environ, **self.env}
-        self.proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moorage exited early: {self.log_path.read_text()[-4000:]}")
-            try:
-                if requests.get(self.url + "/v2/", timeout=1).status_code in (200, 401):
-                    return self
-            except requests.RequestException:  # not listening yet, or too busy to answer in 1 s
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"moorage did not start: {self.log_path.read_text()[-4000:]}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
-        """Stop the server by PID (SIGTERM by default, SIGKILL for crash tests)."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        code = self.proc.returncode
-        self.proc = None
-        return code
-
-    def kill(self) -> None:
-        """Simulate a crash: SIGKILL the whole process group of workers."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        self.proc = None
-
-
-class BalancedCluster:
-    """Nodes sharing one database and bucket prefix behind a round-robin balancer, addressed
-    like one RegistryProcess: url, host and port are the balancer's; start, stop and kill act
-    on every node at once."""
-
-    def __init__(
-        self, data_dir: Path, count: int, backend_args: list[str], args: list[str],
-        env: dict[str, str], auth: bool,
-    ) -> None:
-        from balancer import Balancer
-
-        self.data_dir = data_dir  # each node's data dir and log are inside it
-        self.backend_args = backend_args
-        self.nodes = []
-        for i in range(count):
-            (data_dir / f"node{i}").mkdir(parents=True, exist_ok=True)
-            self.nodes.append(RegistryProcess(
-                data_dir=data_dir / f"node{i}", port=free_port(),
-                extra_args=[*backend_args, *args], env=env, auth=auth,
-            ))
-        self.balancer = Balancer([node.port for node in self.nodes])
-        self._failed: RegistryProcess | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def port(self) -> int:
-        return self.balancer.port
-
-    @property
-    def extra_args(self) -> list[str]:
-        return self.nodes[0].extra_args[len(self.backend_args):]
-
-    @extra_args.setter
-    def extra_args(self, args: list[str]) -> None:
-        for node in self.nodes:
-            node.extra_args = [*self.backend_args, *args]
-
-    @property
-    def log_path(self) -> Path | None:
-        """The log of the node that last exited with an error, else of the first node."""
-        return (self._failed or self.nodes[0]).log_path
-
-    @property
-    def log_paths(self) -> list[Path]:
-        """The logs of every node: a request may have gone to any of them."""
-        return [node.log_path for node in self.nodes if node.log_path is not None]
-
-    def start(self, timeout: float = 30.0) -> BalancedCluster:
-        """Start every node (in parallel), then the balancer on its same port."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(len(self.nodes)) as pool:
-            list(pool.map(lambda node: node.start(timeout), self.nodes))
-        if self.balancer.proc is None:
-            self.balancer.start()
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
-        """Stop every node; the first non-zero exit code, else 0 (None if none was running)."""
-        codes = [(node, node.stop(sig, timeout)) for node in self.nodes]
-        self.balancer.stop()
-        failed = [(node, code) for node, code in codes if code not in (0, None)]
-        if failed:
-            self._failed = failed[0][0]
-            return failed[0][1]
-        return 0 if any(code is not None for _, code in codes) else None
-
-    def kill(self) -> None:
-        """Simulate a crash of every node."""
-        for node in self.nodes:
-            node.kill()
-
-
-LB_NODES = 3
-
-
-def log_marks(server: RegistryProcess | BalancedCluster) -> dict[Path, int]:
-    """Where each of the server's logs ends now (for `log_lines_since`)."""
-    return {path: path.stat().st_size for path in server.log_paths}
-
-
-def log_lines_since(marks: dict[Path, int]) -> list[str]:
-    """The lines the logs gained since `log_marks`."""
-    lines: list[str] = []
-    for path, start in marks.items():
-        with open(path, "rb") as log:
-            log.seek(start)
-            lines.extend(log.read().decode(errors="replace").splitlines())
-    return lines
-
-
-def start_registry(
-    tmp_path: Path, *args: str, auth: bool = False, **env: str
-) -> RegistryProcess | BalancedCluster:
-    """Start a fresh server with its own data dir under tmp_path.
-
-    Protocol tests run an open registry (`--no-auth`); access-control tests pass auth=True.
-    With MOORAGE_TEST_BACKEND=pg-s3-lb the "server" is three nodes behind a balancer.
-    """
-    data = tmp_path / "data"
-    data.mkdir(parents=True, exist_ok=True)
-    backend_args, backend_env = _backend()
-    if BACKEND == "pg-s3-lb":
-        return BalancedCluster(
-            data, LB_NODES, backend_args, list(args), {**backend_env, **env}, auth
-        ).start()
-    return RegistryProcess(
-        data_dir=data,
-        port=free_port(),
-        extra_args=[*backend_args, *args],
-        env={**backend_env, **env},
-        auth=auth,
-    ).start()
-
-
-# -- backends ----------------------------------------------------------------------------------
-# MOORAGE_TEST_BACKEND=pg-s3 runs every server on PostgreSQL + SeaweedFS (one pair per test
-# process, a fresh database and bucket prefix per server); pg-s3-lb makes every server three
-# such nodes on one database and prefix behind a round-robin balancer (tests/balancer.py);
-# the default is SQLite + filesystem.
-
-BACKEND = os.environ.get("MOORAGE_TEST_BACKEND", "fs")
 # Tests that look inside the filesystem data dir; tests/scaleout checks the same on S3.
 FILESYSTEM_ONLY = {
     "test_identical_blob_in_two_repositories_is_stored_once",
@@ -241,16 +35,8 @@ SINGLE_NODE_ONLY = {
 }
 
 
-def _backend() -> tuple[list[str], dict[str, str]]:
-    if BACKEND in ("pg-s3", "pg-s3-lb"):
-        from backends import shared_services
-
-        return shared_services().node_settings()
-    return [], {}
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if BACKEND not in ("pg-s3", "pg-s3-lb"):
+    if BACKEND not in SCALE_OUT_BACKENDS:
         return
     skip = pytest.mark.skip(reason="inspects the filesystem data dir (S3 twin in tests/scaleout)")
     for item in items:
@@ -262,13 +48,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    from backends import stop_shared_services
+    from support.backends import stop_shared_services
 
     stop_shared_services()
 
 
 @pytest.fixture(scope="session")
-def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server shared by the protocol tests of a session (two workers, like production)."""
     reg = start_registry(tmp_path_factory.mktemp("registry"), "--workers", "2")
     yield reg
@@ -276,7 +62,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProce
 
 
 @pytest.fixture(scope="session")
-def sparse_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RegistryProcess]:
+def sparse_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server started with --allow-sparse."""
     reg = start_registry(tmp_path_factory.mktemp("sparse"), "--workers", "1", "--allow-sparse")
     yield reg
@@ -284,7 +70,7 @@ def sparse_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
 
 
 @pytest.fixture
-def fresh_registry(tmp_path: Path) -> Iterator[RegistryProcess]:
+def fresh_registry(tmp_path: Path) -> Iterator[Server]:
     """A server of its own for tests that restart or kill it."""
     reg = start_registry(tmp_path, "--workers", "1")
     yield reg

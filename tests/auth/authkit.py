@@ -1,20 +1,15 @@
-"""Helpers of the access-control tests: auth-enabled servers, credentials, tokens, pushes,
-the management API, the CLI, and small assertion helpers.
-
-The servers are real `moorage serve` processes started by tests/conftest.py's
-start_registry(auth=True).
+"""Helpers of the access-control tests: auth-enabled servers, tokens, the management API, a
+populated server, the CLI, and small assertion helpers (HTTP, OCI and server plumbing is in
+tests/support).
 """
 
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import os
 import random
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -26,62 +21,12 @@ from typing import Any
 from urllib.parse import urljoin
 
 import requests
-from requests.adapters import HTTPAdapter
-from requests.auth import AuthBase
+from support.http import Bearer, add_query, call, describe
+from support.oci import assert_error, digest_of, make_image, uploads_url, v2
+from support.servers import Server, run_moorage, start_registry
 
-TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:
-    sys.path.insert(0, str(TESTS))
-
-from integration.helpers import (
-    EMPTY_JSON,
-    OCI_EMPTY,
-    add_query,
-    assert_error,
-    describe,
-    digest_of,
-    error_codes,
-    make_image,
-    random_digest,
-    raw_request,
-)
-from integration.helpers import Blob as ImageBlob
-from integration.helpers import Manifest as ImageManifest
-
-__all__ = [  # helpers of the protocol tests, re-exported
-    "EMPTY_JSON",
-    "OCI_EMPTY",
-    "ImageBlob",
-    "ImageManifest",
-    "add_query",
-    "assert_error",
-    "describe",
-    "digest_of",
-    "error_codes",
-    "make_image",
-    "random_digest",
-    "raw_request",
-]
-
-TIMEOUT = 30
 SERVICE = "moorage"
 ADMIN = "admin"
-
-
-def _root_conftest() -> Any:
-    """tests/conftest.py (start_registry, RegistryProcess), however pytest imported it."""
-    mod = sys.modules.get("conftest")
-    if mod is not None and hasattr(mod, "start_registry") and hasattr(mod, "RegistryProcess"):
-        return mod
-    spec = importlib.util.spec_from_file_location("_moorage_tests_conftest", TESTS / "conftest.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # (dataclasses look their module up while it executes)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-_root = _root_conftest()
 
 
 # ----------------------------------------------------------------------------------------------
@@ -90,24 +35,14 @@ _root = _root_conftest()
 
 def start_auth_registry(
     tmp_path: Path, *args: str, admin_password: str | None = None, **env: str
-) -> Any:
-    """Start a fresh auth-enabled server (tests/conftest.py's start_registry(auth=True)).
+) -> Server:
+    """Start a fresh auth-enabled server (support.servers.start_registry(auth=True)).
 
     admin_password: the first admin's password (MOORAGE_ADMIN_PASSWORD); None leaves the variable
     empty so that the server generates one and prints it.
     """
     env = {"MOORAGE_ADMIN_PASSWORD": admin_password or "", **env}
-    return _root.start_registry(tmp_path, *args, auth=True, **env)
-
-
-def start_open_registry(tmp_path: Path, *args: str, **env: str) -> Any:
-    """A server started the way the protocol tests start theirs: with --no-auth."""
-    return _root.start_registry(tmp_path, *args, **env)
-
-
-def log_text(reg: Any) -> str:
-    """Everything the server wrote to stdout/stderr so far."""
-    return reg.log_path.read_text(errors="replace") if reg.log_path else ""
+    return start_registry(tmp_path, *args, auth=True, **env)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,62 +66,6 @@ def new_source() -> str:
 
 # ----------------------------------------------------------------------------------------------
 # HTTP
-
-
-class Bearer(AuthBase):
-    """`Authorization: Bearer <token>`."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers["Authorization"] = f"Bearer {self.token}"
-        return r
-
-
-class RawAuth(AuthBase):
-    """An Authorization header sent verbatim."""
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
-        r.headers["Authorization"] = self.value
-        return r
-
-
-def basic_value(username: str, password: str) -> str:
-    raw = f"{username}:{password}".encode()
-    return "Basic " + base64.b64encode(raw).decode()
-
-
-def basic(username: str, password: str) -> RawAuth:
-    """Basic credentials encoded as UTF-8 (requests would use latin-1)."""
-    return RawAuth(basic_value(username, password))
-
-
-class _SourceAdapter(HTTPAdapter):
-    def __init__(self, source: str) -> None:
-        self.source = source
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["source_address"] = (self.source, 0)
-        super().init_poolmanager(*args, **kwargs)
-
-
-def call(
-    method: str, url: str, *, auth: Any = None, source: str | None = None, **kw: Any
-) -> requests.Response:
-    """One request (fresh connection) with a timeout; from `source` when given."""
-    kw.setdefault("timeout", TIMEOUT)
-    kw.setdefault("allow_redirects", False)
-    if isinstance(auth, tuple):
-        auth = basic(*auth)
-    with requests.Session() as s:
-        if source:
-            s.mount("http://", _SourceAdapter(source))
-        return s.request(method, url, auth=auth, **kw)
 
 
 def parse_challenge(value: str | None) -> tuple[str, dict[str, str]]:
@@ -299,12 +178,8 @@ def all_scope(repo: str) -> str:
 # registry operations with credentials
 
 
-def v2(reg: Any, path: str) -> str:
-    return f"{reg.url}/v2/{path.lstrip('/')}"
-
-
 def start_upload(reg: Any, repo: str, auth: Any, **params: str) -> requests.Response:
-    url = v2(reg, f"{repo}/blobs/uploads/")
+    url = uploads_url(reg, repo)
     if params:
         url = add_query(url, params)
     return call("POST", url, auth=auth, headers={"Content-Length": "0"})
@@ -566,37 +441,13 @@ def cli_env(reg: Any) -> dict[str, str]:
     return {k: v for k, v in (reg.env or {}).items() if k.startswith("MOORAGE_")}
 
 
-def run_process(
-    *args: str,
-    env: dict[str, str] | None = None,
-    timeout: float = 60,
-    check: bool = True,
-    cwd: str | os.PathLike[str] | None = None,
-) -> subprocess.CompletedProcess:
-    """`python -m moorage ARGS` (the `moorage` command) in a process of its own."""
-    p = subprocess.run(
-        [sys.executable, "-m", "moorage", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, **(env or {})},
-        check=False,
-        cwd=cwd,
-    )
-    if check and p.returncode != 0:
-        raise AssertionError(
-            f"moorage {' '.join(args)} -> {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
-        )
-    return p
-
-
 def run_processes(
     commands: Iterable[list[str]], env: dict[str, str] | None = None, check: bool = True
 ) -> list[subprocess.CompletedProcess]:
     """Independent `moorage` processes, run concurrently."""
     cmds = list(commands)
     with ThreadPoolExecutor(len(cmds)) as pool:
-        return list(pool.map(lambda a: run_process(*a, env=env, check=check), cmds))
+        return list(pool.map(lambda a: run_moorage(*a, env=env, check=check), cmds))
 
 
 def run_cli(
@@ -605,8 +456,8 @@ def run_cli(
     """The `moorage` command line (moorage.cli.app, same argv) run in this process.
 
     Every interpreter start of `moorage` costs about two seconds here (imports and the
-    argon2 hash made at import), so most CLI checks run it in-process; run_process() is the
-    real command.
+    argon2 hash made at import), so most CLI checks run it in-process; run_moorage() is the
+    real command (support.servers.run_moorage).
     """
     from typer.testing import CliRunner
 

@@ -7,16 +7,15 @@ import json
 import re
 import time
 
+from support.http import Bearer, call, describe
+from support.oci import assert_error, v2
+
 from .authkit import (
-    Bearer,
     all_scope,
     assert_denied,
-    assert_error,
     assert_unauthorized,
     await_event,
-    call,
     cli_env,
-    describe,
     find_events,
     get_manifest,
     get_token,
@@ -32,7 +31,6 @@ from .authkit import (
     table_rows,
     token,
     uniq,
-    v2,
 )
 
 FIELDS = {

@@ -17,22 +17,18 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin
 
 import pytest
+from support.http import add_query, call, describe
+from support.oci import assert_error, digest_of, v2
 
 from .authkit import (
     Api,
-    add_query,
-    assert_error,
     await_event,
-    call,
-    describe,
-    digest_of,
     find_events,
     get_token,
     new_password,
     new_source,
     post_token,
     uniq,
-    v2,
 )
 
 FREE = 5  # failures before the first lockout

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from support.http import call, describe
+from support.oci import assert_error, random_digest, v2
 
-from .authkit import (
-    assert_error,
-    assert_unauthorized,
-    call,
-    describe,
-    parse_challenge,
-    random_digest,
-    v2,
-)
+from .authkit import assert_unauthorized, parse_challenge
 
 
 def expected_challenge(reg, scope: str | None = None) -> str:

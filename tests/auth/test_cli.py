@@ -14,13 +14,14 @@ import os
 import re
 import time
 
+from support.http import Bearer, call
+from support.oci import assert_error, v2
+from support.servers import run_moorage
+
 from .authkit import (
-    Bearer,
     access_of,
     assert_denied,
-    assert_error,
     assert_unauthorized,
-    call,
     cli_env,
     eventually,
     get_manifest,
@@ -33,12 +34,10 @@ from .authkit import (
     push_scope,
     rfc3339_seconds,
     run_cli,
-    run_process,
     table_rows,
     token,
     try_push,
     uniq,
-    v2,
 )
 
 SECRET = re.compile(r"secret \(shown once\): (\S+)")
@@ -74,7 +73,7 @@ def test_cli_user_add_and_list(world):
     push_image(reg, f"{plain[0]}/app", "v1", plain)  # a personal namespace, as for any user
 
     # `user list` as a real process, next to the running server
-    listing = run_process("user", "list", "--data-dir", str(reg.data_dir), env=cli_env(reg))
+    listing = run_moorage("user", "list", "--data-dir", str(reg.data_dir), env=cli_env(reg))
     rows = {r["NAME"]: r for r in table_rows(listing.stdout)}
     assert rows[plain[0]]["ADMIN"] == "no" and rows[plain[0]]["STATE"] == "active", listing.stdout
     assert rows[admin[0]]["ADMIN"] == "yes", listing.stdout
@@ -231,7 +230,7 @@ def test_cli_user_add_in_a_directory_without_a_registry_creates_nothing(tmp_path
     """The real command, run where there is no ./data: it refuses, naming the path and the
     way to point at a registry, and leaves the directory as it was."""
     assert "MOORAGE_DATA_DIR" not in os.environ and "MOORAGE_DATABASE_URL" not in os.environ
-    p = run_process("user", "add", "bob", "--password", new_password(), cwd=tmp_path,
+    p = run_moorage("user", "add", "bob", "--password", new_password(), cwd=tmp_path,
                     check=False)
     assert p.returncode == 2, p
     assert NO_REGISTRY + str((tmp_path / "data").resolve()) in p.stderr, p.stderr

@@ -23,12 +23,7 @@ from clients.ocikit import (
 )
 from clients.ocikit import make_image as make_oci_image
 
-from .authkit import (
-    await_event,
-    get_blob,
-    get_manifest,
-    uniq,
-)
+from .authkit import await_event, get_blob, get_manifest, uniq
 
 pytestmark = pytest.mark.clients
 

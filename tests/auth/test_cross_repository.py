@@ -8,22 +8,16 @@ import os
 from urllib.parse import urljoin
 
 import pytest
+from support.http import Bearer, add_query, call, describe
+from support.oci import Blob, assert_error, digest_of, make_image, v2
 
 from .authkit import (
-    Bearer,
-    ImageBlob,
-    add_query,
     all_scope,
-    assert_error,
     assert_no_event,
     assert_unauthorized,
     await_event,
-    call,
-    describe,
-    digest_of,
     eventually,
     get_blob,
-    make_image,
     pull_scope,
     push_blob,
     push_image,
@@ -32,7 +26,6 @@ from .authkit import (
     start_upload,
     token,
     uniq,
-    v2,
 )
 
 
@@ -229,7 +222,7 @@ def test_upload_cannot_claim_a_foreign_blob_without_its_bytes(world, setup):
         assert_error(r, 400, "DIGEST_INVALID")
     assert_error(get_blob(reg, target, digest, dev), 404, "BLOB_UNKNOWN")
     # a manifest referring to the foreign blob is refused
-    m = make_image(layer_blobs=[ImageBlob(data, "application/vnd.oci.image.layer.v1.tar")])
+    m = make_image(layer_blobs=[Blob(data, "application/vnd.oci.image.layer.v1.tar")])
     r = push_blob(reg, target, m.blobs[0].data, dev)  # the config only
     assert r.status_code == 201, describe(r)
     r = put_manifest(reg, target, "sneaky", m, dev)

@@ -7,12 +7,11 @@ from __future__ import annotations
 import os
 import time
 
+from support.http import Bearer, describe
+from support.oci import assert_error, digest_of
+
 from .authkit import (
-    Bearer,
-    assert_error,
     await_event,
-    describe,
-    digest_of,
     find_events,
     get_blob,
     get_manifest,

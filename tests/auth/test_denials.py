@@ -6,21 +6,10 @@ from __future__ import annotations
 import time
 
 import pytest
+from support.http import Bearer, call, describe
+from support.oci import assert_error, v2
 
-from .authkit import (
-    Bearer,
-    assert_error,
-    await_event,
-    call,
-    describe,
-    get_manifest,
-    get_token,
-    push_scope,
-    start_upload,
-    token,
-    uniq,
-    v2,
-)
+from .authkit import await_event, get_manifest, get_token, push_scope, start_upload, token, uniq
 
 
 def message(r) -> str:

@@ -8,19 +8,10 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from support.http import RawAuth, call, describe, raw_request
+from support.oci import assert_error, v2
 
-from .authkit import (
-    RawAuth,
-    assert_error,
-    call,
-    describe,
-    get_token,
-    new_source,
-    post_token,
-    raw_request,
-    uniq,
-    v2,
-)
+from .authkit import get_token, new_source, post_token, uniq
 
 LEAKS = (
     "Traceback",

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from support.http import Bearer, call, describe
+from support.oci import assert_error, v2
 
 from .authkit import (
-    Bearer,
     assert_denied,
-    assert_error,
     assert_unauthorized,
-    call,
-    describe,
     get_token,
     new_password,
     new_source,
@@ -18,7 +16,6 @@ from .authkit import (
     pull_scope,
     token,
     uniq,
-    v2,
 )
 
 # ----------------------------------------------------------------------------------------------

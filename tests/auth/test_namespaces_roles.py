@@ -7,19 +7,16 @@ import base64
 import uuid
 
 import pytest
+from support.http import Bearer, RawAuth, call, describe
+from support.oci import assert_error, v2
 
 from .authkit import (
     ROLE_ACTIONS,
     ROLES,
-    Bearer,
-    RawAuth,
     all_scope,
     assert_denied,
-    assert_error,
     assert_unauthorized,
-    call,
     challenge,
-    describe,
     eventually,
     get_blob,
     get_manifest,
@@ -31,7 +28,6 @@ from .authkit import (
     token,
     try_push,
     uniq,
-    v2,
 )
 
 # ----------------------------------------------------------------------------------------------

@@ -13,10 +13,9 @@ import re
 from pathlib import Path
 
 import pytest
+from support.http import call, describe
 
 from moorage.web.api import OPENAPI_PATH, JobsAPI, LifecycleAPI, ManagementAPI
-
-from .authkit import call, describe
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "moorage" / "web" / "openapi.json"

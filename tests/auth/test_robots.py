@@ -5,16 +5,14 @@ from __future__ import annotations
 import time
 
 import pytest
+from support.http import Bearer, call, describe
+from support.oci import assert_error, v2
 
 from .authkit import (
-    Bearer,
     access_of,
     all_scope,
     assert_denied,
-    assert_error,
     assert_unauthorized,
-    call,
-    describe,
     eventually,
     get_manifest,
     get_token,
@@ -28,7 +26,6 @@ from .authkit import (
     token,
     try_push,
     uniq,
-    v2,
 )
 
 

@@ -8,28 +8,25 @@ import re
 import time
 from pathlib import Path
 
+from support.http import Bearer, call, describe
+from support.oci import assert_error, v2
+from support.servers import log_text, start_registry
+
 from .authkit import (
     Api,
-    Bearer,
-    assert_error,
     assert_unauthorized,
-    call,
     cli_env,
-    describe,
     get_manifest,
     get_token,
     jwt_claims,
-    log_text,
     new_password,
     new_source,
     post_token,
     push_image,
     push_scope,
     run_processes,
-    start_open_registry,
     start_upload,
     uniq,
-    v2,
 )
 
 FIRST_ADMIN = re.compile(r"created the first admin account: user 'admin', password '([^']+)'")
@@ -72,7 +69,7 @@ def test_known_admin_password_from_environment(reg_factory):
 
 
 def test_no_auth_prints_a_loud_warning(tmp_path: Path):
-    reg = start_open_registry(tmp_path, "--workers", "1")  # tests/conftest.py: --no-auth
+    reg = start_registry(tmp_path, "--workers", "1")  # tests/conftest.py: --no-auth
     try:
         log = log_text(reg)
         warnings = [line for line in log.splitlines() if "WARNING" in line]

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import time
 
+from support.http import call, describe
+from support.oci import assert_error, v2
+
 from .authkit import (
-    assert_error,
     assert_unauthorized,
-    call,
-    describe,
     get_manifest,
     get_token,
     new_password,
     new_source,
     push_image,
-    v2,
 )
 
 FREE = 5  # failures before the first lockout

@@ -11,21 +11,18 @@ from datetime import datetime
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
+from support.http import Bearer, RawAuth, call, describe
+from support.oci import assert_error, v2
 
 from .authkit import (
     ROLE_ACTIONS,
-    Bearer,
-    RawAuth,
     access_of,
     all_scope,
     assert_denied,
-    assert_error,
     assert_unauthorized,
     b64url,
     b64url_decode,
-    call,
     challenge,
-    describe,
     get_manifest,
     get_token,
     jwt_claims,
@@ -36,7 +33,6 @@ from .authkit import (
     push_scope,
     start_upload,
     token,
-    v2,
 )
 
 # ----------------------------------------------------------------------------------------------

@@ -12,7 +12,6 @@ pushes the same image twice on purpose).
 from __future__ import annotations
 
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -29,27 +28,17 @@ from typing import Any
 
 import pytest
 import requests
+from support.http import describe, http
+from support.oci import ACCEPT_MANIFESTS, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_MANIFEST
+from support.oci import digest_of as sha256_digest
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-OCI_EMPTY = "application/vnd.oci.empty.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-ACCEPT_ALL = f"{OCI_MANIFEST}, {OCI_INDEX}, {DOCKER_MANIFEST}, {DOCKER_LIST}"
 REF_NAME = "org.opencontainers.image.ref.name"
 
 CMD_TIMEOUT = 120
-HTTP_TIMEOUT = 60
 
 
 # ----------------------------------------------------------------------------------------------
 # small utilities
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def canonical(obj: Any) -> bytes:
@@ -98,27 +87,14 @@ def run(args: list[str], check: bool = True, timeout: float = CMD_TIMEOUT, **kw:
     return res
 
 
-def http_get(url: str, **kw: Any) -> requests.Response:
-    kw.setdefault("timeout", HTTP_TIMEOUT)
-    return requests.get(url, **kw)
-
-
-def http_head(url: str, **kw: Any) -> requests.Response:
-    kw.setdefault("timeout", HTTP_TIMEOUT)
-    return requests.head(url, **kw)
-
-
-def describe(resp: requests.Response) -> str:
-    body = resp.content[:600] if resp.request.method != "HEAD" else b""
-    return f"{resp.request.method} {resp.url} -> {resp.status_code} {dict(resp.headers)} {body!r}"
-
-
-def get_manifest(reg: Any, repo: str, ref: str, accept: str = ACCEPT_ALL) -> requests.Response:
-    return http_get(f"{reg.url}/v2/{repo}/manifests/{ref}", headers={"Accept": accept})
+def get_manifest(
+    reg: Any, repo: str, ref: str, accept: str = ACCEPT_MANIFESTS
+) -> requests.Response:
+    return http.get(f"{reg.url}/v2/{repo}/manifests/{ref}", headers={"Accept": accept})
 
 
 def get_blob(reg: Any, repo: str, digest: str) -> requests.Response:
-    return http_get(f"{reg.url}/v2/{repo}/blobs/{digest}")
+    return http.get(f"{reg.url}/v2/{repo}/blobs/{digest}")
 
 
 def assert_blob_served(reg: Any, repo: str, digest: str, data: bytes) -> None:

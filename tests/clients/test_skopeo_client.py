@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 import requests
 from ocikit import (
-    DOCKER_MANIFEST,
     OCI_INDEX,
     OCI_MANIFEST,
     OciLayout,
@@ -23,8 +22,6 @@ from ocikit import (
     describe,
     get_blob,
     get_manifest,
-    http_get,
-    http_head,
     layout_blob,
     make_image,
     make_multiarch,
@@ -34,6 +31,8 @@ from ocikit import (
     run,
     sha256_digest,
 )
+from support.http import http
+from support.oci import DOCKER_MANIFEST
 
 pytestmark = pytest.mark.clients
 
@@ -199,7 +198,7 @@ def test_skopeo_list_tags(skopeo_bin, registry, tmp_path: Path):
     )
     assert listed["Repository"] == f"{registry.host}/{repo}", listed
     assert sorted(listed["Tags"]) == sorted(tags), listed
-    r = http_get(f"{registry.url}/v2/{repo}/tags/list")
+    r = http.get(f"{registry.url}/v2/{repo}/tags/list")
     assert r.status_code == 200, describe(r)
     body = r.json()
     assert body["name"] == repo and sorted(body["tags"]) == sorted(tags), describe(r)
@@ -240,7 +239,7 @@ def test_skopeo_delete(skopeo_bin, registry, tmp_path: Path):
     assert res.returncode != 0, f"inspect of a deleted image succeeded:\n{res.describe()}"
     r = get_manifest(registry, repo, second.digest)
     assert r.status_code == 404, describe(r)
-    r = http_get(f"{registry.url}/v2/{repo}/tags/list")
+    r = http.get(f"{registry.url}/v2/{repo}/tags/list")
     if r.status_code == 200:
         assert not (r.json().get("tags") or []), describe(r)
     else:
@@ -301,7 +300,7 @@ def test_skopeo_copy_between_repositories_mounts_blobs(skopeo_bin, registry, tmp
     )
     assert r.status_code == 201, describe(r)
     assert r.headers.get("Docker-Content-Digest") == blob.digest, describe(r)
-    h = http_head(f"{registry.url}/v2/{repo_c}/blobs/{blob.digest}")
+    h = http.head(f"{registry.url}/v2/{repo_c}/blobs/{blob.digest}")
     assert h.status_code == 200 and h.headers.get("Content-Length") == str(len(blob.data)), (
         describe(h)
     )

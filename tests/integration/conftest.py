@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-
-from .helpers import new_repo
+from support.oci import new_repo
 
 
 @pytest.fixture

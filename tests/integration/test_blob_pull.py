@@ -9,20 +9,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from .helpers import (
+from support.http import describe, http, resolve
+from support.oci import (
     assert_error,
     blob_url,
     chunk_size_for,
-    describe,
     digest_of,
-    http,
     patch_chunk,
     push_blob,
     put_final,
     random_bytes,
     random_digest,
-    resolve,
     start_upload,
 )
 

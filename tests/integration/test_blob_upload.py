@@ -15,27 +15,23 @@ from http.client import HTTPConnection
 from urllib.parse import urlsplit
 
 import pytest
-
-from .helpers import (
+from support.http import add_query, describe, http, resolve
+from support.oci import (
     EMPTY_BLOB_DIGEST,
     EMPTY_JSON,
     EMPTY_JSON_DIGEST,
-    add_query,
     assert_blob_created,
     assert_error,
     blob_exists,
     blob_url,
     chunk_min_length,
     chunk_size_for,
-    describe,
     digest_of,
-    http,
     parse_range,
     patch_chunk,
     push_blob,
     put_final,
     random_bytes,
-    resolve,
     start_upload,
     upload_chunked,
     upload_post_only,

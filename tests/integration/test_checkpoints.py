@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import BACKEND, RegistryProcess, free_port
+from support.backends import services_or_skip
+from support.servers import BACKEND, RegistryProcess
 
 # These tests start their own servers on both backends: once, in the default tier, is enough.
 pytestmark = pytest.mark.skipif(BACKEND != "fs", reason="runs both backends itself, in the fs tier")
@@ -95,12 +96,7 @@ def backend(request: pytest.FixtureRequest):
     """None for SQLite + files; the shared PostgreSQL + SeaweedFS services otherwise."""
     if request.param == "fs":
         return None
-    from backends import missing_components, shared_services
-
-    missing = missing_components()
-    if missing:
-        pytest.skip("missing: " + ", ".join(missing))
-    return shared_services()
+    return services_or_skip()
 
 
 def start_server(tmp_path: Path, services, **env: str) -> RegistryProcess:
@@ -108,7 +104,7 @@ def start_server(tmp_path: Path, services, **env: str) -> RegistryProcess:
     data.mkdir(parents=True, exist_ok=True)
     args, backend_env = ([], {}) if services is None else services.node_settings()
     return RegistryProcess(
-        data_dir=data, port=free_port(), extra_args=["--workers", "1", *args],
+        data_dir=data, extra_args=["--workers", "1", *args],
         env={**backend_env, "MOORAGE_UPLOAD_CHECKPOINT_BYTES": str(CHECKPOINT),
              "MOORAGE_S3_PART_SIZE": str(PART), "MOORAGE_UPLOAD_LEASE_SECONDS": str(LEASE),
              **env},

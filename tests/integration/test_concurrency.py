@@ -6,16 +6,15 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .helpers import (
+from support.http import describe, http
+from support.oci import (
     OCI_MANIFEST,
     assert_blob_created,
     assert_error,
     blob_url,
     chunk_size_for,
-    describe,
     digest_of,
     get_manifest,
-    http,
     list_tags,
     make_image,
     new_repo,

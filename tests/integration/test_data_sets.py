@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pytest
-
-from .helpers import (
+from support.http import describe, http, resolve
+from support.oci import (
     EMPTY_JSON,
     OCI_CONFIG,
     OCI_EMPTY,
@@ -33,12 +33,10 @@ from .helpers import (
     assert_manifest_served,
     assert_referrer_listed,
     blob_url,
-    describe,
     digest_of,
     dumps,
     get_manifest,
     header_list,
-    http,
     image_config,
     list_tags,
     make_artifact,
@@ -49,7 +47,6 @@ from .helpers import (
     put_manifest,
     random_bytes,
     referrers,
-    resolve,
     tar_layer,
 )
 

@@ -6,14 +6,13 @@ Suite B: `tag-delete`, `manifest-delete`, `blob-delete` with their atomic HEAD c
 
 from __future__ import annotations
 
-from .helpers import (
+from support.http import describe, http
+from support.oci import (
     OCI_MANIFEST,
     assert_error,
     assert_manifest_served,
     blob_url,
-    describe,
     get_manifest,
-    http,
     list_tags,
     make_image,
     make_index,

@@ -13,15 +13,11 @@ import time
 import uuid
 
 import pytest
-from conftest import log_lines_since, log_marks
-
-from .helpers import (
+from support.http import add_query, describe, http, raw_request
+from support.oci import (
     OCI_MANIFEST,
-    add_query,
     assert_error,
-    describe,
     digest_of,
-    http,
     make_image,
     manifest_url,
     patch_chunk,
@@ -29,10 +25,10 @@ from .helpers import (
     push_tree,
     put_manifest,
     random_digest,
-    raw_request,
     start_upload,
     v2,
 )
+from support.servers import log_lines_since, log_marks
 
 
 def _provoke(registry, repo: str, case: str):

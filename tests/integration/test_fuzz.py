@@ -17,13 +17,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import log_lines_since, log_marks
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-
-from moorage.oci.manifest import parse_manifest
-
-from .helpers import (
+from support.http import raw_request
+from support.oci import (
     OCI_MANIFEST,
     Manifest,
     digest_of,
@@ -31,8 +28,10 @@ from .helpers import (
     make_image,
     push_blob,
     push_tree,
-    raw_request,
 )
+from support.servers import log_lines_since, log_marks
+
+from moorage.oci.manifest import parse_manifest
 
 FUZZ = settings(
     max_examples=40,

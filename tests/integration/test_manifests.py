@@ -12,8 +12,8 @@ import base64
 import json
 
 import pytest
-
-from .helpers import (
+from support.http import describe, http, resolve
+from support.oci import (
     ACCEPT_MANIFESTS,
     DOCKER_LIST,
     DOCKER_MANIFEST,
@@ -24,12 +24,10 @@ from .helpers import (
     Blob,
     assert_error,
     assert_manifest_served,
-    describe,
     digest_of,
     dumps,
     get_manifest,
     header_list,
-    http,
     image_config,
     list_tags,
     make_artifact,
@@ -42,7 +40,6 @@ from .helpers import (
     push_tree,
     put_manifest,
     random_bytes,
-    resolve,
     tar_layer,
 )
 

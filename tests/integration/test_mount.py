@@ -6,22 +6,18 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 import pytest
-
-from .helpers import (
-    add_query,
+from support.http import add_query, describe, http, resolve
+from support.oci import (
     assert_blob_created,
     assert_error,
     blob_exists,
     blob_url,
-    describe,
     digest_of,
-    http,
     new_repo,
     push_blob,
     put_final,
     random_bytes,
     random_digest,
-    resolve,
     uploads_url,
 )
 

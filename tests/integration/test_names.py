@@ -10,14 +10,12 @@ import uuid
 from pathlib import Path
 
 import pytest
-
-from .helpers import (
+from support.http import describe, http, raw_request
+from support.oci import (
     OCI_MANIFEST,
     assert_error,
-    describe,
     digest_of,
     error_codes,
-    http,
     list_tags,
     make_image,
     manifest_url,
@@ -25,7 +23,6 @@ from .helpers import (
     push_manifest,
     push_tree,
     put_manifest,
-    raw_request,
     v2,
 )
 

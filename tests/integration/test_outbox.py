@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import BACKEND, start_registry
-
-from .helpers import get_manifest, make_image, new_repo, push_tree
+from support.oci import get_manifest, make_image, new_repo, push_tree
+from support.servers import BACKEND, start_registry
 
 pytestmark = pytest.mark.skipif(BACKEND != "fs", reason="reads the embedded SQLite database")
 

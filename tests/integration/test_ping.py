@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .helpers import describe, http
+from support.http import describe, http
 
 
 def test_ping_returns_200_with_api_version_header(registry):

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-
-from .helpers import assert_error, blob_url, describe, http, push_blob, random_bytes
+from support.http import describe, http
+from support.oci import assert_error, blob_url, push_blob, random_bytes
 
 SIZE = 2048
 
 
 @pytest.fixture(scope="module")
 def ranged_blob(registry):
-    from .helpers import new_repo
+    from support.oci import new_repo
 
     repo = new_repo("range")
     data = random_bytes(SIZE)

@@ -8,8 +8,8 @@ sets with subjects are in test_data_sets.py).
 from __future__ import annotations
 
 import pytest
-
-from .helpers import (
+from support.http import describe, http, next_link
+from support.oci import (
     OCI_INDEX,
     OCI_MANIFEST,
     Blob,
@@ -17,13 +17,10 @@ from .helpers import (
     assert_error,
     assert_referrer_listed,
     assert_referrers_index,
-    describe,
-    http,
     make_artifact,
     make_image,
     make_index,
     manifest_url,
-    next_link,
     push_blob,
     push_tree,
     put_manifest,
@@ -50,7 +47,7 @@ def push_referrer(registry, repo, m, expect_subject: str) -> None:
 @pytest.fixture(scope="module")
 def discovery(registry):
     """The suite A references setup, in its order."""
-    from .helpers import new_repo
+    from support.oci import new_repo
 
     repo = new_repo("refs")
     subject = make_image()  # manifest[4]

@@ -7,17 +7,8 @@ import hashlib
 import os
 
 import pytest
-
-from .helpers import (
-    assert_error,
-    blob_url,
-    describe,
-    http,
-    parse_range,
-    put_final,
-    resolve,
-    start_upload,
-)
+from support.http import describe, http, resolve
+from support.oci import assert_error, blob_url, parse_range, put_final, start_upload
 
 MIB = 1024 * 1024
 

@@ -9,16 +9,13 @@ from __future__ import annotations
 import uuid
 
 import pytest
-
-from .helpers import (
+from support.http import describe, http, next_link
+from support.oci import (
     OCI_MANIFEST,
     assert_error,
-    describe,
     follow_pages,
-    http,
     list_tags,
     make_image,
-    next_link,
     push_blob,
     push_manifest,
     push_tree,
@@ -31,7 +28,7 @@ MIXED = ["test0", "test1", "test2", "test3", "TEST0", "TEST1", "TEST2", "TEST3"]
 @pytest.fixture(scope="module")
 def tagged(registry):
     """A repository with one manifest under the 8 mixed-case tags of suite A, plus more."""
-    from .helpers import new_repo
+    from support.oci import new_repo
 
     repo = new_repo("tags")
     m = make_image()

@@ -10,17 +10,17 @@ import subprocess
 import sys
 import time
 
-from integration.helpers import (
+from support.http import describe, http
+from support.oci import (
     assert_error,
     blob_url,
-    describe,
-    http,
     make_artifact,
     make_image,
     make_index,
     manifest_url,
     new_repo,
     patch_chunk,
+    pull_and_verify,
     push_blob,
     push_manifest,
     push_tree,
@@ -29,7 +29,7 @@ from integration.helpers import (
     start_upload,
 )
 
-from .helpers import blob_files, count, pull_and_verify, store_consistency
+from .helpers import blob_files, count, store_consistency
 
 CLEAN = {"missing_bytes": [], "dangling_refs": []}
 

@@ -7,16 +7,16 @@ import time
 import uuid
 
 import requests
-from integration.helpers import (
+from support.http import describe, http
+from support.oci import (
     assert_error,
     blob_url,
-    describe,
     digest_of,
-    http,
     list_tags,
     make_artifact,
     make_image,
     manifest_url,
+    pull_and_verify,
     push_manifest,
     push_tree,
     put_manifest,
@@ -24,7 +24,7 @@ from integration.helpers import (
     uploads_url,
 )
 
-from .helpers import pull_and_verify, store_consistency
+from .helpers import store_consistency
 
 
 def _ns() -> str:

@@ -8,20 +8,20 @@ import threading
 import time
 import uuid
 
-from integration.helpers import (
+from support.http import describe, http
+from support.oci import (
     OCI_LAYER_GZIP,
     Blob,
     blob_url,
-    describe,
-    http,
     list_tags,
     make_image,
+    pull_and_verify,
     push_blob,
     put_manifest,
     random_bytes,
 )
 
-from .helpers import pull_and_verify, store_consistency
+from .helpers import store_consistency
 
 CLIENTS = 4
 SECONDS = 15

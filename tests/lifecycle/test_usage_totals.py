@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 from alembic import command
-from integration.helpers import (
+from sqlalchemy import event, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from support.http import add_query, describe, http, resolve
+from support.oci import (
     Blob,
-    add_query,
     assert_error,
-    describe,
-    http,
     make_artifact,
     make_image,
     make_index,
@@ -27,12 +27,9 @@ from integration.helpers import (
     push_manifest,
     push_tree,
     put_manifest,
-    resolve,
     tar_layer,
     uploads_url,
 )
-from sqlalchemy import event, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from moorage.bootstrap import Registry
 from moorage.config import Settings
@@ -68,11 +65,9 @@ def backend(request, make_registry):  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
         reg, cli = make_registry("--allow-sparse", **common)
         return reg, cli, sqlite_url(reg.data_dir), []
-    from backends import migrate, missing_components, shared_services
+    from support.backends import migrate, services_or_skip
 
-    if missing_components():
-        pytest.skip("missing: " + ", ".join(missing_components()))
-    url = shared_services().pg.create_database()
+    url = services_or_skip().pg.create_database()
     migrate(url)
     reg, cli = make_registry("--allow-sparse", "--database", url, **common)
     return reg, cli, url, ["--database", url]

@@ -25,11 +25,9 @@ def empty_url(request, tmp_path: Path) -> str:
     """The URL of a new, empty database."""
     if request.param == "sqlite":
         return sqlite_url(tmp_path)
-    from backends import missing_components, shared_services
+    from support.backends import services_or_skip
 
-    if missing_components():
-        pytest.skip("missing: " + ", ".join(missing_components()))
-    return shared_services().pg.create_database()
+    return services_or_skip().pg.create_database()
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from balancer import Balancer
+from support.balancer import Balancer
 
 
 class Upstream:

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import RegistryProcess, free_port
 from sqlalchemy import text
+from support.backends import migrate, services_or_skip
+from support.servers import RegistryProcess, free_port, run_moorage, start_local
 
 MiB = 1 << 20
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -36,22 +37,14 @@ class Cluster:
     def __init__(self, services, tmp_path: Path, count: int, **env: str) -> None:
         self.services = services
         self.database_url = services.pg.create_database()
-        from backends import migrate
-
         migrate(self.database_url)
         self.storage_url = services.s3.storage_url()
         self.env = {**services.s3.env(), "MOORAGE_UPLOAD_LEASE_SECONDS": "3", **env}
         self.nodes = [self.add(tmp_path / f"node{i}") for i in range(count)]
 
     def add(self, data_dir: Path, **env: str) -> RegistryProcess:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        node = RegistryProcess(
-            data_dir=data_dir, port=free_port(),
-            extra_args=["--workers", "1", "--database", self.database_url,
-                        "--storage", self.storage_url],
-            env={**self.env, **env},
-        )
-        return node.start()
+        return start_local(data_dir, "--workers", "1", "--database", self.database_url,
+                           "--storage", self.storage_url, **{**self.env, **env})
 
     def stop(self) -> None:
         for node in self.nodes:
@@ -75,12 +68,7 @@ class Cluster:
 
 @pytest.fixture(scope="module")
 def services():
-    from backends import missing_components, shared_services
-
-    missing = missing_components()
-    if missing:
-        pytest.skip("missing: " + ", ".join(missing))
-    return shared_services()
+    return services_or_skip()
 
 
 # Below the 64 MiB default, so the multi-megabyte blobs of these tests take the redirect path.
@@ -313,12 +301,10 @@ def test_health_endpoints_and_unmigrated_database(cluster, services, tmp_path):
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"database": "ok", "storage": "ok"}
     empty = services.pg.create_database()
-    proc = subprocess.run(
-        [sys.executable, "-m", "moorage", "serve", "--listen", f"127.0.0.1:{free_port()}",
-         "--data-dir", str(tmp_path / "d"), "--database", empty,
-         "--storage", services.s3.storage_url()],
-        check=False, capture_output=True, text=True, timeout=60,
-        env={**os.environ, **services.s3.env()},
+    proc = run_moorage(
+        "serve", "--listen", f"127.0.0.1:{free_port()}", "--data-dir", str(tmp_path / "d"),
+        "--database", empty, "--storage", services.s3.storage_url(),
+        check=False, env=services.s3.env(),
     )
     assert proc.returncode != 0
     assert "moorage db upgrade" in proc.stderr
@@ -352,8 +338,7 @@ def test_skopeo_copies_through_one_node_and_back_from_another(cluster, tmp_path)
 
     if shutil.which("skopeo") is None:
         pytest.skip("skopeo is not installed")
-    sys.path.insert(0, str(Path(__file__).parents[1] / "clients"))
-    from ocikit import OciLayout, make_image
+    from clients.ocikit import OciLayout, make_image
 
     layout = OciLayout(tmp_path / "src")
     image = layout.add_image("v1", make_image(extra_layer_bytes=12 * MiB))

@@ -20,12 +20,9 @@ MiB = 1 << 20
 
 @pytest.fixture(scope="module")
 def s3_services():
-    from backends import missing_components, shared_services
+    from support.backends import services_or_skip
 
-    missing = missing_components()
-    if missing:
-        pytest.skip("missing: " + ", ".join(missing))
-    return shared_services()
+    return services_or_skip()
 
 
 @pytest.fixture(params=["filesystem", "s3"])

@@ -55,11 +55,9 @@ def test_config_from_url_reads_the_standard_aws_variables():
 
 @pytest.fixture(scope="module")
 def s3(request):
-    from backends import missing_components, shared_services
+    from support.backends import services_or_skip
 
-    if missing_components():
-        pytest.skip("missing: " + ", ".join(missing_components()))
-    return S3BlobStore(shared_services().s3.config(part_size=5 * MiB))
+    return S3BlobStore(services_or_skip().s3.config(part_size=5 * MiB))
 
 
 def test_failed_request_aborts_the_multipart_upload_it_started(s3):

@@ -1,7 +1,8 @@
 """A round-robin TCP load balancer for tests: every new connection goes to the next node.
 
-`Balancer(ports).start()` runs this file as a child process on 127.0.0.1 (its own interpreter,
-so relaying bytes does not compete with the test for the GIL) and `stop()` ends it by PID.
+`Balancer(ports).start()` runs this module (`python -m support.balancer`) as a child process on
+127.0.0.1 (its own interpreter, so relaying bytes does not compete with the test for the GIL) and
+`stop()` ends it by PID.
 Bytes are relayed unchanged, half-closes included, so HTTP behaves as it does without it; a node
 that refuses the connection is skipped, like a balancer's failed health check.
 """
@@ -16,14 +17,12 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from support.servers import free_port
 
 CHUNK = 256 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+TESTS = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -36,8 +35,9 @@ class Balancer:
 
     def start(self, timeout: float = 20.0) -> Balancer:
         """Start it and wait until it accepts connections."""
-        cmd = [sys.executable, __file__, "--port", str(self.port), *map(str, self.upstreams)]
-        self.proc = subprocess.Popen(cmd, start_new_session=True)
+        cmd = [sys.executable, "-m", "support.balancer", "--port", str(self.port),
+               *map(str, self.upstreams)]
+        self.proc = subprocess.Popen(cmd, start_new_session=True, cwd=TESTS)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
