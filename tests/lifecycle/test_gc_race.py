@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 import pytest
 import requests
-from integration.helpers import (
+from support.oci import (
     ACCEPT_MANIFESTS,
     OCI_LAYER_GZIP,
     Blob,
@@ -186,12 +186,9 @@ def _collector_like_the_cli(data_dir, args: list[str], env: dict[str, str]):  # 
 
 @pytest.fixture(scope="module")
 def services():  # type: ignore[no-untyped-def]
-    from backends import missing_components, shared_services
+    from support.backends import services_or_skip
 
-    missing = missing_components()
-    if missing:
-        pytest.skip("missing: " + ", ".join(missing))
-    return shared_services()
+    return services_or_skip()
 
 
 def _backend(name: str, request) -> tuple[list[str], dict[str, str]]:  # type: ignore[no-untyped-def]
@@ -200,7 +197,7 @@ def _backend(name: str, request) -> tuple[list[str], dict[str, str]]:  # type: i
     services = request.getfixturevalue("services")
     if name == "pg-s3":
         return services.node_settings()
-    from backends import migrate
+    from support.backends import migrate
 
     url = services.pg.create_database()
     migrate(url)

@@ -222,17 +222,14 @@ def test_server_workers_run_jobs_unless_no_jobs(make_registry, tmp_path):
 
 @pytest.fixture(scope="module")
 def services():  # type: ignore[no-untyped-def]
-    from backends import missing_components, shared_services
+    from support.backends import services_or_skip
 
-    missing = missing_components()
-    if missing:
-        pytest.skip("missing: " + ", ".join(missing))
-    return shared_services()
+    return services_or_skip()
 
 
 def test_two_workers_on_postgresql_never_run_one_unique_job_at_once(services, workers, tmp_path,
                                                                   monkeypatch):
-    from backends import migrate
+    from support.backends import migrate
 
     from moorage.bootstrap import open_existing
     from moorage.config import Settings

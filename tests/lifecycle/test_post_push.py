@@ -9,7 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from integration.helpers import make_image, new_repo, push_tree
+from support.oci import make_image, new_repo, push_tree
 
 # Quick polling and retries; no other background work.
 FAST = {"MOORAGE_JOB_POLL_INTERVAL": "0.1", "MOORAGE_JOB_BACKOFF_BASE": "0.2",

@@ -27,11 +27,9 @@ def engine(request, tmp_path: Path):  # type: ignore[no-untyped-def]
     if request.param == "sqlite":
         url = sqlite_url(tmp_path)
     else:
-        from backends import missing_components, shared_services
+        from support.backends import services_or_skip
 
-        if missing_components():
-            pytest.skip("missing: " + ", ".join(missing_components()))
-        url = shared_services().pg.create_database()
+        url = services_or_skip().pg.create_database()
     engine = make_engine(url, pool_size=8)
     upgrade(engine)
     yield engine
