@@ -61,7 +61,8 @@ class Checkpoint:
 
     def to_json(self) -> bytes:
         return json.dumps({
-            "format": CHECKPOINT_FORMAT, "upload_id": self.upload_id, "multipart_id": self.multipart_id,
+            "format": CHECKPOINT_FORMAT, "upload_id": self.upload_id,
+            "multipart_id": self.multipart_id,
             "parts": self.parts, "segments": self.segments, "offset": self.offset,
         }).encode()
 

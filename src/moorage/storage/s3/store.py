@@ -7,9 +7,10 @@ How an upload lives in the bucket (all keys under the configured prefix):
   this key, so the blob is never copied. Its key is opaque: the metadata maps digest -> key.
 - `uploads/<upload-id>/<token>.json`: a checkpoint written at the end of every acknowledged
   request (and, under a fresh token each time, as a long request streams): the multipart upload
-  id, the parts so far (number, ETag, size) and the pending segments. The handle the database keeps names the newest checkpoint, so whichever node takes
-  the next request reads exactly the acknowledged state; a request that failed, or a node that
-  was killed, wrote a checkpoint nobody points at.
+  id, the parts so far (number, ETag, size) and the pending segments. The handle the database
+  keeps names the newest checkpoint, so whichever node takes the next request reads exactly the
+  acknowledged state; a request that failed, or a node that was killed, wrote a checkpoint
+  nobody points at.
 - `uploads/<upload-id>/<token>.seg`: bytes that cannot be a part yet, because S3 wants every
   part but the last to be at least 5 MiB and the request ended short of that. The next request
   streams them at the head of its first part; a commit makes them the last part.
@@ -241,7 +242,9 @@ class S3BlobStore:
             raise S3Error(200, "NoUploadId", "CreateMultipartUpload answered without UploadId")
         return upload_id
 
-    def _complete_multipart(self, key: str, multipart_id: str, parts: list[tuple[str, int]]):  # type: ignore[no-untyped-def]
+    def _complete_multipart(
+        self, key: str, multipart_id: str, parts: list[tuple[str, int]]
+    ) -> None:
         xml = "".join(
             f"<Part><PartNumber>{n}</PartNumber><ETag>{etag}</ETag></Part>"
             for n, (etag, _) in enumerate(parts, start=1)
