@@ -1,5 +1,6 @@
-"""The Authorizer on the embedded default (SQLite), no HTTP: accounts, namespaces and robots are
-made through AdminService as the CLI makes them, and every decision is asked of the Authorizer."""
+"""The Authorizer on the embedded default (SQLite), no HTTP: namespaces and robots are made
+through AdminService as the CLI makes them, accounts through the store with a hash made once, and
+every decision is asked of the Authorizer."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from argon2 import PasswordHasher
 
 from moorage.auth.admin import AdminService
 from moorage.auth.authorizer import (
@@ -35,6 +37,9 @@ ROLE_ACTIONS = {
     "reader": {"pull"},
 }
 PASSWORD = "correct-horse-1"
+# Production parameters cost ~1 s a hash on a loaded box, and nothing here verifies a password:
+# one cheap argon2id hash (its parameters travel in it, so it still verifies) serves every account.
+PASSWORD_HASH = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1).hash(PASSWORD)
 
 
 class Env:
@@ -50,7 +55,9 @@ class Env:
         self.admin = AdminService(self.store, self.auth, AuditLog(self.store), self.authorizer)
 
     def user(self, name: str, admin: bool = False) -> Principal:
-        self.admin.add_user(CLI, name, PASSWORD, admin)
+        # AdminService.add_user (checks, hashing, audit) is tested through the CLI in tests/auth.
+        assert self.store.create_user(name, PASSWORD_HASH, admin)
+        self.authorizer.forget()
         return self.auth.principal_from_claims("user", name)
 
     def robot(self, name: str, permissions: dict[str, list[str]],

@@ -12,10 +12,9 @@ from typing import TYPE_CHECKING
 from ..auth.scopes import namespace_of
 from ..events.types import SYSTEM, Actor, BlobPushed, records
 from ..metadata.outbox_store import Records
-from ..metadata.rows import BlobRow, BytesGone, UploadBusy, UploadGone, UploadRow
+from ..metadata.rows import UploadRow
 from ..oci.digest import (
     DEFAULT_ALGORITHM,
-    HASH_STATE_VERSION,
     Digest,
     Hasher,
     check_algorithm,
@@ -32,13 +31,13 @@ from ..oci.errors import (
 )
 from ..storage.base import BlobStore, UploadWriter
 from .stream import Interrupted, StopSignal, pump
+from .upload_sessions import UploadLease, UploadSessions, range_headers
 
 if TYPE_CHECKING:
     from ..metadata.uow import Database
     from ..policy.quota import UploadQuota
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +76,7 @@ class UploadService:
         self.lease_seconds = lease_seconds
         self.quota = quota
         self.checkpoint_bytes = checkpoint_bytes
+        self.sessions = UploadSessions(database, lease_seconds)
         self._streams: set[StopSignal] = set()
         self._stopping = False
 
@@ -92,12 +92,14 @@ class UploadService:
         upload_id = str(uuid.uuid4())
         handle = await asyncio.to_thread(self.blobs.create_upload, upload_id)
         state = new_hasher(algorithm).serialize()
-        await asyncio.to_thread(self._create, upload_id, repository, algorithm, state, handle)
+        await asyncio.to_thread(
+            self.sessions.create, upload_id, repository, algorithm, state, handle
+        )
         return UploadStatus(upload_id, 0)
 
     async def status(self, repository: str, upload_id: str) -> UploadStatus:
         """The acknowledged offset of an upload."""
-        row = self._get(repository, upload_id)
+        row = self.sessions.get(repository, upload_id)
         if row is None:
             raise BlobUploadUnknown()
         return UploadStatus(row.id, row.offset)
@@ -198,7 +200,7 @@ class UploadService:
         self, repository: str, row: UploadRow, digest: Digest, size: int, events: Records
     ) -> str | None:
         """Record the upload as content already stored, if it is; None: commit its own bytes."""
-        existing = await asyncio.to_thread(self._find_blob, str(digest))
+        existing = await asyncio.to_thread(self.sessions.find_blob, str(digest))
         if existing is None or not await asyncio.to_thread(
             self.blobs.blob_exists, existing.storage_key
         ):
@@ -212,25 +214,9 @@ class UploadService:
     ) -> str | None:
         """Record committed bytes; the recorded key, or None when `reused` content was
         garbage-collected meanwhile (the caller then commits the upload's own bytes)."""
-        return await asyncio.to_thread(self._commit, repository, row.id, str(digest), size, key,
-                                       reused, events)
-
-    def _commit(self, repository: str, upload_id: str | None, digest: str, size: int, key: str,
-                reused: bool, events: Records) -> str | None:
-        """Record an upload's content GC-safely, with its events, in one transaction."""
-        try:
-            with self.database.write() as uow:
-                recorded = uow.blobs.commit(repository, upload_id, digest, size, key, reused)
-                uow.emit(events)
-                return recorded
-        except BytesGone:
-            if reused:
-                return None
-            raise BlobUploadInvalid(
-                f"{digest} was garbage-collected while this upload committed; push it again"
-            ) from None
-        except UploadGone:
-            raise BlobUploadUnknown("the upload expired while it was being committed") from None
+        return await asyncio.to_thread(
+            self.sessions.commit, repository, row.id, str(digest), size, key, reused, events
+        )
 
     def _check_quota(self, repository: str, row: UploadRow, chunk: ChunkRange | None,
                      content_length: int | None, digest: Digest | None = None) -> None:
@@ -242,7 +228,7 @@ class UploadService:
 
     async def cancel(self, repository: str, upload_id: str) -> None:
         """Abandon an upload and free its storage."""
-        row = self._get(repository, upload_id)
+        row = self.sessions.get(repository, upload_id)
         if row is None:
             raise BlobUploadUnknown()
         await self._discard(row, row.storage_handle)
@@ -257,50 +243,15 @@ class UploadService:
             return await self.finish(repository, status.id, digest, body, None, length or None,
                                      actor)
         except BaseException:
-            row = self._get(repository, status.id)
+            row = self.sessions.get(repository, status.id)
             if row is not None:
                 await self._discard(row, row.storage_handle)
             raise
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _create(self, upload_id: str, repository: str, algorithm: str, state: bytes,
-                handle: str) -> None:
-        with self.database.write() as uow:
-            uow.uploads.create(upload_id, repository, algorithm, state, HASH_STATE_VERSION,
-                               handle)
-
-    def _get(self, repository: str, upload_id: str) -> UploadRow | None:
-        with self.database.read() as uow:
-            return uow.uploads.get(repository, upload_id)
-
-    def _find_blob(self, digest: str) -> BlobRow | None:
-        with self.database.read() as uow:
-            return uow.blobs.find(digest)
-
-    def _claim(self, repository: str, upload_id: str, token: str) -> UploadRow | None:
-        with self.database.write() as uow:
-            return uow.uploads.claim(repository, upload_id, token, self.lease_seconds)
-
-    def _renew(self, upload_id: str, token: str) -> bool:
-        with self.database.write() as uow:
-            return uow.uploads.renew(upload_id, token, self.lease_seconds)
-
-    def _save_progress(self, upload_id: str, token: str, offset: int, state: bytes,
-                       handle: str | None, keep_lease: float | None) -> bool:
-        with self.database.write() as uow:
-            return uow.uploads.save_progress(upload_id, token, offset, state, handle, keep_lease)
-
-    def _release(self, upload_id: str, token: str) -> None:
-        with self.database.write() as uow:
-            uow.uploads.release(upload_id, token)
-
-    def _delete(self, upload_id: str) -> None:
-        with self.database.write() as uow:
-            uow.uploads.delete(upload_id)
-
-    def _lease(self, repository: str, upload_id: str) -> _Lease:
-        return _Lease(self, repository, upload_id)
+    def _lease(self, repository: str, upload_id: str) -> UploadLease:
+        return UploadLease(self.sessions, repository, upload_id)
 
     async def _write(
         self,
@@ -321,7 +272,7 @@ class UploadService:
             if chunk.start != row.offset or chunk.end < chunk.start - 1:
                 raise RangeNotSatisfiable(
                     f"chunk starts at {chunk.start}, upload is at {row.offset}",
-                    headers=_range_headers(row.offset),
+                    headers=range_headers(row.offset),
                 )
             if content_length is not None and content_length != chunk.length:
                 raise SizeInvalid(
@@ -361,7 +312,7 @@ class UploadService:
             offset = row.offset + exc.written
             raise Unavailable(
                 "the registry is shutting down; the upload resumes from the Range given",
-                headers={**_range_headers(offset), "Retry-After": "5"},
+                headers={**range_headers(offset), "Retry-After": "5"},
             ) from None
         except BaseException:
             await asyncio.to_thread(writer.close)
@@ -373,7 +324,7 @@ class UploadService:
 
     def _renewer(self, upload_id: str, token: str) -> Callable[[], object]:
         async def renew() -> None:
-            ok = await asyncio.to_thread(self._renew, upload_id, token)
+            ok = await asyncio.to_thread(self.sessions.renew, upload_id, token)
             if not ok:
                 raise BlobUploadInvalid("upload was taken over by another request")
 
@@ -385,7 +336,7 @@ class UploadService:
     ) -> None:
         """Persist progress; `keep`: a checkpoint mid-chunk, which keeps (and renews) the lease."""
         saved = await asyncio.to_thread(
-            self._save_progress, row.id, token, offset, hasher.serialize(),
+            self.sessions.save_progress, row.id, token, offset, hasher.serialize(),
             handle if handle != row.storage_handle else None,
             self.lease_seconds if keep else None,
         )
@@ -401,36 +352,8 @@ class UploadService:
         return await asyncio.to_thread(_hash_stored, self.blobs, handle, length, algorithm)
 
     async def _discard(self, row: UploadRow, handle: str) -> None:
-        await asyncio.to_thread(self._delete, row.id)
+        await asyncio.to_thread(self.sessions.delete, row.id)
         await asyncio.to_thread(self.blobs.abort_upload, handle)
-
-
-class _Lease:
-    """Hold an upload's writer lease for the duration of one request."""
-
-    def __init__(self, service: UploadService, repository: str, upload_id: str) -> None:
-        self.service, self.repository, self.upload_id = service, repository, upload_id
-        self.token = uuid.uuid4().hex
-
-    async def __aenter__(self) -> tuple[UploadRow, str]:
-        try:
-            row = await asyncio.to_thread(
-                self.service._claim, self.repository, self.upload_id, self.token
-            )
-        except UploadBusy:
-            current = self.service._get(self.repository, self.upload_id)
-            raise RangeNotSatisfiable(
-                "another request is writing to this upload",
-                headers=_range_headers(current.offset if current else 0),
-            ) from None
-        if row is None:
-            raise BlobUploadUnknown()
-        return row, self.token
-
-    async def __aexit__(self, exc_type: object, *_: object) -> None:
-        # On success, saving progress (or committing) already released the lease.
-        if exc_type is not None:
-            await asyncio.to_thread(self.service._release, self.upload_id, self.token)
 
 
 def _hash_stored(blobs: BlobStore, handle: str, length: int, algorithm: str) -> str:
@@ -439,6 +362,3 @@ def _hash_stored(blobs: BlobStore, handle: str, length: int, algorithm: str) -> 
         hasher.update(chunk)
     return hasher.finalize()
 
-
-def _range_headers(offset: int) -> dict[str, str]:
-    return {"Range": f"0-{max(offset - 1, 0)}"}
