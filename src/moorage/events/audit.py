@@ -12,7 +12,7 @@ from typing import Any
 from ..metadata.uow import Database, UnitOfWork
 from .dispatcher import catch_up
 from .outbox import Outbox
-from .types import SYSTEM, Actor, AdminAction, Event
+from .types import SYSTEM, Actor, AdminAction
 
 CONSUMER = "audit"
 # Event types whose audit action is fixed; the others name theirs in the payload.
@@ -98,17 +98,13 @@ def admin_action(action: str, outcome: str, actor: str | None, actor_kind: str |
 
 
 class AuditLog:
-    """The audit log: reads catch the audit consumer up first; events that change nothing
-    else (denials) are appended through here."""
+    """The audit log: reads catch the audit consumer up first; `outbox.emit` appends an event
+    that is a change of its own (a denial)."""
 
     def __init__(self, database: Database) -> None:
         self.database = database
         self.outbox = Outbox(database)
         self.consumer = AuditConsumer()
-
-    async def record(self, *events: Event) -> None:
-        """Append events that are a change of their own (a denial), from a request handler."""
-        await self.outbox.emit_async(*events)
 
     def catch_up(self) -> None:
         """Make every event written so far visible in the audit log."""
