@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from .gc.service import GcService
     from .jobs.queue import JobQueue
     from .jobs.runner import JobRunner
-    from .metadata.access_store import AccessStore
     from .metadata.uow import Database
     from .policy.admission import AdmissionChain
     from .policy.quota import UploadQuota
@@ -78,19 +77,13 @@ class Registry:
 
         return Database(self.engine)
 
-    @cached_property
-    def access_store(self) -> AccessStore:
-        from .metadata.access_store import AccessStore
-
-        return AccessStore(self.engine)
-
     # -- access -----------------------------------------------------------------------------
 
     @cached_property
     def audit(self) -> AuditLog:
         from .events.audit import AuditLog
 
-        return AuditLog(self.access_store)
+        return AuditLog(self.database)
 
     @property
     def outbox(self) -> Outbox:
@@ -101,21 +94,21 @@ class Registry:
         from .auth.service import AuthService
         from .auth.throttle import LoginThrottle
 
-        return AuthService(self.access_store,
+        return AuthService(self.database,
                            LoginThrottle(address_limit=self.settings.login_address_limit))
 
     @cached_property
     def authorizer(self) -> Authorizer:
         from .auth.authorizer import Authorizer
 
-        return Authorizer(self.access_store)
+        return Authorizer(self.database)
 
     @cached_property
     def authority(self) -> TokenAuthority:
         from .auth.tokens import TokenAuthority, generate_signing_key
 
         return TokenAuthority(
-            self.access_store.get_or_create_secret(TOKEN_KEY_SECRET, generate_signing_key),
+            self.auth.shared_secret(TOKEN_KEY_SECRET, generate_signing_key),
             service=self.settings.token_service,
             ttl=self.settings.token_ttl,
         )
@@ -124,7 +117,7 @@ class Registry:
     def admin(self) -> AdminService:
         from .auth.admin import AdminService
 
-        return AdminService(self.access_store, self.auth, self.audit, self.authorizer)
+        return AdminService(self.database, self.auth, self.audit, self.authorizer)
 
     # -- registry services ------------------------------------------------------------------
 
@@ -231,7 +224,7 @@ class Registry:
         from .events.processors import handlers
         from .jobs.setup import make_queue
 
-        return make_queue(self.settings, self.engine, handlers(self.processors))
+        return make_queue(self.settings, self.database, handlers(self.processors))
 
     def job_runner(self, concurrency: int | None = None) -> JobRunner:
         """A runner of every job kind over this registry's services (and its processors)."""
@@ -256,7 +249,7 @@ class Registry:
             from .events.processors import PostPushConsumer
 
             consumers.append(PostPushConsumer(self.processors, self.jobs))
-        return Dispatcher(self.audit.outbox_store, consumers,
+        return Dispatcher(self.outbox, consumers,
                           poll_interval=self.settings.events_poll_interval,
                           start_delay=self.settings.events_dispatch_delay,
                           max_attempts=self.settings.events_max_attempts,

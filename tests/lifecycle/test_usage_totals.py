@@ -33,9 +33,9 @@ from support.oci import (
 
 from moorage.bootstrap import Registry
 from moorage.config import Settings
-from moorage.metadata import usage
 from moorage.metadata.engine import make_engine, sqlite_url
 from moorage.metadata.migrate import _config, upgrade
+from moorage.metadata.queries import usage
 from moorage.metadata.schema import (
     blobs,
     manifest_references,

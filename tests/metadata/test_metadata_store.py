@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, select
 
-from moorage.metadata.access_store import AccessStore
+from moorage.auth.service import AuthService
 from moorage.metadata.engine import make_engine, sqlite_url
 from moorage.metadata.migrate import SchemaNotCurrent, check_current, head_revision, upgrade
 from moorage.metadata.rows import NewManifest, UploadBusy
@@ -244,8 +244,8 @@ def test_listings_are_in_byte_order_and_page(db: Database):
 
 
 def test_every_node_gets_the_same_signing_key(engine):
-    stores = [AccessStore(engine) for _ in range(6)]
-    values = _parallel(lambda i: stores[i].get_or_create_secret("token-key", lambda: bytes([i]) * 32), 6)
+    services = [AuthService(Database(engine)) for _ in range(6)]
+    values = _parallel(lambda i: services[i].shared_secret("token-key", lambda: bytes([i]) * 32), 6)
     assert not [v for v in values if isinstance(v, Exception)], values
     assert len(set(values)) == 1
 
@@ -256,7 +256,7 @@ def test_every_node_gets_the_same_signing_key(engine):
 def test_concurrent_login_failures_are_all_counted(engine):
     """Each failure is one upsert: failures racing on several connections all count, and the
     lockout is computed from the counts they saw."""
-    stores = [AccessStore(engine) for _ in range(8)]
+    db = Database(engine)
     seen: list[tuple[int, int]] = []
 
     def lockout(pair: int, address: int) -> float:
@@ -264,19 +264,27 @@ def test_concurrent_login_failures_are_all_counted(engine):
         return 60.0 if pair >= 8 else 0.0
 
     results = _parallel(
-        lambda i: stores[i].record_login_failure("pair:a|u", "addr:a", 3600, 300, lockout), 8
+        lambda i: _failure(db, "pair:a|u", "addr:a", 3600, 300, lockout), 8
     )
     assert not [r for r in results if isinstance(r, Exception)], results
     assert sorted(seen) == [(n, n) for n in range(1, 9)]
-    until, failures = stores[0].login_lock("pair:a|u")
+    with db.read() as uow:
+        until, failures = uow.access.login_lock("pair:a|u")
     assert failures == 8 and until > time.time() + 50
     assert max(results) == until
-    stores[0].clear_failures(["pair:a|u"])
-    assert stores[0].login_lock("pair:a|u") == (0.0, 0)
+    with db.write() as uow:
+        uow.access.clear_failures(["pair:a|u"])
+    with db.read() as uow:
+        assert uow.access.login_lock("pair:a|u") == (0.0, 0)
+
+
+def _failure(db: Database, *args):  # type: ignore[no-untyped-def]
+    with db.write() as uow:
+        return uow.access.record_login_failure(*args)
 
 
 def test_login_failure_counters_restart_when_stale(engine):
-    store = AccessStore(engine)
+    db = Database(engine)
     seen: list[tuple[int, int]] = []
 
     def lockout(pair: int, address: int) -> float:
@@ -284,10 +292,10 @@ def test_login_failure_counters_restart_when_stale(engine):
         return 0.0
 
     for _ in range(3):
-        store.record_login_failure("pair:b|u", "addr:b", 3600, 300, lockout)
+        _failure(db, "pair:b|u", "addr:b", 3600, 300, lockout)
     # a pair forgotten after no failure for `forget_after`, an address after its window
-    store.record_login_failure("pair:b|u", "addr:b", 0, 300, lockout)
-    store.record_login_failure("pair:b|u", "addr:b", 3600, 0, lockout)
+    _failure(db, "pair:b|u", "addr:b", 0, 300, lockout)
+    _failure(db, "pair:b|u", "addr:b", 3600, 0, lockout)
     assert seen == [(1, 1), (2, 2), (3, 3), (1, 4), (2, 1)]
 
 
@@ -297,7 +305,7 @@ def test_hostile_text_in_events_is_stored_and_audited_on_both_engines(engine):
     from moorage.events.audit import AuditLog
     from moorage.events.types import AccessDenied, Actor, WriteRefused
 
-    audit = AuditLog(AccessStore(engine))
+    audit = AuditLog(Database(engine))
     hostile = "bad\x00name\udc80" + "x" * 500
     audit.outbox.emit(
         AccessDenied(actor=Actor(hostile, None, "10.0.0.1"), repository="ns/app",
@@ -306,8 +314,7 @@ def test_hostile_text_in_events_is_stored_and_audited_on_both_engines(engine):
                      action="manifest.push", reference=hostile, tag=hostile,
                      detail={"code": "TAG_INVALID", "reason": hostile}),
     )
-    audit.catch_up()
-    rows = {r["action"]: r for r in audit.store.query_audit(repository="ns/app", limit=10)}
+    rows = {r["action"]: r for r in audit.query(repository="ns/app", limit=10)}
     denied, refused = rows["access.push"], rows["manifest.push"]
     assert denied["actor"].startswith("bad\ufffdname") and len(denied["actor"]) == 160, denied
     assert refused["reference"].startswith("bad\ufffdname") and len(refused["reference"]) == 200

@@ -65,7 +65,7 @@ def push(registry: Registry, repository: str, reference: str | Digest, content: 
 
 def events_after(registry: Registry, last_id: int) -> list[dict[str, Any]]:
     """The outbox events appended after `last_id`."""
-    return registry.audit.outbox_store.read(last_id, 1000)
+    return registry.outbox.since(last_id, 1000)
 
 
 def push_image(registry: Registry, repository: str, tag: str) -> tuple[str, str]:

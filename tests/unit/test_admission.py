@@ -21,7 +21,7 @@ def test_moving_an_immutable_tag_is_denied_and_writes_nothing(registry: Registry
     first = pushed_image(registry, "team/app")
     push(registry, "team/app", "v1", first)
     second = pushed_image(registry, "team/app")
-    last = registry.audit.outbox_store.last_id()
+    last = registry.outbox.last_id()
     with pytest.raises(Denied) as denied:
         push(registry, "team/app", "v1", second)
     assert denied.value.code == "DENIED"
@@ -40,7 +40,7 @@ def test_a_push_over_the_namespace_quota_is_denied_with_the_figures(registry: Re
     content = pushed_image(registry, "team/app", layer_bytes=4096)
     with registry.database.write() as uow:
         uow.policies.set_quota("team", 1000, None)
-    last = registry.audit.outbox_store.last_id()
+    last = registry.outbox.last_id()
     with pytest.raises(Denied) as denied:
         push(registry, "team/app", "v1", content)
     message = denied.value.message

@@ -24,9 +24,9 @@ from moorage.auth.identity import ANONYMOUS, CLI, SYSTEM, Principal
 from moorage.auth.scopes import Scope, parse_scopes
 from moorage.auth.service import AuthService
 from moorage.events.audit import AuditLog
-from moorage.metadata.access_store import AccessStore
 from moorage.metadata.engine import make_engine, sqlite_url
 from moorage.metadata.migrate import upgrade
+from moorage.metadata.uow import Database
 from moorage.oci.errors import AccessDenied, Unauthorized
 
 REPO_ACTIONS = (Action.PULL, Action.PUSH, Action.DELETE)
@@ -49,10 +49,15 @@ class Env:
         engine = make_engine(sqlite_url(data_dir), 2)
         upgrade(engine)
         self.engine = engine
-        self.store = AccessStore(engine)
-        self.authorizer = Authorizer(self.store)
-        self.auth = AuthService(self.store)
-        self.admin = AdminService(self.store, self.auth, AuditLog(self.store), self.authorizer)
+        self.database = Database(engine)
+        self.authorizer = Authorizer(self.database)
+        self.auth = AuthService(self.database)
+        self.admin = AdminService(self.database, self.auth, AuditLog(self.database),
+                                  self.authorizer)
+
+    def namespace(self, name: str):  # type: ignore[no-untyped-def]
+        with self.database.read() as uow:
+            return uow.access.get_namespace(name)
 
     def user(self, name: str, admin: bool = False) -> Principal:
         # AdminService.add_user (checks, hashing, audit) is tested through the CLI in tests/auth.
@@ -228,13 +233,13 @@ def test_a_personal_namespace_is_its_owners_to_create(env: Env):
         "it")
     # a principal rebuilt from a token's subject alone is looked up
     assert env.auth.ensure_namespace(Principal("user", "alice"), "alice/app", env.authorizer)
-    assert env.store.get_namespace("alice").visibility == "private"
+    assert env.namespace("alice").visibility == "private"
     assert env.may(alice, "alice/app") == {"pull", "push", "delete"}
     assert env.authorizer.allows(alice, Action.ADMIN_NAMESPACE, namespace("alice"))
     assert env.may(bob, "alice/app") == set()
     with pytest.raises(AccessDenied, match="a server admin must create it before bob"):
         env.auth.ensure_namespace(bob, "bobs-team/app", env.authorizer)
-    assert env.store.get_namespace("bobs-team") is None
+    assert env.namespace("bobs-team") is None
 
 
 def test_namespaces_are_visible_to_members_and_when_public(env: Env):

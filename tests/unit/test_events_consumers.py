@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from moorage.events.dispatcher import Dispatcher
-from moorage.events.types import BlobPushed, records
+from moorage.events.outbox import Outbox
+from moorage.events.types import BlobPushed
 from moorage.metadata.engine import make_engine, sqlite_url
 from moorage.metadata.migrate import upgrade
-from moorage.metadata.outbox_store import OutboxStore
+from moorage.metadata.uow import Database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -36,10 +37,10 @@ def engine(request, tmp_path: Path):  # type: ignore[no-untyped-def]
     engine.dispose()
 
 
-def _append(store: OutboxStore, *repos: str) -> list[int]:
+def _append(store: Outbox, *repos: str) -> list[int]:
     first = store.last_id()
-    store.append_events(records(*(BlobPushed(repository=r, size=1) for r in repos)))
-    return [e["id"] for e in store.read(first, 1000)]
+    store.emit(*(BlobPushed(repository=r, size=1) for r in repos))
+    return [e["id"] for e in store.since(first, 1000)]
 
 
 class Poisoned:
@@ -52,7 +53,7 @@ class Poisoned:
         self.seen: list[int] = []
         self.poison_calls = 0
 
-    def handle(self, events, conn) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, events, uow) -> None:  # type: ignore[no-untyped-def]
         if any(e["repository"] == "team/poison" for e in events):
             if len(events) == 1:
                 self.poison_calls += 1
@@ -69,7 +70,7 @@ class Recorder:
         self.name = "test-leased"
         self.seen: list[int] = []
 
-    def handle(self, events, conn) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, events, uow) -> None:  # type: ignore[no-untyped-def]
         self.seen.extend(e["id"] for e in events)
 
 
@@ -81,7 +82,7 @@ async def _until(condition, timeout: float, message: str) -> None:  # type: igno
 
 
 def test_a_poison_event_becomes_a_dead_letter_and_the_consumer_goes_on(engine, tmp_path, caplog):
-    store = OutboxStore(engine)
+    store = Outbox(Database(engine))
     before = _append(store, "team/a", "team/b")
     (poison,) = _append(store, "team/poison")
     after = _append(store, "team/c", "team/d")
@@ -116,7 +117,7 @@ def test_a_poison_event_becomes_a_dead_letter_and_the_consumer_goes_on(engine, t
 
 
 def test_a_lease_is_held_by_one_holder_until_it_runs_out(engine):
-    store = OutboxStore(engine)
+    store = Outbox(Database(engine))
     now = time.time()
     assert store.take_lease("test-x", "node-a", 5.0, now)
     assert store.take_lease("test-x", "node-a", 5.0, now + 1)  # renewal
@@ -128,7 +129,7 @@ def test_a_lease_is_held_by_one_holder_until_it_runs_out(engine):
 
 
 def test_one_dispatcher_of_two_feeds_a_leased_consumer_until_it_stops(engine):
-    store = OutboxStore(engine)
+    store = Outbox(Database(engine))
     first = _append(store, *[f"team/r{i}" for i in range(20)])
     a, b = Recorder(), Recorder()
 

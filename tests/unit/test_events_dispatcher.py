@@ -15,12 +15,13 @@ from sqlalchemy import func, select
 
 from moorage.events.audit import AuditConsumer, AuditLog
 from moorage.events.dispatcher import Dispatcher, catch_up, deliver
+from moorage.events.outbox import Outbox
 from moorage.events.types import Actor, BlobPushed, ManifestPushed, TagMoved, records
-from moorage.metadata.access_store import AccessStore
 from moorage.metadata.engine import make_engine, sqlite_url
 from moorage.metadata.migrate import upgrade
-from moorage.metadata.outbox_store import OutboxStore, append
+from moorage.metadata.queries.outbox import append
 from moorage.metadata.schema import audit_events
+from moorage.metadata.uow import Database
 
 DEV = Actor("dev", "user", "10.0.0.7")
 REPOS = ["team/a", "team/b", "team/c"]
@@ -40,19 +41,19 @@ def engine(request, tmp_path: Path):  # type: ignore[no-untyped-def]
     engine.dispose()
 
 
-def _push_events(store: OutboxStore, rounds: int) -> list[int]:
+def _push_events(store: Outbox, rounds: int) -> list[int]:
     """Interleaved pushes into three repositories; returns the new event ids in order."""
     first = store.last_id()
     for i in range(rounds):
         for repo in REPOS:
             digest = f"sha256:{i:064x}"
-            store.append_events(records(
+            store.emit(
                 BlobPushed(actor=DEV, repository=repo, digest=digest, size=i),
                 ManifestPushed(actor=DEV, repository=repo, digest=digest, tag=f"v{i}",
                                reference=f"v{i}", media_type="m", size=1),
                 TagMoved(actor=DEV, repository=repo, digest=digest, tag=f"v{i}"),
-            ))
-    return [e["id"] for e in store.read(first, 100_000)]
+            )
+    return [e["id"] for e in store.since(first, 100_000)]
 
 
 class Flaky:
@@ -66,7 +67,7 @@ class Flaky:
         self.calls = 0
         self.seen: list[tuple[int, str]] = []
 
-    def handle(self, events, conn) -> None:  # type: ignore[no-untyped-def]
+    def handle(self, events, uow) -> None:  # type: ignore[no-untyped-def]
         self.calls += 1
         if self.calls <= self.fail_first:
             raise RuntimeError("downstream is down")
@@ -78,7 +79,7 @@ class Flaky:
 
 
 def test_failing_consumer_is_retried_and_sees_each_event_once_in_order(engine):
-    store = OutboxStore(engine)
+    store = Outbox(Database(engine))
     ids = _push_events(store, 5)
     flaky = Flaky("test-flaky", fail_first=3, fail_on=ids[len(ids) // 2])
     healthy = Flaky("test-healthy", fail_first=0, fail_on=-1)
@@ -102,15 +103,15 @@ def test_failing_consumer_is_retried_and_sees_each_event_once_in_order(engine):
 
 
 def test_audit_rows_are_idempotent_by_event_id(engine):
-    store, access = OutboxStore(engine), AccessStore(engine)
+    store = Outbox(Database(engine))
     ids = _push_events(store, 2)
-    consumer = AuditConsumer(access)
+    consumer = AuditConsumer()
     catch_up(store, consumer)
     catch_up(store, consumer)  # nothing new: nothing written
-    batch = store.read(0, 1000)
+    batch = store.since(0, 1000)
     # A second process that delivered the same batch again (its cursor read before ours moved)
-    with engine.begin() as conn:
-        consumer.handle(batch, conn)
+    with store.database.write() as uow:
+        consumer.handle(batch, uow)
     with engine.connect() as conn:
         rows = conn.execute(select(audit_events.c.event_id, audit_events.c.action)).all()
     # TagMoved makes no audit row: a blob.push and a manifest.push per pushed image
@@ -120,13 +121,13 @@ def test_audit_rows_are_idempotent_by_event_id(engine):
 
 
 def test_a_cursor_advance_that_lost_the_race_writes_nothing(engine):
-    store, access = OutboxStore(engine), AccessStore(engine)
+    store = Outbox(Database(engine))
     _push_events(store, 1)
     assert store.cursor("audit") == 0
     assert store.advance("audit", 0, 2)
     wrote = []
-    assert not store.advance("audit", 0, 9, lambda conn: wrote.append(
-        access.append_audit_in(conn, [{"event_id": 99, "time": 1.0, "action": "x",
+    assert not store.advance("audit", 0, 9, lambda uow: wrote.append(
+        uow.access.append_audit([{"event_id": 99, "time": 1.0, "action": "x",
                                        "outcome": "success", "detail": None}])))
     assert store.cursor("audit") == 2 and wrote == []
     with engine.connect() as conn:
@@ -134,23 +135,23 @@ def test_a_cursor_advance_that_lost_the_race_writes_nothing(engine):
 
 
 def test_a_failing_transactional_consumer_keeps_its_cursor_and_writes_nothing(engine):
-    store, access = OutboxStore(engine), AccessStore(engine)
+    store = Outbox(Database(engine))
     _push_events(store, 1)
 
     class Breaks(AuditConsumer):
-        def handle(self, events, conn):  # type: ignore[no-untyped-def]
-            super().handle(events, conn)
+        def handle(self, events, uow):  # type: ignore[no-untyped-def]
+            super().handle(events, uow)
             raise RuntimeError("fails after writing")
 
     with pytest.raises(RuntimeError):
-        deliver(store, Breaks(access))
+        deliver(store, Breaks())
     assert store.cursor("audit") == 0
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(audit_events)).scalar_one() == 0
-    AuditLog(access).catch_up()
-    assert [e["action"] for e in access.query_audit(repository="team/a")] == [
+    audit = AuditLog(store.database)
+    assert [e["action"] for e in audit.query(repository="team/a")] == [
         "manifest.push", "blob.push"]
-    e = access.query_audit(repository="team/a")[0]
+    e = audit.query(repository="team/a")[0]
     assert (e["actor"], e["actor_kind"], e["remote"], e["reference"]) == (
         "dev", "user", "10.0.0.7", "v0")
 
@@ -160,24 +161,24 @@ def test_appends_become_visible_in_id_order(engine):
     never misses a smaller one committed after it (PostgreSQL; SQLite has one writer)."""
     if engine.dialect.name != "postgresql":
         pytest.skip("SQLite commits one writer at a time")
-    store = OutboxStore(engine)
+    store = Outbox(Database(engine))
     first = engine.connect()
     tx = first.begin()
     append(first, records(BlobPushed(repository="team/first", size=1)))
     done = threading.Event()
 
     def later() -> None:
-        store.append_events(records(BlobPushed(repository="team/later", size=2)))
+        store.emit(BlobPushed(repository="team/later", size=2))
         done.set()
 
     thread = threading.Thread(target=later)
     thread.start()
     try:
         assert not done.wait(1.0), "the later append committed before the earlier one"
-        assert store.read(0, 10) == []
+        assert store.since(0, 10) == []
     finally:
         tx.commit()
         first.close()
         thread.join(30)
     assert done.is_set()
-    assert [e["repository"] for e in store.read(0, 10)] == ["team/first", "team/later"]
+    assert [e["repository"] for e in store.since(0, 10)] == ["team/first", "team/later"]

@@ -3,9 +3,9 @@
 Imports go downward only: `oci/` is pure domain and imports nothing of ours; `storage/` and
 `metadata/` know neither each other nor HTTP; no lower layer imports `web/` or `cli/`; only
 `metadata/` speaks SQL among the services and background layers; `web/` and `cli/` get every
-service from `bootstrap.py` and touch no engine, store or SQL. (`registry/lifecycle.py` still
-types SQL connections and `policy/` reads a graph type of `metadata/`; the unit of work of the
-architecture issue moves that out, and these rules then extend to them.)
+service from `bootstrap.py` and touch no engine, store or SQL. Services open units of work
+(`metadata/uow.py`); the old store classes with transactions of their own are gone and stay
+gone.
 """
 
 from __future__ import annotations
@@ -57,17 +57,21 @@ OURS_EXCEPT_OCI = tuple(
     and (p.is_dir() or p.suffix == ".py")
 ) + tuple(f"moorage.{p.stem}" for p in PACKAGE.glob("*.py"))
 
+# The store classes that held their own transactions are gone: services open units of work.
+STORES = ("moorage.metadata.access_store", "moorage.metadata.outbox_store",
+          "moorage.metadata.jobs_store", "moorage.metadata.usage")
+
 RULES = {
     "oci": OURS_EXCEPT_OCI,
     "storage": ("moorage.metadata", "moorage.web", "moorage.cli", "moorage.registry"),
     "metadata": ("moorage.storage", "moorage.web", "moorage.cli", "moorage.registry"),
-    "registry": ("moorage.web", "moorage.cli"),
-    "auth": ("moorage.web", "moorage.cli", "sqlalchemy"),
-    "jobs": ("moorage.web", "moorage.cli", "sqlalchemy"),
-    "events": ("moorage.web", "moorage.cli", "sqlalchemy"),
+    "registry": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
+    "auth": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
+    "jobs": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
+    "events": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
     "policy": ("moorage.web", "moorage.cli", "moorage.storage", "moorage.metadata",
                "sqlalchemy"),
-    "gc": ("moorage.web", "moorage.cli", "sqlalchemy"),
+    "gc": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
     # web/ and cli/ get services from bootstrap.py: no engine, no SQL, no store of their own.
     "web": ("moorage.cli", "moorage.metadata", "moorage.storage.factory", "moorage.storage.s3",
             "moorage.storage.filesystem", "sqlalchemy"),

@@ -28,7 +28,7 @@ def test_a_push_naming_an_absent_blob_is_refused_and_writes_nothing(registry: Re
     push(registry, "team/app", "v1", present)
     missing_layer = b"never uploaded" * 4
     content = image(b'{"architecture":"amd64","os":"linux"}', [missing_layer])
-    last = registry.audit.outbox_store.last_id()
+    last = registry.outbox.last_id()
     with pytest.raises(ManifestBlobUnknown) as refused:
         push(registry, "team/app", "v2", content)
     assert refused.value.code == "MANIFEST_BLOB_UNKNOWN"
@@ -42,7 +42,7 @@ def test_a_push_naming_an_absent_blob_is_refused_and_writes_nothing(registry: Re
 
 def test_a_push_commits_its_events_with_it(registry: Registry) -> None:
     content = pushed_image(registry, "team/app")
-    last = registry.audit.outbox_store.last_id()
+    last = registry.outbox.last_id()
     push(registry, "team/app", "v1", content)
     events = [(e["type"], e["repository"], e["digest"], e["tag"])
               for e in events_after(registry, last)]

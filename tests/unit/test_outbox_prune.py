@@ -36,7 +36,7 @@ def _ids(registry: Registry) -> list[int]:
 
 
 def test_prune_deletes_only_old_events_every_consumer_has_handled(registry: Registry):
-    store, old = registry.audit.outbox_store, time.time() - 10 * DAY
+    store, old = registry.outbox, time.time() - 10 * DAY
     registry.outbox.emit(BlobPushed(repository="team/a", size=1, time=old),
                          BlobPushed(repository="team/a", size=2, time=old),
                          BlobPushed(repository="team/a", size=3))  # recent

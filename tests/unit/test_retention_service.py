@@ -16,7 +16,7 @@ def test_keep_last_pushed_untags_the_oldest_and_records_events(registry: Registr
         digests[tag], _ = push_image(registry, "team/app", tag)
         time.sleep(0.01)  # distinct push times
     registry.lifecycle.set_policy(CLI, "team", None, {"keep_last_pushed": 2})
-    before = registry.audit.outbox_store.last_id()
+    before = registry.outbox.last_id()
 
     planned = registry.retention.run(CLI, "team", apply=False)
     assert [t["tag"] for t in planned["repositories"][0]["tags"]] == ["v1"]
@@ -28,7 +28,7 @@ def test_keep_last_pushed_untags_the_oldest_and_records_events(registry: Registr
     assert registry.manifests.tags("team/app", None, 10) == ["v2", "v3"]
     restorable = registry.deletion.deleted_tags(CLI, "team/app")
     assert [(r["tag"], r["digest"]) for r in restorable] == [("v1", digests["v1"])]
-    events = [e for e in registry.audit.outbox_store.latest(20) if e["id"] > before]
+    events = [e for e in registry.outbox.latest(20) if e["id"] > before]
     untagged = [e for e in events if e["type"] == "TagDeleted"]
     assert [(e["tag"], e["digest"], e["payload"]["by"]) for e in untagged] == [
         ("v1", digests["v1"], "retention")]

@@ -14,26 +14,26 @@ def _event(repository: str) -> list:
 
 
 def test_a_write_commits_its_rows_and_events_together(registry: Registry) -> None:
-    before = registry.audit.outbox_store.last_id()
+    before = registry.outbox.last_id()
     with registry.database.write() as uow:
         repo_id = uow.repositories.ensure("team/app")
         uow.emit(_event("team/app"))
     with registry.database.read() as uow:
         assert uow.repositories.id_of("team/app") == repo_id
-    latest = registry.audit.outbox_store.latest(1)
+    latest = registry.outbox.latest(1)
     assert latest and latest[0]["repository"] == "team/app"
     assert latest[0]["id"] > before
 
 
 def test_a_failed_write_leaves_neither_rows_nor_events(registry: Registry) -> None:
-    last = registry.audit.outbox_store.last_id()
+    last = registry.outbox.last_id()
     with pytest.raises(RuntimeError, match="refused"), registry.database.write() as uow:
         uow.repositories.ensure("team/gone")
         uow.emit(_event("team/gone"))
         raise RuntimeError("refused")
     with registry.database.read() as uow:
         assert uow.repositories.id_of("team/gone") is None
-    assert registry.audit.outbox_store.last_id() == last
+    assert registry.outbox.last_id() == last
 
 
 def test_a_read_cannot_emit_events(registry: Registry) -> None:

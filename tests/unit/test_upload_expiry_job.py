@@ -29,12 +29,12 @@ async def _run_until_finished(registry: Registry, job_id: int, timeout: float = 
 
 def test_the_upload_expiry_job_ends_idle_uploads_and_records_each(registry: Registry) -> None:
     started = asyncio.run(registry.uploads.start("team/app"))
-    last_event = registry.audit.outbox_store.last_id()
+    last_event = registry.outbox.last_id()
     job, _ = registry.jobs.enqueue("uploads.expire", {"upload_ttl": 0})
     finished = asyncio.run(_run_until_finished(registry, job.id))
     assert (finished.state, finished.last_error) == ("done", None)
     with pytest.raises(BlobUploadUnknown):
         asyncio.run(registry.uploads.status("team/app", started.id))
-    expired = [e for e in registry.audit.outbox_store.read(last_event, 100)
+    expired = [e for e in registry.outbox.since(last_event, 100)
                if e["type"] == "UploadExpired"]
     assert [e["repository"] for e in expired] == ["team/app"]

@@ -53,7 +53,7 @@ def test_chunks_in_order_make_the_blob_and_its_event(registry: Registry) -> None
         status = _append(registry, upload.id, offset, part)
         offset += len(part)
         assert status.offset == offset
-    last = registry.audit.outbox_store.last_id()
+    last = registry.outbox.last_id()
     assert _finish(registry, upload.id, digest_of(data)) == digest_of(data)
     assert _stored(registry, REPO, digest_of(data)) == data
     events = [(e["type"], e["repository"], e["digest"]) for e in events_after(registry, last)]
@@ -107,7 +107,7 @@ def test_a_wrong_digest_on_finish_is_refused_and_stores_no_blob(registry: Regist
     claimed = digest_of(b"something else")
     upload = _start(registry)
     _append(registry, upload.id, 0, data)
-    last = registry.audit.outbox_store.last_id()
+    last = registry.outbox.last_id()
     with pytest.raises(DigestInvalid) as refused:
         _finish(registry, upload.id, claimed)
     assert (refused.value.code, refused.value.status) == ("DIGEST_INVALID", 400)

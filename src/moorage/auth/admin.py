@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..events.audit import AuditLog
-from ..metadata.access_store import AccessStore
+from ..events.audit import AuditLog, admin_action
+from ..events.types import records
+from ..metadata.uow import Database, UnitOfWork
 from ..oci.errors import NameInvalid, RegistryError
 from ..oci.reference import validate_name
 from .authorizer import SERVER, Action, Authorizer, account, namespace
@@ -17,9 +19,14 @@ from .scopes import ALL_ACTIONS, ROLES
 from .secrets import hash_password, hash_robot_secret, new_robot_secret
 from .service import ROBOT_PREFIX, USERNAME_RE, AuthService
 
+if TYPE_CHECKING:
+    from ..metadata.queries.access import AccessQueries
+    from ..metadata.rows import NamespaceRow
+
 __all__ = ["CLI", "AdminService", "Conflict", "NotFound"]
 ROBOT_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 MIN_PASSWORD = 8
+T = TypeVar("T")
 
 
 class NotFound(RegistryError):
@@ -31,11 +38,12 @@ class Conflict(RegistryError):
 
 
 class AdminService:
-    """Every management operation checks the actor's rights and leaves an audit record."""
+    """Every management operation checks the actor's rights; each change appends its
+    AdminAction event in its own write, so the change and its audit record commit together."""
 
-    def __init__(self, store: AccessStore, auth: AuthService, audit: AuditLog,
+    def __init__(self, database: Database, auth: AuthService, audit: AuditLog,
                  authorizer: Authorizer) -> None:
-        self.store = store
+        self.database = database
         self.auth = auth
         self.audit = audit
         self.authorizer = authorizer
@@ -49,12 +57,16 @@ class AdminService:
     def _may_administer(self, actor: Principal, name: str) -> bool:
         return self.authorizer.allows(actor, Action.ADMIN_NAMESPACE, namespace(name))
 
-    def _changed(self, actor: Principal, action: str, detail: dict[str, Any],
-                 remote: str | None = None) -> None:
+    @staticmethod
+    def _emit(uow: UnitOfWork, actor: Principal, action: str, detail: dict[str, Any]) -> None:
+        """Queue the change's AdminAction in its write (it commits with the change)."""
+        uow.emit(records(admin_action(action=action, outcome="success", actor=actor.name,
+                                      actor_kind=actor.kind, remote=None, detail=detail)))
+
+    def _forget(self) -> None:
+        """After a committed change: drop this process's cached logins and decisions."""
         self.auth.forget_cached_logins()
         self.authorizer.forget()
-        self.audit.record_sync(action=action, outcome="success", actor=actor.name,
-                               actor_kind=actor.kind, remote=remote, detail=detail)
 
     # -- users --------------------------------------------------------------------------------
 
@@ -64,27 +76,34 @@ class AdminService:
         if not USERNAME_RE.match(name) or name == "cli":
             raise NameInvalid("user names are 1-64 of a-z 0-9 . _ - starting with a letter or digit")
         _check_password(password)
-        if not self.store.create_user(name, hash_password(password), admin):
-            raise Conflict(f"user {name!r} exists")
-        self._changed(actor, "user.create", {"user": name, "admin": admin})
+        with self.database.write() as uow:
+            if not uow.access.create_user(name, hash_password(password), admin):
+                raise Conflict(f"user {name!r} exists")
+            self._emit(uow, actor, "user.create", {"user": name, "admin": admin})
+        self._forget()
 
     def list_users(self, actor: Principal) -> list[dict[str, Any]]:
         self._require_admin(actor)
         return [{"name": u.name, "admin": u.is_admin, "disabled": u.disabled,
-                 "created_at": u.created_at} for u in self.store.list_users()]
+                 "created_at": u.created_at} for u in self._read(lambda a: a.list_users())]
 
     def set_password(self, actor: Principal, name: str, password: str) -> None:
         self.authorizer.require(actor, Action.ACCOUNT, account(name))
         _check_password(password)
-        if not self.store.update_user(name, password_hash=hash_password(password)):
-            raise NotFound(f"no user {name!r}")
-        self._changed(actor, "user.password", {"user": name})
+        password_hash = hash_password(password)
+        with self.database.write() as uow:
+            if not uow.access.update_user(name, password_hash=password_hash):
+                raise NotFound(f"no user {name!r}")
+            self._emit(uow, actor, "user.password", {"user": name})
+        self._forget()
 
     def set_disabled(self, actor: Principal, name: str, disabled: bool) -> None:
         self._require_admin(actor)
-        if not self.store.update_user(name, disabled=disabled):
-            raise NotFound(f"no user {name!r}")
-        self._changed(actor, "user.disable" if disabled else "user.enable", {"user": name})
+        with self.database.write() as uow:
+            if not uow.access.update_user(name, disabled=disabled):
+                raise NotFound(f"no user {name!r}")
+            self._emit(uow, actor, "user.disable" if disabled else "user.enable", {"user": name})
+        self._forget()
 
     # -- namespaces ---------------------------------------------------------------------------
 
@@ -94,22 +113,27 @@ class AdminService:
             raise NameInvalid("a namespace is one path component")
         validate_name(name)
         _check_visibility(visibility)
-        if not self.store.create_namespace(name, visibility, actor.name):
-            raise Conflict(f"namespace {name!r} exists")
-        self._changed(actor, "namespace.create", {"namespace": name, "visibility": visibility})
+        with self.database.write() as uow:
+            if not uow.access.create_namespace(name, visibility, actor.name):
+                raise Conflict(f"namespace {name!r} exists")
+            self._emit(uow, actor, "namespace.create",
+                       {"namespace": name, "visibility": visibility})
+        self._forget()
 
     def list_namespaces(self, actor: Principal) -> list[dict[str, Any]]:
-        roles = self.store.roles_of_user(actor.user_id) if actor.user_id else {}
-        return [{**asdict(ns), "role": roles.get(ns.name)} for ns in self.store.list_namespaces()
+        with self.database.read() as uow:
+            roles = uow.access.roles_of_user(actor.user_id) if actor.user_id else {}
+            every = uow.access.list_namespaces()
+        return [{**asdict(ns), "role": roles.get(ns.name)} for ns in every
                 if self.authorizer.allows(actor, Action.VIEW_NAMESPACE, namespace(ns.name))]
 
     def get_namespace(self, actor: Principal, name: str) -> dict[str, Any]:
-        ns = self.store.get_namespace(name)
+        ns = self._namespace(name)
         # Hidden, not refused: an outsider does not learn that a private namespace exists.
         if ns is None or not self.authorizer.allows(actor, Action.VIEW_NAMESPACE, namespace(name)):
             raise NotFound(f"no namespace {name!r}")
         return {**asdict(ns), "members": [{"user": u, "role": r}
-                                          for u, r in self.store.list_members(name)]}
+                                          for u, r in self._read(lambda a: a.list_members(name))]}
 
     def update_namespace(self, actor: Principal, name: str, visibility: str | None = None,
                          robot_only_push: bool | None = None) -> None:
@@ -120,23 +144,27 @@ class AdminService:
             values["visibility"] = visibility
         if robot_only_push is not None:
             values["robot_only_push"] = bool(robot_only_push)
-        if values and not self.store.update_namespace(name, **values):
-            raise NotFound(f"no namespace {name!r}")
-        self._changed(actor, "namespace.update", {"namespace": name, **values})
+        with self.database.write() as uow:
+            if values and not uow.access.update_namespace(name, **values):
+                raise NotFound(f"no namespace {name!r}")
+            self._emit(uow, actor, "namespace.update", {"namespace": name, **values})
+        self._forget()
 
     def set_member(self, actor: Principal, namespace: str, user: str, role: str | None) -> None:
         """Give `user` a role in `namespace`, or remove them with role None."""
         self._require_ns_admin(actor, namespace)
-        if self.store.get_namespace(namespace) is None:
-            raise NotFound(f"no namespace {namespace!r}")
         if role is not None and role not in ROLES:
             raise RegistryError(f"role must be one of {', '.join(ROLES)}")
-        account = self.store.get_user(user)
-        if account is None:
-            raise NotFound(f"no user {user!r}")
-        self.store.set_member(namespace, account.id, role)
-        self._changed(actor, "member.set" if role else "member.remove",
-                      {"namespace": namespace, "user": user, "role": role})
+        with self.database.write() as uow:
+            if uow.access.get_namespace(namespace) is None:
+                raise NotFound(f"no namespace {namespace!r}")
+            account = uow.access.get_user(user)
+            if account is None:
+                raise NotFound(f"no user {user!r}")
+            uow.access.set_member(namespace, account.id, role)
+            self._emit(uow, actor, "member.set" if role else "member.remove",
+                       {"namespace": namespace, "user": user, "role": role})
+        self._forget()
 
     # -- robots -------------------------------------------------------------------------------
 
@@ -151,7 +179,7 @@ class AdminService:
         perms: dict[str, frozenset[str]] = {}
         for ns_name, actions in permissions.items():
             self._require_ns_admin(actor, ns_name)
-            if self.store.get_namespace(ns_name) is None:
+            if self._namespace(ns_name) is None:
                 raise NotFound(f"no namespace {ns_name!r}")
             wanted = frozenset(actions)
             if not wanted or not wanted <= ALL_ACTIONS:
@@ -159,17 +187,20 @@ class AdminService:
             perms[ns_name] = wanted
         secret = new_robot_secret()
         expires_at = time.time() + expires_in if expires_in else None
-        if not self.store.create_robot(name, hash_robot_secret(secret), perms, description,
-                                       actor.name, expires_at):
-            raise Conflict(f"robot {name!r} exists")
-        self._changed(actor, "robot.create",
-                      {"robot": name, "permissions": {k: sorted(v) for k, v in perms.items()},
-                       "expires_at": expires_at})
+        secret_hash = hash_robot_secret(secret)
+        with self.database.write() as uow:
+            if not uow.access.create_robot(name, secret_hash, perms, description, actor.name,
+                                           expires_at):
+                raise Conflict(f"robot {name!r} exists")
+            self._emit(uow, actor, "robot.create",
+                       {"robot": name, "permissions": {k: sorted(v) for k, v in perms.items()},
+                        "expires_at": expires_at})
+        self._forget()
         return {"name": ROBOT_PREFIX + name, "secret": secret, "expires_at": expires_at}
 
     def list_robots(self, actor: Principal) -> list[dict[str, Any]]:
         out = []
-        for robot in self.store.list_robots():
+        for robot in self._read(lambda a: a.list_robots()):
             if all(self._may_administer(actor, ns) for ns in robot.permissions):
                 out.append({"name": ROBOT_PREFIX + robot.name, "description": robot.description,
                             "permissions": {k: sorted(v) for k, v in robot.permissions.items()},
@@ -179,20 +210,31 @@ class AdminService:
 
     def revoke_robot(self, actor: Principal, name: str) -> None:
         bare = name.removeprefix(ROBOT_PREFIX)
-        robot = self.store.get_robot(bare)
+        robot = self._read(lambda a: a.get_robot(bare))
         if robot is None:
             raise NotFound(f"no robot {name!r}")
         for ns_name in robot.permissions:
             self._require_ns_admin(actor, ns_name)
-        self.store.revoke_robot(bare)
-        self._changed(actor, "robot.revoke", {"robot": name})
+        with self.database.write() as uow:
+            if not uow.access.revoke_robot(bare):
+                raise NotFound(f"no robot {name!r}")
+            self._emit(uow, actor, "robot.revoke", {"robot": name})
+        self._forget()
 
     # -- audit --------------------------------------------------------------------------------
 
     def audit_events(self, caller: Principal, **filters: Any) -> list[dict[str, Any]]:
         self._require_admin(caller)
-        self.audit.catch_up()
-        return self.store.query_audit(**filters)
+        return self.audit.query(**filters)
+
+    def _namespace(self, name: str) -> NamespaceRow | None:
+        with self.database.read() as uow:
+            return uow.access.get_namespace(name)
+
+    def _read(self, query: Callable[[AccessQueries], T]) -> T:
+        """One read of the access queries."""
+        with self.database.read() as uow:
+            return query(uow.access)
 
 
 def _check_password(password: str) -> None:

@@ -1,7 +1,7 @@
 """The one place that says yes or no: `Authorizer.require(principal, action, resource)`.
 
 Every access decision (the /v2/ API, the token endpoint's scope intersection, the management
-API, the CLI, the lifecycle service) asks an Authorizer. It reads the access store and decides;
+API, the CLI, the lifecycle service) asks an Authorizer. It reads accounts, namespaces and robots and decides;
 it never writes and never audits: the edge that asked records a denial, once (web/auth.py).
 With authentication off, `OpenAuthorizer` allows everything (a no-op twin, not `None` checks).
 """
@@ -12,7 +12,8 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ..metadata.access_store import AccessStore
+from ..metadata.rows import NamespaceRow, RobotRow
+from ..metadata.uow import Database
 from ..oci.errors import AccessDenied
 from .identity import Principal, robot_unusable_reason
 from .scopes import ALL_ACTIONS, DELETE, PULL, PUSH, ROLE_ACTIONS, Scope, namespace_of
@@ -78,8 +79,8 @@ class Authorizer:
     """Roles per namespace, public namespaces, robots' permissions, server admins: `allows` to
     filter (catalog, mount candidates, token scopes), `require` to refuse with a reason."""
 
-    def __init__(self, store: AccessStore) -> None:
-        self.store = store
+    def __init__(self, database: Database) -> None:
+        self.database = database
         self._cache: dict[tuple[str, str], tuple[frozenset[str], float]] = {}
 
     # -- decisions ----------------------------------------------------------------------------
@@ -130,7 +131,7 @@ class Authorizer:
             return _server_admin(principal) or (principal.kind == "user"
                                                 and principal.name == resource.name)
         if action is Action.VIEW_NAMESPACE:
-            ns = self.store.get_namespace(resource.name)
+            ns = self._namespace(resource.name)
             return ns is not None and (_server_admin(principal) or ns.visibility == "public"
                                        or self._role(principal, resource.name) is not None)
         return False
@@ -154,7 +155,7 @@ class Authorizer:
 
     def _compute(self, principal: Principal, name: str) -> frozenset[str]:
         ns_name = namespace_of(name)
-        ns = self.store.get_namespace(ns_name)
+        ns = self._namespace(ns_name)
         actions: set[str] = set()
         if ns is not None and ns.visibility == "public":
             actions.add(PULL)
@@ -177,7 +178,7 @@ class Authorizer:
     def _robot_permissions(self, principal: Principal) -> dict[str, frozenset[str]]:
         # Read fresh (the decision is cached briefly): a robot revoked or expired since its
         # credentials were checked loses its access at once, in every process.
-        robot = self.store.get_robot(principal.name.removeprefix("robot$"))
+        robot = self._robot(principal.name)
         if robot is None or robot_unusable_reason(robot, principal.name) is not None:
             return {}
         return robot.permissions
@@ -186,10 +187,19 @@ class Authorizer:
         if principal.kind != "user":
             return None
         user_id = principal.user_id
-        if user_id is None:  # a principal rebuilt from a token's subject alone
-            user = self.store.get_user(principal.name)
-            user_id = user.id if user is not None else None
-        return self.store.role_of(ns_name, user_id) if user_id is not None else None
+        with self.database.read() as uow:
+            if user_id is None:  # a principal rebuilt from a token's subject alone
+                user = uow.access.get_user(principal.name)
+                user_id = user.id if user is not None else None
+            return uow.access.role_of(ns_name, user_id) if user_id is not None else None
+
+    def _namespace(self, name: str) -> NamespaceRow | None:
+        with self.database.read() as uow:
+            return uow.access.get_namespace(name)
+
+    def _robot(self, name: str) -> RobotRow | None:
+        with self.database.read() as uow:
+            return uow.access.get_robot(name.removeprefix("robot$"))
 
     # -- reasons ------------------------------------------------------------------------------
 
@@ -218,7 +228,7 @@ class Authorizer:
         ns_name = namespace_of(name)
         verb = _VERBS.get(action, action)
         if principal.kind == "robot":
-            robot = self.store.get_robot(principal.name.removeprefix("robot$"))
+            robot = self._robot(principal.name)
             problem = robot_unusable_reason(robot, principal.name) if robot else None
             if problem is not None:
                 return problem
@@ -230,7 +240,7 @@ class Authorizer:
                     f"{ns_name}: {verb} needs a robot with {action} there")
         if principal.kind != "user":
             return f"anonymous callers may not {action} {name}: log in first"
-        ns = self.store.get_namespace(ns_name)
+        ns = self._namespace(ns_name)
         role = self._role(principal, ns_name) if ns else None
         if ns is None or (ns.visibility != "public" and role is None):
             return (f"{principal.name} is not a member of namespace {ns_name} (private or "

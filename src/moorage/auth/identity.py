@@ -6,7 +6,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ..metadata.access_store import RobotRow
+from ..metadata.rows import RobotRow
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,12 @@ import math
 import os
 import re
 import time
+from collections.abc import Callable
 
-from ..metadata.access_store import AccessStore, RobotRow
-from ..oci.errors import TooManyRequests, Unauthorized
+from ..events.types import Actor, Login, records
+from ..metadata.rows import RobotRow, UserRow
+from ..metadata.uow import Database, UnitOfWork
+from ..oci.errors import RegistryError, TooManyRequests, Unauthorized
 from .authorizer import Action, Authorizer, namespace
 from .identity import ANONYMOUS, CLI, SYSTEM, Principal, robot_unusable_reason
 from .scopes import namespace_of
@@ -43,8 +46,8 @@ def _throttled(wait: float) -> TooManyRequests:
 class AuthService:
     """Authentication: credentials and tokens' subjects to principals."""
 
-    def __init__(self, store: AccessStore, throttle: LoginThrottle | None = None) -> None:
-        self.store = store
+    def __init__(self, database: Database, throttle: LoginThrottle | None = None) -> None:
+        self.database = database
         self.throttle = throttle or LoginThrottle()
         self._basic_cache: dict[bytes, tuple[Principal, float]] = {}
         self._cache_key = os.urandom(32)
@@ -53,48 +56,106 @@ class AuthService:
 
     def bootstrap_admin(self, password: str | None) -> str | None:
         """Create the first admin when there are no accounts; returns a generated password."""
-        if self.store.count_users():
-            return None
+        with self.database.read() as uow:
+            if uow.access.count_users():
+                return None
         generated = None
         if not password:
             import secrets
 
             password = generated = secrets.token_urlsafe(18)
-        self.store.create_user("admin", hash_password(password), is_admin=True)
+        with self.database.write() as uow:
+            if uow.access.count_users():
+                return None
+            uow.access.create_user("admin", hash_password(password), is_admin=True)
         return generated
+
+    def shared_secret(self, name: str, make: Callable[[], bytes]) -> bytes:
+        """The named secret (e.g. the token signing key); the first `make()` to be stored wins
+        when several nodes race."""
+        with self.database.read() as uow:
+            value = uow.access.secret(name)
+        if value is not None:
+            return value
+        with self.database.write() as uow:
+            return uow.access.create_secret(name, make())
 
     # -- authentication -----------------------------------------------------------------------
 
-    async def login(self, username: str, password: str, remote: str | None) -> Principal:
-        """Check a username and password (or robot name and secret); see auth/throttle.py."""
+    async def login(self, username: str, password: str, remote: str | None,
+                    record: bool = False) -> Principal:
+        """Check a username and password (or robot name and secret); see auth/throttle.py.
+
+        With `record`, a Login event (success or denied) is appended in the write of the
+        throttle's change (a failure's count, a success's reset), or in one of its own.
+        """
         if username.startswith(ROBOT_PREFIX):
             # 256 random bits cannot be guessed: no throttle, so no robot is ever locked out by
-            # someone else's failures (its failures are still audited by the caller).
-            return await self._checked(username, password)
+            # someone else's failures (its failures are still audited).
+            try:
+                principal = await self._checked(username, password)
+            except Unauthorized as exc:
+                if record:
+                    await asyncio.to_thread(self._record_denied, username, remote, exc)
+                raise
+            if record:
+                await asyncio.to_thread(self._succeeded, principal, None, remote, record)
+            return principal
         pair = pair_key(username, remote)
         # The throttle comes first, even for a password this worker has seen succeed.
-        locked_until, failures = await asyncio.to_thread(self.store.login_lock, pair)
+        locked_until, failures = await asyncio.to_thread(self._login_lock, pair)
         wait = locked_until - time.time()
         if wait > 0:
-            raise _throttled(wait)
+            throttled = _throttled(wait)
+            if record:
+                await asyncio.to_thread(self._record_denied, username, remote, throttled)
+            raise throttled
         try:
             principal = await self._checked(username, password)
-        except Unauthorized:
-            t = self.throttle
-            until = await asyncio.to_thread(
-                self.store.record_login_failure, pair, address_key(remote), t.forget_after,
-                t.address_window, t.lockout,
-            )
+        except Unauthorized as exc:
+            raise await asyncio.to_thread(self._failed, username, pair, remote, exc,
+                                          record) from None
+        if failures or record:
+            await asyncio.to_thread(self._succeeded, principal, pair if failures else None,
+                                    remote, record)
+        return principal
+
+    def _login_lock(self, pair: str) -> tuple[float, int]:
+        with self.database.read() as uow:
+            return uow.access.login_lock(pair)
+
+    def _failed(self, username: str, pair: str, remote: str | None, exc: Unauthorized,
+                record: bool) -> Unauthorized:
+        """Count a failed password login (and, with `record`, its event) in one write; the
+        error to answer with."""
+        t = self.throttle
+        with self.database.write() as uow:
+            until = uow.access.record_login_failure(pair, address_key(remote), t.forget_after,
+                                                    t.address_window, t.lockout)
             wait = until - time.time()
             if wait > 0:
-                raise Unauthorized(
+                exc = Unauthorized(
                     "invalid username or password; the next attempt for this account from this "
                     f"address must wait {max(math.ceil(wait), 1)} s"
-                ) from None
-            raise
-        if failures:
-            await asyncio.to_thread(self.store.clear_failures, [pair])
-        return principal
+                )
+            if record:
+                _emit_denied(uow, username, remote, exc)
+        return exc
+
+    def _succeeded(self, principal: Principal, pair: str | None, remote: str | None,
+                   record: bool) -> None:
+        """Reset the pair's failures (when it had some) and record the login, in one write."""
+        with self.database.write() as uow:
+            if pair is not None:
+                uow.access.clear_failures([pair])
+            if record:
+                uow.emit(records(Login(actor=Actor(principal.name, principal.kind, remote),
+                                       outcome="success")))
+
+    def _record_denied(self, username: str, remote: str | None, exc: RegistryError) -> None:
+        """A refused login that changes nothing else: its event in a write of its own."""
+        with self.database.write() as uow:
+            _emit_denied(uow, username, remote, exc)
 
     async def _checked(self, username: str, password: str) -> Principal:
         """The principal behind valid credentials (cached a while per worker) or Unauthorized."""
@@ -113,14 +174,15 @@ class AuthService:
 
     def _check_credentials(self, username: str, password: str) -> Principal | None:
         if username.startswith(ROBOT_PREFIX):
-            robot = self.store.get_robot(username[len(ROBOT_PREFIX):])
+            with self.database.read() as uow:
+                robot = uow.access.get_robot(username[len(ROBOT_PREFIX):])
             ok = verify_robot_secret(robot.secret_hash if robot else None, password)
             if not ok or robot is None:
                 return None
             # Only the holder of the right secret learns why it no longer works.
             _check_robot_usable(robot, username)
             return Principal("robot", username)
-        user = self.store.get_user(username) if USERNAME_RE.match(username) else None
+        user = self._user(username) if USERNAME_RE.match(username) else None
         ok = verify_password(user.password_hash if user else None, password)
         if not ok or user is None or user.disabled:
             return None
@@ -131,12 +193,13 @@ class AuthService:
         if kind == "anonymous":
             return ANONYMOUS
         if kind == "robot":
-            robot = self.store.get_robot(subject[len(ROBOT_PREFIX):])
+            with self.database.read() as uow:
+                robot = uow.access.get_robot(subject[len(ROBOT_PREFIX):])
             if robot is None:
                 raise Unauthorized(f"{subject} no longer exists")
             _check_robot_usable(robot, subject)
             return Principal("robot", subject)
-        user = self.store.get_user(subject)
+        user = self._user(subject)
         if user is None or user.disabled:
             raise Unauthorized("account is disabled")
         return Principal("user", user.name, user_id=user.id, is_admin=user.is_admin)
@@ -145,18 +208,30 @@ class AuthService:
                          authorizer: Authorizer) -> bool:
         """Create the namespace on first push when the caller may; True when it was created."""
         ns_name = namespace_of(repository)
-        if self.store.get_namespace(ns_name) is not None:
-            return False
+        with self.database.read() as uow:
+            if uow.access.get_namespace(ns_name) is not None:
+                return False
         if principal.kind == "user" and not principal.is_admin:
             principal = self.principal_from_claims("user", principal.name)  # from a token
         authorizer.require(principal, Action.CREATE_NAMESPACE, namespace(ns_name))
-        if self.store.create_namespace(ns_name, "private", principal.name):
-            user = self.store.get_user(principal.name)
-            if user is not None and not principal.is_admin:
-                self.store.set_member(ns_name, user.id, "admin")
+        with self.database.write() as uow:  # the namespace and its creator's role together
+            if uow.access.create_namespace(ns_name, "private", principal.name):
+                user = uow.access.get_user(principal.name)
+                if user is not None and not principal.is_admin:
+                    uow.access.set_member(ns_name, user.id, "admin")
         authorizer.forget()
         return True
+
+    def _user(self, name: str) -> UserRow | None:
+        with self.database.read() as uow:
+            return uow.access.get_user(name)
 
     def forget_cached_logins(self) -> None:
         """Drop cached credential checks after an account change in this process."""
         self._basic_cache.clear()
+
+
+def _emit_denied(uow: UnitOfWork, username: str, remote: str | None,
+                 exc: RegistryError) -> None:
+    uow.emit(records(Login(actor=Actor(username[:160], None, remote), outcome="denied",
+                           detail={"code": exc.code, "reason": exc.message})))

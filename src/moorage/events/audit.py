@@ -7,11 +7,9 @@ consumer up, so what a request just did is visible to the next query.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from ..metadata.access_store import AccessStore
-from ..metadata.outbox_store import OutboxStore
+from ..metadata.uow import Database, UnitOfWork
 from .dispatcher import catch_up
 from .outbox import Outbox
 from .types import SYSTEM, Actor, AdminAction
@@ -84,40 +82,36 @@ class AuditConsumer:
     name = CONSUMER
     transactional = True
 
-    def __init__(self, store: AccessStore) -> None:
-        self.store = store
-
-    def handle(self, events: list[dict[str, Any]], conn: Any) -> None:
+    def handle(self, events: list[dict[str, Any]], uow: UnitOfWork) -> None:
         """Append the audit rows of `events`, skipping any already written."""
-        rows = [row for e in events if (row := audit_row(e)) is not None]
-        self.store.append_audit_in(conn, rows)
+        uow.access.append_audit([row for e in events if (row := audit_row(e)) is not None])
+
+
+def admin_action(action: str, outcome: str, actor: str | None, actor_kind: str | None,
+                 remote: str | None, repository: str | None = None,
+                 reference: str | None = None, detail: dict[str, Any] | None = None
+                 ) -> AdminAction:
+    """The AdminAction event of one management operation (SYSTEM when nobody is named)."""
+    who = Actor(actor, actor_kind, remote) if actor or remote else SYSTEM
+    return AdminAction(actor=who, repository=repository, tag=reference, action=action,
+                       outcome=outcome, detail=detail)
 
 
 class AuditLog:
-    """Management operations record through here; reads catch the audit consumer up first."""
+    """The audit log: reads catch the audit consumer up first; `outbox.emit` appends an event
+    that is a change of its own (a denial)."""
 
-    def __init__(self, store: AccessStore) -> None:
-        self.store = store
-        self.outbox_store = OutboxStore(store.engine)
-        self.outbox = Outbox(self.outbox_store)
-        self.consumer = AuditConsumer(store)
-
-    def _event(self, action: str, outcome: str, actor: str | None, actor_kind: str | None,
-               remote: str | None, repository: str | None = None,
-               reference: str | None = None, detail: dict[str, Any] | None = None
-               ) -> AdminAction:
-        who = Actor(actor, actor_kind, remote) if actor or remote else SYSTEM
-        return AdminAction(actor=who, repository=repository, tag=reference, action=action,
-                           outcome=outcome, detail=detail)
-
-    def record_sync(self, **fields: Any) -> None:
-        """Record a management operation now, as an AdminAction event."""
-        self.outbox.emit(self._event(**fields))
-
-    async def record(self, **fields: Any) -> None:
-        """Record from a request handler (the outbox write runs in a thread)."""
-        await asyncio.to_thread(self.record_sync, **fields)
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self.outbox = Outbox(database)
+        self.consumer = AuditConsumer()
 
     def catch_up(self) -> None:
         """Make every event written so far visible in the audit log."""
-        catch_up(self.outbox_store, self.consumer)
+        catch_up(self.outbox, self.consumer)
+
+    def query(self, **filters: Any) -> list[dict[str, Any]]:
+        """Audit rows, newest first (see `AccessQueries.query_audit` for the filters)."""
+        self.catch_up()
+        with self.database.read() as uow:
+            return uow.access.query_audit(**filters)

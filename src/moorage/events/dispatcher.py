@@ -1,6 +1,6 @@
 """Feeds the outbox to consumers: at least once, in id order, each from its own durable cursor.
 
-A transactional consumer writes with the connection of the cursor's advance, so its writes and
+A transactional consumer writes in the unit of work of the cursor's advance, so its writes and
 the cursor commit together (with writes keyed by event id that is effectively exactly once).
 Any other consumer is handed one event at a time and the cursor moves after each: it sees an
 event again only if the process dies between the hand-over and the advance. A failing consumer
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ..jobs.queue import worker_name
-from ..metadata.outbox_store import OutboxStore
+from .outbox import Outbox
 
 log = logging.getLogger("moorage.events")
 BATCH = 500
@@ -35,26 +35,26 @@ class Consumer(Protocol):
     name: str
     transactional: bool
 
-    def handle(self, events: list[dict[str, Any]], conn: Any) -> None:
-        """Handle events in id order; `conn` is the cursor's transaction (transactional only)."""
+    def handle(self, events: list[dict[str, Any]], uow: Any) -> None:
+        """Handle events in id order; `uow` is the cursor's unit of work (transactional only)."""
 
 
-def deliver(store: OutboxStore, consumer: Consumer, batch: int = BATCH) -> int:
+def deliver(outbox: Outbox, consumer: Consumer, batch: int = BATCH) -> int:
     """One round: hand the events after the consumer's cursor over; how many it took."""
-    position = store.cursor(consumer.name)
-    pending = store.read(position, batch)
+    position = outbox.cursor(consumer.name)
+    pending = outbox.since(position, batch)
     if not pending:
         return 0
     if consumer.transactional:
         last = pending[-1]["id"]
-        if not store.advance(consumer.name, position, last,
-                             lambda conn: consumer.handle(pending, conn)):
+        if not outbox.advance(consumer.name, position, last,
+                             lambda uow: consumer.handle(pending, uow)):
             return 0  # another process delivered these; the next round reads its cursor
         return len(pending)
     done = 0
     for event in pending:
         consumer.handle([event], None)
-        if not store.advance(consumer.name, position, event["id"]):
+        if not outbox.advance(consumer.name, position, event["id"]):
             break
         position, done = event["id"], done + 1
     return done
@@ -68,10 +68,10 @@ class _Failing:
     attempts: int = 0
 
 
-def catch_up(store: OutboxStore, consumer: Consumer, rounds: int = 1000) -> None:
+def catch_up(outbox: Outbox, consumer: Consumer, rounds: int = 1000) -> None:
     """Deliver until the consumer has seen every event written so far (read-your-writes)."""
     for _ in range(rounds):
-        if deliver(store, consumer) == 0 and store.cursor(consumer.name) >= store.last_id():
+        if deliver(outbox, consumer) == 0 and outbox.cursor(consumer.name) >= outbox.last_id():
             return
 
 
@@ -80,7 +80,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        store: OutboxStore,
+        outbox: Outbox,
         consumers: list[Consumer],
         poll_interval: float = 0.25,
         start_delay: float = 0.0,
@@ -89,7 +89,7 @@ class Dispatcher:
         lease_seconds: float = 30.0,
         holder: str | None = None,
     ) -> None:
-        self.store = store
+        self.outbox = outbox
         self.consumers = consumers
         self.poll_interval = poll_interval
         self.start_delay = start_delay
@@ -106,7 +106,7 @@ class Dispatcher:
             return True
         if time.monotonic() < self._held.get(consumer.name, 0.0):
             return True
-        if self.store.take_lease(consumer.name, self.holder, self.lease_seconds, time.time()):
+        if self.outbox.take_lease(consumer.name, self.holder, self.lease_seconds, time.time()):
             self._held[consumer.name] = time.monotonic() + self.lease_seconds / 3
             return True
         self._held.pop(consumer.name, None)
@@ -115,8 +115,8 @@ class Dispatcher:
     def _failed(self, consumer: Consumer, failing: _Failing, error: BaseException) -> bool:
         """Count a failure of a consumer's next event; at `max_attempts`, dead-letter it.
         True when the consumer went past the event."""
-        position = self.store.cursor(consumer.name)
-        pending = self.store.read(position, 1)
+        position = self.outbox.cursor(consumer.name)
+        pending = self.outbox.since(position, 1)
         if not pending:
             return False
         event = pending[0]
@@ -126,7 +126,7 @@ class Dispatcher:
         if failing.attempts < self.max_attempts:
             return False
         reason = f"{type(error).__name__}: {error}"
-        if self.store.dead_letter(consumer.name, position, event, failing.attempts, reason,
+        if self.outbox.dead_letter(consumer.name, position, event, failing.attempts, reason,
                                   time.time()):
             log.error("event consumer gave up on an event; it is a dead letter now",
                       extra={"consumer": consumer.name, "event": event["id"],
@@ -148,7 +148,7 @@ class Dispatcher:
                         self.holds, consumer):
                     await asyncio.sleep(min(self.lease_seconds / 3, 5.0))
                     continue
-                took = await asyncio.to_thread(deliver, self.store, consumer,
+                took = await asyncio.to_thread(deliver, self.outbox, consumer,
                                                1 if alone else BATCH)
             except Exception as exc:
                 failures += 1
@@ -196,13 +196,13 @@ class Dispatcher:
                 break  # held back on purpose (tests): a restart delivers
             try:
                 if await asyncio.to_thread(self.holds, consumer):
-                    await asyncio.to_thread(catch_up, self.store, consumer, 20)
+                    await asyncio.to_thread(catch_up, self.outbox, consumer, 20)
             except Exception:
                 log.exception("event consumer failed at shutdown; the next start delivers",
                               extra={"consumer": consumer.name})
         for name in list(self._held):
             try:
-                await asyncio.to_thread(self.store.release_lease, name, self.holder)
+                await asyncio.to_thread(self.outbox.release_lease, name, self.holder)
             except Exception:
                 log.exception("could not release an event consumer's lease",
                               extra={"consumer": name})

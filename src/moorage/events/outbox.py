@@ -1,44 +1,119 @@
-"""Appending events that are a change of their own (logins, denials, management operations).
+"""The outbox as the services and the dispatcher see it: events, the consumers' cursors, their
+leases and dead letters, each operation its own unit of work.
 
-Events of data changes are appended by the metadata stores inside the change's transaction:
-the services pass `to_record()` rows (or a factory for facts only the transaction knows).
+Events of a change are emitted by the change's own write (`uow.emit`), so they commit
+together; `emit` here is for an event that is a change of its own (a denial that changes
+nothing).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from ..metadata.outbox_store import OutboxStore
+from ..metadata.uow import Database, UnitOfWork
 from .types import Event, records
 
 
-class Outbox:
-    """Append events in their own transaction."""
+class _Moved(Exception):
+    """Another process advanced the cursor first (rolls the transaction back)."""
 
-    def __init__(self, store: OutboxStore) -> None:
-        self.store = store
+
+class Outbox:
+    """Reads and cursor moves of the outbox on the registry's database."""
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+
+    # -- events -------------------------------------------------------------------------------
 
     def emit(self, *events: Event) -> None:
-        """Append now (blocking)."""
-        self.store.append_events(records(*events))
+        """Append events in a write of their own (blocking)."""
+        with self.database.write() as uow:
+            uow.emit(records(*events))
 
     async def emit_async(self, *events: Event) -> None:
         """Append from the event loop, in a worker thread."""
-        await asyncio.to_thread(self.store.append_events, records(*events))
+        await asyncio.to_thread(self.emit, *events)
 
     def since(self, after_id: int, limit: int = 1000) -> list[dict[str, Any]]:
         """Events with ids above `after_id`, oldest first (what `events tail` shows)."""
-        return self.store.read(after_id, limit)
+        with self.database.read() as uow:
+            return uow.outbox.read(after_id, limit)
 
     def latest(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` events, oldest first."""
-        return self.store.latest(limit)
+        with self.database.read() as uow:
+            return uow.outbox.latest(limit)
 
-    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
-        """The events consumers gave up on (newest `limit`, oldest first)."""
-        return self.store.dead_letters(limit)
+    def last_id(self) -> int:
+        """The id of the newest event (0 when there is none)."""
+        with self.database.read() as uow:
+            return uow.outbox.last_id()
 
     def prune(self, retention: float, now: float) -> int:
         """Delete events older than `retention` seconds that every consumer has handled."""
-        return self.store.prune(now - retention)
+        with self.database.write() as uow:
+            return uow.outbox.prune(now - retention)
+
+    # -- cursors ------------------------------------------------------------------------------
+
+    def cursor(self, consumer: str) -> int:
+        """The last event id `consumer` has handled; 0 for a consumer seen for the first time."""
+        with self.database.read() as uow:
+            value = uow.outbox.cursor(consumer)
+        if value is not None:
+            return value
+        with self.database.write() as uow:
+            uow.outbox.create_cursor(consumer)
+            return uow.outbox.cursor(consumer) or 0
+
+    def cursors(self) -> dict[str, int]:
+        """Every consumer's position."""
+        with self.database.read() as uow:
+            return uow.outbox.cursors()
+
+    def advance(self, consumer: str, expected: int, new: int,
+                apply: Callable[[UnitOfWork], None] | None = None) -> bool:
+        """Move the cursor from `expected` to `new` and run `apply(uow)` in that transaction.
+
+        False (and nothing written) when another process moved the cursor first. The move
+        comes first: on PostgreSQL its row lock makes a concurrent advance wait, then miss.
+        """
+        try:
+            with self.database.write() as uow:
+                if not uow.outbox.move_cursor(consumer, expected, new):
+                    raise _Moved
+                if apply is not None:
+                    apply(uow)
+        except _Moved:
+            return False
+        return True
+
+    def take_lease(self, consumer: str, holder: str, seconds: float, now: float) -> bool:
+        """Hold (or renew) `consumer`'s lease for `seconds`; False while another holder's lease
+        runs."""
+        self.cursor(consumer)  # the row exists
+        with self.database.write() as uow:
+            return uow.outbox.take_lease(consumer, holder, seconds, now)
+
+    def release_lease(self, consumer: str, holder: str) -> None:
+        """Give `consumer`'s lease up (another process may take it at once)."""
+        with self.database.write() as uow:
+            uow.outbox.release_lease(consumer, holder)
+
+    # -- dead letters -------------------------------------------------------------------------
+
+    def dead_letter(self, consumer: str, expected: int, event: Mapping[str, Any],
+                    attempts: int, error: str, now: float) -> bool:
+        """Record `event` as one `consumer` gave up on and move its cursor past it, in one
+        transaction; False when another process moved the cursor first."""
+        return self.advance(consumer, expected, int(event["id"]),
+                            lambda uow: uow.outbox.add_dead_letter(consumer, event, attempts,
+                                                                   error, now))
+
+    def dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The events consumers gave up on (newest `limit`, oldest first)."""
+        with self.database.read() as uow:
+            return uow.outbox.dead_letters(limit)

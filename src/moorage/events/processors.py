@@ -58,7 +58,7 @@ class PostPushConsumer:
         self.processors = list(processors)
         self.jobs = jobs
 
-    def handle(self, events: list[dict[str, Any]], conn: Any) -> None:
+    def handle(self, events: list[dict[str, Any]], uow: Any) -> None:
         """Queue one job per (processor, manifest) of each ManifestPushed event."""
         for event in events:
             if event["type"] != "ManifestPushed" or not event.get("digest"):

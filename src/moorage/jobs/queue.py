@@ -1,5 +1,5 @@
 """The durable job queue: enqueue (unique keys), claim with a lease, complete, fail with
-exponential backoff up to max attempts, retry and cancel. Pure service over JobStore."""
+exponential backoff up to max attempts, retry and cancel. A service over the unit of work."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..metadata.jobs_store import JobStore, KeyTaken
+from ..metadata.queries.jobs import KeyTaken
+from ..metadata.uow import Database
 from ..oci.errors import RegistryError
 from ..times import rfc3339
 
@@ -63,10 +65,10 @@ def backoff(attempts: int, base: float, cap: float) -> float:
 class JobQueue:
     """Enqueue and run bookkeeping; any process or node may claim any job."""
 
-    def __init__(self, store: JobStore, lease_seconds: float = 60.0, backoff_base: float = 10.0,
+    def __init__(self, database: Database, lease_seconds: float = 60.0, backoff_base: float = 10.0,
                  backoff_max: float = 3600.0, max_attempts: int = 5,
                  kinds: set[str] | None = None) -> None:
-        self.store = store
+        self.database = database
         self.lease_seconds = lease_seconds
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
@@ -87,8 +89,9 @@ class JobQueue:
         if max_attempts is not None and max_attempts < 1:
             raise RegistryError("max_attempts must be at least 1")
         now = time.time()
-        row, created = self.store.enqueue(kind, payload or {}, unique_key, now + delay,
-                                          max_attempts or self.max_attempts, now)
+        with self.database.write() as uow:
+            row, created = uow.jobs.enqueue(kind, payload or {}, unique_key, now + delay,
+                                            max_attempts or self.max_attempts, now)
         return Job(**row), created
 
     def enqueue_once(self, kind: str, payload: dict[str, Any], unique_key: str
@@ -96,8 +99,9 @@ class JobQueue:
         """Queue a job unless one of the same kind and key was ever queued, run, done or failed
         (a cancelled one does not count): repeated requests for one piece of work make one job,
         and a failed one stays failed (the dead letter) until `retry`."""
-        row = self.store.latest_with_key(kind, unique_key,
-                                         ["queued", "running", "done", "failed"])
+        with self.database.read() as uow:
+            row = uow.jobs.latest_with_key(kind, unique_key,
+                                           ["queued", "running", "done", "failed"])
         if row is not None:
             return Job(**row), False
         return self.enqueue(kind, payload, unique_key)
@@ -106,19 +110,28 @@ class JobQueue:
         """Lease the next due job to a new token of `worker`; also returns the jobs that were
         failed because their worker died on their last attempt."""
         token = f"{worker}:{uuid.uuid4().hex[:8]}"
-        row, given_up = self.store.claim(token, self.lease_seconds, time.time(),
-                                         sorted(kinds) if kinds is not None else None)
+        wanted = sorted(kinds) if kinds is not None else None
+        now = time.time()
+        with self.database.read() as uow:
+            # Cheap look first: an idle queue costs a read, not the write lock.
+            if not uow.jobs.any_due(now, wanted):
+                return None, []
+        with self.database.write() as uow:
+            row, given_up = uow.jobs.claim(token, self.lease_seconds, now, wanted)
         return (Job(**row) if row else None), [Job(**g) for g in given_up]
 
     def renew(self, jobs: list[Job]) -> set[int]:
         """Heartbeat: extend the leases of running jobs; returns the ids still held."""
-        return self.store.renew([(j.id, j.leased_by or "") for j in jobs],
-                                time.time() + self.lease_seconds)
+        if not jobs:
+            return set()
+        with self.database.write() as uow:
+            return uow.jobs.renew([(j.id, j.leased_by or "") for j in jobs],
+                                  time.time() + self.lease_seconds)
 
     def complete(self, job: Job) -> bool:
         """Mark done (False: the lease was lost, another worker owns the job now)."""
         now = time.time()
-        return self.store.finish(job.id, job.leased_by or "", {
+        return self._finish(job, {
             "state": "done", "finished_at": now, "lease_until": None, "last_error": None,
         }, self._next_run(job, now))
 
@@ -128,11 +141,11 @@ class JobQueue:
         now = time.time()
         error = error[:2000]
         if job.attempts >= job.max_attempts:
-            ok = self.store.finish(job.id, job.leased_by or "", {
+            ok = self._finish(job, {
                 "state": "failed", "finished_at": now, "lease_until": None, "last_error": error,
             }, self._next_run(job, now))
             return "failed" if ok else None
-        ok = self.store.finish(job.id, job.leased_by or "", {
+        ok = self._finish(job, {
             "state": "queued", "lease_until": None, "leased_by": None, "last_error": error,
             "run_at": now + backoff(job.attempts, self.backoff_base, self.backoff_max),
         })
@@ -141,7 +154,7 @@ class JobQueue:
     def release(self, job: Job) -> bool:
         """Give a claimed job back unfinished (shutdown): queued at once, the attempt not
         counted."""
-        return self.store.finish(job.id, job.leased_by or "", {
+        return self._finish(job, {
             "state": "queued", "lease_until": None, "leased_by": None,
             "attempts": max(job.attempts - 1, 0), "run_at": time.time(),
         })
@@ -150,7 +163,19 @@ class JobQueue:
         """A job failed by a takeover (its worker died on the last attempt) keeps its schedule."""
         follow = self._next_run(job, time.time())
         if follow is not None:
-            self.store.enqueue(**follow)
+            with self.database.write() as uow:
+                uow.jobs.enqueue(**follow)
+
+    def _finish(self, job: Job, values: dict[str, Any],
+                follow: dict[str, Any] | None = None) -> bool:
+        """Apply `values` while this claim's lease holds (False: lost); with `follow`, enqueue
+        that job (enqueue's arguments) in the same transaction."""
+        with self.database.write() as uow:
+            if not uow.jobs.finish(job.id, job.leased_by or "", values):
+                return False
+            if follow is not None:
+                uow.jobs.enqueue(**follow)
+            return True
 
     def _next_run(self, job: Job, now: float) -> dict[str, Any] | None:
         every = job.payload.get("every")
@@ -165,11 +190,12 @@ class JobQueue:
                         payload: dict[str, Any] | None = None) -> Job | None:
         """Make `kind` recur every `every` seconds (0: stop it): one job with unique key
         `schedule` that re-enqueues itself when it finishes."""
-        existing = self.store.active(kind, "schedule")
+        with self.database.read() as uow:
+            existing = uow.jobs.active(kind, "schedule")
         if every <= 0:
             if existing is not None and existing["state"] == "queued":
-                self.store.update_queued(existing["id"], {"state": "cancelled",
-                                                          "finished_at": time.time()})
+                self._transition(existing["id"], ["queued"],
+                                 {"state": "cancelled", "finished_at": time.time()})
             return None
         wanted = {**(payload or {}), "every": every}
         if existing is None:
@@ -177,7 +203,7 @@ class JobQueue:
         job = Job(**existing)
         if job.payload != wanted and job.state == "queued":
             # The settings changed: the next run comes no later than the new interval says.
-            self.store.update_queued(job.id, {
+            self._transition(job.id, ["queued"], {
                 "payload": json.dumps(wanted), "run_at": min(job.run_at, time.time() + every),
             })
         return job
@@ -185,7 +211,8 @@ class JobQueue:
     # -- administration -----------------------------------------------------------------------
 
     def get(self, job_id: int) -> Job:
-        row = self.store.get(job_id)
+        with self.database.read() as uow:
+            row = uow.jobs.get(job_id)
         if row is None:
             raise JobNotFound(f"no job {job_id}")
         return Job(**row)
@@ -199,13 +226,14 @@ class JobQueue:
                 raise RegistryError(f"unknown job state {s!r}; use one of {', '.join(STATES)}")
         if not 1 <= limit <= 1000:
             raise RegistryError("limit must be between 1 and 1000")
-        return [Job(**r) for r in self.store.list(states, kind, limit)]
+        with self.database.read() as uow:
+            return [Job(**r) for r in uow.jobs.list(states, kind, limit)]
 
     def retry(self, job_id: int) -> Job:
         """Queue a failed or cancelled job again, now, with fresh attempts."""
         job = self.get(job_id)
         try:
-            ok = self.store.transition(job_id, ["failed", "cancelled"], {
+            ok = self._transition(job_id, ["failed", "cancelled"], {
                 "state": "queued", "attempts": 0, "run_at": time.time(), "finished_at": None,
                 "lease_until": None, "leased_by": None,
             })
@@ -220,9 +248,13 @@ class JobQueue:
     def cancel(self, job_id: int) -> Job:
         """Cancel a queued job (a running one cannot be stopped safely mid-way)."""
         job = self.get(job_id)
-        if not self.store.update_queued(job_id, {"state": "cancelled",
-                                                 "finished_at": time.time()}):
+        if not self._transition(job_id, ["queued"], {"state": "cancelled",
+                                                     "finished_at": time.time()}):
             raise JobConflict(f"job {job_id} is {job.state}; only queued jobs can be "
                               "cancelled")
         return self.get(job_id)
 
+    def _transition(self, job_id: int, from_states: Sequence[str], values: dict[str, Any]) -> bool:
+        """Change a job in one of `from_states` (KeyTaken: it would be a second active one)."""
+        with self.database.write() as uow:
+            return uow.jobs.transition(job_id, from_states, values)

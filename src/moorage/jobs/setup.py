@@ -13,13 +13,11 @@ from .runner import JobRunner
 log = logging.getLogger("moorage.jobs")
 
 
-def make_queue(settings: Any, engine: Any, extra_kinds: Iterable[str] = ()) -> JobQueue:
+def make_queue(settings: Any, database: Any, extra_kinds: Iterable[str] = ()) -> JobQueue:
     """The queue on the registry's database, knowing the kinds this process can run (the
     built-in ones and `extra_kinds`, e.g. the post-push processors')."""
-    from ..metadata.jobs_store import JobStore
-
     return JobQueue(
-        JobStore(engine),
+        database,
         lease_seconds=settings.job_lease_seconds,
         backoff_base=settings.job_backoff_base,
         backoff_max=settings.job_backoff_max,

@@ -72,3 +72,35 @@ def before_nul(value: str) -> str:
     """`value` cut at its first NUL: for names that hold no NUL (none can), `x > value` and
     `x > before_nul(value)` agree, and PostgreSQL refuses NUL in text parameters."""
     return value.split("\x00", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: int
+    name: str
+    password_hash: str
+    is_admin: bool
+    disabled: bool
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RobotRow:
+    id: int
+    name: str
+    secret_hash: str
+    description: str | None
+    created_by: str | None
+    expires_at: float | None
+    revoked: bool
+    created_at: float
+    permissions: dict[str, frozenset[str]]
+
+
+@dataclass(frozen=True, slots=True)
+class NamespaceRow:
+    name: str
+    visibility: str
+    robot_only_push: bool
+    created_by: str | None
+    created_at: float

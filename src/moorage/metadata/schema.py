@@ -319,7 +319,7 @@ gc_runs = Table(
     Column("result", Text),  # JSON counts and bytes
 )
 
-# -- usage totals (see metadata/usage.py): what a quota check reads instead of an aggregate ------
+# -- usage totals (see metadata/queries/usage.py): what a quota check reads instead of an aggregate ------
 
 # One row per distinct content of a namespace: kind "blob" counts the namespace's manifest
 # references to the digest, kind "manifest" its manifest rows with the digest.

@@ -15,13 +15,16 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from . import outbox_store
 from .base import StoreBase
+from .queries import outbox
+from .queries.access import AccessQueries
 from .queries.blobs import BlobQueries
 from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
 from .queries.graph import GraphQueries
+from .queries.jobs import JobQueries
 from .queries.manifests import ManifestQueries
+from .queries.outbox import OutboxQueries
 from .queries.policies import PolicyQueries
 from .queries.pulls import PullQueries
 from .queries.referrers import ReferrerQueries
@@ -103,6 +106,20 @@ class UnitOfWork:
     def gc(self) -> GcQueries:
         return GcQueries(self)
 
+    # -- access, events, jobs ----------------------------------------------------------------
+
+    @cached_property
+    def access(self) -> AccessQueries:
+        return AccessQueries(self)
+
+    @cached_property
+    def outbox(self) -> OutboxQueries:
+        return OutboxQueries(self)
+
+    @cached_property
+    def jobs(self) -> JobQueries:
+        return JobQueries(self)
+
 
 class Database(StoreBase):
     """Opens units of work on the registry's engine."""
@@ -115,7 +132,7 @@ class Database(StoreBase):
             uow = UnitOfWork(conn, self, writable=True)
             yield uow
             if uow.events:
-                outbox_store.append(conn, uow.events)
+                outbox.append(conn, uow.events)
 
     @contextmanager
     def read(self) -> Iterator[UnitOfWork]:

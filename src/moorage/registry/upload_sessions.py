@@ -6,7 +6,7 @@ import asyncio
 import uuid
 from typing import TYPE_CHECKING
 
-from ..metadata.outbox_store import Records
+from ..metadata.queries.outbox import Records
 from ..metadata.rows import BlobRow, BytesGone, UploadBusy, UploadGone, UploadRow
 from ..oci.digest import HASH_STATE_VERSION
 from ..oci.errors import BlobUploadInvalid, BlobUploadUnknown, RangeNotSatisfiable

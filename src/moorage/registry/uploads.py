@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from ..auth.scopes import namespace_of
 from ..events.types import SYSTEM, Actor, BlobPushed, records
-from ..metadata.outbox_store import Records
+from ..metadata.queries.outbox import Records
 from ..metadata.rows import UploadRow
 from ..oci.digest import (
     DEFAULT_ALGORITHM,

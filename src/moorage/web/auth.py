@@ -41,6 +41,7 @@ async def audit_denial(
               "method": request.method, "path": request.path[:300]}
     if resource is not None:
         detail["resource"] = resource
+    # A denial changes nothing: its event is a write of its own.
     await audit.outbox.emit_async(AccessDenied(
         actor=Actor(actor, actor_kind, request.remote), repository=repository,
         action=action or "login", detail=detail,

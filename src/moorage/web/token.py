@@ -13,7 +13,6 @@ from ..auth.scopes import parse_scopes
 from ..auth.service import ANONYMOUS, AuthService, Principal
 from ..auth.tokens import InvalidToken, TokenAuthority
 from ..events.audit import AuditLog
-from ..events.types import Actor, Login
 from ..oci.errors import RegistryError, Unauthorized
 from .auth import parse_basic
 
@@ -72,16 +71,8 @@ class TokenEndpoint:
         return web.json_response(body)
 
     async def _login(self, request: web.Request, username: str, password: str) -> Principal:
-        try:
-            principal = await self.auth.login(username, password, request.remote)
-        except RegistryError as exc:
-            await self.audit.outbox.emit_async(Login(
-                actor=Actor(username[:160], None, request.remote), outcome="denied",
-                detail={"code": exc.code, "reason": exc.message}))
-            raise
-        await self.audit.outbox.emit_async(Login(
-            actor=Actor(principal.name, principal.kind, request.remote), outcome="success"))
-        return principal
+        # The Login event (success or denied) commits with the throttle's change.
+        return await self.auth.login(username, password, request.remote, record=True)
 
     async def _issue(self, request: web.Request, principal: Principal, scopes: list[str]) -> dict:
         granted = await asyncio.to_thread(self.authorizer.grant, principal, parse_scopes(scopes))

@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, delete, select, update
 
-from .. import usage
 from ..rows import BlobRow, BytesGone, UploadGone
 from ..schema import blobs, pending_deletions, repositories, repository_blobs, uploads
+from . import usage
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, or_, select
 
 from ...policy.graph import ManifestNode, RepoGraph
-from .. import usage
 from ..schema import blobs, deleted_tags, manifest_references, manifests, pull_times, repositories
 from ..schema import tags as tags_table
+from . import usage
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork

@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, bindparam, delete, select
 
-from .. import usage
 from ..rows import ManifestRow, NewManifest
 from ..schema import manifest_references, manifests, repositories, tags
+from . import usage
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork

@@ -1,18 +1,398 @@
-"""Namespace usage: the stored totals of metadata/usage.py, plus the O(namespace) recounts
-that only checks and the usage report run."""
+"""Namespace usage: totals kept, maintained inside the transactions that add or remove
+manifests, so a quota check reads one row instead of aggregating the whole namespace.
+
+Usage of a namespace = the distinct blob bytes its manifests reference + the distinct manifest
+bytes it stores (shared content counts once). `namespace_content` holds one row per distinct
+(namespace, kind, digest) with a reference count:
+- kind "blob": how many manifest_references of kind "blob" in the namespace name the digest;
+- kind "manifest": how many manifest rows of the namespace have the digest.
+A count going 0 -> 1 adds the row's size to `namespace_usage`, 1 -> 0 subtracts it.
+
+Lock order (PostgreSQL): the namespace's total row first, then its content rows, so that every
+writer of one namespace queues on that single row and no two of them can deadlock.
+
+The recounts aggregated from the manifests (O(namespace)) are for checks and the usage report
+only (`UsageQueries.recount`, `by_repository`, `repair`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from .. import usage
-from ..schema import blobs, manifest_references, manifests, repositories
+from ..schema import (
+    blobs,
+    manifest_references,
+    manifests,
+    namespace_content,
+    namespace_usage,
+    repositories,
+)
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork
+
+CHUNK = 500
+
+
+def namespace_of(repository: str) -> str:
+    """The namespace of a repository: its first path component (as auth.scopes says)."""
+    return repository.split("/", 1)[0]
+
+
+def namespace_sql(conn: Connection, name):  # type: ignore[no-untyped-def]
+    """SQL for the first path component of a repository name column."""
+    if conn.dialect.name == "postgresql":
+        return func.split_part(name, "/", 1)
+    slash = func.instr(name, "/")
+    return case((slash > 0, func.substr(name, 1, slash - 1)), else_=name)
+
+
+def _insert(conn: Connection):  # type: ignore[no-untyped-def]
+    return pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+
+
+def blob_kind(blob_digests: Iterable[str], child_digests: Iterable[str]) -> list[str]:
+    """The digests a manifest references as kind "blob" (a child manifest's digest wins)."""
+    children = set(child_digests)
+    return sorted({d for d in blob_digests if d not in children})
+
+
+# -- reads (the push path) ------------------------------------------------------------------------
+
+
+def total(conn: Connection, namespace: str, lock: bool = False) -> int:
+    """The stored usage of a namespace; with `lock`, its row stays locked to the commit."""
+    query = select(namespace_usage.c.bytes).where(namespace_usage.c.namespace == namespace)
+    if lock:
+        query = query.with_for_update()
+    return int(conn.execute(query).scalar_one_or_none() or 0)
+
+
+def bytes_added(
+    conn: Connection, namespace: str, blob_digests: Sequence[str], manifest_digest: str,
+    manifest_size: int,
+) -> int:
+    """Bytes storing a manifest would add to its namespace: O(manifest) indexed lookups."""
+    held = _held(conn, namespace, blob_digests, manifest_digest)
+    fresh = sorted(set(blob_digests) - {d for k, d in held if k == "blob"})
+    added = sum(_blob_sizes(conn, fresh).values())
+    if ("manifest", manifest_digest) not in held:
+        added += manifest_size
+    return added
+
+
+def holds(conn: Connection, namespace: str, digest: str) -> bool:
+    """True when the namespace already counts `digest` (as a blob or a manifest)."""
+    return conn.execute(
+        select(namespace_content.c.refs).where(
+            namespace_content.c.namespace == namespace,
+            namespace_content.c.kind.in_(("blob", "manifest")),
+            namespace_content.c.digest == digest,
+        ).limit(1)
+    ).first() is not None
+
+
+def _held(conn: Connection, namespace: str, blob_digests: Sequence[str], manifest_digest: str
+          ) -> set[tuple[str, str]]:
+    found = {("blob", d) for d in _present(conn, namespace, "blob", blob_digests)}
+    found.update(("manifest", d) for d in _present(conn, namespace, "manifest", [manifest_digest]))
+    return found
+
+
+def _key(namespace: str, kind: str, digests: Sequence[str]):  # type: ignore[no-untyped-def]
+    # (namespace, kind) equal and digest IN: a seek per digest on the primary key (SQLite does
+    # not use an index for a row-value IN list).
+    return and_(
+        namespace_content.c.namespace == namespace,
+        namespace_content.c.kind == kind,
+        namespace_content.c.digest.in_(list(digests)),
+    )
+
+
+def _present(conn: Connection, namespace: str, kind: str, digests: Sequence[str]) -> set[str]:
+    wanted = sorted(set(digests))
+    found: set[str] = set()
+    for start in range(0, len(wanted), CHUNK):
+        found.update(
+            conn.execute(
+                select(namespace_content.c.digest).where(
+                    _key(namespace, kind, wanted[start : start + CHUNK])
+                )
+            ).scalars()
+        )
+    return found
+
+
+def _blob_sizes(conn: Connection, digests: Sequence[str]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for start in range(0, len(digests), CHUNK):
+        out.update(
+            {
+                d: s
+                for d, s in conn.execute(
+                    select(blobs.c.digest, blobs.c.size).where(
+                        blobs.c.digest.in_(digests[start : start + CHUNK])
+                    )
+                )
+            }
+        )
+    return out
+
+
+# -- writes (inside the caller's write transaction) -----------------------------------------------
+
+
+def _lock_totals(conn: Connection, namespaces: Iterable[str]) -> None:
+    """Create-or-lock the total rows, in a fixed order."""
+    names = sorted(set(namespaces))
+    if not names:
+        return
+    stmt = _insert(conn)(namespace_usage)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["namespace"], set_={"bytes": namespace_usage.c.bytes}
+        ),
+        [{"namespace": n, "bytes": 0} for n in names],
+    )
+
+
+def _add_to_totals(conn: Connection, deltas: dict[str, int]) -> None:
+    rows = [{"ns": n, "delta": d} for n, d in sorted(deltas.items()) if d]
+    if rows:
+        conn.execute(
+            update(namespace_usage)
+            .where(namespace_usage.c.namespace == bindparam("ns"))
+            .values(bytes=namespace_usage.c.bytes + bindparam("delta")),
+            rows,
+        )
+
+
+def on_manifest_added(
+    conn: Connection, repository: str, blob_digests: Sequence[str], manifest_digest: str,
+    manifest_size: int,
+) -> None:
+    """Count a newly inserted manifest row and its kind-"blob" references in its namespace."""
+    namespace = namespace_of(repository)
+    _lock_totals(conn, [namespace])
+    blob_digests = sorted(set(blob_digests))
+    held = _held(conn, namespace, blob_digests, manifest_digest)
+    for kind in ("blob", "manifest"):
+        digests = sorted(d for k, d in held if k == kind)
+        for start in range(0, len(digests), CHUNK):
+            conn.execute(
+                update(namespace_content)
+                .where(_key(namespace, kind, digests[start : start + CHUNK]))
+                .values(refs=namespace_content.c.refs + 1)
+            )
+    fresh = [d for d in blob_digests if ("blob", d) not in held]
+    sizes = _blob_sizes(conn, fresh)
+    rows = [
+        {"namespace": namespace, "kind": "blob", "digest": d, "size": sizes.get(d, 0), "refs": 1}
+        for d in fresh
+    ]
+    if ("manifest", manifest_digest) not in held:
+        rows.append({"namespace": namespace, "kind": "manifest", "digest": manifest_digest,
+                     "size": manifest_size, "refs": 1})
+    if rows:
+        conn.execute(namespace_content.insert(), rows)
+        _add_to_totals(conn, {namespace: sum(int(str(r["size"])) for r in rows)})
+
+
+def on_manifests_deleted(conn: Connection, manifest_ids: Sequence[int]) -> None:
+    """Uncount manifests about to be deleted (call before deleting their rows)."""
+    ids = list(manifest_ids)
+    if not ids:
+        return
+    drops: Counter[tuple[str, str, str]] = Counter()
+    for start in range(0, len(ids), CHUNK):
+        part = ids[start : start + CHUNK]
+        for name, digest in conn.execute(
+            select(repositories.c.name, manifests.c.digest)
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .where(manifests.c.id.in_(part))
+        ):
+            drops[(namespace_of(name), "manifest", digest)] += 1
+        for name, digest in conn.execute(
+            select(repositories.c.name, manifest_references.c.digest)
+            .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .where(manifest_references.c.manifest_id.in_(part),
+                   manifest_references.c.kind == "blob")
+        ):
+            drops[(namespace_of(name), "blob", digest)] += 1
+    _uncount(conn, drops)
+
+
+def _uncount(conn: Connection, drops: Counter[tuple[str, str, str]]) -> None:
+    if not drops:
+        return
+    _lock_totals(conn, {ns for ns, _, _ in drops})
+    keys = sorted(drops)
+    current: dict[tuple[str, str, str], tuple[int, int]] = {}
+    for (ns, kind), digests in _grouped(keys).items():
+        for start in range(0, len(digests), CHUNK):
+            for digest, size, refs in conn.execute(
+                select(namespace_content.c.digest, namespace_content.c.size,
+                       namespace_content.c.refs).where(
+                    _key(ns, kind, digests[start : start + CHUNK])
+                )
+            ):
+                current[(ns, kind, digest)] = (size, refs)
+    gone = [k for k in keys if k in current and current[k][1] <= drops[k]]
+    kept = [
+        {"ns": k[0], "k": k[1], "d": k[2], "n": drops[k]}
+        for k in keys
+        if k in current and current[k][1] > drops[k]
+    ]
+    for (ns, kind), digests in _grouped(gone).items():
+        for start in range(0, len(digests), CHUNK):
+            conn.execute(
+                delete(namespace_content).where(_key(ns, kind, digests[start : start + CHUNK]))
+            )
+    if kept:
+        conn.execute(
+            update(namespace_content)
+            .where(
+                namespace_content.c.namespace == bindparam("ns"),
+                namespace_content.c.kind == bindparam("k"),
+                namespace_content.c.digest == bindparam("d"),
+            )
+            .values(refs=namespace_content.c.refs - bindparam("n")),
+            kept,
+        )
+    deltas: Counter[str] = Counter()
+    for k in gone:
+        deltas[k[0]] -= current[k][0]
+    _add_to_totals(conn, dict(deltas))
+
+
+def _grouped(keys: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str], list[str]]:
+    out: dict[tuple[str, str], list[str]] = {}
+    for ns, kind, digest in keys:
+        out.setdefault((ns, kind), []).append(digest)
+    return out
+
+
+def on_blob_recorded(conn: Connection, digest: str, size: int) -> None:
+    """A blob row was just inserted: references recorded before it existed (a sparse push)
+    counted it as 0 bytes; count its size now."""
+    query = select(namespace_content.c.namespace).where(
+        namespace_content.c.digest == digest,
+        namespace_content.c.kind == "blob",
+        namespace_content.c.size != size,
+    )
+    if conn.execute(query.limit(1)).first() is None:
+        return
+    namespaces = list(conn.execute(query).scalars())
+    _lock_totals(conn, namespaces)
+    stale = {
+        ns: s
+        for ns, s in conn.execute(
+            select(namespace_content.c.namespace, namespace_content.c.size).where(
+                namespace_content.c.digest == digest,
+                namespace_content.c.kind == "blob",
+                namespace_content.c.namespace.in_(namespaces),
+            )
+        )
+    }
+    conn.execute(
+        update(namespace_content)
+        .where(namespace_content.c.digest == digest, namespace_content.c.kind == "blob",
+               namespace_content.c.namespace.in_(list(stale)))
+        .values(size=size)
+    )
+    _add_to_totals(conn, {ns: size - s for ns, s in stale.items()})
+
+
+# -- recount and repair ---------------------------------------------------------------------------
+
+
+def expected_content(conn: Connection) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """(namespace, kind, digest) -> (size, refs), recounted from manifests and references."""
+    ns = namespace_sql(conn, repositories.c.name).label("ns")
+    out: dict[tuple[str, str, str], tuple[int, int]] = {}
+    blob_rows = (
+        select(ns, manifest_references.c.digest, func.max(func.coalesce(blobs.c.size, 0)),
+               func.count())
+        .select_from(
+            manifest_references.join(manifests, manifests.c.id == manifest_references.c.manifest_id)
+            .join(repositories, repositories.c.id == manifests.c.repository_id)
+            .outerjoin(blobs, blobs.c.digest == manifest_references.c.digest)
+        )
+        .where(manifest_references.c.kind == "blob")
+        .group_by(ns, manifest_references.c.digest)
+    )
+    for namespace, digest, size, refs in conn.execute(blob_rows):
+        out[(namespace, "blob", digest)] = (int(size), int(refs))
+    manifest_rows = (
+        select(ns, manifests.c.digest, func.max(manifests.c.size), func.count())
+        .select_from(manifests.join(repositories, repositories.c.id == manifests.c.repository_id))
+        .group_by(ns, manifests.c.digest)
+    )
+    for namespace, digest, size, refs in conn.execute(manifest_rows):
+        out[(namespace, "manifest", digest)] = (int(size), int(refs))
+    return out
+
+
+def stored_content(conn: Connection) -> dict[tuple[str, str, str], tuple[int, int]]:
+    """The content rows as stored (for checks and tests)."""
+    return {
+        (n, k, d): (int(s), int(r))
+        for n, k, d, s, r in conn.execute(
+            select(namespace_content.c.namespace, namespace_content.c.kind,
+                   namespace_content.c.digest, namespace_content.c.size, namespace_content.c.refs)
+        )
+    }
+
+
+def stored_totals(conn: Connection) -> dict[str, int]:
+    """Every namespace's stored total, zero totals left out."""
+    return {
+        n: int(b)
+        for n, b in conn.execute(select(namespace_usage.c.namespace, namespace_usage.c.bytes))
+        if b
+    }
+
+
+def totals_of(content: dict[tuple[str, str, str], tuple[int, int]]) -> dict[str, int]:
+    """Per-namespace totals of a content map, zero totals left out."""
+    out: Counter[str] = Counter()
+    for (ns, _, _), (size, _) in content.items():
+        out[ns] += size
+    return {n: b for n, b in out.items() if b}
+
+
+def rebuild(conn: Connection) -> dict[str, tuple[int, int]]:
+    """Recount everything and replace the stored rows; returns {namespace: (stored, recounted)}
+    for the namespaces whose total was wrong. Writers of usage wait meanwhile."""
+    if conn.dialect.name == "postgresql":
+        # Pushes and deletes take the total rows first: holding the table keeps them out.
+        conn.exec_driver_sql("LOCK TABLE namespace_usage IN SHARE ROW EXCLUSIVE MODE")
+    before = stored_totals(conn)
+    content = expected_content(conn)
+    after = totals_of(content)
+    conn.execute(delete(namespace_content))
+    conn.execute(delete(namespace_usage))
+    rows = [
+        {"namespace": n, "kind": k, "digest": d, "size": s, "refs": r}
+        for (n, k, d), (s, r) in content.items()
+    ]
+    for start in range(0, len(rows), 5000):
+        conn.execute(namespace_content.insert(), rows[start : start + 5000])
+    if after:
+        conn.execute(namespace_usage.insert(), [{"namespace": n, "bytes": b}
+                                                for n, b in sorted(after.items())])
+    return {
+        n: (before.get(n, 0), after.get(n, 0))
+        for n in sorted(set(before) | set(after))
+        if before.get(n, 0) != after.get(n, 0)
+    }
 
 
 def namespace_filter(namespace: str):  # type: ignore[no-untyped-def]
@@ -33,18 +413,18 @@ class UsageQueries:
     def total(self, namespace: str, lock: bool = False) -> int:
         """Bytes of content referenced by the namespace's manifests, shared content once (one
         stored row); with `lock`, the row stays locked to the commit."""
-        return usage.total(self.conn, namespace, lock=lock)
+        return total(self.conn, namespace, lock=lock)
 
     def bytes_added(self, namespace: str, blob_digests: Sequence[str],
                     child_digests: Sequence[str], manifest_digest: str, manifest_size: int
                     ) -> int:
         """Bytes a manifest would add to the namespace's usage: O(manifest)."""
-        return usage.bytes_added(self.conn, namespace, usage.blob_kind(blob_digests, child_digests),
+        return bytes_added(self.conn, namespace, blob_kind(blob_digests, child_digests),
                                  manifest_digest, manifest_size)
 
     def holds(self, namespace: str, digest: str) -> bool:
         """True when a manifest of the namespace already references `digest`."""
-        return usage.holds(self.conn, namespace, digest)
+        return holds(self.conn, namespace, digest)
 
     def recount(self, namespace: str) -> int:
         """The namespace's usage aggregated from its manifests (O(namespace); checks only)."""
@@ -63,9 +443,9 @@ class UsageQueries:
         """Recount every namespace; {namespace: (stored, recounted)} where they differ. With
         `apply` (inside a write), the stored figures and reference counts become the recount."""
         if apply:
-            return usage.rebuild(self.conn)
-        stored = usage.stored_totals(self.conn)
-        counted = usage.totals_of(usage.expected_content(self.conn))
+            return rebuild(self.conn)
+        stored = stored_totals(self.conn)
+        counted = totals_of(expected_content(self.conn))
         return {
             n: (stored.get(n, 0), counted.get(n, 0))
             for n in sorted(set(stored) | set(counted))

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, exists, or_, select, text, update
+from sqlalchemy import and_, exists, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from .base import StoreBase
-from .schema import JOB_ACTIVE, jobs
+from ..schema import JOB_ACTIVE, jobs
+
+if TYPE_CHECKING:
+    from ..uow import UnitOfWork
 
 ACTIVE_WHERE = text("state IN ('queued', 'running')")
 
@@ -31,8 +33,13 @@ def _row(r: Any) -> dict[str, Any]:
     return d
 
 
-class JobStore(StoreBase):
-    """SQL of the `jobs` table."""
+class JobQueries:
+    """The `jobs` table within one unit of work (claims and changes inside a write)."""
+
+    def __init__(self, uow: UnitOfWork) -> None:
+        self.uow = uow
+        self.conn = uow.conn
+        self._insert = uow.store._insert
 
     def _claimable(self, now: float, kinds: Sequence[str] | None):  # type: ignore[no-untyped-def]
         cond = or_(
@@ -45,12 +52,7 @@ class JobStore(StoreBase):
                 run_at: float, max_attempts: int, now: float) -> tuple[dict[str, Any], bool]:
         """Insert a queued job; with a unique key already queued or running, the existing job
         instead. Returns (job, created)."""
-        with self._write() as conn:
-            return self._enqueue(conn, kind, payload, unique_key, run_at, max_attempts, now)
-
-    def _enqueue(self, conn: Connection, kind: str, payload: dict[str, Any],
-                 unique_key: str | None, run_at: float, max_attempts: int, now: float
-                 ) -> tuple[dict[str, Any], bool]:
+        conn = self.conn
         values = {"kind": kind, "unique_key": unique_key, "payload": json.dumps(payload),
                   "state": "queued", "attempts": 0, "max_attempts": max_attempts,
                   "run_at": run_at, "created_at": now}
@@ -72,72 +74,59 @@ class JobStore(StoreBase):
                 return _row(existing), False
         raise KeyTaken(unique_key)
 
+    def any_due(self, now: float, kinds: Sequence[str] | None) -> bool:
+        """Whether a job could be claimed now (the cheap look before a claim's write)."""
+        return bool(self.conn.execute(
+            select(exists().where(self._claimable(now, kinds)))).scalar())
+
     def claim(self, token: str, lease_seconds: float, now: float,
               kinds: Sequence[str] | None) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         """Lease the next due job (queued and due, or running with an expired lease) to
         `token`; a taken-over job out of attempts is failed instead. Returns (claimed job or
         None, jobs failed that way)."""
         due = self._claimable(now, kinds)
-        with self._read() as conn:
-            # Cheap look first: an idle queue costs a read, not the write lock.
-            if not conn.execute(select(exists().where(due))).scalar():
-                return None, []
         given_up: list[dict[str, Any]] = []
-        with self._write() as conn:
-            for _ in range(10):
-                row = conn.execute(
-                    select(jobs).where(due).order_by(jobs.c.run_at, jobs.c.id).limit(1)
-                    .with_for_update(skip_locked=True)
-                ).first()
-                if row is None:
-                    return None, given_up
-                if row.state == "running" and row.attempts >= row.max_attempts:
-                    error = (f"lease expired (its worker died or stalled) on attempt "
-                             f"{row.attempts} of {row.max_attempts}")
-                    conn.execute(update(jobs).where(jobs.c.id == row.id).values(
-                        state="failed", lease_until=None, leased_by=None, finished_at=now,
-                        last_error=error))
-                    given_up.append(_row(row) | {"state": "failed", "last_error": error})
-                    continue
-                conn.execute(update(jobs).where(jobs.c.id == row.id).values(
-                    state="running", attempts=row.attempts + 1, leased_by=token,
-                    lease_until=now + lease_seconds))
-                return _row(conn.execute(select(jobs).where(jobs.c.id == row.id)).one()), \
-                    given_up
+        for _ in range(10):
+            row = self.conn.execute(
+                select(jobs).where(due).order_by(jobs.c.run_at, jobs.c.id).limit(1)
+                .with_for_update(skip_locked=True)
+            ).first()
+            if row is None:
+                return None, given_up
+            if row.state == "running" and row.attempts >= row.max_attempts:
+                error = (f"lease expired (its worker died or stalled) on attempt "
+                         f"{row.attempts} of {row.max_attempts}")
+                self.conn.execute(update(jobs).where(jobs.c.id == row.id).values(
+                    state="failed", lease_until=None, leased_by=None, finished_at=now,
+                    last_error=error))
+                given_up.append(_row(row) | {"state": "failed", "last_error": error})
+                continue
+            self.conn.execute(update(jobs).where(jobs.c.id == row.id).values(
+                state="running", attempts=row.attempts + 1, leased_by=token,
+                lease_until=now + lease_seconds))
+            return self.get(row.id), given_up
         return None, given_up
 
     def renew(self, leases: Iterable[tuple[int, str]], until: float) -> set[int]:
         """Extend the leases still held; returns the ids whose lease was renewed."""
         held: set[int] = set()
-        leases = list(leases)
-        if not leases:
-            return held
-        with self._write() as conn:
-            for job_id, token in leases:
-                result = conn.execute(update(jobs).where(
-                    jobs.c.id == job_id, jobs.c.leased_by == token, jobs.c.state == "running",
-                ).values(lease_until=until))
-                if result.rowcount:
-                    held.add(job_id)
+        for job_id, token in leases:
+            result = self.conn.execute(update(jobs).where(
+                jobs.c.id == job_id, jobs.c.leased_by == token, jobs.c.state == "running",
+            ).values(lease_until=until))
+            if result.rowcount:
+                held.add(job_id)
         return held
 
-    def finish(self, job_id: int, token: str, values: dict[str, Any],
-               follow: dict[str, Any] | None = None) -> bool:
-        """Apply `values` to a job this lease still holds (False: the lease was lost); with
-        `follow`, enqueue that job (enqueue's arguments) in the same transaction."""
-        with self._write() as conn:
-            result = conn.execute(update(jobs).where(
-                jobs.c.id == job_id, jobs.c.leased_by == token, jobs.c.state == "running",
-            ).values(**values))
-            if result.rowcount == 0:
-                return False
-            if follow is not None:
-                self._enqueue(conn, **follow)
-            return True
+    def finish(self, job_id: int, token: str, values: dict[str, Any]) -> bool:
+        """Apply `values` to a job this lease still holds (False: the lease was lost)."""
+        return self.conn.execute(update(jobs).where(
+            jobs.c.id == job_id, jobs.c.leased_by == token, jobs.c.state == "running",
+        ).values(**values)).rowcount > 0
 
     def get(self, job_id: int) -> dict[str, Any] | None:
-        with self._read() as conn:
-            row = conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
+        """The job `job_id`, None when there is none."""
+        row = self.conn.execute(select(jobs).where(jobs.c.id == job_id)).first()
         return _row(row) if row is not None else None
 
     def list(self, states: Sequence[str] | None, kind: str | None, limit: int
@@ -148,38 +137,30 @@ class JobStore(StoreBase):
             query = query.where(jobs.c.state.in_(list(states)))
         if kind:
             query = query.where(jobs.c.kind == kind)
-        with self._read() as conn:
-            return [_row(r) for r in conn.execute(query)]
+        return [_row(r) for r in self.conn.execute(query)]
 
     def active(self, kind: str, unique_key: str) -> dict[str, Any] | None:
         """The queued or running job of (kind, unique_key), if any."""
-        with self._read() as conn:
-            row = conn.execute(select(jobs).where(
-                jobs.c.kind == kind, jobs.c.unique_key == unique_key,
-                jobs.c.state.in_(JOB_ACTIVE))).first()
+        row = self.conn.execute(select(jobs).where(
+            jobs.c.kind == kind, jobs.c.unique_key == unique_key,
+            jobs.c.state.in_(JOB_ACTIVE))).first()
         return _row(row) if row is not None else None
 
     def latest_with_key(self, kind: str, unique_key: str,
                         states: Sequence[str]) -> dict[str, Any] | None:
         """The newest job of (kind, unique_key) in one of `states`, if any."""
-        with self._read() as conn:
-            row = conn.execute(select(jobs).where(
-                jobs.c.kind == kind, jobs.c.unique_key == unique_key,
-                jobs.c.state.in_(list(states))).order_by(jobs.c.id.desc()).limit(1)).first()
+        row = self.conn.execute(select(jobs).where(
+            jobs.c.kind == kind, jobs.c.unique_key == unique_key,
+            jobs.c.state.in_(list(states))).order_by(jobs.c.id.desc()).limit(1)).first()
         return _row(row) if row is not None else None
 
     def transition(self, job_id: int, from_states: Sequence[str], values: dict[str, Any]
                    ) -> bool:
-        """Change a job that is in one of `from_states`; KeyTaken when that would make a
-        second active job of its kind and key."""
+        """Change a job that is in one of `from_states`; KeyTaken (the write must end) when
+        that would make a second active job of its kind and key."""
         try:
-            with self._write() as conn:
-                result = conn.execute(update(jobs).where(
-                    jobs.c.id == job_id, jobs.c.state.in_(list(from_states))).values(**values))
-                return result.rowcount > 0
+            result = self.conn.execute(update(jobs).where(
+                jobs.c.id == job_id, jobs.c.state.in_(list(from_states))).values(**values))
         except IntegrityError:
             raise KeyTaken(job_id) from None
-
-    def update_queued(self, job_id: int, values: dict[str, Any]) -> bool:
-        """Change a job only while it is still queued."""
-        return self.transition(job_id, ["queued"], values)
+        return result.rowcount > 0
