@@ -61,7 +61,8 @@ class Env:
 
     def user(self, name: str, admin: bool = False) -> Principal:
         # AdminService.add_user (checks, hashing, audit) is tested through the CLI in tests/auth.
-        assert self.store.create_user(name, PASSWORD_HASH, admin)
+        with self.database.write() as uow:
+            assert uow.access.create_user(name, PASSWORD_HASH, admin)
         self.authorizer.forget()
         return self.auth.principal_from_claims("user", name)
 
