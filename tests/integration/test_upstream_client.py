@@ -39,12 +39,18 @@ ADMIN = "admin"
 
 class Relay:
     """A TCP relay to `port` on 127.0.0.1 that keeps what clients sent and, `cuts` times, aborts
-    a connection once `cut_after` bytes of one answer have passed."""
+    a connection once `cut_after` bytes of one answer have passed (`upload_cuts` times, once a
+    connection has carried `cut_upload_after` bytes from the client)."""
 
-    def __init__(self, port: int, cut_after: int | None = None, cuts: int = 0) -> None:
+    def __init__(
+        self, port: int, cut_after: int | None = None, cuts: int = 0,
+        cut_upload_after: int | None = None, upload_cuts: int = 0,
+    ) -> None:
         self.target = port
         self.cut_after = cut_after
         self.cuts = cuts
+        self.cut_upload_after = cut_upload_after
+        self.upload_cuts = upload_cuts
         self.sent = bytearray()  # every byte clients sent, in arrival order
         self.server: asyncio.Server | None = None
         self.port = free_port()
@@ -72,7 +78,15 @@ class Relay:
         answered = [0]  # bytes of the current answer (reset by each new client write)
 
         async def upward() -> None:
+            carried = 0
             while data := await reader.read(65536):
+                carried += len(data)
+                if self.cut_upload_after is not None and self.upload_cuts and \
+                        carried > self.cut_upload_after:
+                    self.upload_cuts -= 1
+                    writer.transport.abort()
+                    up_writer.transport.abort()
+                    return
                 self.sent += data
                 answered[0] = 0
                 up_writer.write(data)
@@ -221,6 +235,24 @@ def test_pull_resumes_with_range_after_broken_connections(upstream) -> None:
             starts = [int(s) for s in re.findall(rb"(?m)^Range: bytes=(\d+)-", relay.sent)]
             assert len(starts) == 2 and all(0 < s < len(data) for s in starts)
             assert starts[0] < starts[1]
+
+    asyncio.run(main())
+
+
+def test_push_resumes_from_the_acknowledged_offset_after_a_broken_connection(upstream) -> None:
+    reg, password = upstream
+    repo, data = new_repo("up"), os.urandom(4 * 1024 * 1024 + 99)
+
+    async def main() -> None:
+        async with Relay(reg.port, cut_upload_after=2_500_000, upload_cuts=1) as relay, \
+                UpstreamClient(relay.url, Basic(ADMIN, password), chunk_size=1 << 20) as client:
+            await client.ping()
+            await client.push_blob(repo, digest_of(data), _chunks(data, 65536), len(data))
+            assert relay.upload_cuts == 0
+            # it asked the upload where it stood, then sent only what was not acknowledged
+            assert relay.requests(rb"GET /v2/" + repo.encode() + rb"/blobs/uploads/") == 1
+            assert len(relay.sent) < len(data) + 2 * 1024 * 1024
+            assert await _pull(client, repo, digest_of(data)) == data
 
     asyncio.run(main())
 
