@@ -72,6 +72,9 @@ RULES = {
     "policy": ("moorage.web", "moorage.cli", "moorage.storage", "moorage.metadata",
                "sqlalchemy"),
     "gc": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
+    # The upstream client speaks HTTP to other registries with oci/ alone: no state of ours.
+    "upstream": ("moorage.metadata", "moorage.web", "moorage.registry", "moorage.cli",
+                 "moorage.storage", "sqlalchemy"),
     # web/ and cli/ get services from bootstrap.py: no engine, no SQL, no store of their own.
     "web": ("moorage.cli", "moorage.metadata", "moorage.storage.factory", "moorage.storage.s3",
             "moorage.storage.filesystem", "sqlalchemy"),
