@@ -1,14 +1,16 @@
 """An OCI Distribution client for one upstream registry: token flow, verified pulls that resume
-with Range, resumable chunked pushes, mounts, tags and referrers."""
+with Range, resumable chunked pushes, mounts, tags and referrers.
+
+Authentication is in auth.py, the chunked push and range placement in transfer.py, bounded reads
+and error bodies in wire.py.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import ssl
-import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from typing import Any, Self
 
@@ -18,33 +20,21 @@ from yarl import URL
 from moorage.oci.digest import Hasher, digest_bytes, new_hasher, parse_digest
 from moorage.oci.errors import RegistryError
 
+from .auth import Authenticator
+from .transfer import ChunkedUpload, location_of, placement
 from .types import (
-    Basic,
     BlobInfo,
     Credentials,
     Manifest,
     ManifestInfo,
-    Token,
     UpstreamDigestMismatch,
     UpstreamError,
 )
+from .wire import READ_CHUNK, TRANSPORT_ERRORS, raise_for, read_limited
 
-ERROR_BODY_LIMIT = 64 * 1024
-TOKEN_BODY_LIMIT = 1024 * 1024
 PAGE_BODY_LIMIT = 16 * 1024 * 1024
 MAX_PAGES = 10_000
-READ_CHUNK = 256 * 1024
-_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 _NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
-_TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError, ConnectionError)
-
-
-def parse_challenge(value: str) -> tuple[str, dict[str, str]]:
-    """`Bearer realm="…",service="…"` → ("bearer", {"realm": …, "service": …})."""
-    scheme, _, rest = value.strip().partition(" ")
-    params = {k.lower(): (quoted.replace('\\"', '"') if quoted else bare)
-              for k, quoted, bare in _PARAM.findall(rest)}
-    return scheme.lower(), params
 
 
 def _scope(repo: str, actions: str) -> str:
@@ -84,7 +74,6 @@ class UpstreamClient:
         user_agent: str = "moorage-upstream",
     ) -> None:
         self.base = URL(base_url.rstrip("/"))
-        self.credentials = credentials
         self.max_manifest_bytes = max_manifest_bytes
         self.retries = retries
         self.chunk_size = chunk_size
@@ -99,8 +88,12 @@ class UpstreamClient:
             self._ssl = ssl.create_default_context(cafile=ca_file)
         self._headers = {"User-Agent": user_agent}
         self._session: aiohttp.ClientSession | None = None
-        self._challenge: tuple[str, dict[str, str]] | None = None
-        self._tokens: dict[str, tuple[str, float]] = {}
+        self._auth = Authenticator(credentials)
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """What the client authenticates with."""
+        return self._auth.credentials
 
     async def __aenter__(self) -> Self:
         return self
@@ -130,71 +123,6 @@ class UpstreamClient:
     def _resolve(self, location: str) -> URL:
         return self.base.join(URL(location))
 
-    def _basic_header(self) -> str | None:
-        if isinstance(self.credentials, Basic):
-            raw = f"{self.credentials.username}:{self.credentials.password}".encode()
-            return "Basic " + base64.b64encode(raw).decode()
-        return None
-
-    def _authorization(self, scopes: tuple[str, ...]) -> str | None:
-        if isinstance(self.credentials, Token):
-            return "Bearer " + self.credentials.token
-        if self._challenge is None:
-            return None
-        scheme, _ = self._challenge
-        if scheme == "basic":
-            return self._basic_header()
-        cached = self._tokens.get(" ".join(sorted(scopes)))
-        if cached and cached[1] > time.monotonic():
-            return "Bearer " + cached[0]
-        return None
-
-    def _needs_token(self, scopes: tuple[str, ...]) -> bool:
-        if self._challenge is None or self._challenge[0] != "bearer":
-            return False
-        cached = self._tokens.get(" ".join(sorted(scopes)))
-        return cached is None or cached[1] <= time.monotonic()
-
-    async def _fetch_token(self, scopes: tuple[str, ...], asked: str | None) -> None:
-        """GET the token realm (with Basic credentials when we have them) and cache the token
-        under the scopes we asked for until it expires."""
-        assert self._challenge is not None
-        params = self._challenge[1]
-        realm = params.get("realm")
-        if not realm or URL(realm).scheme not in ("http", "https"):
-            raise UpstreamError(401, "UNAUTHORIZED", "the token challenge names no usable realm")
-        query: list[tuple[str, str]] = []
-        if params.get("service"):
-            query.append(("service", params["service"]))
-        wanted = list(scopes)
-        for extra in (asked or "").split():
-            if extra not in wanted:
-                wanted.append(extra)
-        query += [("scope", s) for s in wanted]
-        headers = {}
-        if (basic := self._basic_header()) is not None:
-            headers["Authorization"] = basic
-        try:
-            async with self._http().get(
-                URL(realm).extend_query(query), headers=headers, allow_redirects=False
-            ) as resp:
-                if resp.status != 200:
-                    await self._raise(resp)
-                body = await _read_limited(resp, TOKEN_BODY_LIMIT, "token response")
-        except _TRANSPORT_ERRORS as exc:
-            raise UpstreamError(0, "UNAVAILABLE", f"token service unreachable: {exc}") from None
-        try:
-            doc = json.loads(body)
-            token = doc.get("token") or doc.get("access_token")
-            lifetime = float(doc.get("expires_in") or 60)
-        except (ValueError, AttributeError, TypeError):
-            token = None
-        if not isinstance(token, str) or not token:
-            raise UpstreamError(401, "UNAUTHORIZED", "the token service sent no token")
-        lifetime = max(lifetime, 1.0)
-        expires = time.monotonic() + lifetime - min(10.0, lifetime / 10)
-        self._tokens[" ".join(sorted(scopes))] = (token, expires)
-
     async def _request(
         self,
         method: str,
@@ -210,55 +138,25 @@ class UpstreamClient:
         Any status outside `ok` raises UpstreamError, a broken connection UNAVAILABLE."""
         ok = tuple(ok)
         for attempt in (1, 2):
-            if attempt == 1 and self._needs_token(scopes):
-                await self._fetch_token(scopes, None)  # the realm is known: skip the 401
+            if attempt == 1 and self._auth.needs_token(scopes):
+                # the realm is known: skip the 401
+                await self._auth.fetch_token(self._http(), scopes, None)
             sent = dict(headers or {})
-            if (auth := self._authorization(scopes)) is not None:
+            if (auth := self._auth.authorization(scopes)) is not None:
                 sent["Authorization"] = auth
             try:
                 resp = await self._http().request(
                     method, url, headers=sent, data=data, allow_redirects=allow_redirects
                 )
-            except _TRANSPORT_ERRORS as exc:
+            except TRANSPORT_ERRORS as exc:
                 raise UpstreamError(0, "UNAVAILABLE", f"{method} {url.path}: {exc!r}") from None
-            if resp.status == 401 and attempt == 1 and not isinstance(self.credentials, Token):
-                value = resp.headers.get("WWW-Authenticate", "")
-                scheme, params = parse_challenge(value) if value else ("", {})
-                retry = scheme == "bearer" or (
-                    scheme == "basic" and auth is None and self._basic_header() is not None
-                )
-                if retry:
-                    resp.release()
-                    self._challenge = (scheme, params)
-                    if scheme == "bearer":
-                        await self._fetch_token(scopes, params.get("scope"))
-                    continue
+            if (resp.status == 401 and attempt == 1
+                    and await self._auth.answer(self._http(), resp, scopes, auth)):
+                continue
             if resp.status in ok:
                 return resp
-            await self._raise(resp)
+            await raise_for(resp)
         raise AssertionError("unreachable: the second answer is returned or raised")
-
-    async def _raise(self, resp: aiohttp.ClientResponse) -> None:
-        """Raise the spec error in `resp`'s body (at most 64 KiB of it is read)."""
-        try:
-            body = await resp.content.read(ERROR_BODY_LIMIT)
-        except _TRANSPORT_ERRORS:
-            body = b""
-        finally:
-            resp.release()
-        code, message = f"HTTP_{resp.status}", resp.reason or ""
-        try:
-            first = json.loads(body)["errors"][0]
-            code = str(first.get("code") or code)[:100]
-            message = str(first.get("message") or message)[:1000]
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            pass
-        retry_after = None
-        try:
-            retry_after = float(resp.headers.get("Retry-After", ""))
-        except ValueError:
-            pass
-        raise UpstreamError(resp.status, code, message, retry_after)
 
     # -- the API -------------------------------------------------------------------------------
 
@@ -295,7 +193,7 @@ class UpstreamClient:
         headers = {"Accept": ", ".join(accept)}
         resp = await self._request("GET", url, (_scope(repo, "pull"),), headers=headers)
         try:
-            content = await _read_limited(resp, self.max_manifest_bytes, "manifest")
+            content = await read_limited(resp, self.max_manifest_bytes, "manifest")
         finally:
             resp.release()
         media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
@@ -360,8 +258,8 @@ class UpstreamClient:
                     if resp.status == 416 and total is not None and position == total:
                         break
                     if resp.status == 416:
-                        await self._raise(resp)
-                    skip, total = _placement(resp, position, total)
+                        await raise_for(resp)
+                    skip, total = placement(resp, position, total)
                     async for data in resp.content.iter_chunked(READ_CHUNK):
                         if skip:
                             cut = min(skip, len(data))
@@ -379,7 +277,7 @@ class UpstreamClient:
                 if total is None or position >= total:
                     break
                 raise ConnectionResetError("the upstream ended the body early")
-            except (UpstreamError, *_TRANSPORT_ERRORS) as exc:
+            except (UpstreamError, *TRANSPORT_ERRORS) as exc:
                 if isinstance(exc, UpstreamError) and exc.status != 0:
                     raise
                 failures = 0 if position > progressed else failures + 1
@@ -420,73 +318,18 @@ class UpstreamClient:
         resp = await self._request("POST", self._url(f"/v2/{repo}/blobs/uploads/"), scopes,
                                    ok=(202,), data=b"")
         resp.release()
-        location = self._resolve(_location(resp))
+        upload = ChunkedUpload(self, scopes, self._resolve(location_of(resp)))
         chunk_size = max(self.chunk_size, int(resp.headers.get("OCI-Chunk-Min-Length") or 0))
-        state = _Upload(location, 0)
         pending = bytearray()
         async for data in chunks:
             pending += data
             while len(pending) > chunk_size:  # keep the tail: the last chunk goes with the PUT
                 piece = bytes(pending[:chunk_size])
                 del pending[:chunk_size]
-                await self._send_chunk(state, scopes, piece)
-        if state.offset + len(pending) != size:
-            raise ValueError(f"push_blob got {state.offset + len(pending)} bytes, not {size}")
-        await self._finish(state, scopes, repo, digest, bytes(pending))
-
-    async def _send_chunk(self, state: _Upload, scopes: tuple[str, ...], piece: bytes) -> None:
-        start = state.offset
-        failures = 0
-        while state.offset < start + len(piece):
-            rest = piece[state.offset - start:]
-            headers = {"Content-Type": "application/octet-stream",
-                       "Content-Range": f"{state.offset}-{state.offset + len(rest) - 1}"}
-            try:
-                resp = await self._request("PATCH", state.location, scopes, headers=headers,
-                                           data=rest, ok=(202,))
-                resp.release()
-                state.location = self._resolve(resp.headers.get("Location") or str(state.location))
-                state.offset = _acknowledged(resp, state.offset + len(rest))
-            except UpstreamError as exc:
-                failures += 1
-                if failures > self.retries or exc.status not in (0, 416, 500, 502, 503, 504):
-                    raise
-                await asyncio.sleep(min(0.1 * 2 ** failures, 5.0))
-                await self._recover(state, scopes, start)
-
-    async def _recover(self, state: _Upload, scopes: tuple[str, ...], floor: int) -> None:
-        """Ask the upload where it stands; what it acknowledged is not sent again."""
-        resp = await self._request("GET", state.location, scopes, ok=(204, 200))
-        resp.release()
-        state.location = self._resolve(resp.headers.get("Location") or str(state.location))
-        acknowledged = _acknowledged(resp, 0)
-        if acknowledged < floor:
-            raise UpstreamError(resp.status, "BLOB_UPLOAD_INVALID",
-                                f"the upload lost acknowledged bytes ({acknowledged} < {floor})")
-        state.offset = acknowledged
-
-    async def _finish(
-        self, state: _Upload, scopes: tuple[str, ...], repo: str, digest: str, tail: bytes
-    ) -> None:
-        start = state.offset
-        failures = 0
-        while True:
-            rest = tail[state.offset - start:]
-            headers = {"Content-Type": "application/octet-stream"}
-            try:
-                url = state.location.update_query(digest=digest)
-                resp = await self._request("PUT", url, scopes, headers=headers, data=rest,
-                                           ok=(201,))
-                resp.release()
-                return
-            except UpstreamError as exc:
-                failures += 1
-                if failures > self.retries or exc.status not in (0, 500, 502, 503, 504):
-                    raise
-                await asyncio.sleep(min(0.1 * 2 ** failures, 5.0))
-                if await self.head_blob(repo, digest) is not None:
-                    return  # the PUT landed; only its answer was lost
-                await self._recover(state, scopes, start)
+                await upload.send_chunk(piece)
+        if upload.offset + len(pending) != size:
+            raise ValueError(f"push_blob got {upload.offset + len(pending)} bytes, not {size}")
+        await upload.finish(repo, digest, bytes(pending))
 
     async def tags(self, repo: str, page_size: int | None = None) -> list[str]:
         """Every tag of a repository, following the `Link` pages."""
@@ -516,7 +359,7 @@ class UpstreamClient:
                 return
             resp = await self._request("GET", url, scopes)
             try:
-                body = await _read_limited(resp, PAGE_BODY_LIMIT, "listing page")
+                body = await read_limited(resp, PAGE_BODY_LIMIT, "listing page")
             finally:
                 resp.release()
             try:
@@ -530,56 +373,3 @@ class UpstreamClient:
             link = _NEXT.search(resp.headers.get("Link", ""))
             url = self._resolve(link.group(1)) if link else None
         raise UpstreamError(0, "TOO_MANY_PAGES", f"more than {MAX_PAGES} pages")
-
-
-class _Upload:
-    """Where a chunked upload stands: its URL and the bytes the upstream acknowledged."""
-
-    def __init__(self, location: URL, offset: int) -> None:
-        self.location = location
-        self.offset = offset
-
-
-def _location(resp: aiohttp.ClientResponse) -> str:
-    location = resp.headers.get("Location")
-    if not location:
-        raise UpstreamError(resp.status, "BLOB_UPLOAD_INVALID", "the upload has no Location")
-    return location
-
-
-def _acknowledged(resp: aiohttp.ClientResponse, default: int) -> int:
-    """The upload offset `Range: 0-N` acknowledges (N + 1); `default` when it says nothing."""
-    value = resp.headers.get("Range")
-    if not value:
-        return default
-    match = re.fullmatch(r"(?:bytes=)?0-(\d+)", value.strip())
-    if not match:
-        return 0
-    return int(match.group(1)) + 1
-
-
-def _placement(
-    resp: aiohttp.ClientResponse, position: int, total: int | None
-) -> tuple[int, int | None]:
-    """How many leading bytes of this answer we already have, and the blob's size if known."""
-    if resp.status == 206:
-        match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
-        if not match or int(match.group(1)) > position:
-            raise UpstreamError(206, "RANGE_INVALID", "the upstream sent a range we did not ask")
-        size = None if match.group(3) == "*" else int(match.group(3))
-        return position - int(match.group(1)), size if size is not None else total
-    length = resp.content_length
-    return position, length if length is not None else total  # a 200 starts at byte 0
-
-
-async def _read_limited(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
-    """The whole body, refusing one larger than `limit`."""
-    if resp.content_length is not None and resp.content_length > limit:
-        raise UpstreamError(resp.status, "SIZE_INVALID", f"{what} larger than {limit} bytes")
-    body = bytearray()
-    async for data in resp.content.iter_chunked(READ_CHUNK):
-        body += data
-        if len(body) > limit:
-            raise UpstreamError(resp.status, "SIZE_INVALID", f"{what} larger than {limit} bytes")
-    return bytes(body)
-

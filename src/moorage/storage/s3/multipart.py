@@ -1,4 +1,5 @@
-"""An upload as one S3 multipart upload: part sizing, checkpoints, and the writer that streams it.
+"""An upload as one S3 multipart upload: part sizing, checkpoints, the writer that streams it,
+and the listings of what S3 holds of unfinished uploads.
 
 See storage/s3/store.py for the bucket layout the writer maintains.
 """
@@ -11,8 +12,9 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING
+from xml.etree import ElementTree
 
-from .signer import PartUpload
+from .signer import PartUpload, xml_all, xml_find
 
 if TYPE_CHECKING:
     from .store import S3BlobStore
@@ -233,3 +235,39 @@ class S3UploadWriter:
         if self.spool is not None:
             self.spool.close()
         self.spool, self.spooled = None, 0
+
+
+# -- listings (what S3 holds of unfinished uploads) ---------------------------------------
+
+
+def list_multipart_uploads(store: S3BlobStore) -> list[tuple[str, str, str]]:
+    """(key relative to the prefix, multipart id, initiated) of unfinished uploads."""
+    found: list[tuple[str, str, str]] = []
+    query = {"uploads": "", "prefix": store._full("blobs/")}
+    while True:
+        _, body = store._request("GET", None, query)
+        root = ElementTree.fromstring(body)
+        for item in xml_all(root, "Upload"):
+            key = xml_find(item, "Key") or ""
+            rel = key[len(store.prefix) + 1:] if store.prefix else key
+            found.append((rel, xml_find(item, "UploadId") or "",
+                          xml_find(item, "Initiated") or ""))
+        if (xml_find(root, "IsTruncated") or "").lower() != "true":
+            return found
+        query = {**query, "key-marker": xml_find(root, "NextKeyMarker") or "",
+                 "upload-id-marker": xml_find(root, "NextUploadIdMarker") or ""}
+
+
+def list_parts(store: S3BlobStore, key: str, multipart_id: str) -> list[tuple[int, str, int]]:
+    """(number, ETag, size) of the parts S3 holds for an upload (paginated ListParts)."""
+    found: list[tuple[int, str, int]] = []
+    query = {"uploadId": multipart_id}
+    while True:
+        _, body = store._request("GET", key, query)
+        root = ElementTree.fromstring(body)
+        for item in xml_all(root, "Part"):
+            found.append((int(xml_find(item, "PartNumber") or 0),
+                          xml_find(item, "ETag") or "", int(xml_find(item, "Size") or 0)))
+        if (xml_find(root, "IsTruncated") or "").lower() != "true":
+            return found
+        query = {**query, "part-number-marker": xml_find(root, "NextPartNumberMarker") or ""}

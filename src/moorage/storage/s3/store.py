@@ -23,7 +23,7 @@ parts reach far beyond 100 GiB.
 obstore does the plain object calls (GET with ranges, PUT, HEAD, DELETE, LIST, presigning);
 obstore keeps its multipart uploads inside one process, so the resumable multipart calls
 (create, upload part, complete, abort, list) are made with a small SigV4 signer (signer.py);
-the writer and its checkpoints are in multipart.py.
+the writer, its checkpoints and the multipart listings are in multipart.py.
 """
 
 from __future__ import annotations
@@ -43,7 +43,15 @@ from xml.etree import ElementTree
 import obstore
 from obstore.store import S3Store
 
-from .multipart import MIN_PART, READ_CHUNK, Checkpoint, MiB, S3UploadWriter
+from .multipart import (
+    MIN_PART,
+    READ_CHUNK,
+    Checkpoint,
+    MiB,
+    S3UploadWriter,
+    list_multipart_uploads,
+    list_parts,
+)
 from .signer import (
     EMPTY_SHA256,
     PartUpload,
@@ -51,7 +59,6 @@ from .signer import (
     Signer,
     raise_for,
     url_query,
-    xml_all,
     xml_find,
 )
 
@@ -264,34 +271,11 @@ class S3BlobStore:
 
     def list_multipart_uploads(self) -> list[tuple[str, str, str]]:
         """(key relative to the prefix, multipart id, initiated) of unfinished uploads."""
-        found: list[tuple[str, str, str]] = []
-        query = {"uploads": "", "prefix": self._full("blobs/")}
-        while True:
-            _, body = self._request("GET", None, query)
-            root = ElementTree.fromstring(body)
-            for item in xml_all(root, "Upload"):
-                key = xml_find(item, "Key") or ""
-                rel = key[len(self.prefix) + 1:] if self.prefix else key
-                found.append((rel, xml_find(item, "UploadId") or "",
-                              xml_find(item, "Initiated") or ""))
-            if (xml_find(root, "IsTruncated") or "").lower() != "true":
-                return found
-            query = {**query, "key-marker": xml_find(root, "NextKeyMarker") or "",
-                     "upload-id-marker": xml_find(root, "NextUploadIdMarker") or ""}
+        return list_multipart_uploads(self)
 
     def list_parts(self, key: str, multipart_id: str) -> list[tuple[int, str, int]]:
         """(number, ETag, size) of the parts S3 holds for an upload (paginated ListParts)."""
-        found: list[tuple[int, str, int]] = []
-        query = {"uploadId": multipart_id}
-        while True:
-            _, body = self._request("GET", key, query)
-            root = ElementTree.fromstring(body)
-            for item in xml_all(root, "Part"):
-                found.append((int(xml_find(item, "PartNumber") or 0),
-                              xml_find(item, "ETag") or "", int(xml_find(item, "Size") or 0)))
-            if (xml_find(root, "IsTruncated") or "").lower() != "true":
-                return found
-            query = {**query, "part-number-marker": xml_find(root, "NextPartNumberMarker") or ""}
+        return list_parts(self, key, multipart_id)
 
     # -- plain objects (obstore) -----------------------------------------------------------
 

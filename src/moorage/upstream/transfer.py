@@ -1,0 +1,117 @@
+"""Moving blob bytes: a chunked push that resumes from the offset the upstream acknowledged, and
+where a (possibly ranged) pull answer starts."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import TYPE_CHECKING
+
+import aiohttp
+from yarl import URL
+
+from .types import UpstreamError
+
+if TYPE_CHECKING:
+    from .client import UpstreamClient
+
+
+class ChunkedUpload:
+    """Where a chunked upload stands (its URL and the bytes the upstream acknowledged), and the
+    requests that move it on."""
+
+    def __init__(self, client: UpstreamClient, scopes: tuple[str, ...], location: URL) -> None:
+        self.client = client
+        self.scopes = scopes
+        self.location = location
+        self.offset = 0
+
+    async def send_chunk(self, piece: bytes) -> None:
+        """PATCH `piece`; after a break, send only what the upload did not acknowledge."""
+        start = self.offset
+        failures = 0
+        while self.offset < start + len(piece):
+            rest = piece[self.offset - start:]
+            headers = {"Content-Type": "application/octet-stream",
+                       "Content-Range": f"{self.offset}-{self.offset + len(rest) - 1}"}
+            try:
+                resp = await self.client._request("PATCH", self.location, self.scopes,
+                                                  headers=headers, data=rest, ok=(202,))
+                resp.release()
+                self._moved(resp)
+                self.offset = acknowledged(resp, self.offset + len(rest))
+            except UpstreamError as exc:
+                failures += 1
+                if failures > self.client.retries or exc.status not in (0, 416, 500, 502, 503, 504):
+                    raise
+                await asyncio.sleep(min(0.1 * 2 ** failures, 5.0))
+                await self.recover(start)
+
+    async def recover(self, floor: int) -> None:
+        """Ask the upload where it stands; what it acknowledged is not sent again."""
+        resp = await self.client._request("GET", self.location, self.scopes, ok=(204, 200))
+        resp.release()
+        self._moved(resp)
+        offset = acknowledged(resp, 0)
+        if offset < floor:
+            raise UpstreamError(resp.status, "BLOB_UPLOAD_INVALID",
+                                f"the upload lost acknowledged bytes ({offset} < {floor})")
+        self.offset = offset
+
+    async def finish(self, repo: str, digest: str, tail: bytes) -> None:
+        """PUT the last bytes with the digest; a lost answer is settled by asking for the blob."""
+        start = self.offset
+        failures = 0
+        while True:
+            rest = tail[self.offset - start:]
+            headers = {"Content-Type": "application/octet-stream"}
+            try:
+                url = self.location.update_query(digest=digest)
+                resp = await self.client._request("PUT", url, self.scopes, headers=headers,
+                                                  data=rest, ok=(201,))
+                resp.release()
+                return
+            except UpstreamError as exc:
+                failures += 1
+                if failures > self.client.retries or exc.status not in (0, 500, 502, 503, 504):
+                    raise
+                await asyncio.sleep(min(0.1 * 2 ** failures, 5.0))
+                if await self.client.head_blob(repo, digest) is not None:
+                    return  # the PUT landed; only its answer was lost
+                await self.recover(start)
+
+    def _moved(self, resp: aiohttp.ClientResponse) -> None:
+        self.location = self.client._resolve(resp.headers.get("Location") or str(self.location))
+
+
+def location_of(resp: aiohttp.ClientResponse) -> str:
+    """The upload URL an answer names; BLOB_UPLOAD_INVALID when it names none."""
+    location = resp.headers.get("Location")
+    if not location:
+        raise UpstreamError(resp.status, "BLOB_UPLOAD_INVALID", "the upload has no Location")
+    return location
+
+
+def acknowledged(resp: aiohttp.ClientResponse, default: int) -> int:
+    """The upload offset `Range: 0-N` acknowledges (N + 1); `default` when it says nothing."""
+    value = resp.headers.get("Range")
+    if not value:
+        return default
+    match = re.fullmatch(r"(?:bytes=)?0-(\d+)", value.strip())
+    if not match:
+        return 0
+    return int(match.group(1)) + 1
+
+
+def placement(
+    resp: aiohttp.ClientResponse, position: int, total: int | None
+) -> tuple[int, int | None]:
+    """How many leading bytes of this answer we already have, and the blob's size if known."""
+    if resp.status == 206:
+        match = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+|\*)", resp.headers.get("Content-Range", ""))
+        if not match or int(match.group(1)) > position:
+            raise UpstreamError(206, "RANGE_INVALID", "the upstream sent a range we did not ask")
+        size = None if match.group(3) == "*" else int(match.group(3))
+        return position - int(match.group(1)), size if size is not None else total
+    length = resp.content_length
+    return position, length if length is not None else total  # a 200 starts at byte 0
