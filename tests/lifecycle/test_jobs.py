@@ -109,7 +109,8 @@ def test_killed_worker_s_job_is_finished_by_another(registry, workers, tmp_path)
     args = ["--data-dir", str(reg.data_dir)]
     pool = [workers(args, FAST), workers(args, FAST)]
     record = tmp_path / "events.jsonl"
-    job = enqueue(cli, {"seconds": 6, "record": str(record)})
+    # Long enough that a loaded machine cannot let the victim finish before it is killed.
+    job = enqueue(cli, {"seconds": 15, "record": str(record)})
     first = wait_for(lambda: [e for e in events(record) if e["event"] == "start"], 60,
                      "no worker started the job")[0]
     victim = next(w for w in pool if w.pid == first["pid"])
