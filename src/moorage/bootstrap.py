@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from .policy.quota import UploadQuota
     from .registry.blobs import BlobService
     from .registry.deletion import DeletionService
-    from .registry.lifecycle import LifecycleService
     from .registry.manifests import ManifestService
     from .registry.policies import PolicyService
     from .registry.pulls import PullRecorder
@@ -135,13 +134,6 @@ class Registry:
         return PolicyService(self.database, self.upload_quota, self.authorizer)
 
     @cached_property
-    def lifecycle(self) -> LifecycleService:
-        """The façade web/ and cli/ call for policies, deletion, retention and GC."""
-        from .registry.lifecycle import LifecycleService
-
-        return LifecycleService(self.policies, self.deletion, self.retention, self.gc, self.pulls)
-
-    @cached_property
     def deletion(self) -> DeletionService:
         from .registry.deletion import DeletionService
 
@@ -183,7 +175,7 @@ class Registry:
 
     @cached_property
     def upload_quota(self) -> UploadQuota:
-        """The upload-time quota check, its figures cached briefly (shared with lifecycle)."""
+        """The upload-time quota check, its figures cached briefly (shared with the policy service)."""
         from .policy.quota import UploadQuota
 
         return UploadQuota()

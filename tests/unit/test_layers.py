@@ -3,9 +3,8 @@
 Imports go downward only: `oci/` is pure domain and imports nothing of ours; `storage/` and
 `metadata/` know neither each other nor HTTP; no lower layer imports `web/` or `cli/`; only
 `metadata/` speaks SQL among the services and background layers; `web/` and `cli/` get every
-service from `bootstrap.py` and touch no engine, store or SQL. (`registry/lifecycle.py` still
-types SQL connections and `policy/` reads a graph type of `metadata/`; the unit of work of the
-architecture issue moves that out, and these rules then extend to them.)
+service from `bootstrap.py` and touch no engine, store or SQL. (`policy/` still reads a graph
+type of `metadata/`; these rules extend to it once that moves out.)
 """
 
 from __future__ import annotations
