@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .policy.admission import AdmissionChain
     from .policy.quota import UploadQuota
     from .registry.blobs import BlobService
+    from .registry.catalog import CatalogService
     from .registry.deletion import DeletionService
     from .registry.manifests import ManifestService
     from .registry.policies import PolicyService
@@ -185,7 +186,7 @@ class Registry:
         from .registry.uploads import UploadService
 
         return UploadService(self.database, self.blob_store, self.settings.upload_lease_seconds,
-                             self.upload_quota,
+                             self.upload_quota, self.blobs,
                              checkpoint_bytes=self.settings.upload_checkpoint_bytes)
 
     @cached_property
@@ -202,6 +203,15 @@ class Registry:
 
         return ManifestService(self.database, self.settings.max_manifest_bytes, self.deletion,
                                self.pulls, self.admission)
+
+    @cached_property
+    def catalog(self) -> CatalogService:
+        from .auth.authorizer import OpenAuthorizer
+        from .registry.catalog import CatalogService
+
+        # With access control off (`--no-auth`) /v2/ is open: every repository is listed.
+        return CatalogService(self.database,
+                              self.authorizer if self.settings.auth else OpenAuthorizer())
 
     @cached_property
     def referrers(self) -> ReferrerService:

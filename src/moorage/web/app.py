@@ -154,10 +154,10 @@ def _handler_objects(settings: Settings, reg: Registry,
     management = ManagementAPI(reg.auth, reg.admin, reg.audit, reg.authority)
     return [
         Base(),
-        Catalog(reg.manifests, guard, settings.page_size_max),
+        Catalog(reg.catalog, settings.page_size_max),
         Tags(reg.manifests, settings.page_size_max),
         Manifests(reg.manifests),
-        Uploads(reg.uploads, reg.blobs, guard, settings.chunk_min_length),
+        Uploads(reg.uploads, guard, settings.chunk_min_length),
         Blobs(reg.blobs),
         Referrers(reg.referrers, settings.page_size_max),
         TokenEndpoint(reg.auth, reg.authorizer, reg.authority, reg.audit),

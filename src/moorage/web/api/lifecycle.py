@@ -83,9 +83,8 @@ class LifecycleAPI:
         limit = body.get("limit_bytes")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
             raise RegistryError("'limit_bytes' is a whole number of bytes ≥ 0")
-        await self._call(self.policies.set_quota, actor, request.match_info["name"], limit)
         return json_response(
-            await self._call(self.policies.usage, actor, request.match_info["name"]))
+            await self._call(self.policies.set_quota, actor, request.match_info["name"], limit))
 
     async def remove_quota(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
