@@ -483,4 +483,3 @@ def _hash_stored(blobs: BlobStore, handle: str, length: int, algorithm: str) -> 
 
 def _range_headers(offset: int) -> dict[str, str]:
     return {"Range": f"0-{max(offset - 1, 0)}"}
-
