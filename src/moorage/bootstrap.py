@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from .policy.admission import AdmissionChain
     from .policy.quota import UploadQuota
     from .registry.blobs import BlobService
+    from .registry.catalog import CatalogService
     from .registry.deletion import DeletionService
-    from .registry.lifecycle import LifecycleService
     from .registry.manifests import ManifestService
     from .registry.policies import PolicyService
     from .registry.pulls import PullRecorder
@@ -128,13 +128,6 @@ class Registry:
         return PolicyService(self.database, self.upload_quota, self.authorizer)
 
     @cached_property
-    def lifecycle(self) -> LifecycleService:
-        """The façade web/ and cli/ call for policies, deletion, retention and GC."""
-        from .registry.lifecycle import LifecycleService
-
-        return LifecycleService(self.policies, self.deletion, self.retention, self.gc, self.pulls)
-
-    @cached_property
     def deletion(self) -> DeletionService:
         from .registry.deletion import DeletionService
 
@@ -176,7 +169,7 @@ class Registry:
 
     @cached_property
     def upload_quota(self) -> UploadQuota:
-        """The upload-time quota check, its figures cached briefly (shared with lifecycle)."""
+        """The upload-time quota check, its figures cached briefly (shared with the policy service)."""
         from .policy.quota import UploadQuota
 
         return UploadQuota()
@@ -186,7 +179,7 @@ class Registry:
         from .registry.uploads import UploadService
 
         return UploadService(self.database, self.blob_store, self.settings.upload_lease_seconds,
-                             self.upload_quota,
+                             self.upload_quota, self.blobs,
                              checkpoint_bytes=self.settings.upload_checkpoint_bytes)
 
     @cached_property
@@ -203,6 +196,15 @@ class Registry:
 
         return ManifestService(self.database, self.settings.max_manifest_bytes, self.deletion,
                                self.pulls, self.admission)
+
+    @cached_property
+    def catalog(self) -> CatalogService:
+        from .auth.authorizer import OpenAuthorizer
+        from .registry.catalog import CatalogService
+
+        # With access control off (`--no-auth`) /v2/ is open: every repository is listed.
+        return CatalogService(self.database,
+                              self.authorizer if self.settings.auth else OpenAuthorizer())
 
     @cached_property
     def referrers(self) -> ReferrerService:

@@ -28,7 +28,7 @@ def documented(doc) -> set[tuple[str, str]]:
 def declared() -> set[tuple[str, str]]:
     """What the handler classes say they route."""
     management = ManagementAPI(None, None, None, None)
-    routes = [*management.routes(), *LifecycleAPI(None, management).routes(),
+    routes = [*management.routes(), *LifecycleAPI(None, None, None, None, management).routes(),
               *JobsAPI(None, management).routes()]
     return {(m.upper(), path) for m, path, _h in routes}
 

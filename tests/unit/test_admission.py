@@ -55,12 +55,12 @@ def test_a_push_over_the_namespace_quota_is_denied_with_the_figures(registry: Re
 
 def test_an_upload_over_the_quota_is_denied_before_its_bytes_are_stored(
         registry: Registry) -> None:
-    registry.lifecycle.set_quota(_Admin(), "team", 100)
+    registry.policies.set_quota(_Admin(), "team", 100)
     with pytest.raises(Denied, match="quota exceeded for namespace 'team'"):
         push_blob(registry, "team/app", b"x" * 500)
     with registry.database.read() as uow:
         assert uow.blobs.find(digest_of(b"x" * 500)) is None
-    registry.lifecycle.set_quota(_Admin(), "team", None)  # the cached figures are dropped
+    registry.policies.set_quota(_Admin(), "team", None)  # the cached figures are dropped
     push_blob(registry, "team/app", b"x" * 500)
 
 

@@ -15,7 +15,7 @@ def test_keep_last_pushed_untags_the_oldest_and_records_events(registry: Registr
     for tag in ("v1", "v2", "v3"):
         digests[tag], _ = push_image(registry, "team/app", tag)
         time.sleep(0.01)  # distinct push times
-    registry.lifecycle.set_policy(CLI, "team", None, {"keep_last_pushed": 2})
+    registry.policies.set_policy(CLI, "team", None, {"keep_last_pushed": 2})
     before = registry.outbox.last_id()
 
     planned = registry.retention.run(CLI, "team", apply=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -21,6 +21,10 @@ from .common import (
     print_table,
 )
 
+if TYPE_CHECKING:
+    from ..auth.identity import Principal
+    from ..bootstrap import Registry
+
 retention_app = typer.Typer(help="Retention policies: set, list, plan (dry run), apply.",
                             no_args_is_help=True)
 immutability_app = typer.Typer(help="Immutable tag rules per namespace.", no_args_is_help=True)
@@ -28,12 +32,13 @@ quota_app = typer.Typer(help="Storage quotas per namespace, and usage.", no_args
 tag_app = typer.Typer(help="Soft-deleted tags: list and restore.", no_args_is_help=True)
 
 
-def _lifecycle(target: Target) -> tuple[Any, Any]:
-    """A LifecycleService on the registry's database and storage (safe while it runs)."""
+def _registry(target: Target) -> tuple[Registry, Principal]:
+    """The registry on the target's database and storage (safe while it runs), and the CLI's
+    principal."""
     from ..auth.identity import CLI
 
     # The CLI runs on the registry's host as a server admin, decided like any other caller.
-    return open_existing(target.settings()).lifecycle, CLI
+    return open_existing(target.settings()), CLI
 
 
 def _size(raw: str) -> int:
@@ -60,7 +65,6 @@ def gc(
     config: Config = None,
 ) -> None:
     """Collect unreferenced blobs, manifests and stale uploads (safe while the server runs)."""
-    from ..events.types import Actor
     from ..gc.collector import parse_duration
     from ..logs import setup_logging
     from ..policy.quota import human_bytes
@@ -71,12 +75,11 @@ def gc(
     except ValueError as exc:
         fail(str(exc), 2)
     setup_logging("INFO", "auto")
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
+    reg, actor = _registry(Target(data_dir, database, storage, config))
     if runs:
-        _print_runs(call(service.gc_runs, actor), json_output)
+        _print_runs(call(reg.gc.runs, actor), json_output)
         return
-    report = service.collector.run(dry_run=dry_run, grace_period=grace, trigger="cli",
-                                   upload_ttl=ttl, actor=Actor(actor.name, actor.kind, None))
+    report = call(reg.gc.run, actor, dry_run, grace, "cli", ttl)
     if json_output:
         print_json(report.to_dict())
     else:
@@ -151,8 +154,8 @@ def retention_set(
         "keep_last_pushed": keep_last_pushed, "keep_last_pulled": keep_last_pulled,
         "keep_tags": keep_tags or None, "keep_days": keep_days, "untagged_days": untagged_days,
     }.items() if v is not None}
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    saved = call(service.set_policy, actor, namespace, repository, rules)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    saved = call(reg.policies.set_policy, actor, namespace, repository, rules)
     typer.echo(f"retention policy of {repository or namespace}: {json.dumps(saved)}")
 
 
@@ -164,8 +167,8 @@ def retention_remove(
     config: Config = None,
 ) -> None:
     """Remove a retention policy."""
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    call(service.set_policy, actor, namespace, repository, None)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    call(reg.policies.set_policy, actor, namespace, repository, None)
     typer.echo(f"removed the retention policy of {repository or namespace}")
 
 
@@ -181,8 +184,8 @@ def retention_list(
 
     from ..times import human
 
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    policies = call(service.policies, actor, namespace)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    policies = call(reg.policies.policies, actor, namespace)
     if json_output:
         print_json({"policies": policies})
         return
@@ -200,8 +203,8 @@ def retention_plan(
     config: Config = None,
 ) -> None:
     """Dry run: list exactly what the policies would delete and the bytes they would free."""
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    _print_plan(call(service.retention, actor, namespace, False), json_output)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    _print_plan(call(reg.retention.run, actor, namespace, False), json_output)
 
 
 @retention_app.command("apply")
@@ -212,8 +215,8 @@ def retention_apply(
     config: Config = None,
 ) -> None:
     """Apply the policies now: untag (restorable) and delete untagged manifests."""
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    _print_plan(call(service.retention, actor, namespace, True), json_output)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    _print_plan(call(reg.retention.run, actor, namespace, True), json_output)
 
 
 @immutability_app.command("add")
@@ -225,8 +228,8 @@ def immutability_add(
     config: Config = None,
 ) -> None:
     """Make tags matching PATTERN immutable in NAMESPACE."""
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    call(service.add_immutability, actor, namespace, pattern, exception or [])
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    call(reg.policies.add_immutability, actor, namespace, pattern, exception or [])
     typer.echo(f"tags {pattern!r} in {namespace} are immutable"
                + (f" except {', '.join(exception)}" if exception else ""))
 
@@ -238,8 +241,8 @@ def immutability_remove(
     config: Config = None,
 ) -> None:
     """Remove an immutability rule."""
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    call(service.remove_immutability, actor, namespace, pattern)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    call(reg.policies.remove_immutability, actor, namespace, pattern)
     typer.echo(f"removed rule {pattern!r} of {namespace}")
 
 
@@ -253,8 +256,8 @@ def immutability_list(
     """List the immutability rules of a namespace."""
     from ..times import human
 
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    rules = call(service.list_immutability, actor, namespace)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    rules = call(reg.policies.list_immutability, actor, namespace)
     if json_output:
         print_json({"rules": rules})
         return
@@ -275,8 +278,8 @@ def quota_set(
     from ..policy.quota import human_bytes
 
     limit = None if size.lower() == "none" else _size(size)
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    call(service.set_quota, actor, namespace, limit)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    call(reg.policies.set_quota, actor, namespace, limit)
     shown = f"{human_bytes(limit)} ({limit} bytes)" if limit is not None else "none"
     typer.echo(f"quota of {namespace}: {shown}")
 
@@ -291,8 +294,8 @@ def quota_show(
     """Usage of a namespace and its repositories, against its quota."""
     from ..policy.quota import human_bytes
 
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    usage = call(service.usage, actor, namespace)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    usage = call(reg.policies.usage, actor, namespace)
     if json_output:
         print_json(usage)
         return
@@ -312,8 +315,8 @@ def quota_recount(
     config: Config = None,
 ) -> None:
     """Recount every namespace's usage from its manifests and repair the stored totals."""
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    wrong = call(service.recount_usage, actor, not check)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    wrong = call(reg.policies.recount_usage, actor, not check)
     if json_output:
         print_json({"applied": not check, "namespaces": {
             n: {"stored": s, "recounted": r} for n, (s, r) in wrong.items()}})
@@ -337,8 +340,8 @@ def tag_deleted(
     """List restorable (soft-deleted) tags of a repository."""
     from ..times import human
 
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    tags = call(service.deleted_tags, actor, repository)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    tags = call(reg.deletion.deleted_tags, actor, repository)
     if json_output:
         print_json({"repository": repository, "tags": tags})
         return
@@ -359,6 +362,6 @@ def tag_restore(
     repository, sep, tag = reference.rpartition(":")
     if not sep or not repository or "/" in tag:
         fail("give REPOSITORY:TAG", 2)
-    service, actor = _lifecycle(Target(data_dir, database, storage, config))
-    digest = call(service.restore_tag, actor, repository, tag, force)
+    reg, actor = _registry(Target(data_dir, database, storage, config))
+    digest = call(reg.deletion.restore_tag, actor, repository, tag, force)
     typer.echo(f"restored {repository}:{tag} -> {digest}")

@@ -79,20 +79,21 @@ class BlobService:
 
         Returns False when the blob is not available, and the caller opens an upload instead.
         """
-        source: str | None = None
-        with self.database.read() as uow:
-            if sources is None:
-                found = uow.blobs.find(str(digest)) is not None
-            else:
-                source = next((s for s in sources if uow.blobs.repository_blob(s, str(digest))),
-                              None)
-                found = source is not None
+        found, source = await asyncio.to_thread(self._lender, str(digest), sources)
         if not found:
             return False
         mounted = records(BlobMounted(actor=actor, repository=repository, digest=str(digest),
                                       source=source))
         # False when the content was garbage-collected since it was looked up.
         return await asyncio.to_thread(self._link, repository, str(digest), mounted)
+
+    def _lender(self, digest: str, sources: list[str] | None) -> tuple[bool, str | None]:
+        """(whether the blob can be mounted, the first of `sources` that holds it)."""
+        with self.database.read() as uow:
+            if sources is None:
+                return uow.blobs.find(digest) is not None, None
+            source = next((s for s in sources if uow.blobs.repository_blob(s, digest)), None)
+            return source is not None, source
 
     def _link(self, repository: str, digest: str, events: list[dict]) -> bool:
         with self.database.write() as uow:

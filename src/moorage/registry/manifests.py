@@ -181,14 +181,10 @@ class ManifestService:
             return removed
 
     def tags(self, repository: str, last: str | None, limit: int) -> list[str]:
-        """A page of tag names in byte order; NAME_UNKNOWN for an unknown repository."""
+        """A page of tag names in byte order (none for `limit` 0); NAME_UNKNOWN for an unknown
+        repository."""
         with self.database.read() as uow:
             names = uow.tags.list(repository, last, limit)
         if names is None:
             raise NameUnknown(detail={"name": repository})
         return names
-
-    def catalog(self, last: str | None, limit: int) -> list[str]:
-        """A page of repository names in byte order."""
-        with self.database.read() as uow:
-            return uow.repositories.catalog(last, limit)

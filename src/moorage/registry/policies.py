@@ -6,7 +6,7 @@ from typing import Any
 
 from ..auth.authorizer import Authorizer, OpenAuthorizer
 from ..auth.scopes import namespace_of
-from ..metadata.uow import Database
+from ..metadata.uow import Database, UnitOfWork
 from ..oci.errors import RegistryError
 from ..oci.reference import validate_name
 from ..policy.immutability import split_exceptions, validate_pattern
@@ -77,8 +77,8 @@ class PolicyService:
 
     # -- quotas and usage ---------------------------------------------------------------------
 
-    def set_quota(self, actor: Any, namespace: str, limit: int | None) -> None:
-        """Set (None: remove) the byte quota of a namespace."""
+    def set_quota(self, actor: Any, namespace: str, limit: int | None) -> dict[str, Any]:
+        """Set (None: remove) the byte quota of a namespace; its usage with the new quota."""
         namespace = self._require(actor, namespace)
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)
                                   or limit < 0):
@@ -87,18 +87,15 @@ class PolicyService:
             uow.policies.set_quota(namespace, limit, getattr(actor, "name", None))
             uow.emit(policy_changed(actor, "quota.set",
                                     {"namespace": namespace, "limit_bytes": limit}))
+            usage = _usage(uow, namespace)
         self.upload_quota.forget(namespace)
+        return usage
 
     def usage(self, actor: Any, namespace: str) -> dict[str, Any]:
         """Usage of a namespace and each of its repositories, with the quota if any."""
         namespace = self._require(actor, namespace)
         with self.database.read() as uow:
-            return {
-                "namespace": namespace,
-                "usage_bytes": uow.usage.total(namespace),
-                "limit_bytes": uow.policies.quota(namespace),
-                "repositories": uow.usage.by_repository(namespace),
-            }
+            return _usage(uow, namespace)
 
     def recount_usage(self, actor: Any, apply: bool) -> dict[str, tuple[int, int]]:
         """Recount every namespace's usage from its manifests; {namespace: (stored, recounted)}
@@ -146,3 +143,13 @@ class PolicyService:
              "created_by": p["created_by"], "updated_at": p["updated_at"]}
             for p in policies
         ]
+
+
+def _usage(uow: UnitOfWork, namespace: str) -> dict[str, Any]:
+    """A namespace's usage, each repository's, and its quota (None: no quota)."""
+    return {
+        "namespace": namespace,
+        "usage_bytes": uow.usage.total(namespace),
+        "limit_bytes": uow.policies.quota(namespace),
+        "repositories": uow.usage.by_repository(namespace),
+    }

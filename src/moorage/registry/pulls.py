@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from typing import Any
 
@@ -25,21 +26,28 @@ class PullRecorder:
         self._times_due = time.monotonic() + flush_every
         self._pending: dict[tuple[str, str], float] = {}
         self._events: list[dict[str, Any]] = []
+        # Pulls are noted from the request threads and taken for a flush on the event loop.
+        self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
 
     def record(self, repository: str, reference: str, actor: Actor | None = None) -> None:
-        """Note a pull (with an actor: also a pull event); O(1), no I/O."""
-        if len(self._pending) < MAX_PENDING_PULLS:
-            self._pending[(repository, reference)] = time.time()
+        """Note a pull (with an actor: also a pull event); O(1), no I/O, from any thread."""
+        event = None
         if actor is not None:
-            if len(self._events) >= MAX_PENDING_PULLS:
-                log.warning("pull events pile up; dropping one", extra={"repository": repository})
-                return
             is_digest = bool(reference.count(":"))
-            self._events.append(ManifestPulled(
+            event = ManifestPulled(
                 actor=actor, repository=repository, reference=reference,
                 tag=None if is_digest else reference, digest=reference if is_digest else None,
-            ).to_record())
+            ).to_record()
+        with self._lock:
+            if len(self._pending) < MAX_PENDING_PULLS:
+                self._pending[(repository, reference)] = time.time()
+            if event is None:
+                return
+            if len(self._events) < MAX_PENDING_PULLS:
+                self._events.append(event)
+                return
+        log.warning("pull events pile up; dropping one", extra={"repository": repository})
 
     def write(self, pulls: dict[tuple[str, str], float], events: list[dict[str, Any]]) -> None:
         """Store pull times and pull events in one transaction."""
@@ -52,17 +60,19 @@ class PullRecorder:
         """Write the pull events noted so far (and with `times` the pull times), in one
         transaction."""
         batch: dict[tuple[str, str], float] = {}
-        if times:
-            batch, self._pending = self._pending, {}
-            self._times_due = time.monotonic() + self.flush_every
-        pulled, self._events = self._events, []
+        with self._lock:
+            if times:
+                batch, self._pending = self._pending, {}
+                self._times_due = time.monotonic() + self.flush_every
+            pulled, self._events = self._events, []
         if batch or pulled:
             try:
                 await asyncio.to_thread(self.write, batch, pulled)
             except Exception:
                 log.exception("could not record pulls", extra={"pulls": len(batch)})
                 # Kept for the next flush: pull events are not to be lost on a passing error.
-                self._events = pulled + self._events
+                with self._lock:
+                    self._events = pulled + self._events
 
     async def _run(self) -> None:
         while True:

@@ -36,9 +36,12 @@ from .upload_sessions import UploadLease, UploadSessions, range_headers
 if TYPE_CHECKING:
     from ..metadata.uow import Database
     from ..policy.quota import UploadQuota
+    from .blobs import BlobService
 
 log = logging.getLogger(__name__)
 
+# Of the repositories that could lend a blob to a mount, those the caller may take it from.
+Lenders = Callable[[list[str]], Awaitable[list[str]]]
 
 @dataclass(frozen=True, slots=True)
 class UploadStatus:
@@ -46,6 +49,15 @@ class UploadStatus:
 
     id: str
     offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class Begun:
+    """What starting an upload did: a blob now in the repository (mounted or pushed whole),
+    or an open session."""
+
+    blob: Digest | None = None
+    session: UploadStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,10 +81,12 @@ class UploadService:
         blobs: BlobStore,
         lease_seconds: float,
         quota: UploadQuota,
+        mounts: BlobService,
         checkpoint_bytes: int = 0,
     ) -> None:
         self.database = database
         self.blobs = blobs
+        self.mounts = mounts
         self.lease_seconds = lease_seconds
         self.quota = quota
         self.checkpoint_bytes = checkpoint_bytes
@@ -85,6 +99,33 @@ class UploadService:
         self._stopping = True
         for stream in list(self._streams):
             stream.request()
+
+    async def begin(
+        self,
+        repository: str,
+        body: AsyncIterator[bytes],
+        length: int | None,
+        *,
+        mount: Digest | None = None,
+        mount_from: str | None = None,
+        lenders: Lenders | None = None,
+        digest: Digest | None = None,
+        algorithm: str = DEFAULT_ALGORITHM,
+        actor: Actor = SYSTEM,
+    ) -> Begun:
+        """A POST to uploads/: mount `mount` (from `mount_from`, else from any repository
+        holding it) if `lenders` lets one lend it; failing that push `body` whole when
+        `digest` is given; else open a session (the body is not read)."""
+        if mount is not None:
+            candidates = ([mount_from] if mount_from is not None
+                          else await asyncio.to_thread(self.mounts.holders, mount))
+            sources = await lenders(candidates) if lenders is not None else []
+            if await self.mounts.mount(repository, mount, sources, actor):
+                return Begun(blob=mount)
+        if digest is not None:
+            await self.push_whole(repository, digest, body, length, actor)
+            return Begun(blob=digest)
+        return Begun(session=await self.start(repository, algorithm))
 
     async def start(self, repository: str, algorithm: str = DEFAULT_ALGORITHM) -> UploadStatus:
         """Open a new upload session in `repository`."""
@@ -99,7 +140,7 @@ class UploadService:
 
     async def status(self, repository: str, upload_id: str) -> UploadStatus:
         """The acknowledged offset of an upload."""
-        row = self.sessions.get(repository, upload_id)
+        row = await asyncio.to_thread(self.sessions.get, repository, upload_id)
         if row is None:
             raise BlobUploadUnknown()
         return UploadStatus(row.id, row.offset)
@@ -228,7 +269,7 @@ class UploadService:
 
     async def cancel(self, repository: str, upload_id: str) -> None:
         """Abandon an upload and free its storage."""
-        row = self.sessions.get(repository, upload_id)
+        row = await asyncio.to_thread(self.sessions.get, repository, upload_id)
         if row is None:
             raise BlobUploadUnknown()
         await self._discard(row, row.storage_handle)
@@ -243,7 +284,7 @@ class UploadService:
             return await self.finish(repository, status.id, digest, body, None, length or None,
                                      actor)
         except BaseException:
-            row = self.sessions.get(repository, status.id)
+            row = await asyncio.to_thread(self.sessions.get, repository, status.id)
             if row is not None:
                 await self._discard(row, row.storage_handle)
             raise

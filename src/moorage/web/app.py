@@ -70,7 +70,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
     # only /v2/ is opened, by the guard's twin.
     guard = (AccessGuard(reg.auth, reg.authorizer, reg.authority, reg.audit, settings.token_realm)
              if settings.auth else OpenAccess())
-    lifecycle, uploads, dispatcher = reg.lifecycle, reg.uploads, reg.dispatcher
+    pulls, uploads, dispatcher = reg.pulls, reg.uploads, reg.dispatcher
     handlers = bind_all(ROUTES, _handler_objects(settings, reg, guard))
 
     @web.middleware
@@ -126,7 +126,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
 
     async def _start(_app: web.Application) -> None:
         dispatcher.start()
-        lifecycle.pulls.start()
+        pulls.start()
         await asyncio.to_thread(reg.ensure_schedules)
         if runner is not None:
             runner.start()
@@ -134,7 +134,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
     async def _close(_app: web.Application) -> None:
         if runner is not None:
             await runner.stop(settings.shutdown_timeout)
-        await lifecycle.pulls.stop()  # pull events into the outbox, then deliver what is left
+        await pulls.stop()  # pull events into the outbox, then deliver what is left
         await dispatcher.stop()
         reg.close()
 
@@ -154,15 +154,15 @@ def _handler_objects(settings: Settings, reg: Registry,
     management = ManagementAPI(reg.auth, reg.admin, reg.audit, reg.authority)
     return [
         Base(),
-        Catalog(reg.manifests, guard, settings.page_size_max),
+        Catalog(reg.catalog, settings.page_size_max),
         Tags(reg.manifests, settings.page_size_max),
         Manifests(reg.manifests),
-        Uploads(reg.uploads, reg.blobs, guard, settings.chunk_min_length),
+        Uploads(reg.uploads, guard, settings.chunk_min_length),
         Blobs(reg.blobs),
         Referrers(reg.referrers, settings.page_size_max),
         TokenEndpoint(reg.auth, reg.authorizer, reg.authority, reg.audit),
         management,
-        LifecycleAPI(reg.lifecycle, management),
+        LifecycleAPI(reg.policies, reg.retention, reg.deletion, reg.gc, management),
         JobsAPI(reg.jobs, management, reg.authorizer),
         Health(reg.check_database, reg.blob_store),
     ]

@@ -211,14 +211,6 @@ class AccessGuard:
                 return None
         return None
 
-    async def visible(self, request: web.Request, repositories: list[str]) -> list[str]:
-        """Those of `repositories` the caller may pull from (catalog filtering, no audit)."""
-        principal = request.get("principal") or ANONYMOUS
-        return await asyncio.to_thread(
-            lambda: [r for r in repositories
-                     if self.authorizer.allows(principal, Action.PULL, repo_resource(r))]
-        )
-
     async def lenders(self, request: web.Request, repositories: list[str]) -> list[str]:
         """Those of `repositories` this request's credentials may pull from: the candidates of
         a mount without `from`. Filtering, not refusing: the caller named none of them, so
@@ -256,11 +248,7 @@ class OpenAccess:
         """Any repository lends to any other."""
         return self.authorizer.allows(ANONYMOUS, Action.PULL, repo_resource(source))
 
-    async def visible(self, request: web.Request, repositories: list[str]) -> list[str]:
-        """Every repository is listed."""
-        return [r for r in repositories
-                if self.authorizer.allows(ANONYMOUS, Action.PULL, repo_resource(r))]
-
     async def lenders(self, request: web.Request, repositories: list[str]) -> list[str]:
         """Every repository holding the blob may lend it."""
-        return await self.visible(request, repositories)
+        return [r for r in repositories
+                if self.authorizer.allows(ANONYMOUS, Action.PULL, repo_resource(r))]

@@ -62,7 +62,7 @@ def _v2(method: str, path: str, action: str, handler: Handler) -> Route:
 
 
 _NS = "/api/v1/namespaces/{name}"
-_API = CHECKED_BY_HANDLER  # the management API: AdminService/LifecycleService decide per target
+_API = CHECKED_BY_HANDLER  # the management API: its services decide per target
 
 ROUTES: tuple[Route, ...] = (
     # -- /v2/: the OCI Distribution API (order matters: uploads before blobs) ----------------

@@ -10,7 +10,9 @@ from ..queue import Job
 
 if TYPE_CHECKING:
     from ...events.outbox import Outbox
-    from ...registry.lifecycle import LifecycleService
+    from ...gc.collector import GarbageCollector
+    from ...registry.policies import PolicyService
+    from ...registry.retention import RetentionService
 
 Handler = Callable[[Job], dict[str, Any] | None]
 
@@ -19,7 +21,13 @@ class TaskServices(Protocol):
     """What the job kinds run on (the composition root's `Registry` is one)."""
 
     @property
-    def lifecycle(self) -> LifecycleService: ...
+    def policies(self) -> PolicyService: ...
+
+    @property
+    def retention(self) -> RetentionService: ...
+
+    @property
+    def collector(self) -> GarbageCollector: ...
 
     @property
     def outbox(self) -> Outbox: ...

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...auth.identity import SYSTEM
 from ..queue import Job
 from . import Handler, TaskServices
 
@@ -11,10 +12,10 @@ KIND = "quota.recount"
 
 
 def make(services: TaskServices) -> Handler:
-    lifecycle = services.lifecycle
+    policies = services.policies
 
     def run(job: Job) -> dict[str, Any]:
-        wrong = lifecycle.background_recount()
+        wrong = policies.recount_usage(SYSTEM, apply=True)
         return {"corrected": len(wrong)}
 
     return run

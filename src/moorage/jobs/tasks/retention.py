@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...auth.identity import SYSTEM
 from ..queue import Job
 from . import Handler, TaskServices
 
@@ -11,10 +12,10 @@ KIND = "retention"
 
 
 def make(services: TaskServices) -> Handler:
-    lifecycle = services.lifecycle
+    retention = services.retention
 
     def run(job: Job) -> dict[str, Any]:
-        result = lifecycle.background_retention()
+        result = retention.run(SYSTEM, None, apply=True)
         return {k: result[k] for k in ("tags", "manifests", "blobs", "bytes_freed")}
 
     return run

@@ -12,11 +12,11 @@ KIND = "uploads.expire"
 
 
 def make(services: TaskServices) -> Handler:
-    lifecycle = services.lifecycle
+    collector = services.collector
 
     def run(job: Job) -> dict[str, Any]:
         ttl = job.payload.get("upload_ttl")
-        report = lifecycle.collector.expire_uploads(float(ttl) if ttl is not None else None)
+        report = collector.expire_uploads(float(ttl) if ttl is not None else None)
         if report.errors:
             raise TaskFailed("; ".join(report.errors[:3]))
         return {"uploads": report.uploads, "bytes": report.upload_bytes}

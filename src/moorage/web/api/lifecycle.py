@@ -10,17 +10,25 @@ from typing import Any
 from aiohttp import web
 
 from ...gc.collector import parse_duration
+from ...gc.service import GcService
 from ...oci.errors import RegistryError
-from ...registry.lifecycle import LifecycleService
+from ...registry.deletion import DeletionService
+from ...registry.policies import PolicyService
+from ...registry.retention import RetentionService
 from .common import RouteEntry, json_response
 from .management import ManagementAPI
 
 
 class LifecycleAPI:
-    """Thin handlers over LifecycleService; authentication as in the management API."""
+    """Thin handlers over the policy, retention, deletion and GC services; authentication as
+    in the management API."""
 
-    def __init__(self, lifecycle: LifecycleService, management: ManagementAPI) -> None:
-        self.lifecycle = lifecycle
+    def __init__(self, policies: PolicyService, retention: RetentionService,
+                 deletion: DeletionService, gc: GcService, management: ManagementAPI) -> None:
+        self.policies = policies
+        self.retention = retention
+        self.deletion = deletion
+        self.gc = gc
         self.management = management
 
     def routes(self) -> list[RouteEntry]:
@@ -39,7 +47,7 @@ class LifecycleAPI:
 
     async def list_immutability(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        rules = await self._call(self.lifecycle.list_immutability, actor,
+        rules = await self._call(self.policies.list_immutability, actor,
                                  request.match_info["name"])
         return json_response({"rules": rules})
 
@@ -52,13 +60,13 @@ class LifecycleAPI:
         exceptions = body.get("exceptions", [])
         if not isinstance(exceptions, list | str):
             raise RegistryError("'exceptions' is a list of tag patterns")
-        await self._call(self.lifecycle.add_immutability, actor, request.match_info["name"],
+        await self._call(self.policies.add_immutability, actor, request.match_info["name"],
                          pattern, exceptions)
         return json_response({"pattern": pattern, "exceptions": exceptions}, status=201)
 
     async def remove_immutability(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        await self._call(self.lifecycle.remove_immutability, actor, request.match_info["name"],
+        await self._call(self.policies.remove_immutability, actor, request.match_info["name"],
                          request.match_info["pattern"])
         return web.Response(status=204)
 
@@ -67,7 +75,7 @@ class LifecycleAPI:
     async def usage(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
         return json_response(
-            await self._call(self.lifecycle.usage, actor, request.match_info["name"]))
+            await self._call(self.policies.usage, actor, request.match_info["name"]))
 
     async def set_quota(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
@@ -75,13 +83,12 @@ class LifecycleAPI:
         limit = body.get("limit_bytes")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
             raise RegistryError("'limit_bytes' is a whole number of bytes ≥ 0")
-        await self._call(self.lifecycle.set_quota, actor, request.match_info["name"], limit)
         return json_response(
-            await self._call(self.lifecycle.usage, actor, request.match_info["name"]))
+            await self._call(self.policies.set_quota, actor, request.match_info["name"], limit))
 
     async def remove_quota(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        await self._call(self.lifecycle.set_quota, actor, request.match_info["name"], None)
+        await self._call(self.policies.set_quota, actor, request.match_info["name"], None)
         return web.Response(status=204)
 
     # -- retention ----------------------------------------------------------------------------
@@ -89,7 +96,7 @@ class LifecycleAPI:
     async def list_policies(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
         return json_response({"policies": await self._call(
-            self.lifecycle.policies, actor, request.match_info["name"])})
+            self.policies.policies, actor, request.match_info["name"])})
 
     async def set_policy(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
@@ -100,26 +107,26 @@ class LifecycleAPI:
         repository = body.get("repository")
         if repository is not None and not isinstance(repository, str):
             raise RegistryError("'repository' is a repository name")
-        saved = await self._call(self.lifecycle.set_policy, actor, request.match_info["name"],
+        saved = await self._call(self.policies.set_policy, actor, request.match_info["name"],
                                  repository, rules)
         return json_response({"namespace": request.match_info["name"],
                                   "repository": repository, "rules": saved})
 
     async def remove_policy(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        await self._call(self.lifecycle.set_policy, actor, request.match_info["name"],
+        await self._call(self.policies.set_policy, actor, request.match_info["name"],
                          request.query.get("repository"), None)
         return web.Response(status=204)
 
     async def plan(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
         return json_response(await self._call(
-            self.lifecycle.retention, actor, request.match_info["name"], False))
+            self.retention.run, actor, request.match_info["name"], False))
 
     async def apply(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
         return json_response(await self._call(
-            self.lifecycle.retention, actor, request.match_info["name"], True))
+            self.retention.run, actor, request.match_info["name"], True))
 
     # -- soft-deleted tags --------------------------------------------------------------------
 
@@ -129,7 +136,7 @@ class LifecycleAPI:
         if not repository:
             raise RegistryError("?repository= is required")
         return json_response({"repository": repository, "tags": await self._call(
-            self.lifecycle.deleted_tags, actor, repository)})
+            self.deletion.deleted_tags, actor, repository)})
 
     async def restore_tag(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
@@ -137,7 +144,7 @@ class LifecycleAPI:
         repository, tag = body.get("repository"), body.get("tag")
         if not isinstance(repository, str) or not isinstance(tag, str):
             raise RegistryError("'repository' and 'tag' are required strings")
-        digest = await self._call(self.lifecycle.restore_tag, actor, repository, tag,
+        digest = await self._call(self.deletion.restore_tag, actor, repository, tag,
                                   bool(body.get("force", False)))
         return json_response({"repository": repository, "tag": tag, "digest": digest})
 
@@ -145,7 +152,7 @@ class LifecycleAPI:
 
     async def gc_runs(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
-        return json_response({"runs": await self._call(self.lifecycle.gc_runs, actor)})
+        return json_response({"runs": await self._call(self.gc.runs, actor)})
 
     async def run_gc(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
@@ -155,13 +162,13 @@ class LifecycleAPI:
             grace_s = parse_duration(grace) if grace is not None else None
         except (ValueError, TypeError):
             raise RegistryError("grace_period is seconds or a duration like 30m, 24h") from None
-        report = await self._call(self.lifecycle.gc, actor, bool(body.get("dry_run", False)),
+        report = await self._call(self.gc.run, actor, bool(body.get("dry_run", False)),
                                   grace_s, "api")
         return json_response(report.to_dict())
 
     async def metrics(self, request: web.Request) -> web.Response:
         """Prometheus text: the last GC run's results and the storage queued for deletion."""
-        runs, pending = await self._call(self.lifecycle.metrics)
+        runs, pending = await self._call(self.gc.metrics)
         lines = []
         last = next((r for r in runs if r["status"] != "running" and not r["dry_run"]), None)
         lines.append("# TYPE moorage_gc_runs_total counter")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from ...oci.digest import parse_digest
@@ -19,7 +21,7 @@ class Blobs:
     async def get_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         """The blob's bytes (or a 206 range, or a 307 to the object store); HEAD: headers only."""
         parsed = parse_digest(digest)
-        row = self.blobs.locate(name, parsed)
+        row = await asyncio.to_thread(self.blobs.locate, name, parsed)
         headers = {
             "Docker-Content-Digest": row.digest,
             "Accept-Ranges": "bytes",

@@ -2,30 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
-from ...registry.manifests import ManifestService
-from ..auth import AccessGuard, OpenAccess
+from ...auth.identity import ANONYMOUS
+from ...registry.catalog import CatalogService
 from .base import listing_response, page_params
 
 
 class Catalog:
-    """Thin handler over ManifestService.catalog, filtered by the guard."""
+    """Thin handler over CatalogService."""
 
-    def __init__(self, manifests: ManifestService, guard: AccessGuard | OpenAccess,
-                 page_size_max: int) -> None:
-        self.manifests = manifests
-        self.guard = guard
+    def __init__(self, catalog: CatalogService, page_size_max: int) -> None:
+        self.catalog_service = catalog
         self.page_size_max = page_size_max
 
     async def catalog(self, request: web.Request) -> web.StreamResponse:
         """`{"repositories"}` visible to the caller after `last`, at most `n`, with a `Link`."""
         limit, last = page_params(request, self.page_size_max)
-        names: list[str] = []
-        while limit and len(names) <= limit:
-            batch = self.manifests.catalog(last, limit + 1)
-            names += await self.guard.visible(request, batch)
-            if len(batch) <= limit:
-                break
-            last = batch[-1]
-        return listing_response(request, {}, "repositories", names[: limit + 1], limit)
+        names = await asyncio.to_thread(self.catalog_service.catalog_visible_to,
+                                        request.get("principal") or ANONYMOUS, last, limit)
+        return listing_response(request, {}, "repositories", names, limit)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from ...oci.digest import Digest, is_digest
@@ -23,8 +25,8 @@ class Manifests:
         """The manifest's exact bytes with its media type; HEAD: headers only."""
         ref = _existing_reference(reference)
         head = request.method == "HEAD"
-        row = self.manifests.get(name, ref, with_content=not head,
-                                 actor=None if head else actor_of(request))
+        row = await asyncio.to_thread(self.manifests.get, name, ref, not head,
+                                      None if head else actor_of(request))
         headers = {"Content-Type": row.media_type, "Docker-Content-Digest": row.digest,
                    "ETag": f'"{row.digest}"'}
         if head:

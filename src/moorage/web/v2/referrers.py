@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from urllib.parse import urlencode
 
@@ -30,7 +31,8 @@ class Referrers:
         if last is not None:
             parse_digest(last)
         artifact_type = request.query.get("artifactType")
-        page = self.referrers.list(name, subject, artifact_type, last, max(limit, 1))
+        page = await asyncio.to_thread(self.referrers.list, name, subject, artifact_type, last,
+                                       max(limit, 1))
         headers = {"Content-Type": mt.OCI_INDEX}
         if artifact_type is not None:
             headers["OCI-Filters-Applied"] = "artifactType"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from ...registry.manifests import ManifestService
@@ -18,7 +20,6 @@ class Tags:
     async def tag_list(self, request: web.Request, name: str) -> web.StreamResponse:
         """`{"name", "tags"}` after `last`, at most `n`, with a `Link` to the next page."""
         limit, last = page_params(request, self.page_size_max)
-        names = self.manifests.tags(name, last, limit + 1) if limit else []
-        if not limit:
-            self.manifests.tags(name, None, 1)  # still 404 for an unknown repository
+        # n=0 asks for no names, yet an unknown repository is still a 404.
+        names = await asyncio.to_thread(self.manifests.tags, name, last, limit + 1 if limit else 0)
         return listing_response(request, {"name": name}, "tags", names, limit)

@@ -10,7 +10,6 @@ from aiohttp import web
 from ...oci.digest import DEFAULT_ALGORITHM, parse_digest
 from ...oci.errors import DigestInvalid, RangeNotSatisfiable, Unavailable
 from ...oci.reference import validate_name
-from ...registry.blobs import BlobService
 from ...registry.uploads import ChunkRange, UploadService, UploadStatus
 from ..auth import AccessGuard, OpenAccess
 from ..params import parse_uint
@@ -21,41 +20,40 @@ _CONTENT_RANGE_RE = re.compile(r"(?:bytes[ =])?([0-9]+)-([0-9]+)(?:/(?:[0-9]+|\*
 
 
 class Uploads:
-    """Thin handlers over UploadService (and BlobService for mounts)."""
+    """Thin handlers over UploadService."""
 
-    def __init__(self, uploads: UploadService, blobs: BlobService,
-                 guard: AccessGuard | OpenAccess, chunk_min_length: int) -> None:
+    def __init__(self, uploads: UploadService, guard: AccessGuard | OpenAccess,
+                 chunk_min_length: int) -> None:
         self.uploads = uploads
-        self.blobs = blobs
         self.guard = guard
         self.chunk_min_length = chunk_min_length
 
     async def start_upload(self, request: web.Request, name: str) -> web.StreamResponse:
         """POST: mount (`?mount=`), push whole (`?digest=`), or open a session (202)."""
         query = request.query
-        mount = query.get("mount")
-        if mount is not None:
-            digest = parse_digest(mount)
-            source = query.get("from")
-            if source is not None:
-                validate_name(source)
+        mount = parse_digest(query["mount"]) if "mount" in query else None
+        source = query.get("from") if mount is not None else None
+        if source is not None:
+            validate_name(source)
+
+        async def lenders(candidates: list[str]) -> list[str]:
             if source is not None:
                 # A token without pull on `from` is challenged for a wider one (401), as in
                 # Distribution; a caller who may not read it gets an upload session.
-                sources = [source] if await self.guard.may_lend(request, name, source) else []
-            else:
-                # Without `from`, only repositories the caller may read can lend the blob.
-                sources = await self.guard.lenders(request, self.blobs.holders(digest))
-            if await self.blobs.mount(name, digest, sources, actor_of(request)):
-                return blob_created(name, digest)
-        if "digest" in query:
-            digest = parse_digest(query["digest"])
-            await self.uploads.push_whole(name, digest, request_body(request),
-                                          request_length(request), actor_of(request))
-            return blob_created(name, digest)
-        algorithm = query.get("digest-algorithm", DEFAULT_ALGORITHM)
-        status = await self.uploads.start(name, algorithm)
-        return self._upload_response(202, name, status)
+                return candidates if await self.guard.may_lend(request, name, source) else []
+            # Without `from`, only repositories the caller may read can lend the blob.
+            return await self.guard.lenders(request, candidates)
+
+        begun = await self.uploads.begin(
+            name, request_body(request), request_length(request), mount=mount,
+            mount_from=source, lenders=lenders,
+            digest=parse_digest(query["digest"]) if "digest" in query else None,
+            algorithm=query.get("digest-algorithm", DEFAULT_ALGORITHM), actor=actor_of(request),
+        )
+        if begun.blob is not None:
+            return blob_created(name, begun.blob)
+        assert begun.session is not None
+        return self._upload_response(202, name, begun.session)
 
     async def upload_status(self, request: web.Request, name: str,
                             upload: str) -> web.StreamResponse:
