@@ -128,21 +128,25 @@ def test_a_lease_is_held_by_one_holder_until_it_runs_out(engine):
     assert store.take_lease("test-x", "node-a", 5.0, now + 9)
 
 
+LEASE = 3.0
+
+
 def test_one_dispatcher_of_two_feeds_a_leased_consumer_until_it_stops(engine):
     store = Outbox(Database(engine))
     first = _append(store, *[f"team/r{i}" for i in range(20)])
     a, b = Recorder(), Recorder()
 
     async def run() -> list[int]:
-        node_a = Dispatcher(store, [a], poll_interval=0.01, lease_seconds=0.6, holder="node-a")
-        node_b = Dispatcher(store, [b], poll_interval=0.01, lease_seconds=0.6, holder="node-b")
+        # A lease long enough that a loaded machine still renews it in time (every lease / 3).
+        node_a = Dispatcher(store, [a], poll_interval=0.01, lease_seconds=LEASE, holder="node-a")
+        node_b = Dispatcher(store, [b], poll_interval=0.01, lease_seconds=LEASE, holder="node-b")
         node_a.start()
         await _until(lambda: bool(a.seen), 60, "node a never took the lease")
         node_b.start()
         await _until(lambda: store.cursor(a.name) >= first[-1], 60, "not delivered")
         more = _append(store, "team/late-1")
         await _until(lambda: store.cursor(a.name) >= more[-1], 60, "not delivered")
-        await asyncio.sleep(1.0)  # longer than the lease: a renews, b never gets it
+        await asyncio.sleep(LEASE * 1.5)  # longer than the lease: a renews, b never gets it
         assert b.seen == []
         await node_a.stop()  # gives the lease up
         later = _append(store, "team/late-2")
