@@ -43,6 +43,9 @@ def _throttled(wait: float) -> TooManyRequests:
     )
 
 
+KNOWN_NAMESPACES = 10_000  # namespaces a worker remembers as existing
+
+
 class AuthService:
     """Authentication: credentials and tokens' subjects to principals."""
 
@@ -51,6 +54,9 @@ class AuthService:
         self.throttle = throttle or LoginThrottle()
         self._basic_cache: dict[bytes, tuple[Principal, float]] = {}
         self._cache_key = os.urandom(32)
+        # Namespaces are never deleted, so one seen to exist exists for good: a push skips the
+        # read (bounded: a worker forgets them all past KNOWN_NAMESPACES and reads again).
+        self._known_namespaces: set[str] = set()
 
     # -- accounts -----------------------------------------------------------------------------
 
@@ -204,12 +210,19 @@ class AuthService:
             raise Unauthorized("account is disabled")
         return Principal("user", user.name, user_id=user.id, is_admin=user.is_admin)
 
+    def namespace_known(self, repository: str) -> bool:
+        """True when this worker has seen the repository's namespace exist (no I/O)."""
+        return namespace_of(repository) in self._known_namespaces
+
     def ensure_namespace(self, principal: Principal, repository: str,
                          authorizer: Authorizer) -> bool:
         """Create the namespace on first push when the caller may; True when it was created."""
         ns_name = namespace_of(repository)
+        if ns_name in self._known_namespaces:
+            return False
         with self.database.read() as uow:
             if uow.access.get_namespace(ns_name) is not None:
+                self._remember_namespace(ns_name)
                 return False
         if principal.kind == "user" and not principal.is_admin:
             principal = self.principal_from_claims("user", principal.name)  # from a token
@@ -220,11 +233,17 @@ class AuthService:
                 if user is not None and not principal.is_admin:
                     uow.access.set_member(ns_name, user.id, "admin")
         authorizer.forget()
+        self._remember_namespace(ns_name)
         return True
 
     def _user(self, name: str) -> UserRow | None:
         with self.database.read() as uow:
             return uow.access.get_user(name)
+
+    def _remember_namespace(self, name: str) -> None:
+        if len(self._known_namespaces) >= KNOWN_NAMESPACES:
+            self._known_namespaces.clear()
+        self._known_namespaces.add(name)
 
     def forget_cached_logins(self) -> None:
         """Drop cached credential checks after an account change in this process."""

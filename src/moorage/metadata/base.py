@@ -5,14 +5,29 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
+from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .schema import repositories
+
+Dialects = dict[str, Any]
+_LOCK_SHARED = (
+    select(repositories.c.id).where(repositories.c.id == bindparam("id")).with_for_update(read=True)
+)
+_LOCK_EXCLUSIVE = (
+    select(repositories.c.id).where(repositories.c.id == bindparam("id")).with_for_update()
+)
+
+
+def per_dialect(build: Callable[[Any], Any]) -> Dialects:
+    """A statement built once per dialect from `build(insert)` (the dialect's insert, for
+    `ON CONFLICT`): `stmt[conn.dialect.name]`."""
+    return {"sqlite": build(sqlite_insert), "postgresql": build(pg_insert)}
 
 
 def column_text(value: object, limit: int) -> object:
@@ -94,11 +109,7 @@ class StoreBase:
         sweep decides on a graph no push is changing (SQLite: the write lock already does)."""
         if self.engine.dialect.name != "postgresql":
             return
-        conn.execute(
-            select(repositories.c.id)
-            .where(repositories.c.id == repo_id)
-            .with_for_update(read=not exclusive)
-        )
+        conn.execute(_LOCK_EXCLUSIVE if exclusive else _LOCK_SHARED, {"id": repo_id})
 
     @contextmanager
     def _write(self) -> Iterator[Connection]:

@@ -24,7 +24,9 @@ def make_engine(url: str, pool_size: int = 5) -> Engine:
     """An engine with the settings a registry needs on each backend."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=False)
+        # Reset on return only when a transaction is open (see _on_reset): reads never open one.
+        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=False,
+                               pool_reset_on_return=None)
         _tune_sqlite(engine)
     else:
         # Several workers on several nodes share the server's connection limit: keep the pool
@@ -47,6 +49,14 @@ def _tune_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
+
+    @event.listens_for(engine, "reset")
+    def _on_reset(dbapi_conn, _record, _state):  # type: ignore[no-untyped-def]
+        # The driver is in autocommit mode (isolation_level None): a transaction is open only
+        # after our BEGIN IMMEDIATE, and then a connection going back to the pool (a failed
+        # COMMIT, say) must not keep the write lock. Reads skip the ROLLBACK round.
+        if dbapi_conn.in_transaction:
+            dbapi_conn.rollback()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):  # type: ignore[no-untyped-def]

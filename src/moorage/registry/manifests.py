@@ -115,8 +115,7 @@ class ManifestService:
                tags: list[str], events: list[dict]) -> None:
         """Check and store a manifest, move its tags and append its events: one transaction."""
         with self.database.write() as uow:
-            repo_id = uow.repositories.ensure(repository)
-            uow.repositories.lock(repo_id, exclusive=False)
+            repo_id = uow.repositories.ensure(repository, shared_lock=True)
             uow.blobs.refresh_links(repo_id, record.blob_digests)
             self.admission.check_push(uow, PushRequest(
                 repository=repository,

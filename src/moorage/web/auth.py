@@ -107,7 +107,9 @@ class AccessGuard:
                 principal = await self._check_basic(request, credentials, repository, action)
             else:
                 raise self.challenge(request, repository, action)
-            if action == PUSH and repository is not None:
+            if action == PUSH and repository is not None and not self.auth.namespace_known(
+                repository
+            ):
                 await asyncio.to_thread(self.auth.ensure_namespace, principal, repository,
                                         self.authorizer)
         except RegistryError as exc:

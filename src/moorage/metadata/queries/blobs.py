@@ -86,13 +86,8 @@ class BlobQueries:
         concurrent sweep (PostgreSQL)."""
         if not digests:
             return {}
-        query = (
-            select(blobs.c.digest, blobs.c.size)
-            .join(repository_blobs, repository_blobs.c.digest == blobs.c.digest)
-            .where(repository_blobs.c.repository_id == repo_id, blobs.c.digest.in_(set(digests)))
-            .with_for_update(read=True, of=blobs)
-        )
-        return {d: s for d, s in self.conn.execute(query)}
+        params = {"repo_id": repo_id, "digests": sorted(set(digests))}
+        return {d: s for d, s in self.conn.execute(_LINKED_SIZES, params)}
 
     def refresh_links(self, repo_id: int, digests: Iterable[str]) -> None:
         """Make the links a manifest relies on fresh, under row locks held until commit.
@@ -104,16 +99,11 @@ class BlobQueries:
         wanted = sorted(set(digests))
         if not wanted:
             return
-        where = (repository_blobs.c.repository_id == repo_id, repository_blobs.c.digest.in_(wanted))
+        params = {"repo_id": repo_id, "digests": wanted}
         if self.uow.dialect == "postgresql":
             # In digest order: pushes sharing layers lock them in the same order, never deadlock.
-            self.conn.execute(
-                select(repository_blobs.c.digest)
-                .where(*where)
-                .order_by(repository_blobs.c.digest)
-                .with_for_update()
-            )
-        self.conn.execute(update(repository_blobs).where(*where).values(created_at=time.time()))
+            self.conn.execute(_LOCK_LINKS, params)
+        self.conn.execute(_REFRESH_LINKS, {**params, "now": time.time()})
 
     def commit(self, repository: str, upload_id: str | None, digest: str, size: int,
                storage_key: str, reused: bool) -> str:
@@ -177,7 +167,8 @@ class BlobQueries:
             )
 
 
-# Hot-path statement built once: SQLAlchemy then reuses its compiled form and cache key.
+# Hot-path statements are built once: SQLAlchemy then reuses their compiled form and
+# cache key.
 _REPOSITORY_BLOB = (
     select(blobs.c.digest, blobs.c.size, blobs.c.storage_key)
     .select_from(
@@ -190,3 +181,20 @@ _REPOSITORY_BLOB = (
         repository_blobs.c.digest == bindparam("digest"),
     )
 )
+
+_LINKED_SIZES = (
+    select(blobs.c.digest, blobs.c.size)
+    .join(repository_blobs, repository_blobs.c.digest == blobs.c.digest)
+    .where(repository_blobs.c.repository_id == bindparam("repo_id"),
+           blobs.c.digest.in_(bindparam("digests", expanding=True)))
+    .with_for_update(read=True, of=blobs)
+)
+_LINKS = (repository_blobs.c.repository_id == bindparam("repo_id"),
+          repository_blobs.c.digest.in_(bindparam("digests", expanding=True)))
+_LOCK_LINKS = (
+    select(repository_blobs.c.digest)
+    .where(*_LINKS)
+    .order_by(repository_blobs.c.digest)
+    .with_for_update()
+)
+_REFRESH_LINKS = update(repository_blobs).where(*_LINKS).values(created_at=bindparam("now"))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, bindparam, delete, select
 
+from ..base import per_dialect
 from ..rows import ManifestRow, NewManifest
 from ..schema import manifest_references, manifests, repositories, tags
 from . import usage
@@ -26,22 +27,17 @@ class ManifestQueries:
 
     def put(self, repo_id: int, repository: str, manifest: NewManifest) -> bool:
         """Store a manifest with its references (idempotent by digest); True when new."""
-        inserted = self.conn.execute(
-            self.uow.store._insert(manifests)
-            .values(
-                repository_id=repo_id,
-                digest=manifest.digest,
-                media_type=manifest.media_type,
-                size=len(manifest.content),
-                content=manifest.content,
-                artifact_type=manifest.artifact_type,
-                subject_digest=manifest.subject_digest,
-                annotations=json.dumps(manifest.annotations) if manifest.annotations else None,
-                created_at=time.time(),
-            )
-            .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
-            .returning(manifests.c.id)
-        ).scalar_one_or_none()
+        inserted = self.conn.execute(_PUT[self.uow.dialect], {
+            "repository_id": repo_id,
+            "digest": manifest.digest,
+            "media_type": manifest.media_type,
+            "size": len(manifest.content),
+            "content": manifest.content,
+            "artifact_type": manifest.artifact_type,
+            "subject_digest": manifest.subject_digest,
+            "annotations": json.dumps(manifest.annotations) if manifest.annotations else None,
+            "created_at": time.time(),
+        }).scalar_one_or_none()
         if inserted is None:
             return False
         refs = {d: "blob" for d in manifest.blob_digests}
@@ -50,7 +46,7 @@ class ManifestQueries:
             refs.setdefault(manifest.subject_digest, "subject")
         if refs:
             self.conn.execute(
-                manifest_references.insert(),
+                _ADD_REFERENCES,
                 [{"manifest_id": inserted, "digest": d, "kind": k} for d, k in refs.items()],
             )
         usage.on_manifest_added(self.conn, repository,
@@ -72,10 +68,8 @@ class ManifestQueries:
         """Those of `digests` stored as manifests in the repository."""
         if not digests:
             return set()
-        query = select(manifests.c.digest).where(
-            manifests.c.repository_id == repo_id, manifests.c.digest.in_(set(digests))
-        )
-        return set(self.conn.execute(query).scalars())
+        params = {"repo_id": repo_id, "digests": sorted(set(digests))}
+        return set(self.conn.execute(_PRESENT, params).scalars())
 
     def delete(self, repository: str, digest: str) -> bool:
         """Delete a manifest and every tag pointing at it."""
@@ -125,3 +119,13 @@ _MANIFEST_QUERIES = {
     for by_tag in (True, False)
     for with_content in (True, False)
 }
+_PUT = per_dialect(
+    lambda insert: insert(manifests)
+    .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
+    .returning(manifests.c.id)
+)
+_ADD_REFERENCES = manifest_references.insert()
+_PRESENT = select(manifests.c.digest).where(
+    manifests.c.repository_id == bindparam("repo_id"),
+    manifests.c.digest.in_(bindparam("digests", expanding=True)),
+)

@@ -38,8 +38,13 @@ def append(conn: Connection, records: Iterable[Mapping[str, Any]]) -> None:
         # Ids must become visible in id order, or a dispatcher that read 101 before 100
         # committed would skip 100. Held to commit, this lock makes appends commit in id order;
         # callers append last in their transaction, so it is held only for the commit itself.
-        conn.execute(select(func.pg_advisory_xact_lock(OUTBOX_LOCK)))
-    conn.execute(events.insert(), rows)
+        conn.execute(_ORDER_APPENDS)
+    conn.execute(_APPEND, rows)
+
+
+# Built once: every write with events runs these.
+_ORDER_APPENDS = select(func.pg_advisory_xact_lock(OUTBOX_LOCK))
+_APPEND = events.insert()
 
 
 def _decode(row: Mapping[Any, Any]) -> dict[str, Any]:

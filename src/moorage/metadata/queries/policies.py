@@ -6,7 +6,7 @@ import json
 import time
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, bindparam, delete, literal_column, select
 
 from ..schema import immutability_rules, quotas, retention_policies
 
@@ -20,6 +20,7 @@ class PolicyQueries:
     def __init__(self, uow: UnitOfWork) -> None:
         self.uow = uow
         self.conn = uow.conn
+        self._policy: dict[str, tuple[list[tuple[str, str]], int | None]] = {}
 
     # -- immutability -----------------------------------------------------------------------
 
@@ -34,18 +35,22 @@ class PolicyQueries:
 
     def rules(self, namespace: str) -> list[tuple[str, str]]:
         """(pattern, exceptions) of a namespace's immutability rules."""
-        return [
-            (p, e)
-            for p, e in self.conn.execute(
-                select(immutability_rules.c.pattern, immutability_rules.c.exceptions).where(
-                    immutability_rules.c.namespace == namespace
-                )
-            )
-        ]
+        return self._push_policy(namespace)[0]
+
+    def _push_policy(self, namespace: str) -> tuple[list[tuple[str, str]], int | None]:
+        # A push asks for both; one statement reads both, once per unit of work (a policy
+        # write in it forgets them).
+        found = self._policy.get(namespace)
+        if found is None:
+            rows = self.conn.execute(_PUSH_POLICY, {"namespace": namespace}).all()
+            rules = [(p, e) for _, p, e in rows if p is not None]
+            found = self._policy[namespace] = (rules, rows[0][0] if rows else None)
+        return found
 
     def add_immutability_rule(self, namespace: str, pattern: str, exceptions: str,
                               actor: str | None) -> None:
         """Create or replace the rule for `pattern` in `namespace`."""
+        self._policy.clear()
         stmt = self.uow.store._insert(immutability_rules).values(
             namespace=namespace,
             pattern=pattern,
@@ -62,6 +67,7 @@ class PolicyQueries:
 
     def remove_immutability_rule(self, namespace: str, pattern: str) -> bool:
         """Delete a rule; False when there was none."""
+        self._policy.clear()
         result = self.conn.execute(
             delete(immutability_rules).where(
                 immutability_rules.c.namespace == namespace,
@@ -74,9 +80,7 @@ class PolicyQueries:
 
     def quota(self, namespace: str) -> int | None:
         """The namespace's quota in bytes, None when it has none."""
-        return self.conn.execute(
-            select(quotas.c.limit_bytes).where(quotas.c.namespace == namespace)
-        ).scalar_one_or_none()
+        return self._push_policy(namespace)[1]
 
     def quotas(self) -> dict[str, int]:
         """Every quota by namespace."""
@@ -85,6 +89,7 @@ class PolicyQueries:
 
     def set_quota(self, namespace: str, limit: int | None, actor: str | None) -> None:
         """Set (or with None, remove) a namespace's quota in bytes."""
+        self._policy.clear()
         if limit is None:
             self.conn.execute(delete(quotas).where(quotas.c.namespace == namespace))
             return
@@ -135,3 +140,22 @@ class PolicyQueries:
             d["rules"] = json.loads(d["rules"])
             out.append(d)
         return out
+
+
+# One row per rule of the namespace (or one row of NULLs), each carrying the quota: a push reads
+# both policies in one statement.
+_ONE_ROW = select(literal_column("1").label("one")).subquery("one_row")
+_PUSH_POLICY = (
+    select(
+        select(quotas.c.limit_bytes)
+        .where(quotas.c.namespace == bindparam("namespace"))
+        .scalar_subquery(),
+        immutability_rules.c.pattern,
+        immutability_rules.c.exceptions,
+    )
+    .select_from(
+        _ONE_ROW.outerjoin(
+            immutability_rules, immutability_rules.c.namespace == bindparam("namespace")
+        )
+    )
+)

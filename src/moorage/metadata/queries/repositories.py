@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
+from ..base import per_dialect
 from ..rows import before_nul
 from ..schema import repositories
 
@@ -24,23 +25,17 @@ class RepositoryQueries:
 
     def id_of(self, name: str) -> int | None:
         """The id of repository `name`, None when it does not exist."""
-        return self.conn.execute(
-            select(repositories.c.id).where(repositories.c.name == name)
-        ).scalar_one_or_none()
+        return self.conn.execute(_ID_OF, {"name": name}).scalar_one_or_none()
 
-    def ensure(self, name: str) -> int:
-        """The id of repository `name`, created if needed (idempotent under races)."""
-        existing = self.id_of(name)
+    def ensure(self, name: str, shared_lock: bool = False) -> int:
+        """The id of repository `name`, created if needed (idempotent under races); with
+        `shared_lock`, the row's shared lock is taken by the same statement (as `lock`)."""
+        query = _ID_OF_SHARED if shared_lock and self.uow.dialect == "postgresql" else _ID_OF
+        existing = self.conn.execute(query, {"name": name}).scalar_one_or_none()
         if existing is not None:
             return existing
-        self.conn.execute(
-            self.uow.store._insert(repositories)
-            .values(name=name, created_at=time.time())
-            .on_conflict_do_nothing(index_elements=["name"])
-        )
-        return self.conn.execute(
-            select(repositories.c.id).where(repositories.c.name == name)
-        ).scalar_one()
+        self.conn.execute(_CREATE[self.uow.dialect], {"name": name, "created_at": time.time()})
+        return self.conn.execute(query, {"name": name}).scalar_one()
 
     def lock(self, repo_id: int, exclusive: bool) -> None:
         """Pushes share a repository's row lock, a GC sweep takes it alone, so a sweep decides on
@@ -58,3 +53,11 @@ class RepositoryQueries:
     def bytewise(self, column):  # type: ignore[no-untyped-def]
         """`column` ordered by bytes (SQLite's default; PostgreSQL sorts by locale otherwise)."""
         return column.collate("C") if self.uow.dialect == "postgresql" else column
+
+
+# Hot-path statements are built once: SQLAlchemy then reuses their compiled form and cache key.
+_ID_OF = select(repositories.c.id).where(repositories.c.name == bindparam("name"))
+_ID_OF_SHARED = _ID_OF.with_for_update(read=True)
+_CREATE = per_dialect(
+    lambda insert: insert(repositories).on_conflict_do_nothing(index_elements=["name"])
+)

@@ -7,8 +7,9 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 
+from ..base import per_dialect
 from ..rows import before_nul
 from ..schema import repositories, tags
 
@@ -26,15 +27,10 @@ class TagQueries:
     def move(self, repo_id: int, names: Iterable[str], digest: str) -> None:
         """Point each of `names` at `digest` (created or moved)."""
         now = time.time()
-        for name in names:
-            self.conn.execute(
-                self.uow.store._insert(tags)
-                .values(repository_id=repo_id, name=name, manifest_digest=digest, updated_at=now)
-                .on_conflict_do_update(
-                    index_elements=["repository_id", "name"],
-                    set_={"manifest_digest": digest, "updated_at": now},
-                )
-            )
+        rows = [{"repository_id": repo_id, "name": name, "manifest_digest": digest,
+                 "updated_at": now} for name in names]
+        if rows:
+            self.conn.execute(_MOVE[self.uow.dialect], rows[0] if len(rows) == 1 else rows)
 
     def delete(self, repo_id: int, name: str) -> bool:
         """Remove one tag (for good); the manifest stays."""
@@ -61,10 +57,8 @@ class TagQueries:
 
     def digest_of(self, repo_id: int, name: str) -> str | None:
         """The digest tag `name` points at, None when there is no such tag."""
-        return self.conn.execute(
-            select(tags.c.manifest_digest).where(tags.c.repository_id == repo_id,
-                                                 tags.c.name == name)
-        ).scalar_one_or_none()
+        return self.conn.execute(_DIGEST_OF, {"repo_id": repo_id, "name": name}
+                                 ).scalar_one_or_none()
 
     def tags_of(self, repository: str, digest: str) -> builtins.list[str]:
         """Tags in `repository` pointing at `digest`."""
@@ -74,3 +68,19 @@ class TagQueries:
             .where(repositories.c.name == repository, tags.c.manifest_digest == digest)
         )
         return list(self.conn.execute(query).scalars())
+
+
+def _move(insert):  # type: ignore[no-untyped-def]
+    stmt = insert(tags)
+    return stmt.on_conflict_do_update(
+        index_elements=["repository_id", "name"],
+        set_={"manifest_digest": stmt.excluded.manifest_digest,
+              "updated_at": stmt.excluded.updated_at},
+    )
+
+
+# Hot-path statements are built once: SQLAlchemy then reuses their compiled form and cache key.
+_MOVE = per_dialect(_move)
+_DIGEST_OF = select(tags.c.manifest_digest).where(
+    tags.c.repository_id == bindparam("repo_id"), tags.c.name == bindparam("name")
+)

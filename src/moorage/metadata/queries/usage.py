@@ -68,10 +68,8 @@ def blob_kind(blob_digests: Iterable[str], child_digests: Iterable[str]) -> list
 
 def total(conn: Connection, namespace: str, lock: bool = False) -> int:
     """The stored usage of a namespace; with `lock`, its row stays locked to the commit."""
-    query = select(namespace_usage.c.bytes).where(namespace_usage.c.namespace == namespace)
-    if lock:
-        query = query.with_for_update()
-    return int(conn.execute(query).scalar_one_or_none() or 0)
+    query = _TOTAL_LOCKED if lock else _TOTAL
+    return int(conn.execute(query, {"namespace": namespace}).scalar_one_or_none() or 0)
 
 
 def bytes_added(
@@ -119,30 +117,49 @@ def _present(conn: Connection, namespace: str, kind: str, digests: Sequence[str]
     wanted = sorted(set(digests))
     found: set[str] = set()
     for start in range(0, len(wanted), CHUNK):
-        found.update(
-            conn.execute(
-                select(namespace_content.c.digest).where(
-                    _key(namespace, kind, wanted[start : start + CHUNK])
-                )
-            ).scalars()
-        )
+        params = {"in_namespace": namespace, "of_kind": kind,
+                  "digests": wanted[start : start + CHUNK]}
+        found.update(conn.execute(_PRESENT, params).scalars())
     return found
 
 
 def _blob_sizes(conn: Connection, digests: Sequence[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for start in range(0, len(digests), CHUNK):
-        out.update(
-            {
-                d: s
-                for d, s in conn.execute(
-                    select(blobs.c.digest, blobs.c.size).where(
-                        blobs.c.digest.in_(digests[start : start + CHUNK])
-                    )
-                )
-            }
-        )
+        chunk = {"digests": list(digests[start : start + CHUNK])}
+        out.update({d: s for d, s in conn.execute(_BLOB_SIZES, chunk)})
     return out
+
+
+# Push-path statements are built once: SQLAlchemy then reuses their compiled form and cache key.
+_TOTAL = select(namespace_usage.c.bytes).where(namespace_usage.c.namespace == bindparam("namespace"))
+_TOTAL_LOCKED = _TOTAL.with_for_update()
+_CONTENT_KEY = and_(
+    # Not the columns' names: an UPDATE reserves those for its SET clause.
+    namespace_content.c.namespace == bindparam("in_namespace"),
+    namespace_content.c.kind == bindparam("of_kind"),
+    namespace_content.c.digest.in_(bindparam("digests", expanding=True)),
+)
+_PRESENT = select(namespace_content.c.digest).where(_CONTENT_KEY)
+_ADD_REF = update(namespace_content).where(_CONTENT_KEY).values(refs=namespace_content.c.refs + 1)
+_BLOB_SIZES = select(blobs.c.digest, blobs.c.size).where(
+    blobs.c.digest.in_(bindparam("digests", expanding=True))
+)
+_ADD_TO_TOTAL = (
+    update(namespace_usage)
+    .where(namespace_usage.c.namespace == bindparam("ns"))
+    .values(bytes=namespace_usage.c.bytes + bindparam("delta"))
+)
+
+
+def _lock_totals_upsert(insert):  # type: ignore[no-untyped-def]
+    return insert(namespace_usage).on_conflict_do_update(
+        index_elements=["namespace"], set_={"bytes": namespace_usage.c.bytes}
+    )
+
+
+_LOCK_TOTALS = {"sqlite": _lock_totals_upsert(sqlite_insert),
+                "postgresql": _lock_totals_upsert(pg_insert)}
 
 
 # -- writes (inside the caller's write transaction) -----------------------------------------------
@@ -153,24 +170,13 @@ def _lock_totals(conn: Connection, namespaces: Iterable[str]) -> None:
     names = sorted(set(namespaces))
     if not names:
         return
-    stmt = _insert(conn)(namespace_usage)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["namespace"], set_={"bytes": namespace_usage.c.bytes}
-        ),
-        [{"namespace": n, "bytes": 0} for n in names],
-    )
+    conn.execute(_LOCK_TOTALS[conn.dialect.name], [{"namespace": n, "bytes": 0} for n in names])
 
 
 def _add_to_totals(conn: Connection, deltas: dict[str, int]) -> None:
     rows = [{"ns": n, "delta": d} for n, d in sorted(deltas.items()) if d]
     if rows:
-        conn.execute(
-            update(namespace_usage)
-            .where(namespace_usage.c.namespace == bindparam("ns"))
-            .values(bytes=namespace_usage.c.bytes + bindparam("delta")),
-            rows,
-        )
+        conn.execute(_ADD_TO_TOTAL, rows)
 
 
 def on_manifest_added(
@@ -185,11 +191,8 @@ def on_manifest_added(
     for kind in ("blob", "manifest"):
         digests = sorted(d for k, d in held if k == kind)
         for start in range(0, len(digests), CHUNK):
-            conn.execute(
-                update(namespace_content)
-                .where(_key(namespace, kind, digests[start : start + CHUNK]))
-                .values(refs=namespace_content.c.refs + 1)
-            )
+            conn.execute(_ADD_REF, {"in_namespace": namespace, "of_kind": kind,
+                                    "digests": digests[start : start + CHUNK]})
     fresh = [d for d in blob_digests if ("blob", d) not in held]
     sizes = _blob_sizes(conn, fresh)
     rows = [
