@@ -35,7 +35,7 @@ from moorage.bootstrap import Registry
 from moorage.config import Settings
 from moorage.metadata.engine import make_engine, sqlite_url
 from moorage.metadata.migrate import _config, upgrade
-from moorage.metadata.queries import usage
+from moorage.metadata.queries import recount
 from moorage.metadata.schema import (
     blobs,
     manifest_references,
@@ -82,8 +82,8 @@ def _assert_totals_match_recount(url: str, namespaces: list[str]) -> dict[str, i
             recounted = {ns: uow.usage.recount(ns) for ns in namespaces}
         assert stored == recounted
         with engine.connect() as conn:
-            assert usage.stored_content(conn) == usage.expected_content(conn)
-            assert usage.stored_totals(conn) == usage.totals_of(usage.stored_content(conn))
+            assert recount.stored_content(conn) == recount.expected_content(conn)
+            assert recount.stored_totals(conn) == recount.totals_of(recount.stored_content(conn))
         return stored
     finally:
         engine.dispose()
@@ -300,7 +300,7 @@ def test_push_cost_with_a_quota_does_not_grow_with_the_namespace(tmp_path: Path)
     _fill(engine, large, 2000, config)
     fill_seconds = time.monotonic() - started
     with engine.connect() as conn:
-        assert usage.stored_totals(conn)[large] > 150 * usage.stored_totals(conn)[small]
+        assert recount.stored_totals(conn)[large] > 150 * recount.stored_totals(conn)[small]
     try:
         small_sql, small_steps = _measured_push(registry, work, small, config)
         large_sql, large_steps = _measured_push(registry, work, large, config)

@@ -17,7 +17,7 @@ from moorage.auth.admin import Conflict
 from moorage.auth.identity import CLI, Principal
 from moorage.auth.throttle import pair_key
 from moorage.bootstrap import Registry
-from moorage.oci.errors import Unauthorized
+from moorage.oci.errors import AccessDenied, Unauthorized
 
 PASSWORD = "correct-horse-1"
 REMOTE = "10.0.0.9"
@@ -116,3 +116,17 @@ def test_a_login_after_failures_resets_the_counter_with_its_event(registry: Regi
     assert principal.name == "frank" and _failures(registry, "frank") == 0
     (event,) = registry.outbox.since(last)
     assert (event["type"], event["payload"]["outcome"]) == ("Login", "success")
+
+
+def test_a_user_update_is_all_or_nothing(registry: Registry):
+    registry.admin.add_user(CLI, "alice", PASSWORD)
+    alice = registry.auth.principal_from_claims("user", "alice")
+    last = registry.outbox.last_id()
+    # Alice may change her own password but not enable or disable herself: neither happens.
+    with pytest.raises(AccessDenied):
+        registry.admin.update_user(alice, "alice", password="another-horse-2", disabled=False)
+    assert registry.outbox.since(last) == []
+    assert _login(registry, "alice", PASSWORD, REMOTE, record=False).name == "alice"
+    registry.admin.update_user(CLI, "alice", password="another-horse-2", disabled=True)
+    assert [(e["type"], e["payload"]["action"]) for e in registry.outbox.since(last)] == [
+        ("AdminAction", "user.password"), ("AdminAction", "user.disable")]

@@ -105,6 +105,34 @@ class AdminService:
             self._emit(uow, actor, "user.disable" if disabled else "user.enable", {"user": name})
         self._forget()
 
+    def update_user(self, actor: Principal, name: str, password: str | None = None,
+                    disabled: bool | None = None) -> None:
+        """Change a password and/or the disabled flag in one transaction: every check first,
+        then both changes with their events, or nothing."""
+        password_hash = None
+        if password is not None:
+            self.authorizer.require(actor, Action.ACCOUNT, account(name))
+            _check_password(password)
+            password_hash = hash_password(password)
+        if disabled is not None:
+            self._require_admin(actor)
+        if password_hash is None and disabled is None:
+            self.authorizer.require(actor, Action.ACCOUNT, account(name))
+            if self._read(lambda a: a.get_user(name)) is None:
+                raise NotFound(f"no user {name!r}")
+            return
+        with self.database.write() as uow:
+            if password_hash is not None:
+                if not uow.access.update_user(name, password_hash=password_hash):
+                    raise NotFound(f"no user {name!r}")
+                self._emit(uow, actor, "user.password", {"user": name})
+            if disabled is not None:
+                if not uow.access.update_user(name, disabled=disabled):
+                    raise NotFound(f"no user {name!r}")
+                self._emit(uow, actor, "user.disable" if disabled else "user.enable",
+                           {"user": name})
+        self._forget()
+
     # -- namespaces ---------------------------------------------------------------------------
 
     def add_namespace(self, actor: Principal, name: str, visibility: str = "private") -> None:
@@ -136,7 +164,8 @@ class AdminService:
                                           for u, r in self._read(lambda a: a.list_members(name))]}
 
     def update_namespace(self, actor: Principal, name: str, visibility: str | None = None,
-                         robot_only_push: bool | None = None) -> None:
+                         robot_only_push: bool | None = None) -> dict[str, Any]:
+        """Change a namespace's visibility and/or robot-only pushes; the namespace as it is now."""
         self._require_ns_admin(actor, name)
         values: dict[str, Any] = {}
         if visibility is not None:
@@ -149,6 +178,7 @@ class AdminService:
                 raise NotFound(f"no namespace {name!r}")
             self._emit(uow, actor, "namespace.update", {"namespace": name, **values})
         self._forget()
+        return self.get_namespace(actor, name)
 
     def set_member(self, actor: Principal, namespace: str, user: str, role: str | None) -> None:
         """Give `user` a role in `namespace`, or remove them with role None."""

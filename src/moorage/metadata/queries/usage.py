@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -33,6 +33,7 @@ from ..schema import (
     namespace_usage,
     repositories,
 )
+from . import recount
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork
@@ -43,14 +44,6 @@ CHUNK = 500
 def namespace_of(repository: str) -> str:
     """The namespace of a repository: its first path component (as auth.scopes says)."""
     return repository.split("/", 1)[0]
-
-
-def namespace_sql(conn: Connection, name):  # type: ignore[no-untyped-def]
-    """SQL for the first path component of a repository name column."""
-    if conn.dialect.name == "postgresql":
-        return func.split_part(name, "/", 1)
-    slash = func.instr(name, "/")
-    return case((slash > 0, func.substr(name, 1, slash - 1)), else_=name)
 
 
 def _insert(conn: Connection):  # type: ignore[no-untyped-def]
@@ -313,91 +306,6 @@ def on_blob_recorded(conn: Connection, digest: str, size: int) -> None:
     _add_to_totals(conn, {ns: size - s for ns, s in stale.items()})
 
 
-# -- recount and repair ---------------------------------------------------------------------------
-
-
-def expected_content(conn: Connection) -> dict[tuple[str, str, str], tuple[int, int]]:
-    """(namespace, kind, digest) -> (size, refs), recounted from manifests and references."""
-    ns = namespace_sql(conn, repositories.c.name).label("ns")
-    out: dict[tuple[str, str, str], tuple[int, int]] = {}
-    blob_rows = (
-        select(ns, manifest_references.c.digest, func.max(func.coalesce(blobs.c.size, 0)),
-               func.count())
-        .select_from(
-            manifest_references.join(manifests, manifests.c.id == manifest_references.c.manifest_id)
-            .join(repositories, repositories.c.id == manifests.c.repository_id)
-            .outerjoin(blobs, blobs.c.digest == manifest_references.c.digest)
-        )
-        .where(manifest_references.c.kind == "blob")
-        .group_by(ns, manifest_references.c.digest)
-    )
-    for namespace, digest, size, refs in conn.execute(blob_rows):
-        out[(namespace, "blob", digest)] = (int(size), int(refs))
-    manifest_rows = (
-        select(ns, manifests.c.digest, func.max(manifests.c.size), func.count())
-        .select_from(manifests.join(repositories, repositories.c.id == manifests.c.repository_id))
-        .group_by(ns, manifests.c.digest)
-    )
-    for namespace, digest, size, refs in conn.execute(manifest_rows):
-        out[(namespace, "manifest", digest)] = (int(size), int(refs))
-    return out
-
-
-def stored_content(conn: Connection) -> dict[tuple[str, str, str], tuple[int, int]]:
-    """The content rows as stored (for checks and tests)."""
-    return {
-        (n, k, d): (int(s), int(r))
-        for n, k, d, s, r in conn.execute(
-            select(namespace_content.c.namespace, namespace_content.c.kind,
-                   namespace_content.c.digest, namespace_content.c.size, namespace_content.c.refs)
-        )
-    }
-
-
-def stored_totals(conn: Connection) -> dict[str, int]:
-    """Every namespace's stored total, zero totals left out."""
-    return {
-        n: int(b)
-        for n, b in conn.execute(select(namespace_usage.c.namespace, namespace_usage.c.bytes))
-        if b
-    }
-
-
-def totals_of(content: dict[tuple[str, str, str], tuple[int, int]]) -> dict[str, int]:
-    """Per-namespace totals of a content map, zero totals left out."""
-    out: Counter[str] = Counter()
-    for (ns, _, _), (size, _) in content.items():
-        out[ns] += size
-    return {n: b for n, b in out.items() if b}
-
-
-def rebuild(conn: Connection) -> dict[str, tuple[int, int]]:
-    """Recount everything and replace the stored rows; returns {namespace: (stored, recounted)}
-    for the namespaces whose total was wrong. Writers of usage wait meanwhile."""
-    if conn.dialect.name == "postgresql":
-        # Pushes and deletes take the total rows first: holding the table keeps them out.
-        conn.exec_driver_sql("LOCK TABLE namespace_usage IN SHARE ROW EXCLUSIVE MODE")
-    before = stored_totals(conn)
-    content = expected_content(conn)
-    after = totals_of(content)
-    conn.execute(delete(namespace_content))
-    conn.execute(delete(namespace_usage))
-    rows = [
-        {"namespace": n, "kind": k, "digest": d, "size": s, "refs": r}
-        for (n, k, d), (s, r) in content.items()
-    ]
-    for start in range(0, len(rows), 5000):
-        conn.execute(namespace_content.insert(), rows[start : start + 5000])
-    if after:
-        conn.execute(namespace_usage.insert(), [{"namespace": n, "bytes": b}
-                                                for n, b in sorted(after.items())])
-    return {
-        n: (before.get(n, 0), after.get(n, 0))
-        for n in sorted(set(before) | set(after))
-        if before.get(n, 0) != after.get(n, 0)
-    }
-
-
 def namespace_filter(namespace: str):  # type: ignore[no-untyped-def]
     """Repositories of a namespace: the namespace itself and everything under `namespace/`."""
     return or_(
@@ -446,9 +354,9 @@ class UsageQueries:
         """Recount every namespace; {namespace: (stored, recounted)} where they differ. With
         `apply` (inside a write), the stored figures and reference counts become the recount."""
         if apply:
-            return rebuild(self.conn)
-        stored = stored_totals(self.conn)
-        counted = totals_of(expected_content(self.conn))
+            return recount.rebuild(self.conn)
+        stored = recount.stored_totals(self.conn)
+        counted = recount.totals_of(recount.expected_content(self.conn))
         return {
             n: (stored.get(n, 0), counted.get(n, 0))
             for n in sorted(set(stored) | set(counted))

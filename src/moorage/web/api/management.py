@@ -99,10 +99,9 @@ class ManagementAPI:
         actor = await self._actor(request)
         body = await self._json(request)
         name = request.match_info["name"]
-        if "password" in body:
-            await self._call(self.admin.set_password, actor, name, _str(body, "password"))
-        if "disabled" in body:
-            await self._call(self.admin.set_disabled, actor, name, _bool(body, "disabled"))
+        await self._call(self.admin.update_user, actor, name,
+                         _str(body, "password") if "password" in body else None,
+                         _bool(body, "disabled") if "disabled" in body else None)
         return json_response({"name": name})
 
     # -- namespaces ---------------------------------------------------------------------------
@@ -130,10 +129,9 @@ class ManagementAPI:
         visibility = body.get("visibility")
         if visibility is not None and not isinstance(visibility, str):
             raise RegistryError("'visibility' must be a string")
-        await self._call(self.admin.update_namespace, actor, request.match_info["name"],
-                         visibility, _bool(body, "robot_only_push", None))
-        return json_response(
-            await self._call(self.admin.get_namespace, actor, request.match_info["name"]))
+        return json_response(await self._call(
+            self.admin.update_namespace, actor, request.match_info["name"], visibility,
+            _bool(body, "robot_only_push", None)))
 
     async def put_member(self, request: web.Request) -> web.Response:
         actor = await self._actor(request)
