@@ -152,13 +152,14 @@ def _handler_objects(settings: Settings, reg: Registry,
                      guard: AccessGuard | OpenAccess) -> list[object]:
     """One object per handler class of the route table, over the registry's services."""
     management = ManagementAPI(reg.auth, reg.admin, reg.audit, reg.authority)
+    inline = reg.database.reads_inline  # one-row reads on the loop for embedded SQLite
     return [
         Base(),
         Catalog(reg.catalog, settings.page_size_max),
-        Tags(reg.manifests, settings.page_size_max),
-        Manifests(reg.manifests),
+        Tags(reg.manifests, settings.page_size_max, inline),
+        Manifests(reg.manifests, inline),
         Uploads(reg.uploads, guard, settings.chunk_min_length),
-        Blobs(reg.blobs),
+        Blobs(reg.blobs, inline),
         Referrers(reg.referrers, settings.page_size_max),
         TokenEndpoint(reg.auth, reg.authorizer, reg.authority, reg.audit),
         management,

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from aiohttp import web
@@ -12,6 +13,8 @@ from ...events.types import Actor
 from ...oci.digest import Digest
 from ...oci.errors import RegistryError
 from ..params import parse_uint
+
+T = TypeVar("T")
 
 API_VERSION_HEADER = {"Docker-Distribution-API-Version": "registry/2.0"}
 
@@ -83,3 +86,10 @@ def blob_created(name: str, digest: Digest) -> web.Response:
             "Content-Length": "0",
         },
     )
+
+
+async def read(inline: bool, fn: Callable[..., T], *args: Any) -> T:
+    """Run a service read on the event loop when `inline` (embedded SQLite), else in a thread."""
+    if inline:
+        return fn(*args)
+    return await asyncio.to_thread(fn, *args)

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from ...oci.digest import parse_digest
 from ...registry.blobs import BlobService
 from ..ranges import parse_range
-from .base import actor_of
+from .base import actor_of, read
 
 
 class Blobs:
     """Thin handlers over BlobService."""
 
-    def __init__(self, blobs: BlobService) -> None:
+    def __init__(self, blobs: BlobService, inline_reads: bool = False) -> None:
         self.blobs = blobs
+        self.inline_reads = inline_reads
 
     async def get_blob(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         """The blob's bytes (or a 206 range, or a 307 to the object store); HEAD: headers only."""
         parsed = parse_digest(digest)
-        row = await asyncio.to_thread(self.blobs.locate, name, parsed)
+        row = await read(self.inline_reads, self.blobs.locate, name, parsed)
         headers = {
             "Docker-Content-Digest": row.digest,
             "Accept-Ranges": "bytes",

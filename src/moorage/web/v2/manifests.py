@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from ...oci.digest import Digest, is_digest
@@ -11,22 +9,23 @@ from ...oci.errors import ManifestTooLarge, ManifestUnknown
 from ...oci.reference import is_valid_tag, parse_reference
 from ...registry.manifests import ManifestService
 from ..bodies import read_bounded
-from .base import actor_of
+from .base import actor_of, read
 
 
 class Manifests:
     """Thin handlers over ManifestService."""
 
-    def __init__(self, manifests: ManifestService) -> None:
+    def __init__(self, manifests: ManifestService, inline_reads: bool = False) -> None:
         self.manifests = manifests
+        self.inline_reads = inline_reads
 
     async def get_manifest(self, request: web.Request, name: str,
                            reference: str) -> web.StreamResponse:
         """The manifest's exact bytes with its media type; HEAD: headers only."""
         ref = _existing_reference(reference)
         head = request.method == "HEAD"
-        row = await asyncio.to_thread(self.manifests.get, name, ref, not head,
-                                      None if head else actor_of(request))
+        row = await read(self.inline_reads, self.manifests.get, name, ref, not head,
+                         None if head else actor_of(request))
         headers = {"Content-Type": row.media_type, "Docker-Content-Digest": row.digest,
                    "ETag": f'"{row.digest}"'}
         if head:

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from aiohttp import web
 
 from ...registry.manifests import ManifestService
-from .base import listing_response, page_params
+from .base import listing_response, page_params, read
 
 
 class Tags:
     """Thin handler over ManifestService.tags."""
 
-    def __init__(self, manifests: ManifestService, page_size_max: int) -> None:
+    def __init__(self, manifests: ManifestService, page_size_max: int,
+                 inline_reads: bool = False) -> None:
         self.manifests = manifests
         self.page_size_max = page_size_max
+        self.inline_reads = inline_reads
 
     async def tag_list(self, request: web.Request, name: str) -> web.StreamResponse:
         """`{"name", "tags"}` after `last`, at most `n`, with a `Link` to the next page."""
         limit, last = page_params(request, self.page_size_max)
         # n=0 asks for no names, yet an unknown repository is still a 404.
-        names = await asyncio.to_thread(self.manifests.tags, name, last, limit + 1 if limit else 0)
+        names = await read(self.inline_reads, self.manifests.tags, name, last,
+                           limit + 1 if limit else 0)
         return listing_response(request, {"name": name}, "tags", names, limit)
