@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,3 +29,21 @@ def registry(tmp_path: Path) -> Iterator[Registry]:
         yield built
     finally:
         built.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+    """A migrated engine on each backend (PostgreSQL from the shared test services)."""
+    from moorage.metadata.engine import make_engine, sqlite_url
+    from moorage.metadata.migrate import upgrade
+
+    if request.param == "sqlite":
+        url = sqlite_url(tmp_path)
+    else:
+        from support.backends import services_or_skip
+
+        url = services_or_skip().pg.create_database()
+    engine = make_engine(url, pool_size=8)
+    upgrade(engine)
+    yield engine
+    engine.dispose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -73,3 +74,22 @@ def push_image(registry: Registry, repository: str, tag: str) -> tuple[str, str]
     content = pushed_image(registry, repository, layer_bytes=256)
     push(registry, repository, tag, content)
     return digest_of(content), json.loads(content)["layers"][0]["digest"]
+
+
+def run_job(registry: Registry, job_id: int, timeout: float = 60.0) -> Any:
+    """Run the registry's job runner until job `job_id` is done, failed or being retried."""
+    async def run() -> Any:
+        runner = registry.job_runner(concurrency=1)
+        runner.start()
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                job = registry.jobs.get(job_id)
+                if job.state in ("done", "failed") or job.attempts > 1:
+                    return job
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+        finally:
+            await runner.stop(5)
+
+    return asyncio.run(run())

@@ -14,13 +14,12 @@ import pytest
 
 from moorage.auth.identity import ANONYMOUS, CLI
 from moorage.bootstrap import Registry
-from moorage.jobs.queue import Job
 from moorage.oci.digest import parse_digest
 from moorage.oci.errors import BlobUnknown, NameUnknown
 from moorage.registry.uploads import Begun
 
 from .conftest import make_registry
-from .content import _body, digest_of, push_blob, push_image
+from .content import _body, digest_of, push_blob, push_image, run_job
 
 
 def _begin(registry: Registry, repository: str, **kwargs: Any) -> Begun:
@@ -115,21 +114,6 @@ def test_a_tag_page_of_no_names_still_knows_unknown_repositories(registry: Regis
         registry.manifests.tags("team/nothing", None, 0)
 
 
-async def _finish(registry: Registry, job_id: int, timeout: float = 60.0) -> Job:
-    runner = registry.job_runner(concurrency=1)
-    runner.start()
-    try:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            job = registry.jobs.get(job_id)
-            if job.state in ("done", "failed") or job.attempts > 1:
-                return job
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"job {job_id} did not finish in {timeout} s")
-    finally:
-        await runner.stop(5)
-
-
 @pytest.mark.parametrize("dry_run", [False, True])
 def test_the_gc_job_applies_retention_first_unless_a_dry_run(registry: Registry,
                                                              dry_run: bool) -> None:
@@ -140,7 +124,7 @@ def test_the_gc_job_applies_retention_first_unless_a_dry_run(registry: Registry,
 
     job, _ = registry.jobs.enqueue("gc", {"retention": True, "grace_period": 0,
                                           "dry_run": dry_run})
-    finished = asyncio.run(_finish(registry, job.id))
+    finished = run_job(registry, job.id)
 
     assert (finished.state, finished.last_error) == ("done", None)
     expected = ["v1", "v2"] if dry_run else ["v2"]

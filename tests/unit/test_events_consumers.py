@@ -11,30 +11,11 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import pytest
 
 from moorage.events.dispatcher import Dispatcher
 from moorage.events.outbox import Outbox
 from moorage.events.types import BlobPushed
-from moorage.metadata.engine import make_engine, sqlite_url
-from moorage.metadata.migrate import upgrade
 from moorage.metadata.uow import Database
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path: Path):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        url = sqlite_url(tmp_path)
-    else:
-        from support.backends import services_or_skip
-
-        url = services_or_skip().pg.create_database()
-    engine = make_engine(url, pool_size=8)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _append(store: Outbox, *repos: str) -> list[int]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -17,28 +16,12 @@ from moorage.events.audit import AuditConsumer, AuditLog
 from moorage.events.dispatcher import Dispatcher, catch_up, deliver
 from moorage.events.outbox import Outbox
 from moorage.events.types import Actor, BlobPushed, ManifestPushed, TagMoved, records
-from moorage.metadata.engine import make_engine, sqlite_url
-from moorage.metadata.migrate import upgrade
 from moorage.metadata.queries.outbox import append
 from moorage.metadata.schema import audit_events
 from moorage.metadata.uow import Database
 
 DEV = Actor("dev", "user", "10.0.0.7")
 REPOS = ["team/a", "team/b", "team/c"]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def engine(request, tmp_path: Path):  # type: ignore[no-untyped-def]
-    if request.param == "sqlite":
-        url = sqlite_url(tmp_path)
-    else:
-        from support.backends import services_or_skip
-
-        url = services_or_skip().pg.create_database()
-    engine = make_engine(url, pool_size=8)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _push_events(store: Outbox, rounds: int) -> list[int]:
