@@ -278,6 +278,45 @@ def database_url(settings: Settings) -> str:
     return settings.database_url or sqlite_url(settings.data_dir.resolve())
 
 
+# What a serving process imports on first use (services are built lazily): importing it before
+# the workers fork lets them share those pages instead of each loading its own copy.
+_SERVING_MODULES = (
+    "moorage.web.app",
+    "moorage.metadata.engine",
+    "moorage.jobs.runner",
+    "moorage.jobs.setup",
+    "moorage.jobs.tasks.gc",
+    "moorage.jobs.tasks.outbox",
+    "moorage.jobs.tasks.quota",
+    "moorage.jobs.tasks.retention",
+    "moorage.jobs.tasks.uploads",
+    "moorage.events.processors",
+    "moorage.registry.pulls",
+    "moorage.storage.factory",
+    "cryptography.hazmat.backends.openssl.backend",
+)
+
+
+def preload(settings: Settings) -> None:
+    """Import what this configuration's serving processes use (and only that: no database
+    driver or storage driver it does not name)."""
+    import importlib
+
+    from .storage.factory import scheme_of
+
+    embedded = database_url(settings).startswith("sqlite")
+    s3 = bool(settings.storage_url) and scheme_of(settings.storage_url or "") == "s3"
+    driver = ("sqlite3", "sqlalchemy.dialects.sqlite.pysqlite") if embedded else (
+        "psycopg", "sqlalchemy.dialects.postgresql.psycopg")
+    for name in (*_SERVING_MODULES, *driver,
+                 "moorage.storage.s3" if s3 else "moorage.storage.filesystem"):
+        importlib.import_module(name)
+    if settings.auth:
+        from .auth.tokens import warm_up
+
+        warm_up()
+
+
 def open_registry(settings: Settings) -> Registry:
     """The registry of a server process (its database was prepared by `prepare`)."""
     from .metadata.engine import make_engine

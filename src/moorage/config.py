@@ -150,6 +150,21 @@ class Settings:
         settings.validate()
         return settings
 
+    def to_json(self) -> str:
+        """These settings as JSON (from_json reads them back unchanged)."""
+        import json
+
+        return json.dumps({f.name: getattr(self, f.name) for f in fields(self)}, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        """Settings written by to_json."""
+        import json
+
+        values = json.loads(text)
+        values["data_dir"] = Path(values["data_dir"])
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+
     def validate(self) -> None:
         """Reject settings that cannot work, with a message a user can act on."""
         if ":" not in self.listen:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from .bootstrap import prepare
+from .bootstrap import preload, prepare
 from .config import Settings
 from .logs import setup_logging
 from .metadata.migrate import SchemaNotCurrent
@@ -33,15 +34,51 @@ def bind(settings: Settings) -> socket.socket:
     return sock
 
 
+# The lean entry point `exec_serve` replaces the CLI with: it imports none of the CLI.
+_ENTRY = "import sys; from moorage.server import main; sys.exit(main(int(sys.argv[1])))"
+_PIPE_CAPACITY = 65536  # Linux's smallest pipe buffer: a write this size never blocks
+
+
+def exec_serve(settings: Settings) -> int:
+    """Serve in this process after replacing its program with a lean interpreter.
+
+    The CLI's parser (Typer, Click, Pydantic) stays in no serving process: about 12 MiB less
+    in the whole process tree. The settings travel through an inherited pipe, never argv or the
+    environment, since they may hold secrets. Falls back to serving in place if exec fails.
+    """
+    payload = settings.to_json().encode()
+    if len(payload) >= _PIPE_CAPACITY:
+        return serve(settings)
+    read_end, write_end = os.pipe()
+    os.write(write_end, payload)
+    os.close(write_end)
+    os.set_inheritable(read_end, True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        # The arguments after the descriptor only tell `ps` what this process is.
+        os.execv(sys.executable, [sys.executable, "-c", _ENTRY, str(read_end), "moorage serve",
+                                  "--listen", settings.listen])
+    except OSError:
+        os.close(read_end)
+    return serve(settings)
+
+
+def main(settings_fd: int) -> int:
+    """`exec_serve`'s entry: read the settings from the pipe and serve."""
+    with os.fdopen(settings_fd, "rb") as pipe:
+        settings = Settings.from_json(pipe.read().decode())
+    return serve(settings)
+
+
 def serve(settings: Settings) -> int:
     """Run the registry until SIGTERM/SIGINT; returns the exit code."""
     setup_logging(settings.log_level, settings.log_format)
     settings = _absolute(settings)
-    try:
-        prepare(settings)
-    except SchemaNotCurrent as exc:
-        print(f"moorage: {exc}", file=sys.stderr, flush=True)
-        return 3
+    _tune_malloc()
+    prepared = _prepare_apart(settings)
+    if prepared != 0:
+        return prepared
     sock = bind(settings)
     if not settings.auth:
         print(
@@ -58,7 +95,48 @@ def serve(settings: Settings) -> int:
     )
     if settings.workers == 1:
         return _run_worker(settings, sock)
+    # Import what every worker runs before forking them, and keep the collector off those
+    # objects, so the workers share those pages instead of each holding its own copy.
+    preload(settings)
+    gc.freeze()
     return _supervise(settings, sock)
+
+
+# glibc's mallopt parameters (malloc.h).
+_M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
+
+
+def _tune_malloc() -> None:
+    """Give freed stream buffers back to the kernel: glibc otherwise raises its mmap threshold
+    after the first 4 MiB buffer is freed and keeps every later one on a per-thread heap, so a
+    worker that took one big upload stayed ~20 MiB larger for good. Forked workers inherit it."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+        libc.mallopt(_M_ARENA_MAX, 2)
+    except (OSError, AttributeError):  # not glibc: its defaults are not this problem
+        pass
+
+
+def _prepare_apart(settings: Settings) -> int:
+    """Run `prepare` in a short-lived child: the migration tooling (Alembic, Mako) it imports
+    then never takes memory in the processes that serve. Returns its exit code."""
+    proc = multiprocessing.get_context("fork").Process(target=_prepare_main, args=(settings,))
+    proc.start()
+    proc.join()
+    return proc.exitcode or 0
+
+
+def _prepare_main(settings: Settings) -> None:
+    try:
+        prepare(settings)
+    except SchemaNotCurrent as exc:
+        print(f"moorage: {exc}", file=sys.stderr, flush=True)
+        sys.exit(3)
 
 
 def _describe(settings: Settings) -> str:

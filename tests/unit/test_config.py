@@ -42,3 +42,10 @@ def test_unknown_redirect_mode_is_refused_with_the_valid_ones():
 def test_negative_threshold_is_refused():
     with pytest.raises(ValueError, match="blob_redirect_min_bytes"):
         Settings.from_env({"MOORAGE_BLOB_REDIRECT_MIN_BYTES": "-1"})
+
+
+def test_settings_survive_the_pipe_to_the_lean_server(tmp_path: Path):
+    settings = Settings.from_env({}, data_dir=tmp_path / "d", workers=3, auth=False,
+                                 admin_password="s3cret", storage_url="s3://b/p",
+                                 gc_interval=12.5)
+    assert Settings.from_json(settings.to_json()) == settings

@@ -18,7 +18,12 @@ from ..oci.errors import RegistryError, TooManyRequests, Unauthorized
 from .authorizer import Action, Authorizer, namespace
 from .identity import ANONYMOUS, CLI, SYSTEM, Principal, robot_unusable_reason
 from .scopes import namespace_of
-from .secrets import hash_password, verify_password, verify_robot_secret
+from .secrets import (
+    hash_password,
+    password_needs_rehash,
+    verify_password,
+    verify_robot_secret,
+)
 from .throttle import LoginThrottle, address_key, pair_key
 
 __all__ = ["ANONYMOUS", "CLI", "SYSTEM", "AuthService", "Principal"]
@@ -192,7 +197,14 @@ class AuthService:
         ok = verify_password(user.password_hash if user else None, password)
         if not ok or user is None or user.disabled:
             return None
+        if password_needs_rehash(user.password_hash):
+            self._rehash(user.name, user.password_hash, password)
         return Principal("user", user.name, user_id=user.id, is_admin=user.is_admin)
+
+    def _rehash(self, name: str, old_hash: str, password: str) -> None:
+        """Store the password under today's hash parameters, unless it changed meanwhile."""
+        with self.database.write() as uow:
+            uow.access.replace_password_hash(name, old_hash, hash_password(password))
 
     def principal_from_claims(self, kind: str, subject: str) -> Principal:
         """Rebuild the caller behind a token (for refresh tokens and denial decisions)."""

@@ -31,6 +31,14 @@ def generate_signing_key() -> bytes:
     )
 
 
+def warm_up() -> None:
+    """Sign and verify one throwaway token: OpenSSL sets up its EC tables (several MiB) on first
+    use, and doing that before the workers fork lets them share those tables."""
+    authority = TokenAuthority(generate_signing_key(), service="warm-up", ttl=60)
+    token, _ = authority.issue("warm-up", "user", [])
+    authority.verify(token)
+
+
 @dataclass(frozen=True, slots=True)
 class TokenClaims:
     """What a verified access token says."""

@@ -37,7 +37,7 @@ def serve(
     config: Config = None,
 ) -> None:
     """Run the registry (SQLite + filesystem under --data-dir; no configuration needed)."""
-    from ..server import serve as run
+    from ..server import exec_serve as run
 
     settings = Target(data_dir, database, storage, config).settings(
         listen=listen,

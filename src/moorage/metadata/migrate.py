@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+# Alembic (and the Mako and Pygments it pulls in) is imported only when a migration step runs:
+# a serving process that merely names SchemaNotCurrent must not carry it.
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 # The revision whose tables `metadata.create_all` made before migrations existed: an embedded
@@ -21,6 +24,8 @@ class SchemaNotCurrent(RuntimeError):
 
 
 def _config() -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     return config
@@ -28,6 +33,8 @@ def _config() -> Config:
 
 def head_revision() -> str:
     """The revision the code expects (the newest migration)."""
+    from alembic.script import ScriptDirectory
+
     heads = ScriptDirectory.from_config(_config()).get_heads()
     if len(heads) != 1:
         raise RuntimeError(f"migrations have {len(heads)} heads {heads}; add a merge revision")
@@ -36,12 +43,16 @@ def head_revision() -> str:
 
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at; None when it was never migrated."""
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
     """Migrate the database to `revision`; returns (revision before, revision after)."""
+    from alembic import command
+
     before = current_revision(engine)
     with engine.begin() as conn:
         config = _config()

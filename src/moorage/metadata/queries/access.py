@@ -71,6 +71,14 @@ class AccessQueries:
         result = self.conn.execute(update(users).where(users.c.name == name).values(**values))
         return result.rowcount == 1
 
+    def replace_password_hash(self, name: str, old_hash: str, new_hash: str) -> bool:
+        """Swap a user's password hash only if it is still `old_hash` (a password changed in
+        between wins); True when swapped."""
+        result = self.conn.execute(
+            update(users).where(users.c.name == name, users.c.password_hash == old_hash)
+            .values(password_hash=new_hash))
+        return result.rowcount == 1
+
     # -- robots -------------------------------------------------------------------------------
 
     def create_robot(
