@@ -10,9 +10,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from ..oci.digest import Hasher
 from ..storage.base import UploadWriter
 
-# Bytes gathered before handing them to a worker thread to hash and write. Big enough that the
-# per-call overhead vanishes, small enough that memory per upload stays a few MiB.
-PUMP_BUFFER = 4 << 20
+# Bytes gathered before handing them to worker threads to hash and write. Big enough that the
+# per-call overhead vanishes; one batch is being filled while the one before is written, and
+# the parts are never joined into a copy, so an upload holds about twice this.
+PUMP_BUFFER = 2 << 20
 LEASE_RENEW_EVERY = 10.0
 
 
@@ -141,13 +142,12 @@ class _Pump:
 
     async def _flush(self) -> None:
         if self.parts:
-            data = b"".join(self.parts) if len(self.parts) > 1 else self.parts[0]
-            self.parts.clear()
+            parts, self.parts = self.parts, []
             self.buffered = 0
-            await self._emit(data)
+            await self._emit(parts)
 
-    async def _emit(self, data: bytes) -> None:
-        """Sink `data`, cut where a checkpoint is due."""
+    async def _emit(self, data: list[bytes]) -> None:
+        """Sink the parts in `data`, cut where a checkpoint is due."""
         while True:
             limit: int | None = None
             if self.every and self.since >= self.every:
@@ -162,22 +162,20 @@ class _Pump:
                 return
             if limit is None and self.every:
                 limit = self.every - self.since
-            if limit is None or limit >= len(data):
-                head, data = data, b""
-            else:
-                head, data = data[:limit], data[limit:]
+            head, data = _split(data, limit)
             await self._sink(head)
 
-    async def _sink(self, data: bytes) -> None:
+    async def _sink(self, parts: list[bytes]) -> None:
         if self.pending is not None:
             await self.pending
         # Hashing and writing release the GIL: run them side by side, in order per stream.
         self.pending = asyncio.gather(
-            self.loop.run_in_executor(None, self.hasher.update, data),
-            self.loop.run_in_executor(None, self.writer.write, data),
+            self.loop.run_in_executor(None, _each, self.hasher.update, parts),
+            self.loop.run_in_executor(None, _each, self.writer.write, parts),
         )
-        self.total += len(data)
-        self.since += len(data)
+        size = sum(len(p) for p in parts)
+        self.total += size
+        self.since += size
 
     async def _settle(self) -> None:
         if self.pending is not None:
@@ -187,3 +185,26 @@ class _Pump:
     async def _until_checkpoint(self) -> int:
         await self._settle()
         return self.writer.until_checkpoint()
+
+
+def _each(sink: Callable[[bytes], None], parts: list[bytes]) -> None:
+    for part in parts:
+        sink(part)
+
+
+def _split(parts: list[bytes], limit: int | None) -> tuple[list[bytes], list[bytes]]:
+    """The first `limit` bytes of `parts` and the rest (all when None); only the one part a
+    cut falls in is copied (the resumable hashers take bytes, not views)."""
+    if limit is None:
+        return parts, []
+    head: list[bytes] = []
+    for i, part in enumerate(parts):
+        if limit == 0:
+            return head, parts[i:]
+        if limit >= len(part):
+            head.append(part)
+            limit -= len(part)
+            continue
+        head.append(part[:limit])
+        return head, [part[limit:], *parts[i + 1:]]
+    return head, []
