@@ -7,8 +7,6 @@ import logging
 import sys
 import time
 
-from aiohttp.http_exceptions import BadHttpMessage
-
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
@@ -51,7 +49,12 @@ class AnsweredBadRequests(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         exc = record.exc_info[1] if record.exc_info else None
-        if not isinstance(exc, BadHttpMessage) or record.levelno < logging.WARNING:
+        if exc is None or record.levelno < logging.WARNING:
+            return True
+        # Imported here: the lean supervisor sets up logging too and must not load aiohttp.
+        from aiohttp.http_exceptions import BadHttpMessage
+
+        if not isinstance(exc, BadHttpMessage):
             return True
         remote = record.args[0] if isinstance(record.args, tuple) and record.args else None
         record.msg, record.args = "malformed HTTP request answered with 400", ()

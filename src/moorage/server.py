@@ -10,11 +10,11 @@ import os
 import signal
 import socket
 import sys
-import time
 from pathlib import Path
 
 from aiohttp import web
 
+from . import supervisor
 from .bootstrap import preload, prepare
 from .config import Settings
 from .logs import setup_logging
@@ -34,11 +34,6 @@ def bind(settings: Settings) -> socket.socket:
     return sock
 
 
-# The lean entry point `exec_serve` replaces the CLI with: it imports none of the CLI.
-_ENTRY = "import sys; from moorage.server import main; sys.exit(main(int(sys.argv[1])))"
-_PIPE_CAPACITY = 65536  # Linux's smallest pipe buffer: a write this size never blocks
-
-
 def exec_serve(settings: Settings) -> int:
     """Serve in this process after replacing its program with a lean interpreter.
 
@@ -46,29 +41,29 @@ def exec_serve(settings: Settings) -> int:
     in the whole process tree. The settings travel through an inherited pipe, never argv or the
     environment, since they may hold secrets. Falls back to serving in place if exec fails.
     """
-    payload = settings.to_json().encode()
-    if len(payload) >= _PIPE_CAPACITY:
-        return serve(settings)
-    read_end, write_end = os.pipe()
-    os.write(write_end, payload)
-    os.close(write_end)
-    os.set_inheritable(read_end, True)
-    sys.stdout.flush()
-    sys.stderr.flush()
     try:
-        # The arguments after the descriptor only tell `ps` what this process is.
-        os.execv(sys.executable, [sys.executable, "-c", _ENTRY, str(read_end), "moorage serve",
-                                  "--listen", settings.listen])
+        settings_fd = supervisor.settings_pipe(settings.to_json())
+    except ValueError:
+        return serve(settings)
+    try:
+        supervisor.exec_entry(_SERVE_ENTRY, [str(settings_fd)], settings.listen)
     except OSError:
-        os.close(read_end)
+        os.close(settings_fd)
     return serve(settings)
+
+
+_SERVE_ENTRY = "import sys; from moorage.server import main; sys.exit(main(int(sys.argv[1])))"
 
 
 def main(settings_fd: int) -> int:
     """`exec_serve`'s entry: read the settings from the pipe and serve."""
-    with os.fdopen(settings_fd, "rb") as pipe:
-        settings = Settings.from_json(pipe.read().decode())
-    return serve(settings)
+    return serve(Settings.from_json(supervisor.read_settings(settings_fd)))
+
+
+def worker_entry(sock_fd: int, settings_fd: int) -> int:
+    """A worker the supervisor started afresh (after one died): serve on the inherited socket."""
+    settings = Settings.from_json(supervisor.read_settings(settings_fd))
+    return _run_worker(settings, socket.socket(fileno=sock_fd))
 
 
 def serve(settings: Settings) -> int:
@@ -99,7 +94,41 @@ def serve(settings: Settings) -> int:
     # objects, so the workers share those pages instead of each holding its own copy.
     preload(settings)
     gc.freeze()
-    return _supervise(settings, sock)
+    return _fork_workers_and_supervise(settings, sock)
+
+
+def _fork_workers_and_supervise(settings: Settings, sock: socket.socket) -> int:
+    """Fork the workers from this fully imported process, then become the lean supervisor."""
+    # Blocked until the supervisor's handlers are in place (the mask survives fork and exec):
+    # a stop signal in between is delivered late, never lost and never fatal half-way.
+    signal.pthread_sigmask(signal.SIG_BLOCK, supervisor.STOP_SIGNALS)
+    pids = [_fork_worker(settings, sock) for _ in range(settings.workers)]
+    settings_fd = supervisor.settings_pipe(settings.to_json())
+    try:
+        supervisor.exec_entry(supervisor.SUPERVISOR_ENTRY,
+                              [str(sock.fileno()), str(settings_fd), ",".join(map(str, pids))],
+                              settings.listen)
+    except OSError:  # no exec: supervise from here, only without the memory saving
+        os.close(settings_fd)
+    return supervisor.Supervisor(settings, settings.to_json(), sock.fileno(), pids).run()
+
+
+def _fork_worker(settings: Settings, sock: socket.socket) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, supervisor.STOP_SIGNALS)
+        code = _run_worker(settings, sock)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        log.exception("worker failed")
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
 
 
 # glibc's mallopt parameters (malloc.h).
@@ -158,59 +187,6 @@ def _absolute(settings: Settings) -> Settings:
     from dataclasses import replace
 
     return replace(settings, data_dir=Path(settings.data_dir).resolve())
-
-
-def _supervise(settings: Settings, sock: socket.socket) -> int:
-    ctx = multiprocessing.get_context("fork")
-    stopping = False
-
-    def spawn() -> multiprocessing.process.BaseProcess:
-        proc = ctx.Process(target=_worker_main, args=(settings, sock), daemon=False)
-        proc.start()
-        return proc
-
-    workers = [spawn() for _ in range(settings.workers)]
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for proc in workers:
-            if proc.pid and proc.is_alive():
-                os.kill(proc.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    restarts: list[float] = []
-    while not stopping:
-        for i, proc in enumerate(workers):
-            if not proc.is_alive() and not stopping:
-                now = time.monotonic()
-                restarts = [t for t in restarts if now - t < 60] + [now]
-                if len(restarts) > 5 * settings.workers:
-                    # Workers die as fast as they start: a broken setup, not a passing fault.
-                    log.error("workers keep crashing; stopping", extra={"code": proc.exitcode})
-                    on_signal(signal.SIGTERM, None)
-                    break
-                log.warning("worker exited, restarting", extra={"pid": proc.pid,
-                                                                "code": proc.exitcode})
-                time.sleep(min(0.1 * len(restarts), 2.0))
-                workers[i] = spawn()
-        time.sleep(0.2)
-    if restarts and len(restarts) > 5 * settings.workers:
-        exit_code = 1
-    else:
-        exit_code = 0
-    deadline = time.monotonic() + settings.shutdown_timeout + 5
-    for proc in workers:
-        proc.join(max(deadline - time.monotonic(), 0.1))
-        if proc.is_alive():
-            proc.kill()
-    log.info("stopped")
-    return exit_code
-
-
-def _worker_main(settings: Settings, sock: socket.socket) -> None:
-    sys.exit(_run_worker(settings, sock))
 
 
 def _run_worker(settings: Settings, sock: socket.socket) -> int:
