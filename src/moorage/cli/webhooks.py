@@ -76,7 +76,7 @@ def list_webhooks(
     """Every webhook, with its pending and failed deliveries."""
     from ..auth.identity import CLI
 
-    hooks = call(_service(Target(data_dir, database, storage, config)).list, CLI)
+    hooks = call(_service(Target(data_dir, database, storage, config)).list_webhooks, CLI)
     if json_output:
         print_json({"webhooks": hooks})
         return

@@ -139,7 +139,7 @@ class WebhookService:
         assert hook is not None
         return _public({**hook, "pending": 0, "failed": 0})
 
-    def list(self, actor: Principal) -> list[dict[str, Any]]:
+    def list_webhooks(self, actor: Principal) -> list[dict[str, Any]]:
         """Every webhook with its pending and failed delivery counts."""
         self._require(actor, "list webhooks")
         with self.database.read() as uow:

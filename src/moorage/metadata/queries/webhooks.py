@@ -44,9 +44,11 @@ class WebhookQueries:
             raise NameTaken(values["name"])
         try:
             with self.conn.begin_nested():
-                return int(self.conn.execute(w.insert().values(**values)).inserted_primary_key[0])
+                key = self.conn.execute(w.insert().values(**values)).inserted_primary_key
         except IntegrityError:
             raise NameTaken(values["name"]) from None
+        assert key is not None
+        return int(key[0])
 
     def get(self, name: str) -> dict[str, Any] | None:
         row = self.conn.execute(select(w).where(w.c.name == name)).first()
