@@ -147,3 +147,55 @@ def test_redeliver_sends_a_given_up_delivery_again(tmp_path: Path, receiver: Rec
         assert _deliveries(server, "redo", "--failed") == []
     finally:
         server.stop()
+
+
+def test_the_management_api_and_the_cli_manage_webhooks_for_admins_only(
+        tmp_path: Path, receiver: Receiver) -> None:
+    from support.http import call
+
+    password = "webhook-admin-password"
+    server = start_local(tmp_path / "data", "--workers", "1", auth=True,
+                         MOORAGE_ADMIN_PASSWORD=password)
+    admin = ("admin", password)
+    api = server.url + "/api/v1"
+    try:
+        r = call("POST", api + "/webhooks", auth=admin, json={
+            "namespace": "team", "url": receiver.url, "events": ["push", "tag"],
+            "secret": SECRET, "name": "api-hook"})
+        assert r.status_code == 201, r.text
+        assert (r.json()["name"], r.json()["signed"], r.json()["events"]) == (
+            "api-hook", True, ["push", "tag"])
+        assert "secret" not in r.json()
+        r = call("POST", api + "/webhooks", auth=admin,
+                 json={"namespace": "team", "url": "ftp://example.com/x"})
+        assert r.status_code == 400, r.text
+        assert "http:// or https://" in r.json()["errors"][0]["message"]
+        cli = run_moorage("webhook", "add", "team", "file:///etc/passwd", "--data-dir",
+                          str(server.data_dir), check=False)
+        assert cli.returncode == 2 and "http:// or https://" in cli.stderr, cli.stderr
+
+        r = call("POST", api + "/users", auth=admin,
+                 json={"name": "dev", "password": "dev-password-1"})
+        assert r.status_code == 201, r.text
+        r = call("POST", api + "/webhooks", auth=("dev", "dev-password-1"),
+                 json={"namespace": "team", "url": receiver.url})
+        assert r.status_code == 403, r.text
+        assert r.json()["errors"][0]["code"] == "DENIED"
+        assert call("GET", api + "/webhooks", auth=("dev", "dev-password-1")).status_code == 403
+
+        (hook,) = call("GET", api + "/webhooks", auth=admin).json()["webhooks"]
+        assert (hook["name"], hook["pending"], hook["failed"]) == ("api-hook", 0, 0)
+        r = call("GET", api + "/webhooks/api-hook/deliveries?failed=true", auth=admin)
+        assert (r.status_code, r.json()) == (200, {"deliveries": []})
+        r = call("GET", api + "/webhooks/nope/deliveries", auth=admin)
+        assert r.status_code == 404 and r.json()["errors"][0]["code"] == "NAME_UNKNOWN"
+        r = call("POST", api + "/deliveries/99999999999999999999999/redeliver", auth=admin)
+        assert r.status_code == 404, r.text  # no such delivery, not a database overflow
+        r = call("POST", api + "/deliveries/x1/redeliver", auth=admin)
+        assert r.status_code == 400, r.text
+        r = call("POST", api + "/deliveries/12345/redeliver", auth=admin)
+        assert r.status_code == 404, r.text
+        assert call("DELETE", api + "/webhooks/api-hook", auth=admin).status_code == 204
+        assert call("GET", api + "/webhooks", auth=admin).json() == {"webhooks": []}
+    finally:
+        server.stop()

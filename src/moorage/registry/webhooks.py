@@ -171,6 +171,8 @@ class WebhookService:
     def redeliver(self, actor: Principal, delivery_id: int) -> dict[str, Any]:
         """Queue a failed (or delivered) delivery again, due now, and wake the sender."""
         self._require(actor, "redeliver a webhook delivery")
+        if not 0 < delivery_id < 2**63:
+            raise WebhookNotFound(f"no webhook delivery {delivery_id}")
         now = time.time()
         with self.database.write() as uow:
             row = uow.webhooks.delivery(delivery_id)
