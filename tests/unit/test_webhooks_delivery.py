@@ -152,3 +152,38 @@ def test_a_delivery_past_its_max_age_fails_and_redeliver_sends_it_again(
         assert registry.webhooks.deliveries(CLI, "aged", failed_only=True) == []
     finally:
         registry.close()
+
+
+def test_heads_claims_and_leases_on_both_engines(engine: Any) -> None:
+    from moorage.metadata.uow import Database
+
+    database = Database(engine)
+    now = time.time()
+    with database.write() as uow:
+        hook = uow.webhooks.add({"name": "h", "namespace": "team", "url": "http://x/",
+                                 "events": "push", "secret": None, "created_at": now,
+                                 "created_by": "t"})
+        rows = [{"webhook_id": hook, "event_id": i, "repository": repo, "type": "t",
+                 "body": "{}", "status": "pending", "attempts": 0, "next_attempt_at": now,
+                 "queued_at": now, "created_at": now}
+                for i, repo in ((1, "team/a"), (2, "team/a"), (3, "team/b"), (4, "team/a"))]
+        uow.webhooks.add_deliveries(rows)
+        uow.webhooks.add_deliveries(rows[:2])  # again: no second row per (webhook, event)
+    with database.write() as uow:
+        heads = uow.webhooks.heads(hook)
+        assert [h["event_id"] for h in heads] == [1, 3]
+        lease = now + 60
+        assert uow.webhooks.claim(heads[0], now + 1, lease)
+        assert not uow.webhooks.claim(heads[0], now + 1, lease + 1)  # leased already
+    with database.write() as uow:
+        # while a1 is being sent, a2 waits: the head of team/a is still a1
+        assert [h["event_id"] for h in uow.webhooks.heads(hook)] == [1, 3]
+        assert not uow.webhooks.finish(heads[0]["id"], lease + 1, {"status": "delivered"})
+        assert uow.webhooks.finish(heads[0]["id"], lease, {"status": "delivered",
+                                                           "lease_until": None})
+        assert [h["event_id"] for h in uow.webhooks.heads(hook)] == [2, 3]
+        # a run that died: its lease runs out and another takes the row over
+        second = uow.webhooks.heads(hook)[0]
+        assert uow.webhooks.claim(second, now + 1, now + 2)
+        assert uow.webhooks.claim(second, now + 3, now + 60)
+        assert len(uow.webhooks.deliveries(hook, None, 100)) == 4

@@ -9,6 +9,7 @@ import hmac
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.webhooks import Received, verify
@@ -89,7 +90,7 @@ def test_the_stored_secret_is_sealed_not_the_plaintext(registry) -> None:
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
 
 
-def _id(registry, name: str) -> int:  # type: ignore[no-untyped-def]
+def _id(registry: Any, name: str) -> int:
     with registry.database.read() as uow:
         return int(uow.webhooks.get(name)["id"])
 

@@ -9,7 +9,6 @@ a few KiB of the answer read.
 
 from __future__ import annotations
 
-import http.client
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,8 @@ log = logging.getLogger("moorage.webhooks")
 
 def post(url: str, body: bytes, request_headers: dict[str, str], timeout: float) -> Outcome:
     """POST `body` to `url`: a 2xx status is success, anything else (or no answer) an error."""
+    import http.client  # only where deliveries are sent: not in every serving process
+
     from ...registry.webhooks import Outcome
 
     parts = urlsplit(url)
