@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .registry.referrers import ReferrerService
     from .registry.retention import RetentionService
     from .registry.uploads import UploadService
+    from .registry.webhooks import WebhookService
     from .storage.base import BlobStore
 
 TOKEN_KEY_SECRET = "token-signing-key"
@@ -212,6 +213,16 @@ class Registry:
 
         return ReferrerService(self.database)
 
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        from .auth.sealing import sealer_for
+        from .registry.webhooks import WebhookService
+
+        s = self.settings
+        return WebhookService(self.database, self.authorizer, lambda: sealer_for(s),
+                              timeout=s.webhook_timeout, backoff_max=s.webhook_backoff_max,
+                              max_age=s.webhook_max_age, job_attempts=s.job_max_attempts)
+
     # -- background work ----------------------------------------------------------------------
 
     @cached_property
@@ -245,8 +256,11 @@ class Registry:
     @cached_property
     def dispatcher(self) -> Dispatcher:
         from .events.dispatcher import Dispatcher
+        from .events.webhooks import WebhookConsumer
 
-        consumers: list[Consumer] = [self.audit.consumer]
+        consumers: list[Consumer] = [self.audit.consumer, WebhookConsumer(
+            f"/moorage/{self.settings.token_service or self.settings.host}",
+            self.settings.job_max_attempts)]
         if self.processors:  # no processors: no post-push consumer, no cursor
             from .events.processors import PostPushConsumer
 
@@ -290,6 +304,8 @@ _SERVING_MODULES = (
     "moorage.jobs.tasks.quota",
     "moorage.jobs.tasks.retention",
     "moorage.jobs.tasks.uploads",
+    "moorage.jobs.tasks.webhooks",
+    "moorage.events.webhooks",
     "moorage.events.processors",
     "moorage.registry.pulls",
     "moorage.storage.factory",

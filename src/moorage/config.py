@@ -46,6 +46,7 @@ class Settings:
     token_realm: str | None = None  # token endpoint URL in challenges (default: request's /token)
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For names the client
     login_address_limit: int = 100  # failed logins per address in 5 min before lockouts lengthen
+    secrets_key: str | None = None  # base64 of 32 bytes sealing stored secrets (default: a key file)
     log_format: str = "auto"  # json, text, or auto (text on a terminal, else JSON)
     log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
     # -- scale-out (PostgreSQL + S3) ------------------------------------------------------------
@@ -81,6 +82,10 @@ class Settings:
     events_lease_seconds: float = 30.0  # lease of a non-transactional consumer (one node runs it)
     events_retention: float = 7 * 86400.0  # outbox events older than this are pruned once handled
     events_prune_interval: float = 3600.0  # how often the outbox.prune job runs (0: never)
+    webhook_timeout: float = 10.0  # seconds one webhook request may take
+    webhook_backoff_max: float = 3600.0  # longest wait between retries of a webhook delivery
+    webhook_max_age: float = 86400.0  # a delivery still failing after this long is given up
+    webhook_concurrency: int = 4  # requests one delivery run sends at once
 
     def __post_init__(self) -> None:
         mode = self.blob_redirect
@@ -208,6 +213,11 @@ class Settings:
             raise ValueError("events_max_attempts must be at least 1")
         if self.events_lease_seconds <= 0 or self.events_retention < 0:
             raise ValueError("events_lease_seconds must be positive, events_retention 0 or more")
+        if self.webhook_timeout <= 0 or self.webhook_backoff_max <= 0 or self.webhook_max_age < 0:
+            raise ValueError("webhook_timeout and webhook_backoff_max must be positive, "
+                             "webhook_max_age 0 or more")
+        if self.webhook_concurrency < 1:
+            raise ValueError("webhook_concurrency must be at least 1")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 

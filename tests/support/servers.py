@@ -264,10 +264,13 @@ def run_moorage(
     timeout: float = 60,
     check: bool = True,
     cwd: str | os.PathLike[str] | None = None,
+    input: str | None = None,
 ) -> subprocess.CompletedProcess:
-    """`python -m moorage ARGS` (the `moorage` command) in a process of its own."""
+    """`python -m moorage ARGS` (the `moorage` command) in a process of its own (`input` on
+    its stdin)."""
     p = subprocess.run(
         [sys.executable, "-m", "moorage", *args],
+        input=input,
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -417,3 +417,43 @@ event_dead_letters = Table(
     Column("error", Text),
     Column("failed_at", Float, nullable=False),
 )
+
+# -- webhooks: subscriptions and the deliveries the `webhooks` consumer makes of events ---------
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("namespace", String(255), nullable=False),  # `*`: every namespace
+    Column("url", Text, nullable=False),
+    Column("events", String(255), nullable=False),  # comma-separated: push,pull,delete,tag
+    Column("secret", Text),  # sealed (auth/sealing.py), never the plaintext
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(160)),
+)
+
+WEBHOOK_STATES = ("pending", "sending", "delivered", "failed")
+
+# One row per (webhook, event): made in the transaction that moves the consumer's cursor.
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("webhook_id", Integer, ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", BigInteger, nullable=False),
+    Column("repository", String(255), nullable=False),
+    Column("type", String(64), nullable=False),  # the CloudEvents type
+    Column("body", Text, nullable=False),  # the CloudEvent as sent (the same on every attempt)
+    Column("status", String(16), nullable=False),  # pending | sending | delivered | failed
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),  # sending: another run may take it over after this
+    Column("queued_at", Float, nullable=False),  # given up `webhook_max_age` after this
+    Column("last_status", Integer),  # the receiver's last HTTP status
+    Column("last_error", Text),
+    Column("created_at", Float, nullable=False),
+    Column("delivered_at", Float),
+    UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_event"),
+    Index("ix_webhook_deliveries_queue", "webhook_id", "status", "repository", "id"),
+)

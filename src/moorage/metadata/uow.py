@@ -32,6 +32,7 @@ from .queries.repositories import RepositoryQueries
 from .queries.tags import TagQueries
 from .queries.uploads import UploadQueries
 from .queries.usage import UsageQueries
+from .queries.webhooks import WebhookQueries
 
 
 class UnitOfWork:
@@ -119,6 +120,10 @@ class UnitOfWork:
     @cached_property
     def jobs(self) -> JobQueries:
         return JobQueries(self)
+
+    @cached_property
+    def webhooks(self) -> WebhookQueries:
+        return WebhookQueries(self)
 
 
 class Database(StoreBase):

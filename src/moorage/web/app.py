@@ -13,7 +13,7 @@ from aiohttp.typedefs import Middleware
 from ..bootstrap import Registry, open_registry
 from ..config import Settings, proxy_networks
 from ..oci.errors import RegistryError
-from .api import JobsAPI, LifecycleAPI, ManagementAPI, audited_denials
+from .api import JobsAPI, LifecycleAPI, ManagementAPI, WebhooksAPI, audited_denials
 from .auth import AccessGuard, OpenAccess
 from .client import client_address_middleware
 from .health import Health
@@ -165,5 +165,6 @@ def _handler_objects(settings: Settings, reg: Registry,
         management,
         LifecycleAPI(reg.policies, reg.retention, reg.deletion, reg.gc, management),
         JobsAPI(reg.jobs, management, reg.authorizer),
+        WebhooksAPI(reg.webhooks, management),
         Health(reg.check_database, reg.blob_store),
     ]

@@ -23,6 +23,7 @@ from ..oci.errors import Unsupported
 from .api.jobs import JobsAPI
 from .api.lifecycle import LifecycleAPI
 from .api.management import ManagementAPI
+from .api.webhooks import WebhooksAPI
 from .health import Health
 from .token import TokenEndpoint
 from .v2.base import Base
@@ -117,6 +118,11 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/gc", _API, LifecycleAPI.gc_runs),
     Route("POST", "/api/v1/gc", _API, LifecycleAPI.run_gc),
     Route("GET", "/api/v1/jobs", _API, JobsAPI.list_jobs),
+    Route("GET", "/api/v1/webhooks", _API, WebhooksAPI.list_webhooks),
+    Route("POST", "/api/v1/webhooks", _API, WebhooksAPI.add_webhook),
+    Route("DELETE", "/api/v1/webhooks/{name}", _API, WebhooksAPI.remove_webhook),
+    Route("GET", "/api/v1/webhooks/{name}/deliveries", _API, WebhooksAPI.list_deliveries),
+    Route("POST", "/api/v1/deliveries/{id}/redeliver", _API, WebhooksAPI.redeliver),
     # -- operations: health checks and Prometheus metrics -------------------------------------
     Route("GET", "/metrics", PUBLIC, LifecycleAPI.metrics),
     Route("GET", "/healthz", PUBLIC, Health.live),

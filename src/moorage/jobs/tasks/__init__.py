@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ...gc.collector import GarbageCollector
     from ...registry.policies import PolicyService
     from ...registry.retention import RetentionService
+    from ...registry.webhooks import WebhookService
 
 Handler = Callable[[Job], dict[str, Any] | None]
 
@@ -32,6 +33,11 @@ class TaskServices(Protocol):
     @property
     def outbox(self) -> Outbox: ...
 
+    @property
+    def webhooks(self) -> WebhookService: ...
+
+    settings: Any
+
 TEST_JOBS_ENV = "MOORAGE_TEST_JOBS"
 
 
@@ -40,9 +46,9 @@ class TaskFailed(Exception):
 
 
 def _modules(env: Mapping[str, str]) -> list[Any]:
-    from . import gc, outbox, quota, retention, uploads
+    from . import gc, outbox, quota, retention, uploads, webhooks
 
-    mods = [gc, retention, uploads, quota, outbox]
+    mods = [gc, retention, uploads, quota, outbox, webhooks]
     if env.get(TEST_JOBS_ENV) == "1":
         from . import testing
 

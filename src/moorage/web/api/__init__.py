@@ -1,9 +1,11 @@
-"""The management API under /api/v1/ (accounts, namespaces, robots, audit; lifecycle; jobs)."""
+"""The management API under /api/v1/ (accounts, namespaces, robots, audit; lifecycle; jobs;
+webhooks)."""
 
 from .common import audited_denials, json_response
 from .jobs import JobsAPI
 from .lifecycle import LifecycleAPI
 from .management import OPENAPI_PATH, ManagementAPI
+from .webhooks import WebhooksAPI
 
-__all__ = ["OPENAPI_PATH", "JobsAPI", "LifecycleAPI", "ManagementAPI", "audited_denials",
-           "json_response"]
+__all__ = ["OPENAPI_PATH", "JobsAPI", "LifecycleAPI", "ManagementAPI", "WebhooksAPI",
+           "audited_denials", "json_response"]
