@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from .registry.referrers import ReferrerService
     from .registry.retention import RetentionService
     from .registry.uploads import UploadService
+    from .scan.vulndb import VulnDatabase
     from .storage.base import BlobStore
 
 TOKEN_KEY_SECRET = "token-signing-key"
@@ -211,6 +212,15 @@ class Registry:
         from .registry.referrers import ReferrerService
 
         return ReferrerService(self.database)
+
+    # -- supply chain -------------------------------------------------------------------------
+
+    @cached_property
+    def vulndb(self) -> VulnDatabase:
+        """The offline vulnerability database (OSV data imported with `moorage vulndb`)."""
+        from .scan.vulndb import VulnDatabase
+
+        return VulnDatabase(self.database)
 
     # -- background work ----------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from .queries.repositories import RepositoryQueries
 from .queries.tags import TagQueries
 from .queries.uploads import UploadQueries
 from .queries.usage import UsageQueries
+from .queries.vulns import VulnQueries
 
 
 class UnitOfWork:
@@ -119,6 +120,12 @@ class UnitOfWork:
     @cached_property
     def jobs(self) -> JobQueries:
         return JobQueries(self)
+
+    # -- vulnerability data -------------------------------------------------------------------
+
+    @cached_property
+    def vulns(self) -> VulnQueries:
+        return VulnQueries(self)
 
 
 class Database(StoreBase):
