@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["EcosystemStatus", "Finding", "ImportReport", "SourceError", "VulnDatabase"]
 
 BATCH_RECORDS = 1000
+_RANK = {label: n for n, label in enumerate(cvss.LABELS)}
 MAX_PROBLEMS_KEPT = 50  # the rest are counted, not listed
 
 
@@ -215,5 +216,5 @@ class VulnDatabase:
             severity, score = _severity(row["severity"])
             findings.append(Finding(row["id"], row["aliases"], ecosystem, name, version,
                                     lowest(fixes, ecosystem), severity, score, row["summary"]))
-        findings.sort(key=lambda f: (-(f.score if f.score is not None else -1), f.id))
+        findings.sort(key=lambda f: (-_RANK.get(f.severity or "", -1), -(f.score or 0), f.id))
         return findings
