@@ -288,3 +288,25 @@ def test_imports_write_in_batches(registry: Registry, tmp_path: Path) -> None:
     assert seen == [3, 6]  # one write (and one progress call) per full batch
     assert _counts(report, "PyPI") == (7, 0, 0, 0)
     assert [s.records for s in small.status()] == [7]
+
+
+def test_import_and_match_on_both_backends(engine, tmp_path: Path) -> None:
+    from moorage.metadata.uow import Database
+
+    vulndb = VulnDatabase(Database(engine), batch_records=2)
+    first = [_pypi(f"GHSA-both-0000-000{n}", package=f"lib{n}") for n in range(3)]
+    vulndb.import_paths([write_dir(tmp_path / "a", first)])
+    newer = {**first[0], "modified": "2025-01-01T00:00:00Z", "withdrawn": "2025-01-01T00:00:00Z"}
+    newer_fix = {**first[1], "modified": "2025-01-01T00:00:00Z", "affected": [
+        {"package": {"ecosystem": "PyPI", "name": "lib1"},
+         "ranges": [ecosystem_range(("introduced", "0"), ("fixed", "1.4"))]}]}
+
+    report = vulndb.import_paths([write_dir(tmp_path / "b", [newer, newer_fix, first[2]])])
+
+    assert _counts(report, "PyPI") == (0, 2, 1, 0)
+    assert vulndb.match("PyPI", "lib0", "1.0") == []
+    assert [f.fixed for f in vulndb.match("PyPI", "lib1", "1.3")] == ["1.4"]
+    assert _ids(vulndb.match("PyPI", "lib2", "1.0")) == ["GHSA-both-0000-0002"]
+    [status] = vulndb.status()
+    assert (status.ecosystem, status.records, status.withdrawn) == ("PyPI", 2, 1)
+    assert status.imported_at is not None
