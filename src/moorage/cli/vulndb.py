@@ -25,6 +25,7 @@ from .common import (
 vulndb_app = typer.Typer(help="Offline vulnerability data (OSV): import, status, match.",
                          no_args_is_help=True)
 PROGRESS_FROM = 5000  # smaller imports print no progress line
+PROGRESS_EVERY = 2.0  # seconds between progress lines
 
 
 def _vulndb(target: Target) -> Any:
@@ -52,8 +53,11 @@ def import_(
     """Import OSV records; re-importing updates records whose `modified` is newer."""
     from ..scan.vulndb import ImportReport, SourceError
 
+    last = [time.monotonic()]
+
     def progress(report: ImportReport) -> None:
-        if report.read >= PROGRESS_FROM:
+        if report.read >= PROGRESS_FROM and time.monotonic() - last[0] >= PROGRESS_EVERY:
+            last[0] = time.monotonic()
             typer.echo(f"... {report.read} records read", err=True)
 
     service = _vulndb(Target(data_dir, database, storage, config))
