@@ -310,3 +310,32 @@ def test_import_and_match_on_both_backends(engine, tmp_path: Path) -> None:
     [status] = vulndb.status()
     assert (status.ecosystem, status.records, status.withdrawn) == ("PyPI", 2, 1)
     assert status.imported_at is not None
+
+
+def _zip64_claiming(path: Path, entries: int) -> Path:
+    """A zip whose zip64 end records claim `entries` members (none is really there)."""
+    local = b"PK\x03\x04" + bytes(26)
+    eocd64_at = len(local)
+    eocd64 = struct.pack("<4sQ2H2L4Q", b"PK\x06\x06", 44, 45, 45, 0, 0, entries, entries, 0,
+                         eocd64_at)
+    locator = struct.pack("<4sLQL", b"PK\x06\x07", 0, eocd64_at, 1)
+    eocd = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, 0xFFFF, 0xFFFF, 0xFFFFFFFF,
+                       0xFFFFFFFF, 0)
+    path.write_bytes(local + eocd64 + locator + eocd)
+    return path
+
+
+def test_unreadable_zips_are_refused_and_the_next_path_is_imported(registry: Registry,
+                                                                   tmp_path: Path) -> None:
+    crowded = _zip64_claiming(tmp_path / "crowded.zip", 2_000_001)
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(b"PK\x03\x04" + b"\x00" * 200)  # a zip's start, no directory
+    good = write_zip(tmp_path / "good" / "all.zip", [debian("DSA-9-1", "curl", "8.0-1")])
+
+    report = registry.vulndb.import_paths([crowded, damaged, good])
+
+    refused = {Path(p.origin).name: p.reason for p in report.refused}
+    assert "2000001 entries, more than 2000000" in refused["crowded.zip"]
+    assert "not a zip file" in refused["damaged.zip"]
+    assert _counts(report, "Debian") == (1, 0, 0, 0)
+    assert report.problem_count == 0

@@ -57,3 +57,9 @@ def test_import_then_status_and_match_through_the_cli(tmp_path: Path) -> None:
     missing = CliRunner().invoke(app, ["vulndb", "import", str(tmp_path / "nope.zip"), *where])
     assert missing.exit_code == 1
     assert "nope.zip: no such file or directory" in missing.stderr
+    damaged = tmp_path / "damaged.zip"
+    damaged.write_bytes(b"PK\x03\x04" + bytes(100))
+    partly = CliRunner().invoke(app, ["vulndb", "import", str(damaged), str(folder), *where])
+    assert partly.exit_code == 1
+    assert "error: refused" in partly.stderr and "damaged.zip" in partly.stderr
+    assert any(line.split() == ["PyPI", "0", "0", "1", "0"] for line in partly.stdout.split("\n"))

@@ -50,7 +50,8 @@ def import_(
     data_dir: DataDir = None, database: Database = None, storage: Storage = None,
     config: Config = None,
 ) -> None:
-    """Import OSV records; re-importing updates records whose `modified` is newer."""
+    """Import OSV records; re-importing updates records whose `modified` is newer. Exits 1 when
+    a path was refused as a whole (the other paths are imported)."""
     from ..scan.vulndb import ImportReport, SourceError
 
     last = [time.monotonic()]
@@ -67,6 +68,8 @@ def import_(
         fail(str(exc), 1)
     if json_output:
         print_json(report.to_dict())
+        if report.refused:
+            raise typer.Exit(1)
         return
     print_table(["ECOSYSTEM", "ADDED", "UPDATED", "UNCHANGED", "SKIPPED"],
                 [[eco, c.added, c.updated, c.unchanged, c.skipped]
@@ -77,7 +80,11 @@ def import_(
     if report.problem_count > len(report.problems):
         typer.echo(f"... and {report.problem_count - len(report.problems)} more skipped",
                    err=True)
+    for problem in report.refused:
+        typer.echo(f"error: refused {problem.origin}: {problem.reason}", err=True)
     sys.stdout.flush()
+    if report.refused:
+        raise typer.Exit(1)
 
 
 @vulndb_app.command("status")

@@ -39,6 +39,7 @@ class Problem:
 
     origin: str
     reason: str
+    whole_path: bool = False  # the path itself (a damaged or oversized zip), not one document
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class _Member:
 
 def iter_documents(paths: Sequence[Path]) -> Iterator[tuple[str, Any]]:
     """(origin, parsed JSON or Problem) for every document under `paths`, in order. Every
-    path is checked to exist before the first is read (SourceError)."""
+    path is checked to exist before the first is read (SourceError); a zip that cannot be read
+    further is one Problem with `whole_path` set, and the next path follows."""
     for path in paths:
         if not path.exists():
             raise SourceError(f"{path}: no such file or directory")
@@ -63,7 +65,10 @@ def iter_documents(paths: Sequence[Path]) -> Iterator[tuple[str, Any]]:
             for file in sorted(p for p in path.rglob("*.json") if p.is_file()):
                 yield str(file), _read_file(file)
         elif _is_zip(path):
-            yield from _iter_zip(path)
+            try:
+                yield from _iter_zip(path)
+            except SourceError as exc:
+                yield str(path), Problem(str(path), str(exc), whole_path=True)
         else:
             yield str(path), _read_file(path)
 

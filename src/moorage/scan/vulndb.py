@@ -48,11 +48,13 @@ class Counts:
 
 @dataclass
 class ImportReport:
-    """Counts per base ecosystem, and the documents skipped (the first few, with reasons)."""
+    """Counts per base ecosystem, the documents skipped (the first few, with reasons) and the
+    paths refused as a whole (a damaged zip, too many entries)."""
 
     ecosystems: dict[str, Counts] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
+    refused: list[Problem] = field(default_factory=list)
 
     def counts(self, ecosystem: str) -> Counts:
         """The counts of `ecosystem`, created empty on first use."""
@@ -74,7 +76,8 @@ class ImportReport:
         """The report as JSON-ready values."""
         return {"ecosystems": {k: asdict(v) for k, v in sorted(self.ecosystems.items())},
                 "problems": [asdict(p) for p in self.problems],
-                "problem_count": self.problem_count}
+                "problem_count": self.problem_count,
+                "refused": [asdict(p) for p in self.refused]}
 
 
 @dataclass(frozen=True)
@@ -140,13 +143,17 @@ class VulnDatabase:
                      progress: Callable[[ImportReport], None] | None = None) -> ImportReport:
         """Import every OSV document under `paths` (zips, directories, JSON files), one write
         per batch: new ids are added, a newer `modified` replaces the stored record, an equal or
-        older one leaves it. Malformed documents are skipped and counted. SourceError when a
-        path cannot be read at all (checked for every path before the first is read)."""
+        older one leaves it. Malformed documents are skipped and counted; a zip that cannot be
+        read is listed in `refused` and the next path follows. SourceError when a path does not
+        exist (checked for every path before the first is read)."""
         report = ImportReport()
         batch: dict[str, Record] = {}
         for origin, doc in iter_documents(paths):
             if isinstance(doc, Problem):
-                report.skip("(unknown)", doc)
+                if doc.whole_path:
+                    report.refused.append(doc)
+                else:
+                    report.skip("(unknown)", doc)
                 continue
             for item in doc if isinstance(doc, list) else [doc]:
                 try:
