@@ -137,8 +137,8 @@ def _ranges(value: Any, where: str) -> list[dict[str, Any]]:
     for r in _list(value, f"{where}.ranges"):
         r = _dict(r, f"{where}.ranges[]")
         kind = r.get("type")
-        if kind not in ("ECOSYSTEM", "SEMVER", "GIT"):
-            raise MalformedRecord(f"{where}: range type {str(kind)[:20]!r}")
+        if not isinstance(kind, str) or not kind:
+            raise MalformedRecord(f"{where}: a range needs a type")
         events = []
         for e in _list(r.get("events"), f"{where}.ranges[].events"):
             e = _dict(e, f"{where}.ranges[].events[]")
@@ -148,7 +148,9 @@ def _ranges(value: Any, where: str) -> list[dict[str, Any]]:
             events.append({pairs[0][0]: pairs[0][1]})
         if not events:
             raise MalformedRecord(f"{where}: a range without events")
-        if kind != "GIT":  # commits cannot be compared with installed versions
+        # GIT ranges name commits, which installed versions cannot be compared with; a type
+        # this importer does not know is kept out of matching the same way.
+        if kind in ("ECOSYSTEM", "SEMVER"):
             kept.append({"type": kind, "events": events})
     return kept
 

@@ -174,7 +174,8 @@ class VulnDatabase:
                         progress(report)
         if batch:
             self._write(batch, report)
-        touched = [e for e, c in report.ecosystems.items() if c.total > c.skipped]
+        touched = [e for e, c in report.ecosystems.items()
+                   if c.total > c.skipped and not e.startswith("(")]
         with self.database.write() as uow:
             uow.vulns.mark_imported(touched, time.time())
         return report
