@@ -137,13 +137,23 @@ semver_versions = st.builds(
     st.lists(_digits, min_size=3, max_size=3), st.lists(_ident, max_size=3),
 )
 
+rpm_versions = st.text("0123ab.~^-", min_size=1, max_size=7).filter(
+    lambda v: not v.startswith("-") and not v.endswith("-"))
+apk_versions = st.builds(
+    lambda numbers, letter, suffixes, release: numbers + letter + suffixes + release,
+    st.sampled_from(["1", "1.2", "1.02", "1.10", "2.0.0", "1.2.3"]), st.sampled_from(["", "a"]),
+    st.lists(st.sampled_from(["_alpha", "_rc1", "_rc2", "_p", "_p1", "_git", "_pre3"]),
+             max_size=2).map("".join),
+    st.sampled_from(["", "-r0", "-r1", "-r10"]),
+)
+maven_versions = st.lists(
+    st.sampled_from(["1", "0", "2", "10", "alpha", "beta", "rc", "sp", "snapshot", "foo", "ga"]),
+    max_size=4).map(lambda tokens: "-".join(["1", *tokens]))
 
-def _sign(n: int) -> int:
-    return (n > 0) - (n < 0)
 
-
-@pytest.mark.parametrize(("family", "versions"), [("dpkg", dpkg_versions),
-                                                  ("semver", semver_versions)])
+@pytest.mark.parametrize(("family", "versions"), [
+    ("dpkg", dpkg_versions), ("semver", semver_versions), ("rpm", rpm_versions),
+    ("apk", apk_versions), ("maven", maven_versions)])
 def test_order_is_antisymmetric_and_transitive(family: str, versions: st.SearchStrategy) -> None:
     @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(versions, versions, versions)

@@ -299,11 +299,16 @@ def _maven_items(version: str) -> list[int | str]:
     text = version.strip().lower()
     if not text or not text[0].isalnum():
         raise InvalidVersion(f"not a Maven version: {version!r}")
+    tokens = [int(t) if t.isdigit() else _MAVEN_ALIASES.get(t, t)
+              for t in _MAVEN_TOKEN_RE.findall(text)]
+    # Zeros before a qualifier or the end, and release words, say nothing (1.0 == 1 == 1-ga,
+    # 1.0-rc1 == 1-rc1); dropping them keeps the order transitive.
     items: list[int | str] = []
-    for token in _MAVEN_TOKEN_RE.findall(text):
-        items.append(int(token) if token.isdigit() else _MAVEN_ALIASES.get(token, token))
-    while items and items[-1] in (0, ""):  # 1.0 == 1 == 1.0.0 == 1-ga
-        items.pop()
+    for token in reversed(tokens):
+        if token == "" or (token == 0 and (not items or isinstance(items[-1], str))):
+            continue
+        items.append(token)
+    items.reverse()
     return items
 
 
