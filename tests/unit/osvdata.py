@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import zipfile
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ def debian(record_id: str, package: str, fixed: str | None, *, ecosystem: str = 
         "id": record_id,
         "summary": f"{package} - security update",
         "details": "Several vulnerabilities were discovered. " * 5,
-        "aliases": aliases if aliases is not None else [f"CVE-2024-{abs(hash(record_id)) % 9999}"],
+        "aliases": aliases if aliases is not None else [
+            f"CVE-2024-{zlib.crc32(record_id.encode()) % 9999}"],
         "modified": modified,
         "published": "2024-02-28T00:00:00Z",
         "affected": [{

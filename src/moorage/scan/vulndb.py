@@ -43,6 +43,7 @@ class Counts:
 
     @property
     def total(self) -> int:
+        """Documents counted, skipped ones included."""
         return self.added + self.updated + self.unchanged + self.skipped
 
 
