@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .registry.retention import RetentionService
     from .registry.uploads import UploadService
     from .registry.webhooks import WebhookService
+    from .scan.vulndb import VulnDatabase
     from .storage.base import BlobStore
 
 TOKEN_KEY_SECRET = "token-signing-key"
@@ -222,6 +223,15 @@ class Registry:
         return WebhookService(self.database, self.authorizer, lambda: sealer_for(s),
                               timeout=s.webhook_timeout, backoff_max=s.webhook_backoff_max,
                               max_age=s.webhook_max_age, job_attempts=s.job_max_attempts)
+
+    # -- supply chain -------------------------------------------------------------------------
+
+    @cached_property
+    def vulndb(self) -> VulnDatabase:
+        """The offline vulnerability database (OSV data imported with `moorage vulndb`)."""
+        from .scan.vulndb import VulnDatabase
+
+        return VulnDatabase(self.database)
 
     # -- background work ----------------------------------------------------------------------
 

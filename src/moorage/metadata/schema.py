@@ -457,3 +457,47 @@ webhook_deliveries = Table(
     UniqueConstraint("webhook_id", "event_id", name="uq_webhook_deliveries_event"),
     Index("ix_webhook_deliveries_queue", "webhook_id", "status", "repository", "id"),
 )
+
+
+# -- vulnerability data: OSV records imported offline (`moorage vulndb import`) ---------------
+
+# One OSV record, ecosystem-agnostic. JSON columns: aliases (list), severity ({"cvss": [{type,
+# vector, score}], "label"}). Times are Unix seconds; a withdrawn record no longer matches.
+vuln_records = Table(
+    "vuln_records",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("summary", Text, nullable=False),
+    Column("details", Text, nullable=False),  # trimmed: the source keeps the full text
+    Column("aliases", Text, nullable=False),
+    Column("severity", Text, nullable=False),
+    Column("modified", Float, nullable=False),
+    Column("published", Float),
+    Column("withdrawn", Float),
+    Column("imported_at", Float, nullable=False),
+)
+
+# A package a record affects, by OSV ecosystem (`Debian:12`) and name normalised for it.
+vuln_affected = Table(
+    "vuln_affected",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("record_id", String(200), ForeignKey("vuln_records.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("ecosystem", String(100), nullable=False),
+    Column("name", String(400), nullable=False),
+    Column("purl", Text),
+    Column("ranges", Text, nullable=False),  # JSON: [{"type", "events": [{kind: version}]}]
+    Column("versions", Text, nullable=False),  # JSON: explicit affected versions
+    Index("ix_vuln_affected_package", "ecosystem", "name"),
+    Index("ix_vuln_affected_record", "record_id"),
+)
+
+# When data of a base ecosystem (`Debian`, `PyPI`) was last imported.
+vuln_imports = Table(
+    "vuln_imports",
+    metadata,
+    Column("ecosystem", String(100), primary_key=True),
+    Column("imported_at", Float, nullable=False),
+)

@@ -32,6 +32,7 @@ from .queries.repositories import RepositoryQueries
 from .queries.tags import TagQueries
 from .queries.uploads import UploadQueries
 from .queries.usage import UsageQueries
+from .queries.vulns import VulnQueries
 from .queries.webhooks import WebhookQueries
 
 
@@ -124,6 +125,11 @@ class UnitOfWork:
     @cached_property
     def webhooks(self) -> WebhookQueries:
         return WebhookQueries(self)
+    # -- vulnerability data -------------------------------------------------------------------
+
+    @cached_property
+    def vulns(self) -> VulnQueries:
+        return VulnQueries(self)
 
 
 class Database(StoreBase):
