@@ -81,6 +81,11 @@ class Settings:
     events_lease_seconds: float = 30.0  # lease of a non-transactional consumer (one node runs it)
     events_retention: float = 7 * 86400.0  # outbox events older than this are pruned once handled
     events_prune_interval: float = 3600.0  # how often the outbox.prune job runs (0: never)
+    # -- scanning (supply chain) ---------------------------------------------------------------
+    sbom_on_push: bool = True  # generate a CycloneDX SBOM referrer for each pushed image (a job)
+    scan_max_entries: int = 500_000  # tar entries one image scan reads before it gives up
+    scan_max_bytes: int = 20 << 30  # decompressed layer bytes one image scan reads at most
+    scan_max_ratio: float = 200.0  # largest compression ratio of a layer (zip-bomb guard)
 
     def __post_init__(self) -> None:
         mode = self.blob_redirect
@@ -208,6 +213,9 @@ class Settings:
             raise ValueError("events_max_attempts must be at least 1")
         if self.events_lease_seconds <= 0 or self.events_retention < 0:
             raise ValueError("events_lease_seconds must be positive, events_retention 0 or more")
+        if self.scan_max_entries < 1 or self.scan_max_bytes < 1 or self.scan_max_ratio <= 1:
+            raise ValueError("scan_max_entries and scan_max_bytes must be positive, "
+                             "scan_max_ratio above 1")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 

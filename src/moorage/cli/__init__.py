@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import accounts, db, events, jobs, lifecycle, serve, settings
+from . import accounts, db, events, jobs, lifecycle, sbom, serve, settings
 
 app = typer.Typer(help="Moorage: an OCI registry for machine-learning teams.", no_args_is_help=True)
 
@@ -36,5 +36,6 @@ app.add_typer(lifecycle.tag_app, name="tag")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.command()(jobs.worker)
 app.command("settings")(settings.settings)
+app.add_typer(sbom.sbom_app, name="sbom")
 
 __all__ = ["app"]

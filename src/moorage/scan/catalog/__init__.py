@@ -1,0 +1,98 @@
+"""Package catalogers: each module recognises the files it reads and turns one into packages.
+
+A cataloger is a module with `matches(path) -> bool` and `parse(path, data) -> list[Package]`;
+`etc/os-release` is read by `osrelease` the same way and gives the distribution the purls of
+OS packages name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+from urllib.parse import quote
+
+from . import apk, dpkg, npm, osrelease, python
+
+CATALOGERS: tuple[Any, ...] = (dpkg, apk, python, npm)
+
+
+@dataclass(frozen=True, slots=True)
+class Package:
+    """One installed package as found in the image."""
+
+    name: str
+    version: str
+    type: str  # deb, apk, pypi, npm
+    path: str = ""
+    layer: str = ""
+    arch: str = ""
+    source_name: str = ""
+    source_version: str = ""
+    epoch: str = ""
+    purl: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class OsInfo:
+    """The distribution of the image, from os-release."""
+
+    id: str
+    version_id: str
+    name: str = ""
+    version: str = ""
+    ecosystem: str | None = None  # the OSV ecosystem, e.g. Debian:12
+
+
+def wants(path: str) -> bool:
+    """Whether any cataloger (or os-release) reads the file at `path`."""
+    return osrelease.matches(path) or any(c.matches(path) for c in CATALOGERS)
+
+
+def parse(path: str, data: bytes) -> list[Package] | OsInfo | None:
+    """What the cataloger of `path` makes of its bytes (None: nothing)."""
+    if osrelease.matches(path):
+        return osrelease.parse(path, data)
+    for cataloger in CATALOGERS:
+        if cataloger.matches(path):
+            found: list[Package] = cataloger.parse(path, data)
+            return found or None
+    return None
+
+
+def _q(text: str) -> str:
+    return quote(text, safe=".-_~+")
+
+
+def purl(pkg: Package, os_info: OsInfo | None) -> str:
+    """The package URL of `pkg` (distro-qualified for OS packages)."""
+    qualifiers: list[tuple[str, str]] = []
+    namespace = ""
+    name = pkg.name
+    version = pkg.version
+    if pkg.type in ("deb", "apk", "rpm"):
+        default = {"deb": "debian", "apk": "alpine", "rpm": "redhat"}[pkg.type]
+        namespace = (os_info.id if os_info and os_info.id else default)
+        if pkg.arch:
+            qualifiers.append(("arch", pkg.arch))
+        if pkg.type == "rpm" and pkg.epoch:
+            qualifiers.append(("epoch", pkg.epoch))
+        if os_info and os_info.id:
+            distro = f"{os_info.id}-{os_info.version_id}" if os_info.version_id else os_info.id
+            qualifiers.append(("distro", distro))
+        if pkg.type == "deb" and pkg.source_name and pkg.source_name != pkg.name:
+            qualifiers.append(("upstream", pkg.source_name))
+    elif pkg.type == "pypi":
+        name = python.normalise_name(pkg.name)
+    elif pkg.type == "npm" and name.startswith("@") and "/" in name:
+        namespace, name = name.split("/", 1)
+    head = f"pkg:{pkg.type}/" + (f"{_q(namespace)}/" if namespace else "") + _q(name)
+    if version:
+        head += "@" + _q(version)
+    if qualifiers:
+        head += "?" + "&".join(f"{k}={_q(v)}" for k, v in sorted(qualifiers))
+    return head
+
+
+def with_purls(packages: list[Package], os_info: OsInfo | None) -> list[Package]:
+    """The packages with their purls filled in."""
+    return [replace(p, purl=purl(p, os_info)) for p in packages]
