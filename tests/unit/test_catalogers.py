@@ -5,6 +5,7 @@ OSV ecosystem; and purls."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -199,3 +200,59 @@ def test_an_image_catalogue_is_the_final_filesystem_and_its_sbom_has_the_require
     assert props[LAYER] == "sha256:" + "1" * 64 and props[SOURCE_NAME] == "openssl"
     refs = [c["bom-ref"] for c in doc["components"]]
     assert len(set(refs)) == len(refs)
+
+
+def _rpm_header(tags: dict[int, str | int]) -> bytes:
+    """An rpm header blob (index entries over a data store), as rpmdb.sqlite rows hold."""
+    import struct
+
+    index, store = b"", b""
+    for tag, value in tags.items():
+        if isinstance(value, int):
+            store += b"\0" * (-len(store) % 4)
+            index += struct.pack(">IIII", tag, 4, len(store), 1)
+            store += struct.pack(">I", value)
+        else:
+            index += struct.pack(">IIII", tag, 6, len(store), 1)
+            store += value.encode() + b"\0"
+    return struct.pack(">II", len(tags), len(store)) + index + store
+
+
+def test_the_sqlite_rpmdb_is_spooled_to_a_temporary_file_read_and_deleted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import sqlite3
+
+    from moorage.scan.catalog import rpm
+    from moorage.scan.layers import Budget, Limits, Spool, iter_layer
+
+    from .layers_fixture import chunks, gz, tar_bytes
+
+    db_path = tmp_path / "rpmdb.sqlite"
+    with sqlite3.connect(db_path) as db:
+        db.execute("CREATE TABLE Packages (hnum INTEGER PRIMARY KEY AUTOINCREMENT, "
+                   "blob BLOB NOT NULL)")
+        for tags in (
+            {rpm.NAME: "openssl-libs", rpm.VERSION: "3.0.7", rpm.RELEASE: "24.el9",
+             rpm.EPOCH: 1, rpm.ARCH: "x86_64", rpm.SOURCERPM: "openssl-3.0.7-24.el9.src.rpm"},
+            {rpm.NAME: "gpg-pubkey", rpm.VERSION: "fd431d51", rpm.RELEASE: "4ae0493b"},
+            {rpm.NAME: "bash", rpm.VERSION: "5.1.8", rpm.RELEASE: "6.el9", rpm.ARCH: "x86_64",
+             rpm.SOURCERPM: "bash-5.1.8-6.el9.src.rpm"},
+        ):
+            db.execute("INSERT INTO Packages (blob) VALUES (?)", (_rpm_header(tags),))
+    db.close()
+    layer = gz(tar_bytes({"var/lib/rpm/rpmdb.sqlite": db_path.read_bytes()}))
+    assert catalog.wants("var/lib/rpm/rpmdb.sqlite") == Spool(rpm.SPOOL_BYTES)
+    seen = []
+    for entry, data in iter_layer(chunks(layer), Budget(Limits()), catalog.wants):
+        found = catalog.parse(entry.path, data)  # type: ignore[arg-type]
+        seen.append((found, data.path))  # type: ignore[union-attr]
+    ((found, spooled),) = seen
+    assert not os.path.exists(spooled)  # deleted once the reader moved on
+    assert isinstance(found, list)
+    assert [(p.name, p.version, p.epoch, p.arch, p.source_name, p.source_version)
+            for p in found] == [
+        ("openssl-libs", "3.0.7-24.el9", "1", "x86_64", "openssl", "3.0.7-24.el9"),
+        ("bash", "5.1.8-6.el9", "", "x86_64", "bash", "5.1.8-6.el9")]
+    rhel = OsInfo(id="rhel", version_id="9.3")
+    assert catalog.purl(found[0], rhel) == (
+        "pkg:rpm/redhat/openssl-libs@3.0.7-24.el9?arch=x86_64&distro=rhel-9.3&epoch=1"
+        "&upstream=openssl")

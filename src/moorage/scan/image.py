@@ -9,7 +9,7 @@ from typing import Any
 
 from . import catalog
 from .catalog import OsInfo, Package
-from .layers import Budget, Entry, Filesystem, Limits, iter_layer, stack_layer
+from .layers import Budget, Entry, Filesystem, Limits, Spooled, iter_layer, stack_layer
 
 # Layers we read; others (e.g. foreign / non-distributable ones we do not hold) are skipped.
 NON_DISTRIBUTABLE = ("nondistributable", "foreign")
@@ -50,7 +50,7 @@ def catalogue(layers: list[dict[str, Any]], open_blob: Callable[[str], Iterable[
             skipped.append({"digest": digest, "reason": "blob not in this registry"})
             continue
 
-        def parse(entry: Entry, data: bytes, layer: str = digest) -> Any:
+        def parse(entry: Entry, data: bytes | Spooled, layer: str = digest) -> Any:
             found = catalog.parse(entry.path, data)
             if isinstance(found, list):
                 return [replace(p, layer=layer) for p in found]

@@ -9,6 +9,7 @@ and entry paths are normalised strings only: nothing is ever opened by them.
 from __future__ import annotations
 
 import posixpath
+import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -52,6 +53,26 @@ class Entry:
     kind: str  # file, dir, symlink, hardlink, other
     size: int
     linkname: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Spool:
+    """What a cataloger asks for when it needs a member as a file (e.g. a SQLite database):
+    written to a temporary file, at most `max_bytes`."""
+
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Spooled:
+    """A member written to a temporary file, deleted as soon as its consumer moves on."""
+
+    path: str
+    size: int
+
+
+# Whether a member is read: False (skip), True (as bytes, within the member cap), or Spool.
+Want = Callable[[str], "bool | Spool"]
 
 
 class Budget:
@@ -275,9 +296,24 @@ KINDS = {b"0": "file", b"\0": "file", b"7": "file", b"S": "file", b"1": "hardlin
          b"2": "symlink", b"5": "dir"}
 
 
-def read_tar(stream: _Plain, budget: Budget, want: Callable[[str], bool]
-             ) -> Iterator[tuple[Entry, bytes | None]]:
-    """Each member as (entry, its bytes if `want`ed and within the cap, else None)."""
+def _spool(stream: _Plain, entry: Entry, padded: int) -> Iterator[tuple[Entry, Spooled]]:
+    with tempfile.NamedTemporaryFile(prefix="moorage-scan-") as tmp:
+        left = entry.size
+        while left:
+            chunk = stream.read(min(left, READ_CHUNK))
+            if not chunk:
+                raise LayerError("layer ends inside a tar member")
+            tmp.write(chunk)
+            left -= len(chunk)
+        stream.skip(padded - entry.size)
+        tmp.flush()
+        yield entry, Spooled(tmp.name, entry.size)
+
+
+def read_tar(stream: _Plain, budget: Budget, want: Want
+             ) -> Iterator[tuple[Entry, bytes | Spooled | None]]:
+    """Each member as (entry, its bytes if `want`ed and within the cap, a temporary file if
+    `want` asked to Spool it, else None)."""
     long_name: str | None = None
     long_link: str | None = None
     pax: dict[str, str] = {}
@@ -331,8 +367,10 @@ def read_tar(stream: _Plain, budget: Budget, want: Callable[[str], bool]
         if kind in ("symlink", "hardlink", "dir"):
             padded = size = 0  # their size field carries no data (GNU tar may set one anyway)
         entry = Entry(normalise(name), kind, size, link)
-        if kind == "file" and size <= budget.limits.member_cap and entry.path and want(
-                entry.path):
+        asked = want(entry.path) if kind == "file" and entry.path else False
+        if isinstance(asked, Spool) and size <= asked.max_bytes:
+            yield from _spool(stream, entry, padded)
+        elif asked and not isinstance(asked, Spool) and size <= budget.limits.member_cap:
             data = stream.read(padded)
             if len(data) < padded:
                 raise LayerError("layer ends inside a tar member")
@@ -342,8 +380,8 @@ def read_tar(stream: _Plain, budget: Budget, want: Callable[[str], bool]
             yield entry, None
 
 
-def iter_layer(chunks: Iterable[bytes], budget: Budget, want: Callable[[str], bool]
-               ) -> Iterator[tuple[Entry, bytes | None]]:
+def iter_layer(chunks: Iterable[bytes], budget: Budget, want: Want
+               ) -> Iterator[tuple[Entry, bytes | Spooled | None]]:
     """The members of one layer (tar, tar+gzip or tar+zstd by magic bytes), as `read_tar`."""
     source = _Source(chunks)
     try:
@@ -412,8 +450,8 @@ class Filesystem:
         self.files[path] = value
 
 
-def stack_layer(fs: Filesystem, entries: Iterable[tuple[Entry, bytes | None]],
-                parse: Callable[[Entry, bytes], Any]) -> None:
+def stack_layer(fs: Filesystem, entries: Iterable[tuple[Entry, bytes | Spooled | None]],
+                parse: Callable[[Entry, bytes | Spooled], Any]) -> None:
     """Apply one layer on top of `fs`: its whiteouts and replacements hide lower files, and its
     wanted files (parsed by `parse`, None: not tracked) join."""
     removed: list[tuple[str, bool]] = []

@@ -1,6 +1,7 @@
 """Package catalogers: each module recognises the files it reads and turns one into packages.
 
-A cataloger is a module with `matches(path) -> bool` and `parse(path, data) -> list[Package]`;
+A cataloger is a module with `matches(path) -> bool` and `parse(path, data) -> list[Package]`
+(data: the member's bytes, or a Spooled temporary file when the module sets SPOOL_BYTES);
 `etc/os-release` is read by `osrelease` the same way and gives the distribution the purls of
 OS packages name.
 """
@@ -11,9 +12,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
-from . import apk, dpkg, npm, osrelease, python
+from ..layers import Spool, Spooled
+from . import apk, dpkg, npm, osrelease, python, rpm
 
-CATALOGERS: tuple[Any, ...] = (dpkg, apk, python, npm)
+CATALOGERS: tuple[Any, ...] = (dpkg, apk, python, npm, rpm)
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +24,7 @@ class Package:
 
     name: str
     version: str
-    type: str  # deb, apk, pypi, npm
+    type: str  # deb, apk, pypi, npm, rpm
     path: str = ""
     layer: str = ""
     arch: str = ""
@@ -43,15 +45,22 @@ class OsInfo:
     ecosystem: str | None = None  # the OSV ecosystem, e.g. Debian:12
 
 
-def wants(path: str) -> bool:
-    """Whether any cataloger (or os-release) reads the file at `path`."""
-    return osrelease.matches(path) or any(c.matches(path) for c in CATALOGERS)
+def wants(path: str) -> bool | Spool:
+    """Whether a cataloger (or os-release) reads the file at `path`: as bytes (True), or as a
+    temporary file (a Spool of at most the cataloger's SPOOL_BYTES)."""
+    if osrelease.matches(path):
+        return True
+    for cataloger in CATALOGERS:
+        if cataloger.matches(path):
+            spool = getattr(cataloger, "SPOOL_BYTES", 0)
+            return Spool(spool) if spool else True
+    return False
 
 
-def parse(path: str, data: bytes) -> list[Package] | OsInfo | None:
+def parse(path: str, data: bytes | Spooled) -> list[Package] | OsInfo | None:
     """What the cataloger of `path` makes of its bytes (None: nothing)."""
     if osrelease.matches(path):
-        return osrelease.parse(path, data)
+        return osrelease.parse(path, data) if isinstance(data, bytes) else None
     for cataloger in CATALOGERS:
         if cataloger.matches(path):
             found: list[Package] = cataloger.parse(path, data)
@@ -72,6 +81,7 @@ def purl(pkg: Package, os_info: OsInfo | None) -> str:
     if pkg.type in ("deb", "apk", "rpm"):
         default = {"deb": "debian", "apk": "alpine", "rpm": "redhat"}[pkg.type]
         namespace = (os_info.id if os_info and os_info.id else default)
+        namespace = {"rhel": "redhat"}.get(namespace, namespace)
         if pkg.arch:
             qualifiers.append(("arch", pkg.arch))
         if pkg.type == "rpm" and pkg.epoch:
@@ -79,7 +89,7 @@ def purl(pkg: Package, os_info: OsInfo | None) -> str:
         if os_info and os_info.id:
             distro = f"{os_info.id}-{os_info.version_id}" if os_info.version_id else os_info.id
             qualifiers.append(("distro", distro))
-        if pkg.type == "deb" and pkg.source_name and pkg.source_name != pkg.name:
+        if pkg.type in ("deb", "rpm") and pkg.source_name and pkg.source_name != pkg.name:
             qualifiers.append(("upstream", pkg.source_name))
     elif pkg.type == "pypi":
         name = python.normalise_name(pkg.name)
