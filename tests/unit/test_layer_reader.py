@@ -42,7 +42,7 @@ def test_each_format_is_read_by_its_magic_bytes(pack) -> None:  # type: ignore[n
 
 
 def test_only_wanted_members_are_read() -> None:
-    entries = _read(gz(tar_bytes(FILES)), want=lambda p: p == "etc/os-release")
+    entries = _read(gz(tar_bytes(FILES)), want=lambda e: e.path == "etc/os-release")
     assert [(e.path, d) for e, d in entries] == [
         ("etc/os-release", b"ID=debian\n"), ("usr/share/doc/a.txt", None),
         ("var/lib/dpkg/status", None)]

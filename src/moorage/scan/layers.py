@@ -13,7 +13,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, Any, Protocol, cast
 
 BLOCK = 512
 READ_CHUNK = 64 * 1024
@@ -53,6 +53,7 @@ class Entry:
     kind: str  # file, dir, symlink, hardlink, other
     size: int
     linkname: str = ""
+    mode: int = 0o644
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,8 +72,29 @@ class Spooled:
     size: int
 
 
-# Whether a member is read: False (skip), True (as bytes, within the member cap), or Spool.
-Want = Callable[[str], "bool | Spool"]
+class Scanner(Protocol):
+    """Sees a member's bytes as they stream past, never the whole member at once."""
+
+    def feed(self, data: bytes) -> bool:
+        """Take the next piece; False: seen enough (the rest is skipped)."""
+        ...
+
+    def result(self) -> Any:
+        """What the scanner made of the member (handed on as the member's data)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Scan:
+    """What a cataloger asks for when it looks for something inside large files (e.g. Go
+    build info in executables): the member streams through `start()`'s scanner."""
+
+    start: Callable[[], Scanner]
+
+
+# Whether a member is read: False (skip), True (as bytes, within the member cap), a Spool or
+# a Scan.
+Want = Callable[[Entry], "bool | Spool | Scan"]
 
 
 class Budget:
@@ -310,10 +332,24 @@ def _spool(stream: _Plain, entry: Entry, padded: int) -> Iterator[tuple[Entry, S
         yield entry, Spooled(tmp.name, entry.size)
 
 
+def _scan(stream: _Plain, entry: Entry, padded: int, scan: Scan) -> tuple[Entry, Any]:
+    scanner = scan.start()
+    left = entry.size
+    while left:
+        chunk = stream.read(min(left, 4 * READ_CHUNK))
+        if not chunk:
+            raise LayerError("layer ends inside a tar member")
+        left -= len(chunk)
+        if not scanner.feed(chunk):
+            break
+    stream.skip(left + padded - entry.size)
+    return entry, scanner.result()
+
+
 def read_tar(stream: _Plain, budget: Budget, want: Want
-             ) -> Iterator[tuple[Entry, bytes | Spooled | None]]:
-    """Each member as (entry, its bytes if `want`ed and within the cap, a temporary file if
-    `want` asked to Spool it, else None)."""
+             ) -> Iterator[tuple[Entry, Any]]:
+    """Each member as (entry, its bytes if `want`ed and within the cap, a Spooled temporary
+    file or a Scan's result if `want` asked for one, else None)."""
     long_name: str | None = None
     long_link: str | None = None
     pax: dict[str, str] = {}
@@ -366,10 +402,16 @@ def read_tar(stream: _Plain, budget: Budget, want: Want
         kind = KINDS.get(type_flag, "other")
         if kind in ("symlink", "hardlink", "dir"):
             padded = size = 0  # their size field carries no data (GNU tar may set one anyway)
-        entry = Entry(normalise(name), kind, size, link)
-        asked = want(entry.path) if kind == "file" and entry.path else False
+        try:
+            mode = _octal(block[100:108]) & 0o7777
+        except ValueError:
+            mode = 0
+        entry = Entry(normalise(name), kind, size, link, mode)
+        asked = want(entry) if kind == "file" and entry.path else False
         if isinstance(asked, Spool) and size <= asked.max_bytes:
             yield from _spool(stream, entry, padded)
+        elif isinstance(asked, Scan):
+            yield _scan(stream, entry, padded, asked)
         elif asked and not isinstance(asked, Spool) and size <= budget.limits.member_cap:
             data = stream.read(padded)
             if len(data) < padded:
@@ -381,7 +423,7 @@ def read_tar(stream: _Plain, budget: Budget, want: Want
 
 
 def iter_layer(chunks: Iterable[bytes], budget: Budget, want: Want
-               ) -> Iterator[tuple[Entry, bytes | Spooled | None]]:
+               ) -> Iterator[tuple[Entry, Any]]:
     """The members of one layer (tar, tar+gzip or tar+zstd by magic bytes), as `read_tar`."""
     source = _Source(chunks)
     try:
@@ -450,8 +492,8 @@ class Filesystem:
         self.files[path] = value
 
 
-def stack_layer(fs: Filesystem, entries: Iterable[tuple[Entry, bytes | Spooled | None]],
-                parse: Callable[[Entry, bytes | Spooled], Any]) -> None:
+def stack_layer(fs: Filesystem, entries: Iterable[tuple[Entry, Any]],
+                parse: Callable[[Entry, Any], Any]) -> None:
     """Apply one layer on top of `fs`: its whiteouts and replacements hide lower files, and its
     wanted files (parsed by `parse`, None: not tracked) join."""
     removed: list[tuple[str, bool]] = []

@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import quote
 
-from ..layers import Spool, Spooled
-from . import apk, dpkg, npm, osrelease, python, rpm
+from ..layers import Entry, Scan, Spool
+from . import apk, dpkg, golang, java, npm, osrelease, python, rpm
 
-CATALOGERS: tuple[Any, ...] = (dpkg, apk, python, npm, rpm)
+CATALOGERS: tuple[Any, ...] = (dpkg, apk, python, npm, rpm, java)
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,7 +24,7 @@ class Package:
 
     name: str
     version: str
-    type: str  # deb, apk, pypi, npm, rpm
+    type: str  # deb, apk, pypi, npm, rpm, maven, golang
     path: str = ""
     layer: str = ""
     arch: str = ""
@@ -45,26 +45,29 @@ class OsInfo:
     ecosystem: str | None = None  # the OSV ecosystem, e.g. Debian:12
 
 
-def wants(path: str) -> bool | Spool:
-    """Whether a cataloger (or os-release) reads the file at `path`: as bytes (True), or as a
-    temporary file (a Spool of at most the cataloger's SPOOL_BYTES)."""
+def wants(entry: Entry) -> bool | Spool | Scan:
+    """Whether a cataloger (or os-release) reads this member: as bytes (True), as a temporary
+    file (a Spool of at most the cataloger's SPOOL_BYTES), or streamed through a Scan."""
+    path = entry.path
     if osrelease.matches(path):
         return True
     for cataloger in CATALOGERS:
         if cataloger.matches(path):
             spool = getattr(cataloger, "SPOOL_BYTES", 0)
             return Spool(spool) if spool else True
-    return False
+    return golang.wants(entry) or False
 
 
-def parse(path: str, data: bytes | Spooled) -> list[Package] | OsInfo | None:
-    """What the cataloger of `path` makes of its bytes (None: nothing)."""
+def parse(path: str, data: Any) -> list[Package] | OsInfo | None:
+    """What the cataloger of `path` makes of its data (None: nothing)."""
     if osrelease.matches(path):
         return osrelease.parse(path, data) if isinstance(data, bytes) else None
     for cataloger in CATALOGERS:
         if cataloger.matches(path):
             found: list[Package] = cataloger.parse(path, data)
             return found or None
+    if isinstance(data, tuple):  # a Go build info scan
+        return golang.parse(path, data) or None
     return None
 
 
@@ -95,7 +98,12 @@ def purl(pkg: Package, os_info: OsInfo | None) -> str:
         name = python.normalise_name(pkg.name)
     elif pkg.type == "npm" and name.startswith("@") and "/" in name:
         namespace, name = name.split("/", 1)
-    head = f"pkg:{pkg.type}/" + (f"{_q(namespace)}/" if namespace else "") + _q(name)
+    elif pkg.type == "maven" and ":" in name:
+        namespace, name = name.split(":", 1)
+    elif pkg.type == "golang" and "/" in name:
+        namespace, name = name.rsplit("/", 1)
+    space = "/".join(_q(part) for part in namespace.split("/")) if namespace else ""
+    head = f"pkg:{pkg.type}/" + (f"{space}/" if space else "") + _q(name)
     if version:
         head += "@" + _q(version)
     if qualifiers:
