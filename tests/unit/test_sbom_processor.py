@@ -56,37 +56,60 @@ def test_an_index_job_queues_one_job_per_image_child(registry: Registry) -> None
          "size": len(c), "platform": {"architecture": a, "os": "linux"}}
         for c, a in zip(children, ("amd64", "arm64"), strict=True)]}).encode()
     asyncio.run(registry.manifests.push(repo, "multi", index, INDEX, []))
-    done = run_job(registry, _queue(registry, repo, digest_of(index), INDEX))
-    assert done.state == "done", done.last_error
+    (sbom,) = [p for p in registry.processors if p.name == "sbom"]
+    # The processor itself, as its job would run it (the runner is tested in tests/lifecycle).
+    payload = {"repository": repo, "digest": digest_of(index), "media_type": INDEX}
+    assert sbom.run(payload) == {"children": 2}
     jobs = {j.unique_key: j for j in registry.jobs.list(kind=KIND)}
-    assert set(jobs) == {f"sbom:{repo}@{digest_of(x)}" for x in (index, *children)}
+    assert set(jobs) == {f"sbom:{repo}@{digest_of(x)}" for x in children}
     for child in children:
-        job = run_job(registry, jobs[f"sbom:{repo}@{digest_of(child)}"].id)
-        assert job.state == "done", job.last_error
+        result = sbom.run(jobs[f"sbom:{repo}@{digest_of(child)}"].payload)
         (listed,) = _sbom_referrers(registry, repo, digest_of(child))
+        assert result == {"sbom": listed["digest"], "components": 2}  # the OS and zlib1g
         stored = registry.sboms.show(f"{repo}@{digest_of(child)}")
         assert stored.referrer == listed["digest"] and stored.generated
         (lib,) = [c for c in stored.document["components"] if c["type"] == "library"]
         assert lib["purl"] == ("pkg:deb/debian/zlib1g@1%3A1.2.13.dfsg-1?arch=amd64"
                                "&distro=debian-12&upstream=zlib")
-    # A second run of the index finds every child queued already: no new job.
-    again = registry.jobs.enqueue(KIND, {"repository": repo, "digest": digest_of(index),
-                                         "media_type": INDEX})[0]
-    assert run_job(registry, again.id).state == "done"
-    assert len(registry.jobs.list(kind=KIND)) == 4  # index twice, each child once
+    # Again: every child is queued already, and each has its SBOM.
+    assert sbom.run(payload) == {"children": 0}
+    assert len(registry.jobs.list(kind=KIND)) == 2
     assert _sbom_referrers(registry, repo, digest_of(index)) == []
+    for child in children:
+        assert sbom.run({"repository": repo, "digest": digest_of(child)})["skipped"].startswith(
+            "has an SBOM referrer")
 
 
 def test_a_scan_limit_fails_the_job_with_its_reason_and_stores_nothing(tmp_path: Path) -> None:
-    registry = make_registry(tmp_path / "r", scan_max_entries=2, job_max_attempts=1)
+    registry = make_registry(tmp_path / "r", scan_max_entries=2, job_backoff_base=0.01)
     try:
         repo = "team/limited"
         content = _image(registry, repo)
         job = run_job(registry, _queue(registry, repo, digest_of(content),
                                        "application/vnd.oci.image.manifest.v1+json"))
-        assert job.state == "failed"
+        assert (job.state, job.attempts) == ("failed", 1)  # no retry repeats the same scan
         assert "ScanLimitExceeded" in (job.last_error or "")
         assert "scan_max_entries" in (job.last_error or "")
         assert _sbom_referrers(registry, repo, digest_of(content)) == []
     finally:
         registry.close()
+
+
+def test_a_layer_that_is_not_a_tar_is_listed_as_skipped_and_the_rest_catalogued(
+        registry: Registry) -> None:
+    repo = "team/mixed"
+    config = json.dumps({"architecture": "amd64", "os": "linux"}).encode()
+    good = gz(tar_bytes({"var/lib/dpkg/status": STATUS}))
+    weights = b"GGUF" + bytes(4000)  # a raw model layer in an image
+    for blob in (config, good, weights):
+        push_blob(registry, repo, blob)
+    content = image(config, [good, weights])
+    push(registry, repo, digest_of(content), content)
+    job = run_job(registry, _queue(registry, repo, digest_of(content),
+                                   "application/vnd.oci.image.manifest.v1+json"))
+    assert job.state == "done", job.last_error
+    doc = registry.sboms.show(f"{repo}@{digest_of(content)}").document
+    assert [c["name"] for c in doc["components"]] == ["zlib1g"]
+    assert doc["metadata"]["properties"] == [{
+        "name": f"moorage:skipped-layer:{digest_of(weights)}",
+        "value": "not a tar, tar+gzip or tar+zstd layer (unknown magic bytes)"}]

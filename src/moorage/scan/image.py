@@ -9,7 +9,17 @@ from typing import Any
 
 from . import catalog
 from .catalog import OsInfo, Package
-from .layers import Budget, Entry, Filesystem, Limits, Spooled, iter_layer, stack_layer
+from .layers import (
+    Budget,
+    Entry,
+    Filesystem,
+    LayerError,
+    Limits,
+    ScanLimitExceeded,
+    Spooled,
+    iter_layer,
+    stack_layer,
+)
 
 # Layers we read; others (e.g. foreign / non-distributable ones we do not hold) are skipped.
 NON_DISTRIBUTABLE = ("nondistributable", "foreign")
@@ -33,7 +43,8 @@ class Catalogue:
 def catalogue(layers: list[dict[str, Any]], open_blob: Callable[[str], Iterable[bytes] | None],
               limits: Limits) -> Catalogue:
     """Read each layer descriptor's blob (`open_blob(digest)`, None: not held here) bottom to
-    top and catalogue the result. Raises LayerError / ScanLimitExceeded / Unsupported."""
+    top and catalogue the result; a layer that is not a readable tar is skipped (and listed).
+    Raises ScanLimitExceeded or Unsupported."""
     fs = Filesystem()
     budget = Budget(limits)
     read: list[str] = []
@@ -56,7 +67,14 @@ def catalogue(layers: list[dict[str, Any]], open_blob: Callable[[str], Iterable[
                 return [replace(p, layer=layer) for p in found]
             return found
 
-        stack_layer(fs, iter_layer(chunks, budget, catalog.wants), parse)
+        try:
+            stack_layer(fs, iter_layer(chunks, budget, catalog.wants), parse)
+        except ScanLimitExceeded:
+            raise
+        except LayerError as exc:
+            # Not a tar (or a damaged one): nothing of it was applied; the SBOM says so.
+            skipped.append({"digest": digest, "reason": str(exc)})
+            continue
         read.append(digest)
     os_info: OsInfo | None = None
     for path in catalog.osrelease.PATHS:

@@ -93,14 +93,19 @@ class SbomProcessor:
 
     def _generate(self, repository: str, digest: str, layers: list[dict[str, Any]]
                   ) -> dict[str, Any]:
-        from .image import catalogue
-        from .layers import Limits
+        from ..jobs.queue import GiveUp
+        from .image import Unsupported, catalogue
+        from .layers import Limits, ScanLimitExceeded
         from .sbom import document
 
         s = self.registry.settings
         limits = Limits(max_entries=s.scan_max_entries, max_bytes=s.scan_max_bytes,
                         max_ratio=s.scan_max_ratio)
-        found = catalogue(layers, lambda d: self._open(repository, d), limits)
+        try:
+            found = catalogue(layers, lambda d: self._open(repository, d), limits)
+        except (ScanLimitExceeded, Unsupported) as exc:
+            # The same image fails the same way every time: no retries, nothing stored.
+            raise GiveUp(f"{type(exc).__name__}: {exc}") from exc
         return document(repository, digest, found, time.time())
 
     def _open(self, repository: str, digest: str) -> Iterable[bytes] | None:
