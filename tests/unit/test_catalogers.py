@@ -111,6 +111,8 @@ def test_dist_info_and_egg_info_metadata_headers() -> None:
     path = "usr/lib/python3/site-packages/typing_extensions-4.9.0.dist-info/METADATA"
     assert python.matches(path)
     assert python.matches("app/foo.egg-info/PKG-INFO")
+    assert python.matches("usr/lib/python3/dist-packages/six-1.16.0.egg-info")
+    assert not python.matches("home/user/notes.egg-info")
     assert not python.matches("app/METADATA")
     assert not python.matches("x.dist-info/RECORD")
     (pkg,) = python.parse(path, METADATA)

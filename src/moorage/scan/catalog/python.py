@@ -1,4 +1,4 @@
-"""Python: `*.dist-info/METADATA` and `*.egg-info/PKG-INFO`."""
+"""Python: `*.dist-info/METADATA`, `*.egg-info/PKG-INFO` and lone `*.egg-info` files."""
 
 from __future__ import annotations
 
@@ -10,13 +10,15 @@ if TYPE_CHECKING:
 
 
 def matches(path: str) -> bool:
-    """Installed distribution metadata (wheel or egg)."""
+    """Installed distribution metadata: wheel, egg directory, or a lone `.egg-info` file (as
+    Debian's python3-* packages install it)."""
     parts = path.rsplit("/", 2)
     if len(parts) < 2:
         return False
     folder, base = parts[-2], parts[-1]
     return ((folder.endswith(".dist-info") and base == "METADATA")
-            or (folder.endswith(".egg-info") and base == "PKG-INFO"))
+            or (folder.endswith(".egg-info") and base == "PKG-INFO")
+            or (base.endswith(".egg-info") and "-packages" in folder))
 
 
 def normalise_name(name: str) -> str:
