@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .registry.retention import RetentionService
     from .registry.uploads import UploadService
     from .registry.webhooks import WebhookService
+    from .scan.service import SbomService
     from .scan.vulndb import VulnDatabase
     from .storage.base import BlobStore
 
@@ -233,14 +234,21 @@ class Registry:
 
         return VulnDatabase(self.database)
 
+    @cached_property
+    def sboms(self) -> SbomService:
+        """Stored SBOM referrers, read back (`moorage sbom show`)."""
+        from .scan.service import SbomService
+
+        return SbomService(self.database, self.referrers, self.blobs, self.blob_store)
+
     # -- background work ----------------------------------------------------------------------
 
     @cached_property
     def processors(self) -> list[PostPushProcessor]:
-        """The post-push processors of this deployment (none by default)."""
+        """The post-push processors of this deployment (the SBOM generator by default)."""
         from .events.processors import configured
 
-        return configured()
+        return configured(registry=self)
 
     @cached_property
     def jobs(self) -> JobQueue:

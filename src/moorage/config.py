@@ -86,6 +86,11 @@ class Settings:
     webhook_backoff_max: float = 3600.0  # longest wait between retries of a webhook delivery
     webhook_max_age: float = 86400.0  # a delivery still failing after this long is given up
     webhook_concurrency: int = 4  # requests one delivery run sends at once
+    # -- scanning (supply chain) ---------------------------------------------------------------
+    sbom_on_push: bool = True  # generate a CycloneDX SBOM referrer for each pushed image (a job)
+    scan_max_entries: int = 500_000  # tar entries one image scan reads before it gives up
+    scan_max_bytes: int = 20 << 30  # decompressed layer bytes one image scan reads at most
+    scan_max_ratio: float = 200.0  # largest compression ratio of a layer (zip-bomb guard)
 
     def __post_init__(self) -> None:
         mode = self.blob_redirect
@@ -218,6 +223,9 @@ class Settings:
                              "webhook_max_age 0 or more")
         if self.webhook_concurrency < 1:
             raise ValueError("webhook_concurrency must be at least 1")
+        if self.scan_max_entries < 1 or self.scan_max_bytes < 1 or self.scan_max_ratio <= 1:
+            raise ValueError("scan_max_entries and scan_max_bytes must be positive, "
+                             "scan_max_ratio above 1")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 

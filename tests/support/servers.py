@@ -25,6 +25,11 @@ SCALE_OUT_BACKENDS = ("pg-s3", "pg-s3-lb")
 LB_NODES = 3
 
 
+# Features that add content of their own on every push (an SBOM referrer per image) would change
+# what most tests see: off unless a test turns them on (tests/integration/test_sbom_on_push.py).
+TEST_DEFAULTS = {"MOORAGE_SBOM_ON_PUSH": "0"}
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as s:
@@ -74,7 +79,7 @@ class RegistryProcess(_Address):
             *([] if self.auth else ["--no-auth"]),
             *self.extra_args,
         ]  # fmt: skip
-        env = {**os.environ, **self.env}
+        env = {**TEST_DEFAULTS, **os.environ, **self.env}
         self.proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
         )
@@ -274,7 +279,7 @@ def run_moorage(
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**TEST_DEFAULTS, **os.environ, **(env or {})},
         check=False,
         cwd=cwd,
     )

@@ -72,7 +72,8 @@ RULES = {
     "policy": ("moorage.web", "moorage.cli", "moorage.storage", "moorage.metadata",
                "sqlalchemy"),
     "gc": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
-    "scan": ("moorage.web", "moorage.cli", "moorage.storage", "sqlalchemy", *STORES),
+    # Scanning reads blobs through BlobStore and rows through units of work, like a service.
+    "scan": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
     # The upstream client speaks HTTP to other registries with oci/ alone: no state of ours.
     "upstream": ("moorage.metadata", "moorage.web", "moorage.registry", "moorage.cli",
                  "moorage.storage", "sqlalchemy"),

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..jobs.queue import Job, JobQueue
+
+if TYPE_CHECKING:
+    from ..bootstrap import Registry
 
 CONSUMER = "post-push"
 KIND_PREFIX = "post-push."
@@ -78,10 +81,16 @@ def handlers(processors: Sequence[PostPushProcessor]
     return {job_kind(p): handler(p) for p in processors}
 
 
-def configured(env: Mapping[str, str] | None = None) -> list[PostPushProcessor]:
-    """The processors of this deployment: none by default (then the consumer never starts)."""
+def configured(env: Mapping[str, str] | None = None, registry: Registry | None = None
+               ) -> list[PostPushProcessor]:
+    """The processors of this deployment: the SBOM generator unless `sbom_on_push` is off
+    (none at all: the consumer never starts)."""
     env = os.environ if env is None else env
     found: list[PostPushProcessor] = []
+    if registry is not None and registry.settings.sbom_on_push:
+        from ..scan.processor import SbomProcessor
+
+        found.append(SbomProcessor(registry))
     from . import testing
 
     if env.get(testing.RECORD_ENV):

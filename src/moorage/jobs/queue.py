@@ -28,6 +28,11 @@ class JobConflict(RegistryError):
     code, status, default_message = "DENIED", 409, "the job cannot change now"
 
 
+class GiveUp(Exception):
+    """A failure no retry can fix (e.g. an image beyond the scan limits): the job is failed
+    at once, its message the last error."""
+
+
 @dataclass(frozen=True)
 class Job:
     """One row of the queue; `leased_by` is the lease token of its current claim."""
@@ -135,12 +140,12 @@ class JobQueue:
             "state": "done", "finished_at": now, "lease_until": None, "last_error": None,
         }, self._next_run(job, now))
 
-    def fail(self, job: Job, error: str) -> str | None:
+    def fail(self, job: Job, error: str, final: bool = False) -> str | None:
         """Record a failed attempt: queued again after a backoff, or `failed` when out of
-        attempts. Returns the new state (None: the lease was lost)."""
+        attempts (or `final`). Returns the new state (None: the lease was lost)."""
         now = time.time()
         error = error[:2000]
-        if job.attempts >= job.max_attempts:
+        if final or job.attempts >= job.max_attempts:
             ok = self._finish(job, {
                 "state": "failed", "finished_at": now, "lease_until": None, "last_error": error,
             }, self._next_run(job, now))

@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from .queue import Job, JobQueue, worker_name
+from .queue import GiveUp, Job, JobQueue, worker_name
 from .tasks import Handler
 
 log = logging.getLogger("moorage.jobs")
@@ -132,7 +132,10 @@ class JobRunner:
                     log.info("job done", extra={"job": job.id, "kind": job.kind,
                                                 "seconds": seconds, "lease_held": ok})
                 else:
-                    state = self.queue.fail(job, f"{type(outcome).__name__}: {outcome}")
+                    final = isinstance(outcome, GiveUp)
+                    state = self.queue.fail(
+                        job, str(outcome) if final else f"{type(outcome).__name__}: {outcome}",
+                        final)
                     log.warning("job failed", extra={"job": job.id, "kind": job.kind,
                                                      "attempt": job.attempts, "now": state,
                                                      "reason": str(outcome)[:500]})

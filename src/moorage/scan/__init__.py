@@ -1,2 +1,2 @@
-"""Supply-chain scanning: the offline vulnerability database and version semantics (SBOMs,
-secrets and model files plug in next to them)."""
+"""Supply-chain scanning: layers read as streams, package catalogers and SBOMs, the offline
+vulnerability database and version semantics (secrets and model files plug in next to them)."""
