@@ -165,3 +165,55 @@ def test_appends_become_visible_in_id_order(engine):
         thread.join(30)
     assert done.is_set()
     assert [e["repository"] for e in store.since(0, 10)] == ["team/first", "team/later"]
+
+
+class Recording:
+    """A plain consumer that records what it is handed and can fail on one event id."""
+
+    transactional = False
+
+    def __init__(self, name: str, fail_on: int = -1) -> None:
+        self.name, self.fail_on = name, fail_on
+        self.seen: list[int] = []
+
+    def handle(self, events, uow) -> None:  # type: ignore[no-untyped-def]
+        (event,) = events
+        if event["id"] == self.fail_on:
+            raise RuntimeError("fails here")
+        self.seen.append(event["id"])
+
+
+class CountingOutbox(Outbox):
+    """The real outbox, counting cursor writes."""
+
+    advances = 0
+
+    def advance(self, *args, **kwargs) -> bool:  # type: ignore[no-untyped-def]
+        self.advances += 1
+        return super().advance(*args, **kwargs)
+
+
+def test_a_plain_consumer_moves_its_cursor_once_per_batch(engine):
+    store = CountingOutbox(Database(engine))
+    ids = _push_events(store, 20)  # 180 events, one batch
+    consumer = Recording("batched")
+    store.cursor(consumer.name)
+    assert deliver(store, consumer) == len(ids)
+    assert consumer.seen == ids
+    assert store.advances == 1
+    assert store.cursor(consumer.name) == ids[-1]
+
+
+def test_a_plain_consumer_failing_mid_batch_keeps_what_it_handled(engine):
+    store = Outbox(Database(engine))
+    ids = _push_events(store, 5)
+    consumer = Recording("fails-mid-batch", fail_on=ids[7])
+    base = store.cursor(consumer.name)
+    with pytest.raises(RuntimeError):
+        deliver(store, consumer)
+    assert consumer.seen == ids[:7]
+    assert store.cursor(consumer.name) == ids[6]
+    consumer.fail_on = -1
+    deliver(store, consumer)
+    assert consumer.seen == ids  # the failed one and the rest, once each
+    assert base < ids[0]

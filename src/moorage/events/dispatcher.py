@@ -2,8 +2,11 @@
 
 A transactional consumer writes in the unit of work of the cursor's advance, so its writes and
 the cursor commit together (with writes keyed by event id that is effectively exactly once).
-Any other consumer is handed one event at a time and the cursor moves after each: it sees an
-event again only if the process dies between the hand-over and the advance. A failing consumer
+Any other consumer is handed one event at a time and the cursor moves once per batch (and,
+when the consumer fails, past the events it did handle before the error is raised): a process
+that dies mid-batch hands that batch over again, so such a consumer must be idempotent (the
+post-push consumer is, through its jobs' unique keys). One write per event made every pull
+(a ManifestPulled event) cost a write transaction per such consumer. A failing consumer
 is retried with backoff, holding only its own cursor; events after the failing one wait, so a
 consumer never sees a repository's events out of order.
 
@@ -52,11 +55,16 @@ def deliver(outbox: Outbox, consumer: Consumer, batch: int = BATCH) -> int:
             return 0  # another process delivered these; the next round reads its cursor
         return len(pending)
     done = 0
-    for event in pending:
-        consumer.handle([event], None)
-        if not outbox.advance(consumer.name, position, event["id"]):
-            break
-        position, done = event["id"], done + 1
+    try:
+        for event in pending:
+            consumer.handle([event], None)
+            done += 1
+    except BaseException:
+        if done:
+            outbox.advance(consumer.name, position, pending[done - 1]["id"])
+        raise
+    if not outbox.advance(consumer.name, position, pending[-1]["id"]):
+        return 0  # another process moved the cursor (a lost lease): it redelivers from there
     return done
 
 
