@@ -365,6 +365,7 @@ jobs = Table(
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
     Index("ix_jobs_state_run_at", "state", "run_at"),
+    Index("ix_jobs_kind_key", "kind", "unique_key", "id"),  # enqueue_once's look-up, any state
     Index(
         "uq_jobs_active_key", "kind", "unique_key", unique=True,
         sqlite_where=text("state IN ('queued', 'running')"),
