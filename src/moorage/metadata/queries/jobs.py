@@ -12,7 +12,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, exists, or_, select, text, update
+from sqlalchemy import and_, bindparam, exists, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from ..schema import JOB_ACTIVE, jobs
@@ -149,9 +149,8 @@ class JobQueries:
     def latest_with_key(self, kind: str, unique_key: str,
                         states: Sequence[str]) -> dict[str, Any] | None:
         """The newest job of (kind, unique_key) in one of `states`, if any."""
-        row = self.conn.execute(select(jobs).where(
-            jobs.c.kind == kind, jobs.c.unique_key == unique_key,
-            jobs.c.state.in_(list(states))).order_by(jobs.c.id.desc()).limit(1)).first()
+        row = self.conn.execute(_LATEST_WITH_KEY, {"kind": kind, "key": unique_key,
+                                                   "states": list(states)}).first()
         return _row(row) if row is not None else None
 
     def transition(self, job_id: int, from_states: Sequence[str], values: dict[str, Any]
@@ -164,3 +163,14 @@ class JobQueries:
         except IntegrityError:
             raise KeyTaken(job_id) from None
         return result.rowcount > 0
+
+
+# Asked once per post-push processor for every push: built once (statement construction, not
+# SQLite, was most of its cost).
+_LATEST_WITH_KEY = (
+    select(jobs)
+    .where(jobs.c.kind == bindparam("kind"), jobs.c.unique_key == bindparam("key"),
+           jobs.c.state.in_(bindparam("states", expanding=True)))
+    .order_by(jobs.c.id.desc())
+    .limit(1)
+)
