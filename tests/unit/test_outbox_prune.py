@@ -56,3 +56,18 @@ def test_prune_deletes_only_old_events_every_consumer_has_handled(registry: Regi
     assert _ids(registry) == [recent]
     _prune(registry, 0)  # a zero retention: everything handled goes
     assert _ids(registry) == []
+
+
+def test_prune_deletes_dead_letters_older_than_the_retention(registry: Registry):
+    registry.outbox.emit(BlobPushed(repository="team/c", size=1),
+                         BlobPushed(repository="team/c", size=2))
+    first, second = _ids(registry)[-2:]
+    store = registry.outbox
+    cursor = store.cursor("test-dead")
+    assert store.dead_letter("test-dead", cursor, {"id": first, "type": "BlobPushed"}, 10,
+                             "boom", time.time() - 10 * DAY)
+    assert store.dead_letter("test-dead", first, {"id": second, "type": "BlobPushed"}, 10,
+                             "boom", time.time())
+    assert len(store.dead_letters()) == 2
+    _prune(registry, 7 * DAY)
+    assert [d["event_id"] for d in store.dead_letters()] == [second]

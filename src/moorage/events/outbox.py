@@ -52,10 +52,12 @@ class Outbox:
         with self.database.read() as uow:
             return uow.outbox.last_id()
 
-    def prune(self, retention: float, now: float) -> int:
-        """Delete events older than `retention` seconds that every consumer has handled."""
+    def prune(self, retention: float, now: float) -> tuple[int, int]:
+        """Delete events older than `retention` seconds that every consumer has handled, and
+        dead letters older than that; (events, dead letters) deleted."""
         with self.database.write() as uow:
-            return uow.outbox.prune(now - retention)
+            before = now - retention
+            return uow.outbox.prune(before), uow.outbox.prune_dead_letters(before)
 
     # -- cursors ------------------------------------------------------------------------------
 

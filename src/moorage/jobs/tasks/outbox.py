@@ -1,5 +1,5 @@
 """`outbox.prune`: delete outbox events older than the retention that every consumer has
-handled (an event a consumer has not seen yet is never deleted)."""
+handled (an event a consumer has not seen yet is never deleted), and dead letters as old."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ def make(services: TaskServices) -> Handler:
 
     def run(job: Job) -> dict[str, Any]:
         retention = float(job.payload.get("retention", DEFAULT_RETENTION))
-        return {"deleted": outbox.prune(retention, time.time())}
+        events, dead_letters = outbox.prune(retention, time.time())
+        return {"deleted": events, "dead_letters_deleted": dead_letters}
 
     return run

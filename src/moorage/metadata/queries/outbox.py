@@ -87,6 +87,11 @@ class OutboxQueries:
         return int(self.conn.execute(delete(events).where(
             events.c.id <= handled, events.c.time < before)).rowcount or 0)
 
+    def prune_dead_letters(self, before: float) -> int:
+        """Delete dead letters recorded before `before`; how many went."""
+        return int(self.conn.execute(delete(event_dead_letters).where(
+            event_dead_letters.c.failed_at < before)).rowcount or 0)
+
     # -- cursors and leases -------------------------------------------------------------------
 
     def cursor(self, consumer: str) -> int | None:
