@@ -49,13 +49,16 @@ class AccessQueries:
 
     def create_user(self, name: str, password_hash: str, is_admin: bool) -> bool:
         """Create an account; False when the name is taken."""
-        result = self.conn.execute(
+        # RETURNING tells whether a row went in: with the implicit RETURNING PostgreSQL's
+        # dialect adds for the new id, rowcount is -1 there even when it did.
+        created = self.conn.execute(
             self._insert(users)
             .values(name=name, password_hash=password_hash, is_admin=is_admin,
                     disabled=False, created_at=time.time())
             .on_conflict_do_nothing(index_elements=["name"])
-        )
-        return result.rowcount == 1
+            .returning(users.c.name)
+        ).first()
+        return created is not None
 
     def get_user(self, name: str) -> UserRow | None:
         """The account `name`, None when there is none."""
@@ -140,13 +143,14 @@ class AccessQueries:
 
     def create_namespace(self, name: str, visibility: str, created_by: str | None) -> bool:
         """Create a namespace; False when the name is taken."""
-        result = self.conn.execute(
+        created = self.conn.execute(
             self._insert(namespaces)
             .values(name=name, visibility=visibility, robot_only_push=False,
                     created_by=created_by, created_at=time.time())
             .on_conflict_do_nothing(index_elements=["name"])
-        )
-        return result.rowcount == 1
+            .returning(namespaces.c.name)
+        ).first()
+        return created is not None
 
     def get_namespace(self, name: str) -> NamespaceRow | None:
         """The namespace `name`, None when there is none."""
