@@ -91,6 +91,8 @@ class Settings:
     scan_max_entries: int = 500_000  # tar entries one image scan reads before it gives up
     scan_max_bytes: int = 20 << 30  # decompressed layer bytes one image scan reads at most
     scan_max_ratio: float = 200.0  # largest compression ratio of a layer (zip-bomb guard)
+    # -- ML models -----------------------------------------------------------------------------
+    models_on_push: bool = True  # index each pushed model manifest: fields, files, tensors (a job)
 
     def __post_init__(self) -> None:
         mode = self.blob_redirect
