@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
-_SCALE = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "q": 1e15}
+_SCALE = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12, "q": 10**15}
 _COUNT = re.compile(r"\s*(\d+(?:\.\d+)?|\.\d+)\s*([kmbgtq]?)\s*", re.IGNORECASE)
 
 
@@ -19,7 +20,8 @@ def parse_count(text: object) -> float | None:
     m = _COUNT.fullmatch(text)
     if m is None:
         return None
-    return float(m.group(1)) * _SCALE[m.group(2).lower()]
+    # Decimal: "8.03B" is 8030000000, not 8029999999.999999.
+    return float(Decimal(m.group(1)) * _SCALE[m.group(2).lower()])
 
 
 def format_count(value: float | None) -> str:
