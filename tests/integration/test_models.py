@@ -1,6 +1,6 @@
 """Models as first-class artifacts through a real server: ModelPack, KitOps and Docker-model
 manifests pushed over HTTP are indexed by the post-push.models job (fields, files, tensors);
-search answers exactly the expected models; a tensor's listed offset is where a Range GET reads
+search answers exactly the expected models; a tensor's listed offset (safetensors and GGUF) is where a Range GET reads
 its bytes; diff lists exactly the changed tensor; lineage links a fine-tune and its base; a
 referrer attached later adds its training run."""
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ from support.models import (
     Layer,
     Safetensors,
     file_layer,
+    gguf,
     manifest,
     modelpack,
     safetensors,
@@ -57,6 +59,8 @@ class Zoo:
     shards: dict[str, list[Safetensors]] = field(default_factory=dict)
     tar_offsets: dict[str, int] = field(default_factory=dict)
     small_weights: Safetensors | None = None
+    gguf_offsets: dict[str, int] = field(default_factory=dict)
+    gguf_data: dict[str, bytes] = field(default_factory=dict)
 
 
 def _shards(base: list[Safetensors] | None = None) -> list[Safetensors]:
@@ -162,8 +166,15 @@ def zoo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Zoo]:
                                     "parameters": "8.03 B", "architecture": "llama",
                                     "size": "4.58 GiB"},
                          "descriptor": {"created": "2025-01-01T00:00:00Z"}}
+        z.gguf_data = {"token_embd.weight": os.urandom(18 * 64),  # Q4_0: 18 bytes / 32
+                       "output_norm.weight": os.urandom(4 * 64)}  # F32
+        weights, z.gguf_offsets = gguf(
+            [("token_embd.weight", 2, [64, 32], z.gguf_data["token_embd.weight"]),
+             ("output_norm.weight", 0, [64], z.gguf_data["output_norm.weight"])],
+            {"general.architecture": "llama", "general.name": "zoo-gguf",
+             "general.alignment": 32, "tokenizer.ggml.tokens": ["<s>", "</s>", "hello"] * 500})
         docker = manifest(json.dumps(docker_config).encode(), DOCKER_CONFIG,
-                          [Layer(Blob(b"GGUF\x03\x00\x00\x00" + bytes(2048), DOCKER_GGUF)),
+                          [Layer(Blob(weights, DOCKER_GGUF)),
                            Layer(Blob(b"MIT License\n", DOCKER_LICENSE))])
         z.digests["models/docker"] = push_tree(reg, "models/docker", docker, "q4")
 
@@ -284,6 +295,15 @@ def test_a_docker_model_is_indexed_from_its_config(zoo: Zoo) -> None:
     assert sorted((f["media_type"], f["layer_offset"]) for f in c["files"]) == [
         (DOCKER_GGUF, 0), (DOCKER_LICENSE, 0)]
     assert "LICENSE" in [f["path"] for f in c["files"]]
+    assert c["name"] == "zoo-gguf"  # from the GGUF metadata: the config has no name
+    (weights,) = [f for f in files(zoo, "models/docker") if f["media_type"] == DOCKER_GGUF]
+    assert [(t["name"], t["dtype"], t["shape"], t["offset"], t["length"])
+            for t in weights["tensors"]] == [
+        ("token_embd.weight", "Q4_0", [64, 32], zoo.gguf_offsets["token_embd.weight"], 18 * 64),
+        ("output_norm.weight", "F32", [64], zoo.gguf_offsets["output_norm.weight"], 4 * 64)]
+    norm = weights["tensors"][1]
+    assert range_get(zoo, "models/docker", weights["layer_digest"], norm["offset"],
+                     norm["length"]) == zoo.gguf_data["output_norm.weight"]
 
 
 def test_a_malformed_config_gives_a_row_with_parse_error(zoo: Zoo) -> None:

@@ -146,3 +146,38 @@ def modelpack(layers: list[Layer], annotations: dict[str, str] | None = None,
     """A ModelPack manifest (artifactType and config media type of the model-spec)."""
     return manifest(config if config is not None else modelpack_config(**fields),
                     MODELPACK_CONFIG, layers, MODELPACK_MANIFEST, annotations)
+
+
+def _gguf_string(text: str) -> bytes:
+    raw = text.encode()
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def gguf(tensors: list[tuple[str, int, list[int], bytes]], metadata: dict[str, Any],
+         alignment: int = 32) -> tuple[bytes, dict[str, int]]:
+    """A GGUF v3 file of (name, ggml type, shape, data) tensors and string / int / list-of-
+    string metadata; and each tensor's offset in the file."""
+    kv = b""
+    for key, value in metadata.items():
+        kv += _gguf_string(key)
+        if isinstance(value, str):
+            kv += struct.pack("<I", 8) + _gguf_string(value)
+        elif isinstance(value, int):
+            kv += struct.pack("<I", 4) + struct.pack("<I", value)
+        else:
+            kv += struct.pack("<IIQ", 9, 8, len(value)) + b"".join(_gguf_string(v)
+                                                                   for v in value)
+    infos, offset, starts = b"", 0, []
+    for name, kind, shape, data in tensors:
+        offset += -offset % alignment
+        starts.append(offset)
+        infos += _gguf_string(name) + struct.pack("<I", len(shape)) + b"".join(
+            struct.pack("<Q", d) for d in shape) + struct.pack("<IQ", kind, offset)
+        offset += len(data)
+    head = b"GGUF" + struct.pack("<IQQ", 3, len(tensors), len(metadata)) + kv + infos
+    head += bytes(-len(head) % alignment)
+    body, at = b"", 0
+    for (_n, _k, _s, data), start in zip(tensors, starts, strict=True):
+        body += bytes(start - at) + data
+        at = start + len(data)
+    return head + body, {t[0]: len(head) + s for t, s in zip(tensors, starts, strict=True)}

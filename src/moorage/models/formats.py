@@ -287,6 +287,11 @@ def _default_name(media_type: str, digest: str) -> str:
     return short
 
 
+def is_gguf(file: ModelFile) -> bool:
+    """Whether a file is a GGUF file (by name or Docker's media type)."""
+    return file.path.endswith(".gguf") or "gguf" in file.media_type
+
+
 def is_safetensors(file: ModelFile) -> bool:
     """Whether a file is a safetensors file (by name or Docker's media type)."""
     return file.path.endswith(".safetensors") or "safetensors" in file.media_type

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..oci.mediatypes import IMAGE_TYPES
 from . import formats
+from .gguf import GgufInvalid, read_gguf
 from .reader import RangeReader
 from .safetensors import HeaderInvalid, read_tensors
 
@@ -80,9 +81,11 @@ class ModelsProcessor:
                     reader = self._reader(repository, file.layer_digest)
                     if reader is not None:
                         file.tensors = read_tensors(reader.read_at, 0, reader.size)
+                elif packing == "raw" and formats.is_gguf(file):
+                    self._gguf(repository, model, file)
                 elif packing == "tar":
                     self._expand_tar(repository, model, file)
-            except (HeaderInvalid, tarfile.TarError, OSError, ValueError) as exc:
+            except (HeaderInvalid, GgufInvalid, tarfile.TarError, OSError, ValueError) as exc:
                 model.details.setdefault("file_errors", {})[file.path] = str(exc)[:500]
         return model
 
@@ -107,6 +110,23 @@ class ModelsProcessor:
             return None
         store = self.registry.blob_store
         return RangeReader(lambda o, n: store.open_blob(blob.storage_key, o, n), blob.size)
+
+    def _gguf(self, repository: str, model: formats.Model, file: formats.ModelFile) -> None:
+        """Tensors of a GGUF file; its general.* metadata fills fields the config left out."""
+        import io
+
+        reader = self._reader(repository, file.layer_digest)
+        if reader is None:
+            return
+        meta, file.tensors = read_gguf(io.BufferedReader(reader, 1 << 20), reader.size)
+        model.details.setdefault("gguf", {})[file.path] = meta
+        for col, key in (("architecture", "general.architecture"), ("name", "general.name"),
+                         ("license", "general.license")):
+            if not model.fields.get(col) and isinstance(meta.get(key), str):
+                model.fields[col] = meta[key]
+        if model.fields.get("params") is None and isinstance(
+                meta.get("general.parameter_count"), int):
+            model.fields["params"] = float(meta["general.parameter_count"])
 
     def _expand_tar(self, repository: str, model: formats.Model, layer: formats.ModelFile
                     ) -> None:
