@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from .jobs.queue import JobQueue
     from .jobs.runner import JobRunner
     from .metadata.uow import Database
+    from .models.service import ModelService
     from .policy.admission import AdmissionChain
     from .policy.quota import UploadQuota
     from .registry.blobs import BlobService
@@ -240,6 +241,16 @@ class Registry:
         from .scan.service import SbomService
 
         return SbomService(self.database, self.referrers, self.blobs, self.blob_store)
+
+    @cached_property
+    def models(self) -> ModelService:
+        """The model index read back (search, cards, files, tensors, diff)."""
+        from .auth.authorizer import OpenAuthorizer
+        from .models.service import ModelService
+
+        # As the catalog: with access control off every repository is visible.
+        return ModelService(self.database,
+                            self.authorizer if self.settings.auth else OpenAuthorizer())
 
     # -- background work ----------------------------------------------------------------------
 

@@ -88,6 +88,7 @@ class Settings:
     webhook_concurrency: int = 4  # requests one delivery run sends at once
     # -- scanning (supply chain) ---------------------------------------------------------------
     sbom_on_push: bool = True  # generate a CycloneDX SBOM referrer for each pushed image (a job)
+    models_on_push: bool = True  # index each pushed model manifest: fields, files, tensors (a job)
     scan_max_entries: int = 500_000  # tar entries one image scan reads before it gives up
     scan_max_bytes: int = 20 << 30  # decompressed layer bytes one image scan reads at most
     scan_max_ratio: float = 200.0  # largest compression ratio of a layer (zip-bomb guard)

@@ -502,3 +502,73 @@ vuln_imports = Table(
     Column("ecosystem", String(100), primary_key=True),
     Column("imported_at", Float, nullable=False),
 )
+
+
+# -- ML models: the index the `post-push.models` job keeps (ModelPack, KitOps, Docker models) --
+
+# One model manifest in one repository. JSON columns: annotations (the manifest's), metrics
+# ({name: float} from `org.moorage.metrics.<name>`), details (descriptor, capabilities, parts).
+models = Table(
+    "models",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("repository", String(255), nullable=False),
+    Column("digest", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),  # modelpack | kitops | docker
+    Column("name", String(400)),
+    Column("family", String(200)),
+    Column("version", String(200)),
+    Column("architecture", String(200)),
+    Column("params", Float),  # parameter count ("7B" -> 7e9)
+    Column("precision", String(100)),
+    Column("quantization", String(100)),
+    Column("format", String(100)),
+    Column("license", String(400)),
+    Column("annotations", Text, nullable=False),
+    Column("metrics", Text, nullable=False),
+    Column("training_run", String(400)),
+    Column("training_run_url", Text),
+    Column("dataset_digest", String(200)),
+    Column("base_digest", String(200)),  # fine-tuned from (org.opencontainers.image.base.digest)
+    Column("base_name", String(400)),
+    Column("details", Text, nullable=False),
+    Column("parse_error", Text),  # why the config could not be read (the row is still here)
+    Column("indexed_at", Float, nullable=False),
+    UniqueConstraint("repository", "digest", name="uq_models_repository_digest"),
+    Index("ix_models_digest", "digest"),
+    Index("ix_models_base_digest", "base_digest"),
+)
+
+# A file of a model: a raw layer (offset 0) or a member of an uncompressed tar layer (the
+# member's data offset); None when the layer is compressed (no byte offset to give).
+model_files = Table(
+    "model_files",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("model_id", BigInteger().with_variant(Integer, "sqlite"),
+           ForeignKey("models.id", ondelete="CASCADE"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("layer_digest", String(200), nullable=False),
+    Column("layer_offset", BigInteger),
+    Column("media_type", String(255), nullable=False),
+    Index("ix_model_files_model", "model_id"),
+)
+
+# A tensor of a safetensors file: where its bytes are in the layer blob (a Range GET reads it).
+model_tensors = Table(
+    "model_tensors",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("file_id", BigInteger().with_variant(Integer, "sqlite"),
+           ForeignKey("model_files.id", ondelete="CASCADE"), nullable=False),
+    Column("name", Text, nullable=False),
+    Column("dtype", String(32), nullable=False),
+    Column("shape", Text, nullable=False),  # JSON list of ints
+    Column("blob_offset", BigInteger, nullable=False),
+    Column("length", BigInteger, nullable=False),
+    Index("ix_model_tensors_file", "file_id"),
+)

@@ -24,6 +24,7 @@ from .queries.gc import GcQueries
 from .queries.graph import GraphQueries
 from .queries.jobs import JobQueries
 from .queries.manifests import ManifestQueries
+from .queries.models import ModelQueries
 from .queries.outbox import OutboxQueries
 from .queries.policies import PolicyQueries
 from .queries.pulls import PullQueries
@@ -130,6 +131,12 @@ class UnitOfWork:
     @cached_property
     def vulns(self) -> VulnQueries:
         return VulnQueries(self)
+
+    # -- ML models ------------------------------------------------------------------------------
+
+    @cached_property
+    def models(self) -> ModelQueries:
+        return ModelQueries(self)
 
 
 class Database(StoreBase):

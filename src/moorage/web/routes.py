@@ -23,6 +23,7 @@ from ..oci.errors import Unsupported
 from .api.jobs import JobsAPI
 from .api.lifecycle import LifecycleAPI
 from .api.management import ManagementAPI
+from .api.models import ModelsAPI
 from .api.webhooks import WebhooksAPI
 from .health import Health
 from .token import TokenEndpoint
@@ -64,6 +65,10 @@ def _v2(method: str, path: str, action: str, handler: Handler) -> Route:
 
 _NS = "/api/v1/namespaces/{name}"
 _API = CHECKED_BY_HANDLER  # the management API: its services decide per target
+_MODEL = "/api/v1/models/{repository}/{digest}"
+# aiohttp's `{param}` is one segment, but a repository name spans slashes: routed as `.+`, the
+# `…/files` route is listed (and so matched) before the card's.
+_ROUTER_PARAMS = {"{repository}": "{repository:.+}"}
 
 ROUTES: tuple[Route, ...] = (
     # -- /v2/: the OCI Distribution API (order matters: uploads before blobs) ----------------
@@ -123,6 +128,9 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/v1/webhooks/{name}", _API, WebhooksAPI.remove_webhook),
     Route("GET", "/api/v1/webhooks/{name}/deliveries", _API, WebhooksAPI.list_deliveries),
     Route("POST", "/api/v1/deliveries/{id}/redeliver", _API, WebhooksAPI.redeliver),
+    Route("GET", "/api/v1/models", _API, ModelsAPI.search_models),
+    Route("GET", _MODEL + "/files", _API, ModelsAPI.model_files),  # before the card: see below
+    Route("GET", _MODEL, _API, ModelsAPI.get_model),
     # -- operations: health checks and Prometheus metrics -------------------------------------
     Route("GET", "/metrics", PUBLIC, LifecycleAPI.metrics),
     Route("GET", "/healthz", PUBLIC, Health.live),
@@ -130,6 +138,15 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/readyz", PUBLIC, Health.ready),
     Route("HEAD", "/readyz", PUBLIC, Health.ready),
 )
+
+
+def router_path(route: Route) -> str:
+    """The path as aiohttp's router is given it (repository names and digests spelled out)."""
+    path = route.path
+    if path.startswith("/api/v1/models/"):
+        for param, pattern in _ROUTER_PARAMS.items():
+            path = path.replace(param, pattern)
+    return path
 
 
 def _owns(owner: object, handler: Handler) -> bool:

@@ -1,11 +1,13 @@
 """The management API under /api/v1/ (accounts, namespaces, robots, audit; lifecycle; jobs;
-webhooks)."""
+webhooks; models)."""
 
 from .common import audited_denials, json_response
 from .jobs import JobsAPI
 from .lifecycle import LifecycleAPI
 from .management import OPENAPI_PATH, ManagementAPI
+from .models import ModelsAPI
 from .webhooks import WebhooksAPI
 
-__all__ = ["OPENAPI_PATH", "JobsAPI", "LifecycleAPI", "ManagementAPI", "WebhooksAPI",
+__all__ = ["OPENAPI_PATH", "JobsAPI", "LifecycleAPI", "ManagementAPI", "ModelsAPI",
+           "WebhooksAPI",
            "audited_denials", "json_response"]
