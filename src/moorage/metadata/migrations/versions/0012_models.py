@@ -1,7 +1,7 @@
 """ML models: the index of model artifacts, their files and the tensors of their weights.
 
-Revision ID: 0011_models
-Revises: 0010_vulndb
+Revision ID: 0012_models
+Revises: 0011_jobs_key_index
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_models"
-down_revision = "0010_vulndb"
+revision = "0012_models"
+down_revision = "0011_jobs_key_index"
 branch_labels = None
 depends_on = None
 
