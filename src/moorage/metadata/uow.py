@@ -29,6 +29,7 @@ from .queries.policies import PolicyQueries
 from .queries.pulls import PullQueries
 from .queries.referrers import ReferrerQueries
 from .queries.repositories import RepositoryQueries
+from .queries.scans import ScanQueries
 from .queries.tags import TagQueries
 from .queries.uploads import UploadQueries
 from .queries.usage import UsageQueries
@@ -130,6 +131,10 @@ class UnitOfWork:
     @cached_property
     def vulns(self) -> VulnQueries:
         return VulnQueries(self)
+
+    @cached_property
+    def scans(self) -> ScanQueries:
+        return ScanQueries(self)
 
 
 class Database(StoreBase):
