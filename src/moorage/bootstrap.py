@@ -246,7 +246,18 @@ class Registry:
         """Scan reports of manifests (`moorage scan show`, the scan API, the scan job)."""
         from .scan.reports import ScanReports
 
-        return ScanReports(self.database, self.vulndb, self.settings.sbom_on_push)
+        return ScanReports(self.database, self.vulndb, self.settings.sbom_on_push,
+                           self._queue_scan if self.settings.sbom_on_push else None)
+
+    def _queue_scan(self, repository: str, digest: str, media_type: str) -> None:
+        from .events.processors import job_kind
+
+        for processor in self.processors:
+            if processor.name == "sbom":
+                self.jobs.enqueue(job_kind(processor), {
+                    "repository": repository, "digest": digest, "media_type": media_type,
+                    "reference": None, "size": None, "event_id": None, "actor": None},
+                    unique_key=f"sbom:{repository}@{digest}")
 
     @cached_property
     def sboms(self) -> SbomService:

@@ -2,7 +2,7 @@
 
 The routes come from three places that must agree: the route lists the handlers declare
 (ManagementAPI.routes(), LifecycleAPI.routes(), JobsAPI.routes(),
-WebhooksAPI.routes()), the router of a real application built by
+WebhooksAPI.routes(), ScansAPI.routes()), the router of a real application built by
 make_app(), and a running server. The document covers /api/v1/... and /metrics; the registry
 API (/v2/), /token and the health checks are outside it.
 """
@@ -16,7 +16,14 @@ from pathlib import Path
 import pytest
 from support.http import call, describe
 
-from moorage.web.api import OPENAPI_PATH, JobsAPI, LifecycleAPI, ManagementAPI, WebhooksAPI
+from moorage.web.api import (
+    OPENAPI_PATH,
+    JobsAPI,
+    LifecycleAPI,
+    ManagementAPI,
+    ScansAPI,
+    WebhooksAPI,
+)
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "moorage" / "web" / "openapi.json"
@@ -30,7 +37,8 @@ def declared() -> set[tuple[str, str]]:
     """What the handler classes say they route."""
     management = ManagementAPI(None, None, None, None)
     routes = [*management.routes(), *LifecycleAPI(None, None, None, None, management).routes(),
-              *JobsAPI(None, management).routes(), *WebhooksAPI(None, management).routes()]
+              *JobsAPI(None, management).routes(), *WebhooksAPI(None, management).routes(),
+              *ScansAPI(None, management).routes()]
     return {(m.upper(), path) for m, path, _h in routes}
 
 

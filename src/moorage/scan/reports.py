@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events.types import ScanCompleted, SecretFound, VulnerabilityFound, records
-from ..oci.errors import ManifestUnknown
+from ..oci.errors import ManifestUnknown, RegistryError
 from .service import split_reference
 
 if TYPE_CHECKING:
@@ -82,10 +82,26 @@ def _key(v: dict[str, Any]) -> tuple[str, str, str]:
 class ScanReports:
     """Writes and reads scan reports; matches their packages against the vulnerability data."""
 
-    def __init__(self, database: Database, vulndb: VulnDatabase, on_push: bool = True) -> None:
+    def __init__(self, database: Database, vulndb: VulnDatabase, on_push: bool = True,
+                 queue_scan: Callable[[str, str, str], None] | None = None) -> None:
         self.database = database
         self.vulndb = vulndb
         self.on_push = on_push
+        self.queue_scan = queue_scan  # (repository, digest, media type): queue the scan job
+
+    def rescan(self, ref: str) -> tuple[str, str]:
+        """Queue the scan of `REPO:TAG` / `REPO@DIGEST` again; its report is pending until the
+        job has run. (repository, digest)."""
+        repository, digest, tag = split_reference(ref)
+        with self.database.read() as uow:
+            row = uow.manifests.get(repository, digest, tag, False)
+        if row is None:
+            raise ManifestUnknown(f"no manifest {ref}", detail={"reference": ref})
+        if self.queue_scan is None:
+            raise RegistryError("scanning is off here (sbom_on_push = false): no scan job runs")
+        self.requeued(repository, row.digest)
+        self.queue_scan(repository, row.digest, row.media_type)
+        return repository, str(row.digest)
 
     # -- writing ------------------------------------------------------------------------------
 

@@ -13,7 +13,14 @@ from aiohttp.typedefs import Middleware
 from ..bootstrap import Registry, open_registry
 from ..config import Settings, proxy_networks
 from ..oci.errors import RegistryError
-from .api import JobsAPI, LifecycleAPI, ManagementAPI, WebhooksAPI, audited_denials
+from .api import (
+    JobsAPI,
+    LifecycleAPI,
+    ManagementAPI,
+    ScansAPI,
+    WebhooksAPI,
+    audited_denials,
+)
 from .auth import AccessGuard, OpenAccess
 from .client import client_address_middleware
 from .health import Health
@@ -120,7 +127,9 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
         handler = handlers[route]
         if route.path.startswith("/api/") or route.path == "/metrics":
             handler = audited_denials(reg.audit, handler)
-        app.router.add_route(route.method, route.path, handler)
+        # A repository name spans slashes (`team/app`), as in /v2/.
+        app.router.add_route(route.method, route.path.replace(
+            "/repositories/{name}/", "/repositories/{name:.+}/"), handler)
     # Background work (retention + GC, upload expiry, …) runs as jobs, here unless --no-jobs.
     runner = reg.job_runner() if settings.jobs_in_server else None
 
@@ -166,5 +175,6 @@ def _handler_objects(settings: Settings, reg: Registry,
         LifecycleAPI(reg.policies, reg.retention, reg.deletion, reg.gc, management),
         JobsAPI(reg.jobs, management, reg.authorizer),
         WebhooksAPI(reg.webhooks, management),
+        ScansAPI(lambda: reg.scans, management, reg.authorizer),
         Health(reg.check_database, reg.blob_store),
     ]

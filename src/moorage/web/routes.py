@@ -23,6 +23,7 @@ from ..oci.errors import Unsupported
 from .api.jobs import JobsAPI
 from .api.lifecycle import LifecycleAPI
 from .api.management import ManagementAPI
+from .api.scans import ScansAPI
 from .api.webhooks import WebhooksAPI
 from .health import Health
 from .token import TokenEndpoint
@@ -123,6 +124,8 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/v1/webhooks/{name}", _API, WebhooksAPI.remove_webhook),
     Route("GET", "/api/v1/webhooks/{name}/deliveries", _API, WebhooksAPI.list_deliveries),
     Route("POST", "/api/v1/deliveries/{id}/redeliver", _API, WebhooksAPI.redeliver),
+    Route("GET", "/api/v1/repositories/{name}/manifests/{digest}/scan", _API,
+          ScansAPI.scan_report),
     # -- operations: health checks and Prometheus metrics -------------------------------------
     Route("GET", "/metrics", PUBLIC, LifecycleAPI.metrics),
     Route("GET", "/healthz", PUBLIC, Health.live),

@@ -1,11 +1,13 @@
 """The management API under /api/v1/ (accounts, namespaces, robots, audit; lifecycle; jobs;
-webhooks)."""
+webhooks; scan reports)."""
 
 from .common import audited_denials, json_response
 from .jobs import JobsAPI
 from .lifecycle import LifecycleAPI
 from .management import OPENAPI_PATH, ManagementAPI
+from .scans import ScansAPI
 from .webhooks import WebhooksAPI
 
-__all__ = ["OPENAPI_PATH", "JobsAPI", "LifecycleAPI", "ManagementAPI", "WebhooksAPI",
+__all__ = ["OPENAPI_PATH", "JobsAPI", "LifecycleAPI", "ManagementAPI", "ScansAPI",
+           "WebhooksAPI",
            "audited_denials", "json_response"]
