@@ -50,3 +50,12 @@ def test_the_streaming_scanner_sees_a_secret_split_across_pieces() -> None:
         assert scanner.feed(data[i:i + 7])
     (hit,) = scanner.result()
     assert (hit.rule, hit.line) == ("huggingface-token", 2)
+
+
+def test_a_value_two_rules_find_is_reported_once_by_the_specific_rule() -> None:
+    env = f"HF_TOKEN={HF_TOKEN}\nDB_PASSWORD=hunter2-but-longer\n".encode()
+    assert [(f.rule, f.line) for f in scan_text("app/.env", env)] == [
+        ("huggingface-token", 1), ("dotenv-secret", 2)]
+    netrc = b"machine api.wandb.ai\n  login user\n  password " + b"0123456789abcdef" * 2 + \
+        b"01234567\n"
+    assert [f.rule for f in scan_text("root/.netrc", netrc)] == ["wandb-api-key"]

@@ -116,27 +116,30 @@ def fingerprint(rule: str, value: bytes) -> str:
 
 
 def _matches(path: str, data: bytes) -> Iterator[tuple[str, int, bytes]]:
-    for rule in (*_file_rules(path), *RULES):
+    """(rule, offset, value): the specific token rules first, the credential-file rules after
+    (a value both find is reported once, by the specific rule)."""
+    for rule in RULES:
         for m in rule.pattern.finditer(data):
             yield rule.name, m.start(1), m.group(1)
     if posixpath.basename(path) in (".netrc", "_netrc") and _WANDB_HOST.search(data):
         for m in _HEX40.finditer(data):
             yield "wandb-api-key", m.start(), m.group(0)
+    for rule in _file_rules(path):
+        for m in rule.pattern.finditer(data):
+            yield rule.name, m.start(1), m.group(1)
 
 
 def scan_text(path: str, data: bytes) -> list[SecretFinding]:
     """The secrets in one file's bytes (nothing for a binary file: a NUL near the start)."""
     if b"\0" in data[:SNIFF_BYTES]:
         return []
-    seen: set[tuple[str, str]] = set()
+    seen: set[bytes] = set()
     found = []
     for rule, start, value in _matches(path, data):
-        if _placeholder(value):
+        if _placeholder(value) or value in seen:
             continue
+        seen.add(value)
         fp = fingerprint(rule, value)
-        if (rule, fp) in seen:
-            continue
-        seen.add((rule, fp))
         found.append(SecretFinding(path, rule, data.count(b"\n", 0, start) + 1, fp))
     found.sort(key=lambda f: (f.line, f.rule))
     return found

@@ -175,6 +175,6 @@ def _handler_objects(settings: Settings, reg: Registry,
         LifecycleAPI(reg.policies, reg.retention, reg.deletion, reg.gc, management),
         JobsAPI(reg.jobs, management, reg.authorizer),
         WebhooksAPI(reg.webhooks, management),
-        ScansAPI(lambda: reg.scans, management, reg.authorizer),
+        ScansAPI(lambda: reg.scans, management, reg.authorizer, open_access=not settings.auth),
         Health(reg.check_database, reg.blob_store),
     ]
