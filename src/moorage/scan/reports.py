@@ -143,11 +143,12 @@ class ScanReports:
         now = time.time()
         version = self.vulndb.data_version()
         vulns = self.match(packages) if status == "done" else []
-        report = {"status": status, "reason": reason, "error": error, "scanned_at": now,
-                  "matched_at": now if status == "done" else None,
-                  "vulndb_version": version if status == "done" else None, "os": os,
-                  "packages": list(packages), "vulnerabilities": vulns,
-                  "secrets": list(secrets), "model_findings": list(model_findings)}
+        report: dict[str, Any] = {
+            "status": status, "reason": reason, "error": error, "scanned_at": now,
+            "matched_at": now if status == "done" else None,
+            "vulndb_version": version if status == "done" else None, "os": os,
+            "packages": list(packages), "vulnerabilities": vulns, "secrets": list(secrets),
+            "model_findings": list(model_findings)}
         counts = {k: len(report[k]) for k in KEYS[4:]}
         events: list[Any] = [ScanCompleted(repository=repository, digest=digest, status=status,
                                            reason=reason or error, counts=counts)]

@@ -64,7 +64,7 @@ class ScanQueries:
         """The manifest's report (JSON columns decoded), None when it has none."""
         row = self.conn.execute(
             select(r).where(r.c.repository == repository, r.c.digest == digest)).first()
-        return _decode(row._mapping) if row else None
+        return _decode(dict(row._mapping)) if row else None
 
     def done_after(self, after_id: int, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` done reports with an id above `after_id`, in id order: id, repository,
@@ -86,8 +86,8 @@ class ScanQueries:
         return bool(result.rowcount == 1)
 
 
-def _decode(row: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(row)
+def _decode(row: dict[str, Any]) -> dict[str, Any]:
+    out = row
     for key in JSON_FIELDS:
         out[key] = json.loads(out[key])
     out["os"] = json.loads(out["os"]) if out.get("os") else None
