@@ -131,3 +131,39 @@ def test_gguf_magic_and_version_are_checked() -> None:
         "unknown GGUF version 9"]
     blob = b"GGUX" + bytes(100)
     assert [f.kind for f in check_model_file(io.BytesIO(blob), "m.gguf", 104, 1)] == ["bad-gguf"]
+
+
+def test_a_torch_style_state_dict_passes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The imports a torch checkpoint makes (tensor rebuild helpers, storage types), pickled
+    from stand-in modules: torch itself is not needed to write them."""
+    import sys
+    import types
+
+    torch = types.ModuleType("torch")
+    utils = types.ModuleType("torch._utils")
+
+    def _rebuild_tensor_v2(*args):
+        return args
+
+    class FloatStorage:
+        pass
+
+    _rebuild_tensor_v2.__module__ = utils.__name__
+    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+    FloatStorage.__module__ = torch.__name__
+    FloatStorage.__qualname__ = "FloatStorage"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2
+    torch.FloatStorage = FloatStorage
+    torch._utils = utils
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+
+    class Tensor:
+        def __reduce__(self):
+            return (_rebuild_tensor_v2, (FloatStorage, 0, (2, 2), (2, 1), False,
+                                         collections.OrderedDict()))
+
+    data = pickle.dumps(collections.OrderedDict(weight=Tensor(), bias=Tensor()), protocol=2)
+    assert check_pickle(io.BytesIO(_torch_zip(data)), "x") == []  # a zip is not a pickle
+    assert check_model_file(io.BytesIO(_torch_zip(data)), "model.pt", 10**6, 1 << 20) == []
+    assert check_pickle(io.BytesIO(data), "model.pkl") == []

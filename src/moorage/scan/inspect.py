@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from . import models, secrets
-from .layers import Entry, Scan, Spool, Spooled
+from .layers import WHITEOUT, Entry, Scan, Spool, Spooled
 from .models import HeadScanner, ModelFinding
 from .secrets import SecretFinding, SecretScanner
 
@@ -41,6 +41,8 @@ class LayerInspector:
         model file is spooled (pickles) or its header streamed, a small text file streamed."""
         if catalogued:
             return catalogued
+        if posixpath.basename(entry.path).startswith(WHITEOUT):
+            return False
         kind = models.kind_of(entry.path) if self.scan_models else None
         if kind == "pickle":
             self._asked[entry.path] = "pickle"

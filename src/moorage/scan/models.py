@@ -52,10 +52,14 @@ ALLOWED: dict[str, frozenset[str]] = {
                         "uint8", "float16"}),
     "numpy.core.multiarray": frozenset({"_reconstruct", "scalar"}),
     "numpy._core.multiarray": frozenset({"_reconstruct", "scalar"}),
+    "numpy.core.numeric": frozenset({"_frombuffer"}),
+    "numpy._core.numeric": frozenset({"_frombuffer"}),
+    "torch.serialization": frozenset({"_get_layout"}),
     "joblib.numpy_pickle": frozenset({"NumpyArrayWrapper", "NDArrayWrapper"}),
 }
 # Module prefixes whose every name is a tensor type, storage or rebuild helper.
-ALLOWED_PREFIXES = ("torch._utils", "torch.nn.", "numpy.dtypes", "sklearn.", "torch.storage")
+ALLOWED_PREFIXES = ("torch._utils", "torch._tensor", "torch.nn.", "torch.storage",
+                    "numpy.dtypes", "sklearn.")
 TORCH_SAFE = frozenset({"Size", "device", "dtype", "float32", "float16", "bfloat16", "int64",
                         "FloatStorage", "HalfStorage", "BFloat16Storage", "DoubleStorage",
                         "LongStorage", "IntStorage", "ShortStorage", "CharStorage",
@@ -109,7 +113,8 @@ def classify_import(module: str, name: str) -> str | None:
         return "dangerous-import"
     if name in ALLOWED.get(module, ()):
         return None
-    if module.startswith(ALLOWED_PREFIXES) or (module == "torch" and name in TORCH_SAFE):
+    if module.startswith(ALLOWED_PREFIXES) or (module == "torch" and (
+            name in TORCH_SAFE or name.endswith("Storage"))):
         return None
     if module in ("builtins", "__builtin__"):
         return "dangerous-import"  # any other builtin reaches too far (e.g. `type`)
