@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .registry.retention import RetentionService
     from .registry.uploads import UploadService
     from .registry.webhooks import WebhookService
+    from .scan.reports import ScanReports
     from .scan.service import SbomService
     from .scan.vulndb import VulnDatabase
     from .storage.base import BlobStore
@@ -233,7 +234,31 @@ class Registry:
         """The offline vulnerability database (OSV data imported with `moorage vulndb`)."""
         from .scan.vulndb import VulnDatabase
 
-        return VulnDatabase(self.database)
+        return VulnDatabase(self.database, on_imported=self.queue_rematch)
+
+    def queue_rematch(self) -> None:
+        """Queue the re-match of every done scan report (new vulnerability data came in)."""
+        from .jobs.tasks.scans import REMATCH_KIND
+
+        self.jobs.enqueue(REMATCH_KIND, {}, unique_key=REMATCH_KIND)
+
+    @cached_property
+    def scans(self) -> ScanReports:
+        """Scan reports of manifests (`moorage scan show`, the scan API, the scan job)."""
+        from .scan.reports import ScanReports
+
+        return ScanReports(self.database, self.vulndb, self.settings.sbom_on_push,
+                           self._queue_scan if self.settings.sbom_on_push else None)
+
+    def _queue_scan(self, repository: str, digest: str, media_type: str) -> None:
+        from .events.processors import job_kind
+
+        for processor in self.processors:
+            if processor.name == "sbom":
+                self.jobs.enqueue(job_kind(processor), {
+                    "repository": repository, "digest": digest, "media_type": media_type,
+                    "reference": None, "size": None, "event_id": None, "actor": None},
+                    unique_key=f"sbom:{repository}@{digest}")
 
     @cached_property
     def sboms(self) -> SbomService:

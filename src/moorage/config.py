@@ -92,6 +92,10 @@ class Settings:
     scan_max_entries: int = 500_000  # tar entries one image scan reads before it gives up
     scan_max_bytes: int = 20 << 30  # decompressed layer bytes one image scan reads at most
     scan_max_ratio: float = 200.0  # largest compression ratio of a layer (zip-bomb guard)
+    scan_secrets: bool = True  # look for secrets (keys, tokens, credential files) in every layer
+    scan_secret_max_file_bytes: int = 1 << 20  # larger text files are not read for secrets
+    scan_models: bool = True  # check model files (pickle imports, safetensors/GGUF headers)
+    scan_model_max_bytes: int = 8 << 30  # larger pickle-based model files: reported unchecked
 
     def __post_init__(self) -> None:
         mode = self.blob_redirect
@@ -224,6 +228,9 @@ class Settings:
                              "webhook_max_age 0 or more")
         if self.webhook_concurrency < 1:
             raise ValueError("webhook_concurrency must be at least 1")
+        if self.scan_secret_max_file_bytes < 1 or self.scan_model_max_bytes < 1:
+            raise ValueError("scan_secret_max_file_bytes and scan_model_max_bytes must be "
+                             "positive")
         if self.scan_max_entries < 1 or self.scan_max_bytes < 1 or self.scan_max_ratio <= 1:
             raise ValueError("scan_max_entries and scan_max_bytes must be positive, "
                              "scan_max_ratio above 1")

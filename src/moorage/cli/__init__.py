@@ -13,6 +13,7 @@ from . import (
     lifecycle,
     models,
     sbom,
+    scan,
     serve,
     settings,
     vulndb,
@@ -52,5 +53,6 @@ app.add_typer(webhooks.webhook_app, name="webhook")
 app.add_typer(vulndb.vulndb_app, name="vulndb")
 app.add_typer(sbom.sbom_app, name="sbom")
 app.add_typer(models.models_app, name="models")
+app.add_typer(scan.scan_app, name="scan")
 
 __all__ = ["app"]

@@ -26,7 +26,11 @@ _ACTIONS = {
     "TagRestored": "tag.restore",
     "Login": "login",
     "GcCompleted": "gc.run",
+    "ScanCompleted": "scan.complete",
+    "VulnerabilityFound": "scan.vulnerabilities",
+    "SecretFound": "scan.secrets",
 }
+_SCANS = ("ScanCompleted", "VulnerabilityFound", "SecretFound")
 
 
 def audit_row(event: dict[str, Any]) -> dict[str, Any] | None:
@@ -58,6 +62,8 @@ def audit_row(event: dict[str, Any]) -> dict[str, Any] | None:
     elif kind == "GcCompleted":
         action, reference = "gc.run", None
         detail = {"trigger": payload.get("trigger"), **(payload.get("report") or {})}
+    elif kind in _SCANS:
+        action, detail = _ACTIONS[kind], payload
     elif kind in _ACTIONS:
         action = _ACTIONS[kind]
     else:

@@ -68,6 +68,11 @@ class PostPushConsumer:
                 continue
             for processor in self.processors:
                 if processor.wants(event):
+                    # Work with a visible state (a scan report) says "pending" before it is
+                    # queued, so nothing reads as done-and-clean in between.
+                    queued = getattr(processor, "queued", None)
+                    if queued is not None:
+                        queued(event["repository"], event["digest"])
                     self.jobs.enqueue_once(job_kind(processor), job_payload(event),
                                            unique_key(processor, event))
 

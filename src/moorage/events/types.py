@@ -186,6 +186,35 @@ class WriteRefused(Event):
     detail: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class ScanCompleted(Event):
+    """A manifest's scan report was written: its status (done, unsupported, failed) and the
+    count of each kind of finding."""
+
+    status: str
+    reason: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class VulnerabilityFound(Event):
+    """A scan (or a re-match) found vulnerabilities: one event per report, counts by
+    severity."""
+
+    total: int
+    by_severity: dict[str, int] = field(default_factory=dict)
+    rematch: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class SecretFound(Event):
+    """A scan found secrets: how many, by which rules, in which files (never the secret)."""
+
+    total: int
+    rules: list[str] = field(default_factory=list)
+    paths: list[str] = field(default_factory=list)
+
+
 def records(*events: Event) -> list[dict[str, Any]]:
     """The outbox rows of `events`."""
     return [e.to_record() for e in events]

@@ -572,3 +572,33 @@ model_tensors = Table(
     Column("length", BigInteger, nullable=False),
     Index("ix_model_tensors_file", "file_id"),
 )
+
+
+# -- scan reports: one per (repository, manifest digest) ---------------------------------------
+
+# status: pending | done | unsupported | failed. JSON columns (lists of objects): packages,
+# vulnerabilities, secrets (redacted fingerprints only, never the secret), model_findings; os
+# is the os-release summary ({id, version_id, ecosystem}) or NULL. vulndb_version: the newest
+# import time of the vulnerability data the report was matched against.
+scan_reports = Table(
+    "scan_reports",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True,
+           autoincrement=True),
+    Column("repository", String(255), nullable=False),
+    Column("digest", String(100), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("reason", Text),
+    Column("error", Text),
+    Column("queued_at", Float, nullable=False),
+    Column("scanned_at", Float),
+    Column("matched_at", Float),
+    Column("vulndb_version", Float),
+    Column("os", Text),
+    Column("packages", Text, nullable=False),
+    Column("vulnerabilities", Text, nullable=False),
+    Column("secrets", Text, nullable=False),
+    Column("model_findings", Text, nullable=False),
+    UniqueConstraint("repository", "digest", name="uq_scan_reports_manifest"),
+    Index("ix_scan_reports_status", "status", "id"),
+)

@@ -30,6 +30,7 @@ from .queries.policies import PolicyQueries
 from .queries.pulls import PullQueries
 from .queries.referrers import ReferrerQueries
 from .queries.repositories import RepositoryQueries
+from .queries.scans import ScanQueries
 from .queries.tags import TagQueries
 from .queries.uploads import UploadQueries
 from .queries.usage import UsageQueries
@@ -137,6 +138,10 @@ class UnitOfWork:
     @cached_property
     def models(self) -> ModelQueries:
         return ModelQueries(self)
+
+    @cached_property
+    def scans(self) -> ScanQueries:
+        return ScanQueries(self)
 
 
 class Database(StoreBase):

@@ -3,9 +3,9 @@ final filesystem, each with the layer that put it there."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 from . import catalog
 from .catalog import OsInfo, Package
@@ -15,7 +15,9 @@ from .layers import (
     Filesystem,
     LayerError,
     Limits,
+    Scan,
     ScanLimitExceeded,
+    Spool,
     Spooled,
     iter_layer,
     stack_layer,
@@ -24,10 +26,34 @@ from .layers import (
 # Layers we read; others (e.g. foreign / non-distributable ones we do not hold) are skipped.
 NON_DISTRIBUTABLE = ("nondistributable", "foreign")
 ENCRYPTED = "+encrypted"
+NOT_A_TAR = "unknown magic bytes"
 
 
 class Unsupported(Exception):
     """The image cannot be catalogued honestly (e.g. an encrypted layer)."""
+
+
+class Inspector(Protocol):
+    """Looks at every layer's files besides the catalogers (secrets, model files)."""
+
+    def want(self, entry: Entry, catalogued: bool | Spool | Scan) -> bool | Spool | Scan:
+        """What to read of a member, given what the catalogers asked for."""
+        ...
+
+    def entries(self, layer: str, stream: Iterable[tuple[Entry, Any]]
+                ) -> Iterator[tuple[Entry, Any]]:
+        """The layer's members, with what only the inspector asked for taken out."""
+        ...
+
+    def raw_layer(self, layer: str, desc: dict[str, Any], chunks: Iterable[bytes]) -> None:
+        """A layer that is not a tar (e.g. a raw model file)."""
+        ...
+
+
+def is_tar_type(media_type: str) -> bool:
+    """Whether a layer media type names a tar (possibly compressed) or is unknown enough to
+    try one (Docker's rootfs diffs, OCI layers, or no type at all)."""
+    return "tar" in media_type or not media_type
 
 
 @dataclass
@@ -41,11 +67,15 @@ class Catalogue:
 
 
 def catalogue(layers: list[dict[str, Any]], open_blob: Callable[[str], Iterable[bytes] | None],
-              limits: Limits) -> Catalogue:
+              limits: Limits, inspector: Inspector | None = None) -> Catalogue:
     """Read each layer descriptor's blob (`open_blob(digest)`, None: not held here) bottom to
     top and catalogue the result; a layer that is not a readable tar is skipped (and listed).
-    Raises ScanLimitExceeded or Unsupported."""
+    With an `inspector`, every layer's members (a later layer's deletions notwithstanding) and
+    every non-tar layer pass it too, in the same read. Raises ScanLimitExceeded or
+    Unsupported."""
     fs = Filesystem()
+    want = catalog.wants if inspector is None else (
+        lambda entry: inspector.want(entry, catalog.wants(entry)))
     budget = Budget(limits)
     read: list[str] = []
     skipped: list[dict[str, str]] = []
@@ -60,6 +90,10 @@ def catalogue(layers: list[dict[str, Any]], open_blob: Callable[[str], Iterable[
         if chunks is None:
             skipped.append({"digest": digest, "reason": "blob not in this registry"})
             continue
+        if inspector is not None and not is_tar_type(media_type):
+            inspector.raw_layer(digest, desc, chunks)
+            skipped.append({"digest": digest, "reason": f"not a tar layer ({media_type})"})
+            continue
 
         def parse(entry: Entry, data: bytes | Spooled, layer: str = digest) -> Any:
             found = catalog.parse(entry.path, data)
@@ -67,13 +101,20 @@ def catalogue(layers: list[dict[str, Any]], open_blob: Callable[[str], Iterable[
                 return [replace(p, layer=layer) for p in found]
             return found
 
+        entries = iter_layer(chunks, budget, want)
+        if inspector is not None:
+            entries = inspector.entries(digest, entries)
         try:
-            stack_layer(fs, iter_layer(chunks, budget, catalog.wants), parse)
+            stack_layer(fs, entries, parse)
         except ScanLimitExceeded:
             raise
         except LayerError as exc:
             # Not a tar (or a damaged one): nothing of it was applied; the SBOM says so.
             skipped.append({"digest": digest, "reason": str(exc)})
+            if inspector is not None and NOT_A_TAR in str(exc):
+                again = open_blob(digest)  # a raw file under a tar media type: look at it
+                if again is not None:
+                    inspector.raw_layer(digest, desc, again)
             continue
         read.append(digest)
     os_info: OsInfo | None = None

@@ -18,6 +18,8 @@ from ..oci.mediatypes import IMAGE_TYPES, INDEX_TYPES, OCI_EMPTY, OCI_MANIFEST
 
 if TYPE_CHECKING:
     from ..bootstrap import Registry
+    from .image import Catalogue
+    from .inspect import LayerInspector
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +32,24 @@ IMAGE_CONFIGS = frozenset({"application/vnd.oci.image.config.v1+json",
 EMPTY_JSON = b"{}"
 GENERATOR_KEY = "org.moorage.sbom.generator"
 CREATED_KEY = "org.opencontainers.image.created"
+MODEL_WORD = ".model."  # ModelPack (application/vnd.cncf.model.*) and kin name models so
+
+
+def artifact_kind(manifest: dict[str, Any]) -> str | None:
+    """`image` (a container image: SBOM and full scan), `model` (a model artifact: secrets and
+    model files) or None (not scanned)."""
+    config = str((manifest.get("config") or {}).get("mediaType") or "")
+    artifact = str(manifest.get("artifactType") or "")
+    if not artifact and config in IMAGE_CONFIGS:
+        return "image"
+    if MODEL_WORD in artifact or MODEL_WORD in config:
+        return "model"
+    return None
 
 
 class SbomProcessor:
-    """Generates and stores the SBOM of each pushed image manifest (and index child)."""
+    """Generates and stores the SBOM of each pushed image manifest (and index child), and the
+    scan report of every pushed manifest."""
 
     name = NAME
 
@@ -45,27 +61,72 @@ class SbomProcessor:
         media_type = (event.get("payload") or {}).get("media_type")
         return media_type in IMAGE_TYPES or media_type in INDEX_TYPES
 
+    def queued(self, repository: str, digest: str) -> None:
+        """The manifest's scan report says pending from now on (unless it has one)."""
+        self.registry.scans.queued(repository, digest)
+
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
-        """Catalogue the image and push its SBOM referrer, unless it has one already."""
+        """Read the image's layers once: its SBOM referrer (unless it has one) and its scan
+        report (packages, vulnerabilities, secrets, model findings) with an honest status."""
+        # Imported here, not at module level: the server process loads this module at start.
+        from ..jobs.queue import GiveUp
+        from .image import Unsupported
+        from .layers import ScanLimitExceeded
+        from .reports import package_rows
+        from .sbom import document
+
         repository, digest = payload["repository"], payload["digest"]
         with self.registry.database.read() as uow:
             row = uow.manifests.get(repository, digest, None, True)
         if row is None or row.content is None:
             return {"skipped": "the manifest is gone"}
+        reports = self.registry.scans
         doc = json.loads(row.content)
         if row.media_type in INDEX_TYPES:
-            return {"children": self._queue_children(repository, doc)}
-        if doc.get("artifactType") or (doc.get("config") or {}).get("mediaType") not in (
-                IMAGE_CONFIGS):
+            children = self._queue_children(repository, doc)
+            reports.record(repository, digest, "unsupported",
+                           reason="an image index: each image it lists has its own report")
+            return {"children": children}
+        kind = artifact_kind(doc)
+        if kind is None:
+            what = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType")
+            reports.record(repository, digest, "unsupported",
+                           reason=f"artifact type {what} is not scanned (only container "
+                                  "images and model artifacts are)")
             return {"skipped": "not a container image"}
-        existing = self._existing_sbom(repository, digest)
-        if existing:
-            return {"skipped": f"has an SBOM referrer {existing}"}
-        sbom = self._generate(repository, digest, doc.get("layers") or [])
-        referrer = asyncio.run(self._store(repository, digest, row.media_type, row.size, sbom))
-        log.info("sbom stored", extra={"repository": repository, "digest": digest,
-                                       "sbom": referrer})
-        return {"sbom": referrer, "components": len(sbom["components"])}
+        try:
+            found, inspector = self._scan(repository, doc.get("layers") or [])
+        except Unsupported as exc:
+            reports.record(repository, digest, "unsupported", reason=str(exc))
+            return {"skipped": str(exc)}
+        except ScanLimitExceeded as exc:
+            reports.record(repository, digest, "failed", error=f"{type(exc).__name__}: {exc}")
+            # The same image fails the same way every time: no retries, nothing stored.
+            raise GiveUp(f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:
+            reports.record(repository, digest, "failed", error=f"{type(exc).__name__}: {exc}")
+            raise
+        result: dict[str, Any] = {}
+        if kind == "image":
+            existing = self._existing_sbom(repository, digest)
+            if existing:
+                result = {"skipped": f"has an SBOM referrer {existing}"}
+            else:
+                sbom = document(repository, digest, found, time.time())
+                referrer = asyncio.run(self._store(repository, digest, row.media_type, row.size,
+                                                   sbom))
+                log.info("sbom stored", extra={"repository": repository, "digest": digest,
+                                               "sbom": referrer})
+                result = {"sbom": referrer, "components": len(sbom["components"])}
+        os_info = found.os
+        reports.record(
+            repository, digest, "done",
+            os={"id": os_info.id, "version_id": os_info.version_id,
+                "ecosystem": os_info.ecosystem} if os_info else None,
+            packages=package_rows(found.packages, os_info),
+            secrets=[f.to_dict() for f in inspector.secrets],
+            model_findings=[f.to_dict() for f in inspector.models])
+        return result or {"scanned": kind}
 
     def _queue_children(self, repository: str, index: dict[str, Any]) -> int:
         from ..events.processors import job_kind
@@ -74,6 +135,7 @@ class SbomProcessor:
         for child in index.get("manifests") or []:
             if not isinstance(child, dict) or child.get("mediaType") not in IMAGE_TYPES:
                 continue
+            self.queued(repository, str(child["digest"]))
             _, new = self.registry.jobs.enqueue_once(
                 job_kind(self), {"repository": repository, "digest": child["digest"],
                                  "media_type": child["mediaType"], "reference": None,
@@ -91,22 +153,20 @@ class SbomProcessor:
                 return str(desc["digest"])
         return None
 
-    def _generate(self, repository: str, digest: str, layers: list[dict[str, Any]]
-                  ) -> dict[str, Any]:
-        from ..jobs.queue import GiveUp
-        from .image import Unsupported, catalogue
-        from .layers import Limits, ScanLimitExceeded
-        from .sbom import document
+    def _scan(self, repository: str, layers: list[dict[str, Any]]
+              ) -> tuple[Catalogue, LayerInspector]:
+        """One read of the layers: the catalogue and what the inspector found."""
+        from .image import catalogue
+        from .inspect import LayerInspector
+        from .layers import Limits
 
         s = self.registry.settings
         limits = Limits(max_entries=s.scan_max_entries, max_bytes=s.scan_max_bytes,
                         max_ratio=s.scan_max_ratio)
-        try:
-            found = catalogue(layers, lambda d: self._open(repository, d), limits)
-        except (ScanLimitExceeded, Unsupported) as exc:
-            # The same image fails the same way every time: no retries, nothing stored.
-            raise GiveUp(f"{type(exc).__name__}: {exc}") from exc
-        return document(repository, digest, found, time.time())
+        inspector = LayerInspector(s.scan_secret_max_file_bytes, s.scan_model_max_bytes,
+                                   s.scan_secrets, s.scan_models)
+        found = catalogue(layers, lambda d: self._open(repository, d), limits, inspector)
+        return found, inspector
 
     def _open(self, repository: str, digest: str) -> Iterable[bytes] | None:
         from ..oci.digest import parse_digest

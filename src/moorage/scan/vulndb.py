@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = ["EcosystemStatus", "Finding", "ImportReport", "SourceError", "VulnDatabase"]
 
 BATCH_RECORDS = 1000
+MATCH_BATCH = 500  # package names per look-up of a batched match
 _RANK = {label: n for n, label in enumerate(cvss.LABELS)}
 MAX_PROBLEMS_KEPT = 50  # the rest are counted, not listed
 
@@ -136,9 +137,11 @@ def _as_row(record: Record) -> dict[str, Any]:
 class VulnDatabase:
     """Imports OSV data, reports what is held, matches packages against it."""
 
-    def __init__(self, database: Database, batch_records: int = BATCH_RECORDS) -> None:
+    def __init__(self, database: Database, batch_records: int = BATCH_RECORDS,
+                 on_imported: Callable[[], None] | None = None) -> None:
         self.database = database
         self.batch_records = batch_records
+        self.on_imported = on_imported  # e.g. queue the re-match of stored scan reports
 
     def import_paths(self, paths: Sequence[Path],
                      progress: Callable[[ImportReport], None] | None = None) -> ImportReport:
@@ -179,6 +182,9 @@ class VulnDatabase:
                    if c.total > c.skipped and not e.startswith("(")]
         with self.database.write() as uow:
             uow.vulns.mark_imported(touched, time.time())
+        if self.on_imported is not None and any(
+                c.added or c.updated for c in report.ecosystems.values()):
+            self.on_imported()
         return report
 
     def _write(self, batch: dict[str, Record], report: ImportReport) -> None:
@@ -208,6 +214,33 @@ class VulnDatabase:
                                 imported.get(r["ecosystem"].split(":", 1)[0]))
                 for r in rows]
 
+    def data_version(self) -> float | None:
+        """The newest import time of the data held (what a match is against), None if none."""
+        with self.database.read() as uow:
+            return uow.vulns.data_version()
+
+    def match_many(self, queries: Sequence[tuple[str, str, str]],
+                   batch: int = MATCH_BATCH) -> list[list[Finding]]:
+        """`match` for many (ecosystem, name, version) at once: one look-up per ecosystem and
+        `batch` names, not one per package. The findings of each query, in its order."""
+        by_eco: dict[str, list[int]] = {}
+        for i, (ecosystem, _name, _version) in enumerate(queries):
+            by_eco.setdefault(ecosystem, []).append(i)
+        out: list[list[Finding]] = [[] for _ in queries]
+        with self.database.read() as uow:
+            for ecosystem, indexes in by_eco.items():
+                names = sorted({normalise_name(ecosystem, queries[i][1]) for i in indexes})
+                rows: dict[str, list[dict[str, Any]]] = {}
+                for start in range(0, len(names), batch):
+                    for row in uow.vulns.affecting_names(lookup_ecosystems(ecosystem),
+                                                         names[start:start + batch]):
+                        rows.setdefault(row["name"], []).append(row)
+                for i in indexes:
+                    _eco, name, version = queries[i]
+                    out[i] = self._findings(rows.get(normalise_name(ecosystem, name), []),
+                                            ecosystem, name, version)
+        return out
+
     def match(self, ecosystem: str, name: str, version: str) -> list[Finding]:
         """The vulnerabilities affecting `name` at `version` in `ecosystem` (`Debian:12` also
         uses records of plain `Debian`); distribution packages go by their source name.
@@ -215,6 +248,11 @@ class VulnDatabase:
         with self.database.read() as uow:
             rows = uow.vulns.affecting(lookup_ecosystems(ecosystem),
                                        normalise_name(ecosystem, name))
+        return self._findings(rows, ecosystem, name, version)
+
+    @staticmethod
+    def _findings(rows: list[dict[str, Any]], ecosystem: str, name: str, version: str
+                  ) -> list[Finding]:
         hits: dict[str, tuple[dict[str, Any], list[str]]] = {}
         for row in rows:
             affected, fixes = evaluate(row["ranges"], row["versions"], version, ecosystem)

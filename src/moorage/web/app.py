@@ -18,6 +18,7 @@ from .api import (
     LifecycleAPI,
     ManagementAPI,
     ModelsAPI,
+    ScansAPI,
     WebhooksAPI,
     audited_denials,
 )
@@ -174,5 +175,6 @@ def _handler_objects(settings: Settings, reg: Registry,
         JobsAPI(reg.jobs, management, reg.authorizer),
         WebhooksAPI(reg.webhooks, management),
         ModelsAPI(reg.models, management, open_access=not settings.auth),
+        ScansAPI(lambda: reg.scans, management, reg.authorizer, open_access=not settings.auth),
         Health(reg.check_database, reg.blob_store),
     ]

@@ -24,6 +24,7 @@ from .api.jobs import JobsAPI
 from .api.lifecycle import LifecycleAPI
 from .api.management import ManagementAPI
 from .api.models import ModelsAPI
+from .api.scans import ScansAPI
 from .api.webhooks import WebhooksAPI
 from .health import Health
 from .token import TokenEndpoint
@@ -131,6 +132,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/models", _API, ModelsAPI.search_models),
     Route("GET", _MODEL + "/files", _API, ModelsAPI.model_files),  # before the card: see below
     Route("GET", _MODEL, _API, ModelsAPI.get_model),
+    Route("GET", "/api/v1/repositories/{name}/manifests/{digest}/scan", _API,
+          ScansAPI.scan_report),
     # -- operations: health checks and Prometheus metrics -------------------------------------
     Route("GET", "/metrics", PUBLIC, LifecycleAPI.metrics),
     Route("GET", "/healthz", PUBLIC, Health.live),
@@ -146,7 +149,8 @@ def router_path(route: Route) -> str:
     if path.startswith("/api/v1/models/"):
         for param, pattern in _ROUTER_PARAMS.items():
             path = path.replace(param, pattern)
-    return path
+    # A repository name spans slashes (`team/app`), as in /v2/.
+    return path.replace("/repositories/{name}/", "/repositories/{name:.+}/")
 
 
 def _owns(owner: object, handler: Handler) -> bool:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ...registry.policies import PolicyService
     from ...registry.retention import RetentionService
     from ...registry.webhooks import WebhookService
+    from ...scan.reports import ScanReports
 
 Handler = Callable[[Job], dict[str, Any] | None]
 
@@ -36,6 +37,9 @@ class TaskServices(Protocol):
     @property
     def webhooks(self) -> WebhookService: ...
 
+    @property
+    def scans(self) -> ScanReports: ...
+
     settings: Any
 
 TEST_JOBS_ENV = "MOORAGE_TEST_JOBS"
@@ -46,9 +50,9 @@ class TaskFailed(Exception):
 
 
 def _modules(env: Mapping[str, str]) -> list[Any]:
-    from . import gc, outbox, quota, retention, uploads, webhooks
+    from . import gc, outbox, quota, retention, scans, uploads, webhooks
 
-    mods = [gc, retention, uploads, quota, outbox, webhooks]
+    mods = [gc, retention, uploads, quota, outbox, webhooks, scans]
     if env.get(TEST_JOBS_ENV) == "1":
         from . import testing
 

@@ -97,6 +97,26 @@ class VulnQueries:
         ]
 
 
+    def affecting_names(self, ecosystems: Sequence[str], names: Sequence[str]
+                        ) -> list[dict[str, Any]]:
+        """`affecting` for many package names at once (each row also has its `name`)."""
+        if not names:
+            return []
+        rows = self.conn.execute(_AFFECTING_NAMES, {"ecosystems": list(ecosystems),
+                                                    "names": list(names)})
+        return [
+            {"id": row.id, "ecosystem": row.ecosystem, "name": row.name, "summary": row.summary,
+             "aliases": json.loads(row.aliases), "severity": json.loads(row.severity),
+             "ranges": json.loads(row.ranges), "versions": json.loads(row.versions)}
+            for row in rows
+        ]
+
+    def data_version(self) -> float | None:
+        """When vulnerability data was last imported (any ecosystem), None if never."""
+        value = self.conn.execute(select(func.max(vuln_imports.c.imported_at))).scalar()
+        return float(value) if value is not None else None
+
+
 def _record_row(r: Mapping[str, Any], now: float) -> dict[str, Any]:
     return {
         "id": r["id"], "summary": column_text(r["summary"], 500),
@@ -132,5 +152,15 @@ _AFFECTING = (
     .select_from(vuln_affected.join(vuln_records, vuln_records.c.id == vuln_affected.c.record_id))
     .where(vuln_affected.c.ecosystem.in_(bindparam("ecosystems", expanding=True)),
            vuln_affected.c.name == bindparam("name"), vuln_records.c.withdrawn.is_(None))
+    .order_by(vuln_records.c.id)
+)
+_AFFECTING_NAMES = (
+    select(vuln_records.c.id, vuln_records.c.summary, vuln_records.c.aliases,
+           vuln_records.c.severity, vuln_affected.c.ecosystem, vuln_affected.c.name,
+           vuln_affected.c.ranges, vuln_affected.c.versions)
+    .select_from(vuln_affected.join(vuln_records, vuln_records.c.id == vuln_affected.c.record_id))
+    .where(vuln_affected.c.ecosystem.in_(bindparam("ecosystems", expanding=True)),
+           vuln_affected.c.name.in_(bindparam("names", expanding=True)),
+           vuln_records.c.withdrawn.is_(None))
     .order_by(vuln_records.c.id)
 )
