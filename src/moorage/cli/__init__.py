@@ -5,7 +5,19 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import accounts, db, events, jobs, lifecycle, sbom, serve, settings, vulndb, webhooks
+from . import (
+    accounts,
+    db,
+    events,
+    jobs,
+    lifecycle,
+    sbom,
+    serve,
+    settings,
+    signing,
+    vulndb,
+    webhooks,
+)
 
 app = typer.Typer(help="Moorage: an OCI registry for machine-learning teams.", no_args_is_help=True)
 
@@ -39,5 +51,8 @@ app.command("settings")(settings.settings)
 app.add_typer(webhooks.webhook_app, name="webhook")
 app.add_typer(vulndb.vulndb_app, name="vulndb")
 app.add_typer(sbom.sbom_app, name="sbom")
+app.add_typer(signing.trust_app, name="trust")
+app.command()(signing.verify)
+app.command()(signing.provenance)
 
 __all__ = ["app"]

@@ -501,3 +501,24 @@ vuln_imports = Table(
     Column("ecosystem", String(100), primary_key=True),
     Column("imported_at", Float, nullable=False),
 )
+
+
+# -- signatures: what each namespace trusts (`moorage trust add`) ------------------------------
+
+# kind: `key` (a PEM public key: cosign, sigstore bundles, attestations) or `x509` (PEM root
+# certificates: notation chains must lead to one). fingerprint: SHA-256 hex of the DER of the
+# key (or of the first certificate), shown to operators and used as the namespace's version.
+trust_entries = Table(
+    "trust_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", String(255), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("algorithm", String(32), nullable=False),  # ecdsa-p256, rsa-3072, ed25519, x509
+    Column("fingerprint", String(64), nullable=False),
+    Column("material", Text, nullable=False),  # the PEM text as given (normalised)
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(160)),
+    UniqueConstraint("namespace", "name", name="uq_trust_entries_namespace_name"),
+)

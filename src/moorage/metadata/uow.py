@@ -30,6 +30,7 @@ from .queries.pulls import PullQueries
 from .queries.referrers import ReferrerQueries
 from .queries.repositories import RepositoryQueries
 from .queries.tags import TagQueries
+from .queries.trust import TrustQueries
 from .queries.uploads import UploadQueries
 from .queries.usage import UsageQueries
 from .queries.vulns import VulnQueries
@@ -130,6 +131,12 @@ class UnitOfWork:
     @cached_property
     def vulns(self) -> VulnQueries:
         return VulnQueries(self)
+
+    # -- signatures ---------------------------------------------------------------------------
+
+    @cached_property
+    def trust(self) -> TrustQueries:
+        return TrustQueries(self)
 
 
 class Database(StoreBase):
