@@ -1,0 +1,210 @@
+"""Signatures built in the tests exactly as cosign and notation lay them out (keys and
+certificates made here with `cryptography`): not pushed, pushed with support.oci."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support.oci import (
+    EMPTY_JSON,
+    OCI_CONFIG,
+    OCI_EMPTY,
+    OCI_MANIFEST,
+    Blob,
+    Manifest,
+    descriptor,
+    dumps,
+    image_config,
+    make_artifact,
+)
+
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+COSIGN_SIGNATURE = "dev.cosignproject.cosign/signature"
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+NOTATION = "application/vnd.cncf.notary.signature"
+DSSE = "application/vnd.dsse.envelope.v1+json"
+IN_TOTO = "application/vnd.in-toto+json"
+SLSA_V1 = "https://slsa.dev/provenance/v1"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def public_pem(private: Any) -> bytes:
+    return private.public_key().public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def p256() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def sign(private: Any, data: bytes) -> bytes:
+    """cosign's signature of `data` with a key: ECDSA SHA-256 DER, RSA PKCS#1 v1.5, Ed25519."""
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        return private.sign(data, ec.ECDSA(hashes.SHA256()))
+    if isinstance(private, rsa.RSAPrivateKey):
+        return private.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    assert isinstance(private, ed25519.Ed25519PrivateKey)
+    return private.sign(data)
+
+
+def simple_signing_payload(digest: str, reference: str) -> bytes:
+    """The payload `cosign sign` signs for an image."""
+    return json.dumps({"critical": {"identity": {"docker-reference": reference},
+                                    "image": {"docker-manifest-digest": digest},
+                                    "type": "cosign container image signature"},
+                       "optional": None}).encode()
+
+
+def cosign_tag(digest: str) -> str:
+    return digest.replace(":", "-", 1) + ".sig"
+
+
+def cosign_signature(private: Any, digest: str, reference: str, payload: bytes | None = None,
+                     signed: bytes | None = None) -> Manifest:
+    """The `sha256-<hex>.sig` manifest: one simple-signing layer with the signature annotation
+    (`payload` replaces what is stored, `signed` what was signed: for tampering)."""
+    good = simple_signing_payload(digest, reference)
+    stored = payload if payload is not None else good
+    signature = sign(private, signed if signed is not None else good)
+    layer = Blob(stored, SIMPLE_SIGNING)
+    config = Blob(image_config(), OCI_CONFIG)
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(),
+           "layers": [descriptor(SIMPLE_SIGNING, stored,
+                                 annotations={COSIGN_SIGNATURE: b64(signature)})]}
+    return Manifest(dumps(doc), OCI_MANIFEST, blobs=[config, layer])
+
+
+def bundle_referrer(private: Any, image: Manifest, digest_of_message: bytes | None = None,
+                    hint: bool = True) -> Manifest:
+    """A sigstore bundle v0.3 referrer of `image`: a message signature over the manifest."""
+    message_digest = digest_of_message or hashlib.sha256(image.body).digest()
+    signature = private.sign(image.body, ec.ECDSA(hashes.SHA256()))
+    spki = private.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    material: dict[str, Any] = {"tlogEntries": []}
+    if hint:
+        material["publicKey"] = {"hint": b64(hashlib.sha256(spki).digest())}
+    bundle = {"mediaType": SIGSTORE_BUNDLE, "verificationMaterial": material,
+              "messageSignature": {"messageDigest": {"algorithm": "SHA2_256",
+                                                     "digest": b64(message_digest)},
+                                   "signature": b64(signature)}}
+    return make_artifact(SIGSTORE_BUNDLE, subject=image,
+                         layers=[Blob(json.dumps(bundle).encode(), SIGSTORE_BUNDLE)])
+
+
+@dataclass
+class Ca:
+    key: Any
+    cert: x509.Certificate
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Moorage tests")])
+
+
+def root_ca(cn: str = "Test Root") -> Ca:
+    key = p256()
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                         False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return Ca(key, cert)
+
+
+def leaf(ca: Ca, cn: str = "signer", expired: bool = False) -> Ca:
+    """A code-signing certificate issued by `ca` (RSA 2048, PS256 signatures)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    start, end = ((now - dt.timedelta(days=30), now - dt.timedelta(days=1)) if expired
+                  else (now - dt.timedelta(days=1), now + dt.timedelta(days=30)))
+    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]),
+                           critical=False)
+            .sign(ca.key, hashes.SHA256()))
+    return Ca(key, cert)
+
+
+def notation_referrer(signer: Ca, chain: list[Ca], image: Manifest,
+                      target_digest: str | None = None, tamper: bool = False) -> Manifest:
+    """A notation JWS signature referrer of `image` (x5c: leaf first, then the rest)."""
+    protected = {"alg": "PS256", "crit": ["io.cncf.notary.signingScheme"],
+                 "cty": "application/vnd.cncf.notary.payload.v1+json",
+                 "io.cncf.notary.signingScheme": "notary.x509",
+                 "io.cncf.notary.signingTime": dt.datetime.now(dt.UTC).isoformat()}
+    payload = {"targetArtifact": {"mediaType": image.media_type,
+                                  "digest": target_digest or image.digest, "size": image.size}}
+    p64, b64p = b64url(json.dumps(protected).encode()), b64url(json.dumps(payload).encode())
+    signature = signer.key.sign(f"{p64}.{b64p}".encode(),
+                                padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
+    if tamper:
+        payload["targetArtifact"]["size"] = image.size + 1
+        b64p = b64url(json.dumps(payload).encode())
+    envelope = {"payload": b64p, "protected": p64, "signature": b64url(signature),
+                "header": {"x5c": [b64(c.cert.public_bytes(serialization.Encoding.DER))
+                                   for c in chain],
+                           "io.cncf.notary.signingAgent": "moorage-tests/1"}}
+    return make_artifact(NOTATION, subject=image,
+                         config=Blob(EMPTY_JSON, OCI_EMPTY),
+                         layers=[Blob(json.dumps(envelope).encode(), "application/jose+json")])
+
+
+def slsa_statement(digest: str) -> dict[str, Any]:
+    """An in-toto statement with an SLSA v1 provenance predicate for `digest`."""
+    return {"_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "image", "digest": {"sha256": digest.split(":", 1)[1]}}],
+            "predicateType": SLSA_V1,
+            "predicate": {
+                "buildDefinition": {
+                    "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                    "externalParameters": {"workflow": {
+                        "repository": "https://github.com/example/model", "ref": "refs/heads/main"}},
+                    "resolvedDependencies": [{
+                        "uri": "git+https://github.com/example/model@refs/heads/main",
+                        "digest": {"gitCommit": "0123456789abcdef0123456789abcdef01234567"}}]},
+                "runDetails": {"builder": {"id": "https://github.com/actions/runner"},
+                               "metadata": {"startedOn": "2026-11-30T10:00:00Z",
+                                            "finishedOn": "2026-11-30T10:04:00Z"}}}}
+
+
+def attestation(private: Any, statement: dict[str, Any]) -> Manifest:
+    """The `sha256-<hex>.att` manifest `cosign attest` pushes: one DSSE envelope layer."""
+    payload = json.dumps(statement).encode()
+    pae = b"DSSEv1 %d %s %d %s" % (len(IN_TOTO), IN_TOTO.encode(), len(payload), payload)
+    envelope = {"payloadType": IN_TOTO, "payload": b64(payload),
+                "signatures": [{"keyid": "", "sig": b64(sign(private, pae))}]}
+    data = json.dumps(envelope).encode()
+    config = Blob(image_config(), OCI_CONFIG)
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(),
+           "layers": [descriptor(DSSE, data,
+                                 annotations={"predicateType": statement["predicateType"]})]}
+    return Manifest(dumps(doc), OCI_MANIFEST, blobs=[config, Blob(data, DSSE)])
