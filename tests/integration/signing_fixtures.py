@@ -138,9 +138,10 @@ def root_ca(cn: str = "Test Root") -> Ca:
     return Ca(key, cert)
 
 
-def leaf(ca: Ca, cn: str = "signer", expired: bool = False) -> Ca:
-    """A code-signing certificate issued by `ca` (RSA 2048, PS256 signatures)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def leaf(ca: Ca, cn: str = "signer", expired: bool = False, ecdsa: bool = False) -> Ca:
+    """A code-signing certificate issued by `ca` (RSA 2048 for PS256, or P-256 for ES256)."""
+    key: Any = p256() if ecdsa else rsa.generate_private_key(public_exponent=65537,
+                                                             key_size=2048)
     now = dt.datetime.now(dt.UTC)
     start, end = ((now - dt.timedelta(days=30), now - dt.timedelta(days=1)) if expired
                   else (now - dt.timedelta(days=1), now + dt.timedelta(days=30)))
@@ -157,15 +158,21 @@ def leaf(ca: Ca, cn: str = "signer", expired: bool = False) -> Ca:
 def notation_referrer(signer: Ca, chain: list[Ca], image: Manifest,
                       target_digest: str | None = None, tamper: bool = False) -> Manifest:
     """A notation JWS signature referrer of `image` (x5c: leaf first, then the rest)."""
-    protected = {"alg": "PS256", "crit": ["io.cncf.notary.signingScheme"],
+    ecdsa = isinstance(signer.key, ec.EllipticCurvePrivateKey)
+    protected = {"alg": "ES256" if ecdsa else "PS256", "crit": ["io.cncf.notary.signingScheme"],
                  "cty": "application/vnd.cncf.notary.payload.v1+json",
                  "io.cncf.notary.signingScheme": "notary.x509",
                  "io.cncf.notary.signingTime": dt.datetime.now(dt.UTC).isoformat()}
     payload = {"targetArtifact": {"mediaType": image.media_type,
                                   "digest": target_digest or image.digest, "size": image.size}}
     p64, b64p = b64url(json.dumps(protected).encode()), b64url(json.dumps(payload).encode())
-    signature = signer.key.sign(f"{p64}.{b64p}".encode(),
-                                padding.PSS(padding.MGF1(hashes.SHA256()), 32), hashes.SHA256())
+    signing_input = f"{p64}.{b64p}".encode()
+    if ecdsa:  # JWS wants r || s, not DER (RFC 7518 section 3.4)
+        r, s = decode_dss_signature(signer.key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        signature = signer.key.sign(signing_input, padding.PSS(padding.MGF1(hashes.SHA256()), 32),
+                                    hashes.SHA256())
     if tamper:
         payload["targetArtifact"]["size"] = image.size + 1
         b64p = b64url(json.dumps(payload).encode())
@@ -198,13 +205,26 @@ def slsa_statement(digest: str) -> dict[str, Any]:
 
 def attestation(private: Any, statement: dict[str, Any]) -> Manifest:
     """The `sha256-<hex>.att` manifest `cosign attest` pushes: one DSSE envelope layer."""
-    payload = json.dumps(statement).encode()
-    pae = b"DSSEv1 %d %s %d %s" % (len(IN_TOTO), IN_TOTO.encode(), len(payload), payload)
-    envelope = {"payloadType": IN_TOTO, "payload": b64(payload),
-                "signatures": [{"keyid": "", "sig": b64(sign(private, pae))}]}
-    data = json.dumps(envelope).encode()
+    data = json.dumps(dsse_envelope(private, statement)).encode()
     config = Blob(image_config(), OCI_CONFIG)
     doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(),
            "layers": [descriptor(DSSE, data,
                                  annotations={"predicateType": statement["predicateType"]})]}
     return Manifest(dumps(doc), OCI_MANIFEST, blobs=[config, Blob(data, DSSE)])
+
+
+def dsse_envelope(private: Any, statement: dict[str, Any]) -> dict[str, Any]:
+    """A DSSE envelope of an in-toto statement signed with `private` (cosign's layout)."""
+    payload = json.dumps(statement).encode()
+    pae = b"DSSEv1 %d %s %d %s" % (len(IN_TOTO), IN_TOTO.encode(), len(payload), payload)
+    return {"payloadType": IN_TOTO, "payload": b64(payload),
+            "signatures": [{"keyid": "", "sig": b64(sign(private, pae))}]}
+
+
+def bundle_attestation(private: Any, image: Manifest, statement: dict[str, Any]) -> Manifest:
+    """A sigstore bundle v0.3 referrer of `image` carrying a DSSE-signed in-toto statement."""
+    bundle = {"mediaType": SIGSTORE_BUNDLE,
+              "verificationMaterial": {"publicKey": {"hint": "release"}, "tlogEntries": []},
+              "dsseEnvelope": dsse_envelope(private, statement)}
+    return make_artifact(SIGSTORE_BUNDLE, subject=image,
+                         layers=[Blob(json.dumps(bundle).encode(), SIGSTORE_BUNDLE)])

@@ -23,6 +23,7 @@ from moorage.cli import app
 
 from .signing_fixtures import (
     attestation,
+    bundle_attestation,
     bundle_referrer,
     cosign_signature,
     cosign_tag,
@@ -239,7 +240,8 @@ def _with_subject(referrer: Any, image: Any) -> Any:
 @pytest.fixture(scope="module")
 def pki() -> dict[str, Any]:
     root, stranger = root_ca("Test Root"), root_ca("Other Root")
-    return {"root": root, "signer": leaf(root), "expired": leaf(root, "old", expired=True),
+    return {"root": root, "signer": leaf(root), "ec-signer": leaf(root, "ec", ecdsa=True),
+            "expired": leaf(root, "old", expired=True),
             "stranger": leaf(stranger, "stranger")}
 
 
@@ -253,6 +255,15 @@ def test_notation_signature_chaining_to_a_trusted_root_verifies(server, tmp_path
 
     assert (check["kind"], check["manifest"], check["outcome"], check["trust_entry"]) == (
         "notation", referrer, "verified", "corp-ca")
+
+
+def test_notation_es256_signature_whose_chain_omits_the_root_verifies(server, tmp_path, pki):
+    repo, tag, image = pushed_image(server)
+    signer = pki["ec-signer"]
+    push_tree(server, repo, notation_referrer(signer, [signer], image))  # root not in x5c
+    trust_root(server, tmp_path, repo.split("/")[0], "corp-ca", pki["root"].pem)
+
+    assert only(verify_json(server, f"{repo}:{tag}", 0))["trust_entry"] == "corp-ca"
 
 
 def test_notation_leaf_of_another_root_is_rejected(server, tmp_path, pki):
@@ -323,6 +334,20 @@ def test_slsa_provenance_attested_with_a_trusted_key_is_shown(server, tmp_path):
         "0123456789abcdef0123456789abcdef01234567", "2026-11-30T10:04:00Z")
     text = cli(server, "provenance", f"{repo}:{tag}").stdout
     assert "commit    0123456789abcdef0123456789abcdef01234567" in text
+
+
+def test_slsa_provenance_in_a_sigstore_bundle_referrer_is_verified(server, tmp_path):
+    repo, tag, image = pushed_image(server)
+    key = p256()
+    push_tree(server, repo, bundle_attestation(key, image, slsa_statement(image.digest)))
+    trust_key(server, tmp_path, repo.split("/")[0], "release", key)
+
+    result = verify_json(server, f"{repo}:{tag}", 1)  # an attestation is not a signature
+    assert result["signatures"] == []
+    [checked] = result["attestations"]
+    assert (checked["outcome"], checked["trust_entry"]) == ("verified", "release")
+    shown = json.loads(cli(server, "provenance", f"{repo}:{tag}", "--json").stdout)
+    assert [p["builder"] for p in shown["provenance"]] == ["https://github.com/actions/runner"]
 
 
 def test_provenance_attested_by_an_untrusted_key_is_not_shown(server, tmp_path):
