@@ -56,7 +56,8 @@ def _target(reg: Server) -> list[str]:
 
 def cli(reg: Server, *args: str, code: int = 0) -> Any:
     """`moorage ARGS` in-process against the server's registry; the result, exit code checked."""
-    result = CliRunner().invoke(app, [*args, *_target(reg)])
+    node = reg.nodes[0] if hasattr(reg, "nodes") else reg
+    result = CliRunner().invoke(app, [*args, *_target(reg)], env=node.env)
     assert result.exit_code == code, (result.exit_code, result.output)
     return result
 
@@ -104,7 +105,8 @@ def test_cosign_tag_signature_by_a_trusted_key_verifies(server, tmp_path):
     sig_digest = push_cosign(server, repo, image, key)
     trust_key(server, tmp_path, repo.split("/")[0], "release", key)
 
-    done = run_moorage("verify", f"{repo}:{tag}", "--json", *_target(server))
+    node = server.nodes[0] if hasattr(server, "nodes") else server
+    done = run_moorage("verify", f"{repo}:{tag}", "--json", *_target(server), env=node.env)
     result = json.loads(done.stdout.splitlines()[-1])
 
     assert result["verified"] is True

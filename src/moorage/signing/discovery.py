@@ -14,6 +14,7 @@ import base64
 import binascii
 import hashlib
 import json
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -83,6 +84,7 @@ class SignatureFinder:
         self.blobs = blobs
         self.store = store
         self._parsed: OrderedDict[tuple[str, str, str], list[Envelope]] = OrderedDict()
+        self._lock = threading.Lock()  # request threads share the cache
 
     def find(self, repository: str, digest: str) -> list[Envelope]:
         """Every envelope that may sign or attest `digest` in `repository`."""
@@ -98,12 +100,12 @@ class SignatureFinder:
         key = (repository, row.digest, row.label or "")
         cached = self._parsed.get(key)
         if cached is not None:
-            self._parsed.move_to_end(key)
             return cached
         envelopes = self._read(repository, row)
-        self._parsed[key] = envelopes
-        while len(self._parsed) > ENVELOPE_CACHE:
-            self._parsed.popitem(last=False)
+        with self._lock:
+            self._parsed[key] = envelopes
+            while len(self._parsed) > ENVELOPE_CACHE:
+                self._parsed.popitem(last=False)
         return envelopes
 
     def _read(self, repository: str, row: CandidateRow) -> list[Envelope]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -139,6 +140,7 @@ class Verifier:
         self._trust: dict[str, tuple[float, _Trust]] = {}
         self._results: OrderedDict[tuple[str, str, str], tuple[float, VerificationResult]] = \
             OrderedDict()
+        self._lock = threading.Lock()  # request threads share the caches
 
     def verify(self, repository: str, digest: str) -> VerificationResult:
         """The signatures and attestations of `digest` in `repository`, each checked against
@@ -151,21 +153,23 @@ class Verifier:
         if cached is not None and cached[0] > now:
             return cached[1]
         result = self._check(repository, digest, namespace, trust)
-        self._results[key] = (now + self.ttl, result)
-        self._results.move_to_end(key)
-        while len(self._results) > CACHE_ENTRIES:
-            self._results.popitem(last=False)
+        with self._lock:
+            self._results[key] = (now + self.ttl, result)
+            self._results.move_to_end(key)
+            while len(self._results) > CACHE_ENTRIES:
+                self._results.popitem(last=False)
         return result
 
     def forget(self, namespace: str | None = None) -> None:
         """Drop cached trust and results (of one namespace, or all), after a trust change."""
-        if namespace is None:
-            self._trust.clear()
-            self._results.clear()
-            return
-        self._trust.pop(namespace, None)
-        for key in [k for k, (_, r) in self._results.items() if r.namespace == namespace]:
-            self._results.pop(key, None)
+        with self._lock:
+            if namespace is None:
+                self._trust.clear()
+                self._results.clear()
+                return
+            self._trust.pop(namespace, None)
+            for key in [k for k, (_, r) in self._results.items() if r.namespace == namespace]:
+                self._results.pop(key, None)
 
     # -- internals ------------------------------------------------------------------------------
 

@@ -52,12 +52,12 @@ class TrustQueries:
     def add(self, namespace: str, name: str, kind: str, algorithm: str, fingerprint: str,
             material: str, created_by: str | None) -> bool:
         """Store an entry; False when the namespace already has one of that name."""
-        result = self.conn.execute(_ADD[self.uow.dialect], {
+        # RETURNING, not rowcount: psycopg reports -1 for a prebuilt ON CONFLICT insert.
+        return self.conn.execute(_ADD[self.uow.dialect], {
             "namespace": namespace, "name": name, "kind": kind, "algorithm": algorithm,
             "fingerprint": fingerprint, "material": material, "created_at": time.time(),
             "created_by": created_by,
-        })
-        return result.rowcount > 0
+        }).scalar_one_or_none() is not None
 
     def remove(self, namespace: str, name: str) -> bool:
         """Delete an entry; False when there was none."""
@@ -88,7 +88,7 @@ _COLUMNS = (trust_entries.c.id, trust_entries.c.namespace, trust_entries.c.name,
             trust_entries.c.material, trust_entries.c.created_at, trust_entries.c.created_by)
 _ADD = per_dialect(
     lambda insert: insert(trust_entries).on_conflict_do_nothing(
-        index_elements=["namespace", "name"])
+        index_elements=["namespace", "name"]).returning(trust_entries.c.id)
 )
 _REPO = (select(repositories.c.id).where(repositories.c.name == bindparam("repository"))
          .scalar_subquery())
