@@ -138,7 +138,8 @@ def root_ca(cn: str = "Test Root") -> Ca:
     return Ca(key, cert)
 
 
-def leaf(ca: Ca, cn: str = "signer", expired: bool = False, ecdsa: bool = False) -> Ca:
+def leaf(ca: Ca, cn: str = "signer", expired: bool = False, ecdsa: bool = False,
+         usage: Any = ExtendedKeyUsageOID.CODE_SIGNING) -> Ca:
     """A code-signing certificate issued by `ca` (RSA 2048 for PS256, or P-256 for ES256)."""
     key: Any = p256() if ecdsa else rsa.generate_private_key(public_exponent=65537,
                                                              key_size=2048)
@@ -149,7 +150,7 @@ def leaf(ca: Ca, cn: str = "signer", expired: bool = False, ecdsa: bool = False)
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(start).not_valid_after(end)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]),
+            .add_extension(x509.ExtendedKeyUsage([usage]),
                            critical=False)
             .sign(ca.key, hashes.SHA256()))
     return Ca(key, cert)

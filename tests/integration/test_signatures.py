@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
 from support.oci import make_image, new_tag, push_tree
 from support.servers import Server, run_moorage, start_registry
 from typer.testing import CliRunner
@@ -244,7 +245,8 @@ def pki() -> dict[str, Any]:
     root, stranger = root_ca("Test Root"), root_ca("Other Root")
     return {"root": root, "signer": leaf(root), "ec-signer": leaf(root, "ec", ecdsa=True),
             "expired": leaf(root, "old", expired=True),
-            "stranger": leaf(stranger, "stranger")}
+            "stranger": leaf(stranger, "stranger"),
+            "tls": leaf(root, "web", usage=ExtendedKeyUsageOID.SERVER_AUTH)}
 
 
 def test_notation_signature_chaining_to_a_trusted_root_verifies(server, tmp_path, pki):
@@ -277,6 +279,18 @@ def test_notation_leaf_of_another_root_is_rejected(server, tmp_path, pki):
 
     assert check["outcome"] == "untrusted-chain"
     assert "does not lead to a root certificate trusted for this namespace" in check["message"]
+
+
+def test_notation_leaf_not_for_code_signing_is_rejected(server, tmp_path, pki):
+    repo, tag, image = pushed_image(server)
+    tls = pki["tls"]
+    push_tree(server, repo, notation_referrer(tls, [tls, pki["root"]], image))
+    trust_root(server, tmp_path, repo.split("/")[0], "corp-ca", pki["root"].pem)
+
+    check = only(verify_json(server, f"{repo}:{tag}", 1))
+
+    assert check["outcome"] == "untrusted-chain"
+    assert "is not for code signing" in check["message"]
 
 
 def test_notation_expired_leaf_is_rejected(server, tmp_path, pki):

@@ -168,6 +168,10 @@ def check_chain(chain: list[x509.Certificate], roots: list[x509.Certificate],
         if cert.not_valid_before_utc > now:
             return ChainProblem("expired", f"the certificate {_subject(cert)} is not valid "
                                 f"before {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC")
+    if not _for_code_signing(chain[0]):
+        return ChainProblem("untrusted-chain", f"the signing certificate {_subject(chain[0])} "
+                            f"is not for code signing (its extended key usage): sign with a "
+                            f"code-signing certificate")
     for child, parent in itertools.pairwise(chain):
         if not _issued_by(child, parent) or not _is_ca(parent):
             return ChainProblem("untrusted-chain", f"the certificate chain is broken: "
@@ -200,6 +204,18 @@ def _issued_by(child: x509.Certificate, parent: x509.Certificate) -> bool:
         return True
     except (ValueError, TypeError, InvalidSignature):
         return False
+
+
+def _for_code_signing(cert: x509.Certificate) -> bool:
+    """A leaf without extended key usage may sign anything; with one, it must allow code
+    signing (the Notary Project's certificate requirements)."""
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True
+    return ExtendedKeyUsageOID.CODE_SIGNING in usages
 
 
 def _is_ca(cert: x509.Certificate) -> bool:

@@ -38,6 +38,8 @@ NOTATION = "application/vnd.cncf.notary.signature"
 JWS = "application/jose+json"
 COSE = "application/cose"
 NOTARY_PAYLOAD = "application/vnd.cncf.notary.payload.v1+json"
+NOTARY_CRITICAL = ("io.cncf.notary.signingScheme", "io.cncf.notary.expiry",
+                   "io.cncf.notary.authenticSigningTime")
 IN_TOTO = "application/vnd.in-toto+json"
 COSIGN_SIGN_PREDICATE = "https://sigstore.dev/cosign/sign/v1"
 ARTIFACT_TYPES = [*SIGSTORE_BUNDLES, NOTATION]
@@ -286,6 +288,12 @@ def _notation(base: Envelope, doc: Any) -> Envelope:
         raise Malformed("the JWS protected header names no alg")
     if header.get("cty") != NOTARY_PAYLOAD:
         raise Malformed(f"the JWS content type is {header.get('cty')!r}, not {NOTARY_PAYLOAD}")
+    crit = header.get("crit") or []
+    unknown = [c for c in crit if c not in NOTARY_CRITICAL] if isinstance(crit, list) else [crit]
+    if unknown:
+        # A verifier must refuse critical headers it does not understand (RFC 7515, 4.1.11).
+        return _problem(base, f"the JWS has critical headers this verifier does not know "
+                              f"({', '.join(map(str, unknown))})", "unsupported")
     scheme = header.get("io.cncf.notary.signingScheme")
     if scheme not in ("notary.x509", None):
         return _problem(base, f"the notation signing scheme {scheme!r} is not verified here "

@@ -93,6 +93,15 @@ class VerificationResult:
         return [a for a in self.attestations if a.verified
                 and (a.predicate_type or "").startswith(predicate_prefix)]
 
+    def provenance(self) -> list[dict[str, Any]]:
+        """Each verified SLSA provenance, read: builder, source, commit, started, finished,
+        with the trust entry that verified it (what `--require-provenance --builder` checks)."""
+        from .provenance import SLSA, provenance_of
+
+        return [{**provenance_of(a.statement), "trust_entry": a.trust_entry,
+                 "attestation": a.manifest}
+                for a in self.verified_attestations(SLSA) if a.statement is not None]
+
     def summary(self) -> str:
         """One sentence: verified by whom, or why not, and what to do."""
         where = f"{self.repository}@{self.digest}"
@@ -320,16 +329,9 @@ class SignatureService:
         return self.verifier.verify(repository, digest)
 
     def provenance(self, actor: Any, ref: str) -> tuple[VerificationResult, list[dict[str, Any]]]:
-        """The verified SLSA provenance statements of an image, read (builder, source, …)."""
-        from .provenance import SLSA, provenance_of
-
+        """The image's verification and its verified SLSA provenance, read."""
         result = self.verify(actor, ref)
-        found = []
-        for check in result.verified_attestations(SLSA):
-            if check.statement is not None:
-                found.append({**provenance_of(check.statement), "trust_entry": check.trust_entry,
-                              "attestation": check.manifest})
-        return result, found
+        return result, result.provenance()
 
     def _resolve(self, actor: Any, ref: str) -> tuple[str, str]:
         from ..auth.authorizer import Action, repository
