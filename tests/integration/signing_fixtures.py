@@ -229,3 +229,127 @@ def bundle_attestation(private: Any, image: Manifest, statement: dict[str, Any])
               "dsseEnvelope": dsse_envelope(private, statement)}
     return make_artifact(SIGSTORE_BUNDLE, subject=image,
                          layers=[Blob(json.dumps(bundle).encode(), SIGSTORE_BUNDLE)])
+
+
+# -- keyless: a test Fulcio CA and transparency log, and the trusted_root.json naming both ----
+
+ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
+ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+
+
+@dataclass
+class Sigstore:
+    """A Fulcio-like CA and a Rekor-like log key, as an offline trusted root describes them."""
+
+    fulcio: Ca
+    log_key: Any
+
+    @property
+    def log_id(self) -> bytes:
+        der = self.log_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return hashlib.sha256(der).digest()
+
+    def trusted_root(self) -> bytes:
+        der = self.log_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return json.dumps({
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "tlogs": [{"baseUrl": "https://rekor.test", "hashAlgorithm": "SHA2_256",
+                       "publicKey": {"rawBytes": b64(der),
+                                     "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                                     "validFor": {"start": "2020-01-01T00:00:00Z"}},
+                       "logId": {"keyId": b64(self.log_id)}}],
+            "certificateAuthorities": [{
+                "subject": {"organization": "Moorage tests", "commonName": "fulcio"},
+                "uri": "https://fulcio.test",
+                "certChain": {"certificates": [
+                    {"rawBytes": b64(self.fulcio.cert.public_bytes(serialization.Encoding.DER))}]},
+                "validFor": {"start": "2020-01-01T00:00:00Z"}}],
+            "ctlogs": [], "timestampAuthorities": []}).encode()
+
+    def certificate(self, identity: str, issuer: str, start: dt.datetime) -> Ca:
+        """A 10-minute Fulcio-style certificate for `identity` from `issuer`."""
+        key = p256()
+        issuer_der = b"\x0c" + bytes([len(issuer)]) + issuer.encode()
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([]))
+                .issuer_name(self.fulcio.cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(start).not_valid_after(start + dt.timedelta(minutes=10))
+                .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(identity)]),
+                               critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]),
+                               critical=False)
+                .add_extension(x509.UnrecognizedExtension(ISSUER_V1, issuer.encode()),
+                               critical=False)
+                .add_extension(x509.UnrecognizedExtension(ISSUER_V2, issuer_der),
+                               critical=False)
+                .sign(self.fulcio.key, hashes.SHA256()))
+        return Ca(key, cert)
+
+    def log(self, signature: bytes, cert: Ca, digest_hex: str, at: dt.datetime) -> dict[str, Any]:
+        """A hashedrekord entry of `signature` logged at `at`, with its signed entry timestamp."""
+        body = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": digest_hex}},
+            "signature": {"content": b64(signature),
+                          "publicKey": {"content": b64(cert.pem)}}}}
+        body64 = b64(json.dumps(body).encode())
+        when, index = int(at.timestamp()), 4242
+        promise = json.dumps({"body": body64, "integratedTime": when,
+                              "logID": self.log_id.hex(), "logIndex": index},
+                             sort_keys=True, separators=(",", ":")).encode()
+        return {"logIndex": str(index), "logId": {"keyId": b64(self.log_id)},
+                "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
+                "integratedTime": str(when),
+                "inclusionPromise": {"signedEntryTimestamp": b64(
+                    self.log_key.sign(promise, ec.ECDSA(hashes.SHA256())))},
+                "canonicalizedBody": body64}
+
+
+def sigstore() -> Sigstore:
+    return Sigstore(root_ca("fulcio"), p256())
+
+
+def keyless_bundle(store: Sigstore, image: Manifest, identity: str, issuer: str,
+                   logged_after: dt.timedelta = dt.timedelta(minutes=2),
+                   logged: bool = True) -> Manifest:
+    """A sigstore bundle v0.3 referrer signed keylessly: Fulcio certificate + log entry."""
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    cert = store.certificate(identity, issuer, start)
+    signature = cert.key.sign(image.body, ec.ECDSA(hashes.SHA256()))
+    digest = hashlib.sha256(image.body).digest()
+    entries = [store.log(signature, cert, digest.hex(), start + logged_after)] if logged else []
+    bundle = {"mediaType": SIGSTORE_BUNDLE,
+              "verificationMaterial": {
+                  "certificate": {"rawBytes": b64(cert.cert.public_bytes(
+                      serialization.Encoding.DER))},
+                  "tlogEntries": entries},
+              "messageSignature": {"messageDigest": {"algorithm": "SHA2_256",
+                                                     "digest": b64(digest)},
+                                   "signature": b64(signature)}}
+    return make_artifact(SIGSTORE_BUNDLE, subject=image,
+                         layers=[Blob(json.dumps(bundle).encode(), SIGSTORE_BUNDLE)])
+
+
+def keyless_cosign_signature(store: Sigstore, digest: str, reference: str, identity: str,
+                             issuer: str) -> Manifest:
+    """The `.sig` manifest of a keyless `cosign sign`: certificate and bundle annotations."""
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    cert = store.certificate(identity, issuer, start)
+    payload = simple_signing_payload(digest, reference)
+    signature = cert.key.sign(payload, ec.ECDSA(hashes.SHA256()))
+    entry = store.log(signature, cert, hashlib.sha256(payload).hexdigest(),
+                      start + dt.timedelta(minutes=1))
+    annotation = {"SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+                  "Payload": {"body": entry["canonicalizedBody"],
+                              "integratedTime": int(entry["integratedTime"]),
+                              "logIndex": int(entry["logIndex"]),
+                              "logID": store.log_id.hex()}}
+    config = Blob(image_config(), OCI_CONFIG)
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(),
+           "layers": [descriptor(SIMPLE_SIGNING, payload, annotations={
+               COSIGN_SIGNATURE: b64(signature),
+               "dev.sigstore.cosign/certificate": cert.pem.decode(),
+               "dev.sigstore.cosign/chain": store.fulcio.pem.decode(),
+               "dev.sigstore.cosign/bundle": json.dumps(annotation)})]}
+    return Manifest(dumps(doc), OCI_MANIFEST, blobs=[config, Blob(payload, SIMPLE_SIGNING)])

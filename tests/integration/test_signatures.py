@@ -4,6 +4,7 @@ notation JWS referrers are pushed over HTTP exactly as the tools lay them out, t
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -28,11 +29,14 @@ from .signing_fixtures import (
     bundle_referrer,
     cosign_signature,
     cosign_tag,
+    keyless_bundle,
+    keyless_cosign_signature,
     leaf,
     notation_referrer,
     p256,
     public_pem,
     root_ca,
+    sigstore,
     slsa_statement,
 )
 
@@ -375,6 +379,88 @@ def test_provenance_attested_by_an_untrusted_key_is_not_shown(server, tmp_path):
     text = cli(server, "provenance", f"{repo}:{tag}", code=1).stdout
     assert "has no verified SLSA provenance" in text
     assert "does not verify with any key trusted" in text
+
+
+# -- keyless (Fulcio certificates, checked against an offline trusted root) --------------------
+
+ISSUER = "https://accounts.example.com"
+
+
+@pytest.fixture(scope="module")
+def fulcio() -> Any:
+    return sigstore()
+
+
+def trust_identity(reg: Server, tmp_path: Path, namespace: str, store: Any,
+                   identity: str = "dev@example.com") -> None:
+    root = tmp_path / "trusted_root.json"
+    root.write_bytes(store.trusted_root())
+    cli(reg, "trust", "add", namespace, "--name", "ci", "--identity", identity,
+        "--issuer", ISSUER, "--trusted-root", str(root))
+
+
+def test_keyless_bundle_of_a_trusted_identity_verifies(server, tmp_path, fulcio):
+    repo, tag, image = pushed_image(server)
+    push_tree(server, repo, keyless_bundle(fulcio, image, "dev@example.com", ISSUER))
+    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
+
+    check = only(verify_json(server, f"{repo}:{tag}", 0))
+
+    assert (check["kind"], check["outcome"], check["trust_entry"]) == (
+        "sigstore-bundle", "verified", "ci")
+
+
+def test_keyless_cosign_tag_signature_of_a_trusted_identity_verifies(server, tmp_path, fulcio):
+    repo, tag, image = pushed_image(server)
+    push_tree(server, repo, keyless_cosign_signature(
+        fulcio, image.digest, f"{server.host}/{repo}", "dev@example.com", ISSUER),
+        tag=cosign_tag(image.digest))
+    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
+
+    assert only(verify_json(server, f"{repo}:{tag}", 0))["trust_entry"] == "ci"
+
+
+def test_keyless_signature_of_another_identity_is_refused(server, tmp_path, fulcio):
+    repo, tag, image = pushed_image(server)
+    push_tree(server, repo, keyless_bundle(fulcio, image, "mallory@example.com", ISSUER))
+    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
+
+    check = only(verify_json(server, f"{repo}:{tag}", 1))
+
+    assert check["outcome"] == "untrusted-identity"
+    assert "signed by mallory@example.com (issuer https://accounts.example.com), not the " \
+        "trusted dev@example.com" in check["message"]
+
+
+def test_keyless_certificate_logged_after_it_expired_is_refused(server, tmp_path, fulcio):
+    repo, tag, image = pushed_image(server)
+    push_tree(server, repo, keyless_bundle(fulcio, image, "dev@example.com", ISSUER,
+                                           logged_after=dt.timedelta(minutes=30)))
+    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
+
+    assert only(verify_json(server, f"{repo}:{tag}", 1))["outcome"] == "expired"
+
+
+def test_keyless_signature_without_a_log_entry_is_refused(server, tmp_path, fulcio):
+    repo, tag, image = pushed_image(server)
+    push_tree(server, repo, keyless_bundle(fulcio, image, "dev@example.com", ISSUER,
+                                           logged=False))
+    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
+
+    check = only(verify_json(server, f"{repo}:{tag}", 1))
+
+    assert check["outcome"] == "untrusted-chain"
+    assert "no transparency-log entry of the trusted root records this signature" in \
+        check["message"]
+
+
+def test_keyless_certificate_of_another_ca_is_refused(server, tmp_path, fulcio):
+    repo, tag, image = pushed_image(server)
+    push_tree(server, repo, keyless_bundle(sigstore(), image, "dev@example.com", ISSUER))
+    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
+
+    # Another log signed the entry too, so there is no trusted time either: refused.
+    assert only(verify_json(server, f"{repo}:{tag}", 1))["outcome"] == "untrusted-chain"
 
 
 # -- the trust CLI ------------------------------------------------------------------------------

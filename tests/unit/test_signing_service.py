@@ -124,4 +124,4 @@ def test_results_are_cached_briefly_and_trust_changes_are_seen_at_once(
     registry.trust.remove(CLI, "ml", "release")  # this process forgets at once
     after = verifier.verify("ml/model", digest)
     assert (after.verified, after.trusted) == (False, ())
-    assert "trusts no key or root" in after.summary()
+    assert "trusts no key, root or identity" in after.summary()

@@ -44,23 +44,35 @@ def trust_add(
     certificate_chain: Annotated[Path | None, typer.Option(
         "--certificate-chain", help="PEM root certificate(s) notation chains must lead to")
     ] = None,
+    identity: Annotated[str | None, typer.Option(
+        "--identity", help="keyless: the signer's certificate identity (email or URI)")] = None,
+    issuer: Annotated[str | None, typer.Option(
+        "--issuer", help="keyless: the OIDC issuer of that identity")] = None,
+    trusted_root: Annotated[Path | None, typer.Option(
+        "--trusted-root", help="keyless: the sigstore trusted_root.json (Fulcio CAs, log keys)")
+    ] = None,
     json_output: JsonFlag = False,
     data_dir: DataDir = None, database: Database = None, storage: Storage = None,
     config: Config = None,
 ) -> None:
-    """Trust a public key or x509 root for signatures of images in NAMESPACE."""
+    """Trust a public key, an x509 root, or a keyless identity for signatures in NAMESPACE."""
     from ..auth.identity import CLI
 
-    if (key is None) == (certificate_chain is None):
-        fail("give one of --key or --certificate-chain", 2)
-    key_pem, chain_pem = _read(key), _read(certificate_chain)
+    given = [key is not None, certificate_chain is not None,
+             any(x is not None for x in (identity, issuer, trusted_root))]
+    if sum(given) != 1:
+        fail("give one of --key, --certificate-chain, or --identity with --issuer and "
+             "--trusted-root", 2)
+    key_pem, chain_pem, root = _read(key), _read(certificate_chain), _read(trusted_root)
     registry = open_existing(Target(data_dir, database, storage, config).settings())
-    entry = call(registry.trust.add, CLI, namespace, name, key_pem, chain_pem)
+    entry = call(registry.trust.add, CLI, namespace, name, key_pem, chain_pem, identity, issuer,
+                 root)
     if json_output:
         print_json(entry)
         return
-    typer.echo(f"namespace {entry['namespace']} trusts {entry['name']} ({entry['algorithm']}, "
-               f"SHA-256 {entry['fingerprint']})")
+    who = f"{entry['identity']} from {entry['issuer']}, " if entry["identity"] else ""
+    typer.echo(f"namespace {entry['namespace']} trusts {entry['name']} ({who}"
+               f"{entry['algorithm']}, SHA-256 {entry['fingerprint']})")
 
 
 @trust_app.command("list")
@@ -79,8 +91,9 @@ def trust_list(
     if json_output:
         print_json({"entries": entries})
         return
-    print_table(["NAMESPACE", "NAME", "KIND", "ALGORITHM", "FINGERPRINT", "ADDED"],
-                [[e["namespace"], e["name"], e["kind"], e["algorithm"], e["fingerprint"],
+    print_table(["NAMESPACE", "NAME", "KIND", "ALGORITHM", "IDENTITY", "FINGERPRINT", "ADDED"],
+                [[e["namespace"], e["name"], e["kind"], e["algorithm"],
+                  f"{e['identity']} ({e['issuer']})" if e["identity"] else "-", e["fingerprint"],
                   human(e["created_at"], "-")] for e in entries],
                 empty="no trust entries")
 

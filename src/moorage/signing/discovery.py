@@ -16,7 +16,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ..oci.digest import parse_digest
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 COSIGN_SIGNATURE = "dev.cosignproject.cosign/signature"
 COSIGN_CERTIFICATE = "dev.sigstore.cosign/certificate"
+COSIGN_BUNDLE = "dev.sigstore.cosign/bundle"
 DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
 SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 SIGSTORE_BUNDLES = (SIGSTORE_BUNDLE, "application/vnd.dev.sigstore.bundle+json;version=0.3")
@@ -52,6 +53,17 @@ ATTESTATION = "attestation"
 
 
 @dataclass(frozen=True, slots=True)
+class LogEntry:
+    """A transparency-log entry as a bundle (or cosign's bundle annotation) carries it."""
+
+    log_id: str  # hex
+    log_index: int
+    integrated_time: int
+    body: str  # base64 of the canonicalized entry body
+    signed_entry_timestamp: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class Envelope:
     """One signature as found: what it claims to sign and the bytes to check."""
 
@@ -69,6 +81,8 @@ class Envelope:
     expiry: float | None = None  # the signature's own expiry (notation), Unix seconds
     statement: dict[str, Any] | None = field(default=None, compare=False)  # in-toto
     predicate_type: str | None = None
+    certificate: bytes | None = None  # keyless: the Fulcio certificate (DER)
+    log_entries: tuple[LogEntry, ...] = ()  # keyless: transparency-log entries
 
 
 def cosign_tags(digest: str) -> list[str]:
@@ -210,11 +224,56 @@ def _simple_signing(base: Envelope, layer: dict[str, Any], payload: bytes) -> En
     signed = image.get("docker-manifest-digest")
     if not isinstance(signed, str):
         raise Malformed("the payload names no critical.image.docker-manifest-digest")
+    certificate: bytes | None = None
+    entries: tuple[LogEntry, ...] = ()
     if annotations.get(COSIGN_CERTIFICATE):
-        return _problem(base, "keyless cosign signatures (a Fulcio certificate) are not "
-                              "verified yet: sign with a key (`cosign sign --key`)", "unsupported")
+        certificate = _pem_certificate(annotations[COSIGN_CERTIFICATE])
+        entries = _cosign_bundle(annotations.get(COSIGN_BUNDLE))
     return Envelope(base.kind, base.manifest, base.found_as, "raw", payload, signature,
-                    subjects=(signed,))
+                    subjects=(signed,), certificate=certificate, log_entries=entries)
+
+
+def _pem_certificate(text: Any) -> bytes:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert = x509.load_pem_x509_certificate(str(text).encode())
+    except ValueError as exc:
+        raise Malformed(f"the {COSIGN_CERTIFICATE} annotation is not a PEM certificate") from exc
+    return cert.public_bytes(serialization.Encoding.DER)
+
+
+def _cosign_bundle(text: Any) -> tuple[LogEntry, ...]:
+    """The log entry of cosign's `dev.sigstore.cosign/bundle` annotation (none without it)."""
+    if not text:
+        return ()
+    doc = _obj(_json(str(text).encode(), "the cosign bundle annotation"), "the cosign bundle")
+    payload = _obj(doc.get("Payload"), "the cosign bundle's Payload")
+    try:
+        return (LogEntry(str(payload["logID"]), int(payload["logIndex"]),
+                         int(payload["integratedTime"]), str(payload["body"]),
+                         _b64(doc.get("SignedEntryTimestamp"), "the signed entry timestamp")),)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise Malformed("the cosign bundle annotation lacks a log entry field") from exc
+
+
+def _tlog_entries(material: dict[str, Any]) -> tuple[LogEntry, ...]:
+    """The log entries (with inclusion promises) of a bundle's verificationMaterial."""
+    out = []
+    for entry in material.get("tlogEntries") or []:
+        if not isinstance(entry, dict) or "inclusionPromise" not in entry:
+            continue
+        try:
+            out.append(LogEntry(
+                _b64((entry.get("logId") or {}).get("keyId"), "a log id").hex(),
+                int(entry["logIndex"]), int(entry["integratedTime"]),
+                str(entry["canonicalizedBody"]),
+                _b64((entry.get("inclusionPromise") or {}).get("signedEntryTimestamp"),
+                     "a signed entry timestamp")))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise Malformed("a bundle log entry lacks a field") from exc
+    return tuple(out)
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -255,14 +314,20 @@ def _dsse(base: Envelope, doc: Any, kind: str, hint: str | None = None) -> Envel
 def _bundle(base: Envelope, doc: Any) -> Envelope:
     doc = _obj(doc, "the sigstore bundle")
     material = _obj(doc.get("verificationMaterial"), "the bundle's verificationMaterial")
-    if "certificate" in material or "x509CertificateChain" in material:
-        return _problem(base, "keyless sigstore bundles (a Fulcio certificate) are not verified "
-                              "yet: sign with a key (`cosign sign --key`)", "unsupported")
+    certificate = None
+    if "certificate" in material:
+        certificate = _b64(_obj(material["certificate"], "the bundle's certificate")
+                           .get("rawBytes"), "the bundle's certificate")
+    elif "x509CertificateChain" in material:
+        certs = _obj(material["x509CertificateChain"], "the bundle's certificate chain")
+        first = (certs.get("certificates") or [{}])[0]
+        certificate = _b64(_obj(first, "a chain certificate").get("rawBytes"), "a certificate")
+    entries = _tlog_entries(material) if certificate is not None else ()
     hint = (material.get("publicKey") or {}).get("hint")
     if "dsseEnvelope" in doc:
         envelope = _dsse(base, doc["dsseEnvelope"], "attestation",
                          hint if isinstance(hint, str) else None)
-        return envelope
+        return replace(envelope, certificate=certificate, log_entries=entries)
     message = _obj(doc.get("messageSignature"), "the bundle's messageSignature")
     digest = _obj(message.get("messageDigest"), "the bundle's messageDigest")
     algorithm = str(digest.get("algorithm", ""))
@@ -273,7 +338,8 @@ def _bundle(base: Envelope, doc: Any) -> Envelope:
     signature = _b64(message.get("signature"), "the bundle's signature")
     return Envelope(base.kind, base.manifest, base.found_as, "prehashed", value, signature,
                     algorithm, hint=hint if isinstance(hint, str) else None,
-                    subjects=(f"{prefix}:{value.hex()}",))
+                    subjects=(f"{prefix}:{value.hex()}",), certificate=certificate,
+                    log_entries=entries)
 
 
 def _notation(base: Envelope, doc: Any) -> Envelope:

@@ -26,13 +26,14 @@ if TYPE_CHECKING:
     from ..metadata.uow import Database
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-KEY, X509 = "key", "x509"
+KEY, X509, KEYLESS = "key", "x509", "keyless"
 
 
 def entry_dict(row: TrustRow) -> dict[str, Any]:
     """A trust entry as the CLI and the API show it (without the PEM text)."""
     return {"namespace": row.namespace, "name": row.name, "kind": row.kind,
             "algorithm": row.algorithm, "fingerprint": row.fingerprint,
+            "identity": row.identity, "issuer": row.issuer,
             "created_at": row.created_at, "created_by": row.created_by}
 
 
@@ -47,19 +48,31 @@ class TrustService:
         self.changed = changed or (lambda namespace: None)
 
     def add(self, actor: Any, namespace: str, name: str, key_pem: bytes | None = None,
-            chain_pem: bytes | None = None) -> dict[str, Any]:
-        """Trust a public key (`key_pem`) or x509 root certificates (`chain_pem`) for
-        signatures in `namespace`; the new entry."""
+            chain_pem: bytes | None = None, identity: str | None = None,
+            issuer: str | None = None, trusted_root: bytes | None = None) -> dict[str, Any]:
+        """Trust a public key (`key_pem`), x509 root certificates (`chain_pem`), or a keyless
+        identity (`identity` from OIDC `issuer`, per a sigstore `trusted_root`) for signatures
+        in `namespace`; the new entry."""
         namespace = valid_namespace(namespace)
         require_namespace_admin(self.authorizer, actor, namespace)
         if not NAME_RE.match(name):
             raise NameInvalid("trust entry names are 1-64 of a-z 0-9 . _ - starting with a "
                               "letter or digit")
-        if (key_pem is None) == (chain_pem is None):
-            raise RegistryError("give either a public key (--key) or root certificates "
-                                "(--certificate-chain)")
+        keyless = (identity, issuer, trusted_root)
+        if sum(x is not None for x in (key_pem, chain_pem, trusted_root or identity or issuer)) != 1:
+            raise RegistryError("give one of a public key (--key), root certificates "
+                                "(--certificate-chain) or a keyless identity (--identity, "
+                                "--issuer, --trusted-root)")
+        if any(x is not None for x in keyless) and not all(keyless):
+            raise RegistryError("a keyless entry needs --identity, --issuer and --trusted-root")
         try:
-            if key_pem is not None:
+            if trusted_root is not None:
+                from .keyless import load_trusted_root, root_fingerprint
+
+                load_trusted_root(trusted_root)
+                kind, algorithm = KEYLESS, "sigstore"
+                fingerprint, material = root_fingerprint(trusted_root), trusted_root.decode()
+            elif key_pem is not None:
                 key = load_public_key(key_pem)
                 kind, algorithm, fingerprint, material = KEY, key.algorithm, key.fingerprint, key.pem
             else:
@@ -70,12 +83,12 @@ class TrustService:
             raise RegistryError(str(exc)) from exc
         with self.database.write() as uow:
             if not uow.trust.add(namespace, name, kind, algorithm, fingerprint, material,
-                                 getattr(actor, "name", None)):
+                                 getattr(actor, "name", None), identity, issuer):
                 raise Conflict(f"namespace {namespace!r} already trusts an entry named {name!r}: "
                                f"remove it first or choose another name")
             uow.emit(policy_changed(actor, "trust.add", {
                 "namespace": namespace, "name": name, "kind": kind, "algorithm": algorithm,
-                "fingerprint": fingerprint}))
+                "fingerprint": fingerprint, "identity": identity, "issuer": issuer}))
             row = next(r for r in uow.trust.list(namespace) if r.name == name)
         self.changed(namespace)
         return entry_dict(row)

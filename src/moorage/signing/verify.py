@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from ..metadata.queries.trust import TrustRow
     from ..metadata.uow import Database
     from .crypto import PublicKey
+    from .keyless import TrustedRoot
 
 CACHE_SECONDS = 10.0
 CACHE_ENTRIES = 4096
@@ -40,6 +41,7 @@ UNTRUSTED_CHAIN = "untrusted-chain"
 EXPIRED = "expired"
 MALFORMED = "malformed"
 UNSUPPORTED = "unsupported"
+UNTRUSTED_IDENTITY = "untrusted-identity"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +114,8 @@ class VerificationResult:
                     f"signature to {self.repository}")
         if not self.trusted:
             return (f"{where} has {len(self.signatures)} signature(s) but namespace "
-                    f"{self.namespace} trusts no key or root: ask an admin to run `moorage "
-                    f"trust add {self.namespace} --name NAME --key KEY.pub`")
+                    f"{self.namespace} trusts no key, root or identity: ask an admin to run "
+                    f"`moorage trust add {self.namespace} --name NAME --key KEY.pub`")
         return f"{where} has no signature a trusted entry verifies: " + \
             "; ".join(s.message for s in self.signatures)
 
@@ -134,6 +136,7 @@ class _Trust:
     version: str
     keys: tuple[tuple[TrustRow, PublicKey], ...]
     roots: tuple[tuple[TrustRow, tuple[x509.Certificate, ...]], ...]
+    keyless: tuple[tuple[TrustRow, TrustedRoot], ...]
     names: tuple[str, ...]
 
 
@@ -206,19 +209,22 @@ class Verifier:
 def _load(rows: list[TrustRow]) -> _Trust:
     """Parse a namespace's entries once (an entry that no longer parses is skipped)."""
     from .crypto import BadMaterial, load_certificates, load_public_key
+    from .keyless import load_trusted_root
 
-    keys, roots = [], []
+    keys, roots, keyless = [], [], []
     for row in rows:
         try:
             if row.kind == "key":
                 keys.append((row, load_public_key(row.material.encode()).key))
+            elif row.kind == "keyless":
+                keyless.append((row, load_trusted_root(row.material.encode())))
             else:
                 roots.append((row, tuple(load_certificates(row.material.encode()))))
         except BadMaterial:
             continue
     version = hashlib.sha256("|".join(f"{r.id}:{r.name}:{r.fingerprint}"
                                       for r in rows).encode()).hexdigest()[:16]
-    return _Trust(version, tuple(keys), tuple(roots), tuple(r.name for r in rows))
+    return _Trust(version, tuple(keys), tuple(roots), tuple(keyless), tuple(r.name for r in rows))
 
 
 def _check_one(env: Envelope, digest: str, namespace: str, trust: _Trust) -> SignatureCheck:
@@ -239,6 +245,8 @@ def _check_one(env: Envelope, digest: str, namespace: str, trust: _Trust) -> Sig
                                   f"image; sign this one")
     if env.scheme == "jws":
         return _check_notation(env, namespace, trust, what, done)
+    if env.certificate is not None:
+        return _check_keyless(env, namespace, trust, what, done)
     if not trust.keys:
         return done(NO_TRUSTED_KEY, f"{what} was made with a key, but namespace {namespace} "
                                     f"trusts no public key: ask an admin to `moorage trust add "
@@ -256,6 +264,35 @@ def _check_one(env: Envelope, digest: str, namespace: str, trust: _Trust) -> Sig
                                 f"{namespace} ({tried}): it was made with another key, or its "
                                 f"payload was changed after signing; sign with a trusted key or "
                                 f"ask an admin to add yours")
+
+
+def _check_keyless(env: Envelope, namespace: str, trust: _Trust, what: str,
+                   done: Callable[..., SignatureCheck]) -> SignatureCheck:
+    from .keyless import check_keyless, leaf_public_key
+
+    if not trust.keyless:
+        return done(NO_TRUSTED_KEY, f"{what} is keyless (a Fulcio certificate), but namespace "
+                                    f"{namespace} trusts no keyless identity: ask an admin to "
+                                    f"`moorage trust add {namespace} --name NAME --identity "
+                                    f"EMAIL|URI --issuer URL --trusted-root trusted_root.json`")
+    assert env.certificate is not None
+    problems = []
+    for row, root in trust.keyless:
+        problem = check_keyless(env.certificate, list(env.log_entries), env.signature, root,
+                                row.identity or "", row.issuer or "")
+        if problem is None:
+            key = leaf_public_key(env.certificate)
+            if key is None or not _verifies(env, key):
+                return done(BAD_SIGNATURE, f"{what} has a certificate trusted by {row.name!r} "
+                                           f"but does not verify with it: the content was "
+                                           f"changed after signing; sign again")
+            return done(VERIFIED, f"{what} is verified by trust entry {row.name!r} "
+                                  f"({row.identity})", row.name)
+        problems.append((row.name, problem))
+    name, (code, sentence) = problems[0]
+    outcome = {"expired": EXPIRED, "malformed": MALFORMED,
+               "untrusted-identity": UNTRUSTED_IDENTITY}.get(code, UNTRUSTED_CHAIN)
+    return done(outcome, f"{what} is not trusted by {name!r}: {sentence}")
 
 
 def _verifies(env: Envelope, key: PublicKey) -> bool:

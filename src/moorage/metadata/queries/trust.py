@@ -30,6 +30,8 @@ class TrustRow:
     material: str
     created_at: float
     created_by: str | None
+    identity: str | None = None
+    issuer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,13 +52,14 @@ class TrustQueries:
         self.conn = uow.conn
 
     def add(self, namespace: str, name: str, kind: str, algorithm: str, fingerprint: str,
-            material: str, created_by: str | None) -> bool:
+            material: str, created_by: str | None, identity: str | None = None,
+            issuer: str | None = None) -> bool:
         """Store an entry; False when the namespace already has one of that name."""
         # RETURNING, not rowcount: psycopg reports -1 for a prebuilt ON CONFLICT insert.
         return self.conn.execute(_ADD[self.uow.dialect], {
             "namespace": namespace, "name": name, "kind": kind, "algorithm": algorithm,
             "fingerprint": fingerprint, "material": material, "created_at": time.time(),
-            "created_by": created_by,
+            "created_by": created_by, "identity": identity, "issuer": issuer,
         }).scalar_one_or_none() is not None
 
     def remove(self, namespace: str, name: str) -> bool:
@@ -85,7 +88,8 @@ class TrustQueries:
 
 _COLUMNS = (trust_entries.c.id, trust_entries.c.namespace, trust_entries.c.name,
             trust_entries.c.kind, trust_entries.c.algorithm, trust_entries.c.fingerprint,
-            trust_entries.c.material, trust_entries.c.created_at, trust_entries.c.created_by)
+            trust_entries.c.material, trust_entries.c.created_at, trust_entries.c.created_by,
+            trust_entries.c.identity, trust_entries.c.issuer)
 _ADD = per_dialect(
     lambda insert: insert(trust_entries).on_conflict_do_nothing(
         index_elements=["namespace", "name"]).returning(trust_entries.c.id)

@@ -1,4 +1,4 @@
-"""Trust entries: the public keys and x509 roots a namespace trusts for signatures.
+"""Trust entries: the public keys, x509 roots and keyless identities a namespace trusts.
 
 Revision ID: 0011_trust
 Revises: 0010_vulndb
@@ -25,6 +25,8 @@ def upgrade() -> None:
         sa.Column("algorithm", sa.String(length=32), nullable=False),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("material", sa.Text(), nullable=False),
+        sa.Column("identity", sa.String(length=255), nullable=True),
+        sa.Column("issuer", sa.String(length=255), nullable=True),
         sa.Column("created_at", sa.Float(), nullable=False),
         sa.Column("created_by", sa.String(length=160), nullable=True),
         sa.UniqueConstraint("namespace", "name", name="uq_trust_entries_namespace_name"),
