@@ -312,13 +312,14 @@ def sigstore() -> Sigstore:
 
 def keyless_bundle(store: Sigstore, image: Manifest, identity: str, issuer: str,
                    logged_after: dt.timedelta = dt.timedelta(minutes=2),
-                   logged: bool = True) -> Manifest:
+                   logged: bool = True, logged_signature: bytes | None = None) -> Manifest:
     """A sigstore bundle v0.3 referrer signed keylessly: Fulcio certificate + log entry."""
     start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     cert = store.certificate(identity, issuer, start)
     signature = cert.key.sign(image.body, ec.ECDSA(hashes.SHA256()))
     digest = hashlib.sha256(image.body).digest()
-    entries = [store.log(signature, cert, digest.hex(), start + logged_after)] if logged else []
+    entries = [store.log(logged_signature or signature, cert, digest.hex(),
+                         start + logged_after)] if logged else []
     bundle = {"mediaType": SIGSTORE_BUNDLE,
               "verificationMaterial": {
                   "certificate": {"rawBytes": b64(cert.cert.public_bytes(

@@ -454,6 +454,18 @@ def test_keyless_signature_without_a_log_entry_is_refused(server, tmp_path, fulc
         check["message"]
 
 
+def test_keyless_log_entry_of_another_signature_gives_no_trusted_time(server, tmp_path, fulcio):
+    repo, tag, image = pushed_image(server)
+    push_tree(server, repo, keyless_bundle(fulcio, image, "dev@example.com", ISSUER,
+                                           logged_signature=b"someone else's signature"))
+    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
+
+    check = only(verify_json(server, f"{repo}:{tag}", 1))
+
+    assert check["outcome"] == "untrusted-chain"
+    assert "no transparency-log entry" in check["message"]
+
+
 def test_keyless_certificate_of_another_ca_is_refused(server, tmp_path, fulcio):
     repo, tag, image = pushed_image(server)
     push_tree(server, repo, keyless_bundle(sigstore(), image, "dev@example.com", ISSUER))
