@@ -46,6 +46,8 @@ if TYPE_CHECKING:
     from .scan.reports import ScanReports
     from .scan.service import SbomService
     from .scan.vulndb import VulnDatabase
+    from .signing.trust import TrustService
+    from .signing.verify import SignatureService, Verifier
     from .storage.base import BlobStore
 
 TOKEN_KEY_SECRET = "token-signing-key"
@@ -276,6 +278,30 @@ class Registry:
         # As the catalog: with access control off every repository is visible.
         return ModelService(self.database,
                             self.authorizer if self.settings.auth else OpenAuthorizer())
+
+    @cached_property
+    def trust(self) -> TrustService:
+        """The keys and roots each namespace trusts for signatures (`moorage trust`)."""
+        from .signing.trust import TrustService
+
+        return TrustService(self.database, self.authorizer, self.verifier.forget)
+
+    @cached_property
+    def verifier(self) -> Verifier:
+        """Verifies a manifest's signatures against its namespace's trust (cached briefly): the
+        service API a pull check calls."""
+        from .signing.discovery import SignatureFinder
+        from .signing.verify import Verifier
+
+        return Verifier(self.database, SignatureFinder(self.database, self.blobs,
+                                                       self.blob_store))
+
+    @cached_property
+    def signatures(self) -> SignatureService:
+        """`moorage verify` and `moorage provenance`: verification by reference, pull rights."""
+        from .signing.verify import SignatureService
+
+        return SignatureService(self.database, self.verifier, self.authorizer)
 
     # -- background work ----------------------------------------------------------------------
 

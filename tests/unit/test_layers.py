@@ -76,6 +76,8 @@ RULES = {
     "scan": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
     # Model indexing reads blobs through BlobStore and rows through units of work, like scan/.
     "models": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
+    # Signature verification reads rows through units of work and blobs through the blob service.
+    "signing": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
     # The upstream client speaks HTTP to other registries with oci/ alone: no state of ours.
     "upstream": ("moorage.metadata", "moorage.web", "moorage.registry", "moorage.cli",
                  "moorage.storage", "sqlalchemy"),

@@ -16,6 +16,7 @@ from . import (
     scan,
     serve,
     settings,
+    signing,
     vulndb,
     webhooks,
 )
@@ -54,5 +55,8 @@ app.add_typer(vulndb.vulndb_app, name="vulndb")
 app.add_typer(sbom.sbom_app, name="sbom")
 app.add_typer(models.models_app, name="models")
 app.add_typer(scan.scan_app, name="scan")
+app.add_typer(signing.trust_app, name="trust")
+app.command()(signing.verify)
+app.command()(signing.provenance)
 
 __all__ = ["app"]

@@ -602,3 +602,27 @@ scan_reports = Table(
     UniqueConstraint("repository", "digest", name="uq_scan_reports_manifest"),
     Index("ix_scan_reports_status", "status", "id"),
 )
+
+
+# -- signatures: what each namespace trusts (`moorage trust add`) ------------------------------
+
+# kind: `key` (a PEM public key: cosign, sigstore bundles, attestations), `x509` (PEM root
+# certificates: notation chains must lead to one) or `keyless` (a Fulcio certificate for
+# `identity` from `issuer`, checked against the sigstore trusted_root.json in `material`). fingerprint: SHA-256 hex of the DER of the
+# key (or of the first certificate), shown to operators and used as the namespace's version.
+trust_entries = Table(
+    "trust_entries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("namespace", String(255), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("algorithm", String(32), nullable=False),  # ecdsa-p256, rsa-3072, ed25519, x509
+    Column("fingerprint", String(64), nullable=False),
+    Column("material", Text, nullable=False),  # PEM text (normalised), or a trusted_root.json
+    Column("identity", String(255)),  # keyless: the certificate's SAN (email or URI)
+    Column("issuer", String(255)),  # keyless: the OIDC issuer in the certificate
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(160)),
+    UniqueConstraint("namespace", "name", name="uq_trust_entries_namespace_name"),
+)

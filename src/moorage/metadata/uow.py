@@ -32,6 +32,7 @@ from .queries.referrers import ReferrerQueries
 from .queries.repositories import RepositoryQueries
 from .queries.scans import ScanQueries
 from .queries.tags import TagQueries
+from .queries.trust import TrustQueries
 from .queries.uploads import UploadQueries
 from .queries.usage import UsageQueries
 from .queries.vulns import VulnQueries
@@ -142,6 +143,12 @@ class UnitOfWork:
     @cached_property
     def scans(self) -> ScanQueries:
         return ScanQueries(self)
+
+    # -- signatures ---------------------------------------------------------------------------
+
+    @cached_property
+    def trust(self) -> TrustQueries:
+        return TrustQueries(self)
 
 
 class Database(StoreBase):

@@ -1,0 +1,356 @@
+"""Signatures built in the tests exactly as cosign and notation lay them out (keys and
+certificates made here with `cryptography`): not pushed, pushed with support.oci."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from support.oci import (
+    EMPTY_JSON,
+    OCI_CONFIG,
+    OCI_EMPTY,
+    OCI_MANIFEST,
+    Blob,
+    Manifest,
+    descriptor,
+    dumps,
+    image_config,
+    make_artifact,
+)
+
+SIMPLE_SIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+COSIGN_SIGNATURE = "dev.cosignproject.cosign/signature"
+SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+NOTATION = "application/vnd.cncf.notary.signature"
+DSSE = "application/vnd.dsse.envelope.v1+json"
+IN_TOTO = "application/vnd.in-toto+json"
+SLSA_V1 = "https://slsa.dev/provenance/v1"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def public_pem(private: Any) -> bytes:
+    return private.public_key().public_bytes(serialization.Encoding.PEM,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def p256() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def sign(private: Any, data: bytes) -> bytes:
+    """cosign's signature of `data` with a key: ECDSA SHA-256 DER, RSA PKCS#1 v1.5, Ed25519."""
+    if isinstance(private, ec.EllipticCurvePrivateKey):
+        return private.sign(data, ec.ECDSA(hashes.SHA256()))
+    if isinstance(private, rsa.RSAPrivateKey):
+        return private.sign(data, padding.PKCS1v15(), hashes.SHA256())
+    assert isinstance(private, ed25519.Ed25519PrivateKey)
+    return private.sign(data)
+
+
+def simple_signing_payload(digest: str, reference: str) -> bytes:
+    """The payload `cosign sign` signs for an image."""
+    return json.dumps({"critical": {"identity": {"docker-reference": reference},
+                                    "image": {"docker-manifest-digest": digest},
+                                    "type": "cosign container image signature"},
+                       "optional": None}).encode()
+
+
+def cosign_tag(digest: str) -> str:
+    return digest.replace(":", "-", 1) + ".sig"
+
+
+def cosign_signature(private: Any, digest: str, reference: str, payload: bytes | None = None,
+                     signed: bytes | None = None) -> Manifest:
+    """The `sha256-<hex>.sig` manifest: one simple-signing layer with the signature annotation
+    (`payload` replaces what is stored, `signed` what was signed: for tampering)."""
+    good = simple_signing_payload(digest, reference)
+    stored = payload if payload is not None else good
+    signature = sign(private, signed if signed is not None else good)
+    layer = Blob(stored, SIMPLE_SIGNING)
+    config = Blob(image_config(), OCI_CONFIG)
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(),
+           "layers": [descriptor(SIMPLE_SIGNING, stored,
+                                 annotations={COSIGN_SIGNATURE: b64(signature)})]}
+    return Manifest(dumps(doc), OCI_MANIFEST, blobs=[config, layer])
+
+
+def bundle_referrer(private: Any, image: Manifest, digest_of_message: bytes | None = None,
+                    hint: bool = True) -> Manifest:
+    """A sigstore bundle v0.3 referrer of `image`: a message signature over the manifest."""
+    message_digest = digest_of_message or hashlib.sha256(image.body).digest()
+    signature = private.sign(image.body, ec.ECDSA(hashes.SHA256()))
+    spki = private.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+    material: dict[str, Any] = {"tlogEntries": []}
+    if hint:
+        material["publicKey"] = {"hint": b64(hashlib.sha256(spki).digest())}
+    bundle = {"mediaType": SIGSTORE_BUNDLE, "verificationMaterial": material,
+              "messageSignature": {"messageDigest": {"algorithm": "SHA2_256",
+                                                     "digest": b64(message_digest)},
+                                   "signature": b64(signature)}}
+    return make_artifact(SIGSTORE_BUNDLE, subject=image,
+                         layers=[Blob(json.dumps(bundle).encode(), SIGSTORE_BUNDLE)])
+
+
+@dataclass
+class Ca:
+    key: Any
+    cert: x509.Certificate
+
+    @property
+    def pem(self) -> bytes:
+        return self.cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn),
+                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Moorage tests")])
+
+
+def root_ca(cn: str = "Test Root") -> Ca:
+    key = p256()
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(_name(cn))
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
+            .not_valid_after(now + dt.timedelta(days=365))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=1), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
+                                         False), critical=True)
+            .sign(key, hashes.SHA256()))
+    return Ca(key, cert)
+
+
+def leaf(ca: Ca, cn: str = "signer", expired: bool = False, ecdsa: bool = False,
+         usage: Any = ExtendedKeyUsageOID.CODE_SIGNING) -> Ca:
+    """A code-signing certificate issued by `ca` (RSA 2048 for PS256, or P-256 for ES256)."""
+    key: Any = p256() if ecdsa else rsa.generate_private_key(public_exponent=65537,
+                                                             key_size=2048)
+    now = dt.datetime.now(dt.UTC)
+    start, end = ((now - dt.timedelta(days=30), now - dt.timedelta(days=1)) if expired
+                  else (now - dt.timedelta(days=1), now + dt.timedelta(days=30)))
+    cert = (x509.CertificateBuilder().subject_name(_name(cn)).issuer_name(ca.cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(start).not_valid_after(end)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([usage]),
+                           critical=False)
+            .sign(ca.key, hashes.SHA256()))
+    return Ca(key, cert)
+
+
+def notation_referrer(signer: Ca, chain: list[Ca], image: Manifest,
+                      target_digest: str | None = None, tamper: bool = False) -> Manifest:
+    """A notation JWS signature referrer of `image` (x5c: leaf first, then the rest)."""
+    ecdsa = isinstance(signer.key, ec.EllipticCurvePrivateKey)
+    protected = {"alg": "ES256" if ecdsa else "PS256", "crit": ["io.cncf.notary.signingScheme"],
+                 "cty": "application/vnd.cncf.notary.payload.v1+json",
+                 "io.cncf.notary.signingScheme": "notary.x509",
+                 "io.cncf.notary.signingTime": dt.datetime.now(dt.UTC).isoformat()}
+    payload = {"targetArtifact": {"mediaType": image.media_type,
+                                  "digest": target_digest or image.digest, "size": image.size}}
+    p64, b64p = b64url(json.dumps(protected).encode()), b64url(json.dumps(payload).encode())
+    signing_input = f"{p64}.{b64p}".encode()
+    if ecdsa:  # JWS wants r || s, not DER (RFC 7518 section 3.4)
+        r, s = decode_dss_signature(signer.key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        signature = signer.key.sign(signing_input, padding.PSS(padding.MGF1(hashes.SHA256()), 32),
+                                    hashes.SHA256())
+    if tamper:
+        payload["targetArtifact"]["size"] = image.size + 1
+        b64p = b64url(json.dumps(payload).encode())
+    envelope = {"payload": b64p, "protected": p64, "signature": b64url(signature),
+                "header": {"x5c": [b64(c.cert.public_bytes(serialization.Encoding.DER))
+                                   for c in chain],
+                           "io.cncf.notary.signingAgent": "moorage-tests/1"}}
+    return make_artifact(NOTATION, subject=image,
+                         config=Blob(EMPTY_JSON, OCI_EMPTY),
+                         layers=[Blob(json.dumps(envelope).encode(), "application/jose+json")])
+
+
+def slsa_statement(digest: str) -> dict[str, Any]:
+    """An in-toto statement with an SLSA v1 provenance predicate for `digest`."""
+    return {"_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "image", "digest": {"sha256": digest.split(":", 1)[1]}}],
+            "predicateType": SLSA_V1,
+            "predicate": {
+                "buildDefinition": {
+                    "buildType": "https://actions.github.io/buildtypes/workflow/v1",
+                    "externalParameters": {"workflow": {
+                        "repository": "https://github.com/example/model", "ref": "refs/heads/main"}},
+                    "resolvedDependencies": [{
+                        "uri": "git+https://github.com/example/model@refs/heads/main",
+                        "digest": {"gitCommit": "0123456789abcdef0123456789abcdef01234567"}}]},
+                "runDetails": {"builder": {"id": "https://github.com/actions/runner"},
+                               "metadata": {"startedOn": "2026-11-30T10:00:00Z",
+                                            "finishedOn": "2026-11-30T10:04:00Z"}}}}
+
+
+def attestation(private: Any, statement: dict[str, Any]) -> Manifest:
+    """The `sha256-<hex>.att` manifest `cosign attest` pushes: one DSSE envelope layer."""
+    data = json.dumps(dsse_envelope(private, statement)).encode()
+    config = Blob(image_config(), OCI_CONFIG)
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(),
+           "layers": [descriptor(DSSE, data,
+                                 annotations={"predicateType": statement["predicateType"]})]}
+    return Manifest(dumps(doc), OCI_MANIFEST, blobs=[config, Blob(data, DSSE)])
+
+
+def dsse_envelope(private: Any, statement: dict[str, Any]) -> dict[str, Any]:
+    """A DSSE envelope of an in-toto statement signed with `private` (cosign's layout)."""
+    payload = json.dumps(statement).encode()
+    pae = b"DSSEv1 %d %s %d %s" % (len(IN_TOTO), IN_TOTO.encode(), len(payload), payload)
+    return {"payloadType": IN_TOTO, "payload": b64(payload),
+            "signatures": [{"keyid": "", "sig": b64(sign(private, pae))}]}
+
+
+def bundle_attestation(private: Any, image: Manifest, statement: dict[str, Any]) -> Manifest:
+    """A sigstore bundle v0.3 referrer of `image` carrying a DSSE-signed in-toto statement."""
+    bundle = {"mediaType": SIGSTORE_BUNDLE,
+              "verificationMaterial": {"publicKey": {"hint": "release"}, "tlogEntries": []},
+              "dsseEnvelope": dsse_envelope(private, statement)}
+    return make_artifact(SIGSTORE_BUNDLE, subject=image,
+                         layers=[Blob(json.dumps(bundle).encode(), SIGSTORE_BUNDLE)])
+
+
+# -- keyless: a test Fulcio CA and transparency log, and the trusted_root.json naming both ----
+
+ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
+ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+
+
+@dataclass
+class Sigstore:
+    """A Fulcio-like CA and a Rekor-like log key, as an offline trusted root describes them."""
+
+    fulcio: Ca
+    log_key: Any
+
+    @property
+    def log_id(self) -> bytes:
+        der = self.log_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return hashlib.sha256(der).digest()
+
+    def trusted_root(self) -> bytes:
+        der = self.log_key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        return json.dumps({
+            "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+            "tlogs": [{"baseUrl": "https://rekor.test", "hashAlgorithm": "SHA2_256",
+                       "publicKey": {"rawBytes": b64(der),
+                                     "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                                     "validFor": {"start": "2020-01-01T00:00:00Z"}},
+                       "logId": {"keyId": b64(self.log_id)}}],
+            "certificateAuthorities": [{
+                "subject": {"organization": "Moorage tests", "commonName": "fulcio"},
+                "uri": "https://fulcio.test",
+                "certChain": {"certificates": [
+                    {"rawBytes": b64(self.fulcio.cert.public_bytes(serialization.Encoding.DER))}]},
+                "validFor": {"start": "2020-01-01T00:00:00Z"}}],
+            "ctlogs": [], "timestampAuthorities": []}).encode()
+
+    def certificate(self, identity: str, issuer: str, start: dt.datetime) -> Ca:
+        """A 10-minute Fulcio-style certificate for `identity` from `issuer`."""
+        key = p256()
+        issuer_der = b"\x0c" + bytes([len(issuer)]) + issuer.encode()
+        cert = (x509.CertificateBuilder().subject_name(x509.Name([]))
+                .issuer_name(self.fulcio.cert.subject).public_key(key.public_key())
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(start).not_valid_after(start + dt.timedelta(minutes=10))
+                .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(identity)]),
+                               critical=True)
+                .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CODE_SIGNING]),
+                               critical=False)
+                .add_extension(x509.UnrecognizedExtension(ISSUER_V1, issuer.encode()),
+                               critical=False)
+                .add_extension(x509.UnrecognizedExtension(ISSUER_V2, issuer_der),
+                               critical=False)
+                .sign(self.fulcio.key, hashes.SHA256()))
+        return Ca(key, cert)
+
+    def log(self, signature: bytes, cert: Ca, digest_hex: str, at: dt.datetime) -> dict[str, Any]:
+        """A hashedrekord entry of `signature` logged at `at`, with its signed entry timestamp."""
+        body = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
+            "data": {"hash": {"algorithm": "sha256", "value": digest_hex}},
+            "signature": {"content": b64(signature),
+                          "publicKey": {"content": b64(cert.pem)}}}}
+        body64 = b64(json.dumps(body).encode())
+        when, index = int(at.timestamp()), 4242
+        promise = json.dumps({"body": body64, "integratedTime": when,
+                              "logID": self.log_id.hex(), "logIndex": index},
+                             sort_keys=True, separators=(",", ":")).encode()
+        return {"logIndex": str(index), "logId": {"keyId": b64(self.log_id)},
+                "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
+                "integratedTime": str(when),
+                "inclusionPromise": {"signedEntryTimestamp": b64(
+                    self.log_key.sign(promise, ec.ECDSA(hashes.SHA256())))},
+                "canonicalizedBody": body64}
+
+
+def sigstore() -> Sigstore:
+    return Sigstore(root_ca("fulcio"), p256())
+
+
+def keyless_bundle(store: Sigstore, image: Manifest, identity: str, issuer: str,
+                   logged_after: dt.timedelta = dt.timedelta(minutes=2),
+                   logged: bool = True, logged_signature: bytes | None = None) -> Manifest:
+    """A sigstore bundle v0.3 referrer signed keylessly: Fulcio certificate + log entry."""
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    cert = store.certificate(identity, issuer, start)
+    signature = cert.key.sign(image.body, ec.ECDSA(hashes.SHA256()))
+    digest = hashlib.sha256(image.body).digest()
+    entries = [store.log(logged_signature or signature, cert, digest.hex(),
+                         start + logged_after)] if logged else []
+    bundle = {"mediaType": SIGSTORE_BUNDLE,
+              "verificationMaterial": {
+                  "certificate": {"rawBytes": b64(cert.cert.public_bytes(
+                      serialization.Encoding.DER))},
+                  "tlogEntries": entries},
+              "messageSignature": {"messageDigest": {"algorithm": "SHA2_256",
+                                                     "digest": b64(digest)},
+                                   "signature": b64(signature)}}
+    return make_artifact(SIGSTORE_BUNDLE, subject=image,
+                         layers=[Blob(json.dumps(bundle).encode(), SIGSTORE_BUNDLE)])
+
+
+def keyless_cosign_signature(store: Sigstore, digest: str, reference: str, identity: str,
+                             issuer: str) -> Manifest:
+    """The `.sig` manifest of a keyless `cosign sign`: certificate and bundle annotations."""
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+    cert = store.certificate(identity, issuer, start)
+    payload = simple_signing_payload(digest, reference)
+    signature = cert.key.sign(payload, ec.ECDSA(hashes.SHA256()))
+    entry = store.log(signature, cert, hashlib.sha256(payload).hexdigest(),
+                      start + dt.timedelta(minutes=1))
+    annotation = {"SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
+                  "Payload": {"body": entry["canonicalizedBody"],
+                              "integratedTime": int(entry["integratedTime"]),
+                              "logIndex": int(entry["logIndex"]),
+                              "logID": store.log_id.hex()}}
+    config = Blob(image_config(), OCI_CONFIG)
+    doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(),
+           "layers": [descriptor(SIMPLE_SIGNING, payload, annotations={
+               COSIGN_SIGNATURE: b64(signature),
+               "dev.sigstore.cosign/certificate": cert.pem.decode(),
+               "dev.sigstore.cosign/chain": store.fulcio.pem.decode(),
+               "dev.sigstore.cosign/bundle": json.dumps(annotation)})]}
+    return Manifest(dumps(doc), OCI_MANIFEST, blobs=[config, Blob(payload, SIMPLE_SIGNING)])
