@@ -17,6 +17,7 @@ import pytest
 from support.http import call, describe
 
 from moorage.web.api import OPENAPI_PATH, JobsAPI, LifecycleAPI, ManagementAPI, WebhooksAPI
+from moorage.web.metrics import MetricsEndpoint
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "moorage" / "web" / "openapi.json"
@@ -30,7 +31,8 @@ def declared() -> set[tuple[str, str]]:
     """What the handler classes say they route."""
     management = ManagementAPI(None, None, None, None)
     routes = [*management.routes(), *LifecycleAPI(None, None, None, None, management).routes(),
-              *JobsAPI(None, management).routes(), *WebhooksAPI(None, management).routes()]
+              *JobsAPI(None, management).routes(), *WebhooksAPI(None, management).routes(),
+              *MetricsEndpoint(None).routes()]
     return {(m.upper(), path) for m, path, _h in routes}
 
 

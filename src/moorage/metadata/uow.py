@@ -29,6 +29,7 @@ from .queries.policies import PolicyQueries
 from .queries.pulls import PullQueries
 from .queries.referrers import ReferrerQueries
 from .queries.repositories import RepositoryQueries
+from .queries.stats import StatsQueries
 from .queries.tags import TagQueries
 from .queries.uploads import UploadQueries
 from .queries.usage import UsageQueries
@@ -125,6 +126,10 @@ class UnitOfWork:
     @cached_property
     def webhooks(self) -> WebhookQueries:
         return WebhookQueries(self)
+
+    @cached_property
+    def stats(self) -> StatsQueries:
+        return StatsQueries(self)
     # -- vulnerability data -------------------------------------------------------------------
 
     @cached_property

@@ -25,6 +25,7 @@ from .api.lifecycle import LifecycleAPI
 from .api.management import ManagementAPI
 from .api.webhooks import WebhooksAPI
 from .health import Health
+from .metrics import MetricsEndpoint
 from .token import TokenEndpoint
 from .v2.base import Base
 from .v2.blobs import Blobs
@@ -124,7 +125,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/webhooks/{name}/deliveries", _API, WebhooksAPI.list_deliveries),
     Route("POST", "/api/v1/deliveries/{id}/redeliver", _API, WebhooksAPI.redeliver),
     # -- operations: health checks and Prometheus metrics -------------------------------------
-    Route("GET", "/metrics", PUBLIC, LifecycleAPI.metrics),
+    Route("GET", "/metrics", PUBLIC, MetricsEndpoint.scrape),
     Route("GET", "/healthz", PUBLIC, Health.live),
     Route("HEAD", "/healthz", PUBLIC, Health.live),
     Route("GET", "/readyz", PUBLIC, Health.ready),
