@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -25,10 +25,11 @@ class RegistryGauges:
 
     def __init__(self, database: Database, check_database: Callable[[], None],
                  check_storage: Callable[[], None], gc_metrics: GcMetrics,
-                 cache_seconds: float = 10.0) -> None:
+                 consumers: Iterable[str] = (), cache_seconds: float = 10.0) -> None:
         self.database = database
         self.check_database, self.check_storage = check_database, check_storage
         self.gc_metrics = gc_metrics
+        self.consumers = list(consumers)
         self.cache_seconds = cache_seconds
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] | None = None
@@ -72,7 +73,7 @@ class RegistryGauges:
     def _queues(self) -> Iterator[Metric]:
         with self.database.read() as uow:
             counts, oldest = uow.stats.jobs()
-            lag, dead = uow.stats.outbox()
+            lag, dead = uow.stats.outbox(self.consumers)
         jobs = GaugeMetricFamily("moorage_jobs", "Jobs queued, running or failed",
                                  labels=["kind", "state"])
         for (kind, state), n in sorted(counts.items()):

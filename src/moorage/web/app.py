@@ -176,5 +176,6 @@ def _handler_objects(settings: Settings, reg: Registry,
 
 def _exposition(settings: Settings, reg: Registry) -> Exposition:
     gauges = RegistryGauges(reg.database, reg.check_database, reg.blob_store.check,
-                            reg.gc.metrics, settings.metrics_cache_seconds)
+                            reg.gc.metrics, [c.name for c in reg.dispatcher.consumers],
+                            settings.metrics_cache_seconds)
     return Exposition([gauges], settings.metrics_top_repositories)

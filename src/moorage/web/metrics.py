@@ -11,7 +11,7 @@ import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from ..metrics.exposition import Exposition
 from ..metrics.instruments import Instruments, instruments
@@ -95,7 +95,7 @@ class MetricsEndpoint:
         """Prometheus text exposition format (version 0.0.4)."""
         body = await asyncio.to_thread(self.exposition.render)
         response = web.Response(body=body)
-        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        response.headers["Content-Type"] = CONTENT_TYPE_PLAIN_0_0_4  # every Prometheus version reads it
         return response
 
 

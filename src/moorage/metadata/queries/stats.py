@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
@@ -63,10 +64,12 @@ class StatsQueries:
         }
         return counts, oldest
 
-    def outbox(self) -> tuple[dict[str, int], dict[str, int]]:
-        """Per consumer: events after its cursor, and its dead letters."""
-        cursors = {c: int(last) for c, last in self.conn.execute(
-            select(event_cursors.c.consumer, event_cursors.c.last_id))}
+    def outbox(self, consumers: Iterable[str] = ()) -> tuple[dict[str, int], dict[str, int]]:
+        """Per consumer (those with a cursor and `consumers`, whose missing cursor is 0): events
+        after its cursor, and its dead letters."""
+        cursors = dict.fromkeys(consumers, 0)
+        cursors.update({c: int(last) for c, last in self.conn.execute(
+            select(event_cursors.c.consumer, event_cursors.c.last_id))})
         lag = {}
         for consumer, last in cursors.items():
             lag[consumer] = int(self.conn.execute(
