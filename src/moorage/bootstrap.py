@@ -98,7 +98,8 @@ class Registry:
         from .auth.throttle import LoginThrottle
 
         return AuthService(self.database,
-                           LoginThrottle(address_limit=self.settings.login_address_limit))
+                           LoginThrottle(address_limit=self.settings.login_address_limit,
+                                         alert_address_failures=self.settings.alert_login_failures))
 
     @cached_property
     def authorizer(self) -> Authorizer:

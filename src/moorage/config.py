@@ -82,6 +82,7 @@ class Settings:
     events_lease_seconds: float = 30.0  # lease of a non-transactional consumer (one node runs it)
     events_retention: float = 7 * 86400.0  # outbox events older than this are pruned once handled
     events_prune_interval: float = 3600.0  # how often the outbox.prune job runs (0: never)
+    alert_login_failures: int = 20  # refused logins from one address in 5 min that alert (0: off)
     metrics_top_repositories: int = 20  # /metrics: repositories with own push/pull series
     metrics_cache_seconds: float = 10.0  # /metrics: registry gauges are read this often at most
     webhook_timeout: float = 10.0  # seconds one webhook request may take
