@@ -1,6 +1,8 @@
 """deploy/grafana-dashboard.json and deploy/prometheus-alerts.yml: both load, and every metric
-they query is in a scrape of a server that saw ordinary traffic; repeated login failures from
-one address raise an UnusualActivity event and `moorage_alerts_total{kind="login_failures"}`."""
+they query is in a scrape of a server that saw ordinary traffic. Unusual activity (repeated
+login failures from one address, mass deletes by one principal, a robot used from a new
+address) raises one UnusualActivity event (in the audit log as `alert.<kind>`) and counts in
+`moorage_alerts_total{kind}`."""
 
 from __future__ import annotations
 
@@ -66,7 +68,8 @@ def test_the_alert_rules_pass_promtool_when_it_is_installed():
 def reg(tmp_path_factory) -> Iterator:  # type: ignore[no-untyped-def]
     server = start_local(tmp_path_factory.mktemp("deploy") / "data", "--workers", "2",
                          auth=True, MOORAGE_ADMIN_PASSWORD=PASSWORD,
-                         MOORAGE_ALERT_LOGIN_FAILURES="2", MOORAGE_METRICS_CACHE_SECONDS="0")
+                         MOORAGE_ALERT_LOGIN_FAILURES="2", MOORAGE_ALERT_MASS_DELETES="3",
+                         MOORAGE_METRICS_CACHE_SECONDS="0")
     yield server
     server.stop()
 
@@ -142,3 +145,58 @@ def test_repeated_login_failures_raise_one_alert_event_and_count(reg):
         time.sleep(0.3)
     assert len(rows) == 1, rows
     assert rows[0]["outcome"] == "alert" and rows[0]["detail"]["failures"] == 2, rows
+
+
+def _alerts(reg, kind: str) -> float:  # type: ignore[no-untyped-def]
+    text = call("GET", f"{reg.url}/metrics").text
+    return next((s.value for f in text_string_to_metric_families(text) for s in f.samples
+                 if s.name == "moorage_alerts_total" and s.labels == {"kind": kind}), 0.0)
+
+
+def _audit_alerts(reg, kind: str, **match: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    """The audit rows of alert `kind` matching `match`, once the consumers wrote one."""
+    deadline = time.monotonic() + 30
+    while True:
+        r = call("GET", f"{reg.url}/api/v1/audit", auth=ADMIN, params={"action": f"alert.{kind}"})
+        assert r.status_code == 200, describe(r)
+        rows = [e for e in r.json()["events"] if all(e.get(k) == v for k, v in match.items())]
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.3)
+
+
+def test_mass_deletes_by_one_principal_raise_one_alert(reg):
+    repo = "deploy/mass"
+    image = make_image()
+    for blob in image.blobs:
+        r = call("POST", f"{reg.url}/v2/{repo}/blobs/uploads/", auth=ADMIN,
+                 params={"digest": blob.digest}, data=blob.data)
+        assert r.status_code == 201, describe(r)
+    tags = [f"t{i}" for i in range(4)]
+    for tag in tags:
+        r = call("PUT", f"{reg.url}/v2/{repo}/manifests/{tag}", auth=ADMIN, data=image.body,
+                 headers={"Content-Type": image.media_type})
+        assert r.status_code == 201, describe(r)
+    before = _alerts(reg, "mass_deletes")
+    for tag in tags:  # 4 deletes, the threshold is 3: one alert
+        r = call("DELETE", f"{reg.url}/v2/{repo}/manifests/{tag}", auth=ADMIN)
+        assert r.status_code == 202, describe(r)
+    rows = _audit_alerts(reg, "mass_deletes", actor="admin")
+    assert len(rows) == 1 and rows[0]["detail"]["deletes"] == 3, rows
+    assert _alerts(reg, "mass_deletes") == before + 1
+
+
+def test_a_robot_used_from_a_new_address_raises_an_alert(reg):
+    r = call("POST", f"{reg.url}/api/v1/namespaces", auth=ADMIN, json={"name": "robotns"})
+    assert r.status_code == 201, describe(r)
+    r = call("POST", f"{reg.url}/api/v1/robots", auth=ADMIN,
+             json={"name": "ci", "permissions": {"robotns": ["pull", "push"]}})
+    assert r.status_code == 201, describe(r)
+    robot = (r.json()["name"], r.json()["secret"])
+    for source in ("127.0.0.8", "127.0.0.8", "127.0.0.9"):
+        r = call("GET", f"{reg.url}/token", auth=robot, source=source,
+                 params={"scope": "repository:robotns/app:pull"})
+        assert r.status_code == 200, describe(r)
+    rows = _audit_alerts(reg, "robot_new_address", actor=robot[0])
+    assert [row["remote"] for row in rows] == ["127.0.0.9"], rows
+    assert _alerts(reg, "robot_new_address") >= 1

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from .base import StoreBase
 from .queries import outbox
 from .queries.access import AccessQueries
+from .queries.activity import ActivityQueries
 from .queries.blobs import BlobQueries
 from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
@@ -130,6 +131,10 @@ class UnitOfWork:
     @cached_property
     def stats(self) -> StatsQueries:
         return StatsQueries(self)
+
+    @cached_property
+    def activity(self) -> ActivityQueries:
+        return ActivityQueries(self)
     # -- vulnerability data -------------------------------------------------------------------
 
     @cached_property

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 LOGIN_FAILURES = "login_failures"
+MASS_DELETES = "mass_deletes"
+ROBOT_NEW_ADDRESS = "robot_new_address"
 
 
 def count_alert(kind: str) -> None:
