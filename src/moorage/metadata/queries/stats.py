@@ -24,6 +24,8 @@ if TYPE_CHECKING:
 
 # Finished jobs pile up until pruned; only these states are counted (an index on state).
 COUNTED_JOB_STATES = ("queued", "running", "failed")
+# A consumer's lag is counted up to this many events (a bounded primary-key range per scrape).
+LAG_CAP = 100_000
 
 
 class StatsQueries:
@@ -66,14 +68,15 @@ class StatsQueries:
 
     def outbox(self, consumers: Iterable[str] = ()) -> tuple[dict[str, int], dict[str, int]]:
         """Per consumer (those with a cursor and `consumers`, whose missing cursor is 0): events
-        after its cursor, and its dead letters."""
+        after its cursor (at most LAG_CAP), and its dead letters."""
         cursors = dict.fromkeys(consumers, 0)
         cursors.update({c: int(last) for c, last in self.conn.execute(
             select(event_cursors.c.consumer, event_cursors.c.last_id))})
         lag = {}
         for consumer, last in cursors.items():
+            behind = select(events.c.id).where(events.c.id > last).limit(LAG_CAP).subquery()
             lag[consumer] = int(self.conn.execute(
-                select(func.count()).select_from(events).where(events.c.id > last)).scalar_one())
+                select(func.count()).select_from(behind)).scalar_one())
         dead = {c: int(n) for c, n in self.conn.execute(
             select(event_dead_letters.c.consumer, func.count())
             .group_by(event_dead_letters.c.consumer))}
