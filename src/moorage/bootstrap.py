@@ -102,7 +102,8 @@ class Registry:
         from .auth.throttle import LoginThrottle
 
         return AuthService(self.database,
-                           LoginThrottle(address_limit=self.settings.login_address_limit))
+                           LoginThrottle(address_limit=self.settings.login_address_limit,
+                                         alert_address_failures=self.settings.alert_login_failures))
 
     @cached_property
     def authorizer(self) -> Authorizer:
@@ -335,12 +336,17 @@ class Registry:
 
     @cached_property
     def dispatcher(self) -> Dispatcher:
+        from .events.activity import ActivityRules, ActivityWatcher
         from .events.dispatcher import Dispatcher
         from .events.webhooks import WebhookConsumer
 
         consumers: list[Consumer] = [self.audit.consumer, WebhookConsumer(
             f"/moorage/{self.settings.token_service or self.settings.host}",
             self.settings.job_max_attempts)]
+        s = self.settings
+        if s.alert_mass_deletes or s.alert_robot_new_address:
+            consumers.append(ActivityWatcher(self.database, ActivityRules(
+                s.alert_mass_deletes, s.alert_window, s.alert_robot_new_address)))
         if self.processors:  # no processors: no post-push consumer, no cursor
             from .events.processors import PostPushConsumer
 

@@ -82,6 +82,12 @@ class Settings:
     events_lease_seconds: float = 30.0  # lease of a non-transactional consumer (one node runs it)
     events_retention: float = 7 * 86400.0  # outbox events older than this are pruned once handled
     events_prune_interval: float = 3600.0  # how often the outbox.prune job runs (0: never)
+    alert_login_failures: int = 20  # refused logins from one address in 5 min that alert (0: off)
+    alert_mass_deletes: int = 50  # deletes by one principal within alert_window that alert (0: off)
+    alert_window: float = 300.0  # seconds the mass-delete count runs over
+    alert_robot_new_address: bool = True  # alert when a robot is used from a new address
+    metrics_top_repositories: int = 20  # /metrics: repositories with own push/pull series
+    metrics_cache_seconds: float = 10.0  # /metrics: registry gauges are read this often at most
     webhook_timeout: float = 10.0  # seconds one webhook request may take
     webhook_backoff_max: float = 3600.0  # longest wait between retries of a webhook delivery
     webhook_max_age: float = 86400.0  # a delivery still failing after this long is given up

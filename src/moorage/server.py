@@ -19,6 +19,7 @@ from .bootstrap import preload, prepare
 from .config import Settings
 from .logs import setup_logging
 from .metadata.migrate import SchemaNotCurrent
+from .metrics import files as metrics_files
 
 log = logging.getLogger("moorage.server")
 
@@ -71,6 +72,7 @@ def serve(settings: Settings) -> int:
     setup_logging(settings.log_level, settings.log_format)
     settings = _absolute(settings)
     _tune_malloc()
+    metrics_files.reset(settings.data_dir)  # before any worker writes its values there
     prepared = _prepare_apart(settings)
     if prepared != 0:
         return prepared

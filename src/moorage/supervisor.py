@@ -17,6 +17,7 @@ import time
 
 from .config import Settings
 from .logs import setup_logging
+from .metrics import files as metrics_files
 
 log = logging.getLogger("moorage.server")
 
@@ -121,6 +122,7 @@ class Supervisor:
                 return ended
             if pid in self.workers:
                 self.workers.discard(pid)
+                metrics_files.mark_dead(pid)  # its in-flight gauges end with it
                 ended.append((pid, os.waitstatus_to_exitcode(status)))
 
     def _spawn(self) -> int:

@@ -25,6 +25,7 @@ from moorage.web.api import (
     ScansAPI,
     WebhooksAPI,
 )
+from moorage.web.metrics import MetricsEndpoint
 
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 SOURCE = Path(__file__).resolve().parents[2] / "src" / "moorage" / "web" / "openapi.json"
@@ -40,7 +41,8 @@ def declared() -> set[tuple[str, str]]:
     routes = [*management.routes(), *LifecycleAPI(None, None, None, None, management).routes(),
               *JobsAPI(None, management).routes(), *WebhooksAPI(None, management).routes(),
               *ModelsAPI(None, management).routes(),
-              *ScansAPI(None, management).routes()]
+              *ScansAPI(None, management).routes(),
+              *MetricsEndpoint(None).routes()]
     return {(m.upper(), path) for m, path, _h in routes}
 
 

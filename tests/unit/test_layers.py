@@ -72,6 +72,8 @@ RULES = {
     "policy": ("moorage.web", "moorage.cli", "moorage.storage", "moorage.metadata",
                "sqlalchemy"),
     "gc": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
+    # Metrics read rows through units of work, like a service, and render for web/ to serve.
+    "metrics": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
     # Scanning reads blobs through BlobStore and rows through units of work, like a service.
     "scan": ("moorage.web", "moorage.cli", "sqlalchemy", *STORES),
     # Model indexing reads blobs through BlobStore and rows through units of work, like scan/.

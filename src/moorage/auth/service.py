@@ -11,9 +11,11 @@ import re
 import time
 from collections.abc import Callable
 
-from ..events.types import Actor, Login, records
+from ..events.types import Actor, Login, UnusualActivity, records
 from ..metadata.rows import RobotRow, UserRow
 from ..metadata.uow import Database, UnitOfWork
+from ..metrics.alerts import LOGIN_FAILURES as LOGIN_FAILURES_ALERT
+from ..metrics.alerts import count_alert
 from ..oci.errors import RegistryError, TooManyRequests, Unauthorized
 from .authorizer import Action, Authorizer, namespace
 from .identity import ANONYMOUS, CLI, SYSTEM, Principal, robot_unusable_reason
@@ -140,9 +142,24 @@ class AuthService:
         """Count a failed password login (and, with `record`, its event) in one write; the
         error to answer with."""
         t = self.throttle
+        at_address = 0
+
+        def lockout(pair_failures: int, address_failures: int) -> float:
+            nonlocal at_address
+            at_address = address_failures
+            return t.lockout(pair_failures, address_failures)
+
+        alert = False
         with self.database.write() as uow:
             until = uow.access.record_login_failure(pair, address_key(remote), t.forget_after,
-                                                    t.address_window, t.lockout)
+                                                    t.address_window, lockout)
+            # Once per window and address: when its count reaches the threshold.
+            alert = 0 < t.alert_address_failures == at_address
+            if alert:
+                uow.emit(records(UnusualActivity(
+                    actor=Actor(None, None, remote), kind=LOGIN_FAILURES_ALERT,
+                    detail={"failures": at_address, "window_seconds": t.address_window,
+                            "last_username": username[:160]})))
             wait = until - time.time()
             if wait > 0:
                 exc = Unauthorized(
@@ -151,6 +168,8 @@ class AuthService:
                 )
             if record:
                 _emit_denied(uow, username, remote, exc)
+        if alert:
+            count_alert(LOGIN_FAILURES_ALERT)
         return exc
 
     def _succeeded(self, principal: Principal, pair: str | None, remote: str | None,

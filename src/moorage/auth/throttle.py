@@ -32,6 +32,7 @@ class LoginThrottle:
     forget_after: float = FORGET_AFTER
     address_limit: int = 100
     address_window: float = ADDRESS_WINDOW
+    alert_address_failures: int = 0  # failures from one address in the window that alert (0: off)
 
     def lockout(self, pair_failures: int, address_failures: int) -> float:
         """Seconds the pair stays locked after its `pair_failures`-th consecutive failure."""

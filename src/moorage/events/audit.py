@@ -59,6 +59,8 @@ def audit_row(event: dict[str, Any]) -> dict[str, Any] | None:
         outcome = payload.get("outcome", "success")
     elif kind == "WriteRefused":
         action, reference, outcome = payload["action"], payload.get("reference"), "failure"
+    elif kind == "UnusualActivity":
+        action, reference, outcome = f"alert.{payload.get('kind')}", None, "alert"
     elif kind == "GcCompleted":
         action, reference = "gc.run", None
         detail = {"trigger": payload.get("trigger"), **(payload.get("report") or {})}

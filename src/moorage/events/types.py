@@ -144,6 +144,15 @@ class Login(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class UnusualActivity(Event):
+    """Activity worth a look (`kind`: login_failures, …); also counted in
+    `moorage_alerts_total{kind}`."""
+
+    kind: str
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class AccessDenied(Event):
     """A request was refused; `action` is pull, push, delete, catalog or login."""
 

@@ -18,6 +18,7 @@ from sqlalchemy import Connection
 from .base import StoreBase
 from .queries import outbox
 from .queries.access import AccessQueries
+from .queries.activity import ActivityQueries
 from .queries.blobs import BlobQueries
 from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
@@ -31,6 +32,7 @@ from .queries.pulls import PullQueries
 from .queries.referrers import ReferrerQueries
 from .queries.repositories import RepositoryQueries
 from .queries.scans import ScanQueries
+from .queries.stats import StatsQueries
 from .queries.tags import TagQueries
 from .queries.trust import TrustQueries
 from .queries.uploads import UploadQueries
@@ -128,6 +130,14 @@ class UnitOfWork:
     @cached_property
     def webhooks(self) -> WebhookQueries:
         return WebhookQueries(self)
+
+    @cached_property
+    def stats(self) -> StatsQueries:
+        return StatsQueries(self)
+
+    @cached_property
+    def activity(self) -> ActivityQueries:
+        return ActivityQueries(self)
     # -- vulnerability data -------------------------------------------------------------------
 
     @cached_property

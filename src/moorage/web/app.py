@@ -12,6 +12,8 @@ from aiohttp.typedefs import Middleware
 
 from ..bootstrap import Registry, open_registry
 from ..config import Settings, proxy_networks
+from ..metrics.exposition import Exposition
+from ..metrics.gauges import RegistryGauges
 from ..oci.errors import RegistryError
 from .api import (
     JobsAPI,
@@ -25,6 +27,7 @@ from .api import (
 from .auth import AccessGuard, OpenAccess
 from .client import client_address_middleware
 from .health import Health
+from .metrics import MetricsEndpoint, metrics_middleware
 from .routes import ROUTES, V2Table, bind_all, router_path
 from .token import TokenEndpoint
 from .v2.base import API_VERSION_HEADER, Base
@@ -113,7 +116,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
         _log_request(request, response.status, started, settings.access_log)
         return response
 
-    middlewares: list[Middleware] = [errors]
+    middlewares: list[Middleware] = [metrics_middleware(), errors]
     if proxies := proxy_networks(settings.trusted_proxies):
         middlewares.insert(0, client_address_middleware(proxies))
     app = web.Application(
@@ -177,4 +180,12 @@ def _handler_objects(settings: Settings, reg: Registry,
         ModelsAPI(reg.models, management, open_access=not settings.auth),
         ScansAPI(lambda: reg.scans, management, reg.authorizer, open_access=not settings.auth),
         Health(reg.check_database, reg.blob_store),
+        MetricsEndpoint(_exposition(settings, reg)),
     ]
+
+
+def _exposition(settings: Settings, reg: Registry) -> Exposition:
+    gauges = RegistryGauges(reg.database, reg.check_database, reg.blob_store.check,
+                            reg.gc.metrics, [c.name for c in reg.dispatcher.consumers],
+                            settings.metrics_cache_seconds)
+    return Exposition([gauges], settings.metrics_top_repositories)

@@ -17,6 +17,7 @@ from ..auth.tokens import InvalidToken, TokenAuthority
 from ..events.audit import AuditLog
 from ..events.types import AccessDenied, Actor
 from ..oci.errors import RegistryError, Unauthorized
+from .metrics import login_failed
 
 _CHALLENGE_ACTIONS = {PULL: "pull", PUSH: "pull,push", DELETE: "delete"}
 
@@ -160,6 +161,7 @@ class AccessGuard:
         try:
             principal = await self.auth.login(parsed[0], parsed[1], request.remote)
         except Unauthorized as exc:
+            login_failed()
             raise self.challenge(request, repository, action, exc.message) from None
         if repository is not None and action in (PULL, PUSH, DELETE):
             await asyncio.to_thread(self.authorizer.require, principal, action,

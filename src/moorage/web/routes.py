@@ -27,6 +27,7 @@ from .api.models import ModelsAPI
 from .api.scans import ScansAPI
 from .api.webhooks import WebhooksAPI
 from .health import Health
+from .metrics import MetricsEndpoint
 from .token import TokenEndpoint
 from .v2.base import Base
 from .v2.blobs import Blobs
@@ -135,7 +136,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/repositories/{name}/manifests/{digest}/scan", _API,
           ScansAPI.scan_report),
     # -- operations: health checks and Prometheus metrics -------------------------------------
-    Route("GET", "/metrics", PUBLIC, LifecycleAPI.metrics),
+    Route("GET", "/metrics", PUBLIC, MetricsEndpoint.scrape),
     Route("GET", "/healthz", PUBLIC, Health.live),
     Route("HEAD", "/healthz", PUBLIC, Health.live),
     Route("GET", "/readyz", PUBLIC, Health.ready),

@@ -15,6 +15,7 @@ from ..auth.tokens import InvalidToken, TokenAuthority
 from ..events.audit import AuditLog
 from ..oci.errors import RegistryError, Unauthorized
 from .auth import parse_basic
+from .metrics import login_failed, token_issued
 
 REFRESH_TOKEN_TTL = 30 * 24 * 3600
 
@@ -72,11 +73,16 @@ class TokenEndpoint:
 
     async def _login(self, request: web.Request, username: str, password: str) -> Principal:
         # The Login event (success or denied) commits with the throttle's change.
-        return await self.auth.login(username, password, request.remote, record=True)
+        try:
+            return await self.auth.login(username, password, request.remote, record=True)
+        except Unauthorized:
+            login_failed()
+            raise
 
     async def _issue(self, request: web.Request, principal: Principal, scopes: list[str]) -> dict:
         granted = await asyncio.to_thread(self.authorizer.grant, principal, parse_scopes(scopes))
         token, lifetime = self.authority.issue(principal.name, principal.kind, granted)
+        token_issued()
         return {
             "token": token,
             "access_token": token,

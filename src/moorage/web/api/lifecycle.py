@@ -1,5 +1,5 @@
 """Lifecycle routes of the management API (/api/v1/...): immutability, quotas and usage,
-retention policies with plan/apply, soft-deleted tags, garbage collection; and /metrics."""
+retention policies with plan/apply, soft-deleted tags, garbage collection."""
 
 from __future__ import annotations
 
@@ -165,22 +165,3 @@ class LifecycleAPI:
         report = await self._call(self.gc.run, actor, bool(body.get("dry_run", False)),
                                   grace_s, "api")
         return json_response(report.to_dict())
-
-    async def metrics(self, request: web.Request) -> web.Response:
-        """Prometheus text: the last GC run's results and the storage queued for deletion."""
-        runs, pending = await self._call(self.gc.metrics)
-        lines = []
-        last = next((r for r in runs if r["status"] != "running" and not r["dry_run"]), None)
-        lines.append("# TYPE moorage_gc_runs_total counter")
-        lines.append(f"moorage_gc_runs_total {len(runs)}")
-        if last is not None and last["result"]:
-            res = last["result"]
-            lines.append("# TYPE moorage_gc_last_run_timestamp_seconds gauge")
-            lines.append(f"moorage_gc_last_run_timestamp_seconds {last['finished_at'] or 0}")
-            lines.append(f"moorage_gc_last_run_seconds {res.get('seconds', 0)}")
-            lines.append(f"moorage_gc_last_run_success {1 if last['status'] == 'done' else 0}")
-            for key in ("manifests", "blobs", "uploads", "links", "bytes_freed"):
-                lines.append(f'moorage_gc_last_run_removed{{kind="{key}"}} {res.get(key, 0)}')
-        lines.append(f"moorage_gc_pending_deletions {pending[0]}")
-        lines.append(f"moorage_gc_pending_deletion_bytes {pending[1]}")
-        return web.Response(text="\n".join(lines) + "\n", content_type="text/plain")

@@ -14,6 +14,7 @@ from ...oci.digest import is_digest
 from ...oci.errors import AccessDenied, RegistryError, Unauthorized
 from ...oci.reference import validate_name
 from ..auth import AccessGuard, OpenAccess
+from ..metrics import REPOSITORY_KEY, ROUTE_KEY
 from ..routes import AUTHENTICATED, Handler, Route, V2Table
 from .base import actor_of
 
@@ -38,6 +39,7 @@ class V2Dispatcher:
             raise web.HTTPNotFound()
         route, params = found
         name = params.get("name")
+        request[ROUTE_KEY], request[REPOSITORY_KEY] = route.path, name
         if name is not None:
             validate_name(name)
         await self.guard.check(request, name, None if route.action == AUTHENTICATED

@@ -1,0 +1,60 @@
+"""The instruments every worker updates (requests, bytes, uploads in flight, pushes and pulls per
+repository, logins, tokens), created once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+from prometheus_client import Counter, Gauge, Histogram, values
+
+from . import files
+
+# Seconds: quick API answers up to long blob transfers.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+                    300.0)
+
+
+@dataclass(frozen=True)
+class Instruments:
+    """This process's metric objects (in multiprocess mode, backed by files in the metrics dir)."""
+
+    requests: Counter
+    duration: Histogram
+    bytes_received: Counter
+    bytes_sent: Counter
+    uploads_in_flight: Gauge
+    pushes: Counter
+    pulls: Counter
+    login_failures: Counter
+    tokens_issued: Counter
+    alerts: Counter
+
+
+@cache
+def instruments() -> Instruments:
+    """The process's instruments (created on first use, in the worker, never before a fork)."""
+    if files.directory() is not None:
+        # The value class is chosen when prometheus-client is imported: choose it again in
+        # case that happened before the server set the directory.
+        values.ValueClass = values.get_value_class()
+    return Instruments(
+        requests=Counter("moorage_http_requests", "HTTP requests answered",
+                         ["route", "method", "status"]),
+        duration=Histogram("moorage_http_request_duration_seconds",
+                           "Time from request to the end of the response",
+                           ["route", "method"], buckets=DURATION_BUCKETS),
+        bytes_received=Counter("moorage_http_bytes_received",
+                               "Blob upload bytes received"),
+        bytes_sent=Counter("moorage_http_bytes_sent", "Blob download bytes sent"),
+        uploads_in_flight=Gauge("moorage_uploads_in_flight",
+                                "Blob upload requests being received now",
+                                multiprocess_mode="livesum"),
+        pushes=Counter("moorage_repository_pushes", "Manifests pushed, per repository",
+                       ["repository"]),
+        pulls=Counter("moorage_repository_pulls", "Manifests pulled, per repository",
+                      ["repository"]),
+        login_failures=Counter("moorage_login_failures", "Refused logins (password or secret)"),
+        tokens_issued=Counter("moorage_tokens_issued", "Bearer tokens issued by /token"),
+        alerts=Counter("moorage_alerts", "Unusual activity detected", ["kind"]),
+    )
