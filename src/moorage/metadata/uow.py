@@ -14,7 +14,9 @@ from functools import cached_property
 from typing import Any
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DataError
 
+from ..oci.errors import RegistryError
 from .base import StoreBase
 from .queries import outbox
 from .queries.access import AccessQueries
@@ -175,7 +177,7 @@ class Database(StoreBase):
     def write(self) -> Iterator[UnitOfWork]:
         """One write transaction: commits (with its events) when the block ends, rolls back on
         an exception."""
-        with self._write() as conn:
+        with _text_refused(), self._write() as conn:
             uow = UnitOfWork(conn, self, writable=True)
             yield uow
             if uow.events:
@@ -184,11 +186,30 @@ class Database(StoreBase):
     @contextmanager
     def read(self) -> Iterator[UnitOfWork]:
         """A connection for reads (single statements, no transaction on PostgreSQL)."""
-        with self._read() as conn:
+        with _text_refused(), self._read() as conn:
             yield UnitOfWork(conn, self, writable=False)
 
     @contextmanager
     def snapshot(self) -> Iterator[UnitOfWork]:
         """Several reads that see one consistent state (a read-only transaction)."""
-        with self.engine.connect() as conn, conn.begin():
+        with _text_refused(), self.engine.connect() as conn, conn.begin():
             yield UnitOfWork(conn, self, writable=False)
+
+
+class TextRefused(RegistryError):
+    """Input the database cannot hold (PostgreSQL text has no NUL byte): a 400, never a 500."""
+
+    default_message = "a name, reference or value contains a NUL byte"
+
+
+@contextmanager
+def _text_refused() -> Iterator[None]:
+    """Turn PostgreSQL's refusal of a NUL byte in any text parameter (a hostile name, tag,
+    upload id, scope or account name; SQLite stores it and simply finds nothing) into the
+    client's error. The edges validate what they know; this covers every lookup at once."""
+    try:
+        yield
+    except DataError as exc:
+        if "NUL" not in str(exc.orig):
+            raise
+        raise TextRefused() from None
