@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from .. import __version__
-from . import accounts, db, events, jobs, lifecycle, sbom, serve, settings, vulndb, webhooks
+from . import accounts, cache, db, events, jobs, lifecycle, sbom, serve, settings, vulndb, webhooks
 
 app = typer.Typer(help="Moorage: an OCI registry for machine-learning teams.", no_args_is_help=True)
 
@@ -39,5 +39,7 @@ app.command("settings")(settings.settings)
 app.add_typer(webhooks.webhook_app, name="webhook")
 app.add_typer(vulndb.vulndb_app, name="vulndb")
 app.add_typer(sbom.sbom_app, name="sbom")
+app.add_typer(cache.upstream_app, name="upstream")
+app.add_typer(cache.cache_app, name="cache")
 
 __all__ = ["app"]

@@ -19,6 +19,7 @@ from .base import StoreBase
 from .queries import outbox
 from .queries.access import AccessQueries
 from .queries.blobs import BlobQueries
+from .queries.cache import CacheQueries
 from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
 from .queries.graph import GraphQueries
@@ -125,6 +126,11 @@ class UnitOfWork:
     @cached_property
     def webhooks(self) -> WebhookQueries:
         return WebhookQueries(self)
+
+    @cached_property
+    def cache(self) -> CacheQueries:
+        return CacheQueries(self)
+
     # -- vulnerability data -------------------------------------------------------------------
 
     @cached_property
