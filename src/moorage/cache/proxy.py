@@ -31,6 +31,7 @@ from ..oci.errors import (
     Denied,
     ManifestUnknown,
     RegistryError,
+    TooManyRequests,
     Unavailable,
     Unsupported,
 )
@@ -53,6 +54,11 @@ T = TypeVar("T")
 ACCEPT = sorted(MANIFEST_TYPES)
 STALE_WARNING = '110 - "stale: upstream unavailable"'
 CLIENT_TTL = 30.0
+SPEC_CODES = frozenset({
+    "BLOB_UNKNOWN", "BLOB_UPLOAD_INVALID", "BLOB_UPLOAD_UNKNOWN", "DIGEST_INVALID",
+    "MANIFEST_BLOB_UNKNOWN", "MANIFEST_INVALID", "MANIFEST_UNKNOWN", "NAME_INVALID",
+    "NAME_UNKNOWN", "SIZE_INVALID", "UNAUTHORIZED", "DENIED", "UNSUPPORTED", "TOOMANYREQUESTS",
+})
 
 
 def unavailable(exc: UpstreamError) -> bool:
@@ -62,16 +68,21 @@ def unavailable(exc: UpstreamError) -> bool:
 
 
 def client_error(exc: UpstreamError) -> RegistryError:
-    """The upstream's error as the client sees it: its status and code (never NAME_UNKNOWN)."""
+    """The upstream's error as the client sees it: its status and code (never NAME_UNKNOWN);
+    an answer without a spec code (a HEAD has no body) gets the spec code of its status."""
     err: RegistryError
-    if exc.status == 0:
+    if exc.status == 0 or (exc.status >= 500 and exc.code not in SPEC_CODES):
         err = Unavailable(f"the upstream is unavailable: {exc.message}")
+        if exc.status:
+            err.status = exc.status if exc.status < 600 else 502
     elif exc.status in (401, 403):
         err = Denied(f"the upstream refused the cache's credentials: {exc.message}")
+    elif exc.status == 429:
+        err = TooManyRequests(f"the upstream is rate-limiting the cache: {exc.message}")
     else:
         err = RegistryError(f"upstream: {exc.message}")
         err.status = exc.status if 400 <= exc.status < 600 else 502
-        err.code = exc.code
+        err.code = exc.code if exc.code in SPEC_CODES else "UNSUPPORTED"
     if exc.retry_after is not None:
         err.headers["Retry-After"] = str(max(int(exc.retry_after), 0))
     return err
