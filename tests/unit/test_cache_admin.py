@@ -83,3 +83,16 @@ def test_the_request_path_finds_the_cache_of_a_repository_and_of_a_mirror_host(
         assert await registry.caches.mirror("quay.io", "x/y") == "x/y"
 
     asyncio.run(main())
+
+
+def test_no_sbom_is_generated_into_a_cache_namespace(registry: Registry) -> None:
+    from moorage.scan.processor import SbomProcessor
+
+    registry.upstreams.add(CLI, "dh", "https://registry-1.docker.io")
+    registry.caches.add(CLI, "hub", "dh", "hub", 600)
+    result = SbomProcessor(registry).run({"repository": "hub/library/alpine",
+                                          "digest": "sha256:" + "0" * 64})
+    assert result == {"skipped": "in a pull-through cache namespace"}
+    assert SbomProcessor(registry).run({"repository": "hosted/app",
+                                        "digest": "sha256:" + "0" * 64}) == \
+        {"skipped": "the manifest is gone"}

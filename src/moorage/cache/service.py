@@ -129,6 +129,11 @@ class CacheService:
             return None
         return self._by_namespace.get(namespace_of(repository))
 
+    def holds(self, repository: str) -> bool:
+        """Whether `repository` is in a cache namespace (a fresh read: for jobs, not requests)."""
+        self._refresh()
+        return "/" in repository and namespace_of(repository) in self._by_namespace
+
     async def mirror(self, host: str, name: str) -> str:
         """The repository a containerd mirror request for `name` from `host` (`?ns=`) means:
         `name` inside the cache of that upstream host, or `name` itself when there is none."""

@@ -48,6 +48,9 @@ class SbomProcessor:
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Catalogue the image and push its SBOM referrer, unless it has one already."""
         repository, digest = payload["repository"], payload["digest"]
+        if self.registry.caches.holds(repository):
+            # A mirror holds the upstream's content only (and its layers come on demand).
+            return {"skipped": "in a pull-through cache namespace"}
         with self.registry.database.read() as uow:
             row = uow.manifests.get(repository, digest, None, True)
         if row is None or row.content is None:
