@@ -29,6 +29,7 @@ class FaultProxy:
     status: int | None = None  # answer every request with this status instead of forwarding
     retry_after: int | None = None
     cut: bool = False  # close every connection as soon as a request arrives
+    hang: bool = False  # take requests and never answer them
     rate: float | None = None  # bytes per second of answers (None: as fast as they come)
     seen: list[tuple[str, str]] = field(default_factory=list)
 
@@ -57,6 +58,7 @@ class FaultProxy:
     def heal(self) -> None:
         """Forward everything again, at full speed."""
         self.status, self.retry_after, self.cut, self.rate = None, None, False, None
+        self.hang = False
 
     def count(self, method: str, pattern: str = "") -> int:
         """How many `method` requests had a path matching the regex `pattern`."""
@@ -105,6 +107,8 @@ class FaultProxy:
                     self.seen.append((method, path.split("?")[0]))
                 if self.cut:
                     return
+                if self.hang:
+                    continue
                 if self.status is not None:
                     client.sendall(self._fault(method))
                     continue

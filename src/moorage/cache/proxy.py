@@ -246,6 +246,9 @@ class PullThrough:
                 raise BlobUnknown(detail={"digest": str(digest)})
             return BlobStream(str(digest), info.size, None)
 
+        if await self._reuse(local, target, repository, digest):
+            return await local.find(repository, digest)
+
         async def stored() -> bool:
             try:
                 await local.find(repository, digest)
@@ -271,6 +274,22 @@ class PullThrough:
             flight.leave()
             raise
         return BlobStream(str(digest), flight.size, FlightReader(flight))
+
+    async def _reuse(self, local: BlobService, target: CacheTarget, repository: str,
+                     digest: Digest) -> bool:
+        """Link a blob this registry stores already (another repository's, another cache's)
+        once the upstream confirms, with a HEAD, that its repository has it: no bytes move."""
+        if not await asyncio.to_thread(local.holders, digest):
+            return False
+        upstream_repo = target.upstream_repository(repository)
+        try:
+            info = await self.call(target, lambda c: c.head_blob(upstream_repo, str(digest)))
+        except UpstreamError:
+            return False  # the GET will say what is wrong
+        if info is None:
+            raise BlobUnknown(detail={"digest": str(digest)})
+        return await local.mount(repository, digest, None,
+                                 Actor(f"cache:{target.name}", "system", None))
 
     async def _fetch_blob(self, target: CacheTarget, repository: str, digest: Digest,
                           flight: Flight, tee: Callable[[bytes], None]) -> None:
