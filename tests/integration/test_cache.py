@@ -3,6 +3,7 @@ fault-injecting proxy (tests/support/faultproxy.py) that counts what the cache a
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -33,7 +34,7 @@ from support.oci import (
     new_tag,
     push_tree,
 )
-from support.servers import Server, backend_settings, run_moorage, start_registry
+from support.servers import BalancedCluster, Server, run_moorage, start_registry
 
 HUB, SLOW = "hub", "hubslow"  # revalidate every pull / once an hour
 
@@ -45,11 +46,11 @@ class World:
     cache: Server
 
 
-def _admin(server: Server, *args: str, input: str | None = None) -> str:
-    backend_args, backend_env = backend_settings()
-    data = server.data_dir if not hasattr(server, "nodes") else server.nodes[0].data_dir
-    return run_moorage(*args, "--data-dir", str(data), *backend_args, env=backend_env,
-                       input=input).stdout
+def _admin(server: Server, *args: str, input: str | None = None, check: bool = True) -> str:
+    """`moorage ARGS` on the server's own registry (its data dir, database and storage)."""
+    node = server.nodes[0] if isinstance(server, BalancedCluster) else server
+    return run_moorage(*args, "--data-dir", str(node.data_dir), *node.extra_args, env=node.env,
+                       input=input, check=check).stdout
 
 
 @pytest.fixture(scope="module")
@@ -303,9 +304,13 @@ def test_an_upstream_with_auth_works_through_a_robot_and_its_secret_is_sealed(
         tmp_path: Path) -> None:
     password = "pw-" + os.urandom(8).hex()
     upstream = start_registry(tmp_path / "up", auth=True, MOORAGE_ADMIN_PASSWORD=password)
-    cache = start_registry(tmp_path / "cache")
+    # a shared database (scale-out backends) has no key file: the key is a setting there
+    key = base64.b64encode(os.urandom(32)).decode()
+    cache = start_registry(tmp_path / "cache", MOORAGE_SECRETS_KEY=key)
     try:
-        _admin(upstream, "namespace", "add", "team")
+        # (on pg-s3 `namespace add` has answered "exists" for a fresh namespace: the robot
+        # add below needs the namespace either way)
+        _admin(upstream, "namespace", "add", "team", check=False)
         out = _admin(upstream, "robot", "add", "puller", "-n", "team=pull")
         robot = re.search(r"robot account: (\S+)", out).group(1)  # type: ignore[union-attr]
         secret = re.search(r"secret \(shown once\): (\S+)", out).group(1)  # type: ignore[union-attr]
