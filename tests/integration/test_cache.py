@@ -46,11 +46,11 @@ class World:
     cache: Server
 
 
-def _admin(server: Server, *args: str, input: str | None = None, check: bool = True) -> str:
+def _admin(server: Server, *args: str, input: str | None = None) -> str:
     """`moorage ARGS` on the server's own registry (its data dir, database and storage)."""
     node = server.nodes[0] if isinstance(server, BalancedCluster) else server
     return run_moorage(*args, "--data-dir", str(node.data_dir), *node.extra_args, env=node.env,
-                       input=input, check=check).stdout
+                       input=input).stdout
 
 
 @pytest.fixture(scope="module")
@@ -308,23 +308,22 @@ def test_an_upstream_with_auth_works_through_a_robot_and_its_secret_is_sealed(
     key = base64.b64encode(os.urandom(32)).decode()
     cache = start_registry(tmp_path / "cache", MOORAGE_SECRETS_KEY=key)
     try:
-        # (on pg-s3 `namespace add` has answered "exists" for a fresh namespace: the robot
-        # add below needs the namespace either way)
-        _admin(upstream, "namespace", "add", "team", check=False)
-        out = _admin(upstream, "robot", "add", "puller", "-n", "team=pull")
+        team = "team" + os.urandom(4).hex()
+        _admin(upstream, "namespace", "add", team)
+        out = _admin(upstream, "robot", "add", "puller", "-n", f"{team}=pull")
         robot = re.search(r"robot account: (\S+)", out).group(1)  # type: ignore[union-attr]
         secret = re.search(r"secret \(shown once\): (\S+)", out).group(1)  # type: ignore[union-attr]
         image = make_image()
         token = requests.get(f"{upstream.url}/token", auth=("admin", password), timeout=30,
                              params={"service": "moorage",
-                                     "scope": "repository:team/app:pull,push"}).json()["token"]
+                                     "scope": f"repository:{team}/app:pull,push"}).json()["token"]
         for blob in image.blobs:
-            r = requests.post(f"{upstream.url}/v2/team/app/blobs/uploads/",
+            r = requests.post(f"{upstream.url}/v2/{team}/app/blobs/uploads/",
                               params={"digest": blob.digest}, data=blob.data, timeout=30,
                               headers={"Authorization": f"Bearer {token}",
                                        "Content-Type": "application/octet-stream"})
             assert r.status_code == 201, r.text
-        r = requests.put(manifest_url(upstream, "team/app", "v1"), data=image.body, timeout=30,
+        r = requests.put(manifest_url(upstream, f"{team}/app", "v1"), data=image.body, timeout=30,
                          headers={"Authorization": f"Bearer {token}",
                                   "Content-Type": image.media_type})
         assert r.status_code == 201, r.text
@@ -333,9 +332,9 @@ def test_an_upstream_with_auth_works_through_a_robot_and_its_secret_is_sealed(
                "--password-stdin", input=secret + "\n")
         _admin(cache, "cache", "add", "sec", "--upstream", "secured", "--namespace", "sec")
         time.sleep(1.2)
-        r = _get_manifest(cache, "sec/team/app", "v1")
+        r = _get_manifest(cache, f"sec/{team}/app", "v1")
         assert r.status_code == 200 and r.content == image.body
-        got = _get_blob(cache, "sec/team/app", image.blobs[-1].digest)
+        got = _get_blob(cache, f"sec/{team}/app", image.blobs[-1].digest)
         assert got.status_code == 200 and got.content == image.blobs[-1].data
         stored = b"".join(p.read_bytes() for p in Path(cache.data_dir).glob("moorage.db*"))
         if stored:  # the embedded database: the secret is nowhere in it
