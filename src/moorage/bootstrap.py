@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from .auth.authorizer import Authorizer
     from .auth.service import AuthService
     from .auth.tokens import TokenAuthority
+    from .cache.proxy import Front, PullThrough
+    from .cache.service import CacheService
     from .events.audit import AuditLog
     from .events.dispatcher import Consumer, Dispatcher
     from .events.outbox import Outbox
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from .registry.referrers import ReferrerService
     from .registry.retention import RetentionService
     from .registry.uploads import UploadService
+    from .registry.upstreams import UpstreamService
     from .registry.webhooks import WebhookService
     from .scan.reports import ScanReports
     from .scan.service import SbomService
@@ -229,6 +232,48 @@ class Registry:
         return WebhookService(self.database, self.authorizer, lambda: sealer_for(s),
                               timeout=s.webhook_timeout, backoff_max=s.webhook_backoff_max,
                               max_age=s.webhook_max_age, job_attempts=s.job_max_attempts)
+
+    # -- upstreams and the pull-through cache --------------------------------------------------
+
+    @cached_property
+    def upstreams(self) -> UpstreamService:
+        """Upstream registries (credentials sealed), for the cache and replication."""
+        from .auth.sealing import sealer_for
+        from .registry.upstreams import UpstreamService
+
+        s = self.settings
+        return UpstreamService(self.database, self.authorizer, lambda: sealer_for(s),
+                               connect_timeout=s.cache_upstream_timeout)
+
+    @cached_property
+    def caches(self) -> CacheService:
+        """Cache namespaces and the lookup of the one a repository is in."""
+        from .cache.service import CacheService
+
+        return CacheService(self.database, self.authorizer)
+
+    @cached_property
+    def pull_through(self) -> PullThrough:
+        from .cache.proxy import PullThrough
+        from .policy.admission import default_chain
+        from .registry.manifests import ManifestService
+
+        s = self.settings
+        # Cached content is sparse: an index without its children, an image without its layers.
+        store = ManifestService(self.database, s.max_manifest_bytes, self.deletion, self.pulls,
+                                default_chain(allow_sparse=True))
+        return PullThrough(self.caches, self.upstreams, self.database, store, self.uploads,
+                           s.data_dir / "cache-spool", upstream_timeout=s.cache_upstream_timeout,
+                           referrers_ttl=s.cache_referrers_ttl,
+                           lease_seconds=s.cache_fetch_lease_seconds)
+
+    @cached_property
+    def front(self) -> Front:
+        """The services /v2/ serves: the registry's own, decorated by the pull-through cache."""
+        from .cache.proxy import decorate
+
+        return decorate(self.pull_through, self.manifests, self.blobs, self.uploads,
+                        self.referrers)
 
     # -- supply chain -------------------------------------------------------------------------
 

@@ -92,6 +92,10 @@ class Settings:
     webhook_backoff_max: float = 3600.0  # longest wait between retries of a webhook delivery
     webhook_max_age: float = 86400.0  # a delivery still failing after this long is given up
     webhook_concurrency: int = 4  # requests one delivery run sends at once
+    # -- pull-through cache ---------------------------------------------------------------------
+    cache_upstream_timeout: float = 30.0  # seconds a cache waits for an upstream's answer (then stale)
+    cache_referrers_ttl: float = 60.0  # seconds a cache keeps an upstream's referrers list
+    cache_fetch_lease_seconds: float = 30.0  # a cold-blob fetch lease other workers wait behind
     # -- scanning (supply chain) ---------------------------------------------------------------
     sbom_on_push: bool = True  # generate a CycloneDX SBOM referrer for each pushed image (a job)
     models_on_push: bool = True  # index each pushed model manifest: fields, files, tensors (a job)
@@ -232,6 +236,10 @@ class Settings:
         if self.webhook_timeout <= 0 or self.webhook_backoff_max <= 0 or self.webhook_max_age < 0:
             raise ValueError("webhook_timeout and webhook_backoff_max must be positive, "
                              "webhook_max_age 0 or more")
+        if self.cache_upstream_timeout <= 0 or self.cache_fetch_lease_seconds <= 0 \
+                or self.cache_referrers_ttl < 0:
+            raise ValueError("cache_upstream_timeout and cache_fetch_lease_seconds must be "
+                             "positive, cache_referrers_ttl 0 or more")
         if self.webhook_concurrency < 1:
             raise ValueError("webhook_concurrency must be at least 1")
         if self.scan_secret_max_file_bytes < 1 or self.scan_model_max_bytes < 1:

@@ -7,6 +7,7 @@ import typer
 from .. import __version__
 from . import (
     accounts,
+    cache,
     db,
     events,
     jobs,
@@ -58,5 +59,7 @@ app.add_typer(scan.scan_app, name="scan")
 app.add_typer(signing.trust_app, name="trust")
 app.command()(signing.verify)
 app.command()(signing.provenance)
+app.add_typer(cache.upstream_app, name="upstream")
+app.add_typer(cache.cache_app, name="cache")
 
 __all__ = ["app"]

@@ -626,3 +626,53 @@ trust_entries = Table(
     Column("created_by", String(160)),
     UniqueConstraint("namespace", "name", name="uq_trust_entries_namespace_name"),
 )
+
+
+# -- upstream registries and pull-through cache namespaces -----------------------------------
+
+# Another OCI registry (the cache's upstream; replication's target or source).
+upstreams = Table(
+    "upstreams",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("url", Text, nullable=False),
+    Column("auth", String(16), nullable=False),  # none | basic | token
+    Column("username", String(255)),
+    Column("secret", Text),  # sealed password or token (auth/sealing.py), never the plaintext
+    Column("ca_file", Text),
+    Column("insecure", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(160)),
+)
+
+# A namespace whose repositories are pulled through from an upstream (`hub/x` → upstream `x`).
+cache_namespaces = Table(
+    "cache_namespaces",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("namespace", String(255), nullable=False, unique=True),
+    Column("upstream_id", Integer, ForeignKey("upstreams.id"), nullable=False),
+    Column("revalidate", Float, nullable=False),  # seconds a cached tag is served unchecked
+    Column("created_at", Float, nullable=False),
+)
+
+# When a cached tag was last confirmed against the upstream.
+cache_tag_checks = Table(
+    "cache_tag_checks",
+    metadata,
+    Column("repository", String(255), primary_key=True),
+    Column("tag", String(128), primary_key=True),
+    Column("digest", String(200), nullable=False),
+    Column("checked_at", Float, nullable=False),
+)
+
+# A cold blob being fetched: other workers and nodes wait for its holder instead of fetching too.
+cache_fetches = Table(
+    "cache_fetches",
+    metadata,
+    Column("key", String(500), primary_key=True),  # repository@digest
+    Column("owner", String(64), nullable=False),
+    Column("lease_until", Float, nullable=False),
+)

@@ -22,6 +22,7 @@ from .queries import outbox
 from .queries.access import AccessQueries
 from .queries.activity import ActivityQueries
 from .queries.blobs import BlobQueries
+from .queries.cache import CacheQueries
 from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
 from .queries.graph import GraphQueries
@@ -140,6 +141,11 @@ class UnitOfWork:
     @cached_property
     def activity(self) -> ActivityQueries:
         return ActivityQueries(self)
+
+    @cached_property
+    def cache(self) -> CacheQueries:
+        return CacheQueries(self)
+
     # -- vulnerability data -------------------------------------------------------------------
 
     @cached_property

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..events.types import SYSTEM, Actor, BlobDeleted, BlobMounted, records
@@ -14,6 +15,17 @@ from ..storage.base import BlobStore
 
 if TYPE_CHECKING:
     from ..metadata.uow import Database
+
+
+@dataclass(frozen=True, slots=True)
+class BlobStream:
+    """A blob not in storage yet, served as it arrives (a pull-through cache's cold blob):
+    its size if known, and its bytes (None for a HEAD). An exception from `chunks` after the
+    first byte means the client's connection must be cut."""
+
+    digest: str
+    size: int | None
+    chunks: AsyncIterator[bytes] | None
 
 
 class BlobService:
@@ -45,6 +57,14 @@ class BlobService:
         if row is None:
             raise BlobUnknown(detail={"digest": str(digest)})
         return row
+
+    async def find(self, repository: str, digest: Digest, with_body: bool = True,
+                   whole: bool = True) -> BlobRow | BlobStream:
+        """`locate` from the request path (inline on embedded SQLite, else in a thread).
+        `with_body`: a GET (not a HEAD); `whole`: no Range (a stream can only be whole)."""
+        if self.database.reads_inline:
+            return self.locate(repository, digest)
+        return await asyncio.to_thread(self.locate, repository, digest)
 
     async def send(
         self,

@@ -153,6 +153,15 @@ class ManifestService:
         self.pulls.record(repository, str(reference), actor)
         return row
 
+    async def pull(self, repository: str, reference: str | Digest, with_content: bool,
+                   actor: Actor | None = None) -> tuple[ManifestRow, str | None]:
+        """`get` from the request path (inline on embedded SQLite, else in a thread): the row
+        and a `Warning` header value for the client (None here; the cache may add one)."""
+        if self.database.reads_inline:
+            return self.get(repository, reference, with_content, actor), None
+        row = await asyncio.to_thread(self.get, repository, reference, with_content, actor)
+        return row, None
+
     async def delete(self, repository: str, reference: str | Digest, actor: Actor = SYSTEM
                      ) -> None:
         """By tag: remove the tag only (restorable). By digest: remove the manifest and its

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,13 @@ class ReferrerService:
 
     def __init__(self, database: Database) -> None:
         self.database = database
+
+    async def pull(
+        self, repository: str, subject: Digest, artifact_type: str | None, last: str | None,
+        limit: int,
+    ) -> ReferrersPage:
+        """`list` from the request path (in a thread)."""
+        return await asyncio.to_thread(self.list, repository, subject, artifact_type, last, limit)
 
     def list(
         self, repository: str, subject: Digest, artifact_type: str | None, last: str | None,

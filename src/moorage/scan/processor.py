@@ -76,6 +76,9 @@ class SbomProcessor:
         from .sbom import document
 
         repository, digest = payload["repository"], payload["digest"]
+        if self.registry.caches.holds(repository):
+            # A mirror holds the upstream's content only (and its layers come on demand).
+            return {"skipped": "in a pull-through cache namespace"}
         with self.registry.database.read() as uow:
             row = uow.manifests.get(repository, digest, None, True)
         if row is None or row.content is None:

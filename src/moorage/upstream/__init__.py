@@ -6,7 +6,7 @@ Imports only `oci/`, the standard library and aiohttp: no metadata, web, registr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from moorage.oci.digest import Hasher
@@ -54,7 +54,8 @@ class Upstream(Protocol):
         ...
 
     def get_blob(
-        self, repo: str, digest: str, offset: int = 0, *, hasher: Hasher | None = None
+        self, repo: str, digest: str, offset: int = 0, *, hasher: Hasher | None = None,
+        on_size: Callable[[int | None], None] | None = None,
     ) -> AsyncIterator[bytes]:
         """The blob's bytes from `offset`, resumed across broken connections, digest checked."""
         ...

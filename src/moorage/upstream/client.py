@@ -11,7 +11,7 @@ import asyncio
 import json
 import re
 import ssl
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import Any, Self
 
 import aiohttp
@@ -235,11 +235,13 @@ class UpstreamClient:
         return BlobInfo(digest, int(resp.headers.get("Content-Length") or 0))
 
     async def get_blob(
-        self, repo: str, digest: str, offset: int = 0, *, hasher: Hasher | None = None
+        self, repo: str, digest: str, offset: int = 0, *, hasher: Hasher | None = None,
+        on_size: Callable[[int | None], None] | None = None,
     ) -> AsyncIterator[bytes]:
         """The blob's bytes from `offset`; a broken connection resumes with Range from the last
         byte received (`retries` failures in a row without progress give up), and the digest is
         checked once the last byte is in. From an offset > 0, pass the hasher of bytes 0..offset.
+        `on_size` learns the blob's size (None: unknown) once the first answer arrives.
         """
         algorithm = _algorithm(digest)
         if offset and hasher is None:
@@ -260,6 +262,9 @@ class UpstreamClient:
                     if resp.status == 416:
                         await raise_for(resp)
                     skip, total = placement(resp, position, total)
+                    if on_size is not None:
+                        on_size(total)
+                        on_size = None
                     async for data in resp.content.iter_chunked(READ_CHUNK):
                         if skip:
                             cut = min(skip, len(data))

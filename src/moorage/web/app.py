@@ -122,7 +122,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
     app = web.Application(
         middlewares=middlewares, handler_args={"read_bufsize": READ_BUFSIZE}
     )
-    v2 = V2Dispatcher(V2Table(ROUTES), handlers, guard, reg.audit)
+    v2 = V2Dispatcher(V2Table(ROUTES), handlers, guard, reg.audit, reg.caches.mirror)
     app.router.add_route("*", "/v2", v2.dispatch)
     app.router.add_route("*", "/v2/{tail:.*}", v2.dispatch)
     for route in ROUTES:
@@ -147,6 +147,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
             await runner.stop(settings.shutdown_timeout)
         await pulls.stop()  # pull events into the outbox, then deliver what is left
         await dispatcher.stop()
+        await reg.pull_through.close()
         reg.close()
 
     async def _drain(_app: web.Application) -> None:
@@ -164,14 +165,15 @@ def _handler_objects(settings: Settings, reg: Registry,
     """One object per handler class of the route table, over the registry's services."""
     management = ManagementAPI(reg.auth, reg.admin, reg.audit, reg.authority)
     inline = reg.database.reads_inline  # one-row reads on the loop for embedded SQLite
+    front = reg.front  # the services, decorated by the pull-through cache
     return [
         Base(),
         Catalog(reg.catalog, settings.page_size_max),
         Tags(reg.manifests, settings.page_size_max, inline),
-        Manifests(reg.manifests, inline),
-        Uploads(reg.uploads, guard, settings.chunk_min_length),
-        Blobs(reg.blobs, inline),
-        Referrers(reg.referrers, settings.page_size_max),
+        Manifests(front.manifests, inline),  # type: ignore[arg-type]
+        Uploads(front.uploads, guard, settings.chunk_min_length),  # type: ignore[arg-type]
+        Blobs(front.blobs, inline),  # type: ignore[arg-type]
+        Referrers(front.referrers, settings.page_size_max),  # type: ignore[arg-type]
         TokenEndpoint(reg.auth, reg.authorizer, reg.authority, reg.audit),
         management,
         LifecycleAPI(reg.policies, reg.retention, reg.deletion, reg.gc, management),

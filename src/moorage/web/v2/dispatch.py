@@ -4,7 +4,7 @@ handler, and record a refused write (the one place it is recorded)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from aiohttp import web
 
@@ -25,8 +25,10 @@ class V2Dispatcher:
     """Routes /v2/ requests through the table to their handlers."""
 
     def __init__(self, table: V2Table, handlers: Mapping[Route, Handler],
-                 guard: AccessGuard | OpenAccess, audit: AuditLog) -> None:
+                 guard: AccessGuard | OpenAccess, audit: AuditLog,
+                 mirror: Callable[[str, str], Awaitable[str]] | None = None) -> None:
         self.table = table
+        self.mirror = mirror
         self.handlers = handlers
         self.guard = guard
         self.audit = audit
@@ -42,6 +44,11 @@ class V2Dispatcher:
         request[ROUTE_KEY], request[REPOSITORY_KEY] = route.path, name
         if name is not None:
             validate_name(name)
+            ns = request.query.get("ns")
+            if ns and self.mirror is not None:
+                # A containerd mirror request (`?ns=upstream.host`): the repository is the one
+                # in the cache of that upstream.
+                name = params["name"] = await self.mirror(ns, name)
         await self.guard.check(request, name, None if route.action == AUTHENTICATED
                                else route.action)
         try:

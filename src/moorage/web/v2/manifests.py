@@ -9,7 +9,7 @@ from ...oci.errors import ManifestTooLarge, ManifestUnknown
 from ...oci.reference import is_valid_tag, parse_reference
 from ...registry.manifests import ManifestService
 from ..bodies import read_bounded
-from .base import actor_of, read
+from .base import actor_of
 
 
 class Manifests:
@@ -24,10 +24,12 @@ class Manifests:
         """The manifest's exact bytes with its media type; HEAD: headers only."""
         ref = _existing_reference(reference)
         head = request.method == "HEAD"
-        row = await read(self.inline_reads, self.manifests.get, name, ref, not head,
-                         None if head else actor_of(request))
+        row, warning = await self.manifests.pull(name, ref, not head,
+                                                 None if head else actor_of(request))
         headers = {"Content-Type": row.media_type, "Docker-Content-Digest": row.digest,
                    "ETag": f'"{row.digest}"'}
+        if warning is not None:
+            headers["Warning"] = warning
         if head:
             response = web.StreamResponse(status=200, headers=headers)
             response.content_length = row.size

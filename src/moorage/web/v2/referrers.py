@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from urllib.parse import urlencode
 
@@ -31,8 +30,7 @@ class Referrers:
         if last is not None:
             parse_digest(last)
         artifact_type = request.query.get("artifactType")
-        page = await asyncio.to_thread(self.referrers.list, name, subject, artifact_type, last,
-                                       max(limit, 1))
+        page = await self.referrers.pull(name, subject, artifact_type, last, max(limit, 1))
         headers = {"Content-Type": mt.OCI_INDEX}
         if artifact_type is not None:
             headers["OCI-Filters-Applied"] = "artifactType"
