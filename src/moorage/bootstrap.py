@@ -462,6 +462,20 @@ def preload(settings: Settings) -> None:
         from .auth.tokens import warm_up
 
         warm_up()
+    # The post-push jobs run in the serving workers: their code is shared too when it is on.
+    if settings.sbom_on_push:
+        _import_package("moorage.scan")
+    if settings.models_on_push:
+        _import_package("moorage.models")
+
+
+def _import_package(name: str) -> None:
+    import importlib
+    import pkgutil
+
+    package = importlib.import_module(name)
+    for module in pkgutil.walk_packages(package.__path__, prefix=f"{name}."):
+        importlib.import_module(module.name)
 
 
 def open_registry(settings: Settings) -> Registry:
