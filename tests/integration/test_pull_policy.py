@@ -78,7 +78,7 @@ def _message(resp: Any) -> str:
     return str(error["message"])
 
 
-def test_unsigned_is_denied_by_tag_and_digest_get_and_head_with_the_sentence(server, tmp_path):
+def test_unsigned_is_denied_by_tag_and_digest_get_and_head_with_the_sentence(server: Server, tmp_path: Path) -> None:
     ns = _namespace()
     trust_key(server, tmp_path, ns, "release", p256())
     repo, tag, image = _push(server, ns)
@@ -90,7 +90,7 @@ def test_unsigned_is_denied_by_tag_and_digest_get_and_head_with_the_sentence(ser
         f"with cosign and a key from `moorage trust list {ns}`, or ask an admin to add yours")
 
 
-def test_a_trusted_signature_serves_and_an_untrusted_key_does_not(server, tmp_path):
+def test_a_trusted_signature_serves_and_an_untrusted_key_does_not(server: Server, tmp_path: Path) -> None:
     ns = _namespace()
     key = p256()
     trust_key(server, tmp_path, ns, "release", key)
@@ -106,7 +106,7 @@ def test_a_trusted_signature_serves_and_an_untrusted_key_does_not(server, tmp_pa
     assert _statuses(server, other_repo, other_tag, other.digest) == [403, 403, 403, 403]
 
 
-def test_signatures_and_sboms_stay_pullable_under_a_strict_policy(server, tmp_path):
+def test_signatures_and_sboms_stay_pullable_under_a_strict_policy(server: Server, tmp_path: Path) -> None:
     ns = _namespace()
     trust_key(server, tmp_path, ns, "release", p256())
     repo, tag, image = _push(server, ns)
@@ -123,7 +123,7 @@ def test_signatures_and_sboms_stay_pullable_under_a_strict_policy(server, tmp_pa
             for m in ("GET", "HEAD")] == [200, 200]
 
 
-def test_a_critical_vulnerability_is_denied_until_an_exception_on_its_alias(server):
+def test_a_critical_vulnerability_is_denied_until_an_exception_on_its_alias(server: Server) -> None:
     ns = _namespace()
     repo, tag, image = _push(server, ns)
     _write_report(server, repo, image.digest, vulnerabilities=[{
@@ -146,7 +146,7 @@ def test_a_critical_vulnerability_is_denied_until_an_exception_on_its_alias(serv
     assert _statuses(server, repo, tag, image.digest) == [403, 403, 403, 403]
 
 
-def test_deny_unscanned_refuses_a_pending_report(server):
+def test_deny_unscanned_refuses_a_pending_report(server: Server) -> None:
     ns = _namespace()
     repo, tag, image = _push(server, ns)
     _write_report(server, repo, image.digest, status="pending")
@@ -158,7 +158,7 @@ def test_deny_unscanned_refuses_a_pending_report(server):
     assert get_manifest(server, repo, tag, "HEAD").status_code == 403
 
 
-def test_a_dry_run_serves_and_audits_what_it_would_have_denied(server, tmp_path):
+def test_a_dry_run_serves_and_audits_what_it_would_have_denied(server: Server, tmp_path: Path) -> None:
     ns = _namespace()
     trust_key(server, tmp_path, ns, "release", p256())
     repo, tag, image = _push(server, ns)
@@ -177,7 +177,7 @@ def test_a_dry_run_serves_and_audits_what_it_would_have_denied(server, tmp_path)
                                                                      "require-signature")}
 
 
-def test_policy_show_prints_the_whole_policy_and_bad_input_is_refused(server):
+def test_policy_show_prints_the_whole_policy_and_bad_input_is_refused(server: Server) -> None:
     ns = _namespace()
     cli(server, "policy", "set", ns, "--deny-secrets", "--deny-severity", "critical",
         "--exception", "CVE-1", "--until", "2999-01-01", "--reason", "vendor fix pending")
@@ -196,7 +196,7 @@ def test_policy_show_prints_the_whole_policy_and_bad_input_is_refused(server):
 
 
 @pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo is not installed")
-def test_skopeo_inspect_and_copy_are_denied_then_allowed(server, tmp_path):
+def test_skopeo_inspect_and_copy_are_denied_then_allowed(server: Server, tmp_path: Path) -> None:
     ns = _namespace()
     trust_key(server, tmp_path, ns, "release", p256())
     repo, tag, _ = _push(server, ns)
@@ -204,7 +204,8 @@ def test_skopeo_inspect_and_copy_are_denied_then_allowed(server, tmp_path):
     src = f"docker://{server.host}/{repo}:{tag}"
 
     def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=120)
+        return subprocess.run(["skopeo", *args], check=False, capture_output=True, text=True,
+                              timeout=120)
 
     inspect = skopeo("inspect", "--tls-verify=false", src)
     assert inspect.returncode != 0

@@ -40,7 +40,7 @@ CACHE_ENTRIES = 4096
 
 
 class PolicyInvalid(RegistryError):
-    code, status, default_message = "DENIED", 400, "the pull policy is invalid"
+    default_message = "the pull policy is invalid"
 
 
 @dataclass(frozen=True, slots=True)
