@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from .config import Settings
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from sqlalchemy import Engine
 
     from .auth.admin import AdminService
@@ -191,7 +193,19 @@ class Registry:
                                self._audit_pull_denial,
                                policy_seconds=self.settings.pull_policy_cache_seconds)
 
+    @cached_property
+    def _audit_pool(self) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pull-audit")
+
     def _audit_pull_denial(self, pull: PullRequest, rule: str, message: str,
+                           dry_run: bool) -> None:
+        # A pull check runs inside a read, on the event loop for SQLite: write the event later,
+        # in a thread of its own.
+        self._audit_pool.submit(self._write_pull_denial, pull, rule, message, dry_run)
+
+    def _write_pull_denial(self, pull: PullRequest, rule: str, message: str,
                            dry_run: bool) -> None:
         from .events.types import Actor, PullDenied, records
 
@@ -442,7 +456,9 @@ class Registry:
             conn.execute(text("SELECT 1"))
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (after any pull denial still being audited)."""
+        if "_audit_pool" in self.__dict__:
+            self._audit_pool.shutdown(wait=True)
         self.engine.dispose()
 
 

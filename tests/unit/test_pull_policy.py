@@ -75,3 +75,17 @@ def test_a_bad_policy_is_refused_and_nothing_is_stored(registry: Registry) -> No
         with pytest.raises(RegistryError):
             registry.pull_policies.set(CLI, "team", bad)
     assert registry.pull_policies.show(CLI, "team")["version"] == 0
+
+
+def test_a_denial_is_a_pull_denied_event_naming_the_rule(registry: Registry) -> None:
+    digest, _ = push_image(registry, "team/app", "v1")
+    registry.pull_policies.set(CLI, "team", {"deny_unscanned": True})
+    last = registry.outbox.last_id()
+    _denial(registry, "team/app", "v1")
+    deadline = time.monotonic() + 30
+    while not (found := [e for e in events_after(registry, last) if e["type"] == "PullDenied"]):
+        assert time.monotonic() < deadline, "no PullDenied event"
+        time.sleep(0.05)
+    [event] = found
+    assert (event["digest"], event["payload"]["rule"], event["payload"]["dry_run"]) == (
+        digest, "deny-unscanned", False)
