@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 from .config import Settings
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from sqlalchemy import Engine
 
     from .auth.admin import AdminService
@@ -33,13 +35,15 @@ if TYPE_CHECKING:
     from .jobs.runner import JobRunner
     from .metadata.uow import Database
     from .models.service import ModelService
-    from .policy.admission import AdmissionChain
+    from .policy.admission import AdmissionChain, PullRequest
+    from .policy.pull import PullPolicyCheck
     from .policy.quota import UploadQuota
     from .registry.blobs import BlobService
     from .registry.catalog import CatalogService
     from .registry.deletion import DeletionService
     from .registry.manifests import ManifestService
     from .registry.policies import PolicyService
+    from .registry.pull_policies import PullPolicyService
     from .registry.pulls import PullRecorder
     from .registry.referrers import ReferrerService
     from .registry.retention import RetentionService
@@ -176,7 +180,47 @@ class Registry:
         """The push and pull checks (signature and vulnerability policies plug in here)."""
         from .policy.admission import default_chain
 
-        return default_chain(allow_sparse=self.settings.allow_sparse)
+        chain = default_chain(allow_sparse=self.settings.allow_sparse)
+        chain.pull += (self.pull_policy_check,)
+        return chain
+
+    @cached_property
+    def pull_policy_check(self) -> PullPolicyCheck:
+        """Namespace pull policies as one pull check (policies and decisions cached briefly)."""
+        from .policy.pull import PullPolicyCheck
+
+        return PullPolicyCheck(lambda repo, digest: self.verifier.verify(repo, digest),
+                               self._audit_pull_denial,
+                               policy_seconds=self.settings.pull_policy_cache_seconds)
+
+    @cached_property
+    def _audit_pool(self) -> ThreadPoolExecutor:
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="pull-audit")
+
+    def _audit_pull_denial(self, pull: PullRequest, rule: str, message: str,
+                           dry_run: bool) -> None:
+        # A pull check runs inside a read, on the event loop for SQLite: write the event later,
+        # in a thread of its own.
+        self._audit_pool.submit(self._write_pull_denial, pull, rule, message, dry_run)
+
+    def _write_pull_denial(self, pull: PullRequest, rule: str, message: str,
+                           dry_run: bool) -> None:
+        from .events.types import Actor, PullDenied, records
+
+        with self.database.write() as uow:
+            uow.emit(records(PullDenied(
+                actor=Actor.of(pull.actor) if pull.actor is not None else Actor(),
+                repository=pull.repository, digest=pull.digest, reference=pull.reference,
+                rule=rule, message=message, dry_run=dry_run)))
+
+    @cached_property
+    def pull_policies(self) -> PullPolicyService:
+        """`moorage policy set|show`: namespace pull policies."""
+        from .registry.pull_policies import PullPolicyService
+
+        return PullPolicyService(self.database, self.authorizer, self.pull_policy_check.forget)
 
     @cached_property
     def upload_quota(self) -> UploadQuota:
@@ -412,7 +456,9 @@ class Registry:
             conn.execute(text("SELECT 1"))
 
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database connections (after any pull denial still being audited)."""
+        if "_audit_pool" in self.__dict__:
+            self._audit_pool.shutdown(wait=True)
         self.engine.dispose()
 
 

@@ -106,6 +106,7 @@ class Settings:
     scan_secret_max_file_bytes: int = 1 << 20  # larger text files are not read for secrets
     scan_models: bool = True  # check model files (pickle imports, safetensors/GGUF headers)
     scan_model_max_bytes: int = 8 << 30  # larger pickle-based model files: reported unchecked
+    pull_policy_cache_seconds: float = 3.0  # seconds a process caches a namespace pull policy
 
     def __post_init__(self) -> None:
         mode = self.blob_redirect

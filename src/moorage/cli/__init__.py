@@ -13,6 +13,7 @@ from . import (
     jobs,
     lifecycle,
     models,
+    pullpolicy,
     sbom,
     scan,
     serve,
@@ -57,6 +58,7 @@ app.add_typer(sbom.sbom_app, name="sbom")
 app.add_typer(models.models_app, name="models")
 app.add_typer(scan.scan_app, name="scan")
 app.add_typer(signing.trust_app, name="trust")
+app.add_typer(pullpolicy.policy_app, name="policy")
 app.command()(signing.verify)
 app.command()(signing.provenance)
 app.add_typer(cache.upstream_app, name="upstream")

@@ -57,6 +57,11 @@ def audit_row(event: dict[str, Any]) -> dict[str, Any] | None:
     elif kind in ("PolicyChanged", "AdminAction"):
         action, reference = payload["action"], None
         outcome = payload.get("outcome", "success")
+    elif kind == "PullDenied":
+        action, reference = "pull.policy", payload.get("reference")
+        outcome = "dry-run" if payload.get("dry_run") else "denied"
+        detail = {"rule": payload.get("rule"), "message": payload.get("message"),
+                  "digest": event.get("digest")}
     elif kind == "WriteRefused":
         action, reference, outcome = payload["action"], payload.get("reference"), "failure"
     elif kind == "UnusualActivity":

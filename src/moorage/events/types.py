@@ -169,6 +169,17 @@ class PolicyChanged(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class PullDenied(Event):
+    """A namespace pull policy refused a manifest (or, in a dry run, would have): the rule and
+    the sentence the client got."""
+
+    reference: str
+    rule: str
+    message: str
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
 class GcCompleted(Event):
     """A garbage collection run finished; `report` holds its counts."""
 

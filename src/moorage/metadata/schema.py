@@ -628,6 +628,21 @@ trust_entries = Table(
 )
 
 
+# -- admission policy at pull (`moorage policy set`) --------------------------------------------
+
+# One row per namespace: its whole pull policy as JSON (see policy/pull.py), and a version that
+# grows on every change (pull checks cache by it).
+pull_policies = Table(
+    "pull_policies",
+    metadata,
+    Column("namespace", String(255), primary_key=True),
+    Column("policy", Text, nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(160)),
+)
+
+
 # -- upstream registries and pull-through cache namespaces -----------------------------------
 
 # Another OCI registry (the cache's upstream; replication's target or source).

@@ -31,6 +31,7 @@ from .queries.manifests import ManifestQueries
 from .queries.models import ModelQueries
 from .queries.outbox import OutboxQueries
 from .queries.policies import PolicyQueries
+from .queries.pull_policies import PullPolicyQueries
 from .queries.pulls import PullQueries
 from .queries.referrers import ReferrerQueries
 from .queries.repositories import RepositoryQueries
@@ -167,6 +168,10 @@ class UnitOfWork:
     @cached_property
     def trust(self) -> TrustQueries:
         return TrustQueries(self)
+
+    @cached_property
+    def pull_policies(self) -> PullPolicyQueries:
+        return PullPolicyQueries(self)
 
 
 class Database(StoreBase):
