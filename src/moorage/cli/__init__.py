@@ -13,6 +13,7 @@ from . import (
     jobs,
     lifecycle,
     models,
+    replication,
     sbom,
     scan,
     serve,
@@ -61,5 +62,6 @@ app.command()(signing.verify)
 app.command()(signing.provenance)
 app.add_typer(cache.upstream_app, name="upstream")
 app.add_typer(cache.cache_app, name="cache")
+app.add_typer(replication.replication_app, name="replication")
 
 __all__ = ["app"]
