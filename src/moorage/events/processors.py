@@ -39,7 +39,11 @@ def job_kind(processor: PostPushProcessor) -> str:
 
 
 def unique_key(processor: PostPushProcessor, event: dict[str, Any]) -> str:
-    """One job per processor and manifest, however often the manifest's push is seen."""
+    """One job per processor and manifest, however often the manifest's push is seen (a
+    processor with a `unique_key(event)` of its own, e.g. per tag, says otherwise)."""
+    own = getattr(processor, "unique_key", None)
+    if own is not None:
+        return str(own(event))
     return f"{processor.name}:{event['repository']}@{event['digest']}"
 
 

@@ -22,6 +22,11 @@ class ReplicationProcessor:
     def __init__(self, registry: Registry) -> None:
         self.reg = registry
 
+    def unique_key(self, event: dict[str, Any]) -> str:
+        """One job per pushed reference: the digest's push and then its tag's are two."""
+        reference = (event.get("payload") or {}).get("reference") or event["digest"]
+        return f"{self.name}:{event['repository']}@{event['digest']}#{reference}"
+
     def wants(self, event: dict[str, Any]) -> bool:
         """Whether an --on-push rule covers the pushed repository."""
         return bool(self.reg.replication.on_push_rules(event["repository"]))
