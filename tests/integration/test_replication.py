@@ -21,6 +21,7 @@ from support.oci import (
     blob_url,
     make_artifact,
     make_image,
+    make_index,
     manifest_url,
     new_repo,
     push_tree,
@@ -137,6 +138,41 @@ def test_push_to_copies_an_image_with_its_referrer(world: World) -> None:
     # a second run finds everything there: nothing is sent again
     again = _run_to_the_end(world, "copy-one")
     assert (again["blobs"], again["bytes"]) == (0, 0)
+
+
+def test_an_index_keeps_its_children(world: World) -> None:
+    repo = new_repo("idx")
+    index = make_index([make_image(), make_image()])
+    push_tree(world.source, repo, index, tag="multi")
+    _admin(world.source, "replication", "add", "multi", "--push-to", "target", "--repos", repo)
+
+    _run_to_the_end(world, "multi")
+
+    assert _digest_at(world.target, repo, "multi") == index.digest
+    for child in index.children:
+        assert _digest_at(world.target, repo, child.digest) == child.digest
+        for blob in child.blobs:
+            assert requests.get(blob_url(world.target, repo, blob.digest),
+                                timeout=10).content == blob.data
+
+
+def test_delete_mirrors_removes_the_tags_deleted_here(world: World) -> None:
+    repo = new_repo("dm")
+    kept, dropped = make_image(), make_image()
+    push_tree(world.source, repo, kept, tag="kept")
+    push_tree(world.source, repo, dropped, tag="dropped")
+    _admin(world.source, "replication", "add", "exact", "--push-to", "target", "--repos", repo,
+           "--delete-mirrors")
+    _run_to_the_end(world, "exact")
+    assert _digest_at(world.target, repo, "dropped") == dropped.digest
+    assert requests.delete(manifest_url(world.source, repo, "dropped"),
+                           timeout=10).status_code == 202
+
+    last = _run_to_the_end(world, "exact")
+
+    assert last["deleted"] == 1
+    assert _digest_at(world.target, repo, "dropped") is None
+    assert _digest_at(world.target, repo, "kept") == kept.digest
 
 
 def test_a_filtered_rule_copies_only_matching_tags(world: World) -> None:

@@ -706,6 +706,7 @@ replication_runs = Table(
     Column("skipped", Integer, nullable=False, default=0),
     Column("mounted", Integer, nullable=False, default=0),
     Column("bytes", BigInteger, nullable=False, default=0),
+    Column("deleted", Integer, nullable=False, default=0),  # tags deleted (--delete-mirrors)
     Column("error", Text),
     Column("failures", Text, nullable=False, default="[]"),  # JSON [{at, error}]
     Column("uploads", Text, nullable=False, default="{}"),  # JSON {repo@digest: upload URL}

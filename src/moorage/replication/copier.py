@@ -40,11 +40,12 @@ class Counts:
     skipped: int = 0
     mounted: int = 0
     bytes: int = 0
+    deleted: int = 0
     seen: set[str] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, int]:
         return {"manifests": self.manifests, "blobs": self.blobs, "skipped": self.skipped,
-                "mounted": self.mounted, "bytes": self.bytes}
+                "mounted": self.mounted, "bytes": self.bytes, "deleted": self.deleted}
 
 
 def children(content: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -113,8 +114,27 @@ class Copier:
     async def push_all(self) -> None:
         """Every matching tag of every matching repository of ours."""
         for repository in self.local_repositories():
-            for tag in self.local_tags(repository):
+            tags = self.local_tags(repository)
+            for tag in tags:
                 await self.push_reference(repository, tag)
+            if self.rule["delete_mirrors"]:
+                await self._delete_there(repository, set(tags))
+
+    async def _delete_there(self, repository: str, kept: set[str]) -> None:
+        """Delete the target's matching tags we no longer have (--delete-mirrors)."""
+        from ..upstream import UpstreamError
+
+        try:
+            there = await self.client.tags(repository)
+        except UpstreamError as exc:
+            if exc.status == 404:
+                return
+            raise
+        for tag in there:
+            if tag not in kept and rules.matches(self.rule["tags"], tag) \
+                    and await self.client.delete_manifest(repository, tag):
+                self.counts.deleted += 1
+        self._flush()
 
     async def push_reference(self, repository: str, reference: str) -> None:
         """One tag (or digest) of ours, its tree and its referrers, to the same name there."""
@@ -191,9 +211,15 @@ class Copier:
     async def pull_all(self) -> None:
         """Every matching tag of the rule's repositories at the upstream (named literally)."""
         for repository in rules.patterns(self.rule["repos"]):
-            for tag in await self.client.tags(repository):
-                if rules.matches(self.rule["tags"], tag):
-                    await self.pull_reference(repository, tag)
+            tags = [t for t in await self.client.tags(repository)
+                    if rules.matches(self.rule["tags"], t)]
+            for tag in tags:
+                await self.pull_reference(repository, tag)
+            if self.rule["delete_mirrors"]:
+                for tag in set(self.local_tags(repository)) - set(tags):
+                    await self.reg.manifests.delete(repository, tag, self.actor)
+                    self.counts.deleted += 1
+                self._flush()
 
     async def pull_reference(self, repository: str, reference: str) -> None:
         """One tag (or digest) of the upstream, its tree and its referrers, stored here."""

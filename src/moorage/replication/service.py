@@ -204,7 +204,8 @@ class ReplicationService:
             uow.replication.finish_run(run["id"], "done", None, time.time())
             done = uow.replication.run_of_job(job.id)
         assert done is not None
-        return {k: done[k] for k in ("manifests", "blobs", "skipped", "mounted", "bytes")}
+        return {k: done[k] for k in ("manifests", "blobs", "skipped", "mounted", "bytes",
+                                     "deleted")}
 
     # -- on push ------------------------------------------------------------------------------
 

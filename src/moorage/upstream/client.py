@@ -222,6 +222,19 @@ class UpstreamClient:
             raise UpstreamDigestMismatch(ours, theirs, resp.status)
         return ours
 
+    async def delete_manifest(self, repo: str, reference: str) -> bool:
+        """Delete a tag (or a manifest by digest); False when the upstream had none."""
+        url = self._url(f"/v2/{repo}/manifests/{reference}")
+        try:
+            resp = await self._request("DELETE", url, (_scope(repo, "delete"),),
+                                       ok=(202, 200, 204))
+        except UpstreamError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        resp.release()
+        return True
+
     async def head_blob(self, repo: str, digest: str) -> BlobInfo | None:
         """The size of a blob, or None when the repository does not have it."""
         url = self._url(f"/v2/{repo}/blobs/{digest}")

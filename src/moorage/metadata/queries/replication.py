@@ -15,7 +15,7 @@ from ..schema import upstreams as u
 if TYPE_CHECKING:
     from ..uow import UnitOfWork
 
-COUNTS = ("manifests", "blobs", "skipped", "mounted", "bytes")
+COUNTS = ("manifests", "blobs", "skipped", "mounted", "bytes", "deleted")
 
 
 class RuleTaken(Exception):
@@ -88,7 +88,7 @@ class ReplicationQueries:
             return {**found, "state": "running", "finished_at": None}
         key = self.conn.execute(runs.insert().values(
             rule_id=rule_id, job_id=job_id, state="running", trigger=trigger, manifests=0,
-            blobs=0, skipped=0, mounted=0, bytes=0, failures="[]", uploads="{}",
+            blobs=0, skipped=0, mounted=0, bytes=0, deleted=0, failures="[]", uploads="{}",
             started_at=now)).inserted_primary_key
         assert key is not None
         row = self.conn.execute(select(runs).where(runs.c.id == int(key[0]))).one()
