@@ -252,3 +252,8 @@ def test_on_push_replicates_a_new_push(world: World) -> None:
           "the pushed tag at the target")
     history = json.loads(_admin(world.source, "replication", "history", "live", "--json"))
     assert [r["trigger"] for r in history["runs"]] == [f"push {repo}:v1"]
+
+    signature = make_artifact(subject=image)  # pushed by digest: it follows its subject
+    push_tree(world.source, repo, signature)
+    _wait(lambda: [d["digest"] for d in referrers(world.target, repo, image.digest)
+                   .json()["manifests"]] == [signature.digest], 60, "the referrer at the target")

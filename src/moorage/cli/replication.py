@@ -146,7 +146,8 @@ def replication_status(
     else:
         typer.echo(f"last run: {last['state']} {_when(last['started_at'])}: "
                    f"{last['manifests']} manifests, {last['blobs']} blobs sent, "
-                   f"{last['skipped']} skipped, {last['mounted']} mounted, {last['bytes']} bytes"
+                   f"{last['skipped']} skipped, {last['mounted']} mounted, {last['bytes']} bytes, "
+                   f"{last['deleted']} tags deleted"
                    + (f"; error: {last['error']}" if last["error"] else ""))
 
 
