@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from .registry.uploads import UploadService
     from .registry.upstreams import UpstreamService
     from .registry.webhooks import WebhookService
+    from .replication.service import ReplicationService
     from .scan.reports import ScanReports
     from .scan.service import SbomService
     from .scan.vulndb import VulnDatabase
@@ -295,6 +296,13 @@ class Registry:
         from .cache.service import CacheService
 
         return CacheService(self.database, self.authorizer)
+
+    @cached_property
+    def replication(self) -> ReplicationService:
+        """Replication rules, their runs and the `replication.run` job."""
+        from .replication.service import ReplicationService
+
+        return ReplicationService(self)
 
     @cached_property
     def pull_through(self) -> PullThrough:

@@ -96,6 +96,10 @@ class Settings:
     cache_upstream_timeout: float = 30.0  # seconds a cache waits for an upstream's answer (then stale)
     cache_referrers_ttl: float = 60.0  # seconds a cache keeps an upstream's referrers list
     cache_fetch_lease_seconds: float = 30.0  # a cold-blob fetch lease other workers wait behind
+    # -- replication ----------------------------------------------------------------------------
+    replication_on_push: bool = True  # --on-push replication rules queue a run for each push
+    replication_chunk_size: int = 8 * 1024 * 1024  # bytes per PATCH of a replicated blob push
+    replication_retries: int = 5  # broken requests in a row a transfer retries before the run fails
     # -- scanning (supply chain) ---------------------------------------------------------------
     sbom_on_push: bool = True  # generate a CycloneDX SBOM referrer for each pushed image (a job)
     models_on_push: bool = True  # index each pushed model manifest: fields, files, tensors (a job)
@@ -243,6 +247,9 @@ class Settings:
                              "positive, cache_referrers_ttl 0 or more")
         if self.webhook_concurrency < 1:
             raise ValueError("webhook_concurrency must be at least 1")
+        if self.replication_chunk_size < 1 or self.replication_retries < 0:
+            raise ValueError("replication_chunk_size must be positive, replication_retries 0 "
+                             "or more")
         if self.scan_secret_max_file_bytes < 1 or self.scan_model_max_bytes < 1:
             raise ValueError("scan_secret_max_file_bytes and scan_model_max_bytes must be "
                              "positive")

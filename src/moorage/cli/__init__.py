@@ -14,6 +14,7 @@ from . import (
     lifecycle,
     models,
     pullpolicy,
+    replication,
     sbom,
     scan,
     serve,
@@ -63,5 +64,6 @@ app.command()(signing.verify)
 app.command()(signing.provenance)
 app.add_typer(cache.upstream_app, name="upstream")
 app.add_typer(cache.cache_app, name="cache")
+app.add_typer(replication.replication_app, name="replication")
 
 __all__ = ["app"]

@@ -39,7 +39,11 @@ def job_kind(processor: PostPushProcessor) -> str:
 
 
 def unique_key(processor: PostPushProcessor, event: dict[str, Any]) -> str:
-    """One job per processor and manifest, however often the manifest's push is seen."""
+    """One job per processor and manifest, however often the manifest's push is seen (a
+    processor with a `unique_key(event)` of its own, e.g. per tag, says otherwise)."""
+    own = getattr(processor, "unique_key", None)
+    if own is not None:
+        return str(own(event))
     return f"{processor.name}:{event['repository']}@{event['digest']}"
 
 
@@ -89,7 +93,8 @@ def handlers(processors: Sequence[PostPushProcessor]
 def configured(env: Mapping[str, str] | None = None, registry: Registry | None = None
                ) -> list[PostPushProcessor]:
     """The processors of this deployment: the SBOM generator unless `sbom_on_push` is off, the
-    model indexer unless `models_on_push` is off (none at all: the consumer never starts)."""
+    model indexer unless `models_on_push` is off, the --on-push replication rules' unless
+    `replication_on_push` is off (none at all: the consumer never starts)."""
     env = os.environ if env is None else env
     found: list[PostPushProcessor] = []
     if registry is not None and registry.settings.sbom_on_push:
@@ -100,6 +105,10 @@ def configured(env: Mapping[str, str] | None = None, registry: Registry | None =
         from ..models.processor import ModelsProcessor
 
         found.append(ModelsProcessor(registry))
+    if registry is not None and registry.settings.replication_on_push:
+        from ..replication.processor import ReplicationProcessor
+
+        found.append(ReplicationProcessor(registry))
     from . import testing
 
     if env.get(testing.RECORD_ENV):

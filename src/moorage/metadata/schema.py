@@ -691,3 +691,41 @@ cache_fetches = Table(
     Column("owner", String(64), nullable=False),
     Column("lease_until", Float, nullable=False),
 )
+
+replication_rules = Table(
+    "replication_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("direction", String(8), nullable=False),  # push | pull
+    Column("upstream_id", Integer, ForeignKey("upstreams.id"), nullable=False),
+    Column("repos", Text, nullable=False),  # comma-separated globs ('**' crosses '/')
+    Column("tags", Text),  # comma-separated globs; NULL: every tag
+    Column("on_push", Boolean, nullable=False, default=False),
+    Column("delete_mirrors", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(160)),
+)
+
+replication_runs = Table(
+    "replication_runs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("rule_id", Integer, ForeignKey("replication_rules.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("job_id", Integer, unique=True),  # the replication.run job (its retries share it)
+    Column("state", String(16), nullable=False),  # running | done | failed
+    Column("trigger", String(300)),  # manual | push repo:tag
+    Column("manifests", Integer, nullable=False, default=0),
+    Column("blobs", Integer, nullable=False, default=0),
+    Column("skipped", Integer, nullable=False, default=0),
+    Column("mounted", Integer, nullable=False, default=0),
+    Column("bytes", BigInteger, nullable=False, default=0),
+    Column("deleted", Integer, nullable=False, default=0),  # tags deleted (--delete-mirrors)
+    Column("error", Text),
+    Column("failures", Text, nullable=False, default="[]"),  # JSON [{at, error}]
+    Column("uploads", Text, nullable=False, default="{}"),  # JSON {repo@digest: upload URL}
+    Column("started_at", Float, nullable=False),
+    Column("finished_at", Float),
+    Index("replication_runs_rule", "rule_id", "id"),
+)

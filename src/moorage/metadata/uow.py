@@ -34,6 +34,7 @@ from .queries.policies import PolicyQueries
 from .queries.pull_policies import PullPolicyQueries
 from .queries.pulls import PullQueries
 from .queries.referrers import ReferrerQueries
+from .queries.replication import ReplicationQueries
 from .queries.repositories import RepositoryQueries
 from .queries.scans import ScanQueries
 from .queries.stats import StatsQueries
@@ -146,6 +147,10 @@ class UnitOfWork:
     @cached_property
     def cache(self) -> CacheQueries:
         return CacheQueries(self)
+
+    @cached_property
+    def replication(self) -> ReplicationQueries:
+        return ReplicationQueries(self)
 
     # -- vulnerability data -------------------------------------------------------------------
 

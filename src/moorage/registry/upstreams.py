@@ -123,6 +123,10 @@ class UpstreamService:
             if users:
                 raise UpstreamConflict(f"upstream {name!r} is used by cache {users[0]!r}: "
                                        "remove that first")
+            replicating = uow.replication.rules_of_upstream(row["id"])
+            if replicating:
+                raise UpstreamConflict(f"upstream {name!r} is used by replication rule "
+                                       f"{replicating[0]!r}: remove that first")
             uow.cache.remove_upstream(row["id"])
 
     def row(self, upstream_id: int) -> dict[str, Any] | None:

@@ -49,6 +49,10 @@ class Upstream(Protocol):
         """Push a manifest; its digest."""
         ...
 
+    async def delete_manifest(self, repo: str, reference: str) -> bool:
+        """Delete a tag (or a manifest by digest); False when it had none."""
+        ...
+
     async def head_blob(self, repo: str, digest: str) -> BlobInfo | None:
         """A blob's size; None when the repository does not have it."""
         ...

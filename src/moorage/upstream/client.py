@@ -222,6 +222,19 @@ class UpstreamClient:
             raise UpstreamDigestMismatch(ours, theirs, resp.status)
         return ours
 
+    async def delete_manifest(self, repo: str, reference: str) -> bool:
+        """Delete a tag (or a manifest by digest); False when the upstream had none."""
+        url = self._url(f"/v2/{repo}/manifests/{reference}")
+        try:
+            resp = await self._request("DELETE", url, (_scope(repo, "delete"),),
+                                       ok=(202, 200, 204))
+        except UpstreamError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        resp.release()
+        return True
+
     async def head_blob(self, repo: str, digest: str) -> BlobInfo | None:
         """The size of a blob, or None when the repository does not have it."""
         url = self._url(f"/v2/{repo}/blobs/{digest}")
@@ -318,20 +331,45 @@ class UpstreamClient:
         """Upload a blob chunked (POST, PATCH…, PUT). When a request breaks, the client asks the
         upload for the offset it acknowledged and sends only the rest. One chunk is held in
         memory at a time."""
+        await self.push_blob_from(repo, digest, lambda offset: chunks, size)
+
+    async def push_blob_from(
+        self, repo: str, digest: str, source: Callable[[int], AsyncIterable[bytes]], size: int,
+        location: str | None = None, on_progress: Callable[[str, int], None] | None = None,
+    ) -> None:
+        """`push_blob` whose bytes come from `source(offset)`, continuing the upload session at
+        `location` (as an earlier try's `on_progress` reported it) from the offset the upstream
+        acknowledged; a session the upstream no longer knows is started again. `on_progress`
+        learns the session's URL and acknowledged offset after each chunk."""
         _algorithm(digest)
         scopes = (_scope(repo, "pull,push"),)
-        resp = await self._request("POST", self._url(f"/v2/{repo}/blobs/uploads/"), scopes,
-                                   ok=(202,), data=b"")
-        resp.release()
-        upload = ChunkedUpload(self, scopes, self._resolve(location_of(resp)))
-        chunk_size = max(self.chunk_size, int(resp.headers.get("OCI-Chunk-Min-Length") or 0))
+        upload: ChunkedUpload | None = None
+        chunk_size = self.chunk_size
+        if location:
+            upload = ChunkedUpload(self, scopes, self._resolve(location))
+            try:
+                await upload.recover(0)
+            except UpstreamError as exc:
+                if exc.status not in (400, 404, 416):
+                    raise
+                upload = None  # expired or cancelled: start again
+        if upload is None:
+            resp = await self._request("POST", self._url(f"/v2/{repo}/blobs/uploads/"), scopes,
+                                       ok=(202,), data=b"")
+            resp.release()
+            upload = ChunkedUpload(self, scopes, self._resolve(location_of(resp)))
+            chunk_size = max(chunk_size, int(resp.headers.get("OCI-Chunk-Min-Length") or 0))
+        if on_progress is not None:
+            on_progress(str(upload.location), upload.offset)
         pending = bytearray()
-        async for data in chunks:
+        async for data in source(upload.offset):
             pending += data
             while len(pending) > chunk_size:  # keep the tail: the last chunk goes with the PUT
                 piece = bytes(pending[:chunk_size])
                 del pending[:chunk_size]
                 await upload.send_chunk(piece)
+                if on_progress is not None:
+                    on_progress(str(upload.location), upload.offset)
         if upload.offset + len(pending) != size:
             raise ValueError(f"push_blob got {upload.offset + len(pending)} bytes, not {size}")
         await upload.finish(repo, digest, bytes(pending))

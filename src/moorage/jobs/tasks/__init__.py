@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ...registry.policies import PolicyService
     from ...registry.retention import RetentionService
     from ...registry.webhooks import WebhookService
+    from ...replication.service import ReplicationService
     from ...scan.reports import ScanReports
 
 Handler = Callable[[Job], dict[str, Any] | None]
@@ -40,6 +41,9 @@ class TaskServices(Protocol):
     @property
     def scans(self) -> ScanReports: ...
 
+    @property
+    def replication(self) -> ReplicationService: ...
+
     settings: Any
 
 TEST_JOBS_ENV = "MOORAGE_TEST_JOBS"
@@ -50,9 +54,9 @@ class TaskFailed(Exception):
 
 
 def _modules(env: Mapping[str, str]) -> list[Any]:
-    from . import gc, outbox, quota, retention, scans, uploads, webhooks
+    from . import gc, outbox, quota, replication, retention, scans, uploads, webhooks
 
-    mods = [gc, retention, uploads, quota, outbox, webhooks, scans]
+    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication]
     if env.get(TEST_JOBS_ENV) == "1":
         from . import testing
 

@@ -1,0 +1,43 @@
+"""Which repositories and tags a rule matches: comma-separated globs, `*` within one path
+segment, `**` across segments, `?` one character."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+
+@lru_cache(maxsize=256)
+def _compile(pattern: str) -> re.Pattern[str]:
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
+
+
+def patterns(text: str | None) -> list[str]:
+    """The globs of a comma-separated list (empty for None)."""
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def matches(text: str | None, name: str) -> bool:
+    """Whether `name` matches any glob of `text`; None (no filter) matches everything."""
+    if text is None:
+        return True
+    return any(_compile(p).fullmatch(name) for p in patterns(text))
+
+
+def is_literal(pattern: str) -> bool:
+    """A glob with no wildcard: a name as it is."""
+    return not any(c in pattern for c in "*?")

@@ -1,0 +1,259 @@
+"""Replication between two Moorage instances on loopback: the source pushes to (or pulls from)
+the target through a TCP relay of the tests (integration/test_upstream_client.py) that counts
+the bytes it carries and cuts connections."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import requests
+from support.oci import (
+    ACCEPT_MANIFESTS,
+    Blob,
+    blob_url,
+    make_artifact,
+    make_image,
+    make_index,
+    manifest_url,
+    new_repo,
+    push_tree,
+    referrers,
+)
+from support.servers import Server, run_moorage, start_registry
+
+from integration.test_upstream_client import Relay
+
+CHUNK = 1024 * 1024
+
+
+class RelayThread:
+    """A Relay on an event loop of its own thread, for servers to talk through."""
+
+    def __init__(self, port: int) -> None:
+        self.relay = Relay(port)
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+        asyncio.run_coroutine_threadsafe(self.relay.__aenter__(), self.loop).result(10)
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.relay.__aexit__(None, None, None),
+                                         self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+@dataclass
+class World:
+    source: Server
+    target: Server
+    relay: Relay
+
+
+def _admin(server: Server, *args: str) -> str:
+    """`moorage ARGS` on the server's own registry."""
+    node: Any = server
+    return run_moorage(*args, "--data-dir", str(node.data_dir), *node.extra_args,
+                       env=node.env).stdout
+
+
+def _wait(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if (got := check()):
+            return got
+        time.sleep(0.3)
+    raise AssertionError(f"timed out: {what}")
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    target = start_registry(tmp_path_factory.mktemp("target"))
+    relay = RelayThread(target.port)
+    source = start_registry(
+        tmp_path_factory.mktemp("source"),
+        MOORAGE_JOB_POLL_INTERVAL="0.2", MOORAGE_JOB_BACKOFF_BASE="0.5",
+        MOORAGE_JOB_BACKOFF_MAX="2", MOORAGE_REPLICATION_CHUNK_SIZE=str(CHUNK),
+        MOORAGE_REPLICATION_RETRIES="0")
+    try:
+        _admin(source, "upstream", "add", "target", relay.relay.url)
+        _admin(source, "upstream", "add", "origin", target.url)
+        yield World(source, target, relay.relay)
+    finally:
+        source.stop()
+        relay.stop()
+        target.stop()
+
+
+def _status(world: World, rule: str) -> dict[str, Any]:
+    return json.loads(_admin(world.source, "replication", "status", rule, "--json"))
+
+
+def _run_to_the_end(world: World, rule: str, timeout: float = 90) -> dict[str, Any]:
+    """`moorage replication run RULE`, then its run once done (failing on a failed run)."""
+    job = json.loads(_admin(world.source, "replication", "run", rule, "--json"))["job"]
+
+    def finished() -> dict[str, Any] | None:
+        st = _status(world, rule)
+        last = st["last_run"]
+        if st["active_job"] is None and last is not None and last["job_id"] == job:
+            return last
+        return None
+
+    last = _wait(finished, timeout, f"the run of {rule}")
+    assert last["state"] == "done", last
+    return last
+
+
+def _digest_at(server: Server, repo: str, ref: str) -> str | None:
+    resp = requests.head(manifest_url(server, repo, ref),
+                         headers={"Accept": ACCEPT_MANIFESTS}, timeout=10)
+    return resp.headers["Docker-Content-Digest"] if resp.status_code == 200 else None
+
+
+def test_push_to_copies_an_image_with_its_referrer(world: World) -> None:
+    repo = new_repo("rp")
+    image = make_image(layers=2)
+    push_tree(world.source, repo, image, tag="v1")
+    signature = make_artifact(subject=image)
+    push_tree(world.source, repo, signature)
+    _admin(world.source, "replication", "add", "copy-one", "--push-to", "target",
+           "--repos", repo)
+
+    last = _run_to_the_end(world, "copy-one")
+
+    assert _digest_at(world.target, repo, "v1") == image.digest
+    for blob in image.blobs + signature.blobs:
+        got = requests.get(blob_url(world.target, repo, blob.digest), timeout=10)
+        assert got.status_code == 200 and got.content == blob.data
+    found = referrers(world.target, repo, image.digest).json()["manifests"]
+    assert [d["digest"] for d in found] == [signature.digest]
+    assert (last["manifests"], last["blobs"]) == (2, len(image.blobs + signature.blobs))
+    # a second run finds everything there: nothing is sent again
+    again = _run_to_the_end(world, "copy-one")
+    assert (again["blobs"], again["bytes"]) == (0, 0)
+
+
+def test_an_index_keeps_its_children(world: World) -> None:
+    repo = new_repo("idx")
+    index = make_index([make_image(), make_image()])
+    push_tree(world.source, repo, index, tag="multi")
+    _admin(world.source, "replication", "add", "multi", "--push-to", "target", "--repos", repo)
+
+    _run_to_the_end(world, "multi")
+
+    assert _digest_at(world.target, repo, "multi") == index.digest
+    for child in index.children:
+        assert _digest_at(world.target, repo, child.digest) == child.digest
+        for blob in child.blobs:
+            assert requests.get(blob_url(world.target, repo, blob.digest),
+                                timeout=10).content == blob.data
+
+
+def test_delete_mirrors_removes_the_tags_deleted_here(world: World) -> None:
+    repo = new_repo("dm")
+    kept, dropped = make_image(), make_image()
+    push_tree(world.source, repo, kept, tag="kept")
+    push_tree(world.source, repo, dropped, tag="dropped")
+    _admin(world.source, "replication", "add", "exact", "--push-to", "target", "--repos", repo,
+           "--delete-mirrors")
+    _run_to_the_end(world, "exact")
+    assert _digest_at(world.target, repo, "dropped") == dropped.digest
+    assert requests.delete(manifest_url(world.source, repo, "dropped"),
+                           timeout=10).status_code == 202
+
+    last = _run_to_the_end(world, "exact")
+
+    assert last["deleted"] == 1
+    assert _digest_at(world.target, repo, "dropped") is None
+    assert _digest_at(world.target, repo, "kept") == kept.digest
+
+
+def test_a_filtered_rule_copies_only_matching_tags(world: World) -> None:
+    repo, other = new_repo("flt"), new_repo("nomatch")
+    release, nightly = make_image(), make_image()
+    push_tree(world.source, repo, release, tag="v2.0")
+    push_tree(world.source, repo, nightly, tag="nightly")
+    push_tree(world.source, other, make_image(), tag="v1")
+    _admin(world.source, "replication", "add", "releases", "--push-to", "target",
+           "--repos", "flt/*", "--tags", "v*")
+
+    _run_to_the_end(world, "releases")
+
+    assert _digest_at(world.target, repo, "v2.0") == release.digest
+    assert _digest_at(world.target, repo, "nightly") is None
+    assert _digest_at(world.target, repo, nightly.digest) is None
+    assert _digest_at(world.target, other, "v1") is None
+
+
+def test_a_cut_connection_resumes_from_the_acknowledged_offset(world: World) -> None:
+    repo = new_repo("cut")
+    layer = Blob(os.urandom(4 * CHUNK + 123), "application/octet-stream")
+    image = make_image(layer_blobs=[layer])
+    push_tree(world.source, repo, image, tag="big")
+    _admin(world.source, "replication", "add", "cutter", "--push-to", "target",
+           "--repos", repo)
+    relay = world.relay
+    start = len(relay.sent)
+    relay.cut_upload_after, relay.upload_cuts = int(2.5 * CHUNK), 1
+
+    last = _run_to_the_end(world, "cutter")
+
+    assert relay.upload_cuts == 0  # the relay did cut the push
+    assert len(last["failures"]) == 1 and "UNAVAILABLE" in last["failures"][0]["error"]
+    sent = bytes(relay.sent[start:])
+    # the retry asked the upload where it stood and went on in the same session
+    path = f"/v2/{repo}/blobs/uploads/".encode()
+    assert sent.count(b"POST " + path) == len(image.blobs)
+    assert sent.count(b"GET " + path) == 1
+    assert len(sent) < len(layer.data) + CHUNK  # acknowledged bytes were not sent again
+    got = requests.get(blob_url(world.target, repo, layer.digest), timeout=30)
+    assert got.content == layer.data
+    assert _digest_at(world.target, repo, "big") == image.digest
+
+
+def test_pull_from_mirrors_an_upstream_tag(world: World) -> None:
+    repo = new_repo("pl")
+    image = make_image(layers=2)
+    push_tree(world.target, repo, image, tag="v1")
+    signature = make_artifact(subject=image)
+    push_tree(world.target, repo, signature)
+    push_tree(world.target, repo, make_image(), tag="dev")
+    _admin(world.source, "replication", "add", "mirror", "--pull-from", "origin",
+           "--repos", repo, "--tags", "v*")
+
+    last = _run_to_the_end(world, "mirror")
+
+    assert _digest_at(world.source, repo, "v1") == image.digest
+    assert _digest_at(world.source, repo, "dev") is None
+    for blob in image.blobs:
+        assert requests.get(blob_url(world.source, repo, blob.digest),
+                            timeout=10).content == blob.data
+    found = referrers(world.source, repo, image.digest).json()["manifests"]
+    assert [d["digest"] for d in found] == [signature.digest]
+    assert last["manifests"] == 2
+
+
+def test_on_push_replicates_a_new_push(world: World) -> None:
+    prefix = new_repo("op").split("/")[0]
+    _admin(world.source, "replication", "add", "live", "--push-to", "target",
+           "--repos", f"{prefix}/**", "--on-push")
+    repo = f"{prefix}/team/app"
+    image = make_image()
+    push_tree(world.source, repo, image, tag="v1")
+
+    _wait(lambda: _digest_at(world.target, repo, "v1") == image.digest, 60,
+          "the pushed tag at the target")
+    history = json.loads(_admin(world.source, "replication", "history", "live", "--json"))
+    assert [r["trigger"] for r in history["runs"]] == [f"push {repo}:v1"]
+
+    signature = make_artifact(subject=image)  # pushed by digest: it follows its subject
+    push_tree(world.source, repo, signature)
+    _wait(lambda: [d["digest"] for d in referrers(world.target, repo, image.digest)
+                   .json()["manifests"]] == [signature.digest], 60, "the referrer at the target")
