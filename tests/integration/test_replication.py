@@ -27,9 +27,12 @@ from support.oci import (
     push_tree,
     referrers,
 )
-from support.servers import Server, run_moorage, start_registry
+from support.servers import BACKEND, Server, run_moorage, start_registry
 
 from integration.test_upstream_client import Relay
+
+# Two single servers of their own, managed with the CLI on their data dirs: not a cluster.
+pytestmark = pytest.mark.skipif(BACKEND == "pg-s3-lb", reason="two single-node registries")
 
 CHUNK = 1024 * 1024
 
