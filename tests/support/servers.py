@@ -68,7 +68,7 @@ class RegistryProcess(_Address):
         """Every log the server writes (one here; one per node for a cluster)."""
         return [self.log_path] if self.log_path is not None else []
 
-    def start(self, timeout: float = 20.0) -> RegistryProcess:
+    def start(self, timeout: float = 60.0) -> RegistryProcess:
         """Start the server and wait until GET /v2/ answers."""
         self.log_path = self.data_dir.parent / f"moorage-{self.port}.log"
         log = open(self.log_path, "ab")  # noqa: SIM115 (the server keeps it)
@@ -172,7 +172,7 @@ class BalancedCluster(_Address):
         """The logs of every node: a request may have gone to any of them."""
         return [node.log_path for node in self.nodes if node.log_path is not None]
 
-    def start(self, timeout: float = 30.0) -> BalancedCluster:
+    def start(self, timeout: float = 90.0) -> BalancedCluster:
         """Start every node (in parallel), then the balancer on its same port."""
         with ThreadPoolExecutor(len(self.nodes)) as pool:
             list(pool.map(lambda node: node.start(timeout), self.nodes))
