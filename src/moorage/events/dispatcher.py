@@ -44,8 +44,8 @@ class Consumer(Protocol):
 
 def deliver(outbox: Outbox, consumer: Consumer, batch: int = BATCH) -> int:
     """One round: hand the events after the consumer's cursor over; how many it took."""
-    position = outbox.cursor(consumer.name)
-    pending = outbox.since(position, batch)
+    position = outbox.position(consumer.name)
+    pending = outbox.pending(position, batch)
     if not pending:
         return 0
     if consumer.transactional:

@@ -9,6 +9,7 @@ nothing).
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -20,11 +21,49 @@ class _Moved(Exception):
     """Another process advanced the cursor first (rolls the transaction back)."""
 
 
+class _Window:
+    """The newest events this process has read, decoded once for every consumer.
+
+    It holds every event with an id in (`low`, `high`]: a read of "ids above X" sees every
+    event up to the last one it returns (appends become visible in id order), so the events
+    a read returns extend the window when X lies inside it. Consumers only read the dicts.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.low = self.high = -1
+        self.events: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def after(self, after_id: int, limit: int) -> list[dict[str, Any]] | None:
+        """The held events above `after_id` (None when `after_id` is outside the window)."""
+        if not self.low <= after_id <= self.high:
+            return None
+        return [e for e in self.events if e["id"] > after_id][:limit]
+
+    def extend(self, after_id: int, read: list[dict[str, Any]]) -> None:
+        """Add what a read of "ids above `after_id`" returned (a read from inside the window
+        extends it; from ahead of it, starts it again)."""
+        if not read:
+            return
+        if self.low <= after_id <= self.high:
+            self.events += read
+        else:
+            self.low, self.events = after_id, list(read)
+        self.high = int(read[-1]["id"])
+        if len(self.events) > self.capacity:
+            dropped = len(self.events) - self.capacity
+            self.low = int(self.events[dropped - 1]["id"])
+            del self.events[:dropped]
+
+
 class Outbox:
     """Reads and cursor moves of the outbox on the registry's database."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, window: int = 1000) -> None:
         self.database = database
+        self._window = _Window(window)
+        self._positions: dict[str, int] = {}
 
     # -- events -------------------------------------------------------------------------------
 
@@ -41,6 +80,24 @@ class Outbox:
         """Events with ids above `after_id`, oldest first (what `events tail` shows)."""
         with self.database.read() as uow:
             return uow.outbox.read(after_id, limit)
+
+    def pending(self, after_id: int, limit: int) -> list[dict[str, Any]]:
+        """`since` for the dispatcher: the consumers of this process read the same events, which
+        are read and decoded once; a consumer far behind the others reads around the window."""
+        window = self._window
+        with window.lock:
+            held = window.after(after_id, limit)
+            if held is None:
+                read = self.since(after_id, limit)
+                if after_id > window.high:
+                    window.extend(after_id, read)
+                return read
+            if len(held) == limit:
+                return held
+            start = window.high
+            read = self.since(start, limit - len(held))
+            window.extend(start, read)
+            return held + read
 
     def latest(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` events, oldest first."""
@@ -71,6 +128,14 @@ class Outbox:
             uow.outbox.create_cursor(consumer)
             return uow.outbox.cursor(consumer) or 0
 
+    def position(self, consumer: str) -> int:
+        """`cursor` as this process last moved or read it (the dispatcher's loop): a stale value
+        only costs a failed `advance`, after which the next call reads the database again."""
+        known = self._positions.get(consumer)
+        if known is None:
+            known = self._positions[consumer] = self.cursor(consumer)
+        return known
+
     def cursors(self) -> dict[str, int]:
         """Every consumer's position."""
         with self.database.read() as uow:
@@ -90,7 +155,12 @@ class Outbox:
                 if apply is not None:
                     apply(uow)
         except _Moved:
+            self._positions.pop(consumer, None)
             return False
+        except BaseException:
+            self._positions.pop(consumer, None)
+            raise
+        self._positions[consumer] = new
         return True
 
     def take_lease(self, consumer: str, holder: str, seconds: float, now: float) -> bool:
