@@ -55,6 +55,14 @@ system-deps:
 serve: venv
 	$(BIN)/moorage serve --listen $(LISTEN) --data-dir $(DATA_DIR)
 
+# What three nodes behind a balancer can break that one node cannot: uploads resumed on another
+# node, read-after-write, deletes, pagination, concurrent pushes and GC, the outbox and its
+# consumers, the cache's single flight, pull-policy caches. The rest of tests/integration (wire
+# format, validation, storage, features of one node) already ran on PostgreSQL + S3.
+LB_TESTS := $(addprefix tests/integration/test_,$(addsuffix .py,blob_upload checkpoints \
+  concurrency durability manifests delete mount referrers tags_catalog outbox webhooks cache \
+  pull_policy))
+
 # Every test on the default backend (SQLite + filesystem; the storage, metadata and scale-out
 # suites start PostgreSQL and SeaweedFS themselves), then the protocol suite again against
 # nodes on PostgreSQL + S3.
@@ -62,7 +70,7 @@ test: dev-deps system-deps
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 	MOORAGE_TEST_BACKEND=pg-s3 $(BIN)/python -m pytest -n 2 tests/integration \
 	  tests/auth/test_hostile_input.py tests/auth/test_namespaces_roles.py $(PYTEST_ARGS)
-	MOORAGE_TEST_BACKEND=pg-s3-lb $(BIN)/python -m pytest -n 2 tests/integration $(PYTEST_ARGS)
+	MOORAGE_TEST_BACKEND=pg-s3-lb $(BIN)/python -m pytest -n 2 $(LB_TESTS) $(PYTEST_ARGS)
 
 # The fast tier: pure-domain and service-level tests, no servers (seconds, for the edit loop).
 test-fast: dev-deps
