@@ -536,7 +536,8 @@ def open_registry(settings: Settings) -> Registry:
     """The registry of a server process (its database was prepared by `prepare`)."""
     from .metadata.engine import make_engine
 
-    return Registry(settings, make_engine(database_url(settings), settings.db_pool_size))
+    return Registry(settings, make_engine(database_url(settings), settings.db_pool_size,
+                                           durable=settings.fsync))
 
 
 def prepare(settings: Settings) -> None:

@@ -31,7 +31,7 @@ class Settings:
     database_url: str | None = None  # postgresql://… instead of SQLite in the data dir
     storage_url: str | None = None  # s3://bucket/prefix or file:///path instead of the data dir
     allow_sparse: bool = False  # accept manifests/indexes whose blobs or children are absent
-    fsync: bool = True  # fsync blobs on commit (off: faster, loses data on power failure)
+    fsync: bool = True  # fsync blobs and SQLite commits before answering (off: faster, unsafe)
     chunk_min_length: int = 1 << 20  # advertised OCI-Chunk-Min-Length (advisory, not enforced)
     max_manifest_bytes: int = 4 * 1024 * 1024  # largest manifest accepted (413 beyond)
     page_size_max: int = 10_000  # largest page of tags or catalog (`n`)

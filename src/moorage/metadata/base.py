@@ -103,6 +103,9 @@ class StoreBase:
             else engine
         )
         self._write_lock = _write_lock(engine)
+        from .engine import WAL_SYNCS
+
+        self._wal_sync = WAL_SYNCS.get(engine)
 
     def _lock_repository(self, conn: Connection, repo_id: int, exclusive: bool) -> None:
         """PostgreSQL: pushes share a repository's row lock, a GC sweep takes it alone, so a
@@ -119,6 +122,8 @@ class StoreBase:
             conn.begin(),
         ):
             yield conn
+        if self._wal_sync is not None:
+            self._wal_sync.committed()  # acknowledged means on disk
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:

@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import weakref
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, create_engine, event
+
+if TYPE_CHECKING:
+    from .durability import WalSync
+
+# The group commit of each durable SQLite engine (read by metadata/base.py's write scope).
+WAL_SYNCS: weakref.WeakKeyDictionary[Engine, WalSync] = weakref.WeakKeyDictionary()
 
 
 def normalize_url(url: str) -> str:
@@ -20,14 +29,21 @@ def sqlite_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir) / 'moorage.db'}"
 
 
-def make_engine(url: str, pool_size: int = 5) -> Engine:
-    """An engine with the settings a registry needs on each backend."""
+def make_engine(url: str, pool_size: int = 5, durable: bool = True) -> Engine:
+    """An engine with the settings a registry needs on each backend. `durable`: a write on
+    SQLite returns only once its commit is on disk (metadata/durability.py); PostgreSQL's own
+    `synchronous_commit` decides there."""
     url = normalize_url(url)
     if url.startswith("sqlite"):
         # Reset on return only when a transaction is open (see _on_reset): reads never open one.
         engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=False,
                                pool_reset_on_return=None)
         _tune_sqlite(engine)
+        database = engine.url.database
+        if durable and database and database != ":memory:":
+            from .durability import WalSync
+
+            WAL_SYNCS[engine] = WalSync(os.path.abspath(database))
     else:
         # Several workers on several nodes share the server's connection limit: keep the pool
         # of each worker small (a request holds a connection only for one short statement).
@@ -45,6 +61,8 @@ def _tune_sqlite(engine: Engine) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA journal_mode=WAL")
+        # Commits do not wait for the disk inside the write lock; a durable engine syncs the
+        # WAL after it, for several commits at once (metadata/durability.py).
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
