@@ -70,7 +70,7 @@ class BrowseService:
     def _require_pull(self, principal: Principal, name: str) -> None:
         # Hidden, not refused: an outsider does not learn that a private repository exists.
         if not self._may_pull(principal, name):
-            raise NameUnknown(f"no repository {name!r}", detail={"name": name})
+            raise NameUnknown("no such repository (or you may not pull from it)")
 
     def repositories(self, principal: Principal, search: str | None, limit: int = 200
                      ) -> list[dict[str, Any]]:
@@ -102,7 +102,7 @@ class BrowseService:
         with self.database.read() as uow:
             tags = uow.browse.tags(name, MAX_TAGS)
             if tags is None:
-                raise NameUnknown(f"no repository {name!r}", detail={"name": name})
+                raise NameUnknown("no such repository (or you may not pull from it)")
             pulls = uow.browse.pulls_of(name)
             deleted = uow.browse.deleted_tags(name, MAX_TAGS)
             rules = uow.policies.rules(namespace_of(name))

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ...auth.admin import NotFound
 from ...auth.authorizer import SERVER, Action
 from ...auth.authorizer import namespace as ns_resource
 from ...oci.errors import AccessDenied, RegistryError
@@ -66,10 +67,10 @@ class AdminPages(UIBase):
         return self.html(request, ctx, "admin_namespace.html", name=name, **data)
 
     def _namespace_data(self, ctx: UIContext, name: str) -> dict[str, Any]:
-        who = self.reg
-        actor = ctx.principal
-        self.reg.authorizer.require(actor, Action.ADMIN_NAMESPACE, ns_resource(name),
-                                    "administer this namespace")
+        who, actor = self.reg, ctx.principal
+        # Hidden, not refused by name: an outsider does not learn that the namespace exists.
+        if not self.reg.authorizer.allows(actor, Action.ADMIN_NAMESPACE, ns_resource(name)):
+            raise NotFound("no such namespace (or you do not administer it)")
         return {"detail": who.admin.get_namespace(actor, name),
                 "usage": who.policies.usage(actor, name),
                 "immutability": who.policies.list_immutability(actor, name),
