@@ -176,9 +176,13 @@ def test_audit_log_filters_by_action(world: World) -> None:
     assert "robot.create" not in page.split('id="audit"')[1]
 
 
-def test_the_audit_log_is_for_admins_only(world: World) -> None:
+def test_the_audit_log_is_for_admins_only_and_a_refusal_is_audited(world: World) -> None:
     s = sign_in(world.url, *world.outsider)
     assert _get(s, world.url + "/ui/admin/audit").status_code == 403
+    admin = sign_in(world.url, *world.admin)
+    page = _get(admin, world.url + f"/ui/admin/audit?actor={world.outsider[0]}&outcome=denied")
+    rows = page.text.split('id="audit"')[1]
+    assert "/ui/admin/audit" in rows and "admin-server" in rows
 
 
 def test_sign_out_ends_the_session(world: World) -> None:

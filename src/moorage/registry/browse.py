@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..storage.base import BlobStore
 
 SCAN_PAGE = 500  # repositories read per round while filtering by access
+MAX_SCANNED = 20_000  # repositories looked at for one listing (a search narrows past that)
 MAX_TAGS = 1000
 MAX_CONFIG_BYTES = 1 << 20  # larger image configs are not shown
 MAX_REFERRERS = 200
@@ -78,10 +79,12 @@ class BrowseService:
         size, tag count, last push and last pull."""
         found: list[dict[str, Any]] = []
         after: str | None = None
-        while len(found) < limit:
+        scanned = 0
+        while len(found) < limit and scanned < MAX_SCANNED:
             with self.database.read() as uow:
                 page = uow.browse.repositories(search or None, after, SCAN_PAGE)
             found += [r for r in page if self._may_pull(principal, r["name"])]
+            scanned += len(page)
             if len(page) < SCAN_PAGE:
                 break
             after = page[-1]["name"]

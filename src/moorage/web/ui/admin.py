@@ -26,7 +26,7 @@ class AdminPages(UIBase):
     """Handlers of the admin pages; every service call checks the actor's rights itself."""
 
     def __init__(self, reg: Registry, auth_on: bool) -> None:
-        super().__init__(reg.auth, lambda: reg.ui_sessions, auth_on)
+        super().__init__(reg.auth, reg.audit, lambda: reg.ui_sessions, auth_on)
         self.reg = reg
 
     def _administered(self, ctx: UIContext) -> list[dict[str, Any]]:

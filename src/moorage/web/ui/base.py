@@ -11,8 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from ...auth.service import ANONYMOUS, AuthService, Principal
-from ...oci.errors import RegistryError, Unauthorized
+from ...events.audit import AuditLog
+from ...oci.errors import AccessDenied, RegistryError, Unauthorized
 from ...ui.sessions import CSRF_COOKIE, CSRF_FIELD, SESSION_COOKIE, SessionCodec, new_nonce
+from ..auth import audit_denial
 
 log = logging.getLogger("moorage.ui")
 MAX_FORM = 64 * 1024
@@ -45,9 +47,10 @@ class UIContext:
 class UIBase:
     """Session handling and rendering shared by the page classes."""
 
-    def __init__(self, auth: AuthService, codec: Callable[[], SessionCodec], auth_on: bool,
-                 ) -> None:
+    def __init__(self, auth: AuthService, audit: AuditLog, codec: Callable[[], SessionCodec],
+                 auth_on: bool) -> None:
         self.auth = auth
+        self.audit_log = audit
         self._codec_factory = codec
         self._codec: SessionCodec | None = None
         self.auth_on = auth_on
@@ -121,6 +124,9 @@ class UIBase:
         try:
             return await page(request, ctx)
         except RegistryError as exc:
+            if isinstance(exc, AccessDenied):  # audited once, as /v2/ and /api/v1 refusals are
+                await audit_denial(self.audit_log, request, exc, exc.action, None,
+                                   ctx.principal.name, ctx.principal.kind, resource=exc.resource)
             log.info("ui request refused", extra={"path": request.path, "status": exc.status,
                                                   "code": exc.code, "reason": exc.message})
             return self.html(request, ctx, "error.html", status=exc.status, code=exc.code,

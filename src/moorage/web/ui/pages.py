@@ -28,7 +28,7 @@ class Pages(UIBase):
     """Handlers of the pages anyone may see (each shows only what its caller may pull)."""
 
     def __init__(self, reg: Registry, auth_on: bool) -> None:
-        super().__init__(reg.auth, lambda: reg.ui_sessions, auth_on)
+        super().__init__(reg.auth, reg.audit, lambda: reg.ui_sessions, auth_on)
         self.reg = reg
 
     # -- entry points -------------------------------------------------------------------------
