@@ -192,3 +192,20 @@ def test_sign_out_ends_the_session(world: World) -> None:
                timeout=TIMEOUT)
     assert r.status_code == 303
     assert "Sign in" in _get(s, world.url + "/ui/").text
+
+
+def test_an_admin_creates_and_revokes_a_robot_with_forms(world: World) -> None:
+    s = sign_in(world.url, *world.admin)
+    form = _get(s, world.url + "/ui/admin/robots").text
+    r = s.post(world.url + "/ui/admin/robots", data={
+        "csrf": csrf_of(form), "name": "formbot", "namespace": world.public_repo.split("/")[0],
+        "action_pull": "on", "action_push": "on"}, allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 201 and 'id="robot-secret"' in r.text
+    secret = r.text.split('id="robot-secret">')[1].split("<")[0]
+    assert call("GET", world.url + "/v2/", auth=("robot$formbot", secret)).status_code == 200
+    r = s.post(world.url + "/ui/admin/robots/revoke", data={
+        "csrf": csrf_of(r.text), "name": "robot$formbot"}, allow_redirects=False,
+        timeout=TIMEOUT)
+    assert r.status_code == 303
+    row = _get(s, world.url + "/ui/admin/robots").text.split("robot$formbot")[1].split("</tr>")[0]
+    assert "revoked" in row
