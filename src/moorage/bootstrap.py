@@ -7,6 +7,7 @@ built on first use, so a CLI command pays only for what it touches.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from .policy.pull import PullPolicyCheck
     from .policy.quota import UploadQuota
     from .registry.blobs import BlobService
+    from .registry.browse import BrowseService
     from .registry.catalog import CatalogService
     from .registry.deletion import DeletionService
     from .registry.manifests import ManifestService
@@ -57,6 +59,7 @@ if TYPE_CHECKING:
     from .signing.trust import TrustService
     from .signing.verify import SignatureService, Verifier
     from .storage.base import BlobStore
+    from .ui.sessions import SessionCodec
 
 TOKEN_KEY_SECRET = "token-signing-key"
 
@@ -261,6 +264,24 @@ class Registry:
         # With access control off (`--no-auth`) /v2/ is open: every repository is listed.
         return CatalogService(self.database,
                               self.authorizer if self.settings.auth else OpenAuthorizer())
+
+    @cached_property
+    def ui_sessions(self) -> SessionCodec:
+        """Signs and checks the web UI's session cookies (one key for every worker and node)."""
+        from .ui.sessions import SessionCodec
+
+        key = self.auth.shared_secret("ui-session-key", lambda: os.urandom(32))
+        return SessionCodec(key, self.settings.ui_session_seconds)
+
+    @cached_property
+    def browse(self) -> BrowseService:
+        """The web UI's read-only views, filtered by what the caller may pull."""
+        from .auth.authorizer import OpenAuthorizer
+        from .registry.browse import BrowseService
+
+        return BrowseService(self.database,
+                             self.authorizer if self.settings.auth else OpenAuthorizer(),
+                             self.blobs, self.blob_store, self.referrers)
 
     @cached_property
     def referrers(self) -> ReferrerService:

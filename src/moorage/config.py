@@ -44,6 +44,7 @@ class Settings:
     token_ttl: float = 300.0  # lifetime of issued bearer tokens, seconds
     token_service: str = "moorage"  # `service` of the token challenge and the tokens' audience
     token_realm: str | None = None  # token endpoint URL in challenges (default: request's /token)
+    ui_session_seconds: float = 8 * 3600.0  # lifetime of a web UI sign-in (a signed cookie)
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For names the client
     login_address_limit: int = 100  # failed logins per address in 5 min before lockouts lengthen
     secrets_key: str | None = None  # base64 of 32 bytes sealing stored secrets (default: a key file)

@@ -65,8 +65,9 @@ def test_no_two_routes_collide() -> None:
 def test_only_reads_and_operations_are_public() -> None:
     public = sorted((r.method, r.path) for r in ROUTES if r.action == PUBLIC)
     assert public == [
-        ("GET", "/api/v1/openapi.json"), ("GET", "/healthz"), ("GET", "/metrics"),
-        ("GET", "/readyz"), ("HEAD", "/healthz"), ("HEAD", "/readyz"),
+        ("GET", "/"), ("GET", "/api/v1/openapi.json"), ("GET", "/healthz"), ("GET", "/metrics"),
+        ("GET", "/readyz"), ("GET", "/ui/static/{file}"), ("HEAD", "/healthz"),
+        ("HEAD", "/readyz"),
     ]
 
 

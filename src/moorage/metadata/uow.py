@@ -22,6 +22,7 @@ from .queries import outbox
 from .queries.access import AccessQueries
 from .queries.activity import ActivityQueries
 from .queries.blobs import BlobQueries
+from .queries.browse import BrowseQueries
 from .queries.cache import CacheQueries
 from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
@@ -177,6 +178,12 @@ class UnitOfWork:
     @cached_property
     def pull_policies(self) -> PullPolicyQueries:
         return PullPolicyQueries(self)
+
+    # -- the web UI's read-only views ---------------------------------------------------------
+
+    @cached_property
+    def browse(self) -> BrowseQueries:
+        return BrowseQueries(self)
 
 
 class Database(StoreBase):

@@ -30,6 +30,7 @@ from .health import Health
 from .metrics import MetricsEndpoint, metrics_middleware
 from .routes import ROUTES, V2Table, bind_all, router_path
 from .token import TokenEndpoint
+from .ui import AdminPages, Pages
 from .v2.base import API_VERSION_HEADER, Base
 from .v2.blobs import Blobs
 from .v2.catalog import Catalog
@@ -183,6 +184,8 @@ def _handler_objects(settings: Settings, reg: Registry,
         ScansAPI(lambda: reg.scans, management, reg.authorizer, open_access=not settings.auth),
         Health(reg.check_database, reg.blob_store),
         MetricsEndpoint(_exposition(settings, reg)),
+        Pages(reg, settings.auth),
+        AdminPages(reg, settings.auth),
     ]
 
 

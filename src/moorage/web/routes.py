@@ -29,6 +29,7 @@ from .api.webhooks import WebhooksAPI
 from .health import Health
 from .metrics import MetricsEndpoint
 from .token import TokenEndpoint
+from .ui import AdminPages, Pages
 from .v2.base import Base
 from .v2.blobs import Blobs
 from .v2.catalog import Catalog
@@ -68,6 +69,7 @@ def _v2(method: str, path: str, action: str, handler: Handler) -> Route:
 _NS = "/api/v1/namespaces/{name}"
 _API = CHECKED_BY_HANDLER  # the management API: its services decide per target
 _MODEL = "/api/v1/models/{repository}/{digest}"
+_UI = CHECKED_BY_HANDLER  # the UI: pages read the session; services decide what it sees
 # aiohttp's `{param}` is one segment, but a repository name spans slashes: routed as `.+`, the
 # `…/files` route is listed (and so matched) before the card's.
 _ROUTER_PARAMS = {"{repository}": "{repository:.+}"}
@@ -135,6 +137,21 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", _MODEL, _API, ModelsAPI.get_model),
     Route("GET", "/api/v1/repositories/{name}/manifests/{digest}/scan", _API,
           ScansAPI.scan_report),
+    # -- the web UI: HTML pages for browsers (a session cookie; CSRF token on every POST) ----
+    Route("GET", "/", PUBLIC, Pages.root),
+    Route("GET", "/ui/static/{file}", PUBLIC, Pages.static),
+    Route("GET", "/ui/", _UI, Pages.home),
+    Route("GET", "/ui/login", _UI, Pages.login_form),
+    Route("POST", "/ui/login", _UI, Pages.login),
+    Route("POST", "/ui/logout", _UI, Pages.logout),
+    Route("GET", "/ui/repository", _UI, Pages.repository),
+    Route("GET", "/ui/manifest", _UI, Pages.manifest),
+    Route("GET", "/ui/admin", _UI, AdminPages.overview),
+    Route("GET", "/ui/admin/namespace", _UI, AdminPages.namespace),
+    Route("GET", "/ui/admin/robots", _UI, AdminPages.robots),
+    Route("POST", "/ui/admin/robots", _UI, AdminPages.create_robot),
+    Route("POST", "/ui/admin/robots/revoke", _UI, AdminPages.revoke_robot),
+    Route("GET", "/ui/admin/audit", _UI, AdminPages.audit),
     # -- operations: health checks and Prometheus metrics -------------------------------------
     Route("GET", "/metrics", PUBLIC, MetricsEndpoint.scrape),
     Route("GET", "/healthz", PUBLIC, Health.live),

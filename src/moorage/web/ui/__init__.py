@@ -1,0 +1,6 @@
+"""The web UI's handlers: pages for people in a browser (HTML; sessions, not tokens)."""
+
+from .admin import AdminPages
+from .pages import Pages
+
+__all__ = ["AdminPages", "Pages"]
