@@ -93,14 +93,19 @@ def handlers(processors: Sequence[PostPushProcessor]
 def configured(env: Mapping[str, str] | None = None, registry: Registry | None = None
                ) -> list[PostPushProcessor]:
     """The processors of this deployment: the SBOM generator unless `sbom_on_push` is off, the
-    model indexer unless `models_on_push` is off, the --on-push replication rules' unless
-    `replication_on_push` is off (none at all: the consumer never starts)."""
+    size insights unless `insights_on_push` is off, the model indexer unless `models_on_push`
+    is off, the --on-push replication rules' unless `replication_on_push` is off (none at all:
+    the consumer never starts)."""
     env = os.environ if env is None else env
     found: list[PostPushProcessor] = []
     if registry is not None and registry.settings.sbom_on_push:
         from ..scan.processor import SbomProcessor
 
         found.append(SbomProcessor(registry))
+    if registry is not None and registry.settings.insights_on_push:
+        from ..insights.processor import InsightsProcessor
+
+        found.append(InsightsProcessor(registry))
     if registry is not None and registry.settings.models_on_push:
         from ..models.processor import ModelsProcessor
 

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..auth.authorizer import Action
 from ..oci.errors import Unsupported
+from .api.insights import InsightsAPI
 from .api.jobs import JobsAPI
 from .api.lifecycle import LifecycleAPI
 from .api.management import ManagementAPI
@@ -135,6 +136,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", _MODEL, _API, ModelsAPI.get_model),
     Route("GET", "/api/v1/repositories/{name}/manifests/{digest}/scan", _API,
           ScansAPI.scan_report),
+    Route("GET", "/api/v1/insights/{repository}/{digest}", _API, InsightsAPI.get_insights),
     # -- operations: health checks and Prometheus metrics -------------------------------------
     Route("GET", "/metrics", PUBLIC, MetricsEndpoint.scrape),
     Route("GET", "/healthz", PUBLIC, Health.live),
@@ -147,7 +149,7 @@ ROUTES: tuple[Route, ...] = (
 def router_path(route: Route) -> str:
     """The path as aiohttp's router is given it (repository names and digests spelled out)."""
     path = route.path
-    if path.startswith("/api/v1/models/"):
+    if path.startswith(("/api/v1/models/", "/api/v1/insights/")):
         for param, pattern in _ROUTER_PARAMS.items():
             path = path.replace(param, pattern)
     # A repository name spans slashes (`team/app`), as in /v2/.
