@@ -170,10 +170,10 @@ def test_huge_file_advice_names_model_weights(report: dict[str, Any]) -> None:
     assert advice_of(report, "huge_file") == []  # below the 1 GB default
     found = advice.huge_files(report["largest_files"], threshold=9 * MB)
     weights = [a for a in found if a["paths"] == ["/models/model.safetensors"]]
-    assert [a["message"] for a in weights] == [
+    assert [a["message"] for a in weights] == [(
         "9.0 MB file in layer 1 (/models/model.safetensors) looks like model weights baked "
         "into the image: shipping them as an OCI artifact (pulled or mounted on their own) "
-        "would keep the image small and the weights shared"]
+        "would keep the image small and the weights shared")]
     other = [a for a in found if a["paths"] == ["/app/bundle.js"]]
     assert "single file in layer 1 (/app/bundle.js)" in other[0]["message"]
 
@@ -240,7 +240,9 @@ def test_shared_layers_and_the_report_goes_with_its_manifest(reg: Registry) -> N
     shown = reg.insights.show("team/two", second)
     assert [x["shared_with"] for x in shown["layers"]] == [1, 0]
     assert shown["shared"] == {"layers": 1, "bytes": len(base[0])}
+    reg.insights.run("team/one", first)  # before or after: shared is read as it is now
+    assert reg.insights.show("team/one", first)["layers"][0]["shared_with"] == 1
     asyncio.run(reg.manifests.delete("team/two", parse_digest(second)))
     with pytest.raises(ManifestUnknown):
         reg.insights.show("team/two", second)
-    assert first
+    assert reg.insights.show("team/one", first)["layers"][0]["shared_with"] == 0

@@ -15,13 +15,13 @@ sizes are bytes, layers are numbered from 1 (the bottom layer), paths are absolu
      "layers": [{"index": int, "digest": str, "media_type": str, "compressed": int,
                  "uncompressed": int, "files": int, "file_bytes": int, "whiteouts": int,
                  "wasted": int,       # this layer's bytes later layers delete or overwrite
-                 "shared_with": int,  # other manifests in the registry referencing the layer
+                 "shared_with": int,  # other manifests referencing the layer (as of reading)
                  "skipped": str | null}],
      "largest_files": [{"path": str, "size": int, "layer": int}],         # largest first
      "deleted" | "overwritten" | "duplicates": {                          # duplicates: same
          "files": int, "bytes": int,                                      # path, same size
          "largest": [{"path", "size", "layer", "by_layer"}]},
-     "shared": {"layers": int, "bytes": int},  # layers (compressed bytes) other images share
+     "shared": {"layers": int, "bytes": int},  # layers (compressed) other images share now
      "advice": [{"rule": str, "layer": int, "bytes": int, "message": str, "paths": [str]}]}
 """
 
@@ -54,6 +54,15 @@ def platform_of(desc: dict[str, Any]) -> str:
     if p.get("variant"):
         parts.append(str(p["variant"]))
     return "/".join(parts) if any(parts) else ""
+
+
+def _share(report: dict[str, Any], shared: dict[str, int]) -> None:
+    """Set the report's `shared_with` per layer and its `shared` totals from `shared`."""
+    layers = report["layers"]
+    for layer in layers:
+        layer["shared_with"] = shared.get(layer["digest"], 0)
+    held = [x for x in layers if x["shared_with"]]
+    report["shared"] = {"layers": len(held), "bytes": sum(x["compressed"] for x in held)}
 
 
 def unique_key(repository: str, digest: str) -> str:
@@ -95,13 +104,20 @@ class InsightsService:
         return repository, str(children[0]["digest"])
 
     def get(self, repository: str, digest: str) -> dict[str, Any] | None:
-        """The stored report of `repository@digest` (None: none yet)."""
+        """The stored report of `repository@digest` (None: none yet), its figures of layers
+        shared with other images as they are now (later pushes change them)."""
         with self.reg.database.read() as uow:
             row = uow.insights.get(repository, digest)
+            layers = (row or {}).get("report", {}).get("layers") or []
+            digests = [x["digest"] for x in layers]
+            shared = uow.insights.shared_with(row["manifest_id"], digests) if row else {}
         if row is None:
             return None
+        report = row["report"]
+        if layers:
+            _share(report, shared)
         return {"repository": repository, "digest": digest, "status": row["status"],
-                "error": row["error"], "created_at": row["created_at"], **row["report"]}
+                "error": row["error"], "created_at": row["created_at"], **report}
 
     def show(self, repository: str, digest: str) -> dict[str, Any]:
         """The stored report; MANIFEST_UNKNOWN (404) when there is none."""
@@ -155,7 +171,7 @@ class InsightsService:
             return {"skipped": "not a container image"}
         layers = [d for d in doc.get("layers") or [] if isinstance(d, dict)]
         try:
-            report = self._analyse(repository, manifest_id, layers)
+            report = self._analyse(repository, layers)
         except Unsupported as exc:
             self._save(manifest_id, repository, digest, "unsupported", base, str(exc))
             return {"skipped": str(exc)}
@@ -166,8 +182,7 @@ class InsightsService:
         return {"layers": len(layers), "advice": len(report["advice"]),
                 "wasted": report["totals"]["wasted"]}
 
-    def _analyse(self, repository: str, manifest_id: int, layers: list[dict[str, Any]]
-                 ) -> dict[str, Any]:
+    def _analyse(self, repository: str, layers: list[dict[str, Any]]) -> dict[str, Any]:
         from ..scan.image import ENCRYPTED, NON_DISTRIBUTABLE, Unsupported, is_tar_type
         from ..scan.layers import Limits
         from .advice import advise
@@ -192,10 +207,6 @@ class InsightsService:
                 analysis.skip(desc, "blob not in this registry")
                 continue
             analysis.layer(desc, chunks)
-        with self.reg.database.read() as uow:
-            shared = uow.insights.shared_with(manifest_id, [f.digest for f in analysis.layers])
-        for facts in analysis.layers:
-            facts.shared_with = shared.get(facts.digest, 0)
         report = analysis.report()
         report["advice"] = advise(analysis.layers, report["largest_files"])
         return report

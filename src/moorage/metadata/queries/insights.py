@@ -54,11 +54,12 @@ class InsightsQueries:
             created_at=now))
 
     def get(self, repository: str, digest: str) -> dict[str, Any] | None:
-        """The manifest's stored report: status, error, created_at, report (decoded)."""
+        """The manifest's stored report: manifest_id, status, error, created_at, report
+        (decoded)."""
         row = self.conn.execute(
-            select(ii.c.status, ii.c.error, ii.c.created_at, ii.c.report)
+            select(ii.c.manifest_id, ii.c.status, ii.c.error, ii.c.created_at, ii.c.report)
             .where(ii.c.repository == repository, ii.c.digest == digest)).first()
         if row is None:
             return None
-        return {"status": row.status, "error": row.error, "created_at": row.created_at,
+        return {"manifest_id": row.manifest_id, "status": row.status, "error": row.error, "created_at": row.created_at,
                 "report": json.loads(row.report)}
