@@ -6,16 +6,14 @@ index's platform."""
 from __future__ import annotations
 
 import gzip
-import io
 import json
-import tarfile
 import time
 from collections.abc import Iterator
 
 import pytest
 from auth.authkit import ADMIN, new_password, push_image, start_auth_registry, uniq
 from support.http import call, describe
-from support.oci import OCI_LAYER_GZIP, OCI_LAYER_TAR, Blob, make_image, make_index
+from support.oci import OCI_LAYER_GZIP, OCI_LAYER_TAR, Blob, make_image, make_index, tar_of
 from support.servers import Server
 
 from .test_sbom_on_push import FAST, _cli
@@ -23,18 +21,6 @@ from .test_sbom_on_push import FAST, _cli
 TIMEOUT = 120.0  # a loaded 2-core box runs the job late; the job itself takes a second
 MB = 1_000_000
 ENV = {**FAST, "MOORAGE_SBOM_ON_PUSH": "0", "MOORAGE_INSIGHTS_ON_PUSH": "1"}
-
-
-def tar_of(files: dict[str, int | bytes]) -> bytes:
-    """A tar of `path: size` (zeros) or `path: bytes` members."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for name, body in files.items():
-            data = body if isinstance(body, bytes) else bytes(body)
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 class Insights:

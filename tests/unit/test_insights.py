@@ -5,14 +5,13 @@ and the report's life with its manifest."""
 from __future__ import annotations
 
 import asyncio
-import io
 import json
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support.oci import tar_of
 
 from moorage.bootstrap import Registry
 from moorage.insights import advice
@@ -29,18 +28,6 @@ TAR = "application/vnd.oci.image.layer.v1.tar"
 TAR_GZIP = TAR + "+gzip"
 TAR_ZSTD = TAR + "+zstd"
 PY = "usr/local/lib/python3.11/site-packages"
-
-
-def tar_of(files: dict[str, int | bytes]) -> bytes:
-    """A tar whose members are `path: size` (zeros) or `path: bytes`, in order."""
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, body in files.items():
-            data = body if isinstance(body, bytes) else bytes(body)
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return out.getvalue()
 
 
 def push_image(registry: Registry, repository: str, layers: list[tuple[bytes, str]],

@@ -5,7 +5,7 @@ sizes are bytes, layers are numbered from 1 (the bottom layer), paths are absolu
 
     {"repository": str, "digest": str, "media_type": str,
      "status": "done" | "failed" | "unsupported" | "index", "error": str | null,
-     "created_at": float (Unix seconds),
+     "created_at": float (Unix seconds; RFC 3339 in the API and `--json`),
      # "index": the platforms whose images have reports of their own
      "manifests": [{"digest": str, "platform": "os/arch[/variant]"}],
      # "done" (and the counters a "failed" run got to):

@@ -9,14 +9,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ...auth.authorizer import Action, Authorizer, repository
 from ...oci.digest import parse_digest
-from ...oci.errors import AccessDenied
-from .common import RouteEntry, json_response
-from .management import ManagementAPI
+from .common import RouteEntry, json_response, require_pull
 
 if TYPE_CHECKING:
+    from ...auth.authorizer import Authorizer
     from ...insights.service import InsightsService
+    from .management import ManagementAPI
 
 
 class InsightsAPI:
@@ -39,16 +38,9 @@ class InsightsAPI:
     async def get_insights(self, request: web.Request) -> web.Response:
         name = request.match_info["repository"]
         insights = self.insights
-        if not self.open_access:
-            actor = await self.management._actor(request)
-            if self.authorizer is None:  # built only to list its routes: fail closed
-                raise AccessDenied("insights are not served here", action=Action.PULL.value,
-                                   resource=str(repository(name)))
-            self.authorizer.require(actor, Action.PULL, repository(name),
-                                    doing="read its size insights")
-        if insights is None:
-            raise AccessDenied("insights are not served here", action=Action.PULL.value,
-                               resource=str(repository(name)))
+        await require_pull(request, self.management, self.authorizer, self.open_access, name,
+                           "read its size insights", insights is not None)
+        assert insights is not None
         digest = str(parse_digest(request.match_info["digest"]))
         report = await asyncio.to_thread(lambda: insights().show(name, digest))
         return json_response(report)
