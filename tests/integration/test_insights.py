@@ -90,6 +90,8 @@ def test_the_report_names_the_cache_the_overwrite_the_whiteout_and_the_shared_la
     as_json = json.loads(_cli(s.reg, "insights", f"{repo}@{image.digest}", "--json")
                          .stdout.splitlines()[-1])
     assert as_json["advice"] == report["advice"]
+    queued = _cli(s.reg, "insights", "run", f"{repo}:v1").stdout
+    assert f"{repo}@{image.digest}: insights queued (job " in queued
 
 
 def test_the_api_wants_credentials_and_pull_permission(insights: Insights) -> None:

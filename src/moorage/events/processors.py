@@ -33,6 +33,14 @@ class PostPushProcessor(Protocol):
         """Do the work for one manifest (raise to fail the attempt); runs as a job."""
 
 
+def image_or_index(event: dict[str, Any]) -> bool:
+    """Whether a ManifestPushed event stored an image manifest or an index."""
+    from ..oci.mediatypes import IMAGE_TYPES, INDEX_TYPES
+
+    media_type = (event.get("payload") or {}).get("media_type")
+    return media_type in IMAGE_TYPES or media_type in INDEX_TYPES
+
+
 def job_kind(processor: PostPushProcessor) -> str:
     """The job kind a processor's runs are queued as."""
     return KIND_PREFIX + processor.name

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..oci.mediatypes import IMAGE_TYPES, INDEX_TYPES
-
 if TYPE_CHECKING:
     from ..bootstrap import Registry
 
@@ -22,8 +20,9 @@ class InsightsProcessor:
 
     def wants(self, event: dict[str, Any]) -> bool:
         """Image manifests and indexes (an index queues an `insights` job per image)."""
-        media_type = (event.get("payload") or {}).get("media_type")
-        return media_type in IMAGE_TYPES or media_type in INDEX_TYPES
+        from ..events.processors import image_or_index
+
+        return image_or_index(event)
 
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The report of the pushed manifest (the same work as the `insights` job)."""
