@@ -108,11 +108,12 @@ def _hidden(rule: str, kind: str, verb: str, layers: list[LayerFacts], threshold
         hidden = f.deleted if kind == "deleted" else f.overwritten
         if hidden.bytes < threshold:
             continue
-        by = ", ".join(str(i) for i in sorted(hidden.by))
+        by = ("layers " if len(hidden.by) > 1 else "layer ") + ", ".join(
+            str(i) for i in sorted(hidden.by))
         size, path = hidden.largest
         out.append(_advice(rule, f.index, hidden.bytes, (
-            f"{human(hidden.bytes)} of files in layer {f.index} are {verb} by layer{'s' if len(hidden.by) > 1 else ''} "
-            f"{by} but still shipped (largest: {path}, {human(size)}); remove them in the "
+            f"{human(hidden.bytes)} of files in layer {f.index} are {verb} by {by} "
+            f"but still shipped (largest: {path}, {human(size)}); remove them in the "
             "RUN that created them (or copy only what is needed from a build stage)"), [path]))
     return out
 

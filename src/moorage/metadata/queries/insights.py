@@ -61,5 +61,5 @@ class InsightsQueries:
             .where(ii.c.repository == repository, ii.c.digest == digest)).first()
         if row is None:
             return None
-        return {"manifest_id": row.manifest_id, "status": row.status, "error": row.error, "created_at": row.created_at,
-                "report": json.loads(row.report)}
+        return {"manifest_id": row.manifest_id, "status": row.status, "error": row.error,
+                "created_at": row.created_at, "report": json.loads(row.report)}
