@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .events.processors import PostPushProcessor
     from .gc.collector import GarbageCollector
     from .gc.service import GcService
+    from .insights.service import InsightsService
     from .jobs.queue import JobQueue
     from .jobs.runner import JobRunner
     from .metadata.uow import Database
@@ -382,6 +383,13 @@ class Registry:
                     unique_key=f"sbom:{repository}@{digest}")
 
     @cached_property
+    def insights(self) -> InsightsService:
+        """Image size insights: the `insights` job and the stored reports."""
+        from .insights.service import InsightsService
+
+        return InsightsService(self)
+
+    @cached_property
     def sboms(self) -> SbomService:
         """Stored SBOM referrers, read back (`moorage sbom show`)."""
         from .scan.service import SbomService
@@ -542,6 +550,8 @@ def preload(settings: Settings) -> None:
         _import_package("moorage.scan")
     if settings.models_on_push:
         _import_package("moorage.models")
+    if settings.insights_on_push:
+        _import_package("moorage.insights")
 
 
 def _import_package(name: str) -> None:

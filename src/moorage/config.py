@@ -103,6 +103,9 @@ class Settings:
     replication_retries: int = 5  # broken requests in a row a transfer retries before the run fails
     # -- scanning (supply chain) ---------------------------------------------------------------
     sbom_on_push: bool = True  # generate a CycloneDX SBOM referrer for each pushed image (a job)
+    insights_on_push: bool = True  # compute image size insights for each pushed image (a job)
+    insights_top_files: int = 50  # largest files (and overwritten / deleted ones) a report lists
+    insights_max_paths: int = 200_000  # paths tracked across layers; beyond, reports say truncated
     models_on_push: bool = True  # index each pushed model manifest: fields, files, tensors (a job)
     scan_max_entries: int = 500_000  # tar entries one image scan reads before it gives up
     scan_max_bytes: int = 20 << 30  # decompressed layer bytes one image scan reads at most

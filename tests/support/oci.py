@@ -124,6 +124,18 @@ def random_digest(algo: str = "sha256") -> str:
     return digest_of(os.urandom(32), algo)
 
 
+def tar_of(files: dict[str, int | bytes]) -> bytes:
+    """A plain tar of `path: size` (that many zero bytes) or `path: bytes` members, in order."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, body in files.items():
+            data = body if isinstance(body, bytes) else bytes(body)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
 def tar_layer(compress: bool = True, files: int = 2, size: int = 300) -> bytes:
     """A small, real tar (optionally gzip) layer with random file content."""
     buf = io.BytesIO()

@@ -27,7 +27,8 @@ LB_NODES = 3
 
 # Features that add content of their own on every push (an SBOM referrer per image) would change
 # what most tests see (and model indexing adds a job per push): off unless a test turns them on.
-TEST_DEFAULTS = {"MOORAGE_SBOM_ON_PUSH": "0", "MOORAGE_MODELS_ON_PUSH": "0"}
+TEST_DEFAULTS = {"MOORAGE_SBOM_ON_PUSH": "0", "MOORAGE_MODELS_ON_PUSH": "0",
+                 "MOORAGE_INSIGHTS_ON_PUSH": "0"}
 
 
 def free_port() -> int:

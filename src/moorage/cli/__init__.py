@@ -10,6 +10,7 @@ from . import (
     cache,
     db,
     events,
+    insights,
     jobs,
     lifecycle,
     models,
@@ -58,6 +59,7 @@ app.add_typer(vulndb.vulndb_app, name="vulndb")
 app.add_typer(sbom.sbom_app, name="sbom")
 app.add_typer(models.models_app, name="models")
 app.add_typer(scan.scan_app, name="scan")
+app.command("insights")(insights.insights)
 app.add_typer(signing.trust_app, name="trust")
 app.add_typer(pullpolicy.policy_app, name="policy")
 app.command()(signing.verify)

@@ -33,6 +33,14 @@ class PostPushProcessor(Protocol):
         """Do the work for one manifest (raise to fail the attempt); runs as a job."""
 
 
+def image_or_index(event: dict[str, Any]) -> bool:
+    """Whether a ManifestPushed event stored an image manifest or an index."""
+    from ..oci.mediatypes import IMAGE_TYPES, INDEX_TYPES
+
+    media_type = (event.get("payload") or {}).get("media_type")
+    return media_type in IMAGE_TYPES or media_type in INDEX_TYPES
+
+
 def job_kind(processor: PostPushProcessor) -> str:
     """The job kind a processor's runs are queued as."""
     return KIND_PREFIX + processor.name
@@ -93,14 +101,19 @@ def handlers(processors: Sequence[PostPushProcessor]
 def configured(env: Mapping[str, str] | None = None, registry: Registry | None = None
                ) -> list[PostPushProcessor]:
     """The processors of this deployment: the SBOM generator unless `sbom_on_push` is off, the
-    model indexer unless `models_on_push` is off, the --on-push replication rules' unless
-    `replication_on_push` is off (none at all: the consumer never starts)."""
+    size insights unless `insights_on_push` is off, the model indexer unless `models_on_push`
+    is off, the --on-push replication rules' unless `replication_on_push` is off (none at all:
+    the consumer never starts)."""
     env = os.environ if env is None else env
     found: list[PostPushProcessor] = []
     if registry is not None and registry.settings.sbom_on_push:
         from ..scan.processor import SbomProcessor
 
         found.append(SbomProcessor(registry))
+    if registry is not None and registry.settings.insights_on_push:
+        from ..insights.processor import InsightsProcessor
+
+        found.append(InsightsProcessor(registry))
     if registry is not None and registry.settings.models_on_push:
         from ..models.processor import ModelsProcessor
 

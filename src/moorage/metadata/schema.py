@@ -729,3 +729,22 @@ replication_runs = Table(
     Column("finished_at", Float),
     Index("replication_runs_rule", "rule_id", "id"),
 )
+
+
+# -- image size insights: one report per image manifest (`moorage insights`) --------------------
+
+# status: done | failed | unsupported; report: the JSON document `insights.service` documents.
+# Deleted with its manifest (the foreign key cascades).
+image_insights = Table(
+    "image_insights",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("manifest_id", Integer, ForeignKey("manifests.id", ondelete="CASCADE"),
+           nullable=False, unique=True),
+    Column("repository", String(255), nullable=False),
+    Column("digest", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("error", Text),
+    Column("report", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+)

@@ -27,6 +27,7 @@ from .queries.cache import CacheQueries
 from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
 from .queries.graph import GraphQueries
+from .queries.insights import InsightsQueries
 from .queries.jobs import JobQueries
 from .queries.manifests import ManifestQueries
 from .queries.models import ModelQueries
@@ -168,6 +169,10 @@ class UnitOfWork:
     @cached_property
     def scans(self) -> ScanQueries:
         return ScanQueries(self)
+
+    @cached_property
+    def insights(self) -> InsightsQueries:
+        return InsightsQueries(self)
 
     # -- signatures ---------------------------------------------------------------------------
 

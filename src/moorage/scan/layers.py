@@ -463,26 +463,30 @@ class Filesystem:
             path = path.rsplit("/", 1)[0]
             yield path
 
-    def _drop(self, path: str) -> None:
-        del self.files[path]
+    def _drop(self, path: str) -> tuple[str, Any]:
+        value = self.files.pop(path)
         for d in self._ancestors(path):
             self._dirs[d] -= 1
             if not self._dirs[d]:
                 del self._dirs[d]
+        return path, value
 
-    def remove(self, path: str, below_only: bool = False) -> None:
-        """Remove `path` (unless below_only) and everything under it."""
+    def remove(self, path: str, below_only: bool = False) -> list[tuple[str, Any]]:
+        """Remove `path` (unless below_only) and everything under it; what was removed."""
         if not path:  # the root itself (an opaque marker at the top)
-            if below_only:
-                self.files.clear()
-                self._dirs.clear()
-            return
+            if not below_only:
+                return []
+            removed = list(self.files.items())
+            self.files.clear()
+            self._dirs.clear()
+            return removed
+        removed = []
         if not below_only and path in self.files:
-            self._drop(path)
+            removed.append(self._drop(path))
         if path in self._dirs:
             prefix = path + "/"
-            for key in [k for k in self.files if k.startswith(prefix)]:
-                self._drop(key)
+            removed += [self._drop(key) for key in [k for k in self.files if k.startswith(prefix)]]
+        return removed
 
     def put(self, path: str, value: Any) -> None:
         """Track `value` as what the file at `path` holds now."""

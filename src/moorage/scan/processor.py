@@ -58,8 +58,9 @@ class SbomProcessor:
 
     def wants(self, event: dict[str, Any]) -> bool:
         """Image manifests and indexes (an index queues its image children)."""
-        media_type = (event.get("payload") or {}).get("media_type")
-        return media_type in IMAGE_TYPES or media_type in INDEX_TYPES
+        from ..events.processors import image_or_index
+
+        return image_or_index(event)
 
     def queued(self, repository: str, digest: str) -> None:
         """The manifest's scan report says pending from now on (unless it has one)."""

@@ -16,6 +16,7 @@ from ..metrics.exposition import Exposition
 from ..metrics.gauges import RegistryGauges
 from ..oci.errors import RegistryError
 from .api import (
+    InsightsAPI,
     JobsAPI,
     LifecycleAPI,
     ManagementAPI,
@@ -182,6 +183,8 @@ def _handler_objects(settings: Settings, reg: Registry,
         WebhooksAPI(reg.webhooks, management),
         ModelsAPI(reg.models, management, open_access=not settings.auth),
         ScansAPI(lambda: reg.scans, management, reg.authorizer, open_access=not settings.auth),
+        InsightsAPI(lambda: reg.insights, management, reg.authorizer,
+                    open_access=not settings.auth),
         Health(reg.check_database, reg.blob_store),
         MetricsEndpoint(_exposition(settings, reg)),
         Pages(reg, settings.auth),

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..auth.authorizer import Action
 from ..oci.errors import Unsupported
+from .api.insights import InsightsAPI
 from .api.jobs import JobsAPI
 from .api.lifecycle import LifecycleAPI
 from .api.management import ManagementAPI
@@ -152,6 +153,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/ui/admin/robots", _UI, AdminPages.create_robot),
     Route("POST", "/ui/admin/robots/revoke", _UI, AdminPages.revoke_robot),
     Route("GET", "/ui/admin/audit", _UI, AdminPages.audit),
+    Route("GET", "/api/v1/insights/{repository}/{digest}", _API, InsightsAPI.get_insights),
     # -- operations: health checks and Prometheus metrics -------------------------------------
     Route("GET", "/metrics", PUBLIC, MetricsEndpoint.scrape),
     Route("GET", "/healthz", PUBLIC, Health.live),
@@ -164,7 +166,7 @@ ROUTES: tuple[Route, ...] = (
 def router_path(route: Route) -> str:
     """The path as aiohttp's router is given it (repository names and digests spelled out)."""
     path = route.path
-    if path.startswith("/api/v1/models/"):
+    if path.startswith(("/api/v1/models/", "/api/v1/insights/")):
         for param, pattern in _ROUTER_PARAMS.items():
             path = path.replace(param, pattern)
     # A repository name spans slashes (`team/app`), as in /v2/.

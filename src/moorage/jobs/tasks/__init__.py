@@ -11,6 +11,7 @@ from ..queue import Job
 if TYPE_CHECKING:
     from ...events.outbox import Outbox
     from ...gc.collector import GarbageCollector
+    from ...insights.service import InsightsService
     from ...registry.policies import PolicyService
     from ...registry.retention import RetentionService
     from ...registry.webhooks import WebhookService
@@ -44,6 +45,9 @@ class TaskServices(Protocol):
     @property
     def replication(self) -> ReplicationService: ...
 
+    @property
+    def insights(self) -> InsightsService: ...
+
     settings: Any
 
 TEST_JOBS_ENV = "MOORAGE_TEST_JOBS"
@@ -54,9 +58,9 @@ class TaskFailed(Exception):
 
 
 def _modules(env: Mapping[str, str]) -> list[Any]:
-    from . import gc, outbox, quota, replication, retention, scans, uploads, webhooks
+    from . import gc, insights, outbox, quota, replication, retention, scans, uploads, webhooks
 
-    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication]
+    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication, insights]
     if env.get(TEST_JOBS_ENV) == "1":
         from . import testing
 

@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from ...auth.authorizer import Action, Authorizer, repository
 from ...oci.digest import parse_digest
-from ...oci.errors import AccessDenied
-from .common import RouteEntry, json_response
-from .management import ManagementAPI
+from .common import RouteEntry, json_response, require_pull
 
 if TYPE_CHECKING:
+    from ...auth.authorizer import Authorizer
     from ...scan.reports import ScanReports
+    from .management import ManagementAPI
 
 
 class ScansAPI:
@@ -37,17 +36,9 @@ class ScansAPI:
     async def scan_report(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         scans = self.scans
-        if not self.open_access:
-            actor = await self.management._actor(request)
-            if self.authorizer is None:
-                # Built without one only to list its routes (OpenAPI check): fail closed.
-                raise AccessDenied("scan reports are not served here",
-                                   action=Action.PULL.value, resource=str(repository(name)))
-            self.authorizer.require(actor, Action.PULL, repository(name),
-                                    doing="read its scan reports")
-        if scans is None:
-            raise AccessDenied("scan reports are not served here", action=Action.PULL.value,
-                               resource=str(repository(name)))
+        await require_pull(request, self.management, self.authorizer, self.open_access, name,
+                           "read its scan reports", scans is not None)
+        assert scans is not None
         digest = str(parse_digest(request.match_info["digest"]))
         report = await asyncio.to_thread(lambda: scans().show(name, digest))
         return json_response(report)
