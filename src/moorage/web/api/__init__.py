@@ -1,14 +1,14 @@
 """The management API under /api/v1/ (accounts, namespaces, robots, audit; lifecycle; jobs;
-webhooks; models; scan reports)."""
+webhooks; models; scan reports; OIDC issuers)."""
 
 from .common import audited_denials, json_response
 from .jobs import JobsAPI
 from .lifecycle import LifecycleAPI
 from .management import OPENAPI_PATH, ManagementAPI
 from .models import ModelsAPI
+from .oidc import OidcAPI
 from .scans import ScansAPI
 from .webhooks import WebhooksAPI
 
-__all__ = ["OPENAPI_PATH", "JobsAPI", "LifecycleAPI", "ManagementAPI", "ModelsAPI", "ScansAPI",
-           "WebhooksAPI",
-           "audited_denials", "json_response"]
+__all__ = ["OPENAPI_PATH", "JobsAPI", "LifecycleAPI", "ManagementAPI", "ModelsAPI", "OidcAPI",
+           "ScansAPI", "WebhooksAPI", "audited_denials", "json_response"]
