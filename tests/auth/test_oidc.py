@@ -486,3 +486,60 @@ def test_claim_globs():
                                                                            "b": ["pull"]}}]
     assert rule_grants(rules, claims) == ([1, 3], {"a": frozenset({"pull", "push"}),
                                                    "b": frozenset({"pull"})})
+
+
+# ----------------------------------------------------------------------------------------------
+# key sets: what is kept, what a fetch accepts
+
+
+def test_key_sets_keep_only_asymmetric_signing_keys():
+    from moorage.auth.jwks import JwksError, parse_jwks
+
+    issuer = Issuer("https://keys.example.test")
+    issuer.add_key("ec", "ec")
+    small = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
+    entries = issuer.jwks()["keys"] + [
+        {"kty": "oct", "k": b64url(b"shared-secret"), "kid": "hmac"},
+        {**jwt.algorithms.RSAAlgorithm.to_jwk(small, as_dict=True), "kid": "rsa-1024"},
+        {**issuer.jwks()["keys"][0], "kid": "enc", "use": "enc"},
+    ]
+    keys = parse_jwks(json.dumps({"keys": entries}))
+    assert [k.kid for k in keys.keys] == ["ec"]
+    assert keys.candidates("ec", "ES256") and not keys.candidates("ec", "RS256")
+    with pytest.raises(JwksError, match="no usable public key"):
+        parse_jwks(json.dumps({"keys": entries[1:]}))
+
+
+def test_jwks_fetch_refuses_redirects_oversize_bodies_and_plain_http_elsewhere():
+    from moorage.auth.jwks import MAX_JWKS_BYTES, JwksError, check_jwks_url, fetch_jwks
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path == "/redirect":
+                self.send_response(302)
+                self.send_header("Location", "/big")
+                self.end_headers()
+                return
+            body = b" " * (MAX_JWKS_BYTES + 1)
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        with pytest.raises(JwksError, match="more than"):
+            fetch_jwks(f"{base}/big", 5.0)
+        with pytest.raises(JwksError, match="answered 302"):
+            fetch_jwks(f"{base}/redirect", 5.0)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert check_jwks_url("https://token.actions.githubusercontent.com/.well-known/jwks")
+    with pytest.raises(JwksError, match="https"):
+        check_jwks_url("http://issuer.example.test/jwks")
