@@ -160,8 +160,12 @@ class Setup:
         return Api(self.reg, self.admin)
 
     def cli(self, *args: str, check: bool = True):
-        return run_cli(*args, "--data-dir", str(self.reg.data_dir), env=cli_env(self.reg),
-                       check=check)
+        """`moorage ARGS` on this server's data dir, or its database and storage (scale-out)."""
+        extra, where = list(self.reg.extra_args), ["--data-dir", str(self.reg.data_dir)]
+        for flag in ("--database", "--storage"):
+            if flag in extra:
+                where += [flag, extra[extra.index(flag) + 1]]
+        return run_cli(*args, *where, env=cli_env(self.reg), check=check)
 
     def principal(self, issuer: Issuer, sub: str) -> str:
         return f"oidc:{issuer.iss.split('//', 1)[1].split('/', 1)[0]}:{sub}"
