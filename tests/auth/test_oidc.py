@@ -161,7 +161,8 @@ class Setup:
 
     def cli(self, *args: str, check: bool = True):
         """`moorage ARGS` on this server's data dir, or its database and storage (scale-out)."""
-        extra, where = list(self.reg.extra_args), ["--data-dir", str(self.reg.data_dir)]
+        extra = [*getattr(self.reg, "backend_args", []), *self.reg.extra_args]
+        where = ["--data-dir", str(self.reg.data_dir)]
         for flag in ("--database", "--storage"):
             if flag in extra:
                 where += [flag, extra[extra.index(flag) + 1]]
