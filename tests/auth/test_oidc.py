@@ -340,6 +340,8 @@ def _refused_cases(web: Issuer) -> dict[str, tuple[str, str]]:
         "claims match no rule": (web.token("rsa-1", **github(ref="refs/heads/dev")),
                                  "match no rule"),
         "not a JWT": ("definitely-not-a-jwt", "not a JWT"),
+        "alg a list": (unsigned({"alg": ["RS256"], "kid": "rsa-1"}, web.claims(**github())),
+                       "algorithm"),
     }
 
 

@@ -163,7 +163,7 @@ class OidcService:
             raise Refused("the password is not a JWT (an OIDC ID token)") from None
         iss, sub = unverified.get("iss"), unverified.get("sub")
         alg = header.get("alg")
-        if alg not in ASYMMETRIC:
+        if not isinstance(alg, str) or alg not in ASYMMETRIC:
             raise Refused(f"algorithm {str(alg)[:20]!r} is not accepted (only asymmetric "
                           "signatures: RS*, PS*, ES*, EdDSA)", iss, sub)
         if not isinstance(iss, str):
