@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
     from .auth.admin import AdminService
     from .auth.authorizer import Authorizer
+    from .auth.oidc import OidcService
     from .auth.service import AuthService
     from .auth.tokens import TokenAuthority
     from .cache.proxy import Front, PullThrough
@@ -115,7 +116,20 @@ class Registry:
 
         return AuthService(self.database,
                            LoginThrottle(address_limit=self.settings.login_address_limit,
-                                         alert_address_failures=self.settings.alert_login_failures))
+                                         alert_address_failures=self.settings.alert_login_failures),
+                           oidc=lambda: self.oidc)
+
+    @cached_property
+    def oidc(self) -> OidcService:
+        """Trusted OIDC issuers and rules, and the exchange of ID tokens (`moorage oidc`)."""
+        from .auth.jwks import JwksCache
+        from .auth.oidc import OidcService
+
+        s = self.settings
+        return OidcService(self.database, self.authorizer,
+                           JwksCache(timeout=s.oidc_jwks_timeout, ttl=s.oidc_jwks_cache_seconds,
+                                     refresh_interval=s.oidc_jwks_refresh_interval),
+                           leeway=s.oidc_leeway, max_token_age=s.oidc_max_token_age)
 
     @cached_property
     def authorizer(self) -> Authorizer:

@@ -47,6 +47,11 @@ class Settings:
     ui_session_seconds: float = 8 * 3600.0  # lifetime of a web UI sign-in (a signed cookie)
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For names the client
     login_address_limit: int = 100  # failed logins per address in 5 min before lockouts lengthen
+    oidc_leeway: float = 60.0  # seconds of clock skew allowed on an OIDC ID token's exp/nbf/iat
+    oidc_max_token_age: float = 3600.0  # OIDC ID tokens issued (iat) longer ago are refused
+    oidc_jwks_timeout: float = 5.0  # seconds a fetch of an issuer's JWKS URL may take
+    oidc_jwks_cache_seconds: float = 3600.0  # a fetched JWKS is used this long, then fetched again
+    oidc_jwks_refresh_interval: float = 60.0  # an unknown `kid` refetches a JWKS at most this often
     secrets_key: str | None = None  # base64 of 32 bytes sealing stored secrets (default: a key file)
     log_format: str = "auto"  # json, text, or auto (text on a terminal, else JSON)
     log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
@@ -228,6 +233,11 @@ class Settings:
             raise ValueError("blob_redirect_min_bytes must be 0 or more")
         if self.login_address_limit < 1:
             raise ValueError("login_address_limit must be at least 1")
+        if min(self.oidc_leeway, self.oidc_jwks_refresh_interval) < 0 or min(
+                self.oidc_max_token_age, self.oidc_jwks_timeout, self.oidc_jwks_cache_seconds) <= 0:
+            raise ValueError("oidc_max_token_age, oidc_jwks_timeout and oidc_jwks_cache_seconds "
+                             "must be positive, oidc_leeway and oidc_jwks_refresh_interval 0 "
+                             "or more")
         try:
             proxy_networks(self.trusted_proxies)
         except ValueError as exc:

@@ -2,7 +2,8 @@
 
 The routes come from three places that must agree: the route lists the handlers declare
 (ManagementAPI.routes(), LifecycleAPI.routes(), JobsAPI.routes(),
-WebhooksAPI.routes(), ModelsAPI.routes(), ScansAPI.routes()), the router of a real application built by
+WebhooksAPI.routes(), ModelsAPI.routes(), ScansAPI.routes(), OidcAPI.routes()), the router of a
+real application built by
 make_app(), and a running server. The document covers /api/v1/... and /metrics; the registry
 API (/v2/), /token and the health checks are outside it.
 """
@@ -23,6 +24,7 @@ from moorage.web.api import (
     LifecycleAPI,
     ManagementAPI,
     ModelsAPI,
+    OidcAPI,
     ScansAPI,
     WebhooksAPI,
 )
@@ -44,6 +46,7 @@ def declared() -> set[tuple[str, str]]:
               *ModelsAPI(None, management).routes(),
               *ScansAPI(None, management).routes(),
               *InsightsAPI(None, management).routes(),
+              *OidcAPI(None, management).routes(),
               *MetricsEndpoint(None).routes()]
     return {(m.upper(), path) for m, path, _h in routes}
 

@@ -17,7 +17,7 @@ from .authorizer import SERVER, Action, Authorizer, account, namespace
 from .identity import CLI, Principal
 from .scopes import ALL_ACTIONS, ROLES
 from .secrets import hash_password, hash_robot_secret, new_robot_secret
-from .service import ROBOT_PREFIX, USERNAME_RE, AuthService
+from .service import OIDC_USERNAME, ROBOT_PREFIX, USERNAME_RE, AuthService
 
 if TYPE_CHECKING:
     from ..metadata.queries.access import AccessQueries
@@ -73,8 +73,9 @@ class AdminService:
     def add_user(self, actor: Principal, name: str, password: str, admin: bool = False) -> None:
         """Create an account with an argon2id-hashed password."""
         self._require_admin(actor)
-        if not USERNAME_RE.match(name) or name == "cli":
-            raise NameInvalid("user names are 1-64 of a-z 0-9 . _ - starting with a letter or digit")
+        if not USERNAME_RE.match(name) or name in ("cli", OIDC_USERNAME):
+            raise NameInvalid("user names are 1-64 of a-z 0-9 . _ - starting with a letter or "
+                              f"digit, other than cli and {OIDC_USERNAME}")
         _check_password(password)
         with self.database.write() as uow:
             if not uow.access.create_user(name, hash_password(password), admin):

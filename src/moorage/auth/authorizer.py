@@ -138,7 +138,8 @@ class Authorizer:
 
     def repository_actions(self, principal: Principal, name: str) -> frozenset[str]:
         """Everything `principal` may do on repository `name` (cached for a moment)."""
-        key = (f"{principal.kind}:{principal.name}:{int(principal.is_admin)}", name)
+        who = f"{principal.kind}:{principal.name}:{int(principal.is_admin)}"
+        key = (who + _grants_key(principal), name)
         cached = self._cache.get(key)
         now = time.monotonic()
         if cached and cached[1] > now:
@@ -161,6 +162,8 @@ class Authorizer:
             actions.add(PULL)
         if principal.kind == "robot":
             return frozenset(actions | self._robot_permissions(principal).get(ns_name, set()))
+        if principal.kind == "oidc":
+            return frozenset(actions | dict(principal.grants).get(ns_name, frozenset()))
         if principal.kind not in ("user", "system"):
             return frozenset(actions)
         if _server_admin(principal):
@@ -238,6 +241,11 @@ class Authorizer:
                         f"{verb} needs a robot with {action} there")
             return (f"{principal.name} may only {','.join(sorted(granted))} in namespace "
                     f"{ns_name}: {verb} needs a robot with {action} there")
+        if principal.kind == "oidc":
+            granted = dict(principal.grants).get(ns_name)
+            has = f"only {','.join(sorted(granted))}" if granted else "nothing"
+            return (f"{principal.name} was granted {has} in namespace {ns_name} by the OIDC "
+                    f"rules its token matched: {verb} needs a rule granting {action} there")
         if principal.kind != "user":
             return f"anonymous callers may not {action} {name}: log in first"
         ns = self._namespace(ns_name)
@@ -269,6 +277,11 @@ class OpenAuthorizer(Authorizer):
     def reason(self, principal: Principal, action: Action, resource: Resource,
                doing: str | None = None) -> str:
         return "allowed"  # never asked: nothing is denied
+
+
+def _grants_key(principal: Principal) -> str:
+    """The part of a cache key that tells apart OIDC principals granted different things."""
+    return "".join(f"|{ns}={','.join(sorted(a))}" for ns, a in sorted(principal.grants))
 
 
 def _server_admin(principal: Principal) -> bool:

@@ -13,10 +13,13 @@ from ..metadata.rows import RobotRow
 class Principal:
     """An authenticated caller (or the anonymous one)."""
 
-    kind: str  # user | robot | anonymous | system
+    kind: str  # user | robot | oidc | anonymous | system
     name: str
     user_id: int | None = None
     is_admin: bool = False  # a server admin (users; the CLI and the schedule act as one)
+    # An OIDC workload's namespace permissions, from the rules its ID token matched: they live
+    # in the exchange, not in the database, so they travel with the principal.
+    grants: tuple[tuple[str, frozenset[str]], ...] = ()
 
     @property
     def anonymous(self) -> bool:

@@ -10,6 +10,7 @@ import os
 import re
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ..events.types import Actor, Login, UnusualActivity, records
 from ..metadata.rows import RobotRow, UserRow
@@ -28,10 +29,14 @@ from .secrets import (
 )
 from .throttle import LoginThrottle, address_key, pair_key
 
+if TYPE_CHECKING:
+    from .oidc import OidcService
+
 __all__ = ["ANONYMOUS", "CLI", "SYSTEM", "AuthService", "Principal"]
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 ROBOT_PREFIX = "robot$"
+OIDC_USERNAME = "oidc"  # its password is an OIDC ID token (auth/oidc.py)
 BASIC_CACHE_SECONDS = 60.0
 
 
@@ -56,9 +61,11 @@ KNOWN_NAMESPACES = 10_000  # namespaces a worker remembers as existing
 class AuthService:
     """Authentication: credentials and tokens' subjects to principals."""
 
-    def __init__(self, database: Database, throttle: LoginThrottle | None = None) -> None:
+    def __init__(self, database: Database, throttle: LoginThrottle | None = None,
+                 oidc: Callable[[], OidcService] | None = None) -> None:
         self.database = database
         self.throttle = throttle or LoginThrottle()
+        self._oidc = oidc  # built on the first OIDC login only
         self._basic_cache: dict[bytes, tuple[Principal, float]] = {}
         self._cache_key = os.urandom(32)
         # Namespaces are never deleted, so one seen to exist exists for good: a push skips the
@@ -102,6 +109,12 @@ class AuthService:
         With `record`, a Login event (success or denied) is appended in the write of the
         throttle's change (a failure's count, a success's reset), or in one of its own.
         """
+        if username == OIDC_USERNAME:
+            # A signed ID token cannot be guessed either: no throttle, so a CI runner's shared
+            # address is never locked out by another job's stale token.
+            if self._oidc is None:
+                raise Unauthorized("OIDC workload identity is not configured here")
+            return await asyncio.to_thread(self._oidc().exchange, password, remote, record)
         if username.startswith(ROBOT_PREFIX):
             # 256 random bits cannot be guessed: no throttle, so no robot is ever locked out by
             # someone else's failures (its failures are still audited).
@@ -229,6 +242,9 @@ class AuthService:
         """Rebuild the caller behind a token (for refresh tokens and denial decisions)."""
         if kind == "anonymous":
             return ANONYMOUS
+        if kind == "oidc":
+            # Its grants were decided at the exchange and are in the token it holds, not here.
+            return Principal("oidc", subject)
         if kind == "robot":
             with self.database.read() as uow:
                 robot = uow.access.get_robot(subject[len(ROBOT_PREFIX):])

@@ -14,6 +14,7 @@ from . import (
     jobs,
     lifecycle,
     models,
+    oidc,
     pullpolicy,
     replication,
     sbom,
@@ -44,6 +45,7 @@ app.add_typer(db.db_app, name="db")
 app.add_typer(accounts.user_app, name="user")
 app.add_typer(accounts.robot_app, name="robot")
 app.add_typer(accounts.namespace_app, name="namespace")
+app.add_typer(oidc.oidc_app, name="oidc")
 app.command()(accounts.audit)
 app.add_typer(events.events_app, name="events")
 app.command()(lifecycle.gc)

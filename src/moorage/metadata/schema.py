@@ -748,3 +748,30 @@ image_insights = Table(
     Column("report", Text, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+# OIDC workload identity: the issuers whose ID tokens `/token` exchanges, and their rules.
+oidc_issuers = Table(
+    "oidc_issuers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("issuer", String(500), nullable=False, unique=True),  # the exact `iss`
+    Column("audience", String(500), nullable=False),  # `aud` must contain it
+    Column("jwks_url", Text),  # fetched (cached) by the server
+    Column("jwks", Text),  # or the JWKS document itself (air-gapped sites)
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(160)),
+)
+
+# Claims that must all match (JSON {claim: glob}) grant namespace permissions (JSON {ns: [a]}).
+oidc_rules = Table(
+    "oidc_rules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("issuer_id", Integer, ForeignKey("oidc_issuers.id", ondelete="CASCADE"),
+           nullable=False),
+    Column("claims", Text, nullable=False),
+    Column("permissions", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(160)),
+    Index("oidc_rules_issuer", "issuer_id", "id"),
+)

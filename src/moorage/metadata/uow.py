@@ -31,6 +31,7 @@ from .queries.insights import InsightsQueries
 from .queries.jobs import JobQueries
 from .queries.manifests import ManifestQueries
 from .queries.models import ModelQueries
+from .queries.oidc import OidcQueries
 from .queries.outbox import OutboxQueries
 from .queries.policies import PolicyQueries
 from .queries.pull_policies import PullPolicyQueries
@@ -125,6 +126,10 @@ class UnitOfWork:
     @cached_property
     def access(self) -> AccessQueries:
         return AccessQueries(self)
+
+    @cached_property
+    def oidc(self) -> OidcQueries:
+        return OidcQueries(self)
 
     @cached_property
     def outbox(self) -> OutboxQueries:

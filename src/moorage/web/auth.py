@@ -142,8 +142,9 @@ class AccessGuard:
         if claims.allows("repository", repository, action):
             return principal
         # The token does not carry this access: a new token could (401, the client asks for
-        # one), unless the caller would not get it anyway (403).
-        if not principal.anonymous:
+        # one), unless the caller would not get it anyway (403). An OIDC workload's rights are
+        # decided only when it exchanges an ID token, so it is always told to ask again.
+        if not principal.anonymous and principal.kind != "oidc":
             full = await asyncio.to_thread(
                 self.auth.principal_from_claims, claims.kind, claims.subject
             )

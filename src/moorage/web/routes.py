@@ -25,6 +25,7 @@ from .api.jobs import JobsAPI
 from .api.lifecycle import LifecycleAPI
 from .api.management import ManagementAPI
 from .api.models import ModelsAPI
+from .api.oidc import OidcAPI
 from .api.scans import ScansAPI
 from .api.webhooks import WebhooksAPI
 from .health import Health
@@ -111,6 +112,11 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/api/v1/robots", _API, ManagementAPI.add_robot),
     Route("DELETE", "/api/v1/robots/{name}", _API, ManagementAPI.revoke_robot),
     Route("GET", "/api/v1/audit", _API, ManagementAPI.audit),
+    Route("GET", "/api/v1/oidc/issuers", _API, OidcAPI.list_issuers),
+    Route("GET", "/api/v1/oidc/issuers/{id}", _API, OidcAPI.get_issuer),
+    Route("DELETE", "/api/v1/oidc/issuers/{id}", _API, OidcAPI.remove_issuer),
+    Route("POST", "/api/v1/oidc/rules", _API, OidcAPI.add_rule),
+    Route("DELETE", "/api/v1/oidc/rules/{id}", _API, OidcAPI.remove_rule),
     Route("GET", "/api/v1/openapi.json", PUBLIC, ManagementAPI.openapi),
     Route("GET", _NS + "/immutability", _API, LifecycleAPI.list_immutability),
     Route("POST", _NS + "/immutability", _API, LifecycleAPI.add_immutability),

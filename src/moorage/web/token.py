@@ -1,4 +1,8 @@
-"""The token endpoint: `GET /token` (Docker token spec) and `POST /token` (OAuth2 grants)."""
+"""The token endpoint: `GET /token` (Docker token spec) and `POST /token` (OAuth2 grants).
+
+An OIDC ID token is exchanged here as the password of the user `oidc` (Basic or the password
+grant) or as RFC 8693's `subject_token`; the token issued is the registry's normal one, with no
+refresh token (a workload exchanges a fresh ID token instead)."""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from aiohttp import web
 
 from ..auth.authorizer import Authorizer
 from ..auth.scopes import parse_scopes
-from ..auth.service import ANONYMOUS, AuthService, Principal
+from ..auth.service import ANONYMOUS, OIDC_USERNAME, AuthService, Principal
 from ..auth.tokens import InvalidToken, TokenAuthority
 from ..events.audit import AuditLog
 from ..oci.errors import RegistryError, Unauthorized
@@ -18,6 +22,11 @@ from .auth import parse_basic
 from .metrics import login_failed, token_issued
 
 REFRESH_TOKEN_TTL = 30 * 24 * 3600
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+# RFC 8693 subject token types an OIDC ID token may be presented as (absent: the same).
+SUBJECT_TOKEN_TYPES = ("urn:ietf:params:oauth:token-type:id_token",
+                       "urn:ietf:params:oauth:token-type:jwt")
+ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"
 
 
 class TokenEndpoint:
@@ -43,7 +52,7 @@ class TokenEndpoint:
             raise Unauthorized("the token endpoint takes basic credentials")
         scopes = request.query.getall("scope", [])
         body = await self._issue(request, principal, scopes)
-        if request.query.get("offline_token") == "true" and not principal.anonymous:
+        if request.query.get("offline_token") == "true" and _refreshable(principal):
             body["refresh_token"] = self._refresh_token(principal)
         return web.json_response(body)
 
@@ -54,18 +63,30 @@ class TokenEndpoint:
             principal = await self._login(
                 request, str(form.get("username", "")), str(form.get("password", ""))
             )
+        elif grant == TOKEN_EXCHANGE:
+            token_type = str(form.get("subject_token_type", SUBJECT_TOKEN_TYPES[0]))
+            if token_type not in SUBJECT_TOKEN_TYPES:
+                raise RegistryError(f"subject_token_type must be one of "
+                                    f"{', '.join(SUBJECT_TOKEN_TYPES)}")
+            principal = await self._login(request, OIDC_USERNAME,
+                                          str(form.get("subject_token", "")))
         elif grant == "refresh_token":
             try:
                 claims = self.authority.verify(str(form.get("refresh_token", "")), "refresh")
             except InvalidToken:
                 raise Unauthorized("invalid refresh token") from None
+            if claims.kind == "oidc":  # never issued; refused should one ever be
+                raise Unauthorized("OIDC tokens are not refreshed: exchange a new ID token")
             principal = await asyncio.to_thread(
                 self.auth.principal_from_claims, claims.kind, claims.subject
             )
         else:
-            raise RegistryError("grant_type must be password or refresh_token")
+            raise RegistryError(f"grant_type must be password, refresh_token or {TOKEN_EXCHANGE}")
         body = await self._issue(request, principal, [str(form.get("scope", ""))])
-        if grant == "password" and form.get("access_type") == "offline":
+        if grant == TOKEN_EXCHANGE:
+            body.update(issued_token_type=ACCESS_TOKEN_TYPE, token_type="Bearer")
+        if grant == "password" and form.get("access_type") == "offline" \
+                and _refreshable(principal):
             body["refresh_token"] = self._refresh_token(principal)
         elif grant == "refresh_token":
             body["refresh_token"] = str(form.get("refresh_token"))
@@ -95,3 +116,8 @@ class TokenEndpoint:
         token, _ = self.authority.issue(principal.name, principal.kind, [],
                                         ttl=REFRESH_TOKEN_TTL, token_type="refresh")
         return token
+
+
+def _refreshable(principal: Principal) -> bool:
+    """Whether the caller may get a refresh token (an OIDC workload exchanges a new ID token)."""
+    return not principal.anonymous and principal.kind != "oidc"

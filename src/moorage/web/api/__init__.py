@@ -1,5 +1,5 @@
 """The management API under /api/v1/ (accounts, namespaces, robots, audit; lifecycle; jobs;
-webhooks; models; scan reports; size insights)."""
+webhooks; models; scan reports; size insights; OIDC issuers)."""
 
 from .common import audited_denials, json_response
 from .insights import InsightsAPI
@@ -7,9 +7,9 @@ from .jobs import JobsAPI
 from .lifecycle import LifecycleAPI
 from .management import OPENAPI_PATH, ManagementAPI
 from .models import ModelsAPI
+from .oidc import OidcAPI
 from .scans import ScansAPI
 from .webhooks import WebhooksAPI
 
-__all__ = ["OPENAPI_PATH", "InsightsAPI", "JobsAPI", "LifecycleAPI", "ManagementAPI", "ModelsAPI", "ScansAPI",
-           "WebhooksAPI",
-           "audited_denials", "json_response"]
+__all__ = ["OPENAPI_PATH", "InsightsAPI", "JobsAPI", "LifecycleAPI", "ManagementAPI", "ModelsAPI",
+           "OidcAPI", "ScansAPI", "WebhooksAPI", "audited_denials", "json_response"]
