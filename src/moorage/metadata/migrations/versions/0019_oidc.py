@@ -1,6 +1,6 @@
 """OIDC workload identity: trusted issuers and their claim rules.
 
-Revision ID: 0018_oidc
+Revision ID: 0019_oidc
 Revises: 0017_replication
 """
 
