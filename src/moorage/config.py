@@ -45,6 +45,10 @@ class Settings:
     token_service: str = "moorage"  # `service` of the token challenge and the tokens' audience
     token_realm: str | None = None  # token endpoint URL in challenges (default: request's /token)
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For names the client
+    trust_proxy_headers: bool = False  # honour X-Forwarded-Proto/Host (from trusted_proxies if set)
+    tls_cert_file: str | None = None  # PEM certificate chain: serve HTTPS (reloaded on SIGHUP)
+    tls_key_file: str | None = None  # PEM private key of tls_cert_file
+    keepalive_timeout: float = 75.0  # seconds an idle HTTP/1.1 connection stays open
     login_address_limit: int = 100  # failed logins per address in 5 min before lockouts lengthen
     secrets_key: str | None = None  # base64 of 32 bytes sealing stored secrets (default: a key file)
     log_format: str = "auto"  # json, text, or auto (text on a terminal, else JSON)
@@ -133,6 +137,10 @@ class Settings:
     @property
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert_file else "http"
 
     @property
     def is_scaled_out(self) -> bool:
@@ -256,6 +264,8 @@ class Settings:
         if self.scan_max_entries < 1 or self.scan_max_bytes < 1 or self.scan_max_ratio <= 1:
             raise ValueError("scan_max_entries and scan_max_bytes must be positive, "
                              "scan_max_ratio above 1")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("--tls-cert and --tls-key go together: give both or neither")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 

@@ -62,6 +62,11 @@ class RegistryProcess(_Address):
     auth: bool = False  # protocol tests run an open registry (--no-auth)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    tls_ca: str | None = None  # serving HTTPS (--tls-cert in extra_args): the CA that signed it
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls_ca else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def log_paths(self) -> list[Path]:
@@ -89,7 +94,8 @@ class RegistryProcess(_Address):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moorage exited early: {self.log_path.read_text()[-4000:]}")
             try:
-                if requests.get(self.url + "/v2/", timeout=probe).status_code in (200, 401):
+                answer = requests.get(self.url + "/v2/", timeout=probe, verify=self.tls_ca or True)
+                if answer.status_code in (200, 401):
                     return self
             except requests.ReadTimeout:  # listening, but too busy to answer yet
                 probe = min(probe * 2, 10.0)
