@@ -294,3 +294,28 @@ def run_moorage(
             f"moorage {' '.join(args)} -> {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
         )
     return p
+
+
+def cli_target(server: Server) -> tuple[list[str], dict[str, str]]:
+    """The CLI options (data dir, database, storage) and environment that reach the server's
+    registry."""
+    node = server.nodes[0] if isinstance(server, BalancedCluster) else server
+    target = ["--data-dir", str(node.data_dir)]
+    extra = list(node.extra_args)
+    for flag in ("--database", "--storage"):
+        if flag in extra:
+            target += [flag, extra[extra.index(flag) + 1]]
+    return target, dict(node.env)
+
+
+def open_registry_of(server: Server):  # type: ignore[no-untyped-def]
+    """The server's registry opened in this process (bootstrap.open_existing), to reach into
+    its database and blob store as an operator's tool would."""
+    from moorage.bootstrap import open_existing
+    from moorage.config import Settings
+
+    args, env = cli_target(server)
+    options = dict(zip(args[::2], args[1::2], strict=True))
+    return open_existing(Settings.from_env(
+        {**os.environ, **env}, data_dir=Path(options["--data-dir"]),
+        database_url=options.get("--database"), storage_url=options.get("--storage")))

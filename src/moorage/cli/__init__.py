@@ -13,6 +13,7 @@ from . import (
     jobs,
     lifecycle,
     models,
+    operations,
     pullpolicy,
     replication,
     sbom,
@@ -53,6 +54,7 @@ app.add_typer(lifecycle.tag_app, name="tag")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.command()(jobs.worker)
 app.command("settings")(settings.settings)
+app.command()(operations.check)
 app.add_typer(webhooks.webhook_app, name="webhook")
 app.add_typer(vulndb.vulndb_app, name="vulndb")
 app.add_typer(sbom.sbom_app, name="sbom")

@@ -26,6 +26,7 @@ from .queries.cache import CacheQueries
 from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
 from .queries.graph import GraphQueries
+from .queries.integrity import IntegrityQueries
 from .queries.jobs import JobQueries
 from .queries.manifests import ManifestQueries
 from .queries.models import ModelQueries
@@ -177,6 +178,12 @@ class UnitOfWork:
     @cached_property
     def pull_policies(self) -> PullPolicyQueries:
         return PullPolicyQueries(self)
+
+    # -- operations ---------------------------------------------------------------------------
+
+    @cached_property
+    def integrity(self) -> IntegrityQueries:
+        return IntegrityQueries(self)
 
 
 class Database(StoreBase):

@@ -9,6 +9,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+from .base import StoredObject
+
 _HANDLE_RE = re.compile(r"^[a-zA-Z0-9-]{1,64}$")
 # `<hex>-<upload id>` since per-commit keys; plain `<hex>` in data written before.
 _KEY_RE = re.compile(r"^blobs/[a-z0-9]+/[a-f0-9]{2}/[a-f0-9]{64,128}(-[a-zA-Z0-9-]{1,64})?$")
@@ -131,6 +133,24 @@ class FilesystemBlobStore:
 
     def blob_exists(self, key: str) -> bool:
         return self._blob_path(key).is_file()
+
+    def blob_size(self, key: str) -> int | None:
+        try:
+            return self._blob_path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def list_blobs(self) -> Iterator[StoredObject]:
+        base = self.root / "blobs"
+        for directory, _dirs, files in os.walk(base):
+            for name in files:
+                path = Path(directory) / name
+                try:
+                    info = path.stat()
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+                yield StoredObject(path.relative_to(self.root).as_posix(), info.st_size,
+                                   info.st_mtime)
 
     def delete_blob(self, key: str) -> None:
         self._blob_path(key).unlink(missing_ok=True)

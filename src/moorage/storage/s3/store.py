@@ -43,6 +43,7 @@ from xml.etree import ElementTree
 import obstore
 from obstore.store import S3Store
 
+from ..base import StoredObject
 from .multipart import (
     MIN_PART,
     READ_CHUNK,
@@ -190,6 +191,17 @@ class S3BlobStore:
     def blob_exists(self, key: str) -> bool:
         self._check_key(key)
         return self._head(key) is not None
+
+    def blob_size(self, key: str) -> int | None:
+        self._check_key(key)
+        head = self._head(key)
+        return None if head is None else int(head["size"])
+
+    def list_blobs(self) -> Iterator[StoredObject]:
+        for batch in obstore.list(self.obj, prefix="blobs/", chunk_size=1000):
+            for meta in batch:
+                yield StoredObject(str(meta["path"]), int(meta["size"]),
+                                   meta["last_modified"].timestamp())
 
     def delete_blob(self, key: str) -> None:
         self._check_key(key)
