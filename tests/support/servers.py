@@ -316,6 +316,9 @@ def open_registry_of(server: Server):  # type: ignore[no-untyped-def]
 
     args, env = cli_target(server)
     options = dict(zip(args[::2], args[1::2], strict=True))
+    # The S3 store reads its AWS_* credentials from the process environment (the test S3
+    # server's, the same for the whole session).
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
     return open_existing(Settings.from_env(
         {**os.environ, **env}, data_dir=Path(options["--data-dir"]),
         database_url=options.get("--database"), storage_url=options.get("--storage")))

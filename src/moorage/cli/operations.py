@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +21,9 @@ from .common import (
     print_json,
     progress_bar,
 )
+
+if TYPE_CHECKING:
+    from ..operations.backup import BackupReport
 
 
 def check(
@@ -61,3 +65,65 @@ def check(
         typer.echo(f"checked {report.blobs} blob rows and {report.objects} stored objects: "
                    f"{verdict}")
     raise typer.Exit(0 if (report.clean if repair else not report.findings) else 1)
+
+
+def backup(
+    directory: Annotated[Path, typer.Argument(help="new or empty directory to write")],
+    json_output: JsonFlag = False,
+    quiet: Quiet = False,
+    data_dir: DataDir = None, database: Database = None, storage: Storage = None,
+    config: Config = None,
+) -> None:
+    """Back up the embedded registry (SQLite + files) while it serves; PostgreSQL/S3: prints
+    the procedure."""
+    from ..operations.backup import BackupError
+    from ..operations.backup import backup as run
+
+    settings = Target(data_dir, database, storage, config).settings()
+    if settings.is_scaled_out or settings.storage_url:
+        from ..operations.backup import SCALE_OUT_PROCEDURE
+
+        fail(SCALE_OUT_PROCEDURE, 2)
+    reg = open_existing(settings)
+    try:
+        with progress_bar(quiet) as progress:
+            report = run(settings, reg.blob_store, directory, progress)
+    except BackupError as exc:
+        fail(exc.message, exc.exit_code)
+    finally:
+        reg.close()
+    _print_backup(report, json_output, "backed up")
+
+
+def restore(
+    directory: Annotated[Path, typer.Argument(help="a directory `moorage backup` wrote")],
+    data_dir: Annotated[Path, typer.Option(
+        "--data-dir", help="new or empty data dir to restore into")],
+    json_output: JsonFlag = False,
+    quiet: Quiet = False,
+) -> None:
+    """Restore a backup into a new data dir (its checksums verified first)."""
+    from ..operations.backup import BackupError
+    from ..operations.backup import restore as run
+
+    try:
+        with progress_bar(quiet) as progress:
+            report = run(directory, data_dir, progress)
+    except BackupError as exc:
+        fail(exc.message, exc.exit_code)
+    _print_backup(report, json_output, "restored")
+
+
+def _print_backup(report: BackupReport, json_output: bool, done: str) -> None:
+    from ..policy.quota import human_bytes
+
+    if json_output:
+        print_json(report.as_dict())
+        return
+    counts = report.counts
+    typer.echo(f"{done} {counts['repositories']} repositories, {counts['manifests']} "
+               f"manifests, {counts['tags']} tags, {counts['blobs']} blobs "
+               f"({human_bytes(report.blob_bytes)}; {report.linked} hard-linked, "
+               f"{report.copied} copied) in {report.directory}")
+    if report.dropped:
+        typer.echo(f"left out {len(report.dropped)} blob(s) collected while the backup ran")
