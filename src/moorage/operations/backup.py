@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +23,12 @@ from .. import __version__
 from ..auth.sealing import KEY_FILE
 from ..config import Settings
 from ..metadata import snapshot
+from ..progress import Progress, silent
 from ..storage.base import BlobStore
 from ..storage.filesystem import link_or_copy
 
 MANIFEST = "backup.json"
 FORMAT = 1
-Progress = Callable[[str, int, int | None], None]
 
 SCALE_OUT_PROCEDURE = """\
 This registry keeps its metadata in PostgreSQL and/or its blobs in S3; `moorage backup` copies
@@ -71,7 +70,7 @@ def backup(settings: Settings, store: BlobStore, target: Path,
     """Write a consistent backup of the embedded registry of `settings` into empty `target`."""
     if settings.is_scaled_out or settings.storage_url:
         raise BackupError(SCALE_OUT_PROCEDURE, 2)
-    tick = progress or (lambda _phase, _done, _total: None)
+    tick = progress or silent
     _require_empty(target, "backup directory")
     target.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(target, 0o700)  # the copy holds the secrets key and password hashes
@@ -115,7 +114,7 @@ def backup(settings: Settings, store: BlobStore, target: Path,
 def restore(source: Path, data_dir: Path, progress: Progress | None = None) -> BackupReport:
     """Make `data_dir` (absent or empty) a registry holding the backup in `source`, after
     verifying the backup's checksums."""
-    tick = progress or (lambda _phase, _done, _total: None)
+    tick = progress or silent
     try:
         manifest = json.loads((source / MANIFEST).read_text())
     except (OSError, ValueError) as exc:

@@ -18,10 +18,9 @@ from typing import Any
 from ..auth.authorizer import SERVER, Action, Authorizer, OpenAuthorizer
 from ..metadata.uow import Database
 from ..oci.digest import new_hasher, parse_digest
+from ..progress import Progress, silent
 from ..storage.base import BlobStore, StoredObject
 
-# (phase, done, total or None): what a progress bar shows.
-Progress = Callable[[str, int, int | None], None]
 PAGE = 500
 LOOKUPS = 8  # HEAD requests in flight at once (S3); cheap stats on files
 
@@ -72,7 +71,7 @@ class IntegrityCheck:
         """Check everything once as `actor`; with `repair`, fix what can be fixed safely."""
         self.authorizer.require(actor, Action.ADMIN_SERVER, SERVER, "check the registry")
         report = CheckReport()
-        tick = progress or (lambda _phase, _done, _total: None)
+        tick = progress or silent
         with ThreadPoolExecutor(LOOKUPS) as pool:
             self._check_rows(report, deep, pool, tick)
         self._check_references(report)
