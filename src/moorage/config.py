@@ -51,6 +51,7 @@ class Settings:
     keepalive_timeout: float = 75.0  # seconds an idle HTTP/1.1 connection stays open
     login_address_limit: int = 100  # failed logins per address in 5 min before lockouts lengthen
     secrets_key: str | None = None  # base64 of 32 bytes sealing stored secrets (default: a key file)
+    secrets_key_previous: str | None = None  # comma-separated old keys still read (key rotation)
     log_format: str = "auto"  # json, text, or auto (text on a terminal, else JSON)
     log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
     # -- scale-out (PostgreSQL + S3) ------------------------------------------------------------

@@ -127,3 +127,37 @@ def _print_backup(report: BackupReport, json_output: bool, done: str) -> None:
                f"{report.copied} copied) in {report.directory}")
     if report.dropped:
         typer.echo(f"left out {len(report.dropped)} blob(s) collected while the backup ran")
+
+
+secrets_app = typer.Typer(help="The key sealing stored secrets: rotate.", no_args_is_help=True)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate(
+    new_key_file: Annotated[Path, typer.Option(
+        "--new-key-file", help="file holding the new key: base64 of 32 random bytes "
+        "(`openssl rand -base64 32 > F`)")],
+    data_dir: DataDir = None, database: Database = None, storage: Storage = None,
+    config: Config = None,
+) -> None:
+    """Re-seal every stored secret (upstream credentials, webhook secrets) under a new key."""
+    from ..auth.identity import CLI
+    from ..auth.sealing import NoSecretsKey, parse_key
+
+    try:
+        new_key = parse_key(new_key_file.read_text())
+    except (OSError, ValueError) as exc:
+        fail(f"{new_key_file}: {exc}", 2)
+    reg = open_existing(Target(data_dir, database, storage, config).settings())
+    try:
+        report = call(reg.secrets_rotation.rotate, CLI, new_key)
+    except NoSecretsKey as exc:
+        fail(exc.message, 2)
+    finally:
+        reg.close()
+    counts = ", ".join(f"{n} {table}" for table, n in report.resealed.items())
+    typer.echo(f"re-sealed {counts} secret(s) under the new key")
+    if report.key_file:
+        typer.echo(f"the new key is in {report.key_file}")
+    if report.next_steps:
+        typer.echo(f"next: {report.next_steps}")

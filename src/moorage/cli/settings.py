@@ -22,7 +22,7 @@ FLAGS = {
     "fsync": "--no-fsync",
     "auth": "--no-auth",
 }
-SECRET_FIELDS = {"admin_password", "s3_secret_access_key", "secrets_key"}
+SECRET_FIELDS = {"admin_password", "s3_secret_access_key", "secrets_key", "secrets_key_previous"}
 _BYTES = re.compile(r"(_bytes|_size|_length)$")
 BLOCK = re.compile(r"(<!-- settings:begin (\S+) -->\n)(.*?)(<!-- settings:end -->)", re.DOTALL)
 

@@ -38,6 +38,7 @@ from .queries.referrers import ReferrerQueries
 from .queries.replication import ReplicationQueries
 from .queries.repositories import RepositoryQueries
 from .queries.scans import ScanQueries
+from .queries.sealed import SealedQueries
 from .queries.stats import StatsQueries
 from .queries.tags import TagQueries
 from .queries.trust import TrustQueries
@@ -184,6 +185,10 @@ class UnitOfWork:
     @cached_property
     def integrity(self) -> IntegrityQueries:
         return IntegrityQueries(self)
+
+    @cached_property
+    def sealed(self) -> SealedQueries:
+        return SealedQueries(self)
 
 
 class Database(StoreBase):
