@@ -61,6 +61,8 @@ class Settings:
     s3_access_key_id: str | None = None  # S3 access key (default: AWS_ACCESS_KEY_ID)
     s3_secret_access_key: str | None = None  # S3 secret key (default: AWS_SECRET_ACCESS_KEY)
     s3_part_size: int = 16 << 20  # first multipart part size; doubles every 1,000 parts
+    s3_sse: str = ""  # S3 server-side encryption of every object: AES256, aws:kms or "" (none)
+    s3_sse_kms_key_id: str | None = None  # KMS key id of s3_sse = aws:kms (default: the bucket's)
     spool_dir: str | None = None  # local temp files for S3 chunks of unknown length (default: tmp)
     blob_redirect: str = "large"  # S3 blob GET: 307 to a presigned URL for large, always or never
     blob_redirect_min_bytes: int = 64 << 20  # `large`: smaller blobs are proxied, digest header on
@@ -267,6 +269,10 @@ class Settings:
                              "scan_max_ratio above 1")
         if bool(self.tls_cert_file) != bool(self.tls_key_file):
             raise ValueError("--tls-cert and --tls-key go together: give both or neither")
+        if self.s3_sse not in ("", "AES256", "aws:kms"):
+            raise ValueError(f"s3_sse must be AES256, aws:kms or empty, got {self.s3_sse!r}")
+        if self.s3_sse_kms_key_id and self.s3_sse != "aws:kms":
+            raise ValueError("s3_sse_kms_key_id needs s3_sse = aws:kms")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 
