@@ -23,6 +23,12 @@ if TYPE_CHECKING:
     from ..uow import UnitOfWork
 
 
+# A manifest reference with its manifest and repository.
+_REFERENCES = (manifest_references
+               .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
+               .join(repositories, repositories.c.id == manifests.c.repository_id))
+
+
 class IntegrityQueries:
     """The integrity check's statements within one unit of work."""
 
@@ -53,9 +59,7 @@ class IntegrityQueries:
         has no row, at most `limit`."""
         query = (
             select(repositories.c.name, manifests.c.digest, manifest_references.c.digest)
-            .select_from(manifest_references
-                         .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
-                         .join(repositories, repositories.c.id == manifests.c.repository_id))
+            .select_from(_REFERENCES)
             .where(manifest_references.c.kind == "blob",
                    ~exists().where(blobs.c.digest == manifest_references.c.digest))
             .order_by(repositories.c.name, manifests.c.digest).limit(limit)
@@ -66,9 +70,7 @@ class IntegrityQueries:
         """(repository, manifest digest) of manifests referencing blob `digest`."""
         query = (
             select(repositories.c.name, manifests.c.digest)
-            .select_from(manifest_references
-                         .join(manifests, manifests.c.id == manifest_references.c.manifest_id)
-                         .join(repositories, repositories.c.id == manifests.c.repository_id))
+            .select_from(_REFERENCES)
             .where(manifest_references.c.digest == digest)
             .order_by(repositories.c.name, manifests.c.digest).limit(limit)
         )
