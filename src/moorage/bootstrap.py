@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from .jobs.runner import JobRunner
     from .metadata.uow import Database
     from .models.service import ModelService
+    from .operations.check import IntegrityCheck
+    from .operations.rotation import SecretsRotation
     from .policy.admission import AdmissionChain, PullRequest
     from .policy.pull import PullPolicyCheck
     from .policy.quota import UploadQuota
@@ -193,6 +195,18 @@ class Registry:
         from .gc.service import GcService
 
         return GcService(self.collector, self.authorizer)
+
+    @cached_property
+    def integrity(self) -> IntegrityCheck:
+        from .operations.check import IntegrityCheck
+
+        return IntegrityCheck(self.database, self.blob_store, self.authorizer)
+
+    @cached_property
+    def secrets_rotation(self) -> SecretsRotation:
+        from .operations.rotation import SecretsRotation
+
+        return SecretsRotation(self.database, self.settings, self.authorizer)
 
     @cached_property
     def admission(self) -> AdmissionChain:

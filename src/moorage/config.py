@@ -46,6 +46,10 @@ class Settings:
     token_realm: str | None = None  # token endpoint URL in challenges (default: request's /token)
     ui_session_seconds: float = 8 * 3600.0  # lifetime of a web UI sign-in (a signed cookie)
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For names the client
+    trust_proxy_headers: bool = False  # honour X-Forwarded-Proto/Host (from trusted_proxies if set)
+    tls_cert_file: str | None = None  # PEM certificate chain: serve HTTPS (reloaded on SIGHUP)
+    tls_key_file: str | None = None  # PEM private key of tls_cert_file
+    keepalive_timeout: float = 75.0  # seconds an idle HTTP/1.1 connection stays open
     login_address_limit: int = 100  # failed logins per address in 5 min before lockouts lengthen
     oidc_leeway: float = 60.0  # seconds of clock skew allowed on an OIDC ID token's exp/nbf/iat
     oidc_max_token_age: float = 3600.0  # OIDC ID tokens issued (iat) longer ago are refused
@@ -53,6 +57,7 @@ class Settings:
     oidc_jwks_cache_seconds: float = 3600.0  # a fetched JWKS is used this long, then fetched again
     oidc_jwks_refresh_interval: float = 60.0  # an unknown `kid` refetches a JWKS at most this often
     secrets_key: str | None = None  # base64 of 32 bytes sealing stored secrets (default: a key file)
+    secrets_key_previous: str | None = None  # comma-separated old keys still read (key rotation)
     log_format: str = "auto"  # json, text, or auto (text on a terminal, else JSON)
     log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
     # -- scale-out (PostgreSQL + S3) ------------------------------------------------------------
@@ -62,6 +67,8 @@ class Settings:
     s3_access_key_id: str | None = None  # S3 access key (default: AWS_ACCESS_KEY_ID)
     s3_secret_access_key: str | None = None  # S3 secret key (default: AWS_SECRET_ACCESS_KEY)
     s3_part_size: int = 16 << 20  # first multipart part size; doubles every 1,000 parts
+    s3_sse: str = ""  # S3 server-side encryption of every object: AES256, aws:kms or "" (none)
+    s3_sse_kms_key_id: str | None = None  # KMS key id of s3_sse = aws:kms (default: the bucket's)
     spool_dir: str | None = None  # local temp files for S3 chunks of unknown length (default: tmp)
     blob_redirect: str = "large"  # S3 blob GET: 307 to a presigned URL for large, always or never
     blob_redirect_min_bytes: int = 64 << 20  # `large`: smaller blobs are proxied, digest header on
@@ -142,6 +149,10 @@ class Settings:
     @property
     def port(self) -> int:
         return int(self.listen.rsplit(":", 1)[1])
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_cert_file else "http"
 
     @property
     def is_scaled_out(self) -> bool:
@@ -270,6 +281,12 @@ class Settings:
         if self.scan_max_entries < 1 or self.scan_max_bytes < 1 or self.scan_max_ratio <= 1:
             raise ValueError("scan_max_entries and scan_max_bytes must be positive, "
                              "scan_max_ratio above 1")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("--tls-cert and --tls-key go together: give both or neither")
+        if self.s3_sse not in ("", "AES256", "aws:kms"):
+            raise ValueError(f"s3_sse must be AES256, aws:kms or empty, got {self.s3_sse!r}")
+        if self.s3_sse_kms_key_id and self.s3_sse != "aws:kms":
+            raise ValueError("s3_sse_kms_key_id needs s3_sse = aws:kms")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from . import supervisor
+from . import supervisor, tls
 from .bootstrap import preload, prepare
 from .config import Settings
 from .logs import setup_logging
@@ -76,6 +76,11 @@ def serve(settings: Settings) -> int:
     prepared = _prepare_apart(settings)
     if prepared != 0:
         return prepared
+    try:
+        tls.server_context(settings)  # a pair that does not load stops us here, not each worker
+    except ValueError as exc:
+        print(f"moorage: {exc}", file=sys.stderr, flush=True)
+        return 2
     sock = bind(settings)
     if not settings.auth:
         print(
@@ -85,7 +90,7 @@ def serve(settings: Settings) -> int:
             flush=True,
         )
     print(
-        f"moorage listening on http://{settings.listen} ({settings.workers} worker"
+        f"moorage listening on {settings.scheme}://{settings.listen} ({settings.workers} worker"
         f"{'s' if settings.workers != 1 else ''}), {_describe(settings)}",
         file=sys.stderr,
         flush=True,
@@ -103,7 +108,7 @@ def _fork_workers_and_supervise(settings: Settings, sock: socket.socket) -> int:
     """Fork the workers from this fully imported process, then become the lean supervisor."""
     # Blocked until the supervisor's handlers are in place (the mask survives fork and exec):
     # a stop signal in between is delivered late, never lost and never fatal half-way.
-    signal.pthread_sigmask(signal.SIG_BLOCK, supervisor.STOP_SIGNALS)
+    signal.pthread_sigmask(signal.SIG_BLOCK, supervisor.HELD_SIGNALS)
     pids = [_fork_worker(settings, sock) for _ in range(settings.workers)]
     settings_fd = supervisor.settings_pipe(settings.to_json())
     try:
@@ -121,7 +126,8 @@ def _fork_worker(settings: Settings, sock: socket.socket) -> int:
         return pid
     code = 1
     try:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, supervisor.STOP_SIGNALS)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's loop handles it
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, supervisor.HELD_SIGNALS)
         code = _run_worker(settings, sock)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
@@ -197,16 +203,24 @@ def _run_worker(settings: Settings, sock: socket.socket) -> int:
 
     async def main() -> None:
         app = make_app(settings)
+        # No body timeout: a streamed multi-GB PATCH may take as long as it needs; idle
+        # keep-alive connections close after keepalive_timeout.
         runner = web.AppRunner(
-            app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout
+            app, handle_signals=False, access_log=None, shutdown_timeout=settings.shutdown_timeout,
+            keepalive_timeout=settings.keepalive_timeout,
         )
         await runner.setup()
-        site = web.SockSite(runner, sock)
+        context = tls.server_context(settings)
+        site = web.SockSite(runner, sock, ssl_context=context)
         await site.start()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
+        if context is not None:
+            loop.add_signal_handler(signal.SIGHUP, tls.reload, context, settings)
+        else:
+            loop.add_signal_handler(signal.SIGHUP, lambda: None)
         await stop.wait()
         # Stop accepting, let in-flight requests finish; a streaming PATCH checkpoints what it
         # received and ends with a 503 (the app's on_shutdown hook), so none holds us up.

@@ -5,6 +5,7 @@ share those pages, and then replaces itself with this program. The pages each wo
 existed three times (the parent's original and two copies); now twice, and the parent's private
 memory is gone. The supervisor only waits on its workers, restarts one that dies (a fresh
 interpreter, `server.worker_entry`, sharing nothing) and stops them all on SIGTERM or SIGINT.
+SIGHUP is passed on to every worker (each reloads its TLS certificate).
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ WORKER_ENTRY = ("import sys; from moorage.server import worker_entry; "
 SUPERVISOR_ENTRY = ("import sys; from moorage.supervisor import main; "
                     "sys.exit(main(int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]))")
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Also held back around fork and exec: SIGHUP (reload the TLS certificate) would otherwise end a
+# process that has no handler for it yet.
+HELD_SIGNALS = (*STOP_SIGNALS, signal.SIGHUP)
 _PIPE_CAPACITY = 65536  # Linux's smallest pipe buffer: a write this size never blocks
 
 
@@ -78,9 +82,10 @@ class Supervisor:
     def run(self) -> int:
         for sig in STOP_SIGNALS:
             signal.signal(sig, self._on_signal)
+        signal.signal(signal.SIGHUP, self._on_hangup)
         # The parent blocked these around the fork and exec, so none could be lost; a signal
         # that came meanwhile is delivered now, to the handlers above.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, HELD_SIGNALS)
         crashed = False
         while not self.stopping:
             for pid, code in self._reap():
@@ -110,6 +115,14 @@ class Supervisor:
             except ProcessLookupError:
                 pass
 
+    def _on_hangup(self, _signum: int, _frame: object) -> None:
+        log.info("SIGHUP: workers reload their TLS certificate")
+        for pid in self.workers:
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
     def _reap(self) -> list[tuple[int, int]]:
         """(pid, exit code) of every worker that ended since the last look."""
         ended: list[tuple[int, int]] = []
@@ -131,6 +144,8 @@ class Supervisor:
         pid = os.fork()
         if pid == 0:
             try:
+                # Ignored until the new worker's loop handles it (a disposition exec keeps).
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 exec_entry(WORKER_ENTRY, [str(self.sock_fd), str(settings_fd)],
                            self.settings.listen)
             finally:

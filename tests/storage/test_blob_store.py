@@ -211,3 +211,16 @@ def test_presigned_url_serves_the_blob_with_ranges_where_supported(make_store):
     assert requests.get(url, timeout=30).content == data
     r = requests.get(url, headers={"Range": "bytes=10-19"}, timeout=30)
     assert r.status_code == 206 and r.content == data[10:20]
+
+
+def test_blob_size_and_listing_show_what_is_stored(make_store):
+    data = os.urandom(3000)
+    store = make_store()
+    key = store.commit_upload(upload(make_store, "ls-" + os.urandom(4).hex(), [data]),
+                              digest(data))
+    assert store.blob_size(key) == len(data)
+    listed = {obj.key: obj for obj in store.list_blobs()}
+    assert listed[key].size == len(data) and listed[key].modified > 0
+    store.delete_blob(key)
+    assert store.blob_size(key) is None
+    assert key not in {obj.key for obj in store.list_blobs()}

@@ -616,3 +616,19 @@ def pull_and_verify(reg: Any, repo: str, ref: str) -> None:
         b = http.get(blob_url(reg, repo, d["digest"]))
         assert b.status_code == 200, f"{repo}@{d['digest']}: {describe(b)}"
         assert digest_of(b.content) == d["digest"], f"{repo}@{d['digest']} corrupt"
+
+
+def push_image(reg: Any, repo: str, tag: str, layer_bytes: int = 64 * 1024
+               ) -> tuple[str, dict[str, bytes]]:
+    """Push a config, one random layer and a manifest tagged `tag`; return the manifest's
+    digest and every pushed blob (digest -> bytes), the manifest included."""
+    config = image_config()
+    layer = random_bytes(layer_bytes)
+    for blob in (config, layer):
+        push_blob(reg, repo, blob)
+    manifest = dumps({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "config": descriptor(OCI_CONFIG, config), "layers": [descriptor(OCI_LAYER_GZIP, layer)],
+    })
+    digest = push_manifest(reg, repo, manifest, OCI_MANIFEST, ref=tag)
+    return digest, {digest_of(config): config, digest_of(layer): layer, digest: manifest}

@@ -63,6 +63,11 @@ class RegistryProcess(_Address):
     auth: bool = False  # protocol tests run an open registry (--no-auth)
     proc: subprocess.Popen | None = None
     log_path: Path | None = None
+    tls_ca: str | None = None  # serving HTTPS (--tls-cert in extra_args): the CA that signed it
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls_ca else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def log_paths(self) -> list[Path]:
@@ -90,7 +95,8 @@ class RegistryProcess(_Address):
             if self.proc.poll() is not None:
                 raise RuntimeError(f"moorage exited early: {self.log_path.read_text()[-4000:]}")
             try:
-                if requests.get(self.url + "/v2/", timeout=probe).status_code in (200, 401):
+                answer = requests.get(self.url + "/v2/", timeout=probe, verify=self.tls_ca or True)
+                if answer.status_code in (200, 401):
                     return self
             except requests.ReadTimeout:  # listening, but too busy to answer yet
                 probe = min(probe * 2, 10.0)
@@ -289,3 +295,31 @@ def run_moorage(
             f"moorage {' '.join(args)} -> {p.returncode}\nstdout: {p.stdout}\nstderr: {p.stderr}"
         )
     return p
+
+
+def cli_target(server: Server) -> tuple[list[str], dict[str, str]]:
+    """The CLI options (data dir, database, storage) and environment that reach the server's
+    registry."""
+    node = server.nodes[0] if isinstance(server, BalancedCluster) else server
+    target = ["--data-dir", str(node.data_dir)]
+    extra = list(node.extra_args)
+    for flag in ("--database", "--storage"):
+        if flag in extra:
+            target += [flag, extra[extra.index(flag) + 1]]
+    return target, dict(node.env)
+
+
+def open_registry_of(server: Server):  # type: ignore[no-untyped-def]
+    """The server's registry opened in this process (bootstrap.open_existing), to reach into
+    its database and blob store as an operator's tool would."""
+    from moorage.bootstrap import open_existing
+    from moorage.config import Settings
+
+    args, env = cli_target(server)
+    options = dict(zip(args[::2], args[1::2], strict=True))
+    # The S3 store reads its AWS_* credentials from the process environment (the test S3
+    # server's, the same for the whole session).
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AWS_")})
+    return open_existing(Settings.from_env(
+        {**os.environ, **env}, data_dir=Path(options["--data-dir"]),
+        database_url=options.get("--database"), storage_url=options.get("--storage")))

@@ -15,6 +15,7 @@ from . import (
     lifecycle,
     models,
     oidc,
+    operations,
     pullpolicy,
     replication,
     sbom,
@@ -56,6 +57,10 @@ app.add_typer(lifecycle.tag_app, name="tag")
 app.add_typer(jobs.jobs_app, name="jobs")
 app.command()(jobs.worker)
 app.command("settings")(settings.settings)
+app.command()(operations.check)
+app.command()(operations.backup)
+app.command()(operations.restore)
+app.add_typer(operations.secrets_app, name="secrets")
 app.add_typer(webhooks.webhook_app, name="webhook")
 app.add_typer(vulndb.vulndb_app, name="vulndb")
 app.add_typer(sbom.sbom_app, name="sbom")

@@ -12,6 +12,7 @@ from .common import (
     Database,
     DataDir,
     JsonFlag,
+    Quiet,
     Storage,
     Target,
     call,
@@ -19,6 +20,7 @@ from .common import (
     open_existing,
     print_json,
     print_table,
+    progress_bar,
 )
 
 if TYPE_CHECKING:
@@ -61,6 +63,7 @@ def gc(
     ] = None,
     runs: Annotated[bool, typer.Option("--runs", help="list recent runs instead of running")] = False,
     json_output: JsonFlag = False,
+    quiet: Quiet = False,
     data_dir: DataDir = None, database: Database = None, storage: Storage = None,
     config: Config = None,
 ) -> None:
@@ -79,7 +82,8 @@ def gc(
     if runs:
         _print_runs(call(reg.gc.runs, actor), json_output)
         return
-    report = call(reg.gc.run, actor, dry_run, grace, "cli", ttl)
+    with progress_bar(quiet) as progress:
+        report = call(reg.gc.run, actor, dry_run, grace, "cli", ttl, progress)
     if json_output:
         print_json(report.to_dict())
     else:
@@ -211,12 +215,15 @@ def retention_plan(
 def retention_apply(
     namespace: Annotated[str | None, typer.Argument(help="default: every namespace")] = None,
     json_output: JsonFlag = False,
+    quiet: Quiet = False,
     data_dir: DataDir = None, database: Database = None, storage: Storage = None,
     config: Config = None,
 ) -> None:
     """Apply the policies now: untag (restorable) and delete untagged manifests."""
     reg, actor = _registry(Target(data_dir, database, storage, config))
-    _print_plan(call(reg.retention.run, actor, namespace, True), json_output)
+    with progress_bar(quiet) as progress:
+        result = call(reg.retention.run, actor, namespace, True, progress)
+    _print_plan(result, json_output)
 
 
 @immutability_app.command("add")

@@ -33,6 +33,14 @@ def serve(
         typer.Option("--no-jobs", help="run no background jobs here (leave them to "
                      "`moorage worker`) [env MOORAGE_JOBS_IN_SERVER=0]"),
     ] = None,
+    tls_cert: Annotated[
+        str | None,
+        typer.Option(help="PEM certificate chain: serve HTTPS (reloaded on SIGHUP) "
+                     "[env MOORAGE_TLS_CERT_FILE]"),
+    ] = None,
+    tls_key: Annotated[
+        str | None, typer.Option(help="PEM private key of --tls-cert [env MOORAGE_TLS_KEY_FILE]")
+    ] = None,
     data_dir: DataDir = None, database: Database = None, storage: Storage = None,
     config: Config = None,
 ) -> None:
@@ -46,5 +54,7 @@ def serve(
         fsync=False if no_fsync else None,
         auth=False if no_auth else None,
         jobs_in_server=False if no_jobs else None,
+        tls_cert_file=tls_cert,
+        tls_key_file=tls_key,
     )
     raise typer.Exit(run(settings))

@@ -22,7 +22,7 @@ FLAGS = {
     "fsync": "--no-fsync",
     "auth": "--no-auth",
 }
-SECRET_FIELDS = {"admin_password", "s3_secret_access_key", "secrets_key"}
+SECRET_FIELDS = {"admin_password", "s3_secret_access_key", "secrets_key", "secrets_key_previous"}
 _BYTES = re.compile(r"(_bytes|_size|_length)$")
 BLOCK = re.compile(r"(<!-- settings:begin (\S+) -->\n)(.*?)(<!-- settings:end -->)", re.DOTALL)
 
@@ -79,9 +79,71 @@ def update_readme(text: str) -> str:
     return BLOCK.sub(block, text)
 
 
+# deploy/moorage.toml: what a packaged install sets; every other setting is shown commented out
+# at its default. Settings without a default show an example value.
+EXAMPLE_SET = {"listen": "0.0.0.0:5000", "data_dir": "/var/lib/moorage", "log_format": "json"}
+EXAMPLE_VALUES = {
+    "database_url": "postgresql://moorage@db.internal/moorage",
+    "storage_url": "s3://moorage-blobs/registry",
+    "admin_password": "change-me",
+    "token_realm": "https://registry.example.com/token",
+    "secrets_key": "base64-of-32-random-bytes",
+    "tls_cert_file": "/etc/moorage/tls/fullchain.pem",
+    "tls_key_file": "/etc/moorage/tls/privkey.pem",
+    "s3_endpoint": "https://s3.eu-west-1.amazonaws.com",
+    "s3_region": "eu-west-1",
+    "s3_access_key_id": "AKIA...",
+    "s3_secret_access_key": "...",
+    "spool_dir": "/var/tmp/moorage",
+}
+
+
+def _toml(value: object) -> str:
+    import json
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(str(value))
+
+
+def example_toml() -> str:
+    """The annotated example configuration file (deploy/moorage.toml), from Settings."""
+    from ..config import Settings, documented
+
+    defaults = Settings()
+    lines = [
+        "# Moorage configuration: every setting, generated from src/moorage/config.py",
+        "# (`moorage settings --example > deploy/moorage.toml`). Keys are the setting names;",
+        "# MOORAGE_<NAME> variables and command-line flags override them.",
+        "# Use: moorage serve --config /etc/moorage/moorage.toml (or MOORAGE_CONFIG).",
+    ]
+    section = None
+    for d in documented():
+        if d.section != section:
+            section = d.section
+            lines += ["", f"# -- {section} " + "-" * max(3, 90 - len(section))]
+        default = getattr(defaults, d.name)
+        shown = "number of cores" if d.name == "workers" else (
+            "unset" if default is None else _toml(default))
+        lines.append(f"# {d.description} [{d.env}; default {shown}]")
+        if d.name in EXAMPLE_SET:
+            lines.append(f"{d.name} = {_toml(EXAMPLE_SET[d.name])}")
+        else:
+            value = EXAMPLE_VALUES.get(d.name, "") if default is None else default
+            if d.name == "workers":
+                value = 4  # the default depends on the machine
+            lines.append(f"# {d.name} = {_toml(value)}")
+    return "\n".join(lines) + "\n"
+
+
 def settings(
     markdown: Annotated[
         bool, typer.Option("--markdown", help="print the documentation tables (Markdown)")
+    ] = False,
+    example: Annotated[
+        bool, typer.Option("--example", help="print an annotated moorage.toml of every setting")
     ] = False,
     update: Annotated[
         Path | None, typer.Option(help="rewrite the settings blocks of this file (README.md)")
@@ -98,6 +160,9 @@ def settings(
         except (OSError, ValueError) as exc:
             fail(str(exc), 2)
         typer.echo(f"updated the settings tables in {update}")
+        return
+    if example:
+        typer.echo(example_toml(), nl=False)
         return
     if markdown:
         for slug, table in markdown_tables().items():

@@ -14,12 +14,14 @@ from .common import (
     Database,
     DataDir,
     JsonFlag,
+    Quiet,
     Storage,
     Target,
     fail,
     open_existing,
     print_json,
     print_table,
+    progress_bar,
 )
 
 vulndb_app = typer.Typer(help="Offline vulnerability data (OSV): import, status, match.",
@@ -47,6 +49,7 @@ def import_(
     paths: Annotated[list[Path], typer.Argument(
         help="OSV all.zip exports, directories of OSV JSON files, or JSON files")],
     json_output: JsonFlag = False,
+    quiet: Quiet = False,
     data_dir: DataDir = None, database: Database = None, storage: Storage = None,
     config: Config = None,
 ) -> None:
@@ -55,15 +58,22 @@ def import_(
     from ..scan.vulndb import ImportReport, SourceError
 
     last = [time.monotonic()]
-
-    def progress(report: ImportReport) -> None:
-        if report.read >= PROGRESS_FROM and time.monotonic() - last[0] >= PROGRESS_EVERY:
-            last[0] = time.monotonic()
-            typer.echo(f"... {report.read} records read", err=True)
+    interactive = sys.stderr.isatty() and not quiet
 
     service = _vulndb(Target(data_dir, database, storage, config))
     try:
-        report = service.import_paths(paths, progress=progress)
+        with progress_bar(quiet) as bar:
+
+            def progress(report: ImportReport) -> None:
+                if interactive:
+                    bar("records read", report.read, None)
+                elif (not quiet and report.read >= PROGRESS_FROM
+                      and time.monotonic() - last[0] >= PROGRESS_EVERY):
+                    # A log or pipe gets a line now and then instead of a bar.
+                    last[0] = time.monotonic()
+                    typer.echo(f"... {report.read} records read", err=True)
+
+            report = service.import_paths(paths, progress=progress)
     except SourceError as exc:
         fail(str(exc), 1)
     if json_output:

@@ -48,6 +48,7 @@ from typing import Any
 from ..events.types import SYSTEM, Actor, GcCompleted, ManifestDeleted, UploadExpired, records
 from ..metadata.uow import Database
 from ..policy.graph import ManifestNode, RepoGraph, reachable
+from ..progress import Progress, silent
 from ..storage.base import BlobStore
 from .reachability import gc_roots
 
@@ -117,10 +118,11 @@ class GarbageCollector:
 
     def run(
         self, dry_run: bool = False, grace_period: float | None = None, trigger: str = "cli",
-        upload_ttl: float | None = None, actor: Actor = SYSTEM,
+        upload_ttl: float | None = None, actor: Actor = SYSTEM, progress: Progress = silent,
     ) -> GcReport:
         """Collect (or with dry_run, count) everything unreachable and older than the grace;
-        deletions and the finished run are events of `actor`."""
+        deletions and the finished run are events of `actor`; `progress` hears of each
+        repository swept and each batch of storage deleted."""
         grace = self.grace_period if grace_period is None else grace_period
         ttl = self.upload_ttl if upload_ttl is None else upload_ttl
         report = GcReport(dry_run=dry_run, grace_period=grace)
@@ -133,13 +135,13 @@ class GarbageCollector:
             now = time.time()
             cutoff = now - grace
             report.deleted_tags_expired = self._purge_tags(now - self.restore_window, dry_run)
-            doomed_ids = self._manifests(report, cutoff, dry_run, actor)
+            doomed_ids = self._manifests(report, cutoff, dry_run, actor, progress)
             if not dry_run:
                 self._links(report, cutoff)
             self._blobs(report, cutoff, dry_run, doomed_ids)
             self._uploads(report, now - ttl, dry_run, actor)
             if not dry_run:
-                self._drain(report, take_over=True)
+                self._drain(report, take_over=True, progress=progress)
             if report.errors:
                 status = "failed"
         except Exception as exc:
@@ -209,12 +211,13 @@ class GarbageCollector:
                                                    digest=v.digest, by="gc") for v in victims)))
             return victims
 
-    def _manifests(self, report: GcReport, cutoff: float, dry_run: bool, actor: Actor
-                   ) -> set[int]:
+    def _manifests(self, report: GcReport, cutoff: float, dry_run: bool, actor: Actor,
+                   progress: Progress = silent) -> set[int]:
         with self.database.read() as uow:
             repos = uow.graph.repository_ids()
         doomed: set[int] = set()
-        for repo_id, name in repos:
+        progress("repositories", 0, len(repos))
+        for done, (repo_id, name) in enumerate(repos, 1):
             if dry_run:
                 with self.database.snapshot() as uow:
                     graph = uow.graph.graph(repo_id, name, with_pulls=True)
@@ -227,6 +230,7 @@ class GarbageCollector:
                 report.manifest_bytes += sum(v.size for v in victims)
                 log.info("gc manifests", extra={"repository": name, "count": len(victims),
                                                 "dry_run": dry_run})
+            progress("repositories", done, len(repos))
         return doomed
 
     def _links(self, report: GcReport, cutoff: float) -> None:
@@ -298,7 +302,8 @@ class GarbageCollector:
             if len(stale) < self.batch or not expired:
                 return
 
-    def _drain(self, report: GcReport, take_over: bool = False) -> None:
+    def _drain(self, report: GcReport, take_over: bool = False,
+               progress: Progress = silent) -> None:
         """Delete queued storage: claim (one short transaction), delete the bytes outside any
         transaction, then forget the claimed rows. `take_over` also takes rows an earlier,
         interrupted run claimed."""
@@ -327,6 +332,7 @@ class GarbageCollector:
                 with self.database.write() as uow:
                     uow.gc.confirm_pending(done)
             report.storage_deleted += len(done)
+            progress("storage deleted", report.storage_deleted, None)
             if failed:
                 report.errors.extend(failed[:10])
                 log.error("gc could not delete storage", extra={"failed": len(failed)})

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..auth.authorizer import SERVER, Action, Authorizer, OpenAuthorizer
 from ..events.types import Actor
+from ..progress import Progress, silent
 from .collector import GarbageCollector, GcReport
 
 
@@ -18,11 +19,13 @@ class GcService:
         self.authorizer = authorizer or OpenAuthorizer()
 
     def run(self, actor: Any, dry_run: bool, grace_period: float | None,
-            trigger: str = "api", upload_ttl: float | None = None) -> GcReport:
+            trigger: str = "api", upload_ttl: float | None = None,
+            progress: Progress = silent) -> GcReport:
         """Run the collector now as `actor` (None durations: the configured ones)."""
         self.authorizer.require(actor, Action.ADMIN_SERVER, SERVER, "run garbage collection")
         return self.collector.run(dry_run=dry_run, grace_period=grace_period, trigger=trigger,
-                                  upload_ttl=upload_ttl, actor=Actor.of(actor))
+                                  upload_ttl=upload_ttl, actor=Actor.of(actor),
+                                  progress=progress)
 
     def runs(self, actor: Any, limit: int = 20) -> list[dict[str, Any]]:
         """The most recent runs, newest first."""

@@ -28,6 +28,7 @@ from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
 from .queries.graph import GraphQueries
 from .queries.insights import InsightsQueries
+from .queries.integrity import IntegrityQueries
 from .queries.jobs import JobQueries
 from .queries.manifests import ManifestQueries
 from .queries.models import ModelQueries
@@ -40,6 +41,7 @@ from .queries.referrers import ReferrerQueries
 from .queries.replication import ReplicationQueries
 from .queries.repositories import RepositoryQueries
 from .queries.scans import ScanQueries
+from .queries.sealed import SealedQueries
 from .queries.stats import StatsQueries
 from .queries.tags import TagQueries
 from .queries.trust import TrustQueries
@@ -194,6 +196,16 @@ class UnitOfWork:
     @cached_property
     def browse(self) -> BrowseQueries:
         return BrowseQueries(self)
+
+    # -- operations ---------------------------------------------------------------------------
+
+    @cached_property
+    def integrity(self) -> IntegrityQueries:
+        return IntegrityQueries(self)
+
+    @cached_property
+    def sealed(self) -> SealedQueries:
+        return SealedQueries(self)
 
 
 class Database(StoreBase):

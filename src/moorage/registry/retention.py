@@ -11,6 +11,7 @@ from ..auth.scopes import namespace_of
 from ..events.types import Actor, ManifestDeleted, TagDeleted, records
 from ..metadata.uow import Database, UnitOfWork
 from ..policy.retention import RepoPlan, RetentionRules, plan_repository
+from ..progress import Progress, silent
 from .access import (
     policy_changed,
     require_namespace_admin,
@@ -54,8 +55,10 @@ class RetentionService:
                         out.append((repo, rules))
         return out
 
-    def run(self, actor: Any, namespace: str | None, apply: bool) -> dict[str, Any]:
-        """Plan (or apply) every retention policy of a namespace (None: all, for the schedule)."""
+    def run(self, actor: Any, namespace: str | None, apply: bool,
+            progress: Progress = silent) -> dict[str, Any]:
+        """Plan (or apply) every retention policy of a namespace (None: all, for the schedule);
+        `progress` hears of each repository done."""
         if namespace is not None:
             require_namespace_admin(self.authorizer, actor, valid_namespace(namespace))
         else:
@@ -65,7 +68,9 @@ class RetentionService:
             repo_ids = {n: i for i, n in uow.graph.repository_ids()}
         rule_cache: dict[str, list[tuple[str, str]]] = {}
         outcomes: list[_Outcome] = []
-        for repo, rules in self.scopes(namespace):
+        scopes = self.scopes(namespace)
+        for done, (repo, rules) in enumerate(scopes):
+            progress("repositories", done, len(scopes))
             repo_id = repo_ids.get(repo)
             if repo_id is None:
                 continue
@@ -78,6 +83,7 @@ class RetentionService:
             plan = outcome.plan
             if plan.tags or plan.manifests or plan.later:
                 outcomes.append(outcome)
+        progress("repositories", len(scopes), len(scopes))
         result = self._summary(outcomes, apply)
         if apply:
             with self.database.write() as uow:

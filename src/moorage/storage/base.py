@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -33,6 +34,15 @@ class UploadWriter(Protocol):
     def close(self) -> None:
         """Free resources; without checkpoint() or commit() first, the writes are forgotten."""
         ...
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """One blob object as the store lists it."""
+
+    key: str
+    size: int
+    modified: float  # seconds since the epoch
 
 
 class BlobStore(Protocol):
@@ -75,6 +85,14 @@ class BlobStore(Protocol):
 
     def blob_exists(self, key: str) -> bool:
         """True when the bytes for `key` are present."""
+        ...
+
+    def blob_size(self, key: str) -> int | None:
+        """The size of the bytes stored for `key`, None when there are none."""
+        ...
+
+    def list_blobs(self) -> Iterator[StoredObject]:
+        """Every blob object in the store (committed or not), in no particular order."""
         ...
 
     def delete_blob(self, key: str) -> None:

@@ -79,6 +79,8 @@ def _s3_driver(url: str, settings: Settings) -> BlobStore:
             access_key_id=settings.s3_access_key_id,
             secret_access_key=settings.s3_secret_access_key,
             part_size=settings.s3_part_size,
+            sse=settings.s3_sse or None,
+            sse_kms_key_id=settings.s3_sse_kms_key_id,
             spool_dir=settings.spool_dir,
         )
     )

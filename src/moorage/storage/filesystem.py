@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import errno
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+from .base import StoredObject
 
 _HANDLE_RE = re.compile(r"^[a-zA-Z0-9-]{1,64}$")
 # `<hex>-<upload id>` since per-commit keys; plain `<hex>` in data written before.
@@ -132,6 +136,24 @@ class FilesystemBlobStore:
     def blob_exists(self, key: str) -> bool:
         return self._blob_path(key).is_file()
 
+    def blob_size(self, key: str) -> int | None:
+        try:
+            return self._blob_path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def list_blobs(self) -> Iterator[StoredObject]:
+        base = self.root / "blobs"
+        for directory, _dirs, files in os.walk(base):
+            for name in files:
+                path = Path(directory) / name
+                try:
+                    info = path.stat()
+                except FileNotFoundError:  # deleted while we walked
+                    continue
+                yield StoredObject(path.relative_to(self.root).as_posix(), info.st_size,
+                                   info.st_mtime)
+
     def delete_blob(self, key: str) -> None:
         self._blob_path(key).unlink(missing_ok=True)
 
@@ -184,3 +206,17 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def link_or_copy(source: Path, target: Path) -> bool:
+    """Put `source`'s bytes at `target`: a hard link on the same filesystem (blobs are never
+    rewritten in place, so sharing the inode is safe), else a copy. True when linked."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(source, target)
+        return True
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+            raise
+    shutil.copyfile(source, target)
+    return False

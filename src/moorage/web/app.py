@@ -27,7 +27,7 @@ from .api import (
     audited_denials,
 )
 from .auth import AccessGuard, OpenAccess
-from .client import client_address_middleware
+from .client import client_address_middleware, forwarded_origin_middleware
 from .health import Health
 from .metrics import MetricsEndpoint, metrics_middleware
 from .routes import ROUTES, V2Table, bind_all, router_path
@@ -120,8 +120,11 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
         return response
 
     middlewares: list[Middleware] = [metrics_middleware(), errors]
-    if proxies := proxy_networks(settings.trusted_proxies):
+    proxies = proxy_networks(settings.trusted_proxies)
+    if proxies:
         middlewares.insert(0, client_address_middleware(proxies))
+    if settings.trust_proxy_headers:
+        middlewares.insert(0, forwarded_origin_middleware(proxies))
     app = web.Application(
         middlewares=middlewares, handler_args={"read_bufsize": READ_BUFSIZE}
     )

@@ -1,4 +1,5 @@
-"""The client's address: the socket peer, or what trusted proxies say in X-Forwarded-For."""
+"""The client's address: the socket peer, or what trusted proxies say in X-Forwarded-For; and
+the scheme and host a reverse proxy received (X-Forwarded-Proto/Host) when told to trust them."""
 
 from __future__ import annotations
 
@@ -70,3 +71,32 @@ def client_address_middleware(proxies: Sequence[IPNetwork]) -> Middleware:
         return await handler(request)
 
     return resolve
+
+
+def forwarded_origin_middleware(proxies: Sequence[IPNetwork]) -> Middleware:
+    """A middleware that makes `request.scheme`/`request.host` what X-Forwarded-Proto/Host say,
+    from any peer when `proxies` is empty, else only from a peer in them."""
+
+    @web.middleware
+    async def origin(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        proto = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+        host = request.headers.get("X-Forwarded-Host", "").split(",")[0].strip()
+        if (proto or host) and _from_proxy(request, proxies):
+            changes: dict[str, str] = {}
+            if proto in ("http", "https"):
+                changes["scheme"] = proto
+            if host and "/" not in host and " " not in host:
+                changes["host"] = host
+            if changes:
+                request = request.clone(**changes)  # type: ignore[arg-type]
+        return await handler(request)
+
+    return origin
+
+
+def _from_proxy(request: web.Request, proxies: Sequence[IPNetwork]) -> bool:
+    if not proxies:
+        return True
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    address = _parse(str(peer[0])) if isinstance(peer, tuple) and peer else None
+    return address is not None and _trusted(address, proxies)

@@ -43,6 +43,7 @@ from xml.etree import ElementTree
 import obstore
 from obstore.store import S3Store
 
+from ..base import StoredObject
 from .multipart import (
     MIN_PART,
     READ_CHUNK,
@@ -80,6 +81,18 @@ class S3Config:
     part_size: int = 16 * MiB  # first parts; grows with the part count (see part_size_for)
     spool_dir: str | None = None  # local temp files for bodies of unknown length
     request_timeout: float = 300.0
+    sse: str | None = None  # server-side encryption of every object: AES256 or aws:kms
+    sse_kms_key_id: str | None = None  # the KMS key of `aws:kms` (None: the bucket's default)
+
+    @property
+    def sse_headers(self) -> dict[str, str]:
+        """The headers asking S3 to encrypt an object this config writes."""
+        headers: dict[str, str] = {}
+        if self.sse:
+            headers["x-amz-server-side-encryption"] = self.sse
+            if self.sse_kms_key_id:
+                headers["x-amz-server-side-encryption-aws-kms-key-id"] = self.sse_kms_key_id
+        return headers
 
     @classmethod
     def from_url(cls, url: str, env: dict[str, str] | None = None, **overrides: Any) -> S3Config:
@@ -123,6 +136,10 @@ class S3BlobStore:
             kwargs["secret_access_key"] = config.secret_access_key
         if config.session_token:
             kwargs["session_token"] = config.session_token
+        if config.sse:  # obstore's own puts (checkpoints, segments, small blobs)
+            kwargs["server_side_encryption"] = config.sse
+            if config.sse_kms_key_id:
+                kwargs["sse_kms_key_id"] = config.sse_kms_key_id
         self.obj = S3Store(
             config.bucket,
             prefix=self.prefix or None,
@@ -191,6 +208,17 @@ class S3BlobStore:
         self._check_key(key)
         return self._head(key) is not None
 
+    def blob_size(self, key: str) -> int | None:
+        self._check_key(key)
+        head = self._head(key)
+        return None if head is None else int(head["size"])
+
+    def list_blobs(self) -> Iterator[StoredObject]:
+        for batch in obstore.list(self.obj, prefix="blobs/", chunk_size=1000):
+            for meta in batch:
+                yield StoredObject(str(meta["path"]), int(meta["size"]),
+                                   meta["last_modified"].timestamp())
+
     def delete_blob(self, key: str) -> None:
         self._check_key(key)
         try:
@@ -214,11 +242,13 @@ class S3BlobStore:
 
     def _request(
         self, method: str, key: str | None, query: dict[str, str], body: bytes = b"",
-        ok: tuple[int, ...] = (200, 204),
+        ok: tuple[int, ...] = (200, 204), headers_extra: dict[str, str] | None = None,
     ) -> tuple[int, bytes]:
         path = self.signer.path(None if key is None else self._full(key))
         payload = hashlib.sha256(body).hexdigest() if body else EMPTY_SHA256
         extra = {"content-length": str(len(body))} if method in ("POST", "PUT") else None
+        if headers_extra:
+            extra = {**(extra or {}), **headers_extra}
         headers = self.signer.headers(method, path, query, payload, extra)
         url = quote(path, safe="/-_.~") + (f"?{url_query(query)}" if query else "")
         for attempt in range(3):
@@ -243,7 +273,9 @@ class S3BlobStore:
         raise AssertionError("unreachable")
 
     def _create_multipart(self, key: str) -> str:
-        _, body = self._request("POST", key, {"uploads": ""})
+        # Encryption is chosen when the multipart upload is created; its parts inherit it.
+        _, body = self._request("POST", key, {"uploads": ""},
+                                headers_extra=self.config.sse_headers)
         upload_id = xml_find(ElementTree.fromstring(body), "UploadId")
         if not upload_id:
             raise S3Error(200, "NoUploadId", "CreateMultipartUpload answered without UploadId")

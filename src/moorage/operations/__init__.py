@@ -1,0 +1,1 @@
+"""Operating a registry: the integrity check and backup/restore of the embedded default."""
