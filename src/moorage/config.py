@@ -46,6 +46,7 @@ class Settings:
     token_realm: str | None = None  # token endpoint URL in challenges (default: request's /token)
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For names the client
     login_address_limit: int = 100  # failed logins per address in 5 min before lockouts lengthen
+    ratelimit_cache_seconds: float = 5.0  # seconds a process caches the configured rate limits
     secrets_key: str | None = None  # base64 of 32 bytes sealing stored secrets (default: a key file)
     log_format: str = "auto"  # json, text, or auto (text on a terminal, else JSON)
     log_level: str = "INFO"  # DEBUG, INFO, WARNING or ERROR
@@ -224,6 +225,8 @@ class Settings:
             raise ValueError("blob_redirect_min_bytes must be 0 or more")
         if self.login_address_limit < 1:
             raise ValueError("login_address_limit must be at least 1")
+        if self.ratelimit_cache_seconds < 0:
+            raise ValueError("ratelimit_cache_seconds must be 0 or more")
         try:
             proxy_networks(self.trusted_proxies)
         except ValueError as exc:

@@ -14,6 +14,7 @@ from . import (
     lifecycle,
     models,
     pullpolicy,
+    ratelimit,
     replication,
     sbom,
     scan,
@@ -65,5 +66,6 @@ app.command()(signing.provenance)
 app.add_typer(cache.upstream_app, name="upstream")
 app.add_typer(cache.cache_app, name="cache")
 app.add_typer(replication.replication_app, name="replication")
+app.add_typer(ratelimit.ratelimit_app, name="ratelimit")
 
 __all__ = ["app"]
