@@ -70,8 +70,8 @@ class RateLimitQueries:
             return True
         inserted = self.conn.execute(
             self.uow.store._insert(rate_buckets).values(key=key, tat=now + cost)
-            .on_conflict_do_nothing(index_elements=["key"]))
-        if inserted.rowcount:
+            .on_conflict_do_nothing(index_elements=["key"]).returning(rate_buckets.c.key)).first()
+        if inserted is not None:
             return True
         # Another request created the bucket between the two statements: charge it after all.
         return bool(self.conn.execute(_CHARGE, params).rowcount)
