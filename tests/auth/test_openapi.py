@@ -1,9 +1,9 @@
 """src/moorage/web/openapi.json describes exactly the management API the server routes.
 
 The routes come from three places that must agree: the route lists the handlers declare
-(ManagementAPI.routes(), LifecycleAPI.routes(), JobsAPI.routes(),
-WebhooksAPI.routes(), ModelsAPI.routes(), ScansAPI.routes()), the router of a real application built by
-make_app(), and a running server. The document covers /api/v1/... and /metrics; the registry
+(ManagementAPI.routes(), LifecycleAPI.routes(), JobsAPI.routes(), WebhooksAPI.routes(),
+ModelsAPI.routes(), ScansAPI.routes(), RateLimitsAPI.routes()), the router of a real
+application built by make_app(), and a running server. The document covers /api/v1/... and /metrics; the registry
 API (/v2/), /token and the health checks are outside it.
 """
 
@@ -22,6 +22,7 @@ from moorage.web.api import (
     LifecycleAPI,
     ManagementAPI,
     ModelsAPI,
+    RateLimitsAPI,
     ScansAPI,
     WebhooksAPI,
 )
@@ -42,6 +43,7 @@ def declared() -> set[tuple[str, str]]:
               *JobsAPI(None, management).routes(), *WebhooksAPI(None, management).routes(),
               *ModelsAPI(None, management).routes(),
               *ScansAPI(None, management).routes(),
+              *RateLimitsAPI(None, management).routes(),
               *MetricsEndpoint(None).routes()]
     return {(m.upper(), path) for m, path, _h in routes}
 
