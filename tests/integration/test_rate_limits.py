@@ -58,6 +58,13 @@ def _robot(world: World, *actions: str) -> tuple[str, str]:
     return name, secret
 
 
+def _ratelimited(world: World, kind: str) -> float:
+    """`moorage_ratelimited_total{kind}` of the whole server (every node behind a balancer)."""
+    nodes = getattr(world.reg, "nodes", [world.reg])
+    return sum(value(scrape(node), "moorage_ratelimited_total", kind=kind) or 0.0
+               for node in nodes)
+
+
 def _retry_after(resp: Any) -> int:
     assert_error(resp, 429, "TOOMANYREQUESTS")
     return int(resp.headers["Retry-After"])
@@ -79,7 +86,7 @@ def test_a_robot_over_its_pull_budget_is_refused_on_every_worker_until_retry_aft
     # One request per 10 s after a burst of 4: the refusal lasts ~10 s after the first request,
     # far longer than the dozen requests below take even on a loaded box.
     _limit(world, robot[0], "--pull", "6/min", "--burst", "4")
-    before = value(scrape(world.reg), "moorage_ratelimited_total", kind="pull") or 0.0
+    before = _ratelimited(world, "pull")
     path = f"/v2/{world.team}/app/manifests/v1"
     workers = list(pinned_connections(world.reg).values())
 
@@ -98,8 +105,7 @@ def test_a_robot_over_its_pull_budget_is_refused_on_every_worker_until_retry_aft
 
     time.sleep(max(waits) + 0.2)
     assert _get(workers[0], path, robot)[0] == 200
-    after = value(scrape(world.reg), "moorage_ratelimited_total", kind="pull") or 0.0
-    assert after - before >= 3
+    assert _ratelimited(world, "pull") - before >= 3
 
 
 def test_the_refusal_names_the_limit_and_is_audited_once_per_window(world: World) -> None:
@@ -156,6 +162,7 @@ def test_a_namespace_limit_applies_to_every_principal_per_repository(world: Worl
     assert get_manifest(world.reg, f"{world.team}/app", "v1", world.admin).status_code == 200
 
 
+@pytest.mark.skipif(BACKEND == "pg-s3-lb", reason="the balancer hides the client's address")
 def test_anonymous_clients_are_limited_per_address(world: World) -> None:
     _limit(world, "--anonymous", "--pull", "2/h")
     try:
@@ -189,7 +196,7 @@ def test_the_login_limit_refuses_token_requests_before_checking_the_password(
     assert 1700 <= _retry_after(refused) <= 1800  # one interval of 2/h
     assert get_token(world.reg, auth=(name, "a-wrong-password")).status_code == 429
     assert get_token(world.reg, auth=other).status_code == 200
-    assert (value(scrape(world.reg), "moorage_ratelimited_total", kind="login") or 0) >= 2
+    assert _ratelimited(world, "login") >= 2
 
 
 def test_list_shows_the_limits_and_bad_rates_are_refused_clearly(world: World) -> None:
