@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from .registry.policies import PolicyService
     from .registry.pull_policies import PullPolicyService
     from .registry.pulls import PullRecorder
+    from .registry.rate_limiter import RateLimiter
+    from .registry.rate_limits import RateLimitService
     from .registry.referrers import ReferrerService
     from .registry.retention import RetentionService
     from .registry.uploads import UploadService
@@ -254,6 +256,20 @@ class Registry:
         from .registry.pull_policies import PullPolicyService
 
         return PullPolicyService(self.database, self.authorizer, self.pull_policy_check.forget)
+
+    @cached_property
+    def rate_limiter(self) -> RateLimiter:
+        """The request side of rate limits (limits cached briefly, buckets in the database)."""
+        from .registry.rate_limiter import RateLimiter
+
+        return RateLimiter(self.database, self.settings.ratelimit_cache_seconds)
+
+    @cached_property
+    def rate_limits(self) -> RateLimitService:
+        """`moorage ratelimit set|list|remove`: rate limits per user, robot, namespace."""
+        from .registry.rate_limits import RateLimitService
+
+        return RateLimitService(self.database, self.authorizer, self.rate_limiter.forget)
 
     @cached_property
     def upload_quota(self) -> UploadQuota:

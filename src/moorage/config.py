@@ -56,6 +56,7 @@ class Settings:
     oidc_jwks_timeout: float = 5.0  # seconds a fetch of an issuer's JWKS URL may take
     oidc_jwks_cache_seconds: float = 3600.0  # a fetched JWKS is used this long, then fetched again
     oidc_jwks_refresh_interval: float = 60.0  # an unknown `kid` refetches a JWKS at most this often
+    ratelimit_cache_seconds: float = 5.0  # seconds a process caches the configured rate limits
     secrets_key: str | None = None  # base64 of 32 bytes sealing stored secrets (default: a key file)
     secrets_key_previous: str | None = None  # comma-separated old keys still read (key rotation)
     log_format: str = "auto"  # json, text, or auto (text on a terminal, else JSON)
@@ -249,6 +250,8 @@ class Settings:
             raise ValueError("oidc_max_token_age, oidc_jwks_timeout and oidc_jwks_cache_seconds "
                              "must be positive, oidc_leeway and oidc_jwks_refresh_interval 0 "
                              "or more")
+        if self.ratelimit_cache_seconds < 0:
+            raise ValueError("ratelimit_cache_seconds must be 0 or more")
         try:
             proxy_networks(self.trusted_proxies)
         except ValueError as exc:

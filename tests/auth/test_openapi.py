@@ -1,10 +1,10 @@
 """src/moorage/web/openapi.json describes exactly the management API the server routes.
 
 The routes come from three places that must agree: the route lists the handlers declare
-(ManagementAPI.routes(), LifecycleAPI.routes(), JobsAPI.routes(),
-WebhooksAPI.routes(), ModelsAPI.routes(), ScansAPI.routes(), OidcAPI.routes()), the router of a
-real application built by
-make_app(), and a running server. The document covers /api/v1/... and /metrics; the registry
+(ManagementAPI.routes(), LifecycleAPI.routes(), JobsAPI.routes(), WebhooksAPI.routes(),
+ModelsAPI.routes(), ScansAPI.routes(), InsightsAPI.routes(), OidcAPI.routes(),
+RateLimitsAPI.routes()), the router of a real application built by make_app(), and a running
+server. The document covers /api/v1/... and /metrics; the registry
 API (/v2/), /token and the health checks are outside it.
 """
 
@@ -25,6 +25,7 @@ from moorage.web.api import (
     ManagementAPI,
     ModelsAPI,
     OidcAPI,
+    RateLimitsAPI,
     ScansAPI,
     WebhooksAPI,
 )
@@ -47,6 +48,7 @@ def declared() -> set[tuple[str, str]]:
               *ScansAPI(None, management).routes(),
               *InsightsAPI(None, management).routes(),
               *OidcAPI(None, management).routes(),
+              *RateLimitsAPI(None, management).routes(),
               *MetricsEndpoint(None).routes()]
     return {(m.upper(), path) for m, path, _h in routes}
 

@@ -17,6 +17,7 @@ from . import (
     oidc,
     operations,
     pullpolicy,
+    ratelimit,
     replication,
     sbom,
     scan,
@@ -74,5 +75,6 @@ app.command()(signing.provenance)
 app.add_typer(cache.upstream_app, name="upstream")
 app.add_typer(cache.cache_app, name="cache")
 app.add_typer(replication.replication_app, name="replication")
+app.add_typer(ratelimit.ratelimit_app, name="ratelimit")
 
 __all__ = ["app"]

@@ -54,6 +54,8 @@ def audit_row(event: dict[str, Any]) -> dict[str, Any] | None:
         action, reference, outcome = "login", None, payload.get("outcome", "success")
     elif kind == "AccessDenied":
         action, reference, outcome = f"access.{payload.get('action') or 'login'}", None, "denied"
+    elif kind == "RateLimited":
+        action, reference, outcome = f"ratelimit.{payload.get('kind')}", None, "denied"
     elif kind in ("PolicyChanged", "AdminAction"):
         action, reference = payload["action"], None
         outcome = payload.get("outcome", "success")

@@ -161,6 +161,15 @@ class AccessDenied(Event):
 
 
 @dataclass(frozen=True, kw_only=True)
+class RateLimited(Event):
+    """Requests of one key went over a rate limit (recorded once per refusal window); `kind` is
+    pull, push or login."""
+
+    kind: str
+    detail: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class PolicyChanged(Event):
     """A lifecycle policy changed or was applied (immutability.set, quota.set, retention.*)."""
 

@@ -775,3 +775,27 @@ oidc_rules = Table(
     Column("created_by", String(160)),
     Index("oidc_rules_issuer", "issuer_id", "id"),
 )
+
+# -- rate limits --------------------------------------------------------------------------------
+
+# One row per limited target: a user, a robot, a namespace, or the anonymous default ('*'); its
+# rates as JSON (see policy/ratelimit.py).
+rate_limits = Table(
+    "rate_limits",
+    metadata,
+    Column("target_kind", String(16), primary_key=True),  # user | robot | namespace | anonymous
+    Column("target", String(255), primary_key=True),
+    Column("limits", Text, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(160)),
+)
+
+# One GCRA bucket per key (kind + who + where): its theoretical arrival time, and until when its
+# refusal was already logged and audited (once per window across workers and nodes).
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(600), primary_key=True),
+    Column("tat", Float(precision=53), nullable=False),
+    Column("noticed_until", Float(precision=53)),
+)

@@ -37,6 +37,7 @@ from .queries.outbox import OutboxQueries
 from .queries.policies import PolicyQueries
 from .queries.pull_policies import PullPolicyQueries
 from .queries.pulls import PullQueries
+from .queries.rate_limits import RateLimitQueries
 from .queries.referrers import ReferrerQueries
 from .queries.replication import ReplicationQueries
 from .queries.repositories import RepositoryQueries
@@ -206,6 +207,10 @@ class UnitOfWork:
     @cached_property
     def sealed(self) -> SealedQueries:
         return SealedQueries(self)
+
+    @cached_property
+    def rate_limits(self) -> RateLimitQueries:
+        return RateLimitQueries(self)
 
 
 class Database(StoreBase):

@@ -29,6 +29,7 @@ class Instruments:
     login_failures: Counter
     tokens_issued: Counter
     alerts: Counter
+    ratelimited: Counter
 
 
 @cache
@@ -57,4 +58,6 @@ def instruments() -> Instruments:
         login_failures=Counter("moorage_login_failures", "Refused logins (password or secret)"),
         tokens_issued=Counter("moorage_tokens_issued", "Bearer tokens issued by /token"),
         alerts=Counter("moorage_alerts", "Unusual activity detected", ["kind"]),
+        ratelimited=Counter("moorage_ratelimited", "Requests refused by a rate limit (429)",
+                            ["kind"]),
     )

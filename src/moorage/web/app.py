@@ -22,6 +22,7 @@ from .api import (
     ManagementAPI,
     ModelsAPI,
     OidcAPI,
+    RateLimitsAPI,
     ScansAPI,
     WebhooksAPI,
     audited_denials,
@@ -30,6 +31,7 @@ from .auth import AccessGuard, OpenAccess
 from .client import client_address_middleware, forwarded_origin_middleware
 from .health import Health
 from .metrics import MetricsEndpoint, metrics_middleware
+from .ratelimit import RateGate
 from .routes import ROUTES, V2Table, bind_all, router_path
 from .token import TokenEndpoint
 from .ui import AdminPages, Pages
@@ -85,7 +87,8 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
     guard = (AccessGuard(reg.auth, reg.authorizer, reg.authority, reg.audit, settings.token_realm)
              if settings.auth else OpenAccess())
     pulls, uploads, dispatcher = reg.pulls, reg.uploads, reg.dispatcher
-    handlers = bind_all(ROUTES, _handler_objects(settings, reg, guard))
+    gate = RateGate(reg.rate_limiter)
+    handlers = bind_all(ROUTES, _handler_objects(settings, reg, guard, gate))
 
     @web.middleware
     async def errors(request: web.Request, handler):  # type: ignore[no-untyped-def]
@@ -128,7 +131,7 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
     app = web.Application(
         middlewares=middlewares, handler_args={"read_bufsize": READ_BUFSIZE}
     )
-    v2 = V2Dispatcher(V2Table(ROUTES), handlers, guard, reg.audit, reg.caches.mirror)
+    v2 = V2Dispatcher(V2Table(ROUTES), handlers, guard, reg.audit, reg.caches.mirror, gate)
     app.router.add_route("*", "/v2", v2.dispatch)
     app.router.add_route("*", "/v2/{tail:.*}", v2.dispatch)
     for route in ROUTES:
@@ -166,8 +169,8 @@ def make_app(settings: Settings, registry: Registry | None = None) -> web.Applic
     return app
 
 
-def _handler_objects(settings: Settings, reg: Registry,
-                     guard: AccessGuard | OpenAccess) -> list[object]:
+def _handler_objects(settings: Settings, reg: Registry, guard: AccessGuard | OpenAccess,
+                     gate: RateGate) -> list[object]:
     """One object per handler class of the route table, over the registry's services."""
     management = ManagementAPI(reg.auth, reg.admin, reg.audit, reg.authority)
     inline = reg.database.reads_inline  # one-row reads on the loop for embedded SQLite
@@ -180,7 +183,8 @@ def _handler_objects(settings: Settings, reg: Registry,
         Uploads(front.uploads, guard, settings.chunk_min_length),  # type: ignore[arg-type]
         Blobs(front.blobs, inline),  # type: ignore[arg-type]
         Referrers(front.referrers, settings.page_size_max),  # type: ignore[arg-type]
-        TokenEndpoint(reg.auth, reg.authorizer, reg.authority, reg.audit),
+        TokenEndpoint(reg.auth, reg.authorizer, reg.authority, reg.audit, gate),
+        RateLimitsAPI(reg.rate_limits, management),
         management,
         LifecycleAPI(reg.policies, reg.retention, reg.deletion, reg.gc, management),
         JobsAPI(reg.jobs, management, reg.authorizer),

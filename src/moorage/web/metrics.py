@@ -104,6 +104,11 @@ def login_failed() -> None:
     instruments().login_failures.inc()
 
 
+def rate_limited(kind: str) -> None:
+    """Count one request refused by a rate limit (`kind`: pull, push or login)."""
+    instruments().ratelimited.labels(kind).inc()
+
+
 def token_issued() -> None:
     """Count one issued bearer token."""
     instruments().tokens_issued.inc()

@@ -26,6 +26,7 @@ from .api.lifecycle import LifecycleAPI
 from .api.management import ManagementAPI
 from .api.models import ModelsAPI
 from .api.oidc import OidcAPI
+from .api.ratelimits import RateLimitsAPI
 from .api.scans import ScansAPI
 from .api.webhooks import WebhooksAPI
 from .health import Health
@@ -139,6 +140,9 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/v1/webhooks/{name}", _API, WebhooksAPI.remove_webhook),
     Route("GET", "/api/v1/webhooks/{name}/deliveries", _API, WebhooksAPI.list_deliveries),
     Route("POST", "/api/v1/deliveries/{id}/redeliver", _API, WebhooksAPI.redeliver),
+    Route("GET", "/api/v1/ratelimits", _API, RateLimitsAPI.list_limits),
+    Route("PUT", "/api/v1/ratelimits/{target}", _API, RateLimitsAPI.set_limit),
+    Route("DELETE", "/api/v1/ratelimits/{target}", _API, RateLimitsAPI.remove_limit),
     Route("GET", "/api/v1/models", _API, ModelsAPI.search_models),
     Route("GET", _MODEL + "/files", _API, ModelsAPI.model_files),  # before the card: see below
     Route("GET", _MODEL, _API, ModelsAPI.get_model),

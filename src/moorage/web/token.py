@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -20,6 +21,9 @@ from ..events.audit import AuditLog
 from ..oci.errors import RegistryError, Unauthorized
 from .auth import parse_basic
 from .metrics import login_failed, token_issued
+
+if TYPE_CHECKING:
+    from .ratelimit import RateGate
 
 REFRESH_TOKEN_TTL = 30 * 24 * 3600
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
@@ -33,7 +37,8 @@ class TokenEndpoint:
     """`GET /token` (Docker token spec) and `POST /token` (OAuth2 password / refresh grants)."""
 
     def __init__(self, auth: AuthService, authorizer: Authorizer, authority: TokenAuthority,
-                 audit: AuditLog) -> None:
+                 audit: AuditLog, gate: RateGate | None = None) -> None:
+        self.gate = gate
         self.auth = auth
         self.authorizer = authorizer
         self.authority = authority
@@ -47,9 +52,12 @@ class TokenEndpoint:
             parsed = parse_basic(credentials)
             if parsed is None:
                 raise Unauthorized("malformed basic credentials")
+            await self._charge(request, parsed[0])
             principal = await self._login(request, parsed[0], parsed[1])
         elif header:
             raise Unauthorized("the token endpoint takes basic credentials")
+        else:
+            await self._charge(request, None)
         scopes = request.query.getall("scope", [])
         body = await self._issue(request, principal, scopes)
         if request.query.get("offline_token") == "true" and _refreshable(principal):
@@ -59,6 +67,7 @@ class TokenEndpoint:
     async def post(self, request: web.Request) -> web.Response:
         form = await request.post()
         grant = str(form.get("grant_type", ""))
+        await self._charge(request, str(form.get("username", "")) if grant == "password" else None)
         if grant == "password":
             principal = await self._login(
                 request, str(form.get("username", "")), str(form.get("password", ""))
@@ -91,6 +100,11 @@ class TokenEndpoint:
         elif grant == "refresh_token":
             body["refresh_token"] = str(form.get("refresh_token"))
         return web.json_response(body)
+
+    async def _charge(self, request: web.Request, claimed: str | None) -> None:
+        # Before the password is checked: a limited caller costs no hashing either.
+        if self.gate is not None:
+            await self.gate.login(request, claimed or None)
 
     async def _login(self, request: web.Request, username: str, password: str) -> Principal:
         # The Login event (success or denied) commits with the throttle's change.

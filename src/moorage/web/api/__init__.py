@@ -1,5 +1,5 @@
 """The management API under /api/v1/ (accounts, namespaces, robots, audit; lifecycle; jobs;
-webhooks; models; scan reports; size insights; OIDC issuers)."""
+webhooks; models; scan reports; size insights; OIDC issuers; rate limits)."""
 
 from .common import audited_denials, json_response
 from .insights import InsightsAPI
@@ -8,8 +8,10 @@ from .lifecycle import LifecycleAPI
 from .management import OPENAPI_PATH, ManagementAPI
 from .models import ModelsAPI
 from .oidc import OidcAPI
+from .ratelimits import RateLimitsAPI
 from .scans import ScansAPI
 from .webhooks import WebhooksAPI
 
 __all__ = ["OPENAPI_PATH", "InsightsAPI", "JobsAPI", "LifecycleAPI", "ManagementAPI", "ModelsAPI",
-           "OidcAPI", "ScansAPI", "WebhooksAPI", "audited_denials", "json_response"]
+           "OidcAPI", "RateLimitsAPI", "ScansAPI", "WebhooksAPI", "audited_denials",
+           "json_response"]

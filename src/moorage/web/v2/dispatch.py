@@ -15,6 +15,7 @@ from ...oci.errors import AccessDenied, RegistryError, Unauthorized
 from ...oci.reference import validate_name
 from ..auth import AccessGuard, OpenAccess
 from ..metrics import REPOSITORY_KEY, ROUTE_KEY
+from ..ratelimit import RateGate, rate_kind
 from ..routes import AUTHENTICATED, Handler, Route, V2Table
 from .base import actor_of
 
@@ -26,8 +27,11 @@ class V2Dispatcher:
 
     def __init__(self, table: V2Table, handlers: Mapping[Route, Handler],
                  guard: AccessGuard | OpenAccess, audit: AuditLog,
-                 mirror: Callable[[str, str], Awaitable[str]] | None = None) -> None:
+                 mirror: Callable[[str, str], Awaitable[str]] | None = None,
+                 gate: RateGate | None = None) -> None:
         self.table = table
+        self.gate = gate
+        self.kinds = {route: rate_kind(route) for route in handlers}
         self.mirror = mirror
         self.handlers = handlers
         self.guard = guard
@@ -49,8 +53,10 @@ class V2Dispatcher:
                 # A containerd mirror request (`?ns=upstream.host`): the repository is the one
                 # in the cache of that upstream.
                 name = params["name"] = await self.mirror(ns, name)
-        await self.guard.check(request, name, None if route.action == AUTHENTICATED
-                               else route.action)
+        principal = await self.guard.check(request, name, None if route.action == AUTHENTICATED
+                                           else route.action)
+        if self.gate is not None and (kind := self.kinds.get(route)) is not None:
+            await self.gate.check(request, kind, principal, name)
         try:
             return await self.handlers[route](request, **params)
         except RegistryError as exc:

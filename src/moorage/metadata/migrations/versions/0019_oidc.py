@@ -1,7 +1,7 @@
 """OIDC workload identity: trusted issuers and their claim rules.
 
 Revision ID: 0019_oidc
-Revises: 0017_replication
+Revises: 0018_insights
 """
 
 from __future__ import annotations
