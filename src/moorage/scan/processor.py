@@ -90,6 +90,10 @@ class SbomProcessor:
             reports.record(repository, digest, "unsupported",
                            reason="an image index: each image it lists has its own report")
             return {"children": children}
+        if doc.get("subject") and str(doc.get("artifactType") or "").startswith(SBOM_TYPES):
+            # An SBOM of another manifest (ours or the build's) is never scanned: no report.
+            reports.forget(repository, digest)
+            return {"skipped": "an SBOM referrer"}
         kind = artifact_kind(doc)
         if kind is None:
             what = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType")

@@ -115,6 +115,11 @@ class ScanReports:
         with self.database.write() as uow:
             uow.scans.reset_pending(repository, digest, time.time())
 
+    def forget(self, repository: str, digest: str) -> None:
+        """Remove the manifest's report (content that is never scanned, e.g. an SBOM)."""
+        with self.database.write() as uow:
+            uow.scans.delete(repository, digest)
+
     def match(self, packages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The vulnerabilities of a report's packages (one batched look-up), highest first."""
         return self.match_reports([packages])[0]
@@ -161,6 +166,8 @@ class ScanReports:
                 rules=sorted({str(s["rule"]) for s in secrets}),
                 paths=sorted({str(s["path"]) for s in secrets})[:MAX_EVENT_PATHS]))
         with self.database.write() as uow:
+            if uow.manifests.get(repository, digest, None, False) is None:
+                return report  # deleted while it was scanned: its report went with it
             uow.scans.save(repository, digest, report, now)
             uow.emit(records(*events))
         return report

@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 
 from ..base import column_text
 from ..schema import scan_reports as r
@@ -59,6 +59,10 @@ class ScanQueries:
                                       **values)
         self.conn.execute(stmt.on_conflict_do_update(
             index_elements=["repository", "digest"], set_=values))
+
+    def delete(self, repository: str, digest: str) -> None:
+        """Remove the manifest's report (it is not scanned after all)."""
+        self.conn.execute(delete(r).where(r.c.repository == repository, r.c.digest == digest))
 
     def get(self, repository: str, digest: str) -> dict[str, Any] | None:
         """The manifest's report (JSON columns decoded), None when it has none."""
