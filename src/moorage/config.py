@@ -110,6 +110,8 @@ class Settings:
     scan_secret_max_file_bytes: int = 1 << 20  # larger text files are not read for secrets
     scan_models: bool = True  # check model files (pickle imports, safetensors/GGUF headers)
     scan_model_max_bytes: int = 8 << 30  # larger pickle-based model files: reported unchecked
+    vulndb_oci_ref: str = ""  # an OSV data artifact here (REPO:TAG) the vulndb imports on schedule
+    vulndb_oci_interval: float = 3600.0  # seconds between imports of vulndb_oci_ref (0: never)
     pull_policy_cache_seconds: float = 3.0  # seconds a process caches a namespace pull policy
 
     def __post_init__(self) -> None:
@@ -256,6 +258,8 @@ class Settings:
         if self.scan_max_entries < 1 or self.scan_max_bytes < 1 or self.scan_max_ratio <= 1:
             raise ValueError("scan_max_entries and scan_max_bytes must be positive, "
                              "scan_max_ratio above 1")
+        if self.vulndb_oci_interval < 0:
+            raise ValueError("vulndb_oci_interval must be 0 or more")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 

@@ -27,6 +27,7 @@ from .signing_fixtures import (
     p256,
     slsa_statement,
 )
+from .test_metrics import scrape, value
 from .test_signatures import _target, cli, trust_key
 
 TIMEOUT = 30.0
@@ -37,7 +38,8 @@ CYCLONEDX = "application/vnd.cyclonedx+json"
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     # No scans on push: each test writes the scan report it needs.
     reg = start_registry(tmp_path_factory.mktemp("pullpolicy"), MOORAGE_SBOM_ON_PUSH="0",
-                         MOORAGE_PULL_POLICY_CACHE_SECONDS="0.2")
+                         MOORAGE_PULL_POLICY_CACHE_SECONDS="0.2",
+                         MOORAGE_METRICS_CACHE_SECONDS="0")
     yield reg
     reg.stop()
 
@@ -365,3 +367,38 @@ def test_an_index_with_a_vulnerable_child_is_denied_though_the_index_has_no_scan
         f"{repo}@{index.digest} is an index and its child {vulnerable.digest} (linux/arm64) is "
         f"denied: {repo}@{vulnerable.digest} has critical vulnerability CVE-2026-22222")
     assert [get_manifest(server, repo, "v2", m).status_code for m in ("GET", "HEAD")] == [200] * 2
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+def test_denials_are_counted_by_rule_and_findings_by_severity(server: Server) -> None:
+    def denials(rule: str, dry_run: str) -> float:
+        return value(scrape(server), "moorage_pull_denials_total", rule=rule,
+                     dry_run=dry_run) or 0.0
+
+    def findings() -> dict[str, float]:
+        samples = scrape(server)
+        return {s: value(samples, "moorage_vulnerability_findings", severity=s) or 0.0
+                for s in ("critical", "high", "medium", "low")}
+
+    ns = _namespace()
+    repo, tag, image = _push(server, ns)
+    before, found_before = denials("deny-secrets", "false"), findings()
+    _write_report(server, repo, image.digest, vulnerabilities=[
+        {"id": f"CVE-2026-{n}", "aliases": [], "package": "p", "installed": "1",
+         "severity": s} for n, s in ((1, "high"), (2, "high"), (3, "medium"))])
+    with_secret = {"status": "done", "secrets": [{"rule": "aws-access-key", "path": "a"}]}
+    args = _target(server)
+    opts = dict(zip(args[::2], args[1::2], strict=True))
+    registry = open_existing(Target(Path(opts["--data-dir"]), opts.get("--database"),
+                                    opts.get("--storage")).settings())
+    with registry.database.write() as uow:
+        report = uow.scans.get(repo, image.digest)
+        uow.scans.save(repo, image.digest, {**report, **with_secret}, time.time())
+    cli(server, "policy", "set", ns, "--deny-secrets")
+
+    assert [get_manifest(server, repo, tag).status_code for _ in range(3)] == [403] * 3
+    assert denials("deny-secrets", "false") - before == 3
+    found = findings()
+    assert {s: found[s] - found_before[s] for s in found} == {
+        "critical": 0, "high": 2, "medium": 1, "low": 0}

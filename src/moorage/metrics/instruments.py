@@ -29,6 +29,8 @@ class Instruments:
     login_failures: Counter
     tokens_issued: Counter
     alerts: Counter
+    scans: Counter
+    pull_denials: Counter
 
 
 @cache
@@ -57,4 +59,9 @@ def instruments() -> Instruments:
         login_failures=Counter("moorage_login_failures", "Refused logins (password or secret)"),
         tokens_issued=Counter("moorage_tokens_issued", "Bearer tokens issued by /token"),
         alerts=Counter("moorage_alerts", "Unusual activity detected", ["kind"]),
+        scans=Counter("moorage_scans", "Scans finished, by kind of content and outcome",
+                      ["kind", "outcome"]),
+        pull_denials=Counter("moorage_pull_denials",
+                             "Pulls a pull policy denied (or would have, in a dry run), by rule",
+                             ["rule", "dry_run"]),
     )

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..metrics.supply import count_pull_denial
 from ..oci.errors import Denied, RegistryError
 from ..oci.mediatypes import INDEX_TYPES, MANIFEST_TYPES
 from .admission import PullRequest
@@ -352,6 +353,8 @@ class PullPolicyCheck:
             log.info("pull %s", "would be denied (dry run)" if policy.dry_run else "denied",
                      extra={"repository": pull.repository, "digest": pull.digest,
                             "rule": decision[0], "reason": decision[1]})
+        if decision is not None:
+            count_pull_denial(decision[0], policy.dry_run)
         if decision is not None and not policy.dry_run:
             raise Denied(decision[1], detail={"rule": decision[0], "digest": pull.digest})
 

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events.types import ScanCompleted, SecretFound, VulnerabilityFound, records
+from ..metrics.supply import count_scan
 from ..oci.errors import ManifestUnknown, RegistryError
 from .service import split_reference
 
@@ -140,9 +141,11 @@ class ScanReports:
     def record(self, repository: str, digest: str, status: str, *, reason: str | None = None,
                error: str | None = None, os: dict[str, Any] | None = None,
                packages: Sequence[dict[str, Any]] = (), secrets: Sequence[dict[str, Any]] = (),
-               model_findings: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+               model_findings: Sequence[dict[str, Any]] = (), kind: str = "image"
+               ) -> dict[str, Any]:
         """Write the manifest's report (vulnerabilities matched now for a done one) and its
-        events (ScanCompleted; VulnerabilityFound and SecretFound when there are any)."""
+        events (ScanCompleted; VulnerabilityFound and SecretFound when there are any); `kind`
+        (image, model, index, other) labels the scan in /metrics."""
         if status not in STATUSES:
             raise ValueError(f"unknown scan status {status}")
         now = time.time()
@@ -170,6 +173,7 @@ class ScanReports:
                 return report  # deleted while it was scanned: its report went with it
             uow.scans.save(repository, digest, report, now)
             uow.emit(records(*events))
+        count_scan(kind, status)
         return report
 
     def rematch(self, batch: int = REMATCH_BATCH) -> dict[str, int]:

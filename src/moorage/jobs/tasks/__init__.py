@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from ...registry.retention import RetentionService
     from ...registry.webhooks import WebhookService
     from ...replication.service import ReplicationService
+    from ...scan.osv_oci import OsvArtifacts
     from ...scan.reports import ScanReports
 
 Handler = Callable[[Job], dict[str, Any] | None]
@@ -44,6 +45,9 @@ class TaskServices(Protocol):
     @property
     def replication(self) -> ReplicationService: ...
 
+    @property
+    def osv_artifacts(self) -> OsvArtifacts: ...
+
     settings: Any
 
 TEST_JOBS_ENV = "MOORAGE_TEST_JOBS"
@@ -54,9 +58,9 @@ class TaskFailed(Exception):
 
 
 def _modules(env: Mapping[str, str]) -> list[Any]:
-    from . import gc, outbox, quota, replication, retention, scans, uploads, webhooks
+    from . import gc, outbox, quota, replication, retention, scans, uploads, vulndb, webhooks
 
-    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication]
+    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication, vulndb]
     if env.get(TEST_JOBS_ENV) == "1":
         from . import testing
 
