@@ -47,10 +47,11 @@ OS_RELEASE = b'ID=debian\nVERSION_ID="12"\n'
 
 # -- building and pushing an image ------------------------------------------------------------
 
-def build_layer(path: Path, files: int, size: int, index: int) -> None:
-    """A tar+gzip layer of `files` files of `size` random bytes (level 1: the box is small)."""
-    with gzip.GzipFile(path, "wb", compresslevel=1) as gz, \
-            tarfile.open(fileobj=gz, mode="w|") as tar:
+def build_layer(path: Path, files: int, size: int, index: int, compress: bool) -> None:
+    """A tar (+gzip, level 1) layer of `files` files of `size` random bytes."""
+    raw = path.open("wb")
+    with (gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=1) if compress else raw) as out, \
+            tarfile.open(fileobj=out, mode="w|") as tar:
         def add(name: str, data: bytes) -> None:
             info = tarfile.TarInfo(name)
             info.size = len(data)
@@ -61,8 +62,12 @@ def build_layer(path: Path, files: int, size: int, index: int) -> None:
             add("var/lib/dpkg/status", DPKG)
             add("usr/lib/python3/dist-packages/requests-2.31.0.dist-info/METADATA",
                 b"Metadata-Version: 2.1\nName: requests\nVersion: 2.31.0\n")
+        pool = os.urandom(1 << 20)  # slices of one random MiB: cheap to make, no dedup
         for i in range(files):
-            add(f"data/l{index}/d{i % 100}/f{i}.bin", os.urandom(size))
+            start = (i * 7919) % max(1, len(pool) - size)
+            add(f"data/l{index}/d{i % 100}/f{i}.bin",
+                i.to_bytes(8, "big") + pool[start:start + size - 8])
+    raw.close()
 
 
 def sha256_file(path: Path) -> str:
@@ -79,7 +84,7 @@ async def _chunks(path: Path) -> AsyncIterator[bytes]:
             yield chunk
 
 
-def push_image(registry: Any, repo: str, layers: list[Path], tag: str) -> str:
+def push_image(registry: Any, repo: str, layers: list[Path], tag: str, compress: bool) -> str:
     """Push layer files, a config and the manifest through the registry's services."""
     from moorage.oci.digest import parse_digest
 
@@ -88,7 +93,8 @@ def push_image(registry: Any, repo: str, layers: list[Path], tag: str) -> str:
         digest = sha256_file(path)
         asyncio.run(registry.uploads.push_whole(repo, parse_digest(digest), _chunks(path),
                                                 path.stat().st_size))
-        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+        descs.append({"mediaType": "application/vnd.oci.image.layer.v1.tar"
+                      + ("+gzip" if compress else ""),
                       "digest": digest, "size": path.stat().st_size})
     config = json.dumps({"architecture": "amd64", "os": "linux", "rootfs": {
         "type": "layers", "diff_ids": []}}).encode()
@@ -129,11 +135,12 @@ def scan_child(data_dir: str, repo: str, digest: str) -> None:
                       "status": report["status"], "packages": len(report["packages"])}))
 
 
-def read_layers(paths: list[Path]) -> float:
-    """Seconds to gunzip and untar every layer once, reading each file's data."""
+def read_layers(paths: list[Path], compress: bool) -> float:
+    """Seconds to (gunzip and) untar every layer once, reading each file's data."""
     started = time.monotonic()
     for path in paths:
-        with gzip.open(path, "rb") as gz, tarfile.open(fileobj=gz, mode="r|") as tar:
+        with (gzip.open(path, "rb") if compress else path.open("rb")) as gz, \
+                tarfile.open(fileobj=gz, mode="r|") as tar:
             for member in tar:
                 f = tar.extractfile(member)
                 if f is not None:
@@ -142,7 +149,7 @@ def read_layers(paths: list[Path]) -> float:
     return time.monotonic() - started
 
 
-def bench_scan(work: Path, total_bytes: int, files: int) -> dict[str, Any]:
+def bench_scan(work: Path, total_bytes: int, files: int, compress: bool) -> dict[str, Any]:
     data_dir = work / "scan-data"
     registry = open_registry_at(data_dir, sbom_on_push=True)
     layer_dir = work / "layers"
@@ -153,12 +160,12 @@ def bench_scan(work: Path, total_bytes: int, files: int) -> dict[str, Any]:
     paths = []
     for i in range(LAYERS):
         path = layer_dir / f"layer{i}.tar.gz"
-        build_layer(path, per_layer, size, i)
+        build_layer(path, per_layer, size, i, compress)
         paths.append(path)
     built = time.monotonic() - started
-    digest = push_image(registry, "bench/scan", paths, "v1")
+    digest = push_image(registry, "bench/scan", paths, "v1", compress)
     registry.close()
-    read_once = read_layers(paths)
+    read_once = read_layers(paths, compress)
     child = subprocess.Popen([sys.executable, __file__, "--scan-child", str(data_dir),
                               "bench/scan", digest], stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")})
@@ -169,7 +176,7 @@ def bench_scan(work: Path, total_bytes: int, files: int) -> dict[str, Any]:
     if status != 0:
         raise SystemExit(f"scan child failed ({status}): {out}")
     result = json.loads(out.strip().splitlines()[-1])
-    return {"image_bytes": per_layer * LAYERS * size, "files": per_layer * LAYERS,
+    return {"gzip": compress, "image_bytes": per_layer * LAYERS * size, "files": per_layer * LAYERS,
             "layers_gz_bytes": sum(p.stat().st_size for p in paths),
             "build_seconds": round(built, 1), "scan_job_seconds": round(result["seconds"], 2),
             "scan_process_seconds": round(wall, 2),
@@ -318,6 +325,8 @@ def bench_rematch(work: Path, reports: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--small", action="store_true", help="quick sizes")
+    parser.add_argument("--uncompressed", action="store_true",
+                        help="plain tar layers (gzip of 2 GiB takes long on a small box)")
     parser.add_argument("--only", choices=("scan", "get", "rematch"), action="append")
     parser.add_argument("--scan-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -330,7 +339,7 @@ def main() -> None:
     try:
         if "scan" in only:
             out["scan"] = bench_scan(work, (128 if args.small else 2048) << 20,
-                                     5_000 if args.small else 50_000)
+                                     5_000 if args.small else 50_000, not args.uncompressed)
             print(json.dumps({"scan": out["scan"]}), file=sys.stderr)
         if "get" in only:
             out["manifest_get"] = bench_get(work, 800 if args.small else 4000)

@@ -204,8 +204,10 @@ class ScanReports:
     def _rewrite(uow: UnitOfWork, updates: list[tuple[dict[str, Any], list[dict[str, Any]]]],
                  version: float | None, now: float) -> int:
         written = 0
+        stored = uow.scans.set_vulnerabilities_many([(row["id"], vulns) for row, vulns in updates],
+                                                    version, now)
         for row, vulns in updates:
-            if not uow.scans.set_vulnerabilities(row["id"], vulns, version, now):
+            if row["id"] not in stored:
                 continue  # rescanned meanwhile: the new scan matches for itself
             written += 1
             old = {_key(v) for v in row["vulnerabilities"]}
