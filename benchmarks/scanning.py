@@ -65,7 +65,7 @@ def build_layer(path: Path, files: int, size: int, index: int, compress: bool) -
         pool = os.urandom(1 << 20)  # slices of one random MiB: cheap to make, no dedup
         for i in range(files):
             start = (i * 7919) % max(1, len(pool) - size)
-            add(f"data/l{index}/d{i % 100}/f{i}.bin",
+            add(f"data/l{index}/d{i % 100}/f{i}.dat",  # not .bin: a model file is spooled
                 i.to_bytes(8, "big") + pool[start:start + size - 8])
     raw.close()
 
