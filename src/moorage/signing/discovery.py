@@ -354,21 +354,10 @@ def _notation(base: Envelope, doc: Any) -> Envelope:
         raise Malformed("the JWS protected header names no alg")
     if header.get("cty") != NOTARY_PAYLOAD:
         raise Malformed(f"the JWS content type is {header.get('cty')!r}, not {NOTARY_PAYLOAD}")
-    crit = header.get("crit") or []
-    unknown = [c for c in crit if c not in NOTARY_CRITICAL] if isinstance(crit, list) else [crit]
-    if unknown:
-        # A verifier must refuse critical headers it does not understand (RFC 7515, 4.1.11).
-        return _problem(base, f"the JWS has critical headers this verifier does not know "
-                              f"({', '.join(map(str, unknown))})", "unsupported")
-    scheme = header.get("io.cncf.notary.signingScheme")
-    if scheme not in ("notary.x509", None):
-        return _problem(base, f"the notation signing scheme {scheme!r} is not verified here "
-                              f"(only notary.x509)", "unsupported")
-    payload = _obj(_json(_b64(payload_b64, "the JWS payload"), "the JWS payload"), "the payload")
-    target = _obj(payload.get("targetArtifact"), "the payload's targetArtifact")
-    signed = target.get("digest")
-    if not isinstance(signed, str):
-        raise Malformed("the payload's targetArtifact has no digest")
+    problem = _notary_headers(base, "JWS", header.get("crit"), header)
+    if problem is not None:
+        return problem
+    signed = _target_digest(_b64(payload_b64, "the JWS payload"), "the JWS payload")
     unprotected = doc.get("header") or {}
     x5c = unprotected.get("x5c") if isinstance(unprotected, dict) else None
     if not isinstance(x5c, list) or not x5c:
@@ -379,6 +368,33 @@ def _notation(base: Envelope, doc: Any) -> Envelope:
     return Envelope(base.kind, base.manifest, base.found_as, "jws",
                     f"{protected_b64}.{payload_b64}".encode(), signature, alg, chain,
                     subjects=(signed,), expiry=expiry)
+
+
+def _notary_headers(base: Envelope, what: str, crit: Any, header: dict[Any, Any]
+                    ) -> Envelope | None:
+    """An `unsupported` Envelope when a notation envelope's critical headers or signing scheme
+    are ones this verifier does not know, else None."""
+    crit = crit or []
+    unknown = [c for c in crit if c not in NOTARY_CRITICAL] if isinstance(crit, list) else [crit]
+    if unknown:
+        # A verifier must refuse critical headers it does not understand (RFC 7515, 4.1.11).
+        return _problem(base, f"the {what} has critical headers this verifier does not know "
+                              f"({', '.join(map(str, unknown))})", "unsupported")
+    scheme = header.get("io.cncf.notary.signingScheme")
+    if scheme not in ("notary.x509", None):
+        return _problem(base, f"the notation signing scheme {scheme!r} is not verified here "
+                              f"(only notary.x509)", "unsupported")
+    return None
+
+
+def _target_digest(payload: bytes, what: str) -> str:
+    """The digest a notation payload's `targetArtifact` names."""
+    target = _obj(_obj(_json(payload, what), "the payload").get("targetArtifact"),
+                  "the payload's targetArtifact")
+    signed = target.get("digest")
+    if not isinstance(signed, str):
+        raise Malformed("the payload's targetArtifact has no digest")
+    return signed
 
 
 # COSE algorithm ids (RFC 9053) as the JWS names the verifier checks them by.
@@ -413,21 +429,10 @@ def _cose_notation(base: Envelope, data: bytes) -> Envelope:
                               f"(ES256/384/512, PS256/384/512)", "unsupported")
     if header.get(3) != NOTARY_PAYLOAD:
         raise Malformed(f"the COSE content type is {header.get(3)!r}, not {NOTARY_PAYLOAD}")
-    crit = header.get(2) or []
-    unknown = ([c for c in crit if c not in NOTARY_CRITICAL] if isinstance(crit, list)
-               else [crit])
-    if unknown:
-        return _problem(base, f"the COSE envelope has critical headers this verifier does not "
-                              f"know ({', '.join(map(str, unknown))})", "unsupported")
-    scheme = header.get("io.cncf.notary.signingScheme")
-    if scheme not in ("notary.x509", None):
-        return _problem(base, f"the notation signing scheme {scheme!r} is not verified here "
-                              f"(only notary.x509)", "unsupported")
-    payload = _obj(_json(payload_raw, "the COSE payload"), "the payload")
-    target = _obj(payload.get("targetArtifact"), "the payload's targetArtifact")
-    signed = target.get("digest")
-    if not isinstance(signed, str):
-        raise Malformed("the payload's targetArtifact has no digest")
+    problem = _notary_headers(base, "COSE envelope", header.get(2), header)
+    if problem is not None:
+        return problem
+    signed = _target_digest(payload_raw, "the COSE payload")
     x5chain = unprotected.get(COSE_X5CHAIN)
     chain = [x5chain] if isinstance(x5chain, bytes) else x5chain
     if not isinstance(chain, list) or not chain or not all(isinstance(c, bytes) for c in chain):
