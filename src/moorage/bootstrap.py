@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from .registry.upstreams import UpstreamService
     from .registry.webhooks import WebhookService
     from .replication.service import ReplicationService
+    from .scan.osv_oci import OsvArtifacts
     from .scan.reports import ScanReports
     from .scan.service import SbomService
     from .scan.vulndb import VulnDatabase
@@ -401,6 +402,14 @@ class Registry:
         from .scan.vulndb import VulnDatabase
 
         return VulnDatabase(self.database, on_imported=self.queue_rematch)
+
+    @cached_property
+    def osv_artifacts(self) -> OsvArtifacts:
+        """OSV data as an OCI artifact of this registry (`vulndb import oci://`, `publish`)."""
+        from .scan.osv_oci import OsvArtifacts
+
+        return OsvArtifacts(self.database, self.manifests, self.blobs, self.blob_store, self.uploads,
+                            self.vulndb, self.settings.spool_dir)
 
     def queue_rematch(self) -> None:
         """Queue the re-match of every done scan report (new vulnerability data came in)."""

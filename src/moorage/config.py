@@ -127,6 +127,8 @@ class Settings:
     scan_secret_max_file_bytes: int = 1 << 20  # larger text files are not read for secrets
     scan_models: bool = True  # check model files (pickle imports, safetensors/GGUF headers)
     scan_model_max_bytes: int = 8 << 30  # larger pickle-based model files: reported unchecked
+    vulndb_oci_ref: str = ""  # an OSV data artifact here (REPO:TAG) the vulndb imports on schedule
+    vulndb_oci_interval: float = 3600.0  # seconds between imports of vulndb_oci_ref (0: never)
     pull_policy_cache_seconds: float = 3.0  # seconds a process caches a namespace pull policy
 
     def __post_init__(self) -> None:
@@ -290,6 +292,8 @@ class Settings:
             raise ValueError(f"s3_sse must be AES256, aws:kms or empty, got {self.s3_sse!r}")
         if self.s3_sse_kms_key_id and self.s3_sse != "aws:kms":
             raise ValueError("s3_sse_kms_key_id needs s3_sse = aws:kms")
+        if self.vulndb_oci_interval < 0:
+            raise ValueError("vulndb_oci_interval must be 0 or more")
         if self.s3_part_size < 5 << 20:
             raise ValueError("s3_part_size must be at least 5 MiB (S3's minimum part size)")
 

@@ -186,6 +186,59 @@ def notation_referrer(signer: Ca, chain: list[Ca], image: Manifest,
                          layers=[Blob(json.dumps(envelope).encode(), "application/jose+json")])
 
 
+def _cbor(value: Any) -> bytes:
+    """CBOR of ints, bytes, strings, lists, maps and (tag, value) pairs: the test's own encoder,
+    independent of the server's decoder."""
+    def head(major: int, n: int) -> bytes:
+        if n < 24:
+            return bytes([major << 5 | n])
+        size = next(s for s in (1, 2, 4, 8) if n < 1 << (8 * s))
+        return bytes([major << 5 | {1: 24, 2: 25, 4: 26, 8: 27}[size]]) + n.to_bytes(size, "big")
+
+    if isinstance(value, int):
+        return head(0, value) if value >= 0 else head(1, -1 - value)
+    if isinstance(value, bytes):
+        return head(2, len(value)) + value
+    if isinstance(value, str):
+        return head(3, len(value.encode())) + value.encode()
+    if isinstance(value, list):
+        return head(4, len(value)) + b"".join(_cbor(v) for v in value)
+    if isinstance(value, dict):
+        return head(5, len(value)) + b"".join(_cbor(k) + _cbor(v) for k, v in value.items())
+    tag, inner = value  # a (tag number, value) tuple
+    return head(6, tag) + _cbor(inner)
+
+
+def cose_notation_referrer(signer: Ca, chain: list[Ca], image: Manifest,
+                           tamper: bool = False, expiry: float | None = None) -> Manifest:
+    """A notation COSE_Sign1 signature referrer of `image` (x5chain: leaf first)."""
+    ecdsa = isinstance(signer.key, ec.EllipticCurvePrivateKey)
+    protected = {1: -7 if ecdsa else -37, 2: ["io.cncf.notary.signingScheme"],
+                 3: "application/vnd.cncf.notary.payload.v1+json",
+                 "io.cncf.notary.signingScheme": "notary.x509",
+                 "io.cncf.notary.signingTime": (1, int(dt.datetime.now(dt.UTC).timestamp()))}
+    if expiry is not None:
+        protected["io.cncf.notary.expiry"] = (1, int(expiry))
+    payload = {"targetArtifact": {"mediaType": image.media_type, "digest": image.digest,
+                                  "size": image.size}}
+    protected_raw, payload_raw = _cbor(protected), json.dumps(payload).encode()
+    to_sign = _cbor(["Signature1", protected_raw, b"", payload_raw])
+    if ecdsa:  # COSE wants r || s too (RFC 9053 section 2.1)
+        r, s = decode_dss_signature(signer.key.sign(to_sign, ec.ECDSA(hashes.SHA256())))
+        signature = r.to_bytes(32, "big") + s.to_bytes(32, "big")
+    else:
+        signature = signer.key.sign(to_sign, padding.PSS(padding.MGF1(hashes.SHA256()), 32),
+                                    hashes.SHA256())
+    if tamper:
+        payload["targetArtifact"]["size"] = image.size + 1
+        payload_raw = json.dumps(payload).encode()
+    unprotected = {33: [c.cert.public_bytes(serialization.Encoding.DER) for c in chain],
+                   "io.cncf.notary.signingAgent": "moorage-tests/1"}
+    envelope = _cbor((18, [protected_raw, unprotected, payload_raw, signature]))
+    return make_artifact(NOTATION, subject=image, config=Blob(EMPTY_JSON, OCI_EMPTY),
+                         layers=[Blob(envelope, "application/cose")])
+
+
 def slsa_statement(digest: str) -> dict[str, Any]:
     """An in-toto statement with an SLSA v1 provenance predicate for `digest`."""
     return {"_type": "https://in-toto.io/Statement/v1",

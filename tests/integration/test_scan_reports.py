@@ -17,6 +17,7 @@ from support.http import call, describe
 from support.oci import OCI_LAYER_GZIP, Blob, make_artifact, make_image
 from support.servers import BACKEND, Server, log_text
 
+from .test_metrics import scrape, value
 from .test_sbom_on_push import FAST, METADATA, _cli, _tar
 
 TIMEOUT = 90.0
@@ -119,6 +120,8 @@ def test_a_pushed_image_is_pending_then_done_with_its_findings(scanning: Scannin
     assert "DSA-9101-1" in table and "huggingface-token" in table
     for text in (json.dumps(done), table, log_text(s.reg)):
         assert HF_TOKEN not in text
+    samples = scrape(s.reg)
+    assert (value(samples, "moorage_scans_total", kind="image", outcome="done") or 0) >= 1
 
 
 def test_the_api_wants_credentials_and_pull_permission(scanning: Scanning) -> None:
@@ -145,3 +148,5 @@ def test_a_non_image_artifact_is_unsupported_with_a_reason(scanning: Scanning) -
     assert report["reason"] == ("artifact type application/vnd.example.thing.v1 is not "
                                 "scanned (only container images and model artifacts are)")
     assert report["packages"] == [] and report["vulnerabilities"] == []
+    assert (value(scrape(s.reg), "moorage_scans_total", kind="other", outcome="unsupported")
+            or 0) >= 1

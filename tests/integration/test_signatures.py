@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from .signing_fixtures import (
     attestation,
     bundle_attestation,
     bundle_referrer,
+    cose_notation_referrer,
     cosign_signature,
     cosign_tag,
     keyless_bundle,
@@ -272,6 +274,30 @@ def test_notation_es256_signature_whose_chain_omits_the_root_verifies(server, tm
     trust_root(server, tmp_path, repo.split("/")[0], "corp-ca", pki["root"].pem)
 
     assert only(verify_json(server, f"{repo}:{tag}", 0))["trust_entry"] == "corp-ca"
+
+
+def test_notation_cose_signatures_verify_and_tampering_or_a_stranger_does_not(
+        server, tmp_path, pki):
+    ns_repo, tag, image = pushed_image(server)
+    ns = ns_repo.split("/")[0]
+    trust_root(server, tmp_path, ns, "corp-ca", pki["root"].pem)
+    for signer in (pki["ec-signer"], pki["signer"]):  # ES256 and PS256
+        referrer = push_tree(server, ns_repo, cose_notation_referrer(signer, [signer], image))
+    checks = verify_json(server, f"{ns_repo}:{tag}", 0)["signatures"]
+    assert sorted((c["kind"], c["outcome"], c["trust_entry"]) for c in checks) == [
+        ("notation", "verified", "corp-ca")] * 2
+    assert referrer in {c["manifest"] for c in checks}
+
+    bad_repo, bad_tag, bad = pushed_image(server)
+    push_tree(server, bad_repo, cose_notation_referrer(pki["ec-signer"], [pki["ec-signer"]], bad,
+                                                       tamper=True))
+    push_tree(server, bad_repo, cose_notation_referrer(pki["stranger"], [pki["stranger"]], bad))
+    push_tree(server, bad_repo, cose_notation_referrer(pki["signer"], [pki["signer"]], bad,
+                                                       expiry=time.time() - 60))
+    trust_root(server, tmp_path, bad_repo.split("/")[0], "corp-ca", pki["root"].pem)
+    outcomes = sorted(c["outcome"] for c in verify_json(server, f"{bad_repo}:{bad_tag}",
+                                                        1)["signatures"])
+    assert outcomes == ["bad-signature", "expired", "untrusted-chain"]
 
 
 def test_notation_leaf_of_another_root_is_rejected(server, tmp_path, pki):

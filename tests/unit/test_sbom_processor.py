@@ -113,3 +113,18 @@ def test_a_layer_that_is_not_a_tar_is_listed_as_skipped_and_the_rest_catalogued(
     assert doc["metadata"]["properties"] == [{
         "name": f"moorage:skipped-layer:{digest_of(weights)}",
         "value": "not a tar, tar+gzip or tar+zstd layer (unknown magic bytes)"}]
+
+
+def test_our_sbom_referrer_gets_no_scan_report(registry: Registry) -> None:
+    repo = "team/sbom"
+    child = _image(registry, repo)
+    (sbom,) = [p for p in registry.processors if p.name == "sbom"]
+    referrer = sbom.run({"repository": repo, "digest": digest_of(child)})["sbom"]
+    sbom.queued(repo, referrer)  # as the post-push consumer does for the referrer's push
+    with registry.database.read() as uow:
+        assert uow.scans.get(repo, referrer)["status"] == "pending"
+
+    assert sbom.run({"repository": repo, "digest": referrer}) == {"skipped": "an SBOM referrer"}
+    with registry.database.read() as uow:
+        assert uow.scans.get(repo, referrer) is None
+        assert uow.scans.get(repo, digest_of(child))["status"] == "done"

@@ -322,3 +322,66 @@ def test_a_batched_match_equals_one_match_per_package(registry: Registry,
     print(f"500 packages: one query each {single * 1000:.0f} ms, batched {many * 1000:.0f} ms")
     assert batched == one_by_one
     assert sum(len(f) for f in batched) == 50
+
+
+def _pushed(registry: Registry, repo: str, reference: str | None = None) -> str:
+    """A pushed one-layer image (by digest unless `reference`); its digest."""
+    layer = gz(tar_bytes({"etc/hostname": uuid.uuid4().bytes}))
+    config = _config()
+    for blob in (config, layer):
+        push_blob(registry, repo, blob)
+    content = image(config, [layer])
+    from moorage.oci.digest import parse_digest
+
+    push(registry, repo, reference or parse_digest(digest_of(content)), content)
+    return digest_of(content)
+
+
+def _reported_model(registry: Registry, repo: str, reference: str) -> str:
+    """A pushed image with a done report and a model index row; its digest."""
+    digest = _pushed(registry, repo, reference)
+    registry.scans.record(repo, digest, "done")
+    with registry.database.write() as uow:
+        uow.models.replace(repo, digest, {"kind": "model", "name": "m"}, [
+            {"path": "m.safetensors", "size": 1, "layer_digest": digest, "layer_offset": 0,
+             "media_type": "application/octet-stream", "tensors": []}])
+    return digest
+
+
+def _derived(registry: Registry, repo: str, digest: str) -> tuple[Any, Any]:
+    with registry.database.read() as uow:
+        return uow.scans.get(repo, digest), uow.models.get(repo, digest)
+
+
+def test_a_deleted_manifest_takes_its_report_and_model_row_with_it(registry: Registry) -> None:
+    import asyncio
+
+    from moorage.oci.digest import parse_digest
+
+    repo = "team/deleted"
+    gone, kept = _reported_model(registry, repo, "v1"), _reported_model(registry, repo, "v2")
+    assert _derived(registry, repo, gone)[0]["status"] == "done"
+
+    asyncio.run(registry.manifests.delete(repo, parse_digest(gone)))
+
+    assert _derived(registry, repo, gone) == (None, None)
+    report, model = _derived(registry, repo, kept)
+    assert (report["status"], model["name"]) == ("done", "m")
+    # A scan finishing after the delete stores nothing.
+    registry.scans.record(repo, gone, "done")
+    assert _derived(registry, repo, gone) == (None, None)
+
+
+def test_gc_of_an_untagged_manifest_removes_its_report_and_model_row(registry: Registry) -> None:
+    from moorage.auth.identity import CLI
+
+    repo = "team/collected"
+    untagged = _pushed(registry, repo)
+    registry.scans.record(repo, untagged, "done")
+    tagged = _reported_model(registry, repo, "keep")
+
+    report = registry.gc.run(CLI, dry_run=False, grace_period=0)
+
+    assert report.manifests == 1
+    assert _derived(registry, repo, untagged)[0] is None
+    assert _derived(registry, repo, tagged)[0]["status"] == "done"

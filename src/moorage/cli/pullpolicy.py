@@ -15,9 +15,12 @@ def _print(policy: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print_json(policy)
         return
-    on = [name.replace("_", "-") for name in ("require_signature", "deny_secrets",
+    on = [name.replace("_", "-") for name in ("require_signature", "require_provenance",
+                                              "deny_secrets",
                                               "deny_unsafe_models", "deny_unscanned", "dry_run")
           if policy[name]]
+    if policy.get("builder"):
+        on.append(f"builder {policy['builder']}")
     if policy["deny_severity"]:
         on.append(f"deny-severity {policy['deny_severity']}")
     typer.echo(f"pull policy of {policy['namespace']} (version {policy['version']}): "
@@ -31,6 +34,12 @@ def policy_set(
     namespace: str,
     require_signature: Annotated[bool, typer.Option(
         "--require-signature", help="a signature verified by a trusted key")] = False,
+    require_provenance: Annotated[bool, typer.Option(
+        "--require-provenance",
+        help="an SLSA provenance attestation (v0.2 or v1) verified by a trusted key")] = False,
+    builder: Annotated[str | None, typer.Option(
+        "--builder", help="with --require-provenance: a glob the provenance's builder.id "
+                          "must match")] = None,
     deny_severity: Annotated[str | None, typer.Option(
         "--deny-severity", help="deny vulnerabilities at or above: critical|high|medium|low")
     ] = None,
@@ -60,7 +69,9 @@ def policy_set(
     ids, untils, reasons = exception or [], until or [], reason or []
     if not len(ids) == len(untils) == len(reasons):
         fail("give each --exception its own --until and --reason", 2)
-    policy = {"require_signature": require_signature, "deny_severity": deny_severity,
+    policy = {"require_signature": require_signature,
+              "require_provenance": require_provenance, "builder": builder,
+              "deny_severity": deny_severity,
               "deny_secrets": deny_secrets, "deny_unsafe_models": deny_unsafe_models,
               "deny_unscanned": deny_unscanned, "dry_run": dry_run,
               "exceptions": [{"id": i, "until": u, "reason": r}

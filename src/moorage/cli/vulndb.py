@@ -17,6 +17,7 @@ from .common import (
     Quiet,
     Storage,
     Target,
+    call,
     fail,
     open_existing,
     print_json,
@@ -46,8 +47,9 @@ def _age(ts: float | None) -> str:
 
 @vulndb_app.command("import")
 def import_(
-    paths: Annotated[list[Path], typer.Argument(
-        help="OSV all.zip exports, directories of OSV JSON files, or JSON files")],
+    sources: Annotated[list[str], typer.Argument(
+        help="OSV all.zip exports, directories of OSV JSON files, JSON files, or oci://REPO:TAG "
+             "(an OSV data artifact in this registry, see `vulndb publish`)")],
     json_output: JsonFlag = False,
     quiet: Quiet = False,
     data_dir: DataDir = None, database: Database = None, storage: Storage = None,
@@ -55,11 +57,27 @@ def import_(
 ) -> None:
     """Import OSV records; re-importing updates records whose `modified` is newer. Exits 1 when
     a path was refused as a whole (the other paths are imported)."""
+    from ..scan.osv_oci import oci_reference
     from ..scan.vulndb import ImportReport, SourceError
 
     last = [time.monotonic()]
     interactive = sys.stderr.isatty() and not quiet
 
+    refs = [r for r in map(oci_reference, sources) if r is not None]
+    paths = [Path(s) for s in sources if oci_reference(s) is None]
+    if refs and paths:
+        fail("import paths or one oci://REPO:TAG, not both at once", 2)
+    if len(refs) > 1:
+        fail("import one oci://REPO:TAG at a time", 2)
+    if refs:
+        registry = open_existing(Target(data_dir, database, storage, config).settings())
+        try:
+            report, digest = call(registry.osv_artifacts.import_ref, refs[0], progress)
+        except SourceError as exc:
+            fail(str(exc), 1)
+        typer.echo(f"importing {refs[0]}@{digest}", err=True)
+        _report(report, json_output)
+        return
     service = _vulndb(Target(data_dir, database, storage, config))
     try:
         with progress_bar(quiet) as bar:
@@ -76,6 +94,11 @@ def import_(
             report = service.import_paths(paths, progress=progress)
     except SourceError as exc:
         fail(str(exc), 1)
+    _report(report, json_output)
+
+
+def _report(report: Any, json_output: bool) -> None:
+    """Print an import report (a table, or JSON); exit 1 when a source was refused."""
     if json_output:
         print_json(report.to_dict())
         if report.refused:
@@ -95,6 +118,27 @@ def import_(
     sys.stdout.flush()
     if report.refused:
         raise typer.Exit(1)
+
+
+@vulndb_app.command("publish")
+def publish(
+    paths: Annotated[list[Path], typer.Argument(help="OSV all.zip exports or JSON files")],
+    ref: Annotated[str, typer.Argument(help="REPO:TAG to push the OSV data artifact to")],
+    data_dir: DataDir = None, database: Database = None, storage: Storage = None,
+    config: Config = None,
+) -> None:
+    """Push OSV files as one OCI artifact (application/vnd.osv.data.v1), for other registries
+    to replicate and `vulndb import oci://REPO:TAG`."""
+    import asyncio
+
+    from ..scan.vulndb import SourceError
+
+    registry = open_existing(Target(data_dir, database, storage, config).settings())
+    try:
+        digest = call(lambda: asyncio.run(registry.osv_artifacts.publish(paths, ref)))
+    except SourceError as exc:
+        fail(str(exc), 1)
+    typer.echo(f"published {ref}@{digest}")
 
 
 @vulndb_app.command("status")

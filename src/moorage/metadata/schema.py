@@ -504,6 +504,16 @@ vuln_imports = Table(
 )
 
 
+# The OSV data artifact (REPO:TAG of `vulndb_oci_ref`) last imported from, and its digest: the
+# periodic import skips an artifact it has read already.
+vuln_sources = Table(
+    "vuln_sources",
+    metadata,
+    Column("source", String(400), primary_key=True),
+    Column("digest", String(200), nullable=False),
+    Column("imported_at", Float, nullable=False),
+)
+
 # -- ML models: the index the `post-push.models` job keeps (ModelPack, KitOps, Docker models) --
 
 # One model manifest in one repository. JSON columns: annotations (the manifest's), metrics

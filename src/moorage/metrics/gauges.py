@@ -52,6 +52,7 @@ class RegistryGauges:
         try:
             yield from self._content()
             yield from self._queues()
+            yield from self._scans()
             yield from _gc(*self.gc_metrics())
         except Exception:  # a failed reading is a gap in the graphs, not a failed scrape
             log.exception("could not read registry metrics")
@@ -95,6 +96,23 @@ class RegistryGauges:
         for consumer, n in sorted(dead.items()):
             letters.add_metric([consumer], n)
         yield letters
+
+
+    def _scans(self) -> Iterator[Metric]:
+        with self.database.read() as uow:
+            statuses = uow.stats.scan_statuses()
+            severities = uow.stats.findings_by_severity()
+        reports = GaugeMetricFamily("moorage_scan_reports", "Scan reports per status",
+                                    labels=["status"])
+        for status, n in sorted(statuses.items()):
+            reports.add_metric([status], n)
+        yield reports
+        findings = GaugeMetricFamily("moorage_vulnerability_findings",
+                                     "Vulnerabilities in done scan reports, per severity",
+                                     labels=["severity"])
+        for severity, n in severities.items():
+            findings.add_metric([severity], n)
+        yield findings
 
 
 def _gc(runs: list[dict[str, Any]], pending: tuple[int, int]) -> Iterator[Metric]:

@@ -30,6 +30,8 @@ class Instruments:
     tokens_issued: Counter
     alerts: Counter
     ratelimited: Counter
+    scans: Counter
+    pull_denials: Counter
 
 
 @cache
@@ -60,4 +62,9 @@ def instruments() -> Instruments:
         alerts=Counter("moorage_alerts", "Unusual activity detected", ["kind"]),
         ratelimited=Counter("moorage_ratelimited", "Requests refused by a rate limit (429)",
                             ["kind"]),
+        scans=Counter("moorage_scans", "Scans finished, by kind of content and outcome",
+                      ["kind", "outcome"]),
+        pull_denials=Counter("moorage_pull_denials",
+                             "Pulls a pull policy denied (or would have, in a dry run), by rule",
+                             ["rule", "dry_run"]),
     )

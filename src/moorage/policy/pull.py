@@ -5,11 +5,17 @@ small object whose `denial(...)` is None or the sentence a 403 carries. `PullPol
 each namespace's policy for a few seconds (a namespace without one costs that one cached
 lookup) and each decision per (repository, digest, policy version), so a GET stays cheap.
 Signatures, SBOMs, scan reports and attestations are always served: clients verify first.
+
+An index is denied when any child manifest it lists fails a rule (the registry cannot know which
+platform a client will pick, and a client may pull them all): the denial names the child and its
+platform. Buildx attestation children (`vnd.docker.reference.type`) are not checked.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
+import json
 import logging
 import re
 import threading
@@ -19,7 +25,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..metrics.supply import count_pull_denial
 from ..oci.errors import Denied, RegistryError
+from ..oci.mediatypes import INDEX_TYPES, MANIFEST_TYPES
 from .admission import PullRequest
 
 log = logging.getLogger(__name__)
@@ -37,6 +45,8 @@ PASS_TYPES = ("application/vnd.dev.sigstore", "application/vnd.cncf.notary",
 POLICY_SECONDS = 3.0
 DECISION_SECONDS = 5.0
 CACHE_ENTRIES = 4096
+MAX_INDEX_DEPTH = 4  # nested indexes checked this deep (deeper ones are denied)
+ATTESTATION_CHILD = "vnd.docker.reference.type"
 
 
 class PolicyInvalid(RegistryError):
@@ -60,6 +70,8 @@ class PullPolicy:
     """A namespace's whole pull policy (a rule not set is off)."""
 
     require_signature: bool = False
+    require_provenance: bool = False
+    builder: str | None = None  # a glob `builder.id` of the provenance must match
     deny_severity: str | None = None
     deny_secrets: bool = False
     deny_unsafe_models: bool = False
@@ -74,6 +86,12 @@ class PullPolicy:
         if severity is not None and severity not in SEVERITIES:
             raise PolicyInvalid(f"--deny-severity is one of {', '.join(SEVERITIES)}, "
                                 f"not {severity!r}")
+        builder = data.get("builder")
+        if builder is not None and (not isinstance(builder, str) or not builder.strip()):
+            raise PolicyInvalid("--builder is a builder id or a glob (e.g. "
+                                "'https://github.com/actions/*')")
+        if builder is not None and not data.get("require_provenance"):
+            raise PolicyInvalid("--builder needs --require-provenance")
         exceptions = []
         for e in data.get("exceptions") or ():
             if not str(e.get("id") or "").strip():
@@ -87,7 +105,9 @@ class PullPolicy:
                 raise PolicyInvalid(f"exception {e['id']}: give a --reason")
             exceptions.append(VulnException(str(e["id"]).strip(), str(e["until"]),
                                             str(e["reason"]).strip()))
-        return PullPolicy(bool(data.get("require_signature")), severity,
+        return PullPolicy(bool(data.get("require_signature")),
+                          bool(data.get("require_provenance")),
+                          builder.strip() if builder else None, severity,
                           bool(data.get("deny_secrets")), bool(data.get("deny_unsafe_models")),
                           bool(data.get("deny_unscanned")), tuple(exceptions),
                           bool(data.get("dry_run")))
@@ -95,6 +115,7 @@ class PullPolicy:
     def to_dict(self) -> dict[str, Any]:
         """JSON form."""
         return {"require_signature": self.require_signature,
+                "require_provenance": self.require_provenance, "builder": self.builder,
                 "deny_severity": self.deny_severity, "deny_secrets": self.deny_secrets,
                 "deny_unsafe_models": self.deny_unsafe_models,
                 "deny_unscanned": self.deny_unscanned, "dry_run": self.dry_run,
@@ -114,6 +135,8 @@ class PullPolicy:
             out.append(DenyUnsafeModels())
         if self.require_signature:
             out.append(RequireSignature(verify))
+        if self.require_provenance:
+            out.append(RequireProvenance(verify, self.builder))
         return out
 
 
@@ -162,6 +185,32 @@ class RequireSignature:
         return (f"{subject.where} is not signed by a key trusted for namespace "
                 f"{subject.namespace}: sign it with cosign and a key from `moorage trust list "
                 f"{subject.namespace}`, or ask an admin to add yours")
+
+
+@dataclass(frozen=True, slots=True)
+class RequireProvenance:
+    """An SLSA provenance attestation (v0.2 or v1) verified by a key the namespace trusts, and
+    when `builder` is set, one whose `builder.id` matches that glob."""
+
+    verify: Callable[[str, str], Any]
+    builder: str | None = None
+    name: str = "require-provenance"
+
+    def denial(self, subject: Subject) -> str | None:
+        found = self.verify(subject.repository, subject.digest).provenance()
+        ns = subject.namespace
+        if not found:
+            return (f"{subject.where} has no SLSA provenance attestation verified by a key "
+                    f"trusted for namespace {ns}: attest it (`cosign attest --type "
+                    f"slsaprovenance`) with a key from `moorage trust list {ns}`, or ask an "
+                    f"admin to add yours")
+        if self.builder is None or any(fnmatch.fnmatchcase(str(p.get("builder") or ""),
+                                                           self.builder) for p in found):
+            return None
+        builders = ", ".join(sorted({str(p.get("builder")) for p in found}))
+        return (f"{subject.where} has verified provenance from builder {builders}, but namespace "
+                f"{ns} requires a builder matching {self.builder!r}: build it there and attest "
+                f"it, or ask an admin to change the policy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,33 +347,43 @@ class PullPolicyCheck:
         rules = policy.rules(self.verify)
         if not rules:
             return
+        decision, fresh = self._decision(uow, pull, rules, version, 0)
+        if decision is not None and fresh:
+            self.audit(pull, decision[0], decision[1], policy.dry_run)
+            log.info("pull %s", "would be denied (dry run)" if policy.dry_run else "denied",
+                     extra={"repository": pull.repository, "digest": pull.digest,
+                            "rule": decision[0], "reason": decision[1]})
+        if decision is not None:
+            count_pull_denial(decision[0], policy.dry_run)
+        if decision is not None and not policy.dry_run:
+            raise Denied(decision[1], detail={"rule": decision[0], "digest": pull.digest})
+
+    def _decision(self, uow: Any, pull: PullRequest, rules: Sequence[PullRule], version: int,
+                  depth: int) -> tuple[tuple[str, str] | None, bool]:
+        """The (rule, message) denying this manifest, or None; and whether it was decided now
+        (not cached)."""
         key = (pull.repository, pull.digest, version)
         now = self.clock()
         hit = self._decisions.get(key)
         if hit is not None and hit.until > now:
-            decision = hit.value
-        else:
-            decision = self._decide(uow, pull, rules)
-            with self._lock:
-                self._decisions[key] = _Cached(decision, now + self.decision_seconds)
-                while len(self._decisions) > CACHE_ENTRIES:
-                    self._decisions.popitem(last=False)
-            if decision is not None:
-                self.audit(pull, decision[0], decision[1], policy.dry_run)
-                log.info("pull %s", "would be denied (dry run)" if policy.dry_run else "denied",
-                         extra={"repository": pull.repository, "digest": pull.digest,
-                                "rule": decision[0], "reason": decision[1]})
-        if decision is not None and not policy.dry_run:
-            raise Denied(decision[1], detail={"rule": decision[0], "digest": pull.digest})
+            return hit.value, False
+        decision = self._decide(uow, pull, rules, version, depth)
+        with self._lock:
+            self._decisions[key] = _Cached(decision, now + self.decision_seconds)
+            while len(self._decisions) > CACHE_ENTRIES:
+                self._decisions.popitem(last=False)
+        return decision, True
 
-    def _decide(self, uow: Any, pull: PullRequest, rules: Sequence[PullRule]
-                ) -> tuple[str, str] | None:
+    def _decide(self, uow: Any, pull: PullRequest, rules: Sequence[PullRule], version: int,
+                depth: int) -> tuple[str, str] | None:
         artifact_type, subject_digest = uow.pull_policies.manifest_kind(pull.repository,
                                                                         pull.digest)
         cosign_tagged = (not COSIGN_TAG.match(pull.reference)
                          and uow.pull_policies.cosign_tagged(pull.repository, pull.digest))
         if always_served(artifact_type, subject_digest, pull.reference, cosign_tagged):
             return None
+        if pull.media_type in INDEX_TYPES:
+            return self._decide_index(uow, pull, rules, version, depth)
         subject = Subject(pull.repository, pull.namespace, pull.digest,
                           uow.scans.get(pull.repository, pull.digest))
         for rule in rules:
@@ -332,3 +391,43 @@ class PullPolicyCheck:
             if message is not None:
                 return rule.name, message
         return None
+
+    def _decide_index(self, uow: Any, pull: PullRequest, rules: Sequence[PullRule],
+                      version: int, depth: int) -> tuple[str, str] | None:
+        """The first child of an index that a rule denies, as the index's denial."""
+        where = f"{pull.repository}@{pull.digest}"
+        if depth >= MAX_INDEX_DEPTH:
+            return "index-depth", (f"{where} nests indexes more than {MAX_INDEX_DEPTH} deep, "
+                                   f"too deep to check against the pull policy: flatten it")
+        for child in _children(uow.pull_policies.content(pull.repository, pull.digest)):
+            child_pull = PullRequest(pull.repository, pull.namespace, child["digest"],
+                                     child["digest"], child["mediaType"], pull.actor)
+            found, _ = self._decision(uow, child_pull, rules, version, depth + 1)
+            if found is not None:
+                return found[0], (f"{where} is an index and its child {child['digest']} "
+                                  f"({_platform(child)}) is denied: {found[1]}")
+        return None
+
+
+def _children(content: bytes | None) -> list[dict[str, Any]]:
+    """The child manifests of an index a policy applies to (attestation children skipped)."""
+    try:
+        doc = json.loads(content or b"{}")
+    except ValueError:
+        return []
+    out = []
+    for child in doc.get("manifests") or ():
+        if (not isinstance(child, dict) or child.get("mediaType") not in MANIFEST_TYPES
+                or not isinstance(child.get("digest"), str)):
+            continue
+        if ATTESTATION_CHILD in (child.get("annotations") or {}):
+            continue
+        out.append(child)
+    return out
+
+
+def _platform(child: dict[str, Any]) -> str:
+    """`os/arch[/variant]` of an index entry, or `no platform`."""
+    p = child.get("platform") or {}
+    parts = [str(p[k]) for k in ("os", "architecture", "variant") if p.get(k)]
+    return "/".join(parts) or "no platform"

@@ -89,26 +89,33 @@ class SbomProcessor:
         if row.media_type in INDEX_TYPES:
             children = self._queue_children(repository, doc)
             reports.record(repository, digest, "unsupported",
-                           reason="an image index: each image it lists has its own report")
+                           reason="an image index: each image it lists has its own report",
+                           kind="index")
             return {"children": children}
+        if doc.get("subject") and str(doc.get("artifactType") or "").startswith(SBOM_TYPES):
+            # An SBOM of another manifest (ours or the build's) is never scanned: no report.
+            reports.forget(repository, digest)
+            return {"skipped": "an SBOM referrer"}
         kind = artifact_kind(doc)
         if kind is None:
             what = doc.get("artifactType") or (doc.get("config") or {}).get("mediaType")
             reports.record(repository, digest, "unsupported",
                            reason=f"artifact type {what} is not scanned (only container "
-                                  "images and model artifacts are)")
+                                  "images and model artifacts are)", kind="other")
             return {"skipped": "not a container image"}
         try:
             found, inspector = self._scan(repository, doc.get("layers") or [])
         except Unsupported as exc:
-            reports.record(repository, digest, "unsupported", reason=str(exc))
+            reports.record(repository, digest, "unsupported", reason=str(exc), kind=kind)
             return {"skipped": str(exc)}
         except ScanLimitExceeded as exc:
-            reports.record(repository, digest, "failed", error=f"{type(exc).__name__}: {exc}")
+            reports.record(repository, digest, "failed", error=f"{type(exc).__name__}: {exc}",
+                           kind=kind)
             # The same image fails the same way every time: no retries, nothing stored.
             raise GiveUp(f"{type(exc).__name__}: {exc}") from exc
         except Exception as exc:
-            reports.record(repository, digest, "failed", error=f"{type(exc).__name__}: {exc}")
+            reports.record(repository, digest, "failed", error=f"{type(exc).__name__}: {exc}",
+                           kind=kind)
             raise
         result: dict[str, Any] = {}
         if kind == "image":
@@ -129,7 +136,7 @@ class SbomProcessor:
                 "ecosystem": os_info.ecosystem} if os_info else None,
             packages=package_rows(found.packages, os_info),
             secrets=[f.to_dict() for f in inspector.secrets],
-            model_findings=[f.to_dict() for f in inspector.models])
+            model_findings=[f.to_dict() for f in inspector.models], kind=kind)
         return result or {"scanned": kind}
 
     def _queue_children(self, repository: str, index: dict[str, Any]) -> int:

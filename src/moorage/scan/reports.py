@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..events.types import ScanCompleted, SecretFound, VulnerabilityFound, records
+from ..metrics.supply import count_scan
 from ..oci.errors import ManifestUnknown, RegistryError
 from .service import split_reference
 
@@ -115,6 +116,11 @@ class ScanReports:
         with self.database.write() as uow:
             uow.scans.reset_pending(repository, digest, time.time())
 
+    def forget(self, repository: str, digest: str) -> None:
+        """Remove the manifest's report (content that is never scanned, e.g. an SBOM)."""
+        with self.database.write() as uow:
+            uow.scans.delete(repository, digest)
+
     def match(self, packages: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The vulnerabilities of a report's packages (one batched look-up), highest first."""
         return self.match_reports([packages])[0]
@@ -135,9 +141,11 @@ class ScanReports:
     def record(self, repository: str, digest: str, status: str, *, reason: str | None = None,
                error: str | None = None, os: dict[str, Any] | None = None,
                packages: Sequence[dict[str, Any]] = (), secrets: Sequence[dict[str, Any]] = (),
-               model_findings: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
+               model_findings: Sequence[dict[str, Any]] = (), kind: str = "image"
+               ) -> dict[str, Any]:
         """Write the manifest's report (vulnerabilities matched now for a done one) and its
-        events (ScanCompleted; VulnerabilityFound and SecretFound when there are any)."""
+        events (ScanCompleted; VulnerabilityFound and SecretFound when there are any); `kind`
+        (image, model, index, other) labels the scan in /metrics."""
         if status not in STATUSES:
             raise ValueError(f"unknown scan status {status}")
         now = time.time()
@@ -161,8 +169,11 @@ class ScanReports:
                 rules=sorted({str(s["rule"]) for s in secrets}),
                 paths=sorted({str(s["path"]) for s in secrets})[:MAX_EVENT_PATHS]))
         with self.database.write() as uow:
+            if uow.manifests.get(repository, digest, None, False) is None:
+                return report  # deleted while it was scanned: its report went with it
             uow.scans.save(repository, digest, report, now)
             uow.emit(records(*events))
+        count_scan(kind, status)
         return report
 
     def rematch(self, batch: int = REMATCH_BATCH) -> dict[str, int]:
@@ -193,8 +204,10 @@ class ScanReports:
     def _rewrite(uow: UnitOfWork, updates: list[tuple[dict[str, Any], list[dict[str, Any]]]],
                  version: float | None, now: float) -> int:
         written = 0
+        stored = uow.scans.set_vulnerabilities_many([(row["id"], vulns) for row, vulns in updates],
+                                                    version, now)
         for row, vulns in updates:
-            if not uow.scans.set_vulnerabilities(row["id"], vulns, version, now):
+            if row["id"] not in stored:
                 continue  # rescanned meanwhile: the new scan matches for itself
             written += 1
             old = {_key(v) for v in row["vulnerabilities"]}

@@ -235,10 +235,16 @@ class VulnDatabase:
                     for row in uow.vulns.affecting_names(lookup_ecosystems(ecosystem),
                                                          names[start:start + batch]):
                         rows.setdefault(row["name"], []).append(row)
+                # Images share packages: each distinct (name, version) is evaluated once.
+                done: dict[tuple[str, str], list[Finding]] = {}
                 for i in indexes:
                     _eco, name, version = queries[i]
-                    out[i] = self._findings(rows.get(normalise_name(ecosystem, name), []),
-                                            ecosystem, name, version)
+                    found = done.get((name, version))
+                    if found is None:
+                        found = done[(name, version)] = self._findings(
+                            rows.get(normalise_name(ecosystem, name), []), ecosystem, name,
+                            version)
+                    out[i] = list(found)
         return out
 
     def match(self, ecosystem: str, name: str, version: str) -> list[Finding]:

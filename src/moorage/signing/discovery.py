@@ -4,7 +4,8 @@ Three layouts are recognised, all in the manifest's own repository:
 - cosign's tag scheme: `sha256-<hex>.sig` (simple-signing layers, the signature in the
   `dev.cosignproject.cosign/signature` annotation) and `sha256-<hex>.att` (DSSE layers);
 - OCI 1.1 referrers carrying a sigstore bundle (a message signature or a DSSE envelope);
-- OCI 1.1 referrers carrying a notation signature (a JWS envelope with an x509 chain).
+- OCI 1.1 referrers carrying a notation signature (a JWS or COSE_Sign1 envelope with an x509
+  chain).
 An envelope is what was signed and how; signing/verify.py decides whether a trusted entry made it.
 """
 
@@ -160,8 +161,7 @@ class SignatureFinder:
             return _dsse(base, _json(self._blob(repository, layer)), "attestation")
         if base.kind == "notation":
             if media_type == COSE:
-                return _problem(base, "COSE notation envelopes are not verified yet: sign "
-                                      "with `notation sign --signature-format jws`", "unsupported")
+                return _cose_notation(base, self._blob(repository, layer))
             if media_type != JWS:
                 raise Malformed(f"a notation layer of type {media_type!r} is neither JWS nor COSE")
             return _notation(base, _json(self._blob(repository, layer)))
@@ -354,21 +354,10 @@ def _notation(base: Envelope, doc: Any) -> Envelope:
         raise Malformed("the JWS protected header names no alg")
     if header.get("cty") != NOTARY_PAYLOAD:
         raise Malformed(f"the JWS content type is {header.get('cty')!r}, not {NOTARY_PAYLOAD}")
-    crit = header.get("crit") or []
-    unknown = [c for c in crit if c not in NOTARY_CRITICAL] if isinstance(crit, list) else [crit]
-    if unknown:
-        # A verifier must refuse critical headers it does not understand (RFC 7515, 4.1.11).
-        return _problem(base, f"the JWS has critical headers this verifier does not know "
-                              f"({', '.join(map(str, unknown))})", "unsupported")
-    scheme = header.get("io.cncf.notary.signingScheme")
-    if scheme not in ("notary.x509", None):
-        return _problem(base, f"the notation signing scheme {scheme!r} is not verified here "
-                              f"(only notary.x509)", "unsupported")
-    payload = _obj(_json(_b64(payload_b64, "the JWS payload"), "the JWS payload"), "the payload")
-    target = _obj(payload.get("targetArtifact"), "the payload's targetArtifact")
-    signed = target.get("digest")
-    if not isinstance(signed, str):
-        raise Malformed("the payload's targetArtifact has no digest")
+    problem = _notary_headers(base, "JWS", header.get("crit"), header)
+    if problem is not None:
+        return problem
+    signed = _target_digest(_b64(payload_b64, "the JWS payload"), "the JWS payload")
     unprotected = doc.get("header") or {}
     x5c = unprotected.get("x5c") if isinstance(unprotected, dict) else None
     if not isinstance(x5c, list) or not x5c:
@@ -379,6 +368,84 @@ def _notation(base: Envelope, doc: Any) -> Envelope:
     return Envelope(base.kind, base.manifest, base.found_as, "jws",
                     f"{protected_b64}.{payload_b64}".encode(), signature, alg, chain,
                     subjects=(signed,), expiry=expiry)
+
+
+def _notary_headers(base: Envelope, what: str, crit: Any, header: dict[Any, Any]
+                    ) -> Envelope | None:
+    """An `unsupported` Envelope when a notation envelope's critical headers or signing scheme
+    are ones this verifier does not know, else None."""
+    crit = crit or []
+    unknown = [c for c in crit if c not in NOTARY_CRITICAL] if isinstance(crit, list) else [crit]
+    if unknown:
+        # A verifier must refuse critical headers it does not understand (RFC 7515, 4.1.11).
+        return _problem(base, f"the {what} has critical headers this verifier does not know "
+                              f"({', '.join(map(str, unknown))})", "unsupported")
+    scheme = header.get("io.cncf.notary.signingScheme")
+    if scheme not in ("notary.x509", None):
+        return _problem(base, f"the notation signing scheme {scheme!r} is not verified here "
+                              f"(only notary.x509)", "unsupported")
+    return None
+
+
+def _target_digest(payload: bytes, what: str) -> str:
+    """The digest a notation payload's `targetArtifact` names."""
+    target = _obj(_obj(_json(payload, what), "the payload").get("targetArtifact"),
+                  "the payload's targetArtifact")
+    signed = target.get("digest")
+    if not isinstance(signed, str):
+        raise Malformed("the payload's targetArtifact has no digest")
+    return signed
+
+
+# COSE algorithm ids (RFC 9053) as the JWS names the verifier checks them by.
+COSE_ALGS = {-7: "ES256", -35: "ES384", -36: "ES512", -37: "PS256", -38: "PS384", -39: "PS512"}
+COSE_SIGN1_TAG = 18
+COSE_X5CHAIN = 33
+
+
+def _cose_notation(base: Envelope, data: bytes) -> Envelope:
+    """A notation COSE_Sign1 envelope (RFC 9052): the Sig_structure is what was signed."""
+    from .cbor import CborError, Tag, dumps, loads
+
+    try:
+        item = loads(data)
+        if isinstance(item, Tag) and item.number == COSE_SIGN1_TAG:
+            item = item.value
+        if not isinstance(item, list) or len(item) != 4:
+            raise Malformed("the COSE envelope is not a COSE_Sign1 array of four items")
+        protected_raw, unprotected, payload_raw, signature = item
+        if not isinstance(protected_raw, bytes) or not isinstance(payload_raw, bytes) \
+                or not isinstance(signature, bytes) or not isinstance(unprotected, dict):
+            raise Malformed("the COSE_Sign1 items have the wrong types (a detached payload is "
+                            "not read)")
+        header = loads(protected_raw) if protected_raw else {}
+    except CborError as exc:
+        raise Malformed(f"the COSE envelope is not CBOR: {exc}") from exc
+    if not isinstance(header, dict):
+        raise Malformed("the COSE protected header is not a map")
+    alg = COSE_ALGS.get(header.get(1))  # type: ignore[arg-type]
+    if alg is None:
+        return _problem(base, f"the COSE algorithm {header.get(1)!r} is not verified here "
+                              f"(ES256/384/512, PS256/384/512)", "unsupported")
+    if header.get(3) != NOTARY_PAYLOAD:
+        raise Malformed(f"the COSE content type is {header.get(3)!r}, not {NOTARY_PAYLOAD}")
+    problem = _notary_headers(base, "COSE envelope", header.get(2), header)
+    if problem is not None:
+        return problem
+    signed = _target_digest(payload_raw, "the COSE payload")
+    x5chain = unprotected.get(COSE_X5CHAIN)
+    chain = [x5chain] if isinstance(x5chain, bytes) else x5chain
+    if not isinstance(chain, list) or not chain or not all(isinstance(c, bytes) for c in chain):
+        raise Malformed("the COSE unprotected header has no x5chain certificate chain")
+    expiry = header.get("io.cncf.notary.expiry")
+    if isinstance(expiry, Tag):
+        expiry = expiry.value
+    if expiry is not None and not isinstance(expiry, int | float):
+        raise Malformed("the COSE signature expiry is not a time")
+    to_sign = dumps(["Signature1", protected_raw, b"", payload_raw])
+    return Envelope(base.kind, base.manifest, base.found_as, "jws", to_sign, signature, alg,
+                    tuple(chain), subjects=(signed,),
+                    expiry=float(expiry) if expiry is not None else None)
 
 
 def _rfc3339(value: Any) -> float | None:

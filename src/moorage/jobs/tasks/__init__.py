@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from ...registry.retention import RetentionService
     from ...registry.webhooks import WebhookService
     from ...replication.service import ReplicationService
+    from ...scan.osv_oci import OsvArtifacts
     from ...scan.reports import ScanReports
 
 Handler = Callable[[Job], dict[str, Any] | None]
@@ -47,6 +48,7 @@ class TaskServices(Protocol):
 
     @property
     def insights(self) -> InsightsService: ...
+    def osv_artifacts(self) -> OsvArtifacts: ...
 
     settings: Any
 
@@ -58,9 +60,20 @@ class TaskFailed(Exception):
 
 
 def _modules(env: Mapping[str, str]) -> list[Any]:
-    from . import gc, insights, outbox, quota, replication, retention, scans, uploads, webhooks
+    from . import (
+        gc,
+        insights,
+        outbox,
+        quota,
+        replication,
+        retention,
+        scans,
+        uploads,
+        vulndb,
+        webhooks,
+    )
 
-    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication, insights]
+    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication, insights, vulndb]
     if env.get(TEST_JOBS_ENV) == "1":
         from . import testing
 

@@ -10,7 +10,7 @@ from sqlalchemy import delete, or_, select
 from ...policy.graph import ManifestNode, RepoGraph
 from ..schema import blobs, deleted_tags, manifest_references, manifests, pull_times, repositories
 from ..schema import tags as tags_table
-from . import usage
+from . import derived, usage
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork
@@ -97,6 +97,7 @@ class GraphQueries:
         """Delete manifests (and their references), keeping the usage totals right."""
         ids = list(ids)
         usage.on_manifests_deleted(self.conn, ids)
+        derived.on_manifests_deleted(self.conn, ids)
         for part in _chunks(ids):
             self.conn.execute(
                 delete(manifest_references).where(manifest_references.c.manifest_id.in_(part)))

@@ -12,7 +12,7 @@ from sqlalchemy import and_, bindparam, delete, select
 from ..base import per_dialect
 from ..rows import ManifestRow, NewManifest
 from ..schema import manifest_references, manifests, repositories, tags
-from . import usage
+from . import derived, usage
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork
@@ -80,8 +80,10 @@ class ManifestQueries:
         conn.execute(
             delete(tags).where(tags.c.repository_id == repo_id, tags.c.manifest_digest == digest)
         )
-        usage.on_manifests_deleted(conn, list(conn.execute(select(manifests.c.id).where(
-            manifests.c.repository_id == repo_id, manifests.c.digest == digest)).scalars()))
+        ids = list(conn.execute(select(manifests.c.id).where(
+            manifests.c.repository_id == repo_id, manifests.c.digest == digest)).scalars())
+        usage.on_manifests_deleted(conn, ids)
+        derived.on_manifests_deleted(conn, ids)
         result = conn.execute(
             delete(manifests).where(
                 manifests.c.repository_id == repo_id, manifests.c.digest == digest

@@ -56,6 +56,15 @@ class PullPolicyQueries:
             .where(repositories.c.name == repository, manifests.c.digest == digest)).first()
         return (row.artifact_type, row.subject_digest) if row else (None, None)
 
+    def content(self, repository: str, digest: str) -> bytes | None:
+        """The stored bytes of a manifest (an index's children are read from them)."""
+        row = self.conn.execute(
+            select(manifests.c.content)
+            .select_from(manifests.join(repositories,
+                                        repositories.c.id == manifests.c.repository_id))
+            .where(repositories.c.name == repository, manifests.c.digest == digest)).first()
+        return bytes(row.content) if row else None
+
     def cosign_tagged(self, repository: str, digest: str) -> bool:
         """Whether a cosign signature or attestation tag (`sha256-….sig|.att`) names it."""
         names = self.conn.execute(

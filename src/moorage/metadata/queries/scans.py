@@ -4,10 +4,10 @@ queued and replaced whole when the scan ends; vulnerabilities re-matched in id o
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from ..base import column_text
 from ..schema import scan_reports as r
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 JSON_FIELDS = ("packages", "vulnerabilities", "secrets", "model_findings")
 EMPTY = {k: "[]" for k in JSON_FIELDS}
+CHUNK = 500  # ids per IN (...) list
 
 
 class ScanQueries:
@@ -60,6 +61,10 @@ class ScanQueries:
         self.conn.execute(stmt.on_conflict_do_update(
             index_elements=["repository", "digest"], set_=values))
 
+    def delete(self, repository: str, digest: str) -> None:
+        """Remove the manifest's report (it is not scanned after all)."""
+        self.conn.execute(delete(r).where(r.c.repository == repository, r.c.digest == digest))
+
     def get(self, repository: str, digest: str) -> dict[str, Any] | None:
         """The manifest's report (JSON columns decoded), None when it has none."""
         row = self.conn.execute(
@@ -76,14 +81,23 @@ class ScanQueries:
                  "packages": json.loads(row.packages),
                  "vulnerabilities": json.loads(row.vulnerabilities)} for row in rows]
 
-    def set_vulnerabilities(self, report_id: int, vulnerabilities: list[dict[str, Any]],
-                            vulndb_version: float | None, now: float) -> bool:
-        """New vulnerabilities for a report still done (a rescan may have reset it)."""
-        result = self.conn.execute(
-            update(r).where(r.c.id == report_id, r.c.status == "done")
-            .values(vulnerabilities=json.dumps(vulnerabilities), vulndb_version=vulndb_version,
-                    matched_at=now))
-        return bool(result.rowcount == 1)
+    def set_vulnerabilities_many(self, updates: Sequence[tuple[int, list[dict[str, Any]]]],
+                                 vulndb_version: float | None, now: float) -> set[int]:
+        """`set_vulnerabilities` for many reports in one statement; the ids written (those
+        still done)."""
+        ids = [report_id for report_id, _ in updates]
+        done: set[int] = set()
+        for start in range(0, len(ids), CHUNK):
+            done.update(self.conn.execute(select(r.c.id).where(
+                r.c.id.in_(ids[start:start + CHUNK]), r.c.status == "done")).scalars())
+        rows = [{"b_id": report_id, "b_vulns": json.dumps(vulns)}
+                for report_id, vulns in updates if report_id in done]
+        if rows:
+            self.conn.execute(
+                update(r).where(r.c.id == bindparam("b_id"), r.c.status == "done")
+                .values(vulnerabilities=bindparam("b_vulns"), vulndb_version=vulndb_version,
+                        matched_at=now), rows)
+        return done
 
 
 def _decode(row: dict[str, Any]) -> dict[str, Any]:

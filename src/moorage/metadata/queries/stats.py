@@ -17,6 +17,7 @@ from ..schema import (
     manifests,
     namespace_usage,
     repositories,
+    scan_reports,
 )
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 COUNTED_JOB_STATES = ("queued", "running", "failed")
 # A consumer's lag is counted up to this many events (a bounded primary-key range per scrape).
 LAG_CAP = 100_000
+FINDING_SEVERITIES = ("critical", "high", "medium", "low")
 
 
 class StatsQueries:
@@ -42,6 +44,25 @@ class StatsQueries:
         blob_bytes = self.conn.execute(select(func.coalesce(func.sum(blobs.c.size), 0)))
         return {"repositories": count(repositories), "manifests": count(manifests),
                 "blobs": count(blobs), "blob_bytes": int(blob_bytes.scalar_one())}
+
+    def scan_statuses(self) -> dict[str, int]:
+        """Scan reports per status."""
+        rows = self.conn.execute(select(scan_reports.c.status, func.count())
+                                 .group_by(scan_reports.c.status))
+        return {status: int(n) for status, n in rows}
+
+    def findings_by_severity(self) -> dict[str, int]:
+        """Vulnerability findings of done reports per severity, counted inside the database
+        (occurrences of the stored `"severity": "…"` key): no report leaves it."""
+        column = scan_reports.c.vulnerabilities
+        sums = []
+        for severity in FINDING_SEVERITIES:
+            needle = f'"severity": "{severity}"'
+            sums.append(func.coalesce(func.sum(
+                (func.length(column) - func.length(func.replace(column, needle, "")))
+                / len(needle)), 0))
+        row = self.conn.execute(select(*sums).where(scan_reports.c.status == "done")).one()
+        return {s: int(n) for s, n in zip(FINDING_SEVERITIES, row, strict=True)}
 
     def namespace_bytes(self) -> dict[str, int]:
         """Stored bytes per namespace (the usage totals quotas read)."""

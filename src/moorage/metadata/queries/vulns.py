@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import bindparam, delete, distinct, func, select, update
 
 from ..base import column_text, per_dialect
-from ..schema import vuln_affected, vuln_imports, vuln_records
+from ..schema import vuln_affected, vuln_imports, vuln_records, vuln_sources
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork
@@ -65,6 +65,17 @@ class VulnQueries:
         rows = [{"ecosystem": e, "imported_at": now} for e in sorted(set(ecosystems))]
         if rows:
             self.conn.execute(_MARK[self.uow.dialect], rows)
+
+    def source_digest(self, source: str) -> str | None:
+        """The digest last imported from an OSV artifact `source` (REPO:TAG), if any."""
+        return self.conn.execute(select(vuln_sources.c.digest)
+                                 .where(vuln_sources.c.source == source)).scalar_one_or_none()
+
+    def mark_source(self, source: str, digest: str, now: float) -> None:
+        """Record that artifact `source` was imported at `digest`."""
+        self.conn.execute(delete(vuln_sources).where(vuln_sources.c.source == source))
+        self.conn.execute(vuln_sources.insert().values(source=source, digest=digest,
+                                                       imported_at=now))
 
     def status(self) -> list[dict[str, Any]]:
         """Per ecosystem: records (not withdrawn), withdrawn, newest `modified`."""
