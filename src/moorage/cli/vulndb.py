@@ -69,29 +69,32 @@ def import_(
         fail("import paths or one oci://REPO:TAG, not both at once", 2)
     if len(refs) > 1:
         fail("import one oci://REPO:TAG at a time", 2)
+    def reporter(bar: Any) -> Any:
+        def progress(report: ImportReport) -> None:
+            if interactive:
+                bar("records read", report.read, None)
+            elif (not quiet and report.read >= PROGRESS_FROM
+                  and time.monotonic() - last[0] >= PROGRESS_EVERY):
+                # A log or pipe gets a line now and then instead of a bar.
+                last[0] = time.monotonic()
+                typer.echo(f"... {report.read} records read", err=True)
+
+        return progress
+
     if refs:
         registry = open_existing(Target(data_dir, database, storage, config).settings())
         try:
-            report, digest = call(registry.osv_artifacts.import_ref, refs[0], progress)
+            with progress_bar(quiet) as bar:
+                report, digest = call(registry.osv_artifacts.import_ref, refs[0], reporter(bar))
         except SourceError as exc:
             fail(str(exc), 1)
-        typer.echo(f"importing {refs[0]}@{digest}", err=True)
+        typer.echo(f"imported {refs[0]}@{digest}", err=True)
         _report(report, json_output)
         return
     service = _vulndb(Target(data_dir, database, storage, config))
     try:
         with progress_bar(quiet) as bar:
-
-            def progress(report: ImportReport) -> None:
-                if interactive:
-                    bar("records read", report.read, None)
-                elif (not quiet and report.read >= PROGRESS_FROM
-                      and time.monotonic() - last[0] >= PROGRESS_EVERY):
-                    # A log or pipe gets a line now and then instead of a bar.
-                    last[0] = time.monotonic()
-                    typer.echo(f"... {report.read} records read", err=True)
-
-            report = service.import_paths(paths, progress=progress)
+            report = service.import_paths(paths, progress=reporter(bar))
     except SourceError as exc:
         fail(str(exc), 1)
     _report(report, json_output)

@@ -48,6 +48,8 @@ class TaskServices(Protocol):
 
     @property
     def insights(self) -> InsightsService: ...
+
+    @property
     def osv_artifacts(self) -> OsvArtifacts: ...
 
     settings: Any
