@@ -36,12 +36,13 @@ def make_runner(settings: Any, queue: JobQueue, services: tasks.TaskServices,
 
 def ensure_schedules(queue: JobQueue, settings: Any) -> None:
     """The recurring jobs the settings ask for: retention + GC every `gc_interval`, upload
-    expiry every `upload_expiry_interval`, outbox pruning every `events_prune_interval` (0
-    stops any)."""
+    expiry every `upload_expiry_interval`, outbox pruning every `events_prune_interval`, the
+    check of replication `--schedule`s every `replication_schedule_interval` (0 stops any)."""
     for kind, every, payload in (
         ("gc", settings.gc_interval, {"retention": True}),
         ("uploads.expire", settings.upload_expiry_interval, {}),
         ("outbox.prune", settings.events_prune_interval, {"retention": settings.events_retention}),
+        ("replication.schedule", settings.replication_schedule_interval, {}),
     ):
         try:
             queue.ensure_schedule(kind, every, payload)

@@ -54,9 +54,20 @@ class TaskFailed(Exception):
 
 
 def _modules(env: Mapping[str, str]) -> list[Any]:
-    from . import gc, outbox, quota, replication, retention, scans, uploads, webhooks
+    from . import (
+        gc,
+        outbox,
+        quota,
+        replication,
+        replication_schedule,
+        retention,
+        scans,
+        uploads,
+        webhooks,
+    )
 
-    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication]
+    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication,
+            replication_schedule]
     if env.get(TEST_JOBS_ENV) == "1":
         from . import testing
 

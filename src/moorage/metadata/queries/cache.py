@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ...oci.errors import NameTaken
 from ..schema import cache_fetches as f
 from ..schema import cache_namespaces as c
 from ..schema import cache_tag_checks as t
@@ -16,10 +17,6 @@ from ..schema import upstreams as u
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork
-
-
-class NameTaken(Exception):
-    """A row with that unique name (or namespace) exists already."""
 
 
 class CacheQueries:

@@ -1,0 +1,40 @@
+"""Replication rules gain filters (platforms, artifact types), a cron schedule (with the last
+tick a run was queued for) and a bandwidth cap; runs gain notes (what a filter left out).
+
+Revision ID: 0018_replication_filters
+Revises: 0017_replication
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0018_replication_filters"
+down_revision = "0017_replication"
+branch_labels = None
+depends_on = None
+
+COLUMNS = (
+    ("platforms", sa.Text()),
+    ("artifact_types", sa.Text()),
+    ("schedule", sa.String(length=120)),
+    ("scheduled_at", sa.Float()),
+    ("bandwidth", sa.BigInteger()),
+)
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("replication_rules") as batch:
+        for name, kind in COLUMNS:
+            batch.add_column(sa.Column(name, kind, nullable=True))
+    with op.batch_alter_table("replication_runs") as batch:
+        batch.add_column(sa.Column("notes", sa.Text(), nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("replication_runs") as batch:
+        batch.drop_column("notes")
+    with op.batch_alter_table("replication_rules") as batch:
+        for name, _ in reversed(COLUMNS):
+            batch.drop_column(name)
