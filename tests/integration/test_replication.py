@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -260,3 +261,92 @@ def test_on_push_replicates_a_new_push(world: World) -> None:
     push_tree(world.source, repo, signature)
     _wait(lambda: [d["digest"] for d in referrers(world.target, repo, image.digest)
                    .json()["manifests"]] == [signature.digest], 60, "the referrer at the target")
+
+
+def test_a_platform_filter_copies_the_chosen_children_not_the_index(world: World) -> None:
+    repo = new_repo("plat")
+    amd64, arm64 = make_image(), make_image()
+    index = make_index([amd64, arm64])  # linux/amd64, linux/arm64
+    push_tree(world.source, repo, index, tag="multi")
+    _admin(world.source, "replication", "add", "amd-only", "--push-to", "target",
+           "--repos", repo, "--platform", "linux/amd64")
+
+    last = _run_to_the_end(world, "amd-only")
+
+    # the index names both children: it is not copied, the tag names the one chosen child
+    assert _digest_at(world.target, repo, index.digest) is None
+    assert _digest_at(world.target, repo, "multi") == amd64.digest
+    assert _digest_at(world.target, repo, arm64.digest) is None
+    for blob in arm64.blobs:
+        assert requests.head(blob_url(world.target, repo, blob.digest),
+                             timeout=10).status_code == 404
+    assert len(last["notes"]) == 1 and "--platform keeps 1 of its children: linux/amd64" \
+        in last["notes"][0]
+
+    _admin(world.source, "replication", "add", "both", "--push-to", "target",
+           "--repos", repo, "--platform", "linux/amd64,linux/arm64", "--tags", "multi")
+    whole = _run_to_the_end(world, "both")
+    assert _digest_at(world.target, repo, "multi") == index.digest  # every child chosen
+    assert whole["notes"] == []
+
+
+def test_an_artifact_type_filter_keeps_only_those_referrers(world: World) -> None:
+    repo = new_repo("atype")
+    image = make_image()
+    push_tree(world.source, repo, image, tag="v1")
+    sbom = make_artifact("application/vnd.example.sbom", subject=image)
+    signature = make_artifact("application/vnd.example.signature", subject=image)
+    push_tree(world.source, repo, sbom)
+    push_tree(world.source, repo, signature)
+    push_tree(world.source, repo, make_artifact("application/vnd.example.sbom"), tag="lone")
+    _admin(world.source, "replication", "add", "sboms", "--push-to", "target", "--repos", repo,
+           "--artifact-type", "application/vnd.oci.image.config.v1+json,*/vnd.example.sbom")
+
+    _run_to_the_end(world, "sboms")
+
+    assert _digest_at(world.target, repo, "v1") == image.digest
+    found = referrers(world.target, repo, image.digest).json()["manifests"]
+    assert [d["digest"] for d in found] == [sbom.digest]
+    assert _digest_at(world.target, repo, "lone") is not None  # a tagged artifact of the type
+    assert _digest_at(world.target, repo, signature.digest) is None
+
+
+def test_blobs_go_in_parallel_under_the_bandwidth_cap(world: World) -> None:
+    repo = new_repo("bw")
+    layers = [Blob(os.urandom(CHUNK + CHUNK // 2), "application/octet-stream")
+              for _ in range(3)]
+    image = make_image(layer_blobs=layers)
+    push_tree(world.source, repo, image, tag="v1")
+    _admin(world.source, "replication", "add", "capped", "--push-to", "target",
+           "--repos", repo, "--bandwidth", "1MiB/s")
+    start = len(world.relay.sent)
+
+    last = _run_to_the_end(world, "capped")
+
+    assert _digest_at(world.target, repo, "v1") == image.digest
+    # 4.5 MiB at 1 MiB/s, a second's worth as the first burst: at least 3.5 s
+    took = (datetime.fromisoformat(last["finished_at"])
+            - datetime.fromisoformat(last["started_at"])).total_seconds()
+    assert took >= 3.4
+    sent = bytes(world.relay.sent[start:])
+    first_put = min(sent.index(f"digest={b.digest}".encode()) for b in layers)
+    posts = sent[:first_put].count(f"POST /v2/{repo}/blobs/uploads/".encode())
+    assert posts >= 3  # every layer's upload had begun before the first one ended
+
+
+def test_runs_are_audited(world: World) -> None:
+    repo = new_repo("aud")
+    push_tree(world.source, repo, make_image(), tag="v1")
+    _admin(world.source, "replication", "add", "audited", "--push-to", "target",
+           "--repos", repo)
+    _run_to_the_end(world, "audited")
+
+    def logged() -> list[dict[str, Any]]:
+        lines = _admin(world.source, "audit", "--action", "replication.run", "--jsonl")
+        rows = [json.loads(line) for line in lines.splitlines() if line.strip()]
+        return [r for r in rows if (r.get("detail") or {}).get("rule") == "audited"]
+
+    rows = _wait(logged, 30, "the run in the audit log")
+    assert [r["outcome"] for r in rows] == ["success"]
+    assert rows[0]["actor"] == "replication:audited"
+    assert rows[0]["detail"]["counts"]["manifests"] == 1
