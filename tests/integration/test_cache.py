@@ -384,3 +384,35 @@ def test_a_blob_whose_digest_does_not_match_is_discarded_and_the_client_cut(
         assert _Liar.gets == 2  # nothing was stored: the second pull went upstream again
     finally:
         liar.shutdown()
+
+
+def _counter(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        found = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if found and all(f'{k}="{v}"' in found.group(1) for k, v in labels.items()):
+            total += float(found.group(2))
+    return total
+
+
+def test_metrics_count_hits_misses_stale_answers_and_upstream_errors(world: World) -> None:
+    repo, tag, image = _pushed_image(world)
+    cached, layer = f"{HUB}/{repo}", image.blobs[-1]
+    before = requests.get(world.cache.url + "/metrics", timeout=30).text
+
+    assert _get_manifest(world.cache, cached, tag).status_code == 200  # miss
+    assert _get_blob(world.cache, cached, layer.digest).status_code == 200  # miss
+    assert _get_blob(world.cache, cached, layer.digest).status_code == 200  # hit
+    assert _get_manifest(world.cache, cached, image.digest).status_code == 200  # hit
+    world.proxy.status = 503
+    assert "Warning" in _get_manifest(world.cache, cached, tag).headers  # stale
+
+    after = requests.get(world.cache.url + "/metrics", timeout=30).text
+    name = "moorage_cache_requests_total"
+    for result, n in (("hit", 2), ("miss", 2), ("stale", 1)):
+        assert _counter(after, name, cache="hub", result=result) \
+            - _counter(before, name, cache="hub", result=result) == n, result
+    errors = "moorage_upstream_errors_total"
+    assert _counter(after, errors, cache="hub", status="503") \
+        > _counter(before, errors, cache="hub", status="503")

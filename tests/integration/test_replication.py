@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -334,7 +335,7 @@ def test_blobs_go_in_parallel_under_the_bandwidth_cap(world: World) -> None:
     assert posts >= 3  # every layer's upload had begun before the first one ended
 
 
-def test_runs_are_audited(world: World) -> None:
+def test_runs_are_audited_and_measured(world: World) -> None:
     repo = new_repo("aud")
     push_tree(world.source, repo, make_image(), tag="v1")
     _admin(world.source, "replication", "add", "audited", "--push-to", "target",
@@ -350,3 +351,15 @@ def test_runs_are_audited(world: World) -> None:
     assert [r["outcome"] for r in rows] == ["success"]
     assert rows[0]["actor"] == "replication:audited"
     assert rows[0]["detail"]["counts"]["manifests"] == 1
+
+    text = requests.get(world.source.url + "/metrics", timeout=30).text
+
+    def sample(pattern: str) -> str | None:
+        found = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
+        return found.group(1) if found else None
+
+    assert sample(r'moorage_replication_runs_total\{outcome="done",rule="audited"\}') == "1.0"
+    lag = sample(r'moorage_replication_lag_seconds\{rule="audited"\}')
+    assert lag is not None and 0 <= float(lag) < 600
+    moved = sample(r'moorage_replication_bytes_total\{rule="audited"\}')
+    assert moved is not None and float(moved) > 0

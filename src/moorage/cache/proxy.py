@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..events.types import Actor
 from ..metadata.rows import BlobRow, ManifestRow
+from ..metrics.distribution import HIT, MISS, STALE, count_cache, count_upstream_error
 from ..oci.digest import Digest, parse_digest
 from ..oci.errors import (
     BlobUnknown,
@@ -136,8 +137,13 @@ class PullThrough:
         try:
             return await asyncio.wait_for(fn(client), self.upstream_timeout)
         except TimeoutError:
+            count_upstream_error(target.name, 0, "TIMEOUT")
             raise UpstreamError(0, "UNAVAILABLE",
                                 f"no answer within {self.upstream_timeout:g}s") from None
+        except UpstreamError as exc:
+            if exc.status != 404:  # "not there" is an answer, not an upstream error
+                count_upstream_error(target.name, exc.status, exc.code)
+            raise
 
     async def close(self) -> None:
         """Close every upstream connection pool."""
@@ -154,7 +160,9 @@ class PullThrough:
         upstream_repo = target.upstream_repository(repository)
         if isinstance(reference, Digest):
             try:
-                return await local.pull(repository, reference, with_content, actor)
+                found = await local.pull(repository, reference, with_content, actor)
+                count_cache(target.name, HIT)
+                return found
             except ManifestUnknown:
                 pass
             try:
@@ -163,6 +171,7 @@ class PullThrough:
             except UpstreamError as exc:
                 raise self._manifest_error(exc, reference) from None
             await self._store(target, repository, got.digest, got.media_type, got.content, [])
+            count_cache(target.name, MISS)
             return await local.pull(repository, reference, with_content, actor)
         return await self._by_tag(local, target, repository, reference, with_content, actor)
 
@@ -179,6 +188,7 @@ class PullThrough:
             checked = await asyncio.to_thread(self._checked, repository, tag)
             if (checked is not None and checked[0] == cached.digest
                     and time.time() - checked[1] < target.revalidate):
+                count_cache(target.name, HIT)
                 return await local.pull(repository, tag, with_content, actor)
         try:
             info = await self.call(target, lambda c: c.head_manifest(upstream_repo, tag, ACCEPT))
@@ -188,6 +198,7 @@ class PullThrough:
                             extra={"repository": repository, "tag": tag, "cache": target.name,
                                    "status": exc.status, "reason": exc.message[:300]})
                 row, _ = await local.pull(repository, tag, with_content, actor)
+                count_cache(target.name, STALE)
                 return row, STALE_WARNING
             raise self._manifest_error(exc, tag) from None
         if info is None:
@@ -206,6 +217,8 @@ class PullThrough:
                 content, media_type = got.content, got.media_type
             assert content is not None
             await self._store(target, repository, info.digest, media_type, content, [tag])
+        count_cache(target.name, HIT if cached is not None and cached.digest == info.digest
+                    else MISS)
         await asyncio.to_thread(self._check, repository, tag, info.digest)
         return await local.pull(repository, tag, with_content, actor)
 
@@ -233,9 +246,12 @@ class PullThrough:
                    digest: Digest, with_body: bool, whole: bool) -> BlobRow | BlobStream:
         """A blob of a cache repository: stored, or streamed while it is fetched."""
         try:
-            return await local.find(repository, digest)
+            found = await local.find(repository, digest)
+            count_cache(target.name, HIT)
+            return found
         except BlobUnknown:
             pass
+        count_cache(target.name, MISS)
         upstream_repo = target.upstream_repository(repository)
         if not with_body:
             try:

@@ -1,5 +1,6 @@
 """The instruments every worker updates (requests, bytes, uploads in flight, pushes and pulls per
-repository, logins, tokens), created once per process."""
+repository, logins, tokens, cache answers, upstream errors, webhook deliveries), created once
+per process."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ class Instruments:
     login_failures: Counter
     tokens_issued: Counter
     alerts: Counter
+    cache_requests: Counter
+    upstream_errors: Counter
+    webhook_delivery: Histogram
+    webhook_failures: Counter
 
 
 @cache
@@ -57,4 +62,15 @@ def instruments() -> Instruments:
         login_failures=Counter("moorage_login_failures", "Refused logins (password or secret)"),
         tokens_issued=Counter("moorage_tokens_issued", "Bearer tokens issued by /token"),
         alerts=Counter("moorage_alerts", "Unusual activity detected", ["kind"]),
+        cache_requests=Counter("moorage_cache_requests",
+                               "Pull-through cache answers: hit, miss (fetched) or stale",
+                               ["cache", "result"]),
+        upstream_errors=Counter("moorage_upstream_errors",
+                                "Failed upstream requests of a cache, by status and code "
+                                "(status 0: no answer)", ["cache", "status", "code"]),
+        webhook_delivery=Histogram("moorage_webhook_delivery_seconds",
+                                   "Time a webhook delivery attempt took",
+                                   buckets=DURATION_BUCKETS),
+        webhook_failures=Counter("moorage_webhook_delivery_failures",
+                                 "Webhook delivery attempts that failed"),
     )

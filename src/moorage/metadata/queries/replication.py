@@ -72,11 +72,22 @@ class ReplicationQueries:
         """Record the cron tick a run was queued for."""
         self.conn.execute(update(rr).where(rr.c.id == rule_id).values(scheduled_at=when))
 
-    def last_done(self) -> dict[int, float]:
-        """{rule id: when its latest successful run finished}."""
-        query = select(runs.c.rule_id, func.max(runs.c.finished_at)).where(
-            runs.c.state == "done").group_by(runs.c.rule_id)
-        return {int(r[0]): float(r[1]) for r in self.conn.execute(query) if r[1] is not None}
+    def stats(self) -> list[dict[str, Any]]:
+        """Per rule: its name, runs by state, bytes moved, and when its latest successful run
+        finished (None: never)."""
+        found: dict[int, dict[str, Any]] = {
+            r.id: {"rule": r.name, "runs": {}, "bytes": 0, "last_done": None}
+            for r in self.conn.execute(select(rr.c.id, rr.c.name))}
+        query = select(runs.c.rule_id, runs.c.state, func.count(), func.sum(runs.c.bytes),
+                       func.max(runs.c.finished_at)).group_by(runs.c.rule_id, runs.c.state)
+        for rule_id, state, n, moved, finished in self.conn.execute(query):
+            if (entry := found.get(rule_id)) is None:
+                continue
+            entry["runs"][state] = int(n)
+            entry["bytes"] += int(moved or 0)
+            if state == "done" and finished is not None:
+                entry["last_done"] = float(finished)
+        return [found[k] for k in sorted(found)]
 
     def rules_of_upstream(self, upstream_id: int) -> list[str]:
         return list(self.conn.execute(
