@@ -5,6 +5,7 @@ the bytes it carries and cuts connections."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import re
@@ -13,23 +14,31 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
+from support.http import add_query
 from support.oci import (
     ACCEPT_MANIFESTS,
+    OCI_CONFIG,
+    OCI_MANIFEST,
     Blob,
     blob_url,
+    digest_of,
     make_artifact,
     make_image,
     make_index,
     manifest_url,
     new_repo,
+    push_blob,
+    push_manifest,
     push_tree,
     referrers,
+    start_upload,
 )
-from support.servers import BACKEND, Server, run_moorage, start_registry
+from support.servers import BACKEND, RegistryProcess, Server, run_moorage, start_registry
 
 from integration.test_upstream_client import Relay
 
@@ -363,3 +372,70 @@ def test_runs_are_audited_and_measured(world: World) -> None:
     assert lag is not None and 0 <= float(lag) < 600
     moved = sample(r'moorage_replication_bytes_total\{rule="audited"\}')
     assert moved is not None and float(moved) > 0
+
+
+BIG = int(os.environ.get("MOORAGE_TEST_RESTART_BLOB_MIB", "300")) * CHUNK
+
+
+def _big_layer(size: int) -> tuple[Callable[[], Iterator[bytes]], str]:
+    """A blob of `size` bytes made on the fly (each MiB differs), and its digest."""
+    seed = os.urandom(CHUNK)
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, size, CHUNK):
+            yield (i.to_bytes(8, "big") + seed[8:])[:min(CHUNK, size - i)]
+
+    hasher = hashlib.sha256()
+    for chunk in chunks():
+        hasher.update(chunk)
+    return chunks, f"sha256:{hasher.hexdigest()}"
+
+
+def test_a_restart_mid_transfer_resumes_from_the_acknowledged_offset(
+        world: World, tmp_path: Path) -> None:
+    source = start_registry(
+        tmp_path / "source", MOORAGE_JOB_POLL_INTERVAL="0.2", MOORAGE_JOB_BACKOFF_BASE="0.5",
+        MOORAGE_JOB_BACKOFF_MAX="2", MOORAGE_JOB_LEASE_SECONDS="3",
+        MOORAGE_REPLICATION_CHUNK_SIZE=str(4 * CHUNK), MOORAGE_REPLICATION_RETRIES="0")
+    assert isinstance(source, RegistryProcess)
+    try:
+        repo = new_repo("restart")
+        chunks, digest = _big_layer(BIG)
+        location, _ = start_upload(source, repo)
+        put = requests.put(add_query(location, {"digest": digest}), data=chunks(),
+                           headers={"Content-Type": "application/octet-stream"}, timeout=600)
+        assert put.status_code == 201, put.text
+        config = Blob(b"{}", OCI_CONFIG)
+        push_blob(source, repo, config.data)
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config.descriptor(),
+            "layers": [{"mediaType": "application/octet-stream", "digest": digest,
+                        "size": BIG}]}).encode()
+        push_manifest(source, repo, manifest, OCI_MANIFEST, ref="big")
+        _admin(source, "upstream", "add", "target", world.relay.url)
+        # slow enough to be killed mid-way on any box; fast enough to finish in minutes
+        _admin(source, "replication", "add", "restarted", "--push-to", "target",
+               "--repos", repo, "--bandwidth", "40MiB/s")
+        relay, start = world.relay, len(world.relay.sent)
+        job = json.loads(_admin(source, "replication", "run", "restarted", "--json"))["job"]
+
+        _wait(lambda: len(relay.sent) - start > BIG // 3, 300, "a third of the blob sent")
+        source.kill()  # SIGKILL by PID, mid-transfer
+        source.start()
+
+        def finished() -> dict[str, Any] | None:
+            st = json.loads(_admin(source, "replication", "status", "restarted", "--json"))
+            last = st["last_run"]
+            done = st["active_job"] is None and last and last["job_id"] == job
+            return last if done else None
+
+        last = _wait(finished, 600, "the resumed run")
+        assert last["state"] == "done", last
+        head = requests.head(blob_url(world.target, repo, digest), timeout=30)
+        assert head.status_code == 200 and int(head.headers["Content-Length"]) == BIG
+        assert _digest_at(world.target, repo, "big") == digest_of(manifest)
+        received = len(relay.sent) - start
+        assert received < 1.3 * BIG, (received, BIG)  # resumed, not sent again
+    finally:
+        del world.relay.sent[:]  # hundreds of MiB the other tests do not look at
+        source.stop()
