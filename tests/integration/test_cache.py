@@ -416,3 +416,31 @@ def test_metrics_count_hits_misses_stale_answers_and_upstream_errors(world: Worl
     errors = "moorage_upstream_errors_total"
     assert _counter(after, errors, cache="hub", status="503") \
         > _counter(before, errors, cache="hub", status="503")
+
+
+def _tags(reg: Server, repo: str, **params: str) -> requests.Response:
+    return requests.get(f"{reg.url}/v2/{repo}/tags/list", params=params, timeout=60)
+
+
+def test_tags_list_is_the_upstreams_kept_for_revalidate_and_stored_on_an_outage(
+        world: World) -> None:
+    repo, tag, image = _pushed_image(world)
+    push_tree(world.upstream, repo, make_image(), tag="other")
+    lists = f"/v2/{repo}/tags/list"
+
+    r = _tags(world.cache, f"{SLOW}/{repo}")  # nothing pulled yet: the upstream's whole list
+    assert r.status_code == 200
+    assert r.json() == {"name": f"{SLOW}/{repo}", "tags": sorted([tag, "other"])}
+    first = _tags(world.cache, f"{SLOW}/{repo}", n="1")
+    assert first.json()["tags"] == [sorted([tag, "other"])[0]] and "Link" in first.headers
+    push_tree(world.upstream, repo, make_image(), tag="newer")
+    assert "newer" not in _tags(world.cache, f"{SLOW}/{repo}").json()["tags"]  # kept 1 h
+    assert world.proxy.count("GET", lists) == 1
+
+    assert "newer" in _tags(world.cache, f"{HUB}/{repo}").json()["tags"]  # revalidate 0
+    assert _get_manifest(world.cache, f"{HUB}/{repo}", tag).status_code == 200
+    world.proxy.status = 503
+    r = _tags(world.cache, f"{HUB}/{repo}")
+    assert r.status_code == 200 and r.json()["tags"] == [tag]  # what the cache stores
+    world.proxy.heal()
+    assert_error(_tags(world.cache, f"{HUB}/{new_repo('lib')}"), 404, "NAME_UNKNOWN")

@@ -10,6 +10,8 @@ straight to the decorated service.
   stored tag served, with `Warning: 110`; with nothing stored the client gets its error.
 - a blob: stored → served; else streamed to every client while it is stored (flight.py).
 - referrers: asked of the upstream, kept `referrers_ttl` seconds.
+- tags/list: the upstream's list, kept for the cache's `--revalidate` window; the stored tags
+  when the upstream is unavailable.
 - pushes into a cache namespace are refused.
 """
 
@@ -31,6 +33,7 @@ from ..oci.errors import (
     BlobUnknown,
     Denied,
     ManifestUnknown,
+    NameUnknown,
     RegistryError,
     TooManyRequests,
     Unavailable,
@@ -107,6 +110,7 @@ class PullThrough:
         self.deck = FlightDeck(spool_dir, self._take, self._release, self._held, lease_seconds)
         self._clients: dict[int, tuple[tuple[Any, ...], UpstreamClient, float]] = {}
         self._referrers: dict[tuple[Any, ...], tuple[float, list[dict[str, Any]]]] = {}
+        self._tags: dict[tuple[int, str], tuple[float, list[str]]] = {}
 
     # -- upstream access ----------------------------------------------------------------------
 
@@ -348,6 +352,42 @@ class PullThrough:
         with self.database.read() as uow:
             return uow.cache.fetch_held(key, time.time())
 
+    # -- tags -------------------------------------------------------------------------------
+
+    async def tags(self, local: ManifestService, target: CacheTarget, repository: str,
+                   last: str | None, limit: int) -> list[str]:
+        """A page of the upstream's tags of the repository (kept for `--revalidate`); the
+        stored ones when the upstream is unavailable (its error when none are)."""
+        upstream_repo = target.upstream_repository(repository)
+        key = (target.upstream_id, upstream_repo)
+        now = time.monotonic()
+        held = self._tags.get(key)
+        if held is not None and held[0] > now:
+            found = held[1]
+            count_cache(target.name, HIT)
+        else:
+            try:
+                found = sorted(set(await self.call(target, lambda c: c.tags(upstream_repo))))
+            except UpstreamError as exc:
+                if exc.status == 404:
+                    raise NameUnknown(f"upstream: {exc.message}",
+                                      detail={"name": repository}) from None
+                if not unavailable(exc):
+                    raise client_error(exc) from None
+                try:
+                    stored = await asyncio.to_thread(local.tags, repository, last, limit)
+                except NameUnknown:
+                    raise client_error(exc) from None
+                count_cache(target.name, STALE)
+                return stored
+            count_cache(target.name, MISS)
+            if len(self._tags) > 10_000:
+                self._tags.clear()
+            self._tags[key] = (now + target.revalidate, found)
+        if last is not None:
+            found = [t for t in found if t.encode() > last.encode()]
+        return found[:limit]
+
     # -- referrers ----------------------------------------------------------------------------
 
     async def referrers(self, local: ReferrerService, target: CacheTarget, repository: str,
@@ -429,6 +469,17 @@ class CachingManifests:
             return await self.inner.pull(repository, reference, with_content, actor)
         return await self.proxy.manifest(self.inner, target, repository, reference,
                                          with_content, actor)
+
+    async def tag_page(self, repository: str, last: str | None, limit: int,
+                       inline: bool = False) -> list[str]:
+        """A page of tags: the upstream's in a cache namespace (see PullThrough.tags), else
+        ours (read on the loop when `inline`)."""
+        target = await self.proxy.caches.target(repository)
+        if target is not None:
+            return await self.proxy.tags(self.inner, target, repository, last, limit)
+        if inline:
+            return self.inner.tags(repository, last, limit)
+        return await asyncio.to_thread(self.inner.tags, repository, last, limit)
 
     async def push(self, repository: str, *args: Any, **kwargs: Any) -> PushedManifest:
         """A push, refused in a cache namespace."""

@@ -169,7 +169,7 @@ def _handler_objects(settings: Settings, reg: Registry,
     return [
         Base(),
         Catalog(reg.catalog, settings.page_size_max),
-        Tags(reg.manifests, settings.page_size_max, inline),
+        Tags(front.manifests, settings.page_size_max, inline),  # type: ignore[arg-type]
         Manifests(front.manifests, inline),  # type: ignore[arg-type]
         Uploads(front.uploads, guard, settings.chunk_min_length),  # type: ignore[arg-type]
         Blobs(front.blobs, inline),  # type: ignore[arg-type]
