@@ -10,8 +10,8 @@ straight to the decorated service.
   stored tag served, with `Warning: 110`; with nothing stored the client gets its error.
 - a blob: stored → served; else streamed to every client while it is stored (flight.py).
 - referrers: asked of the upstream, kept `referrers_ttl` seconds.
-- tags/list: the upstream's list, kept for the cache's `--revalidate` window; the stored tags
-  when the upstream is unavailable.
+- tags/list: the upstream's list, kept (in the database, for every worker) for the cache's
+  `--revalidate` window; the stored tags when the upstream is unavailable.
 - pushes into a cache namespace are refused.
 """
 
@@ -110,7 +110,6 @@ class PullThrough:
         self.deck = FlightDeck(spool_dir, self._take, self._release, self._held, lease_seconds)
         self._clients: dict[int, tuple[tuple[Any, ...], UpstreamClient, float]] = {}
         self._referrers: dict[tuple[Any, ...], tuple[float, list[dict[str, Any]]]] = {}
-        self._tags: dict[tuple[int, str], tuple[float, list[str]]] = {}
 
     # -- upstream access ----------------------------------------------------------------------
 
@@ -359,11 +358,9 @@ class PullThrough:
         """A page of the upstream's tags of the repository (kept for `--revalidate`); the
         stored ones when the upstream is unavailable (its error when none are)."""
         upstream_repo = target.upstream_repository(repository)
-        key = (target.upstream_id, upstream_repo)
-        now = time.monotonic()
-        held = self._tags.get(key)
-        if held is not None and held[0] > now:
-            found = held[1]
+        held = await asyncio.to_thread(self._tag_list, repository)
+        if held is not None and time.time() - held[1] < target.revalidate:
+            found = held[0]
             count_cache(target.name, HIT)
         else:
             try:
@@ -381,12 +378,18 @@ class PullThrough:
                 count_cache(target.name, STALE)
                 return stored
             count_cache(target.name, MISS)
-            if len(self._tags) > 10_000:
-                self._tags.clear()
-            self._tags[key] = (now + target.revalidate, found)
+            await asyncio.to_thread(self._keep_tag_list, repository, found)
         if last is not None:
             found = [t for t in found if t.encode() > last.encode()]
         return found[:limit]
+
+    def _tag_list(self, repository: str) -> tuple[list[str], float] | None:
+        with self.database.read() as uow:
+            return uow.cache.tag_list(repository)
+
+    def _keep_tag_list(self, repository: str, tags: list[str]) -> None:
+        with self.database.write() as uow:
+            uow.cache.keep_tag_list(repository, tags, time.time())
 
     # -- referrers ----------------------------------------------------------------------------
 

@@ -683,6 +683,14 @@ cache_tag_checks = Table(
     Column("checked_at", Float, nullable=False),
 )
 
+cache_tag_lists = Table(
+    "cache_tag_lists",
+    metadata,
+    Column("repository", String(255), primary_key=True),  # the cache repository (hub/lib/x)
+    Column("tags", Text, nullable=False),  # JSON: the upstream's tags, sorted
+    Column("fetched_at", Float, nullable=False),
+)
+
 # A cold blob being fetched: other workers and nodes wait for its holder instead of fetching too.
 cache_fetches = Table(
     "cache_fetches",
