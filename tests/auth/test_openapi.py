@@ -18,6 +18,7 @@ from support.http import call, describe
 
 from moorage.web.api import (
     OPENAPI_PATH,
+    DistributionAPI,
     JobsAPI,
     LifecycleAPI,
     ManagementAPI,
@@ -42,6 +43,7 @@ def declared() -> set[tuple[str, str]]:
               *JobsAPI(None, management).routes(), *WebhooksAPI(None, management).routes(),
               *ModelsAPI(None, management).routes(),
               *ScansAPI(None, management).routes(),
+              *DistributionAPI(None, None, management).routes(),
               *MetricsEndpoint(None).routes()]
     return {(m.upper(), path) for m, path, _h in routes}
 

@@ -16,6 +16,7 @@ from ..metrics.exposition import Exposition
 from ..metrics.gauges import RegistryGauges
 from ..oci.errors import RegistryError
 from .api import (
+    DistributionAPI,
     JobsAPI,
     LifecycleAPI,
     ManagementAPI,
@@ -179,6 +180,7 @@ def _handler_objects(settings: Settings, reg: Registry,
         LifecycleAPI(reg.policies, reg.retention, reg.deletion, reg.gc, management),
         JobsAPI(reg.jobs, management, reg.authorizer),
         WebhooksAPI(reg.webhooks, management),
+        DistributionAPI(reg.upstreams, reg.caches, management),
         ModelsAPI(reg.models, management, open_access=not settings.auth),
         ScansAPI(lambda: reg.scans, management, reg.authorizer, open_access=not settings.auth),
         Health(reg.check_database, reg.blob_store),

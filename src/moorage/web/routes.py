@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..auth.authorizer import Action
 from ..oci.errors import Unsupported
+from .api.distribution import DistributionAPI
 from .api.jobs import JobsAPI
 from .api.lifecycle import LifecycleAPI
 from .api.management import ManagementAPI
@@ -130,6 +131,12 @@ ROUTES: tuple[Route, ...] = (
     Route("DELETE", "/api/v1/webhooks/{name}", _API, WebhooksAPI.remove_webhook),
     Route("GET", "/api/v1/webhooks/{name}/deliveries", _API, WebhooksAPI.list_deliveries),
     Route("POST", "/api/v1/deliveries/{id}/redeliver", _API, WebhooksAPI.redeliver),
+    Route("GET", "/api/v1/upstreams", _API, DistributionAPI.list_upstreams),
+    Route("POST", "/api/v1/upstreams", _API, DistributionAPI.add_upstream),
+    Route("DELETE", "/api/v1/upstreams/{name}", _API, DistributionAPI.remove_upstream),
+    Route("GET", "/api/v1/caches", _API, DistributionAPI.list_caches),
+    Route("POST", "/api/v1/caches", _API, DistributionAPI.add_cache),
+    Route("DELETE", "/api/v1/caches/{name}", _API, DistributionAPI.remove_cache),
     Route("GET", "/api/v1/models", _API, ModelsAPI.search_models),
     Route("GET", _MODEL + "/files", _API, ModelsAPI.model_files),  # before the card: see below
     Route("GET", _MODEL, _API, ModelsAPI.get_model),
