@@ -139,6 +139,22 @@ def test_concurrent_cold_pulls_of_one_blob_share_one_upstream_get(world: World) 
     assert world.proxy.count("GET", f"/v2/{repo}/blobs/{layer.digest}$") == 1
 
 
+@pytest.mark.parametrize("by", ["digest", "tag"])
+def test_concurrent_cold_pulls_of_one_manifest_share_one_upstream_get(world: World,
+                                                                      by: str) -> None:
+    repo, tag, image = _pushed_image(world)
+    reference = image.digest if by == "digest" else tag
+    # a manifest takes ~1 s on the wire: every client arrives during it (by tag, eight HEADs
+    # go first, within the cache's upstream timeout)
+    world.proxy.rate = 400 if by == "digest" else 3000
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(
+            lambda _: _get_manifest(world.cache, f"{HUB}/{repo}", reference), range(8)))
+    assert [r.status_code for r in results] == [200] * 8
+    assert all(r.content == image.body for r in results)
+    assert world.proxy.count("GET", f"/v2/{repo}/manifests/") == 1
+
+
 def test_a_cold_blob_reaches_the_client_before_the_upstream_transfer_ends(world: World) -> None:
     repo, _, image = _pushed_image(world, layer_size=3 * 1024 * 1024)
     layer = image.blobs[-1]
@@ -298,6 +314,27 @@ def test_skopeo_copies_an_image_through_the_cache(world: World, tmp_path: Path) 
     copied = {p.read_bytes() for p in (out / "blobs" / "sha256").iterdir()}
     assert image.blobs[-1].data in copied
     assert world.proxy.count("GET", f"/v2/{repo}/blobs/{image.blobs[-1].digest}$") == 1
+
+
+CONTAINERD = os.environ.get("CONTAINERD_ADDRESS", "/run/containerd/containerd.sock")
+
+
+@pytest.mark.skipif(shutil.which("ctr") is None, reason="containerd's ctr is not installed")
+@pytest.mark.skipif(not os.path.exists(CONTAINERD), reason=f"no containerd at {CONTAINERD}")
+def test_ctr_pulls_a_multi_arch_image_through_the_cache_by_tag_and_by_index_digest(
+        world: World) -> None:
+    repo, tag = new_repo("lib"), new_tag()
+    index = make_index([make_image(), make_image()])
+    push_tree(world.upstream, repo, index, tag)
+    for ref in (f"{world.cache.host}/{HUB}/{repo}:{tag}",
+                f"{world.cache.host}/{HUB}/{repo}@{index.digest}"):
+        p = subprocess.run(["ctr", "--address", CONTAINERD, "--namespace", "moorage-test",
+                            "images", "pull", "--plain-http", "--platform", "linux/amd64", ref],
+                           capture_output=True, text=True, timeout=180, check=False)
+        assert p.returncode == 0, p.stderr
+    arm64 = index.children[1]
+    # only the pulled platform's layers came from the upstream
+    assert world.proxy.count("GET", f"/v2/{repo}/blobs/{arm64.blobs[-1].digest}$") == 0
 
 
 def test_an_upstream_with_auth_works_through_a_robot_and_its_secret_is_sealed(

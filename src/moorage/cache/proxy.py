@@ -168,12 +168,19 @@ class PullThrough:
                 return found
             except ManifestUnknown:
                 pass
-            try:
+            digest = reference
+
+            async def fetch() -> None:
                 got = await self.call(target, lambda c: c.get_manifest(
-                    upstream_repo, str(reference), ACCEPT))
+                    upstream_repo, str(digest), ACCEPT))
+                await self._store(target, repository, got.digest, got.media_type, got.content,
+                                  [])
+
+            try:
+                await self.deck.once(f"manifest {repository}@{digest}", fetch,
+                                     self._has(local, repository, digest))
             except UpstreamError as exc:
                 raise self._manifest_error(exc, reference) from None
-            await self._store(target, repository, got.digest, got.media_type, got.content, [])
             count_cache(target.name, MISS)
             return await local.pull(repository, reference, with_content, actor)
         return await self._by_tag(local, target, repository, reference, with_content, actor)
@@ -212,18 +219,41 @@ class PullThrough:
                 have, _ = await local.pull(repository, parse_digest(info.digest), True)
                 content, media_type = have.content, have.media_type
             except (ManifestUnknown, RegistryError):
+                content = None
+
+            async def fetch() -> None:
+                got = await self.call(target, lambda c: c.get_manifest(
+                    upstream_repo, info.digest, ACCEPT))
+                await self._store(target, repository, info.digest, got.media_type, got.content,
+                                  [tag])
+
+            if content is not None:
+                await self._store(target, repository, info.digest, media_type, content, [tag])
+            else:
+                # one GET however many clients (in any worker) pull the new digest at once
                 try:
-                    got = await self.call(target, lambda c: c.get_manifest(
-                        upstream_repo, info.digest, ACCEPT))
+                    await self.deck.once(f"manifest {repository}@{info.digest}#{tag}", fetch,
+                                         self._has(local, repository, parse_digest(info.digest),
+                                                   tag))
                 except UpstreamError as exc:
                     raise self._manifest_error(exc, tag) from None
-                content, media_type = got.content, got.media_type
-            assert content is not None
-            await self._store(target, repository, info.digest, media_type, content, [tag])
         count_cache(target.name, HIT if cached is not None and cached.digest == info.digest
                     else MISS)
         await asyncio.to_thread(self._check, repository, tag, info.digest)
         return await local.pull(repository, tag, with_content, actor)
+
+    @staticmethod
+    def _has(local: ManifestService, repository: str, digest: Digest,
+             tag: str | None = None) -> Callable[[], Awaitable[bool]]:
+        """Whether the manifest is stored (and `tag` names it), for the waiters of a fetch."""
+        async def stored() -> bool:
+            try:
+                row, _ = await local.pull(repository, tag or digest, False)
+            except (ManifestUnknown, NameUnknown):
+                return False
+            return row.digest == str(digest)
+
+        return stored
 
     def _manifest_error(self, exc: UpstreamError, reference: str | Digest) -> RegistryError:
         if exc.status == 404:

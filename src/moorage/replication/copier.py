@@ -101,18 +101,12 @@ def platform_matches(wanted: str | None, platform: str) -> bool:
 
 
 async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
-    """Run `jobs` together; the first failure cancels the rest and is raised as it is."""
-    tasks = [asyncio.ensure_future(j) for j in jobs]
-    if not tasks:
-        return
-    done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-    for t in pending:
-        t.cancel()
-    if pending:
-        await asyncio.wait(pending)
-    for t in tasks:
-        if t in done and not t.cancelled() and t.exception() is not None:
-            raise t.exception()  # type: ignore[misc]
+    """Run `jobs` together; once all are over, the first failure is raised as it is (the
+    others ran to their end: what they sent is not sent again on the retry)."""
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 class Copier:
