@@ -114,6 +114,8 @@ class Settings:
     replication_on_push: bool = True  # --on-push replication rules queue a run for each push
     replication_chunk_size: int = 8 * 1024 * 1024  # bytes per PATCH of a replicated blob push
     replication_retries: int = 5  # broken requests in a row a transfer retries before the run fails
+    replication_parallel_blobs: int = 4  # blobs of one manifest a replication run moves at a time
+    replication_schedule_interval: float = 30.0  # seconds between --schedule checks (0: off)
     # -- scanning (supply chain) ---------------------------------------------------------------
     sbom_on_push: bool = True  # generate a CycloneDX SBOM referrer for each pushed image (a job)
     insights_on_push: bool = True  # compute image size insights for each pushed image (a job)
@@ -277,9 +279,11 @@ class Settings:
                              "positive, cache_referrers_ttl 0 or more")
         if self.webhook_concurrency < 1:
             raise ValueError("webhook_concurrency must be at least 1")
-        if self.replication_chunk_size < 1 or self.replication_retries < 0:
-            raise ValueError("replication_chunk_size must be positive, replication_retries 0 "
-                             "or more")
+        if self.replication_chunk_size < 1 or self.replication_retries < 0 \
+                or self.replication_parallel_blobs < 1 or self.replication_schedule_interval < 0:
+            raise ValueError("replication_chunk_size and replication_parallel_blobs must be "
+                             "positive, replication_retries and replication_schedule_interval "
+                             "0 or more")
         if self.scan_secret_max_file_bytes < 1 or self.scan_model_max_bytes < 1:
             raise ValueError("scan_secret_max_file_bytes and scan_model_max_bytes must be "
                              "positive")

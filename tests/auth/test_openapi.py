@@ -19,6 +19,7 @@ from support.http import call, describe
 
 from moorage.web.api import (
     OPENAPI_PATH,
+    DistributionAPI,
     InsightsAPI,
     JobsAPI,
     LifecycleAPI,
@@ -49,6 +50,7 @@ def declared() -> set[tuple[str, str]]:
               *InsightsAPI(None, management).routes(),
               *OidcAPI(None, management).routes(),
               *RateLimitsAPI(None, management).routes(),
+              *DistributionAPI(None, None, management).routes(),
               *MetricsEndpoint(None).routes()]
     return {(m.upper(), path) for m, path, _h in routes}
 

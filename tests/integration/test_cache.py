@@ -139,6 +139,21 @@ def test_concurrent_cold_pulls_of_one_blob_share_one_upstream_get(world: World) 
     assert world.proxy.count("GET", f"/v2/{repo}/blobs/{layer.digest}$") == 1
 
 
+@pytest.mark.parametrize("by", ["digest", "tag"])
+def test_concurrent_cold_pulls_of_one_manifest_share_one_upstream_get(world: World,
+                                                                      by: str) -> None:
+    repo, tag, image = _pushed_image(world)
+    reference = image.digest if by == "digest" else tag
+    # eight clients at once (by tag each first HEADs the tag): one GET of the manifest.
+    # No proxy.rate here: it delays a connection's next answer, past the cache's timeout.
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(
+            lambda _: _get_manifest(world.cache, f"{HUB}/{repo}", reference), range(8)))
+    assert [r.status_code for r in results] == [200] * 8
+    assert all(r.content == image.body for r in results)
+    assert world.proxy.count("GET", f"/v2/{repo}/manifests/") == 1
+
+
 def test_a_cold_blob_reaches_the_client_before_the_upstream_transfer_ends(world: World) -> None:
     repo, _, image = _pushed_image(world, layer_size=3 * 1024 * 1024)
     layer = image.blobs[-1]
@@ -300,6 +315,27 @@ def test_skopeo_copies_an_image_through_the_cache(world: World, tmp_path: Path) 
     assert world.proxy.count("GET", f"/v2/{repo}/blobs/{image.blobs[-1].digest}$") == 1
 
 
+CONTAINERD = os.environ.get("CONTAINERD_ADDRESS", "/run/containerd/containerd.sock")
+
+
+@pytest.mark.skipif(shutil.which("ctr") is None, reason="containerd's ctr is not installed")
+@pytest.mark.skipif(not os.path.exists(CONTAINERD), reason=f"no containerd at {CONTAINERD}")
+def test_ctr_pulls_a_multi_arch_image_through_the_cache_by_tag_and_by_index_digest(
+        world: World) -> None:
+    repo, tag = new_repo("lib"), new_tag()
+    index = make_index([make_image(), make_image()])
+    push_tree(world.upstream, repo, index, tag)
+    for ref in (f"{world.cache.host}/{HUB}/{repo}:{tag}",
+                f"{world.cache.host}/{HUB}/{repo}@{index.digest}"):
+        p = subprocess.run(["ctr", "--address", CONTAINERD, "--namespace", "moorage-test",
+                            "images", "pull", "--plain-http", "--platform", "linux/amd64", ref],
+                           capture_output=True, text=True, timeout=180, check=False)
+        assert p.returncode == 0, p.stderr
+    arm64 = index.children[1]
+    # only the pulled platform's layers came from the upstream
+    assert world.proxy.count("GET", f"/v2/{repo}/blobs/{arm64.blobs[-1].digest}$") == 0
+
+
 def test_an_upstream_with_auth_works_through_a_robot_and_its_secret_is_sealed(
         tmp_path: Path) -> None:
     password = "pw-" + os.urandom(8).hex()
@@ -384,3 +420,63 @@ def test_a_blob_whose_digest_does_not_match_is_discarded_and_the_client_cut(
         assert _Liar.gets == 2  # nothing was stored: the second pull went upstream again
     finally:
         liar.shutdown()
+
+
+def _counter(text: str, name: str, **labels: str) -> float:
+    """The sum of a metric's samples whose labels include `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        found = re.fullmatch(rf"{name}\{{(.*)\}} (\S+)", line)
+        if found and all(f'{k}="{v}"' in found.group(1) for k, v in labels.items()):
+            total += float(found.group(2))
+    return total
+
+
+def test_metrics_count_hits_misses_stale_answers_and_upstream_errors(world: World) -> None:
+    repo, tag, image = _pushed_image(world)
+    cached, layer = f"{HUB}/{repo}", image.blobs[-1]
+    before = requests.get(world.cache.url + "/metrics", timeout=30).text
+
+    assert _get_manifest(world.cache, cached, tag).status_code == 200  # miss
+    assert _get_blob(world.cache, cached, layer.digest).status_code == 200  # miss
+    assert _get_blob(world.cache, cached, layer.digest).status_code == 200  # hit
+    assert _get_manifest(world.cache, cached, image.digest).status_code == 200  # hit
+    world.proxy.status = 503
+    assert "Warning" in _get_manifest(world.cache, cached, tag).headers  # stale
+
+    after = requests.get(world.cache.url + "/metrics", timeout=30).text
+    name = "moorage_cache_requests_total"
+    for result, n in (("hit", 2), ("miss", 2), ("stale", 1)):
+        assert _counter(after, name, cache="hub", result=result) \
+            - _counter(before, name, cache="hub", result=result) == n, result
+    errors = "moorage_upstream_errors_total"
+    assert _counter(after, errors, cache="hub", status="503") \
+        > _counter(before, errors, cache="hub", status="503")
+
+
+def _tags(reg: Server, repo: str, **params: str) -> requests.Response:
+    return requests.get(f"{reg.url}/v2/{repo}/tags/list", params=params, timeout=60)
+
+
+def test_tags_list_is_the_upstreams_kept_for_revalidate_and_stored_on_an_outage(
+        world: World) -> None:
+    repo, tag, _ = _pushed_image(world)
+    push_tree(world.upstream, repo, make_image(), tag="other")
+    lists = f"/v2/{repo}/tags/list"
+
+    r = _tags(world.cache, f"{SLOW}/{repo}")  # nothing pulled yet: the upstream's whole list
+    assert r.status_code == 200
+    assert r.json() == {"name": f"{SLOW}/{repo}", "tags": sorted([tag, "other"])}
+    first = _tags(world.cache, f"{SLOW}/{repo}", n="1")
+    assert first.json()["tags"] == [min(tag, "other")] and "Link" in first.headers
+    push_tree(world.upstream, repo, make_image(), tag="newer")
+    assert "newer" not in _tags(world.cache, f"{SLOW}/{repo}").json()["tags"]  # kept 1 h
+    assert world.proxy.count("GET", lists) == 1
+
+    assert "newer" in _tags(world.cache, f"{HUB}/{repo}").json()["tags"]  # revalidate 0
+    assert _get_manifest(world.cache, f"{HUB}/{repo}", tag).status_code == 200
+    world.proxy.status = 503
+    r = _tags(world.cache, f"{HUB}/{repo}")
+    assert r.status_code == 200 and r.json()["tags"] == [tag]  # what the cache stores
+    world.proxy.heal()
+    assert_error(_tags(world.cache, f"{HUB}/{new_repo('lib')}"), 404, "NAME_UNKNOWN")

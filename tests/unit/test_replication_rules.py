@@ -84,3 +84,35 @@ def test_an_upstream_a_rule_uses_is_kept(registry: Registry, target: str) -> Non
     registry.replication.remove(CLI, "r")
     registry.upstreams.remove(CLI, target)
     assert registry.replication.list_rules(CLI) == []
+
+
+def test_filters_schedule_and_bandwidth_are_checked(registry: Registry, target: str) -> None:
+    shown = registry.replication.add(
+        CLI, "f", "push", target, "ml/**", platforms="linux/amd64, linux/arm64/v8",
+        artifact_types="application/vnd.oci.image.config.v1+json", schedule="0 3 * * *",
+        bandwidth="200MB/s")
+    assert shown["platforms"] == "linux/amd64,linux/arm64/v8"
+    assert (shown["schedule"], shown["bandwidth"]) == ("0 3 * * *", 200_000_000)
+    for bad, error in (({"platforms": "amd64"}, "os/architecture"),
+                       ({"schedule": "0 3 * *"}, "five fields"),
+                       ({"bandwidth": "fast"}, "not a rate")):
+        with pytest.raises(RegistryError, match=error):
+            registry.replication.add(CLI, "g", "push", target, "ml/**", **bad)
+
+
+def test_a_schedule_queues_one_run_when_due(registry: Registry, target: str) -> None:
+    registry.replication.add(CLI, "nightly", "push", target, "ml/**", schedule="0 3 * * *")
+    registry.replication.add(CLI, "manual", "push", target, "ml/**")
+    created = registry.replication.status(CLI, "nightly")["rule"]["created_at"]
+    day = 86400.0
+    start = created - created % day  # midnight UTC of the creation day
+    due = start + 3 * 3600 if start + 3 * 3600 > created else start + day + 3 * 3600
+    assert registry.replication.tick(due - 60) == []
+    assert registry.replication.tick(due + 1) == ["nightly"]
+    job = registry.replication.status(CLI, "nightly")["active_job"]
+    assert job is not None
+    assert registry.replication.tick(due + 2) == []  # this time's run is queued already
+    # the next day's time comes while that run is still queued: no second run of the rule
+    assert registry.replication.tick(due + day + 1) == ["nightly"]
+    assert registry.replication.status(CLI, "nightly")["active_job"] == job
+    assert registry.replication.status(CLI, "manual")["active_job"] is None

@@ -7,6 +7,9 @@ included) is served as the bytes arrive. Across workers and nodes a short lease 
 database says who is fetching: the others wait until the blob is stored, then serve it from
 storage. The last byte goes to clients only once the digest is verified; on a mismatch the
 stored copy is discarded and their connections are cut.
+
+A small fetch (a manifest) goes through `FlightDeck.once`: the same lease across processes, and
+in a process the later callers await the first one's task; nothing is streamed.
 """
 
 from __future__ import annotations
@@ -109,6 +112,36 @@ class FlightDeck:
         self.owner = uuid.uuid4().hex
         self._flights: dict[str, Flight] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._once: dict[str, asyncio.Future[None]] = {}
+
+    async def once(self, key: str, work: Callable[[], Awaitable[None]],
+                   stored: Callable[[], Awaitable[bool]]) -> None:
+        """Run `work` (which stores something) once for every caller of `key` in every
+        process: the lease holder works, the others wait until `stored()`; its error is theirs
+        in this process (another process's callers try again once its lease is gone)."""
+        task = self._once.get(key)
+        if task is None:
+            task = asyncio.ensure_future(self._once_run(key, work, stored))
+            self._once[key] = task
+            task.add_done_callback(lambda _: self._once.pop(key, None))
+        await asyncio.shield(task)
+
+    async def _once_run(self, key: str, work: Callable[[], Awaitable[None]],
+                        stored: Callable[[], Awaitable[bool]]) -> None:
+        while True:
+            if await asyncio.to_thread(self._take, key, self.owner,
+                                       time.time() + self.lease_seconds):
+                try:
+                    await work()
+                finally:
+                    await asyncio.to_thread(self._release, key, self.owner)
+                return
+            while await asyncio.to_thread(self._held, key):
+                if await stored():
+                    return
+                await asyncio.sleep(POLL_SECONDS)
+            if await stored():
+                return
 
     def join(self, key: str, fetch: Fetch, stored: Callable[[], Awaitable[bool]]) -> Flight:
         """The flight of `key`, started (running `fetch`) when none is in the air here; the

@@ -10,6 +10,8 @@ straight to the decorated service.
   stored tag served, with `Warning: 110`; with nothing stored the client gets its error.
 - a blob: stored → served; else streamed to every client while it is stored (flight.py).
 - referrers: asked of the upstream, kept `referrers_ttl` seconds.
+- tags/list: the upstream's list, kept (in the database, for every worker) for the cache's
+  `--revalidate` window; the stored tags when the upstream is unavailable.
 - pushes into a cache namespace are refused.
 """
 
@@ -25,11 +27,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..events.types import Actor
 from ..metadata.rows import BlobRow, ManifestRow
+from ..metrics.distribution import HIT, MISS, STALE, count_cache, count_upstream_error
 from ..oci.digest import Digest, parse_digest
 from ..oci.errors import (
     BlobUnknown,
     Denied,
     ManifestUnknown,
+    NameUnknown,
     RegistryError,
     TooManyRequests,
     Unavailable,
@@ -136,8 +140,13 @@ class PullThrough:
         try:
             return await asyncio.wait_for(fn(client), self.upstream_timeout)
         except TimeoutError:
+            count_upstream_error(target.name, 0, "TIMEOUT")
             raise UpstreamError(0, "UNAVAILABLE",
                                 f"no answer within {self.upstream_timeout:g}s") from None
+        except UpstreamError as exc:
+            if exc.status != 404:  # "not there" is an answer, not an upstream error
+                count_upstream_error(target.name, exc.status, exc.code)
+            raise
 
     async def close(self) -> None:
         """Close every upstream connection pool."""
@@ -154,15 +163,25 @@ class PullThrough:
         upstream_repo = target.upstream_repository(repository)
         if isinstance(reference, Digest):
             try:
-                return await local.pull(repository, reference, with_content, actor)
+                found = await local.pull(repository, reference, with_content, actor)
+                count_cache(target.name, HIT)
+                return found
             except ManifestUnknown:
                 pass
-            try:
+            digest = reference
+
+            async def fetch() -> None:
                 got = await self.call(target, lambda c: c.get_manifest(
-                    upstream_repo, str(reference), ACCEPT))
+                    upstream_repo, str(digest), ACCEPT))
+                await self._store(target, repository, got.digest, got.media_type, got.content,
+                                  [])
+
+            try:
+                await self.deck.once(f"manifest {repository}@{digest}", fetch,
+                                     self._has(local, repository, digest))
             except UpstreamError as exc:
                 raise self._manifest_error(exc, reference) from None
-            await self._store(target, repository, got.digest, got.media_type, got.content, [])
+            count_cache(target.name, MISS)
             return await local.pull(repository, reference, with_content, actor)
         return await self._by_tag(local, target, repository, reference, with_content, actor)
 
@@ -179,6 +198,7 @@ class PullThrough:
             checked = await asyncio.to_thread(self._checked, repository, tag)
             if (checked is not None and checked[0] == cached.digest
                     and time.time() - checked[1] < target.revalidate):
+                count_cache(target.name, HIT)
                 return await local.pull(repository, tag, with_content, actor)
         try:
             info = await self.call(target, lambda c: c.head_manifest(upstream_repo, tag, ACCEPT))
@@ -188,6 +208,7 @@ class PullThrough:
                             extra={"repository": repository, "tag": tag, "cache": target.name,
                                    "status": exc.status, "reason": exc.message[:300]})
                 row, _ = await local.pull(repository, tag, with_content, actor)
+                count_cache(target.name, STALE)
                 return row, STALE_WARNING
             raise self._manifest_error(exc, tag) from None
         if info is None:
@@ -198,16 +219,41 @@ class PullThrough:
                 have, _ = await local.pull(repository, parse_digest(info.digest), True)
                 content, media_type = have.content, have.media_type
             except (ManifestUnknown, RegistryError):
+                content = None
+
+            async def fetch() -> None:
+                got = await self.call(target, lambda c: c.get_manifest(
+                    upstream_repo, info.digest, ACCEPT))
+                await self._store(target, repository, info.digest, got.media_type, got.content,
+                                  [tag])
+
+            if content is not None:
+                await self._store(target, repository, info.digest, media_type, content, [tag])
+            else:
+                # one GET however many clients (in any worker) pull the new digest at once
                 try:
-                    got = await self.call(target, lambda c: c.get_manifest(
-                        upstream_repo, info.digest, ACCEPT))
+                    await self.deck.once(f"manifest {repository}@{info.digest}#{tag}", fetch,
+                                         self._has(local, repository, parse_digest(info.digest),
+                                                   tag))
                 except UpstreamError as exc:
                     raise self._manifest_error(exc, tag) from None
-                content, media_type = got.content, got.media_type
-            assert content is not None
-            await self._store(target, repository, info.digest, media_type, content, [tag])
+        count_cache(target.name, HIT if cached is not None and cached.digest == info.digest
+                    else MISS)
         await asyncio.to_thread(self._check, repository, tag, info.digest)
         return await local.pull(repository, tag, with_content, actor)
+
+    @staticmethod
+    def _has(local: ManifestService, repository: str, digest: Digest,
+             tag: str | None = None) -> Callable[[], Awaitable[bool]]:
+        """Whether the manifest is stored (and `tag` names it), for the waiters of a fetch."""
+        async def stored() -> bool:
+            try:
+                row, _ = await local.pull(repository, tag or digest, False)
+            except (ManifestUnknown, NameUnknown):
+                return False
+            return row.digest == str(digest)
+
+        return stored
 
     def _manifest_error(self, exc: UpstreamError, reference: str | Digest) -> RegistryError:
         if exc.status == 404:
@@ -233,9 +279,12 @@ class PullThrough:
                    digest: Digest, with_body: bool, whole: bool) -> BlobRow | BlobStream:
         """A blob of a cache repository: stored, or streamed while it is fetched."""
         try:
-            return await local.find(repository, digest)
+            found = await local.find(repository, digest)
+            count_cache(target.name, HIT)
+            return found
         except BlobUnknown:
             pass
+        count_cache(target.name, MISS)
         upstream_repo = target.upstream_repository(repository)
         if not with_body:
             try:
@@ -332,6 +381,46 @@ class PullThrough:
         with self.database.read() as uow:
             return uow.cache.fetch_held(key, time.time())
 
+    # -- tags -------------------------------------------------------------------------------
+
+    async def tags(self, local: ManifestService, target: CacheTarget, repository: str,
+                   last: str | None, limit: int) -> list[str]:
+        """A page of the upstream's tags of the repository (kept for `--revalidate`); the
+        stored ones when the upstream is unavailable (its error when none are)."""
+        upstream_repo = target.upstream_repository(repository)
+        held = await asyncio.to_thread(self._tag_list, repository)
+        if held is not None and time.time() - held[1] < target.revalidate:
+            found = held[0]
+            count_cache(target.name, HIT)
+        else:
+            try:
+                found = sorted(set(await self.call(target, lambda c: c.tags(upstream_repo))))
+            except UpstreamError as exc:
+                if exc.status == 404:
+                    raise NameUnknown(f"upstream: {exc.message}",
+                                      detail={"name": repository}) from None
+                if not unavailable(exc):
+                    raise client_error(exc) from None
+                try:
+                    stored = await asyncio.to_thread(local.tags, repository, last, limit)
+                except NameUnknown:
+                    raise client_error(exc) from None
+                count_cache(target.name, STALE)
+                return stored
+            count_cache(target.name, MISS)
+            await asyncio.to_thread(self._keep_tag_list, repository, found)
+        if last is not None:
+            found = [t for t in found if t.encode() > last.encode()]
+        return found[:limit]
+
+    def _tag_list(self, repository: str) -> tuple[list[str], float] | None:
+        with self.database.read() as uow:
+            return uow.cache.tag_list(repository)
+
+    def _keep_tag_list(self, repository: str, tags: list[str]) -> None:
+        with self.database.write() as uow:
+            uow.cache.keep_tag_list(repository, tags, time.time())
+
     # -- referrers ----------------------------------------------------------------------------
 
     async def referrers(self, local: ReferrerService, target: CacheTarget, repository: str,
@@ -413,6 +502,17 @@ class CachingManifests:
             return await self.inner.pull(repository, reference, with_content, actor)
         return await self.proxy.manifest(self.inner, target, repository, reference,
                                          with_content, actor)
+
+    async def tag_page(self, repository: str, last: str | None, limit: int,
+                       inline: bool = False) -> list[str]:
+        """A page of tags: the upstream's in a cache namespace (see PullThrough.tags), else
+        ours (read on the loop when `inline`)."""
+        target = await self.proxy.caches.target(repository)
+        if target is not None:
+            return await self.proxy.tags(self.inner, target, repository, last, limit)
+        if inline:
+            return self.inner.tags(repository, last, limit)
+        return await asyncio.to_thread(self.inner.tags, repository, last, limit)
 
     async def push(self, repository: str, *args: Any, **kwargs: Any) -> PushedManifest:
         """A push, refused in a cache namespace."""

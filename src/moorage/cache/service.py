@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..auth.authorizer import SERVER, Action, Authorizer
 from ..auth.scopes import namespace_of
-from ..metadata.queries.cache import NameTaken
-from ..oci.errors import RegistryError
+from ..oci.errors import NameTaken, RegistryError
 from ..registry.upstreams import UpstreamConflict, UpstreamNotFound, check_name, host_of
 
 if TYPE_CHECKING:

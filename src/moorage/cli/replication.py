@@ -48,6 +48,14 @@ def replication_add(
         "--on-push", help="replicate each push as it happens (--push-to)")] = False,
     delete_mirrors: Annotated[bool, typer.Option(
         "--delete-mirrors", help="also delete at the target what was deleted here")] = False,
+    platform: Annotated[str | None, typer.Option(
+        help="comma-separated os/arch[/variant] an index is copied for (linux/amd64)")] = None,
+    artifact_type: Annotated[str | None, typer.Option(
+        help="comma-separated artifact (or config) media type globs to copy")] = None,
+    schedule: Annotated[str | None, typer.Option(
+        help="a five-field cron expression (UTC) a run is queued on ('0 3 * * *')")] = None,
+    bandwidth: Annotated[str | None, typer.Option(
+        help="at most this rate for a run's transfers together (200MB/s, 50MiB/s)")] = None,
     json_output: JsonFlag = False,
     data_dir: DataDir = None, database: Database = None, storage: Storage = None,
     config: Config = None,
@@ -63,13 +71,16 @@ def replication_add(
     assert upstream is not None
     reg = _registry(data_dir, database, storage, config)
     row = call(reg.replication.add, CLI, name, direction, upstream, repos, tags, on_push,
-               delete_mirrors)
+               delete_mirrors, platform, artifact_type, schedule, bandwidth)
     if json_output:
         print_json(row)
     else:
         arrow = "→" if direction == "push" else "←"
         typer.echo(f"replication {row['name']}: {row['repos']} {arrow} {row['upstream']} "
-                   f"(tags {row['tags'] or '*'}{', on push' if row['on_push'] else ''})")
+                   f"(tags {row['tags'] or '*'}{', on push' if row['on_push'] else ''}"
+                   + "".join(f", {k} {row[k]}" for k in ("platforms", "artifact_types",
+                                                          "schedule", "bandwidth") if row[k])
+                   + ")")
 
 
 @replication_app.command("list")
@@ -85,9 +96,10 @@ def replication_list(
     if json_output:
         print_json({"rules": rows})
         return
-    print_table(["NAME", "DIRECTION", "UPSTREAM", "REPOS", "TAGS", "ON PUSH"],
+    print_table(["NAME", "DIRECTION", "UPSTREAM", "REPOS", "TAGS", "ON PUSH", "SCHEDULE"],
                 [[r["name"], r["direction"], r["upstream"], r["repos"], r["tags"] or "*",
-                  "yes" if r["on_push"] else "no"] for r in rows], empty="no replication rules")
+                  "yes" if r["on_push"] else "no", r["schedule"] or ""] for r in rows],
+                empty="no replication rules")
 
 
 @replication_app.command("remove")
@@ -149,6 +161,8 @@ def replication_status(
                    f"{last['skipped']} skipped, {last['mounted']} mounted, {last['bytes']} bytes, "
                    f"{last['deleted']} tags deleted"
                    + (f"; error: {last['error']}" if last["error"] else ""))
+        for note in last["notes"]:
+            typer.echo(f"note: {note}")
 
 
 @replication_app.command("history")

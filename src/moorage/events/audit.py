@@ -71,6 +71,10 @@ def audit_row(event: dict[str, Any]) -> dict[str, Any] | None:
     elif kind == "GcCompleted":
         action, reference = "gc.run", None
         detail = {"trigger": payload.get("trigger"), **(payload.get("report") or {})}
+    elif kind in ("ReplicationCompleted", "ReplicationFailed"):
+        action, reference = "replication.run", event.get("tag")
+        outcome = "success" if kind == "ReplicationCompleted" else "failure"
+        detail = payload
     elif kind in _SCANS:
         action, detail = _ACTIONS[kind], payload
     elif kind in _ACTIONS:

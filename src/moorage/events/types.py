@@ -244,6 +244,32 @@ class SecretFound(Event):
     paths: list[str] = field(default_factory=list)
 
 
+@dataclass(frozen=True, kw_only=True)
+class ReplicationCompleted(Event):
+    """A replication run finished: its rule, direction, upstream, trigger and counts (the
+    repository is set when the run was for one pushed reference)."""
+
+    rule: str
+    run: int
+    direction: str
+    upstream: str
+    trigger: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReplicationFailed(Event):
+    """An attempt of a replication run failed with `error`; `final` when no retry follows."""
+
+    rule: str
+    run: int
+    direction: str
+    upstream: str
+    error: str
+    attempt: int
+    final: bool = False
+
+
 def records(*events: Event) -> list[dict[str, Any]]:
     """The outbox rows of `events`."""
     return [e.to_record() for e in events]

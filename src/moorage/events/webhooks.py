@@ -24,7 +24,7 @@ from ..times import rfc3339
 CONSUMER = "webhooks"
 JOB_KIND = "webhook.deliver"
 CONTENT_TYPE = "application/cloudevents+json"
-CATEGORIES = ("push", "pull", "delete", "tag")
+CATEGORIES = ("push", "pull", "delete", "tag", "replication")
 # outbox event type → (CloudEvents type, the categories a webhook subscribes to that include it)
 _TYPES: dict[str, tuple[str, frozenset[str]]] = {
     "ManifestPushed": ("org.moorage.manifest.pushed", frozenset({"push"})),
@@ -33,7 +33,10 @@ _TYPES: dict[str, tuple[str, frozenset[str]]] = {
     "TagMoved": ("org.moorage.tag.moved", frozenset({"tag"})),
     "TagDeleted": ("org.moorage.tag.deleted", frozenset({"tag", "delete"})),
     "TagRestored": ("org.moorage.tag.restored", frozenset({"tag"})),
+    "ReplicationCompleted": ("org.moorage.replication.completed", frozenset({"replication"})),
+    "ReplicationFailed": ("org.moorage.replication.failed", frozenset({"replication"})),
 }
+_REPLICATION = ("ReplicationCompleted", "ReplicationFailed")
 
 
 def parse_events(raw: str | Iterable[str]) -> list[str]:
@@ -54,12 +57,15 @@ def namespace_of(repository: str) -> str:
 
 def wants(hook: dict[str, Any], event: dict[str, Any]) -> bool:
     """Whether a webhook (namespace, events) subscribes to an outbox event; a webhook gets the
-    events from its creation on."""
+    events from its creation on. A replication run over a whole rule (no repository) goes to
+    the webhooks of every namespace (`*`) only."""
     mapped = _TYPES.get(event["type"])
     repository = event.get("repository")
-    if mapped is None or not repository or event["time"] < hook.get("created_at", 0.0):
+    if mapped is None or event["time"] < hook.get("created_at", 0.0):
         return False
-    if hook["namespace"] != "*" and hook["namespace"] != namespace_of(repository):
+    if not repository and not (event["type"] in _REPLICATION and hook["namespace"] == "*"):
+        return False
+    if hook["namespace"] != "*" and hook["namespace"] != namespace_of(repository or ""):
         return False
     return bool(mapped[1] & set(hook["events"].split(",")))
 
@@ -67,7 +73,7 @@ def wants(hook: dict[str, Any], event: dict[str, Any]) -> bool:
 def cloud_event(event: dict[str, Any], source: str) -> dict[str, Any]:
     """The CloudEvent (structured mode) of an outbox event."""
     payload = event.get("payload") or {}
-    repository = event["repository"]
+    repository = event.get("repository")
     tag = event.get("tag")
     return {
         "specversion": "1.0",
@@ -75,7 +81,8 @@ def cloud_event(event: dict[str, Any], source: str) -> dict[str, Any]:
         "source": source,
         "type": _TYPES[event["type"]][0],
         "time": rfc3339(event["time"]),
-        "subject": f"{repository}:{tag}" if tag else repository,
+        "subject": (f"{repository}:{tag}" if tag else repository) if repository
+        else f"replication/{payload.get('rule')}",
         "datacontenttype": "application/json",
         "data": {
             "actor": event.get("actor"),
@@ -85,6 +92,7 @@ def cloud_event(event: dict[str, Any], source: str) -> dict[str, Any]:
             "mediaType": payload.get("media_type"),
             "size": payload.get("size"),
             **({"by": payload["by"]} if payload.get("by") else {}),
+            **({"replication": payload} if event["type"] in _REPLICATION else {}),
         },
     }
 
@@ -142,7 +150,9 @@ class WebhookConsumer:
             body = json.dumps(cloud_event(event, self.source), separators=(",", ":"))
             for hook in matching:
                 rows.append({"webhook_id": hook["id"], "event_id": event["id"],
-                             "repository": event["repository"],
+                             # the ordering key: a rule's runs go in order
+                             "repository": event.get("repository") or
+                             f"replication/{(event.get('payload') or {}).get('rule')}",
                              "type": _TYPES[event["type"]][0], "body": body,
                              "status": "pending", "attempts": 0, "next_attempt_at": now,
                              "queued_at": now, "created_at": now})

@@ -37,13 +37,15 @@ def make_runner(settings: Any, queue: JobQueue, services: tasks.TaskServices,
 def ensure_schedules(queue: JobQueue, settings: Any) -> None:
     """The recurring jobs the settings ask for: retention + GC every `gc_interval`, upload
     expiry every `upload_expiry_interval`, outbox pruning every `events_prune_interval`, the
-    import of the OSV artifact `vulndb_oci_ref` every `vulndb_oci_interval` (0 stops any)."""
+    import of the OSV artifact `vulndb_oci_ref` every `vulndb_oci_interval`, and the check of
+    replication `--schedule`s every `replication_schedule_interval` (0 stops any)."""
     for kind, every, payload in (
         ("gc", settings.gc_interval, {"retention": True}),
         ("uploads.expire", settings.upload_expiry_interval, {}),
         ("outbox.prune", settings.events_prune_interval, {"retention": settings.events_retention}),
         ("vulndb.import-oci", settings.vulndb_oci_interval if settings.vulndb_oci_ref else 0,
          {"ref": settings.vulndb_oci_ref}),
+        ("replication.schedule", settings.replication_schedule_interval, {}),
     ):
         try:
             queue.ensure_schedule(kind, every, payload)

@@ -693,6 +693,14 @@ cache_tag_checks = Table(
     Column("checked_at", Float, nullable=False),
 )
 
+cache_tag_lists = Table(
+    "cache_tag_lists",
+    metadata,
+    Column("repository", String(255), primary_key=True),  # the cache repository (hub/lib/x)
+    Column("tags", Text, nullable=False),  # JSON: the upstream's tags, sorted
+    Column("fetched_at", Float, nullable=False),
+)
+
 # A cold blob being fetched: other workers and nodes wait for its holder instead of fetching too.
 cache_fetches = Table(
     "cache_fetches",
@@ -715,6 +723,11 @@ replication_rules = Table(
     Column("delete_mirrors", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("created_by", String(160)),
+    Column("platforms", Text),  # comma-separated os/arch[/variant]; NULL: every platform
+    Column("artifact_types", Text),  # comma-separated media types; NULL: every artifact
+    Column("schedule", String(120)),  # 5-field cron (UTC); NULL: no schedule
+    Column("scheduled_at", Float),  # the last cron tick a run was queued for
+    Column("bandwidth", BigInteger),  # bytes per second of a run; NULL: unlimited
 )
 
 replication_runs = Table(
@@ -737,6 +750,7 @@ replication_runs = Table(
     Column("uploads", Text, nullable=False, default="{}"),  # JSON {repo@digest: upload URL}
     Column("started_at", Float, nullable=False),
     Column("finished_at", Float),
+    Column("notes", Text),  # JSON [text]: what a filter left out (an index --platform split)
     Index("replication_runs_rule", "rule_id", "id"),
 )
 

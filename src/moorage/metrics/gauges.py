@@ -1,5 +1,6 @@
 """Registry-wide gauges read from the database at scrape time (cached a few seconds): storage
-per namespace, content counts, the job queue, the outbox, the last GC run, health probes."""
+per namespace, content counts, the job queue, the outbox, the last GC run, replication (lag,
+runs by outcome, bytes), health probes."""
 
 from __future__ import annotations
 
@@ -54,6 +55,7 @@ class RegistryGauges:
             yield from self._queues()
             yield from self._scans()
             yield from _gc(*self.gc_metrics())
+            yield from self._replication()
         except Exception:  # a failed reading is a gap in the graphs, not a failed scrape
             log.exception("could not read registry metrics")
 
@@ -113,6 +115,27 @@ class RegistryGauges:
         for severity, n in severities.items():
             findings.add_metric([severity], n)
         yield findings
+
+    def _replication(self) -> Iterator[Metric]:
+        with self.database.read() as uow:
+            found = uow.replication.stats()
+        now = time.time()
+        lag = GaugeMetricFamily("moorage_replication_lag_seconds",
+                                "Seconds since a rule's last successful run (rules that never "
+                                "succeeded are absent)", labels=["rule"])
+        runs = CounterMetricFamily("moorage_replication_runs", "Replication runs, by outcome "
+                                   "(running, done, failed)", labels=["rule", "outcome"])
+        moved = CounterMetricFamily("moorage_replication_bytes", "Bytes replicated",
+                                    labels=["rule"])
+        for entry in found:
+            if entry["last_done"] is not None:
+                lag.add_metric([entry["rule"]], max(0.0, now - entry["last_done"]))
+            for state, n in sorted(entry["runs"].items()):
+                runs.add_metric([entry["rule"], state], n)
+            moved.add_metric([entry["rule"]], entry["bytes"])
+        yield lag
+        yield runs
+        yield moved
 
 
 def _gc(runs: list[dict[str, Any]], pending: tuple[int, int]) -> Iterator[Metric]:

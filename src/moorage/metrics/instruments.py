@@ -1,5 +1,6 @@
 """The instruments every worker updates (requests, bytes, uploads in flight, pushes and pulls per
-repository, logins, tokens), created once per process."""
+repository, logins, tokens, cache answers, upstream errors, webhook deliveries), created once
+per process."""
 
 from __future__ import annotations
 
@@ -32,6 +33,10 @@ class Instruments:
     ratelimited: Counter
     scans: Counter
     pull_denials: Counter
+    cache_requests: Counter
+    upstream_errors: Counter
+    webhook_delivery: Histogram
+    webhook_failures: Counter
 
 
 @cache
@@ -67,4 +72,15 @@ def instruments() -> Instruments:
         pull_denials=Counter("moorage_pull_denials",
                              "Pulls a pull policy denied (or would have, in a dry run), by rule",
                              ["rule", "dry_run"]),
+        cache_requests=Counter("moorage_cache_requests",
+                               "Pull-through cache answers: hit, miss (fetched) or stale",
+                               ["cache", "result"]),
+        upstream_errors=Counter("moorage_upstream_errors",
+                                "Failed upstream requests of a cache, by status and code "
+                                "(status 0: no answer)", ["cache", "status", "code"]),
+        webhook_delivery=Histogram("moorage_webhook_delivery_seconds",
+                                   "Time a webhook delivery attempt took",
+                                   buckets=DURATION_BUCKETS),
+        webhook_failures=Counter("moorage_webhook_delivery_failures",
+                                 "Webhook delivery attempts that failed"),
     )

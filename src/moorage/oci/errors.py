@@ -130,3 +130,12 @@ class Unavailable(RegistryError):
     """The registry cannot serve the request now (shutting down); the client retries later."""
 
     code, status, default_message = "UNAVAILABLE", 503, "service unavailable"
+
+
+class NameTaken(Exception):
+    """A unique name (an upstream's, a cache's or a replication rule's) is in use; the query
+    layer raises it and the service turns it into the error its caller sees."""
+
+
+class RuleTaken(NameTaken):
+    """A replication rule of that name exists already."""

@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ..auth.authorizer import SERVER, Action, Authorizer
-from ..metadata.queries.cache import NameTaken
-from ..oci.errors import RegistryError
+from ..oci.errors import NameTaken, RegistryError
 
 if TYPE_CHECKING:
     from ..auth.identity import Principal

@@ -5,14 +5,21 @@ Pushing: a blob the target has (HEAD) is skipped, one this run already sent to a
 target's repositories is mounted, the rest goes chunked through an upload session whose URL is
 kept in the run, so a retry (after a broken connection or a restart) resumes from the offset
 the target acknowledged. Pulling: blobs come with Range-resumed GETs; one this registry holds
-in another repository is mounted.
+in another repository is mounted. Either way a manifest's blobs go several at a time
+(`replication_parallel_blobs`), all of a run's transfers under one bandwidth cap (--bandwidth).
+
+Filters: `--artifact-type` keeps tagged manifests and referrers of those types (an image's is
+its config media type). `--platform` keeps an index whole when every child is of a chosen
+platform; otherwise the index is not copied (its digest names all its children, so a filtered
+index would be another manifest): the chosen children are, by digest, or under the tag when
+there is exactly one, and the run's notes say so.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +28,7 @@ from ..oci.digest import parse_digest
 from ..oci.errors import BlobUnknown, ManifestUnknown, NameUnknown
 from ..oci.mediatypes import MANIFEST_TYPES
 from . import rules
+from .bandwidth import TokenBucket
 
 if TYPE_CHECKING:
     from ..bootstrap import Registry
@@ -62,11 +70,51 @@ def children(content: bytes) -> tuple[list[dict[str, Any]], list[dict[str, Any]]
     return manifests, blobs
 
 
+def artifact_type(content: bytes, media_type: str) -> str:
+    """A manifest's artifact type: its `artifactType`, else its config's media type, else its
+    own media type (an index without one)."""
+    try:
+        doc = json.loads(content)
+    except ValueError:
+        return media_type
+    if not isinstance(doc, dict):
+        return media_type
+    config = doc.get("config")
+    return str(doc.get("artifactType") or (config.get("mediaType") if isinstance(config, dict)
+                                            else None) or media_type)
+
+
+def platform_of(descriptor: dict[str, Any]) -> str:
+    """`os/architecture[/variant]` of an index entry ('' when it names none)."""
+    p = descriptor.get("platform")
+    if not isinstance(p, dict) or not p.get("os") or not p.get("architecture"):
+        return ""
+    return "/".join(str(x) for x in (p["os"], p["architecture"], p.get("variant")) if x)
+
+
+def platform_matches(wanted: str | None, platform: str) -> bool:
+    """Whether a platform is among the rule's (`linux/arm64` takes every arm64 variant)."""
+    if wanted is None:
+        return True
+    return bool(platform) and any(platform == w or platform.startswith(w + "/")
+                                  for w in rules.patterns(wanted))
+
+
+async def _all(jobs: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run `jobs` together; once all are over, the first failure is raised as it is (the
+    others ran to their end: what they sent is not sent again on the retry)."""
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
 class Copier:
     """One run of one rule over an upstream client; `save` records progress in the run."""
 
     def __init__(self, registry: Registry, client: UpstreamClient, rule: dict[str, Any],
-                 run: dict[str, Any], save: Callable[[str, Any], None]) -> None:
+                 run: dict[str, Any], save: Callable[[str, Any], None],
+                 parallel: int = 4) -> None:
         self.reg = registry
         self.client = client
         self.rule = rule
@@ -76,6 +124,33 @@ class Copier:
         self.counts = Counts()
         self.sent_to: dict[str, str] = {}  # blob digest → a target repository that has it
         self.actor = Actor(f"replication:{rule['name']}", "system", None)
+        self.slots = asyncio.Semaphore(max(1, parallel))
+        self.bucket = TokenBucket(rule["bandwidth"]) if rule.get("bandwidth") else None
+
+    async def _metered(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """`chunks` under the run's bandwidth cap, counted."""
+        async for chunk in chunks:
+            if self.bucket is not None:
+                await self.bucket.take(len(chunk))
+            self.counts.bytes += len(chunk)
+            yield chunk
+
+    def wanted(self, content: bytes, media_type: str) -> bool:
+        """Whether a tagged manifest or a referrer passes the rule's --artifact-type."""
+        return rules.matches(self.rule.get("artifact_types"), artifact_type(content, media_type))
+
+    def chosen(self, content: bytes) -> list[dict[str, Any]] | None:
+        """The children to copy instead of an index --platform does not keep whole (None: copy
+        it as it is)."""
+        if not self.rule.get("platforms"):
+            return None
+        manifests, _ = children(content)
+        keep = [m for m in manifests if platform_matches(self.rule["platforms"], platform_of(m))]
+        return None if len(keep) == len(manifests) else keep
+
+    def note(self, text: str) -> None:
+        """Say in the run's record what a filter did."""
+        self.save("note", text)
 
     def _flush(self) -> None:
         self.save("counts", self.counts.as_dict())
@@ -141,9 +216,28 @@ class Copier:
         by = parse_digest(reference) if ":" in reference else reference
         row = self.reg.manifests.get(repository, by, True)
         assert row.content is not None
-        await self._push_manifest(repository, row.digest, row.media_type, row.content,
-                                  reference)
+        if not self.wanted(row.content, row.media_type):
+            return
+        keep = self.chosen(row.content)
+        if keep is None:
+            await self._push_manifest(repository, row.digest, row.media_type, row.content,
+                                      reference)
+        else:
+            for child in keep:
+                got = self.reg.manifests.get(repository, parse_digest(child["digest"]), True)
+                assert got.content is not None
+                await self._push_manifest(repository, got.digest, got.media_type, got.content,
+                                          reference if len(keep) == 1 else got.digest)
+            self.note(self._skipped_index(repository, reference, row.digest, keep))
         self._flush()
+
+    def _skipped_index(self, repository: str, reference: str, digest: str,
+                       keep: list[dict[str, Any]]) -> str:
+        what = ", ".join(platform_of(c) for c in keep) or "none"
+        tagged = f"; {reference} names the {what} manifest" if len(keep) == 1 \
+            and reference != digest else ""
+        return (f"{repository}:{reference}: index {digest} not copied (--platform keeps "
+                f"{len(keep)} of its children: {what}){tagged}")
 
     async def _push_manifest(self, repository: str, digest: str, media_type: str,
                              content: bytes, reference: str) -> None:
@@ -158,8 +252,7 @@ class Copier:
                 assert row.content is not None
                 await self._push_manifest(repository, row.digest, row.media_type, row.content,
                                           row.digest)
-            for blob in blobs:
-                await self._push_blob(repository, blob["digest"])
+            await _all(self._push_blob(repository, b["digest"]) for b in blobs)
             await self.client.put_manifest(repository, reference, media_type, content)
             self.counts.manifests += 1
         elif reference != digest:
@@ -168,6 +261,8 @@ class Copier:
                                                 PAGE).descriptors:
             row = self.reg.manifests.get(repository, parse_digest(referrer["digest"]), True)
             assert row.content is not None
+            if not self.wanted(row.content, row.media_type):
+                continue
             await self._push_manifest(repository, row.digest, row.media_type, row.content,
                                       row.digest)
 
@@ -176,6 +271,10 @@ class Copier:
         if key in self.counts.seen:
             return
         self.counts.seen.add(key)
+        async with self.slots:
+            await self._send_blob(repository, digest, key)
+
+    async def _send_blob(self, repository: str, digest: str, key: str) -> None:
         if await self.client.head_blob(repository, digest) is not None:
             self.counts.skipped += 1
             return
@@ -186,11 +285,13 @@ class Copier:
         row = self.reg.blobs.locate(repository, parse_digest(digest))
         store = self.reg.blob_store
 
-        async def source(offset: int) -> AsyncIterator[bytes]:
+        async def read(offset: int) -> AsyncIterator[bytes]:
             chunks = store.open_blob(row.storage_key, offset, row.size - offset)
             while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
-                self.counts.bytes += len(chunk)
                 yield chunk
+
+        def source(offset: int) -> AsyncIterator[bytes]:
+            return self._metered(read(offset))
 
         def progress(location: str, offset: int) -> None:
             # offset 0 is never kept: `Range: 0-0` cannot tell 0 bytes from 1
@@ -224,7 +325,18 @@ class Copier:
     async def pull_reference(self, repository: str, reference: str) -> None:
         """One tag (or digest) of the upstream, its tree and its referrers, stored here."""
         got = await self.client.get_manifest(repository, reference, ACCEPT)
-        await self._pull_manifest(repository, got.digest, got.media_type, got.content, reference)
+        if not self.wanted(got.content, got.media_type):
+            return
+        keep = self.chosen(got.content)
+        if keep is None:
+            await self._pull_manifest(repository, got.digest, got.media_type, got.content,
+                                      reference)
+        else:
+            for child in keep:
+                one = await self.client.get_manifest(repository, child["digest"], ACCEPT)
+                await self._pull_manifest(repository, one.digest, one.media_type, one.content,
+                                          reference if len(keep) == 1 else one.digest)
+            self.note(self._skipped_index(repository, reference, got.digest, keep))
         self._flush()
 
     async def _pull_manifest(self, repository: str, digest: str, media_type: str,
@@ -243,8 +355,7 @@ class Copier:
                 got = await self.client.get_manifest(repository, child["digest"], ACCEPT)
                 await self._pull_manifest(repository, got.digest, got.media_type, got.content,
                                           got.digest)
-            for blob in blobs:
-                await self._pull_blob(repository, blob["digest"], blob.get("size"))
+            await _all(self._pull_blob(repository, b["digest"], b.get("size")) for b in blobs)
             by = reference if reference != digest else parse_digest(digest)
             await self.reg.manifests.push(repository, by, content, media_type, [], self.actor)
             self.counts.manifests += 1
@@ -253,10 +364,19 @@ class Copier:
                                           self.actor)
         for referrer in await self.client.referrers(repository, digest):
             got = await self.client.get_manifest(repository, referrer["digest"], ACCEPT)
+            if not self.wanted(got.content, got.media_type):
+                continue
             await self._pull_manifest(repository, got.digest, got.media_type, got.content,
                                       got.digest)
 
     async def _pull_blob(self, repository: str, digest: str, size: Any) -> None:
+        if f"pull {repository}@{digest}" in self.counts.seen:
+            return
+        self.counts.seen.add(f"pull {repository}@{digest}")
+        async with self.slots:
+            await self._fetch_blob(repository, digest, size)
+
+    async def _fetch_blob(self, repository: str, digest: str, size: Any) -> None:
         parsed = parse_digest(digest)
         try:
             self.reg.blobs.locate(repository, parsed)
@@ -269,11 +389,7 @@ class Copier:
             self.counts.mounted += 1
             return
 
-        async def body() -> AsyncIterator[bytes]:
-            async for data in self.client.get_blob(repository, digest):
-                self.counts.bytes += len(data)
-                yield data
-
-        await self.reg.uploads.push_whole(repository, parsed, body(),
+        await self.reg.uploads.push_whole(repository, parsed,
+                                          self._metered(self.client.get_blob(repository, digest)),
                                           size if isinstance(size, int) else None, self.actor)
         self.counts.blobs += 1

@@ -9,11 +9,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..auth.authorizer import SERVER, Action
+from ..events.types import ReplicationCompleted, ReplicationFailed, records
 from ..jobs.queue import GiveUp
-from ..metadata.queries.replication import RuleTaken
-from ..oci.errors import RegistryError
+from ..oci.errors import RegistryError, RuleTaken
 from ..registry.upstreams import UpstreamNotFound, check_name
-from . import rules
+from . import cron, rules
+from .bandwidth import parse_rate
 
 if TYPE_CHECKING:
     from ..auth.identity import Principal
@@ -43,7 +44,19 @@ def public(row: dict[str, Any]) -> dict[str, Any]:
     return {"name": row["name"], "direction": row["direction"], "upstream": row["upstream"],
             "upstream_url": row["upstream_url"], "repos": row["repos"], "tags": row["tags"],
             "on_push": bool(row["on_push"]), "delete_mirrors": bool(row["delete_mirrors"]),
+            "platforms": row.get("platforms"), "artifact_types": row.get("artifact_types"),
+            "schedule": row.get("schedule"), "bandwidth": row.get("bandwidth"),
             "created_at": row["created_at"], "created_by": row["created_by"]}
+
+
+def _platforms(text: str | None) -> str | None:
+    """The rule's `--platform os/arch[/variant],…` (None: every platform)."""
+    found = rules.patterns(text)
+    for p in found:
+        parts = p.split("/")
+        if not 2 <= len(parts) <= 3 or not all(parts):
+            raise RegistryError(f"--platform takes os/architecture[/variant], not {p!r}")
+    return ",".join(found) or None
 
 
 class ReplicationService:
@@ -66,9 +79,11 @@ class ReplicationService:
     # -- rules --------------------------------------------------------------------------------
 
     def add(self, actor: Principal, name: str, direction: str, upstream: str, repos: str,
-            tags: str | None = None, on_push: bool = False, delete_mirrors: bool = False
-            ) -> dict[str, Any]:
-        """Add a rule pushing our matching repositories to `upstream` or pulling its own."""
+            tags: str | None = None, on_push: bool = False, delete_mirrors: bool = False,
+            platforms: str | None = None, artifact_types: str | None = None,
+            schedule: str | None = None, bandwidth: str | None = None) -> dict[str, Any]:
+        """Add a rule pushing our matching repositories to `upstream` or pulling its own
+        (filtered by platform and artifact type, on a cron schedule, under a bandwidth)."""
         self._require(actor, "add a replication rule")
         check_name(name, "replication rule")
         if direction not in DIRECTIONS:
@@ -82,6 +97,17 @@ class ReplicationService:
             raise RegistryError("--on-push replicates our pushes: it needs --push-to")
         if tags is not None and not rules.patterns(tags):
             tags = None
+        try:
+            if schedule is not None and schedule.strip():
+                cron.parse(schedule)
+            else:
+                schedule = None
+            rate = parse_rate(bandwidth) if bandwidth else None
+        except ValueError as exc:
+            raise RegistryError(str(exc)) from None
+        extra = {"platforms": _platforms(platforms),
+                 "artifact_types": ",".join(rules.patterns(artifact_types)) or None,
+                 "schedule": schedule.strip() if schedule else None, "bandwidth": rate}
         with self.database.write() as uow:
             up = uow.cache.upstream(upstream)
             if up is None:
@@ -91,7 +117,7 @@ class ReplicationService:
                     "name": name, "direction": direction, "upstream_id": up["id"],
                     "repos": ",".join(rules.patterns(repos)),
                     "tags": ",".join(rules.patterns(tags)) if tags else None,
-                    "on_push": on_push, "delete_mirrors": delete_mirrors,
+                    "on_push": on_push, "delete_mirrors": delete_mirrors, **extra,
                     "created_at": time.time(), "created_by": actor.name})
             except RuleTaken:
                 raise RuleConflict(f"a replication rule named {name!r} exists already") from None
@@ -143,6 +169,31 @@ class ReplicationService:
         with self.database.read() as uow:
             return uow.replication.runs(row["id"], limit)
 
+    def tick(self, now: float | None = None) -> list[str]:
+        """Queue a run of each --schedule rule whose next cron time (after the last one a run
+        was queued for, or its creation) has come; missed times make one run, and a rule with
+        a run queued or running gets no second one."""
+        now = time.time() if now is None else now
+        with self.database.read() as uow:
+            found = uow.replication.scheduled_rules()
+        queued = []
+        for rule in found:
+            try:
+                due = cron.parse(rule["schedule"]).next_after(
+                    rule["scheduled_at"] or rule["created_at"])
+            except ValueError:
+                log.warning("replication rule has a bad schedule", extra={"rule": rule["name"]})
+                continue
+            if due > now:
+                continue
+            self.reg.jobs.enqueue(KIND, {"rule_id": rule["id"], "rule": rule["name"],
+                                         "trigger": f"schedule {rule['schedule']}"},
+                                  unique_key(rule["id"]))
+            with self.database.write() as uow:
+                uow.replication.set_scheduled(rule["id"], now)
+            queued.append(rule["name"])
+        return queued
+
     # -- the job ------------------------------------------------------------------------------
 
     def execute(self, job: Job) -> dict[str, Any]:
@@ -155,8 +206,9 @@ class ReplicationService:
             rule = uow.replication.rule_by_id(int(payload["rule_id"]))
         if rule is None:
             raise GiveUp(f"replication rule {payload.get('rule')!r} was removed")
-        trigger = "manual" if not payload.get("repository") else \
-            f"push {payload['repository']}:{payload.get('reference')}"
+        trigger = payload.get("trigger") or ("manual" if not payload.get("repository") else
+                                             f"push {payload['repository']}:"
+                                             f"{payload.get('reference')}")
         with self.database.write() as uow:
             run = uow.replication.start_run(rule["id"], job.id, trigger, time.time())
             upstream = uow.cache.upstream_by_id(rule["upstream_id"])
@@ -169,10 +221,16 @@ class ReplicationService:
             with self.database.write() as uow:
                 if what == "counts":
                     uow.replication.add_counts(run["id"], value)
+                elif what == "note":
+                    uow.replication.add_note(run["id"], value)
                 else:
                     uow.replication.set_upload(run["id"], *value)
 
-        copier = Copier(self.reg, client, rule, run, save)
+        copier = Copier(self.reg, client, rule, run, save, s.replication_parallel_blobs)
+        event = {"rule": rule["name"], "run": run["id"], "direction": rule["direction"],
+                 "upstream": upstream["name"], "repository": payload.get("repository"),
+                 "tag": payload.get("reference") if ":" not in str(payload.get("reference"))
+                 else None}
 
         async def main() -> None:
             try:
@@ -194,8 +252,12 @@ class ReplicationService:
             asyncio.run(main())
         except Exception as exc:
             cause = f"{type(exc).__name__}: {exc}"
+            final = isinstance(exc, GiveUp) or job.attempts >= job.max_attempts
             with self.database.write() as uow:
                 uow.replication.finish_run(run["id"], "failed", cause[:2000], time.time())
+                uow.emit(records(ReplicationFailed(actor=copier.actor, **event,
+                                                   error=cause[:2000], attempt=job.attempts,
+                                                   final=final)))
             log.warning("replication run failed", extra={"rule": rule["name"], "job": job.id,
                                                          "attempt": job.attempts,
                                                          "reason": cause[:300]})
@@ -203,9 +265,12 @@ class ReplicationService:
         with self.database.write() as uow:
             uow.replication.finish_run(run["id"], "done", None, time.time())
             done = uow.replication.run_of_job(job.id)
-        assert done is not None
-        return {k: done[k] for k in ("manifests", "blobs", "skipped", "mounted", "bytes",
-                                     "deleted")}
+            assert done is not None
+            counts = {k: done[k] for k in ("manifests", "blobs", "skipped", "mounted", "bytes",
+                                           "deleted")}
+            uow.emit(records(ReplicationCompleted(actor=copier.actor, **event,
+                                                  trigger=trigger, counts=counts)))
+        return counts
 
     # -- on push ------------------------------------------------------------------------------
 

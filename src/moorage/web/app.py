@@ -16,6 +16,7 @@ from ..metrics.exposition import Exposition
 from ..metrics.gauges import RegistryGauges
 from ..oci.errors import RegistryError
 from .api import (
+    DistributionAPI,
     InsightsAPI,
     JobsAPI,
     LifecycleAPI,
@@ -178,7 +179,7 @@ def _handler_objects(settings: Settings, reg: Registry, guard: AccessGuard | Ope
     return [
         Base(),
         Catalog(reg.catalog, settings.page_size_max),
-        Tags(reg.manifests, settings.page_size_max, inline),
+        Tags(front.manifests, settings.page_size_max, inline),  # type: ignore[arg-type]
         Manifests(front.manifests, inline),  # type: ignore[arg-type]
         Uploads(front.uploads, guard, settings.chunk_min_length),  # type: ignore[arg-type]
         Blobs(front.blobs, inline),  # type: ignore[arg-type]
@@ -190,6 +191,7 @@ def _handler_objects(settings: Settings, reg: Registry, guard: AccessGuard | Ope
         JobsAPI(reg.jobs, management, reg.authorizer),
         WebhooksAPI(reg.webhooks, management),
         OidcAPI(lambda: reg.oidc, management),
+        DistributionAPI(reg.upstreams, reg.caches, management),
         ModelsAPI(reg.models, management, open_access=not settings.auth),
         ScansAPI(lambda: reg.scans, management, reg.authorizer, open_access=not settings.auth),
         InsightsAPI(lambda: reg.insights, management, reg.authorizer,

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..auth.authorizer import Action
 from ..oci.errors import Unsupported
+from .api.distribution import DistributionAPI
 from .api.insights import InsightsAPI
 from .api.jobs import JobsAPI
 from .api.lifecycle import LifecycleAPI
@@ -143,6 +144,12 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/v1/ratelimits", _API, RateLimitsAPI.list_limits),
     Route("PUT", "/api/v1/ratelimits/{target}", _API, RateLimitsAPI.set_limit),
     Route("DELETE", "/api/v1/ratelimits/{target}", _API, RateLimitsAPI.remove_limit),
+    Route("GET", "/api/v1/upstreams", _API, DistributionAPI.list_upstreams),
+    Route("POST", "/api/v1/upstreams", _API, DistributionAPI.add_upstream),
+    Route("DELETE", "/api/v1/upstreams/{name}", _API, DistributionAPI.remove_upstream),
+    Route("GET", "/api/v1/caches", _API, DistributionAPI.list_caches),
+    Route("POST", "/api/v1/caches", _API, DistributionAPI.add_cache),
+    Route("DELETE", "/api/v1/caches/{name}", _API, DistributionAPI.remove_cache),
     Route("GET", "/api/v1/models", _API, ModelsAPI.search_models),
     Route("GET", _MODEL + "/files", _API, ModelsAPI.model_files),  # before the card: see below
     Route("GET", _MODEL, _API, ModelsAPI.get_model),

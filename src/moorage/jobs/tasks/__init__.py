@@ -68,6 +68,7 @@ def _modules(env: Mapping[str, str]) -> list[Any]:
         outbox,
         quota,
         replication,
+        replication_schedule,
         retention,
         scans,
         uploads,
@@ -75,7 +76,8 @@ def _modules(env: Mapping[str, str]) -> list[Any]:
         webhooks,
     )
 
-    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication, insights, vulndb]
+    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication, insights, vulndb,
+            replication_schedule]
     if env.get(TEST_JOBS_ENV) == "1":
         from . import testing
 

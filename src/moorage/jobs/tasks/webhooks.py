@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from ...events.webhooks import JOB_KIND, headers
+from ...metrics.distribution import observe_webhook
 from ..queue import Job
 from . import Handler, TaskServices
 
@@ -71,6 +72,7 @@ def make(services: TaskServices) -> Handler:
             message_id = str(delivery["event_id"])
             started = time.monotonic()
             outcome = post(url, body, headers(secret, message_id, body), settings.webhook_timeout)
+            observe_webhook(time.monotonic() - started, outcome.ok)
             status = webhooks.record(delivery, lease, outcome)
             if not outcome.ok:
                 log.warning("webhook delivery failed", extra={

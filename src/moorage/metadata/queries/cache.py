@@ -3,23 +3,22 @@ and the leases that let one worker fetch a cold blob while the others wait."""
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ...oci.errors import NameTaken
 from ..schema import cache_fetches as f
 from ..schema import cache_namespaces as c
 from ..schema import cache_tag_checks as t
+from ..schema import cache_tag_lists as tl
 from ..schema import repositories as r
 from ..schema import upstreams as u
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork
-
-
-class NameTaken(Exception):
-    """A row with that unique name (or namespace) exists already."""
 
 
 class CacheQueries:
@@ -104,6 +103,19 @@ class CacheQueries:
                                       checked_at=now)
         self.conn.execute(stmt.on_conflict_do_update(
             index_elements=["repository", "tag"], set_={"digest": digest, "checked_at": now}))
+
+    def tag_list(self, repository: str) -> tuple[list[str], float] | None:
+        """(tags, when) of the upstream's tag list last fetched for a cache repository."""
+        row = self.conn.execute(select(tl.c.tags, tl.c.fetched_at).where(
+            tl.c.repository == repository)).first()
+        return (json.loads(row.tags), float(row.fetched_at)) if row else None
+
+    def keep_tag_list(self, repository: str, tags: list[str], now: float) -> None:
+        """Remember the upstream's tag list of a cache repository."""
+        text = json.dumps(tags)
+        stmt = self._insert(tl).values(repository=repository, tags=text, fetched_at=now)
+        self.conn.execute(stmt.on_conflict_do_update(
+            index_elements=["repository"], set_={"tags": text, "fetched_at": now}))
 
     # -- fetch leases -------------------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ...oci.errors import RuleTaken
 from ..schema import replication_rules as rr
 from ..schema import replication_runs as runs
 from ..schema import upstreams as u
@@ -18,14 +19,11 @@ if TYPE_CHECKING:
 COUNTS = ("manifests", "blobs", "skipped", "mounted", "bytes", "deleted")
 
 
-class RuleTaken(Exception):
-    """A rule of that name exists already."""
-
-
 def _run(row: Any) -> dict[str, Any]:
     d = dict(row._mapping)
     d["failures"] = json.loads(d["failures"] or "[]")
     d["uploads"] = json.loads(d["uploads"] or "{}")
+    d["notes"] = json.loads(d.get("notes") or "[]")
     return d
 
 
@@ -64,6 +62,32 @@ class ReplicationQueries:
         if on_push is not None:
             query = query.where(rr.c.on_push == on_push)
         return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def scheduled_rules(self) -> list[dict[str, Any]]:
+        """The rules with a --schedule."""
+        return [dict(r._mapping) for r in self.conn.execute(
+            self._rules().where(rr.c.schedule.is_not(None)).order_by(rr.c.id))]
+
+    def set_scheduled(self, rule_id: int, when: float) -> None:
+        """Record the cron tick a run was queued for."""
+        self.conn.execute(update(rr).where(rr.c.id == rule_id).values(scheduled_at=when))
+
+    def stats(self) -> list[dict[str, Any]]:
+        """Per rule: its name, runs by state, bytes moved, and when its latest successful run
+        finished (None: never)."""
+        found: dict[int, dict[str, Any]] = {
+            r.id: {"rule": r.name, "runs": {}, "bytes": 0, "last_done": None}
+            for r in self.conn.execute(select(rr.c.id, rr.c.name))}
+        query = select(runs.c.rule_id, runs.c.state, func.count(), func.sum(runs.c.bytes),
+                       func.max(runs.c.finished_at)).group_by(runs.c.rule_id, runs.c.state)
+        for rule_id, state, n, moved, finished in self.conn.execute(query):
+            if (entry := found.get(rule_id)) is None:
+                continue
+            entry["runs"][state] = int(n)
+            entry["bytes"] += int(moved or 0)
+            if state == "done" and finished is not None:
+                entry["last_done"] = float(finished)
+        return [found[k] for k in sorted(found)]
 
     def rules_of_upstream(self, upstream_id: int) -> list[str]:
         return list(self.conn.execute(
@@ -110,6 +134,15 @@ class ReplicationQueries:
             uploads[key] = location
         self.conn.execute(update(runs).where(runs.c.id == run_id).values(
             uploads=json.dumps(uploads)))
+
+    def add_note(self, run_id: int, text: str) -> None:
+        """Append to a run's notes (the latest 50 are kept; a retry does not repeat one)."""
+        row = self.conn.execute(select(runs.c.notes).where(runs.c.id == run_id)).one()
+        notes = json.loads(row.notes or "[]")
+        if text not in notes:
+            notes.append(text)
+            self.conn.execute(update(runs).where(runs.c.id == run_id).values(
+                notes=json.dumps(notes[-50:])))
 
     def finish_run(self, run_id: int, state: str, error: str | None, now: float) -> None:
         """End an attempt: done, or failed with its cause added to the run's failures."""

@@ -1,7 +1,9 @@
 """The management API under /api/v1/ (accounts, namespaces, robots, audit; lifecycle; jobs;
-webhooks; models; scan reports; size insights; OIDC issuers; rate limits)."""
+webhooks; upstreams and caches; models; scan reports; size insights; OIDC issuers; rate
+limits)."""
 
 from .common import audited_denials, json_response
+from .distribution import DistributionAPI
 from .insights import InsightsAPI
 from .jobs import JobsAPI
 from .lifecycle import LifecycleAPI
@@ -12,6 +14,6 @@ from .ratelimits import RateLimitsAPI
 from .scans import ScansAPI
 from .webhooks import WebhooksAPI
 
-__all__ = ["OPENAPI_PATH", "InsightsAPI", "JobsAPI", "LifecycleAPI", "ManagementAPI", "ModelsAPI",
-           "OidcAPI", "RateLimitsAPI", "ScansAPI", "WebhooksAPI", "audited_denials",
-           "json_response"]
+__all__ = ["OPENAPI_PATH", "DistributionAPI", "InsightsAPI", "JobsAPI", "LifecycleAPI",
+           "ManagementAPI", "ModelsAPI", "OidcAPI", "RateLimitsAPI", "ScansAPI", "WebhooksAPI",
+           "audited_denials", "json_response"]

@@ -1,4 +1,4 @@
-"""`/v2/<name>/tags/list`: a repository's tags, paged."""
+"""`/v2/<name>/tags/list`: a repository's tags, paged (a cache namespace's from its upstream)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from .base import listing_response, page_params, read
 
 
 class Tags:
-    """Thin handler over ManifestService.tags."""
+    """Thin handler over ManifestService.tags (or the cache's `tag_page`, when decorated)."""
 
     def __init__(self, manifests: ManifestService, page_size_max: int,
                  inline_reads: bool = False) -> None:
@@ -21,6 +21,10 @@ class Tags:
         """`{"name", "tags"}` after `last`, at most `n`, with a `Link` to the next page."""
         limit, last = page_params(request, self.page_size_max)
         # n=0 asks for no names, yet an unknown repository is still a 404.
-        names = await read(self.inline_reads, self.manifests.tags, name, last,
-                           limit + 1 if limit else 0)
+        want = limit + 1 if limit else 0
+        tag_page = getattr(self.manifests, "tag_page", None)
+        if tag_page is not None:
+            names = await tag_page(name, last, want, self.inline_reads)
+        else:
+            names = await read(self.inline_reads, self.manifests.tags, name, last, want)
         return listing_response(request, {"name": name}, "tags", names, limit)
