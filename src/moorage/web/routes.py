@@ -153,6 +153,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/ui/logout", _UI, Pages.logout),
     Route("GET", "/ui/repository", _UI, Pages.repository),
     Route("GET", "/ui/manifest", _UI, Pages.manifest),
+    Route("POST", "/ui/manifest/insights", _UI, Pages.queue_insights),
     Route("GET", "/ui/admin", _UI, AdminPages.overview),
     Route("GET", "/ui/admin/namespace", _UI, AdminPages.namespace),
     Route("GET", "/ui/admin/robots", _UI, AdminPages.robots),
