@@ -156,6 +156,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/ui/manifest/insights", _UI, Pages.queue_insights),
     Route("GET", "/ui/admin", _UI, AdminPages.overview),
     Route("GET", "/ui/admin/namespace", _UI, AdminPages.namespace),
+    Route("POST", "/ui/admin/namespace/{edit}", _UI, AdminPages.edit_namespace),
     Route("GET", "/ui/admin/robots", _UI, AdminPages.robots),
     Route("POST", "/ui/admin/robots", _UI, AdminPages.create_robot),
     Route("POST", "/ui/admin/robots/revoke", _UI, AdminPages.revoke_robot),
