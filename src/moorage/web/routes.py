@@ -31,7 +31,7 @@ from .api.webhooks import WebhooksAPI
 from .health import Health
 from .metrics import MetricsEndpoint
 from .token import TokenEndpoint
-from .ui import AdminPages, Pages
+from .ui import AdminPages, Pages, SsoPages
 from .v2.base import Base
 from .v2.blobs import Blobs
 from .v2.catalog import Catalog
@@ -151,6 +151,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/ui/login", _UI, Pages.login_form),
     Route("POST", "/ui/login", _UI, Pages.login),
     Route("POST", "/ui/logout", _UI, Pages.logout),
+    Route("GET", "/ui/sso", _UI, SsoPages.start),
+    Route("GET", "/ui/sso/callback", _UI, SsoPages.callback),
     Route("GET", "/ui/repository", _UI, Pages.repository),
     Route("GET", "/ui/manifest", _UI, Pages.manifest),
     Route("POST", "/ui/manifest/insights", _UI, Pages.queue_insights),

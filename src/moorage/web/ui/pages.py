@@ -33,6 +33,7 @@ class Pages(UIBase):
     def __init__(self, reg: Registry, auth_on: bool) -> None:
         super().__init__(reg.auth, reg.audit, lambda: reg.ui_sessions, auth_on)
         self.reg = reg
+        self.sso_on = auth_on and bool(reg.settings.ui_oidc_issuer)
 
     # -- entry points -------------------------------------------------------------------------
 

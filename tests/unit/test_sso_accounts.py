@@ -1,0 +1,46 @@
+"""The accounts UI single sign-on resolves (AdminService.sso_account) and the signed flow
+cookie (SessionCodec.seal), on a real embedded registry."""
+
+from __future__ import annotations
+
+from moorage.auth.identity import CLI
+from moorage.bootstrap import Registry
+from moorage.ui.sessions import SessionCodec
+
+ISSUER = "https://idp.example"
+
+
+def _user(registry: Registry, name: str) -> dict | None:  # type: ignore[type-arg]
+    return next((u for u in registry.admin.list_users(CLI) if u["name"] == name), None)
+
+
+def test_an_unknown_account_is_created_only_when_creation_is_on(registry: Registry) -> None:
+    assert registry.admin.sso_account("newcomer", False, None, ISSUER) is False
+    assert _user(registry, "newcomer") is None
+    assert registry.admin.sso_account("newcomer", True, None, ISSUER) is True
+    made = _user(registry, "newcomer")
+    assert made is not None and (made["admin"], made["disabled"]) == (False, False)
+    created = registry.audit.query(action="user.create")
+    assert created[0]["actor"] == f"sso:{ISSUER}" and created[0]["detail"]["by"] == "sso"
+
+
+def test_the_admin_group_grants_and_revokes_server_admin(registry: Registry) -> None:
+    registry.admin.add_user(CLI, "carol", "a-long-password")
+    registry.admin.sso_account("carol", False, True, ISSUER)
+    assert _user(registry, "carol")["admin"] is True  # type: ignore[index]
+    registry.admin.sso_account("carol", False, None, ISSUER)  # no group setting: unchanged
+    assert _user(registry, "carol")["admin"] is True  # type: ignore[index]
+    registry.admin.sso_account("carol", False, False, ISSUER)
+    assert _user(registry, "carol")["admin"] is False  # type: ignore[index]
+    assert [e["detail"]["admin"] for e in registry.audit.query(action="user.admin")] == [
+        False, True]
+
+
+def test_a_sealed_value_is_bound_to_its_purpose_key_and_time() -> None:
+    codec = SessionCodec(b"k" * 32, 60)
+    sealed = codec.seal("sso", ["state", "nonce", "verifier"], 600, now=1000.0)
+    assert codec.unseal("sso", sealed, now=1500.0) == ["state", "nonce", "verifier"]
+    assert codec.unseal("sso", sealed, now=1601.0) is None  # expired
+    assert codec.unseal("other", sealed, now=1500.0) is None
+    assert SessionCodec(b"x" * 32, 60).unseal("sso", sealed, now=1500.0) is None
+    assert codec.unseal("sso", sealed.replace(".", "a.", 1), now=1500.0) is None
