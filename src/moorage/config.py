@@ -250,8 +250,10 @@ class Settings:
             raise ValueError("blob_redirect_min_bytes must be 0 or more")
         if self.login_address_limit < 1:
             raise ValueError("login_address_limit must be at least 1")
-        if self.ui_oidc_issuer and not self.ui_oidc_client_id:
-            raise ValueError("ui_oidc_issuer needs ui_oidc_client_id (the UI's client at it)")
+        if self.ui_oidc_issuer:
+            if not self.ui_oidc_client_id:
+                raise ValueError("ui_oidc_issuer needs ui_oidc_client_id (the UI's client at it)")
+            _check_issuer_url(self.ui_oidc_issuer)
         if min(self.oidc_leeway, self.oidc_jwks_refresh_interval) < 0 or min(
                 self.oidc_max_token_age, self.oidc_jwks_timeout, self.oidc_jwks_cache_seconds) <= 0:
             raise ValueError("oidc_max_token_age, oidc_jwks_timeout and oidc_jwks_cache_seconds "
@@ -366,3 +368,18 @@ def documented() -> list[SettingDoc]:
             default = "number of cores"
         out.append(SettingDoc(f.name, f"MOORAGE_{f.name.upper()}", default, description, sect))
     return out
+
+
+def _check_issuer_url(url: str) -> None:
+    """An OIDC issuer is https://, or http:// only to this machine (a local test provider)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if not host or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
+        raise ValueError(f"ui_oidc_issuer must be an https:// URL (http:// only to this "
+                         f"machine), got {url!r}")

@@ -3,8 +3,13 @@ cookie (SessionCodec.seal), on a real embedded registry."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from moorage.auth.identity import CLI
 from moorage.bootstrap import Registry
+from moorage.config import Settings
 from moorage.ui.sessions import SessionCodec
 
 ISSUER = "https://idp.example"
@@ -44,3 +49,17 @@ def test_a_sealed_value_is_bound_to_its_purpose_key_and_time() -> None:
     assert codec.unseal("other", sealed, now=1500.0) is None
     assert SessionCodec(b"x" * 32, 60).unseal("sso", sealed, now=1500.0) is None
     assert codec.unseal("sso", sealed.replace(".", "a.", 1), now=1500.0) is None
+
+
+@pytest.mark.parametrize("issuer", ["http://idp.example", "ftp://idp.example", "https://"])
+def test_an_issuer_must_be_https_or_local(tmp_path: Path, issuer: str) -> None:
+    with pytest.raises(ValueError, match="ui_oidc_issuer must be an https://"):
+        Settings.from_env({}, data_dir=tmp_path, ui_oidc_issuer=issuer, ui_oidc_client_id="c")
+
+
+def test_an_issuer_needs_a_client_id(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs ui_oidc_client_id"):
+        Settings.from_env({}, data_dir=tmp_path, ui_oidc_issuer="https://idp.example")
+    ok = Settings.from_env({}, data_dir=tmp_path, ui_oidc_issuer="http://127.0.0.1:9/",
+                           ui_oidc_client_id="c")
+    assert ok.ui_oidc_issuer == "http://127.0.0.1:9/"
