@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from .auth.authorizer import Authorizer
     from .auth.oidc import OidcService
     from .auth.service import AuthService
+    from .auth.sso import SsoService
     from .auth.tokens import TokenAuthority
     from .cache.proxy import Front, PullThrough
     from .cache.service import CacheService
@@ -135,6 +136,13 @@ class Registry:
                            JwksCache(timeout=s.oidc_jwks_timeout, ttl=s.oidc_jwks_cache_seconds,
                                      refresh_interval=s.oidc_jwks_refresh_interval),
                            leeway=s.oidc_leeway, max_token_age=s.oidc_max_token_age)
+
+    @cached_property
+    def sso(self) -> SsoService:
+        """Single sign-on to the web UI with the configured OIDC provider (`ui_oidc_*`)."""
+        from .auth.sso import SsoService
+
+        return SsoService(self.settings, self.auth, self.admin)
 
     @cached_property
     def authorizer(self) -> Authorizer:

@@ -45,6 +45,12 @@ class Settings:
     token_service: str = "moorage"  # `service` of the token challenge and the tokens' audience
     token_realm: str | None = None  # token endpoint URL in challenges (default: request's /token)
     ui_session_seconds: float = 8 * 3600.0  # lifetime of a web UI sign-in (a signed cookie)
+    ui_oidc_issuer: str | None = None  # OIDC provider (issuer URL) for UI single sign-on; unset: off
+    ui_oidc_client_id: str | None = None  # client id of the UI at that provider (the ID token's aud)
+    ui_oidc_client_secret: str | None = None  # client secret of the UI at that provider
+    ui_oidc_username_claim: str = "preferred_username"  # ID-token claim naming the Moorage account
+    ui_oidc_admin_group: str | None = None  # members (`groups` claim) are server admins; unset: no sync
+    ui_oidc_create_users: bool = False  # create unknown accounts on SSO sign-in (plain users)
     trusted_proxies: str = ""  # comma-separated CIDRs whose X-Forwarded-For names the client
     trust_proxy_headers: bool = False  # honour X-Forwarded-Proto/Host (from trusted_proxies if set)
     tls_cert_file: str | None = None  # PEM certificate chain: serve HTTPS (reloaded on SIGHUP)
@@ -249,6 +255,10 @@ class Settings:
             raise ValueError("blob_redirect_min_bytes must be 0 or more")
         if self.login_address_limit < 1:
             raise ValueError("login_address_limit must be at least 1")
+        if self.ui_oidc_issuer:
+            if not self.ui_oidc_client_id:
+                raise ValueError("ui_oidc_issuer needs ui_oidc_client_id (the UI's client at it)")
+            _check_issuer_url(self.ui_oidc_issuer)
         if min(self.oidc_leeway, self.oidc_jwks_refresh_interval) < 0 or min(
                 self.oidc_max_token_age, self.oidc_jwks_timeout, self.oidc_jwks_cache_seconds) <= 0:
             raise ValueError("oidc_max_token_age, oidc_jwks_timeout and oidc_jwks_cache_seconds "
@@ -369,3 +379,18 @@ def documented() -> list[SettingDoc]:
             default = "number of cores"
         out.append(SettingDoc(f.name, f"MOORAGE_{f.name.upper()}", default, description, sect))
     return out
+
+
+def _check_issuer_url(url: str) -> None:
+    """An OIDC issuer is https://, or http:// only to this machine (a local test provider)."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        local = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = False
+    if not host or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
+        raise ValueError(f"ui_oidc_issuer must be an https:// URL (http:// only to this "
+                         f"machine), got {url!r}")

@@ -24,6 +24,7 @@ from support.oci import (
     manifest_url,
     push_tree,
 )
+from support.oidc_provider import CLIENT_ID, CLIENT_SECRET, Provider, running_provider
 from support.servers import Server, start_registry
 
 ADMIN_PASSWORD = "ui-admin-" + uuid.uuid4().hex[:8]
@@ -114,3 +115,63 @@ def shots(tmp_path: Path) -> Iterator[Path]:
     ARTIFACTS.mkdir(exist_ok=True)
     for png in tmp_path.glob("*.png"):
         (ARTIFACTS / png.name).write_bytes(png.read_bytes())
+
+
+FAST_JOBS = {"MOORAGE_JOB_POLL_INTERVAL": "0.1", "MOORAGE_EVENTS_POLL_INTERVAL": "0.1",
+             "MOORAGE_GC_INTERVAL": "0", "MOORAGE_UPLOAD_EXPIRY_INTERVAL": "0",
+             "MOORAGE_SBOM_ON_PUSH": "0"}
+
+
+@dataclass
+class Quiet:
+    """A second registry computing nothing on push (insights are queued from the UI), with a
+    namespace `ns`, its developer `dev` and reader `reader` (user, password), and single sign-on
+    with the test OIDC `provider` (members of ADMIN_GROUP are server admins)."""
+
+    server: Server
+    ns: str
+    dev: tuple[str, str]
+    reader: tuple[str, str]
+    provider: Provider
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def api(self, method: str, path: str, **kw) -> requests.Response:  # type: ignore[no-untyped-def]
+        return _api(self.url, method, path, **kw)
+
+    def push(self, repo: str, image: Manifest, tag: str) -> str:
+        """Push `image` as admin; its digest."""
+        pusher = _Creds(re.sub(r"^http://", f"http://admin:{ADMIN_PASSWORD}@", self.url))
+        return push_tree(pusher, repo, image, tag=tag)
+
+
+ADMIN_GROUP = "registry-admins"
+
+
+@pytest.fixture(scope="session")
+def provider() -> Iterator[Provider]:
+    with running_provider() as p:
+        yield p
+
+
+@pytest.fixture(scope="session")
+def quiet(tmp_path_factory: pytest.TempPathFactory, provider: Provider) -> Iterator[Quiet]:
+    server = start_registry(tmp_path_factory.mktemp("ui-quiet"), "--workers", "1", auth=True,
+                            MOORAGE_ADMIN_PASSWORD=ADMIN_PASSWORD,
+                            MOORAGE_INSIGHTS_ON_PUSH="0", MOORAGE_UI_OIDC_ISSUER=provider.url,
+                            MOORAGE_UI_OIDC_CLIENT_ID=CLIENT_ID,
+                            MOORAGE_UI_OIDC_CLIENT_SECRET=CLIENT_SECRET,
+                            MOORAGE_UI_OIDC_ADMIN_GROUP=ADMIN_GROUP, **FAST_JOBS)
+    try:
+        uid = uuid.uuid4().hex[:8]
+        ns = f"team{uid}"
+        _api(server.url, "POST", "/namespaces", json={"name": ns})
+        dev, reader = (f"dev{uid}", "pw-" + uuid.uuid4().hex), (f"rd{uid}", "pw-" + uuid.uuid4().hex)
+        for user, role in ((dev, "developer"), (reader, "reader")):
+            _api(server.url, "POST", "/users", json={"name": user[0], "password": user[1]})
+            _api(server.url, "PUT", f"/namespaces/{ns}/members/{user[0]}", json={"role": role})
+        yield Quiet(server, ns, dev, reader, provider)
+    finally:
+        server.stop()

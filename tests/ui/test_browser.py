@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import World
+from .conftest import Quiet, World
 
 CHROMIUM = Path("/usr/bin/chromium")
 if not CHROMIUM.exists():
@@ -125,3 +125,19 @@ def test_keyboard_users_can_skip_to_the_content(page, world: World) -> None:  # 
     page.goto("/ui/")
     page.keyboard.press("Tab")
     assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+
+
+def test_sign_in_with_sso_in_the_browser(browser, quiet: Quiet, shots: Path) -> None:  # type: ignore[no-untyped-def]
+    quiet.provider.next = {"preferred_username": quiet.dev[0]}
+    context = browser.new_context(base_url=quiet.url)
+    context.set_default_timeout(TIMEOUT_MS)
+    try:
+        page = context.new_page()
+        page.goto("/ui/login")
+        page.get_by_role("link", name="Sign in with SSO").click()
+        page.wait_for_url(re.compile(r"/ui/$"))
+        sync_api.expect(page.get_by_text("Signed in as")).to_contain_text(quiet.dev[0])
+        page.screenshot(path=str(shots / "ui-sso.png"), full_page=True)
+    finally:
+        quiet.provider.next = {}
+        context.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -82,6 +83,28 @@ class AdminService:
                 raise Conflict(f"user {name!r} exists")
             self._emit(uow, actor, "user.create", {"user": name, "admin": admin})
         self._forget()
+
+    def sso_account(self, name: str, create: bool, admin: bool | None, issuer: str) -> bool:
+        """Ready the account `name` for a UI single sign-on from `issuer`: created (a plain
+        user, unusable password) when missing and `create`; its server-admin flag set to
+        `admin` unless None. False when it does not exist and is not created."""
+        actor = Principal("system", f"sso:{issuer}"[:200], is_admin=True)
+        with self.database.write() as uow:
+            user = uow.access.get_user(name)
+            if user is None:
+                if not create:
+                    return False
+                uow.access.create_user(name, hash_password(secrets.token_urlsafe(32)),
+                                       bool(admin))
+                self._emit(uow, actor, "user.create", {"user": name, "admin": bool(admin),
+                                                       "by": "sso"})
+            elif admin is not None and user.is_admin != admin:
+                uow.access.update_user(name, is_admin=admin)
+                self._emit(uow, actor, "user.admin", {"user": name, "admin": admin, "by": "sso"})
+            else:
+                return True
+        self._forget()
+        return True
 
     def list_users(self, actor: Principal) -> list[dict[str, Any]]:
         self._require_admin(actor)

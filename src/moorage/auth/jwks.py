@@ -129,6 +129,13 @@ def _loopback(host: str) -> bool:
 
 def fetch_jwks(url: str, timeout: float) -> bytes:
     """The JWKS document at `url`: no redirects, at most MAX_JWKS_BYTES, within ~`timeout`."""
+    return fetch_document(url, timeout)
+
+
+def fetch_document(url: str, timeout: float, data: bytes | None = None,
+                   headers: dict[str, str] | None = None) -> bytes:
+    """The body at `url` (https://, or http:// to this machine; POSTed when `data` is given):
+    no redirects, at most MAX_JWKS_BYTES, within ~`timeout`; JwksError saying why not."""
     import urllib.error
     import urllib.request
 
@@ -137,7 +144,8 @@ def fetch_jwks(url: str, timeout: float) -> bytes:
             return None  # a redirect is answered as the error it then is
 
     opener = urllib.request.build_opener(_NoRedirect)
-    request = urllib.request.Request(check_jwks_url(url), headers={"Accept": "application/json"})
+    request = urllib.request.Request(check_jwks_url(url), data=data,
+                                     headers={"Accept": "application/json", **(headers or {})})
     deadline = time.monotonic() + timeout
     try:
         with opener.open(request, timeout=timeout) as response:

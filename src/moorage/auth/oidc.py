@@ -200,29 +200,8 @@ class OidcService:
 
     def _decode(self, token: str, alg: str, candidates: list[Any], issuer: dict[str, Any],
                 sub: object) -> dict[str, Any]:
-        iss = issuer["issuer"]
-        for i, candidate in enumerate(candidates):
-            try:
-                claims: dict[str, Any] = jwt.decode(
-                    token, candidate.key, algorithms=[alg], audience=issuer["audience"],
-                    issuer=iss, leeway=self.leeway,
-                    options={"require": ["exp", "iat", "iss", "aud", "sub"]})
-                return claims
-            except jwt.InvalidSignatureError:
-                if i + 1 == len(candidates):
-                    raise Refused("bad signature", iss, sub) from None
-            except jwt.ExpiredSignatureError:
-                raise Refused("the token has expired (exp)", iss, sub) from None
-            except jwt.ImmatureSignatureError:
-                raise Refused("the token is not yet valid (nbf/iat)", iss, sub) from None
-            except jwt.InvalidAudienceError:
-                raise Refused(f"the token's audience (aud) does not include "
-                              f"{issuer['audience']!r}", iss, sub) from None
-            except jwt.MissingRequiredClaimError as exc:
-                raise Refused(f"the token has no {exc.claim} claim", iss, sub) from None
-            except jwt.PyJWTError as exc:
-                raise Refused(f"invalid token: {str(exc)[:200]}", iss, sub) from None
-        raise Refused("bad signature", iss, sub)  # unreachable: candidates is never empty
+        return decode_id_token(token, alg, candidates, issuer["issuer"], issuer["audience"],
+                               self.leeway, sub)
 
     # -- administration (server admins) ---------------------------------------------------------
 
@@ -321,6 +300,33 @@ class OidcService:
                 raise NotFound(f"no OIDC rule {rule_id}")
             self._emit(uow, actor, "oidc.rule.remove", {"rule": rule_id,
                                                         "issuer_id": rule["issuer_id"]})
+
+
+def decode_id_token(token: str, alg: str, candidates: list[Any], iss: str, audience: str,
+                    leeway: float, sub: object = None) -> dict[str, Any]:
+    """The claims of a JWT signed by one of `candidates` (Jwk) for `audience` from `iss`, its
+    exp/nbf/iat checked with `leeway`; Refused saying what is wrong."""
+    for i, candidate in enumerate(candidates):
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token, candidate.key, algorithms=[alg], audience=audience, issuer=iss,
+                leeway=leeway, options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+            return claims
+        except jwt.InvalidSignatureError:
+            if i + 1 == len(candidates):
+                raise Refused("bad signature", iss, sub) from None
+        except jwt.ExpiredSignatureError:
+            raise Refused("the token has expired (exp)", iss, sub) from None
+        except jwt.ImmatureSignatureError:
+            raise Refused("the token is not yet valid (nbf/iat)", iss, sub) from None
+        except jwt.InvalidAudienceError:
+            raise Refused(f"the token's audience (aud) does not include {audience!r}",
+                          iss, sub) from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise Refused(f"the token has no {exc.claim} claim", iss, sub) from None
+        except jwt.PyJWTError as exc:
+            raise Refused(f"invalid token: {str(exc)[:200]}", iss, sub) from None
+    raise Refused("bad signature", iss, sub)  # unreachable: candidates is never empty
 
 
 def _public(issuer: dict[str, Any], rules: list[dict[str, Any]]) -> dict[str, Any]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -44,13 +43,12 @@ def _registry(target: Target) -> tuple[Registry, Principal]:
 
 
 def _size(raw: str) -> int:
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*", raw.lower())
-    if not m:
-        raise typer.BadParameter(f"invalid size {raw!r}: use e.g. 500000000, 20GB, 1.5TiB")
-    unit = (m.group(2) or "").rstrip("b")
-    powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
-    base = 1024 if unit.endswith("i") else 1000
-    return int(float(m.group(1)) * base ** powers[unit.rstrip("i")])
+    from ..policy.quota import parse_size
+
+    try:
+        return parse_size(raw)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 def gc(

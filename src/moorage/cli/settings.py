@@ -22,7 +22,8 @@ FLAGS = {
     "fsync": "--no-fsync",
     "auth": "--no-auth",
 }
-SECRET_FIELDS = {"admin_password", "s3_secret_access_key", "secrets_key", "secrets_key_previous"}
+SECRET_FIELDS = {"admin_password", "s3_secret_access_key", "secrets_key", "secrets_key_previous",
+                 "ui_oidc_client_secret"}
 _BYTES = re.compile(r"(_bytes|_size|_length)$")
 BLOCK = re.compile(r"(<!-- settings:begin (\S+) -->\n)(.*?)(<!-- settings:end -->)", re.DOTALL)
 

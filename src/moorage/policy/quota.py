@@ -3,6 +3,7 @@ cache (pure rules; the figures come from the unit of work the caller's database 
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -19,6 +20,17 @@ def human_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n} B"
+
+
+def parse_size(raw: str) -> int:
+    """Bytes of `500000000`, `20GB`, `1.5TiB` (decimal or binary units); ValueError else."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)?\s*", raw.lower())
+    if not m:
+        raise ValueError(f"invalid size {raw!r}: use e.g. 500000000, 20GB, 1.5TiB")
+    unit = (m.group(2) or "").rstrip("b")
+    powers = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5}
+    base = 1024 if unit.endswith("i") else 1000
+    return int(float(m.group(1)) * base ** powers[unit.rstrip("i")])
 
 
 def quota_denied(namespace: str, used: int, limit: int, requested: int) -> Denied:

@@ -85,6 +85,27 @@ class SessionCodec:
         return hmac.compare_digest(token, self.csrf_token(nonce, principal))
 
 
+    def seal(self, purpose: str, fields: list[str], ttl: float, now: float | None = None) -> str:
+        """A signed value carrying `fields` for `purpose`, good for `ttl` seconds."""
+        body = [_VERSION, _b64("\0".join(fields).encode()), str(int((now or time.time()) + ttl))]
+        return ".".join([*body, self._mac("sealed", purpose, *body)])
+
+    def unseal(self, purpose: str, value: str | None, now: float | None = None
+               ) -> list[str] | None:
+        """The fields of a value `seal` made for `purpose`; None if forged, other or expired."""
+        parts = (value or "").split(".")
+        if len(value or "") > 2048 or len(parts) != 4 or parts[0] != _VERSION:
+            return None
+        if not hmac.compare_digest(parts[3], self._mac("sealed", purpose, *parts[:3])):
+            return None
+        try:
+            if float(parts[2]) <= (now or time.time()):
+                return None
+            return _unb64(parts[1]).decode().split("\0")
+        except (ValueError, UnicodeDecodeError):
+            return None
+
+
 def new_nonce() -> str:
     """A fresh random value for the CSRF cookie."""
     return secrets.token_urlsafe(24)

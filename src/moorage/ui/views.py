@@ -153,3 +153,18 @@ def pull_commands(host: str, repository: str, tag: str | None, digest: str) -> d
     ref = f"{host}/{repository}:{tag}" if tag else f"{host}/{repository}@{digest}"
     return {"docker": f"docker pull {ref}", "podman": f"podman pull {ref}",
             "oras": f"oras pull {ref}"}
+
+
+def insights_view(report: dict[str, Any] | None) -> dict[str, Any] | None:
+    """An insights report with each layer's share of the largest layer (for its bar), or None."""
+    if report is None:
+        return None
+    layers = [dict(x) for x in report.get("layers") or [] if isinstance(x, dict)]
+    widest = max([int(x.get("uncompressed") or 0) for x in layers], default=0) or 1
+    for x in layers:
+        x["bar"] = round(100 * int(x.get("uncompressed") or 0) / widest)
+    wasted = [(label, report[key]) for key, label in (
+        ("deleted", "Deleted by a later layer"), ("overwritten", "Overwritten by a later layer"),
+        ("duplicates", "Duplicated (same path and size)"))
+        if isinstance(report.get(key), dict)]
+    return {**report, "layers": layers, "widest": widest, "wasted_sets": wasted}

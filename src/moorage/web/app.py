@@ -35,7 +35,7 @@ from .metrics import MetricsEndpoint, metrics_middleware
 from .ratelimit import RateGate
 from .routes import ROUTES, V2Table, bind_all, router_path
 from .token import TokenEndpoint
-from .ui import AdminPages, Pages
+from .ui import AdminPages, Pages, SsoPages
 from .v2.base import API_VERSION_HEADER, Base
 from .v2.blobs import Blobs
 from .v2.catalog import Catalog
@@ -200,6 +200,7 @@ def _handler_objects(settings: Settings, reg: Registry, guard: AccessGuard | Ope
         MetricsEndpoint(_exposition(settings, reg)),
         Pages(reg, settings.auth),
         AdminPages(reg, settings.auth),
+        SsoPages(reg, settings.auth),
     ]
 
 

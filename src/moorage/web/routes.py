@@ -33,7 +33,7 @@ from .api.webhooks import WebhooksAPI
 from .health import Health
 from .metrics import MetricsEndpoint
 from .token import TokenEndpoint
-from .ui import AdminPages, Pages
+from .ui import AdminPages, Pages, SsoPages
 from .v2.base import Base
 from .v2.blobs import Blobs
 from .v2.catalog import Catalog
@@ -162,10 +162,14 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/ui/login", _UI, Pages.login_form),
     Route("POST", "/ui/login", _UI, Pages.login),
     Route("POST", "/ui/logout", _UI, Pages.logout),
+    Route("GET", "/ui/sso", _UI, SsoPages.start),
+    Route("GET", "/ui/sso/callback", _UI, SsoPages.callback),
     Route("GET", "/ui/repository", _UI, Pages.repository),
     Route("GET", "/ui/manifest", _UI, Pages.manifest),
+    Route("POST", "/ui/manifest/insights", _UI, Pages.queue_insights),
     Route("GET", "/ui/admin", _UI, AdminPages.overview),
     Route("GET", "/ui/admin/namespace", _UI, AdminPages.namespace),
+    Route("POST", "/ui/admin/namespace/{edit}", _UI, AdminPages.edit_namespace),
     Route("GET", "/ui/admin/robots", _UI, AdminPages.robots),
     Route("POST", "/ui/admin/robots", _UI, AdminPages.create_robot),
     Route("POST", "/ui/admin/robots/revoke", _UI, AdminPages.revoke_robot),

@@ -303,9 +303,12 @@ class AccessQueries:
         until: float | None = None,
         before_id: int | None = None,
         limit: int = 100,
+        after_id: int | None = None,
     ) -> list[dict[str, Any]]:
-        """Audit events, newest first, filtered; `before_id` pages backwards."""
-        query = select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        """Audit events, newest first, filtered; `before_id` pages backwards, `after_id`
+        forwards (the `limit` events just newer than it)."""
+        order = audit_events.c.id.asc() if after_id is not None else audit_events.c.id.desc()
+        query = select(audit_events).order_by(order).limit(limit)
         conds = []
         if actor is not None:
             conds.append(audit_events.c.actor == actor)
@@ -321,6 +324,8 @@ class AccessQueries:
             conds.append(audit_events.c.time < until)
         if before_id is not None:
             conds.append(audit_events.c.id < before_id)
+        if after_id is not None:
+            conds.append(audit_events.c.id > after_id)
         if conds:
             query = query.where(*conds)
         out = []
@@ -329,4 +334,4 @@ class AccessQueries:
             event.pop("event_id", None)
             event["detail"] = json.loads(event["detail"]) if event["detail"] else None
             out.append(event)
-        return out
+        return out[::-1] if after_id is not None else out

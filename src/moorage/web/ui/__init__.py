@@ -2,5 +2,6 @@
 
 from .admin import AdminPages
 from .pages import Pages
+from .sso import SsoPages
 
-__all__ = ["AdminPages", "Pages"]
+__all__ = ["AdminPages", "Pages", "SsoPages"]

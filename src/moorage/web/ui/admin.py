@@ -3,18 +3,22 @@ robots (create with the secret shown once, revoke), GC runs, jobs and the audit 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
 from ...auth.admin import NotFound
 from ...auth.authorizer import SERVER, Action
 from ...auth.authorizer import namespace as ns_resource
+from ...auth.scopes import ROLES
 from ...oci.errors import AccessDenied, RegistryError
 from ...times import parse_time
 from .base import UIBase, UIContext
 
 if TYPE_CHECKING:
+    from ...auth.identity import Principal
     from ...bootstrap import Registry
 
 AUDIT_PAGE = 100
@@ -61,21 +65,47 @@ class AdminPages(UIBase):
     async def namespace(self, request: web.Request) -> web.StreamResponse:
         return await self.guarded(request, self._namespace)
 
-    async def _namespace(self, request: web.Request, ctx: UIContext) -> web.StreamResponse:
-        name = request.query.get("name", "")[:255]
+    async def _namespace(self, request: web.Request, ctx: UIContext, name: str | None = None,
+                         status: int = 200, **shown: Any) -> web.StreamResponse:
+        name = name if name is not None else request.query.get("name", "")[:255]
         data = await self.call(self._namespace_data, ctx, name)
-        return self.html(request, ctx, "admin_namespace.html", name=name, **data)
+        return self.html(request, ctx, "admin_namespace.html", status=status, name=name,
+                         roles=ROLES, **{"error": None, "notice": None, **data, **shown})
+
+    def _hide_unless_admin(self, ctx: UIContext, name: str) -> None:
+        # Hidden, not refused by name: an outsider does not learn that the namespace exists.
+        if not self.reg.authorizer.allows(ctx.principal, Action.ADMIN_NAMESPACE,
+                                          ns_resource(name)):
+            raise NotFound("no such namespace (or you do not administer it)")
 
     def _namespace_data(self, ctx: UIContext, name: str) -> dict[str, Any]:
         who, actor = self.reg, ctx.principal
-        # Hidden, not refused by name: an outsider does not learn that the namespace exists.
-        if not self.reg.authorizer.allows(actor, Action.ADMIN_NAMESPACE, ns_resource(name)):
-            raise NotFound("no such namespace (or you do not administer it)")
+        self._hide_unless_admin(ctx, name)
         return {"detail": who.admin.get_namespace(actor, name),
                 "usage": who.policies.usage(actor, name),
                 "immutability": who.policies.list_immutability(actor, name),
                 "retention": who.policies.policies(actor, name),
                 "plan": who.retention.run(actor, name, False)}
+
+    async def edit_namespace(self, request: web.Request) -> web.StreamResponse:
+        return await self.guarded(request, self._edit_namespace)
+
+    async def _edit_namespace(self, request: web.Request, ctx: UIContext) -> web.StreamResponse:
+        form = await self.form(request, ctx)
+        edit, name = request.match_info["edit"], form.get("name", "")[:255]
+        change = _NS_EDITS.get(edit)
+        if change is None:
+            raise web.HTTPNotFound()
+        await self.call(self._hide_unless_admin, ctx, name)
+        try:
+            notice = await self.call(change, self.reg, ctx.principal, name, form)
+        except AccessDenied:
+            raise
+        except RegistryError as exc:
+            return await self._namespace(request, ctx, name, status=exc.status, error=exc.message)
+        if notice:  # the outcome of applying retention: shown once, on this answer
+            return await self._namespace(request, ctx, name, notice=notice)
+        return self.redirect(ctx, "/ui/admin/namespace?" + urlencode({"name": name}))
 
     # -- robots -------------------------------------------------------------------------------
 
@@ -129,9 +159,85 @@ class AdminPages(UIBase):
             until = parse_time(q["until"]) if q["until"] else None
         except ValueError:
             raise RegistryError("since and until are RFC 3339 times or Unix seconds") from None
+        before, after = _page_id(request, "before"), _page_id(request, "after")
         events = await self.call(
-            self.reg.admin.audit_events, ctx.principal, limit=AUDIT_PAGE,
+            self.reg.admin.audit_events, ctx.principal, limit=AUDIT_PAGE + 1,
             actor=q["actor"] or None, action=q["action"] or None,
             repository=q["repository"] or None, outcome=q["outcome"] or None,
-            since=since, until=until, before_id=None)
-        return self.html(request, ctx, "audit.html", filters=q, events=events)
+            since=since, until=until, before_id=before, after_id=None if before else after)
+        more = len(events) > AUDIT_PAGE  # one past the page says whether there is another
+        events = events[1:] if (more and after and not before) else events[:AUDIT_PAGE]
+        filters = {k: v for k, v in q.items() if v}
+        older = newer = None
+        if events and (more or after):
+            older = urlencode({**filters, "before": events[-1]["id"]})
+        if events and (before or (after and more)):
+            newer = urlencode({**filters, "after": events[0]["id"]})
+        return self.html(request, ctx, "audit.html", filters=q, events=events, older=older,
+                         newer=newer)
+
+
+def _page_id(request: web.Request, key: str) -> int | None:
+    raw = request.query.get(key, "")
+    if not raw:
+        return None
+    if not raw.isdigit() or len(raw) > 18:
+        raise RegistryError(f"{key} is an audit event id")
+    return int(raw)
+
+
+def _member(reg: Registry, actor: Principal, ns: str, form: dict[str, str]) -> None:
+    role = form.get("role", "").strip()
+    reg.admin.set_member(actor, ns, form.get("user", "").strip()[:200],
+                         None if role in ("", "remove") else role)
+
+
+def _quota(reg: Registry, actor: Principal, ns: str, form: dict[str, str]) -> None:
+    from ...policy.quota import parse_size
+
+    raw = form.get("limit", "").strip()
+    try:
+        limit = None if raw.lower() in ("", "none") else parse_size(raw)
+    except ValueError as exc:
+        raise RegistryError(str(exc)) from None
+    reg.policies.set_quota(actor, ns, limit)
+
+
+def _add_rule(reg: Registry, actor: Principal, ns: str, form: dict[str, str]) -> None:
+    reg.policies.add_immutability(actor, ns, form.get("pattern", "").strip(),
+                                  form.get("exceptions", "").strip() or None)
+
+
+def _remove_rule(reg: Registry, actor: Principal, ns: str, form: dict[str, str]) -> None:
+    reg.policies.remove_immutability(actor, ns, form.get("pattern", ""))
+
+
+def _retention(reg: Registry, actor: Principal, ns: str, form: dict[str, str]) -> None:
+    repository = form.get("repository", "").strip() or None
+    if form.get("clear"):
+        reg.policies.set_policy(actor, ns, repository, None)
+        return
+    rules: dict[str, Any] = {}
+    try:
+        for key, kind in (("keep_last_pushed", int), ("keep_last_pulled", int),
+                          ("keep_days", float), ("untagged_days", float)):
+            if form.get(key, "").strip():
+                rules[key] = kind(form[key].strip())
+    except ValueError:
+        raise RegistryError("retention counts are whole numbers, days are numbers") from None
+    if form.get("keep_tags", "").strip():
+        rules["keep_tags"] = form["keep_tags"]
+    reg.policies.set_policy(actor, ns, repository, rules)
+
+
+def _apply_retention(reg: Registry, actor: Principal, ns: str, form: dict[str, str]) -> str:
+    done = reg.retention.run(actor, ns, True)
+    return (f"Retention applied: {done['tags']} tags and {done['manifests']} manifests "
+            f"deleted, {done['bytes_freed']} bytes to be freed.")
+
+
+_NS_EDITS: dict[str, Callable[[Registry, Principal, str, dict[str, str]], str | None]] = {
+    "member": _member, "quota": _quota, "immutability": _add_rule,
+    "immutability-remove": _remove_rule, "retention": _retention,
+    "retention-apply": _apply_retention,
+}

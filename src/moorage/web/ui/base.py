@@ -47,6 +47,8 @@ class UIContext:
 class UIBase:
     """Session handling and rendering shared by the page classes."""
 
+    sso_on = False  # single sign-on configured (the login page offers it)
+
     def __init__(self, auth: AuthService, audit: AuditLog, codec: Callable[[], SessionCodec],
                  auth_on: bool) -> None:
         self.auth = auth
@@ -98,7 +100,7 @@ class UIBase:
         from ...ui.render import render
 
         body = render(template, me=ctx.principal, csrf=ctx.csrf, auth_on=self.auth_on,
-                      request_path=request.path, **values)
+                      sso_on=self.sso_on, request_path=request.path, **values)
         response = web.Response(text=body, status=status, content_type="text/html",
                                 charset="utf-8", headers=SECURITY_HEADERS)
         self.keep_nonce(response, ctx)

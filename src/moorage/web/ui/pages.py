@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
+from ...auth.authorizer import Action
+from ...auth.authorizer import repository as repo_resource
 from ...auth.service import ROBOT_PREFIX
 from ...oci.errors import RegistryError, TooManyRequests, Unauthorized
 from ...ui import views
@@ -30,6 +33,7 @@ class Pages(UIBase):
     def __init__(self, reg: Registry, auth_on: bool) -> None:
         super().__init__(reg.auth, reg.audit, lambda: reg.ui_sessions, auth_on)
         self.reg = reg
+        self.sso_on = auth_on and bool(reg.settings.ui_oidc_issuer)
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -150,7 +154,8 @@ class Pages(UIBase):
                 image: bool) -> dict[str, Any]:
         """Signature verification, the scan report and the model card, where they exist (a
         failing feature leaves its section out rather than the page)."""
-        out: dict[str, Any] = {"verification": None, "scan": None, "model": None}
+        out: dict[str, Any] = {"verification": None, "scan": None, "model": None,
+                               "insights": None, "may_push": False, "image": image}
         if any(r["kind"] in ("signature", "attestation") for r in referrers):
             try:
                 result = self.reg.verifier.verify(name, digest)
@@ -167,11 +172,31 @@ class Pages(UIBase):
                     out["scan"] = report
             except (RegistryError, ValueError, OSError) as exc:
                 log.info("ui: scan report unavailable", extra={"reason": str(exc)[:200]})
+            try:
+                out["insights"] = views.insights_view(self.reg.insights.get(name, digest))
+            except (RegistryError, ValueError, OSError) as exc:
+                log.info("ui: insights unavailable", extra={"reason": str(exc)[:200]})
+            out["may_push"] = self.reg.authorizer.allows(ctx.principal, Action.PUSH,
+                                                         repo_resource(name))
         try:
             out["model"] = self.reg.models.card_of(name, digest, None, ctx.principal)
         except RegistryError:
             pass
         return out
+
+    async def queue_insights(self, request: web.Request) -> web.StreamResponse:
+        return await self.guarded(request, self._queue_insights)
+
+    async def _queue_insights(self, request: web.Request, ctx: UIContext) -> web.StreamResponse:
+        form = await self.form(request, ctx)
+        name, ref = form.get("name", "").strip()[:512], form.get("digest", "").strip()[:512]
+        # The page's access first (an outsider learns nothing), then push to queue work.
+        view = await self.call(self.reg.browse.manifest, ctx.principal, name, ref)
+        await self.call(self.reg.authorizer.require, ctx.principal, Action.PUSH,
+                        repo_resource(name), "queue its size insights")
+        await self.call(self.reg.insights.queue, name, view.digest)
+        return self.redirect(ctx, f"/ui/manifest?{urlencode({'name': name, 'ref': view.digest})}"
+                                  "#insights-h")
 
 
 def _required(request: web.Request, key: str) -> str:

@@ -1,0 +1,159 @@
+"""Namespace admins edit with forms (plain HTTP, POST + CSRF): members and roles, the quota,
+immutability rules, retention with its dry-run plan then applied; the audit log pages by id."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+import requests
+from support.http import call
+from support.oci import make_image
+
+from .conftest import ADMIN_PASSWORD, Quiet
+from .pagekit import TIMEOUT, csrf_of, sign_in
+
+
+def _ns_page(s: requests.Session, q: Quiet, ns: str | None = None) -> str:
+    r = s.get(f"{q.url}/ui/admin/namespace?name={ns or q.ns}", timeout=TIMEOUT)
+    assert r.status_code == 200, r.text[:500]
+    return r.text
+
+
+def _edit(s: requests.Session, q: Quiet, edit: str, ns: str | None = None,
+          **fields: str) -> requests.Response:
+    token = csrf_of(s.get(q.url + "/ui/", timeout=TIMEOUT).text)
+    return s.post(f"{q.url}/ui/admin/namespace/{edit}",
+                  data={"csrf": token, "name": ns or q.ns, **fields},
+                  allow_redirects=False, timeout=TIMEOUT)
+
+
+def _section(html: str, heading_id: str) -> str:
+    return html.split(f'id="{heading_id}"')[1].split("</section>")[0]
+
+
+def _new_ns(q: Quiet) -> str:
+    ns = "ed" + uuid.uuid4().hex[:8]
+    q.api("POST", "/namespaces", json={"name": ns})
+    return ns
+
+
+def test_an_admin_adds_changes_and_removes_a_member(quiet: Quiet) -> None:
+    admin, ns = sign_in(quiet.url, "admin", ADMIN_PASSWORD), _new_ns(quiet)
+    user = quiet.reader[0]
+    assert _edit(admin, quiet, "member", ns, user=user, role="reader").status_code == 303
+    row = _section(_ns_page(admin, quiet, ns), "mem-h").split(f'data-member="{user}"')[1]
+    assert "<option selected>reader</option>" in row.split("</tr>")[0]
+    assert _edit(admin, quiet, "member", ns, user=user, role="developer").status_code == 303
+    row = _section(_ns_page(admin, quiet, ns), "mem-h").split(f'data-member="{user}"')[1]
+    assert "<option selected>developer</option>" in row.split("</tr>")[0]
+    members = call("GET", f"{quiet.url}/api/v1/namespaces/{ns}",
+                   auth=("admin", ADMIN_PASSWORD)).json()["members"]
+    assert members == [{"user": user, "role": "developer"}]
+    assert _edit(admin, quiet, "member", ns, user=user, role="remove").status_code == 303
+    assert f'data-member="{user}"' not in _ns_page(admin, quiet, ns)
+    audit = admin.get(f"{quiet.url}/ui/admin/audit?action=member.remove", timeout=TIMEOUT).text
+    assert ns in audit.split('id="audit"')[1]
+
+
+def test_an_unknown_user_or_role_is_shown_as_an_error(quiet: Quiet) -> None:
+    admin, ns = sign_in(quiet.url, "admin", ADMIN_PASSWORD), _new_ns(quiet)
+    r = _edit(admin, quiet, "member", ns, user="nobody-" + uuid.uuid4().hex[:6], role="reader")
+    assert r.status_code == 404 and 'id="edit-error"' in r.text
+    r = _edit(admin, quiet, "member", ns, user=quiet.reader[0], role="emperor")
+    assert r.status_code == 400 and "role must be one of" in r.text
+
+
+def test_an_admin_sets_and_clears_the_quota(quiet: Quiet) -> None:
+    admin, ns = sign_in(quiet.url, "admin", ADMIN_PASSWORD), _new_ns(quiet)
+    assert _edit(admin, quiet, "quota", ns, limit="1.5GB").status_code == 303
+    assert "(1500000000 bytes)" in _section(_ns_page(admin, quiet, ns), "quota-h")
+    usage = call("GET", f"{quiet.url}/api/v1/namespaces/{ns}/quota",
+                 auth=("admin", ADMIN_PASSWORD))
+    assert usage.json()["limit_bytes"] == 1_500_000_000, usage.text
+    r = _edit(admin, quiet, "quota", ns, limit="lots")
+    assert r.status_code == 400 and "invalid size" in r.text
+    assert _edit(admin, quiet, "quota", ns, limit="").status_code == 303
+    assert "(no quota)" in _section(_ns_page(admin, quiet, ns), "quota-h")
+
+
+def test_an_admin_adds_and_removes_an_immutability_rule(quiet: Quiet) -> None:
+    admin, ns = sign_in(quiet.url, "admin", ADMIN_PASSWORD), _new_ns(quiet)
+    assert _edit(admin, quiet, "immutability", ns, pattern="v*",
+                 exceptions="v0*").status_code == 303
+    section = _section(_ns_page(admin, quiet, ns), "imm-h")
+    assert "<code>v*</code> except v0*" in section
+    assert _edit(admin, quiet, "immutability-remove", ns, pattern="v*").status_code == 303
+    assert "No rules." in _section(_ns_page(admin, quiet, ns), "imm-h")
+    r = _edit(admin, quiet, "immutability-remove", ns, pattern="v*")
+    assert r.status_code == 404 and "no immutability rule" in r.text
+
+
+def test_retention_shows_the_dry_run_plan_then_applies_it(quiet: Quiet) -> None:
+    admin, ns = sign_in(quiet.url, "admin", ADMIN_PASSWORD), _new_ns(quiet)
+    repo = f"{ns}/svc"
+    for tag in ("t1", "t2", "t3"):
+        quiet.push(repo, make_image(layers=1), tag)
+    assert _edit(admin, quiet, "retention", ns, repository=repo,
+                 keep_last_pushed="1").status_code == 303
+    section = _section(_ns_page(admin, quiet, ns), "ret-h")
+    assert '{"keep_last_pushed": 1}' in section.replace("&#34;", '"')
+    plan = section.split('id="plan"')[1]
+    assert "would delete 2 tags" in plan and "<code>t1</code>, <code>t2</code>" in plan
+    tags = call("GET", f"{quiet.url}/v2/{repo}/tags/list", auth=("admin", ADMIN_PASSWORD))
+    assert sorted(tags.json()["tags"]) == ["t1", "t2", "t3"]  # a plan changes nothing
+    r = _edit(admin, quiet, "retention-apply", ns)
+    assert r.status_code == 200 and "Retention applied: 2 tags" in r.text
+    tags = call("GET", f"{quiet.url}/v2/{repo}/tags/list", auth=("admin", ADMIN_PASSWORD))
+    assert tags.json()["tags"] == ["t3"]
+    assert _edit(admin, quiet, "retention", ns, repository=repo, clear="1").status_code == 303
+    assert "No policies." in _section(_ns_page(admin, quiet, ns), "ret-h")
+    r = _edit(admin, quiet, "retention", ns, keep_days="soon")
+    assert r.status_code == 400 and "numbers" in r.text
+
+
+def test_a_non_admin_cannot_edit_and_learns_nothing(quiet: Quiet) -> None:
+    dev = sign_in(quiet.url, *quiet.dev)
+    r = _edit(dev, quiet, "quota", limit="1")
+    assert r.status_code == 404 and quiet.ns not in r.text
+    admin = sign_in(quiet.url, "admin", ADMIN_PASSWORD)
+    assert "(no quota)" in _section(_ns_page(admin, quiet), "quota-h")
+
+
+def test_an_edit_without_the_csrf_token_is_refused(quiet: Quiet) -> None:
+    admin = sign_in(quiet.url, "admin", ADMIN_PASSWORD)
+    r = admin.post(f"{quiet.url}/ui/admin/namespace/quota", data={"name": quiet.ns, "limit": "1"},
+                   allow_redirects=False, timeout=TIMEOUT)
+    assert r.status_code == 403
+    assert "(no quota)" in _section(_ns_page(admin, quiet), "quota-h")
+
+
+def _ids(html: str) -> list[int]:
+    return [int(i) for i in re.findall(r'<tr data-id="(\d+)">', html)]
+
+
+def test_the_audit_log_pages_older_and_newer_by_id(quiet: Quiet) -> None:
+    ns = _new_ns(quiet)
+    with requests.Session() as api:
+        for i in range(105):
+            r = api.put(f"{quiet.url}/api/v1/namespaces/{ns}/members/{quiet.reader[0]}",
+                        json={"role": ("reader", "developer")[i % 2]},
+                        auth=("admin", ADMIN_PASSWORD), timeout=TIMEOUT)
+            assert r.status_code < 300, r.text
+    admin = sign_in(quiet.url, "admin", ADMIN_PASSWORD)
+    base = f"{quiet.url}/ui/admin/audit?action=member.set"
+    first = admin.get(base, timeout=TIMEOUT).text
+    page1 = _ids(first)
+    assert len(page1) == 100 and page1 == sorted(page1, reverse=True)
+    assert 'id="newer"' not in first
+    older = re.search(r'href="(/ui/admin/audit\?[^"]+)" rel="next" id="older"', first)
+    assert older, "no link to older events"
+    second = admin.get(quiet.url + older.group(1).replace("&amp;", "&"), timeout=TIMEOUT).text
+    page2 = _ids(second)
+    assert page2 and max(page2) < min(page1)
+    assert "action=member.set" in older.group(1)  # the filters are kept
+    newer = re.search(r'href="(/ui/admin/audit\?[^"]+)" rel="prev" id="newer"', second)
+    assert newer, "no link to newer events"
+    back = _ids(admin.get(quiet.url + newer.group(1).replace("&amp;", "&"),
+                          timeout=TIMEOUT).text)
+    assert back == page1
