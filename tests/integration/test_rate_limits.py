@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Iterator
 from http.client import HTTPConnection
 from typing import Any
 
 import pytest
+import requests
 from auth.authkit import (
     World,
     build_world,
@@ -197,6 +199,26 @@ def test_the_login_limit_refuses_token_requests_before_checking_the_password(
     assert get_token(world.reg, auth=(name, "a-wrong-password")).status_code == 429
     assert get_token(world.reg, auth=other).status_code == 200
     assert _ratelimited(world, "login") >= 2
+
+
+def test_a_web_ui_sign_in_spends_the_same_login_budget(world: World) -> None:
+    name, password = world.api.create_user()
+    _limit(world, name, "--login", "2/h")
+    base = world.reg.url
+    assert get_token(world.reg, auth=(name, password)).status_code == 200
+
+    def sign_in() -> int:
+        session = requests.Session()  # a new visitor each time (a CSRF token names its visitor)
+        form = session.get(base + "/ui/login", timeout=60)
+        token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+        assert token, "the sign-in page has no CSRF token"
+        return session.post(base + "/ui/login", data={"username": name, "password": password,
+                                                      "csrf": token.group(1)},
+                            allow_redirects=False, timeout=60).status_code
+
+    assert sign_in() == 303  # the second login of the hour
+    assert sign_in() == 429  # the third: /token and the UI share the budget
+    assert get_token(world.reg, auth=(name, password)).status_code == 429
 
 
 def test_list_shows_the_limits_and_bad_rates_are_refused_clearly(world: World) -> None:

@@ -198,7 +198,7 @@ def _handler_objects(settings: Settings, reg: Registry, guard: AccessGuard | Ope
                     open_access=not settings.auth),
         Health(reg.check_database, reg.blob_store),
         MetricsEndpoint(_exposition(settings, reg)),
-        Pages(reg, settings.auth),
+        Pages(reg, settings.auth, gate),
         AdminPages(reg, settings.auth),
         SsoPages(reg, settings.auth),
     ]

@@ -21,6 +21,7 @@ from .base import SECURITY_HEADERS, UIBase, UIContext
 
 if TYPE_CHECKING:
     from ...bootstrap import Registry
+    from ..ratelimit import RateGate
 
 log = logging.getLogger("moorage.ui")
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
@@ -30,9 +31,10 @@ MAX_SEARCH = 100
 class Pages(UIBase):
     """Handlers of the pages anyone may see (each shows only what its caller may pull)."""
 
-    def __init__(self, reg: Registry, auth_on: bool) -> None:
+    def __init__(self, reg: Registry, auth_on: bool, gate: RateGate | None = None) -> None:
         super().__init__(reg.auth, reg.audit, lambda: reg.ui_sessions, auth_on)
         self.reg = reg
+        self.gate = gate  # a sign-in is a login: it spends the login rate limit like /token
         self.sso_on = auth_on and bool(reg.settings.ui_oidc_issuer)
 
     # -- entry points -------------------------------------------------------------------------
@@ -68,6 +70,8 @@ class Pages(UIBase):
             return self.html(request, ctx, "login.html", status=403, username=username,
                              error="robot accounts cannot sign in to the web UI")
         try:
+            if self.gate is not None:
+                await self.gate.login(request, username or None)
             principal = await self.auth.login(username, password, request.remote, record=True)
         except (Unauthorized, TooManyRequests) as exc:
             login_failed()
