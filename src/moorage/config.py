@@ -100,6 +100,11 @@ class Settings:
     replication_on_push: bool = True  # --on-push replication rules queue a run for each push
     replication_chunk_size: int = 8 * 1024 * 1024  # bytes per PATCH of a replicated blob push
     replication_retries: int = 5  # broken requests in a row a transfer retries before the run fails
+    # -- chunk-level dedup ---------------------------------------------------------------------
+    chunk_dedup: bool = True  # chunk each pushed layer blob (a job) and store shared chunks once
+    chunk_min_blob_size: int = 16 << 20  # smaller blobs are never chunked (they stay whole)
+    chunk_min_saving: float = 0.10  # share of a blob that must be stored already to chunk it
+    chunk_avg_size: int = 64 << 10  # FastCDC target chunk bytes (min = avg/4, max = avg*4)
     # -- scanning (supply chain) ---------------------------------------------------------------
     sbom_on_push: bool = True  # generate a CycloneDX SBOM referrer for each pushed image (a job)
     models_on_push: bool = True  # index each pushed model manifest: fields, files, tensors (a job)

@@ -23,6 +23,7 @@ from .queries.access import AccessQueries
 from .queries.activity import ActivityQueries
 from .queries.blobs import BlobQueries
 from .queries.cache import CacheQueries
+from .queries.chunks import ChunkQueries
 from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
 from .queries.graph import GraphQueries
@@ -75,6 +76,10 @@ class UnitOfWork:
     @cached_property
     def blobs(self) -> BlobQueries:
         return BlobQueries(self)
+
+    @cached_property
+    def chunks(self) -> ChunkQueries:
+        return ChunkQueries(self)
 
     @cached_property
     def uploads(self) -> UploadQueries:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..queue import Job
 
 if TYPE_CHECKING:
+    from ...chunks.service import ChunkService
     from ...events.outbox import Outbox
     from ...gc.collector import GarbageCollector
     from ...registry.policies import PolicyService
@@ -44,6 +45,9 @@ class TaskServices(Protocol):
     @property
     def replication(self) -> ReplicationService: ...
 
+    @property
+    def chunks(self) -> ChunkService: ...
+
     settings: Any
 
 TEST_JOBS_ENV = "MOORAGE_TEST_JOBS"
@@ -54,9 +58,9 @@ class TaskFailed(Exception):
 
 
 def _modules(env: Mapping[str, str]) -> list[Any]:
-    from . import gc, outbox, quota, replication, retention, scans, uploads, webhooks
+    from . import chunks, gc, outbox, quota, replication, retention, scans, uploads, webhooks
 
-    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication]
+    mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication, chunks]
     if env.get(TEST_JOBS_ENV) == "1":
         from . import testing
 
