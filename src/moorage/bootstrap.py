@@ -95,7 +95,8 @@ class Registry:
 
         s = self.settings
         return ChunkService(self.database, self.blob_store, avg_size=s.chunk_avg_size,
-                            min_saving=s.chunk_min_saving)
+                            min_saving=s.chunk_min_saving,
+                            authorizer=self.authorizer if s.auth else None)
 
     @cached_property
     def database(self) -> Database:

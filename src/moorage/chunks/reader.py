@@ -65,6 +65,8 @@ class ChunkedBlobStore:
             if not pieces:
                 raise FileNotFoundError(f"no recipe covers {digest} at {pos}")
             page_end = min(end, pieces[-1].offset + pieces[-1].length)
+            if page_end <= pos:
+                raise ValueError(f"read past the end of {digest} at {pos}")
             for key, at, n in merged(pieces, pos, page_end):
                 yield from self.inner.open_blob(key, at, n)
             pos = page_end

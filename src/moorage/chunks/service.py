@@ -20,10 +20,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..metadata.queries.chunks import CHUNKED_PREFIX, ChunkGone, ChunkRef
 from ..oci.errors import DigestInvalid
+from ..registry.access import NotFound
 from ..storage.base import BlobStore
 from .chunker import Cut, chunk_id, cut
 
 if TYPE_CHECKING:
+    from ..auth.authorizer import Authorizer
     from ..metadata.uow import Database
 
 log = logging.getLogger("moorage.chunks")
@@ -42,8 +44,9 @@ class ChunkService:
     """Chunks blobs in `store` (the chunk-aware store) and records recipes in `database`."""
 
     def __init__(self, database: Database, store: BlobStore, avg_size: int = 64 << 10,
-                 min_saving: float = 0.10) -> None:
+                 min_saving: float = 0.10, authorizer: Authorizer | None = None) -> None:
         self.database = database
+        self.authorizer = authorizer
         self.store = store
         self.avg_size = avg_size
         self.min_saving = min_saving
@@ -195,6 +198,17 @@ class ChunkService:
             yield from self.store.open_blob(key, off, length)
 
     # -- stats --------------------------------------------------------------------------------
+
+    def namespace_stats(self, actor: Any, namespace: str) -> dict[str, Any]:
+        """One namespace's dedup figures, for a caller who may view the namespace (else 404)."""
+        from ..auth.authorizer import Action
+        from ..auth.authorizer import namespace as resource
+
+        if self.authorizer is not None and not self.authorizer.allows(
+                actor, Action.VIEW_NAMESPACE, resource(namespace)):
+            raise NotFound(f"no namespace {namespace!r}")
+        empty = {"logical": 0, "stored": 0, "saved": 0, "ratio": 1.0}
+        return {"namespace": namespace, **self.stats(namespace).get(namespace, empty)}
 
     def stats(self, namespace: str | None = None) -> dict[str, dict[str, Any]]:
         """Per namespace: logical and stored bytes, bytes saved and the dedup ratio."""

@@ -16,6 +16,7 @@ from ..metrics.exposition import Exposition
 from ..metrics.gauges import RegistryGauges
 from ..oci.errors import RegistryError
 from .api import (
+    DedupAPI,
     JobsAPI,
     LifecycleAPI,
     ManagementAPI,
@@ -177,6 +178,7 @@ def _handler_objects(settings: Settings, reg: Registry,
         TokenEndpoint(reg.auth, reg.authorizer, reg.authority, reg.audit),
         management,
         LifecycleAPI(reg.policies, reg.retention, reg.deletion, reg.gc, management),
+        DedupAPI(lambda: reg.chunks, management, open_access=not settings.auth),
         JobsAPI(reg.jobs, management, reg.authorizer),
         WebhooksAPI(reg.webhooks, management),
         ModelsAPI(reg.models, management, open_access=not settings.auth),
