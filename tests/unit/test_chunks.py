@@ -15,7 +15,7 @@ from moorage.chunks.service import RecipeEntry
 from moorage.metadata.queries.chunks import CHUNKED_PREFIX
 from moorage.oci.digest import parse_digest
 
-from .content import digest_of, image, push, push_blob
+from .content import digest_of, push_blob, push_layer_image
 
 SIZE = 8 << 20
 TENSOR = 256 << 10  # 32 tensors: a fine-tune changes 2 of them
@@ -44,7 +44,8 @@ def key_of(registry: Registry, digest: str) -> str:
 
 
 def two_versions(registry: Registry) -> tuple[bytes, bytes, str, str]:
-    base, tuned = safetensors(SIZE, tensor_bytes=TENSOR), safetensors(SIZE, version=1, tensor_bytes=TENSOR)
+    base = safetensors(SIZE, tensor_bytes=TENSOR)
+    tuned = safetensors(SIZE, version=1, tensor_bytes=TENSOR)
     return base, tuned, push_blob(registry, "ml/base", base), push_blob(registry, "ml/tuned",
                                                                          tuned)
 
@@ -94,18 +95,11 @@ def test_small_or_unshared_blobs_stay_whole(registry: Registry) -> None:
     assert registry.blob_store.blob_path(key_of(registry, d)) is not None
 
 
-def _image(registry: Registry, repo: str, data: bytes) -> str:
-    config = repo.encode()
-    push_blob(registry, repo, config)
-    push_blob(registry, repo, data)
-    content = image(config, [data])
-    push(registry, repo, "v1", content)
-    return digest_of(content)
-
-
 def test_gc_keeps_the_chunks_a_version_needs_and_frees_the_rest(registry: Registry) -> None:
-    base, tuned = safetensors(SIZE, tensor_bytes=TENSOR), safetensors(SIZE, version=1, tensor_bytes=TENSOR)
-    m1, m2 = _image(registry, "gc/base", base), _image(registry, "gc/tuned", tuned)
+    base = safetensors(SIZE, tensor_bytes=TENSOR)
+    tuned = safetensors(SIZE, version=1, tensor_bytes=TENSOR)
+    m1 = push_layer_image(registry, "gc/base", base)
+    m2 = push_layer_image(registry, "gc/tuned", tuned)
     d1, d2 = digest_of(base), digest_of(tuned)
     registry.chunks.chunk_blob(d1)
     registry.chunks.chunk_blob(d2)

@@ -17,7 +17,7 @@ from moorage.bootstrap import Registry
 from moorage.oci.digest import parse_digest
 
 from .conftest import make_registry
-from .content import digest_of, image, push, push_blob
+from .content import digest_of, push_blob, push_layer_image
 
 SIZE, TENSOR, ROUNDS = 4 << 20, 128 << 10, 4
 
@@ -43,15 +43,6 @@ def _read(registry: Registry, digest: str) -> bytes | None:
     if row is None:
         return None
     return b"".join(registry.blob_store.open_blob(row.storage_key, 0, row.size))
-
-
-def _image(registry: Registry, repo: str, data: bytes) -> str:
-    config = repo.encode()
-    push_blob(registry, repo, config)
-    push_blob(registry, repo, data)
-    content = image(config, [data])
-    push(registry, repo, "v1", content)
-    return digest_of(content)
 
 
 def _race(reg: Registry, r: int, base: bytes, tuned: bytes) -> None:
@@ -83,9 +74,9 @@ def test_chunking_gc_and_repush_race_never_break_a_blob(any_registry: Registry) 
     for r in range(ROUNDS):
         base = safetensors(SIZE, seed=r, tensor_bytes=TENSOR)
         tuned = safetensors(SIZE, seed=r, version=1, tensor_bytes=TENSOR)
-        m1 = _image(reg, f"s/base{r}", base)
+        m1 = push_layer_image(reg, f"s/base{r}", base)
         reg.chunks.chunk_blob(digest_of(base))
-        m2 = _image(reg, f"s/tuned{r}", tuned)
+        m2 = push_layer_image(reg, f"s/tuned{r}", tuned)
         asyncio.run(reg.manifests.delete(f"s/base{r}", parse_digest(m1)))
         _race(reg, r, base, tuned)
         reg.collector.run(grace_period=3600)

@@ -138,11 +138,7 @@ class ChunkQueries:
             if len(found) < len(batch):
                 raise ChunkGone(digest)
         now = time.time()
-        if new:
-            conn.execute(self.uow.store._insert(chunks).on_conflict_do_nothing(
-                index_elements=["id"]), [
-                {"id": r.chunk_id, "pack_key": r.pack_key, "pack_offset": r.pack_offset,
-                 "length": r.length, "created_at": now} for r in new.values()])
+        self.add_chunks(list(new.values()), now)
         conn.execute(blob_chunks.insert(), [
             {"digest": digest, "seq": i, "chunk_id": r.chunk_id, "offset": r.offset,
              "length": r.length} for i, r in enumerate(refs)])
@@ -169,14 +165,18 @@ class ChunkQueries:
         usage.on_blob_recorded(conn, digest, size)
         return self.record(digest, refs, chunked=False) is not None
 
-    def add_chunks(self, refs: Sequence[ChunkRef]) -> None:
-        """Record chunks stored in a pack (no recipe yet: the GC grace period protects them)."""
+    def add_chunks(self, refs: Sequence[ChunkRef], now: float | None = None) -> None:
+        """Record chunks stored in a pack (an id stored already keeps its row); without a
+        recipe, only the GC grace period protects them."""
         if refs:
-            now = time.time()
+            now = time.time() if now is None else now
+            # In id order: two jobs adding the same new chunks wait on each other, never
+            # deadlock (PostgreSQL).
             self.conn.execute(self.uow.store._insert(chunks).on_conflict_do_nothing(
                 index_elements=["id"]), [
                 {"id": r.chunk_id, "pack_key": r.pack_key, "pack_offset": r.pack_offset,
-                 "length": r.length, "created_at": now} for r in refs])
+                 "length": r.length, "created_at": now}
+                for r in sorted(refs, key=lambda r: r.chunk_id)])
 
     def _pack_in_use(self, key: str) -> bool:
         in_pack = self.conn.execute(
