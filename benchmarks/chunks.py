@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -79,17 +80,17 @@ def push_model(url: str, repo: str, mib: int, version: int) -> tuple[str, int, f
     t = time.monotonic()
     digest, size = push_stream(url, repo, safetensors_parts(mib << 20, version=version))
     config = b"{}"
-    requests.put(f"{url}/v2/{repo}/blobs/uploads/?digest=sha256:"
-                 + hashlib.sha256(config).hexdigest(), data=config, timeout=60)
-    r = requests.post(f"{url}/v2/{repo}/blobs/uploads/", params={
-        "digest": "sha256:" + hashlib.sha256(config).hexdigest()}, data=config, timeout=60)
+    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    requests.post(f"{url}/v2/{repo}/blobs/uploads/", params={"digest": config_digest},
+                  data=config, timeout=60).raise_for_status()
     manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
                 "artifactType": "application/vnd.cncf.model.manifest.v1+json",
                 "config": {"mediaType": "application/vnd.oci.empty.v1+json",
-                           "digest": "sha256:" + hashlib.sha256(config).hexdigest(), "size": 2},
+                           "digest": config_digest, "size": len(config)},
                 "layers": [{"mediaType": WEIGHT, "digest": digest, "size": size}]}
-    r = requests.put(f"{url}/v2/{repo}/manifests/v{version}", json=manifest, headers={
-        "Content-Type": "application/vnd.oci.image.manifest.v1+json"}, timeout=60)
+    r = requests.put(f"{url}/v2/{repo}/manifests/v{version}", data=json.dumps(manifest),
+                     headers={"Content-Type": "application/vnd.oci.image.manifest.v1+json"},
+                     timeout=60)
     r.raise_for_status()
     return digest, size, time.monotonic() - t
 

@@ -29,7 +29,14 @@ def any_registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Reg
     if request.param == "postgresql":
         from support.backends import services_or_skip
 
-        extra["database_url"] = services_or_skip().pg.create_database()
+        from moorage.metadata.engine import make_engine
+        from moorage.metadata.migrate import upgrade
+
+        url = services_or_skip().pg.create_database()
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        extra["database_url"] = url
     built = make_registry(tmp_path / "registry", **extra)
     try:
         yield built
