@@ -12,7 +12,7 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -57,7 +57,7 @@ def dedup(reg: Server) -> dict:
     return r.json()
 
 
-def wait_for(check, what: str, timeout: float = 180.0) -> None:  # type: ignore[no-untyped-def]
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 180.0) -> None:
     deadline = time.monotonic() + timeout
     while not check():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
