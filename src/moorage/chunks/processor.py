@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from ..jobs.tasks.chunks import KIND as CHUNK_KIND
 from ..oci.mediatypes import IMAGE_TYPES
 
 if TYPE_CHECKING:
     from ..bootstrap import Registry
 
 NAME = "chunks"
-CHUNK_KIND = "blob.chunk"
 
 
 class ChunkProcessor:
