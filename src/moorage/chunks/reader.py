@@ -16,8 +16,8 @@ from ..storage.base import BlobStore, UploadWriter
 if TYPE_CHECKING:
     from ..metadata.uow import Database
 
-# Adjacent pieces of one pack are read with one open_blob, up to this many bytes at a time.
-MAX_READ = 8 << 20
+# Adjacent pieces of one pack are read (or sent) as one segment, up to this many bytes.
+MAX_READ = 64 << 20
 
 
 def merged(pieces: list[Piece], start: int, end: int) -> Iterator[tuple[str, int, int]]:
@@ -57,6 +57,17 @@ class ChunkedBlobStore:
         return self._stream(key[len(CHUNKED_PREFIX):], offset, offset + length)
 
     def _stream(self, digest: str, start: int, end: int) -> Iterator[bytes]:
+        for key, at, n in self._segments(digest, start, end):
+            yield from self.inner.open_blob(key, at, n)
+
+    def segments(self, key: str, offset: int, length: int) -> Iterator[tuple[str, int, int]] | None:
+        """(pack key, offset, length) reads that make up a range of a chunked blob (each
+        servable like a whole blob, e.g. with sendfile); None for a whole blob. Blocking."""
+        if not key.startswith(CHUNKED_PREFIX):
+            return None
+        return self._segments(key[len(CHUNKED_PREFIX):], offset, offset + length)
+
+    def _segments(self, digest: str, start: int, end: int) -> Iterator[tuple[str, int, int]]:
         pos = start
         while pos < end:
             # One short read per page: no connection is held while the bytes stream.
@@ -67,8 +78,7 @@ class ChunkedBlobStore:
             page_end = min(end, pieces[-1].offset + pieces[-1].length)
             if page_end <= pos:
                 raise ValueError(f"read past the end of {digest} at {pos}")
-            for key, at, n in merged(pieces, pos, page_end):
-                yield from self.inner.open_blob(key, at, n)
+            yield from merged(pieces, pos, page_end)
             pos = page_end
 
     def blob_path(self, key: str) -> str | None:
