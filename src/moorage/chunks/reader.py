@@ -18,6 +18,8 @@ if TYPE_CHECKING:
 
 # Adjacent pieces of one pack are read (or sent) as one segment, up to this many bytes.
 MAX_READ = 64 << 20
+# Recipe rows read per query: ~256 MiB of 64 KiB chunks (a few hundred KiB of rows in memory).
+PAGE = 4096
 
 
 def merged(pieces: list[Piece], start: int, end: int) -> Iterator[tuple[str, int, int]]:
@@ -72,7 +74,7 @@ class ChunkedBlobStore:
         while pos < end:
             # One short read per page: no connection is held while the bytes stream.
             with self.database.read() as uow:
-                pieces = uow.chunks.pieces(digest, pos)
+                pieces = uow.chunks.pieces(digest, pos, PAGE)
             if not pieces:
                 raise FileNotFoundError(f"no recipe covers {digest} at {pos}")
             page_end = min(end, pieces[-1].offset + pieces[-1].length)
