@@ -95,11 +95,15 @@ def push_model(url: str, repo: str, mib: int, version: int) -> tuple[str, int, f
     return digest, size, time.monotonic() - t
 
 
+def saved(url: str, repo: str) -> int:
+    r = requests.get(f"{url}/api/v1/namespaces/{repo.split('/')[0]}/dedup", timeout=30)
+    return int(r.json()["saved"])
+
+
 def wait_chunked(url: str, repo: str, saved_at_least: int, timeout: float = 1800) -> float:
     t = time.monotonic()
     while time.monotonic() - t < timeout:
-        r = requests.get(f"{url}/api/v1/namespaces/{repo.split('/')[0]}/dedup", timeout=30)
-        if r.json()["saved"] >= saved_at_least:
+        if saved(url, repo) >= saved_at_least:
             return time.monotonic() - t
         time.sleep(0.5)
     raise RuntimeError("chunking did not finish")
@@ -160,8 +164,9 @@ def main() -> None:
             print(f"GET whole {whole:.0f} MB/s, chunked {chunked:.0f} MB/s "
                   f"({chunked / whole:.0%} of whole)")
             for v in range(2, args.tunes + 1):
+                before = saved(url, "bench/model")
                 push_model(url, "bench/model", args.mib, v)
-                wait_chunked(url, "bench/model", int(0.8 * size) * v)
+                wait_chunked(url, "bench/model", before + int(0.8 * size))
             gc(data)
             print(f"stored for {args.tunes} fine-tunes + base: {stored(data) / 2**20:.0f} MiB "
                   f"(whole: {(args.tunes + 1) * size / 2**20:.0f} MiB, one version "
