@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from .auth.tokens import TokenAuthority
     from .cache.proxy import Front, PullThrough
     from .cache.service import CacheService
+    from .chunks.service import ChunkService
     from .events.audit import AuditLog
     from .events.dispatcher import Consumer, Dispatcher
     from .events.outbox import Outbox
@@ -92,9 +93,21 @@ class Registry:
 
     @cached_property
     def blob_store(self) -> BlobStore:
+        from .chunks.reader import ChunkedBlobStore
         from .storage.factory import make_blob_store
 
-        return make_blob_store(self.settings)
+        # Chunk-aware: every reader of blob bytes serves chunked blobs unchanged.
+        return ChunkedBlobStore(make_blob_store(self.settings), self.database)
+
+    @cached_property
+    def chunks(self) -> ChunkService:
+        """Chunk-level dedup: the chunking job, dedup stats, the delta push/pull internals."""
+        from .chunks.service import ChunkService
+
+        s = self.settings
+        return ChunkService(self.database, self.blob_store, avg_size=s.chunk_avg_size,
+                            min_saving=s.chunk_min_saving,
+                            authorizer=self.authorizer if s.auth else None)
 
     @cached_property
     def database(self) -> Database:
@@ -584,6 +597,7 @@ _SERVING_MODULES = (
     "moorage.events.processors",
     "moorage.registry.pulls",
     "moorage.storage.factory",
+    "moorage.chunks.reader",
     "cryptography.hazmat.backends.openssl.backend",
 )
 

@@ -122,6 +122,11 @@ class Settings:
     replication_retries: int = 5  # broken requests in a row a transfer retries before the run fails
     replication_parallel_blobs: int = 4  # blobs of one manifest a replication run moves at a time
     replication_schedule_interval: float = 30.0  # seconds between --schedule checks (0: off)
+    # -- chunk-level dedup ---------------------------------------------------------------------
+    chunk_dedup: bool = True  # chunk each pushed layer blob (a job) and store shared chunks once
+    chunk_min_blob_size: int = 16 << 20  # smaller blobs are never chunked (they stay whole)
+    chunk_min_saving: float = 0.10  # share of a blob that must be stored already to chunk it
+    chunk_avg_size: int = 64 << 10  # FastCDC target chunk bytes (min = avg/4, max = avg*4)
     # -- scanning (supply chain) ---------------------------------------------------------------
     sbom_on_push: bool = True  # generate a CycloneDX SBOM referrer for each pushed image (a job)
     insights_on_push: bool = True  # compute image size insights for each pushed image (a job)

@@ -27,8 +27,10 @@ LB_NODES = 3
 
 # Features that add content of their own on every push (an SBOM referrer per image) would change
 # what most tests see (and model indexing adds a job per push): off unless a test turns them on.
+# Chunk dedup is off too: a job per image push the other suites do not need (tests/*/test_chunks
+# turn it on for their own servers).
 TEST_DEFAULTS = {"MOORAGE_SBOM_ON_PUSH": "0", "MOORAGE_MODELS_ON_PUSH": "0",
-                 "MOORAGE_INSIGHTS_ON_PUSH": "0"}
+                 "MOORAGE_INSIGHTS_ON_PUSH": "0", "MOORAGE_CHUNK_DEDUP": "0"}
 
 
 def free_port() -> int:

@@ -57,6 +57,16 @@ def pushed_image(registry: Registry, repository: str, layer_bytes: int = 64) -> 
     return image(config, [layer])
 
 
+def push_layer_image(registry: Registry, repository: str, layer: bytes) -> str:
+    """Push `layer` and a config as an image tagged v1 of `repository`; the manifest digest."""
+    config = repository.encode()
+    push_blob(registry, repository, config)
+    push_blob(registry, repository, layer)
+    content = image(config, [layer])
+    push(registry, repository, "v1", content)
+    return digest_of(content)
+
+
 def push(registry: Registry, repository: str, reference: str | Digest, content: bytes,
          service: Any = None) -> Any:
     """Push a manifest through the manifest service (or `service`)."""

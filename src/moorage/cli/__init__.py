@@ -9,6 +9,7 @@ from . import (
     accounts,
     cache,
     db,
+    dedup,
     events,
     insights,
     jobs,
@@ -66,6 +67,7 @@ app.add_typer(webhooks.webhook_app, name="webhook")
 app.add_typer(vulndb.vulndb_app, name="vulndb")
 app.add_typer(sbom.sbom_app, name="sbom")
 app.add_typer(models.models_app, name="models")
+app.add_typer(dedup.dedup_app, name="dedup")
 app.add_typer(scan.scan_app, name="scan")
 app.command("insights")(insights.insights)
 app.add_typer(signing.trust_app, name="trust")

@@ -102,7 +102,7 @@ def configured(env: Mapping[str, str] | None = None, registry: Registry | None =
                ) -> list[PostPushProcessor]:
     """The processors of this deployment: the SBOM generator unless `sbom_on_push` is off, the
     size insights unless `insights_on_push` is off, the model indexer unless `models_on_push`
-    is off, the --on-push replication rules' unless `replication_on_push` is off (none at all:
+    is off, the chunker unless `chunk_dedup` is off, the --on-push replication rules' unless `replication_on_push` is off (none at all:
     the consumer never starts)."""
     env = os.environ if env is None else env
     found: list[PostPushProcessor] = []
@@ -118,6 +118,10 @@ def configured(env: Mapping[str, str] | None = None, registry: Registry | None =
         from ..models.processor import ModelsProcessor
 
         found.append(ModelsProcessor(registry))
+    if registry is not None and registry.settings.chunk_dedup:
+        from ..chunks.processor import ChunkProcessor
+
+        found.append(ChunkProcessor(registry))
     if registry is not None and registry.settings.replication_on_push:
         from ..replication.processor import ReplicationProcessor
 

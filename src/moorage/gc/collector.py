@@ -8,7 +8,9 @@ A run, in order (each step safe to interrupt; the next run finishes the job):
    restorable tag, index or subject reaches, pushed and pulled longer ago than the grace period;
 3. drop repository links older than the grace period that no manifest of that repository uses;
 4. blobs no manifest anywhere references and no link protects, in batches: delete the rows and
-   queue their storage in `pending_deletions` (one transaction), then delete the bytes;
+   queue their storage in `pending_deletions` (one transaction, which also drops their chunk
+   recipes and keeps an object chunks still live in as their pack), then delete the bytes;
+   then chunk rows no recipe references, queueing each pack left with no chunk and no blob;
 5. upload sessions idle longer than the upload TTL: same two steps;
 6. delete whatever storage is still queued, also what an interrupted run had claimed.
 
@@ -79,6 +81,8 @@ class GcReport:
     links: int = 0
     blobs: int = 0
     blob_bytes: int = 0
+    chunks: int = 0
+    chunk_bytes: int = 0
     uploads: int = 0
     upload_bytes: int = 0
     storage_deleted: int = 0
@@ -139,6 +143,7 @@ class GarbageCollector:
             if not dry_run:
                 self._links(report, cutoff)
             self._blobs(report, cutoff, dry_run, doomed_ids)
+            self._chunks(report, cutoff, dry_run)
             self._uploads(report, now - ttl, dry_run, actor)
             if not dry_run:
                 self._drain(report, take_over=True, progress=progress)
@@ -272,6 +277,26 @@ class GarbageCollector:
             sizes = self._orphaned_sizes(doomed, seen)
             report.blobs += len(sizes)
             report.blob_bytes += sum(sizes.values())
+
+    def _chunks(self, report: GcReport, cutoff: float, dry_run: bool) -> None:
+        """Chunk rows no recipe references (their packs are queued once empty). Chunk bytes
+        are not in bytes_freed: a pack's bytes go when its last chunk does."""
+        after = ""
+        while True:
+            with self.database.read() as uow:
+                page = uow.chunks.candidates(cutoff, after, self.batch)
+            if not page:
+                return
+            after = page[-1][0]
+            if dry_run:
+                gone = page
+            else:
+                with self.database.write() as uow:
+                    gone = uow.chunks.delete([i for i, _ in page], cutoff)
+            report.chunks += len(gone)
+            report.chunk_bytes += sum(n for _, n in gone)
+            if len(page) < self.batch:
+                return
 
     def _orphaned_sizes(self, doomed: set[int], seen: Iterable[str]) -> dict[str, int]:
         """Blobs only the manifests this run would delete reference (beyond `seen`)."""

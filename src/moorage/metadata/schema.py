@@ -37,6 +37,34 @@ blobs = Table(
     Column("size", BigInteger, nullable=False),
     Column("storage_key", String(300), nullable=False),
     Column("created_at", Float, nullable=False),
+    # "whole": the bytes are the object at storage_key; "chunked": its recipe (blob_chunks).
+    Column("layout", String(16), nullable=False, server_default="whole"),
+)
+
+# Content-defined chunks (BLAKE3 ids) and where their bytes live: a range of a pack, which is
+# any stored object (a whole blob's own object, or a pack of new chunks a chunking job wrote).
+chunks = Table(
+    "chunks",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("pack_key", String(300), nullable=False),
+    Column("pack_offset", BigInteger, nullable=False),
+    Column("length", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_chunks_pack_key", "pack_key"),
+)
+
+# A blob's recipe: its chunks in order; the concatenation is the blob's exact bytes.
+blob_chunks = Table(
+    "blob_chunks",
+    metadata,
+    Column("digest", String(200), primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("chunk_id", String(64), nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("length", Integer, nullable=False),
+    Index("ix_blob_chunks_chunk_id", "chunk_id"),
+    Index("ix_blob_chunks_offset", "digest", "offset"),
 )
 
 # A repository may serve a blob only through one of these links (the security boundary).

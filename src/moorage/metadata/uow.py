@@ -24,6 +24,7 @@ from .queries.activity import ActivityQueries
 from .queries.blobs import BlobQueries
 from .queries.browse import BrowseQueries
 from .queries.cache import CacheQueries
+from .queries.chunks import ChunkQueries
 from .queries.deletion import DeletionQueries
 from .queries.gc import GcQueries
 from .queries.graph import GraphQueries
@@ -81,6 +82,10 @@ class UnitOfWork:
     @cached_property
     def blobs(self) -> BlobQueries:
         return BlobQueries(self)
+
+    @cached_property
+    def chunks(self) -> ChunkQueries:
+        return ChunkQueries(self)
 
     @cached_property
     def uploads(self) -> UploadQueries:

@@ -1,5 +1,5 @@
 """Registry-wide gauges read from the database at scrape time (cached a few seconds): storage
-per namespace, content counts, the job queue, the outbox, the last GC run, replication (lag,
+and dedup savings per namespace, content counts, the job queue, the outbox, the last GC run, replication (lag,
 runs by outcome, bytes), health probes."""
 
 from __future__ import annotations
@@ -63,11 +63,18 @@ class RegistryGauges:
         with self.database.read() as uow:
             totals = uow.stats.totals()
             per_namespace = uow.stats.namespace_bytes()
+            dedup = uow.chunks.dedup()
         ns = GaugeMetricFamily("moorage_namespace_bytes", "Bytes stored per namespace",
                                labels=["namespace"])
         for name, size in sorted(per_namespace.items()):
             ns.add_metric([name], size)
         yield ns
+        saved = GaugeMetricFamily("moorage_dedup_saved_bytes",
+                                  "Bytes chunk-level dedup saves per namespace",
+                                  labels=["namespace"])
+        for name, figures in sorted(dedup.items()):
+            saved.add_metric([name], figures["saved"])
+        yield saved
         yield _gauge("moorage_repositories", "Repositories", totals["repositories"])
         yield _gauge("moorage_manifests", "Manifests (per repository)", totals["manifests"])
         yield _gauge("moorage_blobs", "Distinct blobs", totals["blobs"])

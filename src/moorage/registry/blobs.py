@@ -74,8 +74,21 @@ class BlobService:
         transport: asyncio.Transport | None,
         write: Callable[[bytes], Awaitable[None]],
     ) -> None:
-        """Send a byte range: zero-copy sendfile from a local file, else chunk by chunk."""
-        path = self.blobs.blob_path(row.storage_key)
+        """Send a byte range: zero-copy sendfile from a local file, else chunk by chunk; a
+        chunked blob segment by segment (runs of its packs), each sent the same way."""
+        segments = getattr(self.blobs, "segments", None)
+        parts = segments(row.storage_key, offset, count) if segments is not None else None
+        if parts is None:
+            await self._send_range(row.storage_key, offset, count, transport, write)
+            return
+        while (part := await asyncio.to_thread(next, parts, None)) is not None:
+            key, at, n = part
+            await self._send_range(key, at, n, transport, write)
+
+    async def _send_range(self, key: str, offset: int, count: int,
+                          transport: asyncio.Transport | None,
+                          write: Callable[[bytes], Awaitable[None]]) -> None:
+        path = self.blobs.blob_path(key)
         if path is not None and transport is not None:
             loop = asyncio.get_running_loop()
             with open(path, "rb") as f:  # noqa: ASYNC230 - open() of a local file is instant
@@ -84,7 +97,7 @@ class BlobService:
                     return
                 except NotImplementedError:
                     pass
-        chunks = self.blobs.open_blob(row.storage_key, offset, count)
+        chunks = self.blobs.open_blob(key, offset, count)
         while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
             await write(chunk)
 

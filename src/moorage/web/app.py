@@ -16,6 +16,7 @@ from ..metrics.exposition import Exposition
 from ..metrics.gauges import RegistryGauges
 from ..oci.errors import RegistryError
 from .api import (
+    DedupAPI,
     DistributionAPI,
     InsightsAPI,
     JobsAPI,
@@ -188,6 +189,7 @@ def _handler_objects(settings: Settings, reg: Registry, guard: AccessGuard | Ope
         RateLimitsAPI(reg.rate_limits, management),
         management,
         LifecycleAPI(reg.policies, reg.retention, reg.deletion, reg.gc, management),
+        DedupAPI(lambda: reg.chunks, management, open_access=not settings.auth),
         JobsAPI(reg.jobs, management, reg.authorizer),
         WebhooksAPI(reg.webhooks, management),
         OidcAPI(lambda: reg.oidc, management),

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from ..auth.authorizer import Action
 from ..oci.errors import Unsupported
+from .api.dedup import DedupAPI
 from .api.distribution import DistributionAPI
 from .api.insights import InsightsAPI
 from .api.jobs import JobsAPI
@@ -124,6 +125,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", _NS + "/immutability", _API, LifecycleAPI.add_immutability),
     Route("DELETE", _NS + "/immutability/{pattern}", _API, LifecycleAPI.remove_immutability),
     Route("GET", _NS + "/quota", _API, LifecycleAPI.usage),
+    Route("GET", _NS + "/dedup", _API, DedupAPI.namespace_dedup),
     Route("PUT", _NS + "/quota", _API, LifecycleAPI.set_quota),
     Route("DELETE", _NS + "/quota", _API, LifecycleAPI.remove_quota),
     Route("GET", _NS + "/retention", _API, LifecycleAPI.list_policies),

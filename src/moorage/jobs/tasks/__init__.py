@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..queue import Job
 
 if TYPE_CHECKING:
+    from ...chunks.service import ChunkService
     from ...events.outbox import Outbox
     from ...gc.collector import GarbageCollector
     from ...insights.service import InsightsService
@@ -52,6 +53,9 @@ class TaskServices(Protocol):
     @property
     def osv_artifacts(self) -> OsvArtifacts: ...
 
+    @property
+    def chunks(self) -> ChunkService: ...
+
     settings: Any
 
 TEST_JOBS_ENV = "MOORAGE_TEST_JOBS"
@@ -63,6 +67,7 @@ class TaskFailed(Exception):
 
 def _modules(env: Mapping[str, str]) -> list[Any]:
     from . import (
+        chunks,
         gc,
         insights,
         outbox,
@@ -77,7 +82,7 @@ def _modules(env: Mapping[str, str]) -> list[Any]:
     )
 
     mods = [gc, retention, uploads, quota, outbox, webhooks, scans, replication, insights, vulndb,
-            replication_schedule]
+            replication_schedule, chunks]
     if env.get(TEST_JOBS_ENV) == "1":
         from . import testing
 

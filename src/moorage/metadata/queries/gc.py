@@ -24,6 +24,7 @@ from ..schema import (
     repository_blobs,
     uploads,
 )
+from .chunks import CHUNKED_PREFIX
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork
@@ -125,11 +126,17 @@ class GcQueries:
             .returning(blobs.c.digest, blobs.c.storage_key, blobs.c.size)
         )]
         if still:
+            # A recipe goes with its blob; an object chunks still live in stays as their pack
+            # (the chunk step queues it once no chunk row points into it).
+            self.uow.chunks.forget_recipes([d for d, _, _ in still])
+            packs = self.uow.chunks.packs_in_use(k for _, k, _ in still)
             now = time.time()
-            conn.execute(pending_deletions.insert(), [
-                {"kind": "blob", "storage_key": k, "digest": d, "size": sz, "queued_at": now}
-                for d, k, sz in still
-            ])
+            queued = [{"kind": "blob", "storage_key": k, "digest": d, "size": sz,
+                       "queued_at": now}
+                      for d, k, sz in still
+                      if k not in packs and not k.startswith(CHUNKED_PREFIX)]
+            if queued:
+                conn.execute(pending_deletions.insert(), queued)
         return still
 
     # -- links --------------------------------------------------------------------------------
@@ -226,7 +233,7 @@ class GcQueries:
         keys = [r.storage_key for r in rows if r.kind == "blob"]
         live = set(self.conn.execute(
             select(blobs.c.storage_key).where(blobs.c.storage_key.in_(keys))
-        ).scalars()) if keys else set()
+        ).scalars()) | self.uow.chunks.packs_in_use(keys) if keys else set()
         revived = {r.id for r in rows if r.kind == "blob" and r.storage_key in live}
         if revived:
             self.conn.execute(delete(pending_deletions).where(
