@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 ARGS ?= --help
 LOCK := requirements.lock
 
-.PHONY: serve test test-fast venv dev-deps system-deps lint bench bench-scaleout clean cli lock
+.PHONY: serve test test-fast bytecode venv dev-deps system-deps lint bench bench-scaleout clean cli lock
 
 # Debian's python3 lacks `venv` until python3-venv is installed: install it as root, else say so.
 $(BIN)/python:
@@ -66,14 +66,19 @@ LB_TESTS := $(addprefix tests/integration/test_,$(addsuffix .py,blob_upload chec
 # Every test on the default backend (SQLite + filesystem; the storage, metadata and scale-out
 # suites start PostgreSQL and SeaweedFS themselves), then the protocol suite again against
 # nodes on PostgreSQL + S3.
-test: dev-deps system-deps
+# Bytecode written once up front: every test server is a fresh interpreter, and one started with
+# PYTHONDONTWRITEBYTECODE set would otherwise compile every module again.
+bytecode: venv
+	@$(BIN)/python -m compileall -q -j 0 src tests >/dev/null
+
+test: dev-deps system-deps bytecode
 	$(BIN)/python -m pytest -n 2 $(PYTEST_ARGS)
 	MOORAGE_TEST_BACKEND=pg-s3 $(BIN)/python -m pytest -n 2 tests/integration \
 	  tests/auth/test_hostile_input.py tests/auth/test_namespaces_roles.py $(PYTEST_ARGS)
 	MOORAGE_TEST_BACKEND=pg-s3-lb $(BIN)/python -m pytest -n 2 $(LB_TESTS) $(PYTEST_ARGS)
 
 # The fast tier: pure-domain and service-level tests, no servers (seconds, for the edit loop).
-test-fast: dev-deps
+test-fast: dev-deps bytecode
 	$(BIN)/python -m pytest -q tests/unit $(PYTEST_ARGS)
 
 lint: dev-deps

@@ -10,11 +10,18 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import func, select
+from sqlalchemy import func, inspect, select, text
 
 from moorage.auth.service import AuthService
 from moorage.metadata.engine import make_engine, sqlite_url
-from moorage.metadata.migrate import SchemaNotCurrent, check_current, head_revision, upgrade
+from moorage.metadata.migrate import (
+    BASELINE_REVISION,
+    SchemaNotCurrent,
+    check_current,
+    current_revision,
+    head_revision,
+    upgrade,
+)
 from moorage.metadata.rows import NewManifest, UploadBusy
 from moorage.metadata.schema import manifests, metadata, uploads
 from moorage.metadata.uow import Database
@@ -77,10 +84,18 @@ def test_unmigrated_database_is_refused_with_a_clear_message(empty_url):
         engine.dispose()
 
 
-def test_migrations_build_exactly_the_schema_the_code_declares(engine):
-    with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
-    assert diff == []
+def test_migrations_build_exactly_the_schema_the_code_declares(empty_url):
+    # Replayed one by one, as an existing database is upgraded (a new one is created from the
+    # declared schema at once, so this is what makes the two the same).
+    engine = make_engine(empty_url)
+    try:
+        upgrade(engine, replay=True)
+        assert current_revision(engine) == head_revision()
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+        assert diff == []
+    finally:
+        engine.dispose()
 
 
 LEGACY_TABLES = {
@@ -93,9 +108,12 @@ LEGACY_TABLES = {
 def test_legacy_embedded_database_is_adopted_not_recreated(tmp_path: Path):
     engine = make_engine(sqlite_url(tmp_path))
     try:
-        # What the server did before migrations: create_all of the tables revision 0001 holds.
-        legacy = [t for name, t in metadata.tables.items() if name in LEGACY_TABLES]
-        metadata.create_all(engine, tables=legacy)
+        # What the server made before migrations: the tables of revision 0001 (as 0001 builds
+        # them; later revisions alter some), and no version table.
+        upgrade(engine, BASELINE_REVISION, replay=True)
+        with engine.begin() as conn:
+            conn.execute(text("DROP TABLE alembic_version"))
+        assert set(inspect(engine).get_table_names()) == LEGACY_TABLES
         with Database(engine).write() as uow:
             uow.uploads.create("u", "legacy/repo", "sha256", b"s", "1", "h")
         upgrade(engine)

@@ -49,8 +49,13 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(conn).get_current_revision()
 
 
-def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
-    """Migrate the database to `revision`; returns (revision before, revision after)."""
+def upgrade(engine: Engine, revision: str = "head", replay: bool = False
+            ) -> tuple[str | None, str]:
+    """Migrate the database to `revision`; returns (revision before, revision after).
+
+    A new, empty database gets the declared schema at once, stamped at the head: what
+    replaying every migration builds (tests/metadata compare the two), in a fraction of the
+    time every fresh data dir and test server spent on it. `replay` runs the migrations."""
     from alembic import command
 
     before = current_revision(engine)
@@ -59,6 +64,12 @@ def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str]:
         config.attributes["connection"] = conn
         if before is None and _has_legacy_tables(conn):
             command.stamp(config, BASELINE_REVISION)
+        elif before is None and revision == "head" and not replay and _is_empty(conn):
+            from .schema import metadata
+
+            metadata.create_all(conn)
+            command.stamp(config, "head")
+            return before, head_revision()
         command.upgrade(config, revision)
     return before, current_revision(engine) or ""
 
@@ -77,6 +88,10 @@ def check_current(engine: Engine) -> None:
     raise SchemaNotCurrent(
         f"the database {url} {state}; run `moorage db upgrade --database URL` first"
     )
+
+
+def _is_empty(conn) -> bool:  # type: ignore[no-untyped-def]
+    return not inspect(conn).get_table_names()
 
 
 def _has_legacy_tables(conn) -> bool:  # type: ignore[no-untyped-def]
