@@ -544,9 +544,10 @@ class Registry:
             f"/moorage/{self.settings.token_service or self.settings.host}",
             self.settings.job_max_attempts)]
         s = self.settings
-        if s.alert_mass_deletes or s.alert_robot_new_address:
+        if s.alert_mass_deletes or s.alert_robot_new_address or s.alert_pull_spike:
             consumers.append(ActivityWatcher(self.database, ActivityRules(
-                s.alert_mass_deletes, s.alert_window, s.alert_robot_new_address)))
+                s.alert_mass_deletes, s.alert_window, s.alert_robot_new_address,
+                s.alert_pull_spike)))
         if self.processors:  # no processors: no post-push consumer, no cursor
             from .events.processors import PostPushConsumer
 

@@ -104,8 +104,9 @@ class Settings:
     events_prune_interval: float = 3600.0  # how often the outbox.prune job runs (0: never)
     alert_login_failures: int = 20  # refused logins from one address in 5 min that alert (0: off)
     alert_mass_deletes: int = 50  # deletes by one principal within alert_window that alert (0: off)
-    alert_window: float = 300.0  # seconds the mass-delete count runs over
+    alert_window: float = 300.0  # seconds the mass-delete and pull-spike counts run over
     alert_robot_new_address: bool = True  # alert when a robot is used from a new address
+    alert_pull_spike: int = 2000  # manifest pulls by one principal within alert_window (0: off)
     metrics_top_repositories: int = 20  # /metrics: repositories with own push/pull series
     metrics_cache_seconds: float = 10.0  # /metrics: registry gauges are read this often at most
     webhook_timeout: float = 10.0  # seconds one webhook request may take

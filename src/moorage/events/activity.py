@@ -1,6 +1,7 @@
 """The unusual-activity watcher: an outbox consumer raising UnusualActivity events (and counting
-them in `moorage_alerts_total{kind}`) for mass deletes by one principal and for a robot used
-from an address it was not seen at before. Repeated login failures from one address are
+them in `moorage_alerts_total{kind}`) for mass deletes by one principal, for a pull spike of one
+principal (anonymous clients by address), and for a robot used from an address it was not seen
+at before. Repeated login failures from one address are
 detected where they are counted (auth/service.py).
 
 It holds the consumer's lease (one process at a time) and delivers at least once: a crash
@@ -9,12 +10,12 @@ between an alert and the cursor's move may raise that alert twice.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..metadata.uow import Database
-from ..metrics.alerts import MASS_DELETES, ROBOT_NEW_ADDRESS, count_alert
+from ..metrics.alerts import MASS_DELETES, PULL_SPIKE, ROBOT_NEW_ADDRESS, count_alert
 from .types import Actor, UnusualActivity, records
 
 CONSUMER = "activity"
@@ -22,6 +23,7 @@ DELETES = ("ManifestDeleted", "TagDeleted", "BlobDeleted")
 ROBOT_USES = ("ManifestPushed", "ManifestPulled", "BlobPushed", "Login")
 HISTORY = 100_000  # events looked back over (a primary-key range): bounded work per check
 _KNOWN_MAX = 10_000  # (robot, address) pairs remembered in memory
+_PULLERS_MAX = 10_000  # principals whose recent pull times are kept (the least recent go)
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,15 @@ class ActivityRules:
     mass_deletes: int = 50
     window: float = 300.0
     robot_new_address: bool = True
+    pull_spike: int = 0
+
+
+@dataclass
+class _Burst:
+    """One principal's pull times within the window, and whether this burst alerted."""
+
+    times: deque[float] = field(default_factory=deque)
+    alerted: bool = False
 
 
 class ActivityWatcher:
@@ -42,11 +53,15 @@ class ActivityWatcher:
     def __init__(self, database: Database, rules: ActivityRules) -> None:
         self.database, self.rules = database, rules
         self._known: OrderedDict[tuple[str, str], None] = OrderedDict()
+        # Pull times per principal within the window, in memory: the watcher holds the lease,
+        # and a pull is the most frequent event (no database read per pull).
+        self._pulls: OrderedDict[str, _Burst] = OrderedDict()
 
     def handle(self, events: list[dict[str, Any]], uow: Any) -> None:
         """Raise the alerts `events` call for."""
         for event in events:
-            alert = self._mass_delete(event) or self._robot_address(event)
+            alert = (self._mass_delete(event) or self._pull_spike(event)
+                     or self._robot_address(event))
             if alert is not None:
                 with self.database.write() as write:
                     write.emit(records(alert))
@@ -67,6 +82,33 @@ class ActivityWatcher:
             actor=Actor(actor, event.get("actor_kind"), event.get("address")),
             repository=event.get("repository"), kind=MASS_DELETES,
             detail={"deletes": count, "window_seconds": self.rules.window})
+
+    def _pull_spike(self, event: dict[str, Any]) -> UnusualActivity | None:
+        n = self.rules.pull_spike
+        if not n or event["type"] != "ManifestPulled":
+            return None
+        actor, address = event.get("actor"), event.get("address")
+        who = actor or f"anonymous@{address}"
+        burst = self._pulls.pop(who, None) or _Burst()
+        self._pulls[who] = burst  # the most recent last
+        if len(self._pulls) > _PULLERS_MAX:
+            self._pulls.popitem(last=False)
+        now = float(event["time"])
+        burst.times.append(now)
+        while burst.times[0] < now - self.rules.window:
+            burst.times.popleft()
+        while len(burst.times) > n:  # beyond the threshold only "still over" matters
+            burst.times.popleft()
+        if len(burst.times) < n:
+            burst.alerted = False  # the burst is over: the next one alerts again
+            return None
+        if burst.alerted:
+            return None
+        burst.alerted = True  # once per burst
+        return UnusualActivity(
+            actor=Actor(actor, event.get("actor_kind"), address),
+            repository=event.get("repository"), kind=PULL_SPIKE,
+            detail={"pulls": n, "window_seconds": self.rules.window})
 
     def _robot_address(self, event: dict[str, Any]) -> UnusualActivity | None:
         robot, address = event.get("actor"), event.get("address")

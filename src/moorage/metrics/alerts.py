@@ -5,6 +5,7 @@ from __future__ import annotations
 LOGIN_FAILURES = "login_failures"
 MASS_DELETES = "mass_deletes"
 ROBOT_NEW_ADDRESS = "robot_new_address"
+PULL_SPIKE = "pull_spike"
 
 
 def count_alert(kind: str) -> None:
