@@ -130,13 +130,14 @@ class Registry:
 
     @cached_property
     def auth(self) -> AuthService:
+        from .auth.sealing import sealer_for
         from .auth.service import AuthService
         from .auth.throttle import LoginThrottle
 
         return AuthService(self.database,
                            LoginThrottle(address_limit=self.settings.login_address_limit,
                                          alert_address_failures=self.settings.alert_login_failures),
-                           oidc=lambda: self.oidc)
+                           oidc=lambda: self.oidc, sealer=lambda: sealer_for(self.settings))
 
     @cached_property
     def oidc(self) -> OidcService:

@@ -21,6 +21,7 @@ from ..oci.errors import RegistryError, TooManyRequests, Unauthorized
 from .authorizer import Action, Authorizer, namespace
 from .identity import ANONYMOUS, CLI, SYSTEM, Principal, robot_unusable_reason
 from .scopes import namespace_of
+from .sealing import NoSecretsKey, Sealer
 from .secrets import (
     hash_password,
     password_needs_rehash,
@@ -62,8 +63,10 @@ class AuthService:
     """Authentication: credentials and tokens' subjects to principals."""
 
     def __init__(self, database: Database, throttle: LoginThrottle | None = None,
-                 oidc: Callable[[], OidcService] | None = None) -> None:
+                 oidc: Callable[[], OidcService] | None = None,
+                 sealer: Callable[[], Sealer] | None = None) -> None:
         self.database = database
+        self._sealer = sealer  # seals the shared secrets at rest (see shared_secret)
         self.throttle = throttle or LoginThrottle()
         self._oidc = oidc  # built on the first OIDC login only
         self._basic_cache: dict[bytes, tuple[Principal, float]] = {}
@@ -92,13 +95,37 @@ class AuthService:
 
     def shared_secret(self, name: str, make: Callable[[], bytes]) -> bytes:
         """The named secret (e.g. the token signing key); the first `make()` to be stored wins
-        when several nodes race."""
+        when several nodes race. Stored sealed under the secrets key (auth/sealing.py) when
+        one is set up; a value stored in the clear before is sealed in place on first read.
+        Without a key (a shared database without MOORAGE_SECRETS_KEY) it stays in the clear."""
+        sealer = self._secrets_sealer()
         with self.database.read() as uow:
-            value = uow.access.secret(name)
-        if value is not None:
-            return value
+            stored = uow.access.secret(name)
+        if stored is not None:
+            if stored.startswith(SEALED_SECRET):
+                if sealer is None:
+                    raise NoSecretsKey(f"the secret {name!r} is sealed: this server needs the "
+                                       "secrets key (MOORAGE_SECRETS_KEY) to read it")
+                return sealer.unseal(stored[len(SEALED_SECRET):].decode())
+            if sealer is not None:
+                with self.database.write() as uow:
+                    uow.access.replace_secret(name, stored, _sealed(sealer, stored))
+            return stored
+        value = make()
         with self.database.write() as uow:
-            return uow.access.create_secret(name, make())
+            kept = uow.access.create_secret(name, _sealed(sealer, value) if sealer else value)
+        if kept.startswith(SEALED_SECRET):
+            assert sealer is not None
+            return sealer.unseal(kept[len(SEALED_SECRET):].decode())
+        return kept
+
+    def _secrets_sealer(self) -> Sealer | None:
+        if self._sealer is None:
+            return None
+        try:
+            return self._sealer()
+        except NoSecretsKey:
+            return None
 
     # -- authentication -----------------------------------------------------------------------
 
@@ -301,3 +328,10 @@ def _emit_denied(uow: UnitOfWork, username: str, remote: str | None,
                  exc: RegistryError) -> None:
     uow.emit(records(Login(actor=Actor(username[:160], None, remote), outcome="denied",
                            detail={"code": exc.code, "reason": exc.message})))
+
+
+SEALED_SECRET = b"sealed:"  # a stored shared secret that is a sealing envelope
+
+
+def _sealed(sealer: Sealer, value: bytes) -> bytes:
+    return SEALED_SECRET + sealer.seal(value).encode()

@@ -156,7 +156,7 @@ def secrets_rotate(
     finally:
         reg.close()
     counts = ", ".join(f"{n} {table}" for table, n in report.resealed.items())
-    typer.echo(f"re-sealed {counts} secret(s) under the new key")
+    typer.echo(f"re-sealed {counts} (sealed values, by table) under the new key")
     if report.key_file:
         typer.echo(f"the new key is in {report.key_file}")
     if report.next_steps:

@@ -59,6 +59,7 @@ class SecretsRotation:
         writer = Sealer(new_key)
         for table in SEALED_TABLES:
             report.resealed[table] = self._reseal(table, reader, writer)
+        report.resealed["secrets"] = self._reseal_shared(reader, writer)
         if uses_file:
             (key_dir / PREVIOUS_KEY_FILE).unlink(missing_ok=True)
             report.key_file = str(key_dir / KEY_FILE)
@@ -68,6 +69,20 @@ class SecretsRotation:
         else:
             report.next_steps = "remove MOORAGE_SECRETS_KEY_PREVIOUS from every node"
         return report
+
+    def _reseal_shared(self, reader: Sealer, writer: Sealer) -> int:
+        """The shared secrets (token signing key, UI session key): sealed ones re-sealed, any
+        still in the clear sealed."""
+        from ..auth.service import SEALED_SECRET
+
+        with self.database.write() as uow:
+            count = 0
+            for name, stored in uow.access.secret_values():
+                plain = (reader.unseal(stored[len(SEALED_SECRET):].decode())
+                         if stored.startswith(SEALED_SECRET) else stored)
+                fresh = SEALED_SECRET + writer.seal(plain).encode()
+                count += uow.access.replace_secret(name, stored, fresh)
+            return count
 
     def _reseal(self, table: str, reader: Sealer, writer: Sealer) -> int:
         with self.database.write() as uow:

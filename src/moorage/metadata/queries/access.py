@@ -217,6 +217,16 @@ class AccessQueries:
         return self.conn.execute(
             select(secrets.c.value).where(secrets.c.name == name)).scalar_one()
 
+    def replace_secret(self, name: str, old: bytes, new: bytes) -> bool:
+        """Set the named secret to `new` if it is still `old` (sealing or re-sealing it)."""
+        return bool(self.conn.execute(update(secrets).where(
+            secrets.c.name == name, secrets.c.value == old).values(value=new)).rowcount)
+
+    def secret_values(self) -> list[tuple[str, bytes]]:
+        """(name, stored value) of every shared secret."""
+        return [(str(r[0]), bytes(r[1])) for r in self.conn.execute(
+            select(secrets.c.name, secrets.c.value).order_by(secrets.c.name))]
+
     # -- login throttling ---------------------------------------------------------------------
 
     def login_lock(self, key: str) -> tuple[float, int]:
