@@ -265,8 +265,9 @@ def test_cli_refuses_a_database_without_the_moorage_schema(tmp_path):
 
 
 def test_cli_every_data_command_takes_the_same_registry_options():
-    """--data-dir, --database, --storage and --config on every command but `version` and
-    `settings --markdown` (which read no registry)."""
+    """--data-dir, --database, --storage and --config on every command but those that open no
+    registry of their own: `version`, `restore` (makes a new embedded data dir from a backup),
+    and the clients of a registry URL (`push`, `pull`)."""
     from typer.main import get_command
 
     from moorage.cli import app
@@ -280,7 +281,7 @@ def test_cli_every_data_command_takes_the_same_registry_options():
 
     checked = []
     for path, cmd in leaves(get_command(app)):
-        if path == ("version",):
+        if path in (("version",), ("restore",), ("push",), ("pull",)):
             continue
         opts = {o for p in cmd.params for o in getattr(p, "opts", [])}
         assert {"--data-dir", "--database", "--storage", "--config"} <= opts, (path, opts)
