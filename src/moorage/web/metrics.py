@@ -44,6 +44,9 @@ def metrics_middleware() -> Middleware:
     async def measure(request: web.Request, handler):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
         uploading = request.method in _UPLOAD_METHODS and "/blobs/uploads/" in request.path
+        # the chunk batches of a delta push are blob bytes received too
+        receiving = uploading or (request.method == "POST"
+                                  and request.path.endswith("/moorage/chunks"))
         if uploading:
             m.uploads_in_flight.inc()
         status, response = 500, None
@@ -57,6 +60,7 @@ def metrics_middleware() -> Middleware:
         finally:
             if uploading:
                 m.uploads_in_flight.dec()
+            if receiving:
                 m.bytes_received.inc(request.content.total_bytes)
             _record(m, request, status, time.perf_counter() - started, response)
 
