@@ -21,6 +21,7 @@ REPOSITORY_KEY = "moorage.repository"
 UNMATCHED = "unmatched"
 _MANIFEST_ROUTE = "/v2/{name}/manifests/{reference}"
 _BLOB_ROUTE = "/v2/{name}/blobs/{digest}"
+_FETCH_ROUTE = "/v2/{name}/moorage/chunks/fetch"  # a delta pull's chunk bytes
 _UPLOAD_METHODS = ("POST", "PATCH", "PUT")
 
 
@@ -78,7 +79,8 @@ def _record(m: Instruments, request: web.Request, status: int, seconds: float,
             m.pushes.labels(repository).inc()
         elif method == "GET" and status == 200:
             m.pulls.labels(repository).inc()
-    elif (route == _BLOB_ROUTE and method == "GET" and status in (200, 206)
+    elif (route in (_BLOB_ROUTE, _FETCH_ROUTE) and method in ("GET", "POST")
+          and status in (200, 206)
           and response is not None and response.content_length):
         m.bytes_sent.inc(response.content_length)
 
