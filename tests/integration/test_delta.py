@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from support.http import call, describe, http
-from support.oci import assert_error, blob_url, manifest_url, new_repo
+from support.models import file_layer, modelpack
+from support.oci import assert_error, blob_url, manifest_url, new_repo, push_tree
 from support.servers import BACKEND, TEST_DEFAULTS, Server, run_moorage, start_local, start_registry
 from support.weights import safetensors
 
@@ -156,6 +157,20 @@ def test_a_killed_push_sends_only_the_rest_when_run_again(reg: Server, tmp_path:
     weights = next(la for la in layers if la["size"] > SIZE // 2)
     blob = http.get(blob_url(reg, repo, weights["digest"]))
     assert hashlib.sha256(blob.content).hexdigest() == weights["digest"].split(":")[1]
+
+
+@pytest.mark.parametrize("name", ["../escape.txt", "/tmp/moorage-escape.txt", "a/../../e.txt"])
+def test_moorage_pull_refuses_paths_outside_the_target(reg: Server, tmp_path: Path,
+                                                       name: str) -> None:
+    repo = new_repo("evil")
+    layer = file_layer(b"not yours", "application/vnd.cncf.model.doc.v1.raw", name)
+    push_tree(reg, repo, modelpack([layer], name="evil"), "v1")
+    target = tmp_path / "deep" / "target"
+    p = run_moorage("pull", f"{repo}:v1", str(target), "--registry", reg.url, "-q",
+                    "--cache", str(tmp_path / "cache"), check=False)
+    assert p.returncode == 1 and "refusing" in p.stderr, p.stderr
+    assert [f for f in tmp_path.rglob("*") if f.is_file()] == []
+    assert not Path("/tmp/moorage-escape.txt").exists()
 
 
 # -- hostile input -------------------------------------------------------------------------------

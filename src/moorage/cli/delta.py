@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +43,29 @@ def _show(update, tally) -> None:  # type: ignore[no-untyped-def]
     update("skipped", tally.skipped, tally.total)
 
 
+def _with_progress(quiet: bool, client: Any, work: Callable[[Any, Any], Awaitable[Any]]
+                   ) -> tuple[Any, Any]:
+    """Run `work(client, on_progress)` under a progress bar: (its result, the last tally);
+    a registry's refusal or a local error ends the command with `error: …`."""
+    from ..upstream.types import UpstreamError
+
+    async def main() -> tuple[Any, Any]:
+        last: list[Any] = [None]
+        with progress_bar(quiet) as update:
+            def seen(tally: Any) -> None:
+                last[0] = tally
+                _show(update, tally)
+
+            async with client:
+                result = await work(client, seen)
+        return result, last[0]
+
+    try:
+        return asyncio.run(main())
+    except (UpstreamError, ValueError, OSError) as exc:
+        fail(str(exc))
+
+
 def push(
     source: Annotated[Path, typer.Argument(help="a model directory or one file")],
     ref: Annotated[str, typer.Argument(help="REPO:TAG")],
@@ -57,27 +81,14 @@ def push(
 ) -> None:
     """Push a directory as a ModelPack artifact, sending only the chunks the registry lacks."""
     from ..delta.push import push as run
-    from ..upstream.types import UpstreamError
 
     if not source.exists():
         fail(f"{source} does not exist")
     repo, tag = _reference(ref)
 
-    async def main() -> tuple[str, object]:
-        last: list[object] = [None]
-        with progress_bar(quiet) as update:
-            def seen(tally) -> None:  # type: ignore[no-untyped-def]
-                last[0] = tally
-                _show(update, tally)
-
-            async with _client(registry, username, password_stdin, insecure) as client:
-                digest = await run(client, source, repo, tag, parallel, batch_size, seen)
-        return digest, last[0]
-
-    try:
-        digest, tally = asyncio.run(main())
-    except (UpstreamError, ValueError, OSError) as exc:
-        fail(str(exc))
+    digest, tally = _with_progress(
+        quiet, _client(registry, username, password_stdin, insecure),
+        lambda client, seen: run(client, source, repo, tag, parallel, batch_size, seen))
     sent = getattr(tally, "sent", 0)
     skipped = getattr(tally, "skipped", 0)
     typer.echo(f"pushed {repo}:{tag}@{digest} (sent {sent} bytes, skipped {skipped})")
@@ -97,7 +108,6 @@ def pull(
     """Pull an artifact's files into a directory, fetching only chunks not cached locally."""
     from ..delta.pull import ChunkCache, default_cache
     from ..delta.pull import pull as run
-    from ..upstream.types import UpstreamError
 
     if "@" in ref:
         repo, _, reference = ref.partition("@")
@@ -106,20 +116,8 @@ def pull(
     target.mkdir(parents=True, exist_ok=True)
     chunks = ChunkCache(cache or default_cache())
 
-    async def main() -> tuple[list[str], object]:
-        last: list[object] = [None]
-        with progress_bar(quiet) as update:
-            def seen(tally) -> None:  # type: ignore[no-untyped-def]
-                last[0] = tally
-                _show(update, tally)
-
-            async with _client(registry, username, password_stdin, insecure) as client:
-                names = await run(client, repo, reference, target, chunks, seen)
-        return names, last[0]
-
-    try:
-        names, tally = asyncio.run(main())
-    except (UpstreamError, ValueError, OSError) as exc:
-        fail(str(exc))
+    names, tally = _with_progress(
+        quiet, _client(registry, username, password_stdin, insecure),
+        lambda client, seen: run(client, repo, reference, target, chunks, seen))
     typer.echo(f"pulled {len(names)} files of {ref} into {target} (fetched "
                f"{getattr(tally, 'sent', 0)} bytes, from cache {getattr(tally, 'skipped', 0)})")
