@@ -129,6 +129,22 @@ def test_moorage_pull_is_byte_identical_and_fetches_only_missing_chunks(
     assert sent(reg) - before - first <= 0.10 * SIZE
 
 
+def test_a_plain_oci_push_when_delta_is_off(reg: Server, tmp_path: Path) -> None:
+    model = tmp_path / "m"
+    model.mkdir()
+    data = os.urandom(3 << 20)
+    (model / "weights.bin").write_bytes(data)
+    repo = new_repo("plain")
+    push(reg, model, f"{repo}:v0", "--plain")
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    # uploaded whole (chunk dedup is off on this server): no recipe, so the pull is a blob GET
+    assert_error(http.get(ext(reg, repo, f"recipes/{digest}")), 404, "BLOB_UNKNOWN")
+    run_moorage("pull", f"{repo}:v0", str(tmp_path / "out"), "--registry", reg.url, "-q",
+                "--cache", str(tmp_path / "cache"))
+    assert files_of(tmp_path / "out") == files_of(model)
+    assert not (tmp_path / "cache").exists()
+
+
 def test_a_killed_push_sends_only_the_rest_when_run_again(reg: Server, tmp_path: Path) -> None:
     model = model_dir(tmp_path / "m", 0, seed=7)
     ref = f"{new_repo('resume')}:v0"

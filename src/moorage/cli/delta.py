@@ -76,6 +76,8 @@ def push(
                                           help="chunk batches in flight")] = 4,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1 << 16, max=64 << 20,
                                             help="chunk bytes per request")] = 8 << 20,
+    plain: Annotated[bool, typer.Option("--plain", help="plain OCI uploads even when the "
+                                        "registry speaks the delta extension")] = False,
     insecure: Insecure = False,
     quiet: Quiet = False,
 ) -> None:
@@ -88,7 +90,7 @@ def push(
 
     digest, tally = _with_progress(
         quiet, _client(registry, username, password_stdin, insecure),
-        lambda client, seen: run(client, source, repo, tag, parallel, batch_size, seen))
+        lambda client, seen: run(client, source, repo, tag, parallel, batch_size, seen, not plain))
     sent = getattr(tally, "sent", 0)
     skipped = getattr(tally, "skipped", 0)
     typer.echo(f"pushed {repo}:{tag}@{digest} (sent {sent} bytes, skipped {skipped})")

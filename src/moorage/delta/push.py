@@ -39,10 +39,12 @@ Progress = Callable[[Tally], None]
 
 
 async def push(client: UpstreamClient, source: Path, repo: str, tag: str, parallel: int = 4,
-               batch_bytes: int = 8 << 20, on_progress: Progress | None = None) -> str:
-    """Push `source` as `repo:tag`; returns the manifest's digest."""
+               batch_bytes: int = 8 << 20, on_progress: Progress | None = None,
+               use_delta: bool = True) -> str:
+    """Push `source` as `repo:tag` (by delta when `use_delta` and the registry can); returns
+    the manifest's digest."""
     remote = Remote(client)
-    delta = await remote.has_extension()
+    delta = use_delta and await remote.has_extension()
     avg = await remote.avg_chunk_size(DEFAULT_AVG) if delta else DEFAULT_AVG
     files = model_files(source)
     tally = Tally(total=sum(p.stat().st_size for p, _ in files))
