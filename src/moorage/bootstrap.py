@@ -107,7 +107,8 @@ class Registry:
         s = self.settings
         return ChunkService(self.database, self.blob_store, avg_size=s.chunk_avg_size,
                             min_saving=s.chunk_min_saving,
-                            authorizer=self.authorizer if s.auth else None)
+                            authorizer=self.authorizer if s.auth else None,
+                            quota=self.upload_quota)
 
     @cached_property
     def database(self) -> Database:

@@ -27,6 +27,7 @@ from moorage.web.routes import (
 from moorage.web.v2.base import Base
 from moorage.web.v2.blobs import Blobs
 from moorage.web.v2.catalog import Catalog
+from moorage.web.v2.delta import Delta
 from moorage.web.v2.manifests import Manifests
 from moorage.web.v2.referrers import Referrers
 from moorage.web.v2.tags import Tags
@@ -109,7 +110,22 @@ SPEC_ENDPOINTS = [
     ("end-13", "GET", f"/v2/{NAME}/blobs/uploads/{UPLOAD}", Uploads.upload_status),
     ("end-14", "DELETE", f"/v2/{NAME}/blobs/uploads/{UPLOAD}", Uploads.cancel_upload),
     ("catalog", "GET", "/v2/_catalog", Catalog.catalog),
+    # Moorage's delta push/pull extension (`_moorage.chunks`, web/v2/delta.py)
+    ("ext-discover", "GET", "/v2/_oci/ext/discover", Delta.discover),
+    ("ext-delta", "POST", f"/v2/{NAME}/moorage/chunks/missing", Delta.missing),
+    ("ext-delta", "POST", f"/v2/{NAME}/moorage/chunks", Delta.store),
+    ("ext-delta", "POST", f"/v2/{NAME}/moorage/chunks/fetch", Delta.fetch),
+    ("ext-delta", "PUT", f"/v2/{NAME}/moorage/recipes/{DIGEST}", Delta.commit),
+    ("ext-delta", "GET", f"/v2/{NAME}/moorage/recipes/{DIGEST}", Delta.recipe),
 ]
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+def test_a_repository_named_moorage_keeps_its_blob_urls(method: str) -> None:
+    """The extension's paths never shadow the blobs of a repository whose name ends in
+    `/moorage`."""
+    route, params = V2Table(ROUTES).resolve(method, f"/v2/{NAME}/moorage/blobs/{DIGEST}")
+    assert route.path == "/v2/{name}/blobs/{digest}" and params["name"] == NAME + "/moorage"
 
 
 @pytest.mark.parametrize(("endpoint", "method", "path", "handler"), SPEC_ENDPOINTS,

@@ -27,6 +27,7 @@ from .chunker import Cut, chunk_id, cut
 if TYPE_CHECKING:
     from ..auth.authorizer import Authorizer
     from ..metadata.uow import Database
+    from ..policy.quota import UploadQuota
 
 log = logging.getLogger("moorage.chunks")
 ATTEMPTS = 3  # a reused chunk collected meanwhile: chunk again (it is new now)
@@ -44,8 +45,10 @@ class ChunkService:
     """Chunks blobs in `store` (the chunk-aware store) and records recipes in `database`."""
 
     def __init__(self, database: Database, store: BlobStore, avg_size: int = 64 << 10,
-                 min_saving: float = 0.10, authorizer: Authorizer | None = None) -> None:
+                 min_saving: float = 0.10, authorizer: Authorizer | None = None,
+                 quota: UploadQuota | None = None) -> None:
         self.database = database
+        self.quota = quota
         self.authorizer = authorizer
         self.store = store
         self.avg_size = avg_size
@@ -176,6 +179,10 @@ class ChunkService:
         algorithm, _, hex_ = digest.partition(":")
         if algorithm != "sha256":
             raise DigestInvalid(detail={"digest": digest})
+        if self.quota is not None:
+            from ..auth.scopes import namespace_of
+
+            self.quota.check(self.database, namespace_of(repository), at, digest)
         h = hashlib.sha256()
         for data in self._concatenation(refs):
             h.update(data)
@@ -185,6 +192,31 @@ class ChunkService:
             created = uow.chunks.record_blob(digest, at, refs)
             uow.blobs.link(repository, digest)
         return created
+
+    def recipe(self, repository: str, digest: str) -> list[tuple[str, int]] | None:
+        """(chunk id, length) of a blob `repository` holds; None when it holds none or the
+        blob has no recorded recipe."""
+        with self.database.read() as uow:
+            if uow.blobs.repository_blob(repository, digest) is None:
+                return None
+            return uow.chunks.recipe(digest) or None
+
+    def chunk_lengths(self, ids: Sequence[str]) -> dict[str, int]:
+        """The length of each of `ids` the registry holds."""
+        with self.database.read() as uow:
+            return {cid: where[2] for cid, where in uow.chunks.locations(ids).items()}
+
+    def read_chunks(self, ids: Sequence[str]) -> list[bytes]:
+        """The bytes of held chunks, in order (ChunkGone when one was collected meanwhile)."""
+        with self.database.read() as uow:
+            where = uow.chunks.locations(ids)
+        out = []
+        for cid in ids:
+            if cid not in where:
+                raise ChunkGone(cid)
+            key, off, length = where[cid]
+            out.append(b"".join(self.store.open_blob(key, off, length)))
+        return out
 
     def _concatenation(self, refs: Sequence[ChunkRef]) -> Iterator[bytes]:
         with self.database.read() as uow:

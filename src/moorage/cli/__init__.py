@@ -10,6 +10,7 @@ from . import (
     cache,
     db,
     dedup,
+    delta,
     events,
     insights,
     jobs,
@@ -68,6 +69,8 @@ app.add_typer(vulndb.vulndb_app, name="vulndb")
 app.add_typer(sbom.sbom_app, name="sbom")
 app.add_typer(models.models_app, name="models")
 app.add_typer(dedup.dedup_app, name="dedup")
+app.command()(delta.push)
+app.command()(delta.pull)
 app.add_typer(scan.scan_app, name="scan")
 app.command("insights")(insights.insights)
 app.add_typer(signing.trust_app, name="trust")

@@ -158,6 +158,17 @@ class UpstreamClient:
             await raise_for(resp)
         raise AssertionError("unreachable: the second answer is returned or raised")
 
+    async def call(
+        self, method: str, path: str, repo: str | None, actions: str, *,
+        headers: dict[str, str] | None = None, data: bytes | None = None,
+        ok: Iterable[int] = (200,),
+    ) -> aiohttp.ClientResponse:
+        """One authenticated request to `path` of this registry (an extension's, say) for
+        `actions` on `repo`; the caller releases the response."""
+        scopes = (_scope(repo, actions),) if repo else ()
+        return await self._request(method, self._url(path), scopes, headers=headers, data=data,
+                                   ok=ok)
+
     # -- the API -------------------------------------------------------------------------------
 
     async def ping(self) -> None:

@@ -40,6 +40,7 @@ from .ui import AdminPages, Pages, SsoPages
 from .v2.base import API_VERSION_HEADER, Base
 from .v2.blobs import Blobs
 from .v2.catalog import Catalog
+from .v2.delta import Delta
 from .v2.dispatch import V2Dispatcher
 from .v2.manifests import Manifests
 from .v2.referrers import Referrers
@@ -184,6 +185,7 @@ def _handler_objects(settings: Settings, reg: Registry, guard: AccessGuard | Ope
         Manifests(front.manifests, inline),  # type: ignore[arg-type]
         Uploads(front.uploads, guard, settings.chunk_min_length),  # type: ignore[arg-type]
         Blobs(front.blobs, inline),  # type: ignore[arg-type]
+        Delta(lambda: reg.chunks),
         Referrers(front.referrers, settings.page_size_max),  # type: ignore[arg-type]
         TokenEndpoint(reg.auth, reg.authorizer, reg.authority, reg.audit, gate),
         RateLimitsAPI(reg.rate_limits, management),

@@ -21,6 +21,7 @@ REPOSITORY_KEY = "moorage.repository"
 UNMATCHED = "unmatched"
 _MANIFEST_ROUTE = "/v2/{name}/manifests/{reference}"
 _BLOB_ROUTE = "/v2/{name}/blobs/{digest}"
+_FETCH_ROUTE = "/v2/{name}/moorage/chunks/fetch"  # a delta pull's chunk bytes
 _UPLOAD_METHODS = ("POST", "PATCH", "PUT")
 
 
@@ -44,6 +45,9 @@ def metrics_middleware() -> Middleware:
     async def measure(request: web.Request, handler):  # type: ignore[no-untyped-def]
         started = time.perf_counter()
         uploading = request.method in _UPLOAD_METHODS and "/blobs/uploads/" in request.path
+        # the chunk batches of a delta push are blob bytes received too
+        receiving = uploading or (request.method == "POST"
+                                  and request.path.endswith("/moorage/chunks"))
         if uploading:
             m.uploads_in_flight.inc()
         status, response = 500, None
@@ -57,6 +61,7 @@ def metrics_middleware() -> Middleware:
         finally:
             if uploading:
                 m.uploads_in_flight.dec()
+            if receiving:
                 m.bytes_received.inc(request.content.total_bytes)
             _record(m, request, status, time.perf_counter() - started, response)
 
@@ -74,7 +79,8 @@ def _record(m: Instruments, request: web.Request, status: int, seconds: float,
             m.pushes.labels(repository).inc()
         elif method == "GET" and status == 200:
             m.pulls.labels(repository).inc()
-    elif (route == _BLOB_ROUTE and method == "GET" and status in (200, 206)
+    elif (route in (_BLOB_ROUTE, _FETCH_ROUTE) and method in ("GET", "POST")
+          and status in (200, 206)
           and response is not None and response.content_length):
         m.bytes_sent.inc(response.content_length)
 

@@ -19,7 +19,10 @@ from .routes import Route
 def rate_kind(route: Route) -> str | None:
     """What a /v2/ route costs from the route table's action: pull (reads of manifests, blobs,
     tags, referrers), push (a manifest PUT or the start of an upload), or nothing. The requests
-    of an upload already started are free, so an upload in progress is never cut."""
+    of an upload already started are free, so an upload in progress is never cut; so are the
+    chunk batches of a delta push or pull (its recipe commit and read are charged)."""
+    if "/moorage/chunks" in route.path:
+        return None
     if route.action == Action.PULL:
         return "pull"
     if route.action == Action.PUSH and "{upload}" not in route.path:

@@ -38,6 +38,7 @@ from .ui import AdminPages, Pages, SsoPages
 from .v2.base import Base
 from .v2.blobs import Blobs
 from .v2.catalog import Catalog
+from .v2.delta import Delta
 from .v2.manifests import Manifests
 from .v2.referrers import Referrers
 from .v2.tags import Tags
@@ -84,6 +85,13 @@ ROUTES: tuple[Route, ...] = (
     _v2("GET", "", AUTHENTICATED, Base.ping),
     _v2("HEAD", "", AUTHENTICATED, Base.ping),
     _v2("GET", "_catalog", Action.CATALOG, Catalog.catalog),
+    # the delta push/pull extension (web/v2/delta.py), advertised by the OCI discovery document
+    _v2("GET", "_oci/ext/discover", AUTHENTICATED, Delta.discover),
+    _v2("POST", "{name}/moorage/chunks/missing", Action.PUSH, Delta.missing),
+    _v2("POST", "{name}/moorage/chunks/fetch", Action.PULL, Delta.fetch),
+    _v2("POST", "{name}/moorage/chunks", Action.PUSH, Delta.store),
+    _v2("PUT", "{name}/moorage/recipes/{digest}", Action.PUSH, Delta.commit),
+    _v2("GET", "{name}/moorage/recipes/{digest}", Action.PULL, Delta.recipe),
     _v2("GET", "{name}/tags/list", Action.PULL, Tags.tag_list),
     _v2("GET", "{name}/manifests/{reference}", Action.PULL, Manifests.get_manifest),
     _v2("HEAD", "{name}/manifests/{reference}", Action.PULL, Manifests.get_manifest),

@@ -107,6 +107,12 @@ class ChunkQueries:
             blob_chunks.c.digest == digest)).first()
         return int(row[1]) if row and row[0] else None
 
+    def recipe(self, digest: str) -> list[tuple[str, int]]:
+        """The blob's recipe as (chunk id, length) in order (empty without one)."""
+        return [(str(r[0]), int(r[1])) for r in self.conn.execute(
+            select(blob_chunks.c.chunk_id, blob_chunks.c.length)
+            .where(blob_chunks.c.digest == digest).order_by(blob_chunks.c.seq))]
+
     def blob(self, digest: str) -> tuple[int, str] | None:
         """(size, storage key) of a recorded blob."""
         row = self.conn.execute(

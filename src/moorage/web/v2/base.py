@@ -24,7 +24,9 @@ class Base:
 
     async def ping(self, request: web.Request) -> web.StreamResponse:
         """200 with the API version header: this is an OCI registry."""
-        return web.json_response({}, headers=API_VERSION_HEADER)
+        # Clients detect the delta push/pull extension here (and at /v2/_oci/ext/discover).
+        return web.json_response({}, headers={**API_VERSION_HEADER,
+                                              "Moorage-Extensions": "chunks/v1"})
 
 
 def actor_of(request: web.Request) -> Actor:
