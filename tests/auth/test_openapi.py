@@ -19,6 +19,7 @@ from support.http import call, describe
 
 from moorage.web.api import (
     OPENAPI_PATH,
+    DedupAPI,
     DistributionAPI,
     InsightsAPI,
     JobsAPI,
@@ -51,6 +52,7 @@ def declared() -> set[tuple[str, str]]:
               *OidcAPI(None, management).routes(),
               *RateLimitsAPI(None, management).routes(),
               *DistributionAPI(None, None, management).routes(),
+              *DedupAPI(None, management).routes(),
               *MetricsEndpoint(None).routes()]
     return {(m.upper(), path) for m, path, _h in routes}
 

@@ -273,3 +273,41 @@ def test_a_pull_only_user_cannot_write(tmp_path: Path) -> None:
         assert r.status_code == 201, describe(r)
     finally:
         server.stop()
+
+
+def test_chunks_are_fetched_only_through_a_repository_that_holds_them(tmp_path: Path) -> None:
+    """Repository scoping: a chunk id (a content hash) never opens another repository's
+    content; fetching it elsewhere answers as for a chunk never stored."""
+    server = start_local(tmp_path / "data", "--workers", "1", auth=True,
+                         MOORAGE_ADMIN_PASSWORD=PASSWORD)
+    admin, api = ("admin", PASSWORD), server.url + "/api/v1"
+    try:
+        reader = ("reader", "reader-pass-123")
+        for method, path, body in (
+                ("POST", "/users", {"name": reader[0], "password": reader[1]}),
+                ("POST", "/namespaces", {"name": "team"}),
+                ("POST", "/namespaces", {"name": "secret"}),
+                ("PUT", "/namespaces/team/members/reader", {"role": "reader"})):
+            r = call(method, api + path, auth=admin, json=body)
+            assert r.status_code in (200, 201, 204), describe(r)
+        data = os.urandom(200_000)
+        secret = f"{server.url}/v2/secret/weights/moorage/"
+        r = call("POST", secret + "chunks", auth=admin, data=batch([len(data)], data),
+                 headers=BATCH)
+        assert r.status_code == 201, describe(r)
+        (chunk,) = r.json()["ids"]
+        digest = "sha256:" + hashlib.sha256(data).hexdigest()
+        r = call("PUT", secret + f"recipes/{digest}", auth=admin,
+                 data=json.dumps({"chunks": [[chunk, len(data)]]}))
+        assert r.status_code == 201, describe(r)
+
+        r = call("POST", secret + "chunks/fetch", auth=admin, data=json.dumps([chunk]))
+        assert r.status_code == 200, describe(r)
+        assert r.content.endswith(data)  # the holder's own repository serves it
+        for who in (reader, admin):  # elsewhere: unknown, even to the admin
+            r = call("POST", f"{server.url}/v2/team/model/moorage/chunks/fetch", auth=who,
+                     data=json.dumps([chunk]))
+            assert_error(r, 400, "BLOB_UNKNOWN")
+            assert data[:64] not in r.content
+    finally:
+        server.stop()

@@ -201,10 +201,16 @@ class ChunkService:
                 return None
             return uow.chunks.recipe(digest) or None
 
-    def chunk_lengths(self, ids: Sequence[str]) -> dict[str, int]:
-        """The length of each of `ids` the registry holds."""
+    def chunk_lengths(self, ids: Sequence[str], repository: str | None = None
+                      ) -> dict[str, int]:
+        """The length of each of `ids` the registry holds; with `repository`, only chunks of
+        blobs that repository links (the others are as unknown as chunks never stored)."""
         with self.database.read() as uow:
-            return {cid: where[2] for cid, where in uow.chunks.locations(ids).items()}
+            held = uow.chunks.locations(ids)
+            if repository is not None:
+                mine = uow.chunks.of_repository(repository, held)
+                held = {cid: where for cid, where in held.items() if cid in mine}
+        return {cid: where[2] for cid, where in held.items()}
 
     def read_chunks(self, ids: Sequence[str]) -> list[bytes]:
         """The bytes of held chunks, in order (ChunkGone when one was collected meanwhile)."""

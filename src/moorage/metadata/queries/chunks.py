@@ -95,6 +95,19 @@ class ChunkQueries:
                 out[i] = (k, int(o), int(n))
         return out
 
+    def of_repository(self, repository: str, ids: Iterable[str]) -> set[str]:
+        """Those of `ids` that a blob linked to `repository` is made of (repository scoping: a
+        chunk id never opens another repository's content)."""
+        found: set[str] = set()
+        for batch in _batches(sorted(set(ids))):
+            found |= set(self.conn.execute(
+                select(blob_chunks.c.chunk_id).distinct()
+                .join(repository_blobs, repository_blobs.c.digest == blob_chunks.c.digest)
+                .join(repositories, repositories.c.id == repository_blobs.c.repository_id)
+                .where(repositories.c.name == repository,
+                       blob_chunks.c.chunk_id.in_(list(batch)))).scalars())
+        return found
+
     def has_recipe(self, digest: str) -> bool:
         """True when the blob's recipe is recorded."""
         return self.conn.execute(

@@ -84,8 +84,7 @@ class Delta:
 
     async def commit(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
         """Commit blob `digest` in `name` from held chunks (201 as a blob upload's end)."""
-        from ...chunks.service import RecipeEntry
-        from ...metadata.queries.chunks import ChunkGone
+        from ...chunks.service import ChunkGone, RecipeEntry
 
         parsed = parse_digest(digest)
         body = _json(await read_bounded(request, MAX_RECIPE_BODY, SizeInvalid))
@@ -114,11 +113,11 @@ class Delta:
 
     async def fetch(self, request: web.Request, name: str) -> web.StreamResponse:
         """The bytes of the listed chunks as one batch body (≤ 64 MiB), streamed."""
-        from ...metadata.queries.chunks import ChunkGone
+        from ...chunks.service import ChunkGone
 
         ids = await _ids(request)
         service = self.chunks()
-        lengths = await asyncio.to_thread(service.chunk_lengths, ids)
+        lengths = await asyncio.to_thread(service.chunk_lengths, ids, name)
         lacking = [i for i in ids if i not in lengths]
         if lacking:
             raise MissingChunks(detail={"missing": lacking[:100], "count": len(lacking)})
