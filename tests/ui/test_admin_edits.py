@@ -157,3 +157,29 @@ def test_the_audit_log_pages_older_and_newer_by_id(quiet: Quiet) -> None:
     back = _ids(admin.get(quiet.url + newer.group(1).replace("&amp;", "&"),
                           timeout=TIMEOUT).text)
     assert back == page1
+
+
+def test_the_namespace_page_shows_its_pull_policy_and_trust(quiet: Quiet) -> None:
+    ns = _new_ns(quiet)
+    admin = sign_in(quiet.url, "admin", ADMIN_PASSWORD)
+    section = _section(_ns_page(admin, quiet, ns), "pull-h")
+    assert "No pull policy: every pull is served." in section
+    assert "No trusted keys or identities." in section
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from support.servers import cli_target, run_moorage
+
+    target, env = cli_target(quiet.server)
+    run_moorage("policy", "set", ns, "--require-signature", "--deny-severity", "high",
+                "--dry-run", *target, env=env)
+    pem = ec.generate_private_key(ec.SECP256R1()).public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    key = quiet.server.data_dir.parent / f"{ns}.pub"
+    key.write_bytes(pem)
+    run_moorage("trust", "add", ns, "--name", "release", "--key", str(key), *target, env=env)
+    section = _section(_ns_page(admin, quiet, ns), "pull-h")
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", section))
+    assert ("A pull needs a signature by a trusted key, no vulnerability of severity high or "
+            "worse (dry run: denials are only logged and audited)." in text), text
+    assert "release" in text and "No trusted keys" not in text, text

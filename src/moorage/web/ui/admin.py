@@ -85,7 +85,9 @@ class AdminPages(UIBase):
                 "usage": who.policies.usage(actor, name),
                 "immutability": who.policies.list_immutability(actor, name),
                 "retention": who.policies.policies(actor, name),
-                "plan": who.retention.run(actor, name, False)}
+                "plan": who.retention.run(actor, name, False),
+                "pull_policy": who.pull_policies.show(actor, name),
+                "trust": who.trust.list(actor, name)}
 
     async def edit_namespace(self, request: web.Request) -> web.StreamResponse:
         return await self.guarded(request, self._edit_namespace)
