@@ -132,7 +132,20 @@ class StoreBase:
             yield conn
 
 
-Form = tuple[str, tuple[str, ...], tuple[Callable[[Any], Any] | None, ...]]
+# A statement's SQLite form: its SQL and, per position, how to get the value (the caller's
+# key and an index into its list, or None and a constant) and the type's bind processor.
+Getter = tuple[str | None, int | None, Any, Callable[[Any], Any] | None]
+Form = tuple[str, tuple[Getter, ...]]
+FORMS_PER_STATEMENT = 256  # one per parameter shape (the lengths of IN lists)
+
+
+class _Slot:
+    """A placeholder value: which parameter (and which item of a list) a position takes."""
+
+    __slots__ = ("index", "key")
+
+    def __init__(self, key: str, index: int | None) -> None:
+        self.key, self.index = key, index
 
 
 class Prebuilt:
@@ -140,8 +153,7 @@ class Prebuilt:
     inside the same transaction: SQLAlchemy's execution machinery costs ~10× an indexed SQLite
     statement, and a push runs a dozen of them inside the one-writer lock. Elsewhere (and when
     a cursor-event listener is installed, e.g. a test counting statements) it is a plain
-    `conn.execute`. Statements with expanding IN lists or Python column defaults always take
-    the plain path (checked when first compiled)."""
+    `conn.execute`. Statements with Python column defaults always take the plain path."""
 
     __slots__ = ("_compiled", "statements")
 
@@ -151,36 +163,42 @@ class Prebuilt:
             statements if isinstance(statements, dict)
             else {"sqlite": statements, "postgresql": statements}
         )
-        self._compiled: dict[tuple[str, ...], Form | None] = {}
+        self._compiled: dict[tuple[Any, ...], Form | None] = {}
 
-    def _sqlite_form(self, conn: Connection, keys: tuple[str, ...]) -> Form | None:
-        try:
-            return self._compiled[keys]
-        except KeyError:
-            pass
-        compiled: Any = self.statements["sqlite"].compile(dialect=conn.dialect,
-                                                          column_keys=list(keys))
-        names = tuple(compiled.positiontup or ())
-        plain = (
-            compiled.positiontup is not None
-            and not compiled.literal_execute_params
-            and not compiled.post_compile_params
-            and not getattr(compiled, "insert_prefetch", None)
-            and not getattr(compiled, "update_prefetch", None)
-            and all(name in keys for name in names)
-        )
-        processors = compiled._bind_processors
-        form: Form | None = (
-            (compiled.string, names, tuple(processors.get(n) for n in names)) if plain else None
-        )
-        self._compiled[keys] = form
+    def _sqlite_form(self, conn: Connection, shape: tuple[Any, ...]) -> Form | None:
+        keys = [k if isinstance(k, str) else k[0] for k in shape]
+        compiled: Any = self.statements["sqlite"].compile(dialect=conn.dialect, column_keys=keys)
+        form: Form | None = None
+        if (compiled.positiontup is not None and not compiled.literal_execute_params
+                and not getattr(compiled, "insert_prefetch", None)
+                and not getattr(compiled, "update_prefetch", None)):
+            slots: dict[str, Any] = {}
+            for k in shape:
+                if isinstance(k, str):
+                    slots[k] = _Slot(k, None)
+                else:  # an IN list of k[1] items
+                    slots[k[0]] = [_Slot(k[0], i) for i in range(k[1])]
+            expanded = compiled.construct_expanded_state(slots)
+            processors = {**compiled._bind_processors, **expanded.processors}
+            getters: list[Getter] = []
+            for name in expanded.positiontup:
+                value = expanded.parameters[name]
+                proc = processors.get(name)
+                if isinstance(value, _Slot):
+                    getters.append((value.key, value.index, None, proc))
+                else:  # a constant the statement carries (`refs + 1`)
+                    getters.append((None, None, proc(value) if proc else value, None))
+            form = (expanded.statement, tuple(getters))
+        if len(self._compiled) >= FORMS_PER_STATEMENT:
+            self._compiled.clear()
+        self._compiled[shape] = form
         return form
 
     def _raw(self, conn: Connection, params: Mapping[str, Any]) -> tuple[Any, Form] | None:
         if conn.dialect.name != "sqlite" or conn.dispatch.before_cursor_execute:
             return None
-        keys = tuple(params)
-        form = self._compiled[keys] if keys in self._compiled else self._sqlite_form(conn, keys)
+        shape = tuple(k if type(v) is not list else (k, len(v)) for k, v in params.items())
+        form = self._compiled[shape] if shape in self._compiled else self._sqlite_form(conn, shape)
         if form is None:
             return None
         return conn.connection.dbapi_connection, form
@@ -223,8 +241,14 @@ class Prebuilt:
 
 def _values(form: Form, params: Mapping[str, Any]) -> list[Any]:
     """The positional parameters of `form`, through the column types' bind processors."""
-    return [params[n] if proc is None or params[n] is None else proc(params[n])
-            for n, proc in zip(form[1], form[2], strict=True)]
+    out = []
+    for key, index, constant, proc in form[1]:
+        if key is None:
+            out.append(constant)
+            continue
+        value = params[key] if index is None else params[key][index]
+        out.append(value if proc is None or value is None else proc(value))
+    return out
 
 
 def _wrapped(exc: Exception, sql: str, params: Any) -> Exception:

@@ -70,7 +70,7 @@ class ManifestQueries:
         if not digests:
             return set()
         params = {"repo_id": repo_id, "digests": sorted(set(digests))}
-        return set(self.conn.execute(_PRESENT, params).scalars())
+        return {r[0] for r in _PRESENT.rows(self.conn, params)}
 
     def delete(self, repository: str, digest: str) -> bool:
         """Delete a manifest and every tag pointing at it."""
@@ -128,7 +128,7 @@ _PUT = Prebuilt(per_dialect(
     .returning(manifests.c.id)
 ))
 _ADD_REFERENCES = Prebuilt(manifest_references.insert())
-_PRESENT = select(manifests.c.digest).where(
+_PRESENT = Prebuilt(select(manifests.c.digest).where(
     manifests.c.repository_id == bindparam("repo_id"),
     manifests.c.digest.in_(bindparam("digests", expanding=True)),
-)
+))

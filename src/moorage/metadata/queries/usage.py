@@ -99,7 +99,7 @@ def _held(conn: Connection, namespace: str, blob_digests: Sequence[str], manifes
     # Both kinds in one statement (a push's hot path); a pair not asked for is dropped.
     for start in range(0, len(digests), CHUNK):
         params = {"in_namespace": namespace, "digests": digests[start : start + CHUNK]}
-        found.update((k, d) for k, d in conn.execute(_HELD, params) if (k, d) in wanted)
+        found.update((k, d) for k, d in _HELD.rows(conn, params) if (k, d) in wanted)
     return found
 
 
@@ -127,7 +127,7 @@ def _blob_sizes(conn: Connection, digests: Sequence[str]) -> dict[str, int]:
     out: dict[str, int] = {}
     for start in range(0, len(digests), CHUNK):
         chunk = {"digests": list(digests[start : start + CHUNK])}
-        out.update({d: s for d, s in conn.execute(_BLOB_SIZES, chunk)})
+        out.update({d: s for d, s in _BLOB_SIZES.rows(conn, chunk)})
     return out
 
 
@@ -141,15 +141,16 @@ _CONTENT_KEY = and_(
     namespace_content.c.digest.in_(bindparam("digests", expanding=True)),
 )
 _PRESENT = select(namespace_content.c.digest).where(_CONTENT_KEY)
-_HELD = select(namespace_content.c.kind, namespace_content.c.digest).where(
+_HELD = Prebuilt(select(namespace_content.c.kind, namespace_content.c.digest).where(
     namespace_content.c.namespace == bindparam("in_namespace"),
     namespace_content.c.kind.in_(("blob", "manifest")),
     namespace_content.c.digest.in_(bindparam("digests", expanding=True)),
-)
+))
 _ADD_REF = update(namespace_content).where(_CONTENT_KEY).values(refs=namespace_content.c.refs + 1)
-_BLOB_SIZES = select(blobs.c.digest, blobs.c.size).where(
+_BLOB_SIZES = Prebuilt(select(blobs.c.digest, blobs.c.size).where(
     blobs.c.digest.in_(bindparam("digests", expanding=True))
-)
+))
+_ADD_REF_FAST = Prebuilt(_ADD_REF)
 _ADD_TO_TOTAL = (
     update(namespace_usage)
     .where(namespace_usage.c.namespace == bindparam("ns"))
@@ -211,8 +212,8 @@ def on_manifest_added(
     for kind in ("blob", "manifest"):
         digests = sorted(d for k, d in held if k == kind)
         for start in range(0, len(digests), CHUNK):
-            conn.execute(_ADD_REF, {"in_namespace": namespace, "of_kind": kind,
-                                    "digests": digests[start : start + CHUNK]})
+            _ADD_REF_FAST.run(conn, {"in_namespace": namespace, "of_kind": kind,
+                                     "digests": digests[start : start + CHUNK]})
     fresh = [d for d in blob_digests if ("blob", d) not in held]
     sizes = _blob_sizes(conn, fresh)
     rows = [
