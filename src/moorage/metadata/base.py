@@ -78,6 +78,8 @@ class SqliteWriteLock:
 
 
 _SQLITE_LOCKS: dict[str, SqliteWriteLock] = {}
+HELD_READERS = 4  # threads that keep a read connection (the event loop's, a few workers')
+_INHERITED: list[Connection] = []  # read connections a forked child must keep, never close
 _SQLITE_LOCKS_GUARD = threading.Lock()
 
 
@@ -104,6 +106,13 @@ class StoreBase:
             else engine
         )
         self._write_lock = _write_lock(engine)
+        # SQLite reads run without a transaction (each SELECT sees the latest commit), so a
+        # thread may keep one connection for all its reads: a checkout and a return to the pool
+        # cost more than the indexed read itself (the manifest GET path).
+        # At most HELD_READERS threads keep one, so the pool always has connections to spare.
+        self._readers = threading.local() if engine.dialect.name == "sqlite" else None
+        self._held_readers = 0
+        self._held_guard = threading.Lock()
         from .engine import WAL_SYNCS
 
         self._wal_sync = WAL_SYNCS.get(engine)
@@ -128,8 +137,43 @@ class StoreBase:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        with self._reader.connect() as conn:
-            yield conn
+        if self._readers is None:
+            with self._reader.connect() as conn:
+                yield conn
+            return
+        held = self._thread_reader(self._readers)
+        if held is None:
+            with self._reader.connect() as conn:
+                yield conn
+            return
+        try:
+            yield held
+        except BaseException:
+            self._readers.conn = None  # whatever state it is in, it is not reused
+            held.close()
+            raise
+        if held.in_transaction():  # SQLAlchemy's own bookkeeping: no SQLite transaction is open
+            held.rollback()
+
+    def _thread_reader(self, readers: threading.local) -> Connection | None:
+        """This thread's read connection (a new one after a fork: never share one across);
+        None when enough threads hold one already."""
+        conn: Connection | None = getattr(readers, "conn", None)
+        pid = os.getpid()
+        if conn is not None and readers.pid == pid and not conn.closed and not conn.invalidated:
+            return conn
+        if conn is not None and readers.pid != pid:
+            _INHERITED.append(conn)  # closing a parent's SQLite connection in a child is unsafe
+        if conn is None or readers.pid != pid:
+            with self._held_guard:
+                if getattr(self, "_held_pid", None) != pid:
+                    self._held_readers, self._held_pid = 0, pid
+                if self._held_readers >= HELD_READERS:
+                    return None
+                self._held_readers += 1
+        conn = self._reader.connect()
+        readers.conn, readers.pid = conn, pid
+        return conn
 
 
 # A statement's SQLite form: its SQL and, per position, how to get the value (the caller's
@@ -210,7 +254,8 @@ class Prebuilt:
             return list(conn.execute(self.statements[conn.dialect.name], params))
         driver, form = raw
         try:
-            return driver.execute(form[0], _values(form, params)).fetchall()  # type: ignore[no-any-return]
+            found: list[Any] = driver.execute(form[0], _values(form, params)).fetchall()
+            return found
         except sqlite3.Error as exc:
             raise _wrapped(exc, form[0], params) from exc
 
@@ -222,16 +267,16 @@ class Prebuilt:
     def run(self, conn: Connection, params: Mapping[str, Any] | Sequence[Mapping[str, Any]]
             ) -> int:
         """Execute for one parameter set or (executemany) several; the rows changed."""
-        many = not isinstance(params, Mapping)
-        first: Mapping[str, Any] = params[0] if many else params  # type: ignore[index,assignment]
+        batch: Sequence[Mapping[str, Any]] | None = None if isinstance(params, Mapping) else params
+        first: Mapping[str, Any] = params if isinstance(params, Mapping) else params[0]
         raw = self._raw(conn, first)
         if raw is None:
             statement = self.statements[conn.dialect.name]
-            return int(conn.execute(statement, params).rowcount)  # type: ignore[attr-defined]
+            return int(conn.execute(statement, params).rowcount)
         driver, form = raw
         try:
-            if many:
-                cursor = driver.executemany(form[0], [_values(form, p) for p in params])
+            if batch is not None:
+                cursor = driver.executemany(form[0], [_values(form, p) for p in batch])
             else:
                 cursor = driver.execute(form[0], _values(form, first))
         except sqlite3.Error as exc:

@@ -25,7 +25,8 @@ class RepositoryQueries:
 
     def id_of(self, name: str) -> int | None:
         """The id of repository `name`, None when it does not exist."""
-        return _ID_OF_FAST.scalar(self.conn, {"name": name})  # type: ignore[no-any-return]
+        found: int | None = _ID_OF_FAST.scalar(self.conn, {"name": name})
+        return found
 
     def ensure(self, name: str, shared_lock: bool = False) -> int:
         """The id of repository `name`, created if needed (idempotent under races); with
