@@ -7,7 +7,8 @@ Wall clock is noise on a loaded machine; `time.process_time()` per operation is 
 Builds an embedded registry through `bootstrap` (SQLite + files in a temp dir), pushes a small
 image's blobs once, then times N tag pushes (`front.manifests.push`, as the /v2/ handler calls
 it, with an actor so audit events are written) and N GETs by tag and by digest (`pull`). Prints
-medians: CPU µs per op, SQLite statements per op, µs inside the SQLite write lock per PUT.
+medians: CPU µs per op, SQLite statements per op, µs inside the SQLite write lock per PUT
+(wall, and the holding thread's CPU, which is steadier under load).
 Run it against another tree with that tree's `src` on PYTHONPATH to compare (A B A B).
 """
 
@@ -37,6 +38,7 @@ class Counters:
     def __init__(self) -> None:
         self.statements = 0
         self.lock_seconds = 0.0
+        self.lock_cpu = 0.0
 
 
 def _instrument(registry: Any, counters: Counters) -> None:
@@ -61,15 +63,17 @@ def _instrument(registry: Any, counters: Counters) -> None:
     if not isinstance(lock, base.SqliteWriteLock):
         return
     enter, leave = type(lock).__enter__, type(lock).__exit__
-    started: list[float] = []
+    started: list[tuple[float, float]] = []
 
     class Timed(type(lock)):  # type: ignore[misc]
         def __enter__(self) -> None:
             enter(self)
-            started.append(time.perf_counter())
+            started.append((time.perf_counter(), time.thread_time()))
 
         def __exit__(self, *exc: object) -> None:
-            counters.lock_seconds += time.perf_counter() - started.pop()
+            wall, cpu = started.pop()
+            counters.lock_seconds += time.perf_counter() - wall
+            counters.lock_cpu += time.thread_time() - cpu
             leave(self, *exc)
 
     lock.__class__ = Timed
@@ -79,18 +83,21 @@ def _measure(counters: Counters, op: Any, n: int) -> dict[str, float]:
     cpu: list[float] = []
     statements: list[int] = []
     locked: list[float] = []
+    locked_cpu: list[float] = []
     for i in range(n):
-        counters.statements, counters.lock_seconds = 0, 0.0
+        counters.statements, counters.lock_seconds, counters.lock_cpu = 0, 0.0, 0.0
         t0 = time.process_time()
         op(i)
         cpu.append(time.process_time() - t0)
         statements.append(counters.statements)
         locked.append(counters.lock_seconds)
+        locked_cpu.append(counters.lock_cpu)
     return {
         "cpu_us": round(statistics.median(cpu) * 1e6, 1),
         "cpu_mean_us": round(statistics.fmean(cpu) * 1e6, 1),
         "statements": statistics.median(statements),
         "lock_us": round(statistics.median(locked) * 1e6, 1),
+        "lock_cpu_us": round(statistics.median(locked_cpu) * 1e6, 1),
     }
 
 
@@ -160,7 +167,8 @@ def main() -> None:
     results = run(args.n)
     for name, row in results.items():
         print(f"{name:11} cpu {row['cpu_us']:8.1f} µs (mean {row['cpu_mean_us']:8.1f})  "
-              f"statements {row['statements']:4}  write lock {row['lock_us']:8.1f} µs")
+              f"statements {row['statements']:4}  write lock {row['lock_us']:8.1f} µs "
+              f"(CPU {row['lock_cpu_us']:7.1f} µs)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
     sys.stdout.flush()
