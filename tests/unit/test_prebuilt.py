@@ -74,3 +74,15 @@ def test_a_tag_moved_by_another_write_is_seen_by_the_next_read(registry: Registr
     assert registry.manifests.get("team/app", "latest", False).digest == digest_of(first)
     push(registry, "team/app", "latest", second)
     assert registry.manifests.get("team/app", "latest", False).digest == digest_of(second)
+
+
+def test_an_unknown_manifest_keeps_the_threads_read_connection(registry: Registry) -> None:
+    content = pushed_image(registry, "team/app")
+    push(registry, "team/app", "v1", content)
+    registry.manifests.get("team/app", "v1", False)
+    kept = registry.database._readers.conn  # type: ignore[union-attr]
+    for _ in range(10):  # more 404s than threads that may keep a connection
+        with pytest.raises(ManifestUnknown):
+            registry.manifests.get("team/app", "absent", False)
+    assert registry.database._readers.conn is kept  # type: ignore[union-attr]
+    assert registry.manifests.get("team/app", "v1", False).digest == digest_of(content)

@@ -112,6 +112,7 @@ class StoreBase:
         # At most HELD_READERS threads keep one, so the pool always has connections to spare.
         self._readers = threading.local() if engine.dialect.name == "sqlite" else None
         self._held_readers = 0
+        self._held_pid = os.getpid()
         self._held_guard = threading.Lock()
         from .engine import WAL_SYNCS
 
@@ -147,13 +148,21 @@ class StoreBase:
                 yield conn
             return
         try:
-            yield held
-        except BaseException:
-            self._readers.conn = None  # whatever state it is in, it is not reused
-            held.close()
-            raise
-        if held.in_transaction():  # SQLAlchemy's own bookkeeping: no SQLite transaction is open
-            held.rollback()
+            yield held  # a domain error raised in the block (a 404, say) keeps the connection
+        finally:
+            try:
+                if held.in_transaction():  # SQLAlchemy's bookkeeping: SQLite has none open
+                    held.rollback()
+            finally:
+                if held.invalidated or held.closed or held.in_transaction():
+                    self._drop_reader(self._readers, held)
+
+    def _drop_reader(self, readers: threading.local, conn: Connection) -> None:
+        """Stop reusing a connection that broke: the next read of this thread takes another."""
+        readers.conn = None
+        with self._held_guard:
+            self._held_readers -= 1
+        conn.close()
 
     def _thread_reader(self, readers: threading.local) -> Connection | None:
         """This thread's read connection (a new one after a fork: never share one across);
@@ -166,7 +175,7 @@ class StoreBase:
             _INHERITED.append(conn)  # closing a parent's SQLite connection in a child is unsafe
         if conn is None or readers.pid != pid:
             with self._held_guard:
-                if getattr(self, "_held_pid", None) != pid:
+                if self._held_pid != pid:
                     self._held_readers, self._held_pid = 0, pid
                 if self._held_readers >= HELD_READERS:
                     return None
