@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, delete, select, update
 
+from ..base import Prebuilt
 from ..rows import BlobRow, BytesGone, UploadGone
 from ..schema import blobs, pending_deletions, repositories, repository_blobs, uploads
 from . import usage
@@ -87,7 +88,7 @@ class BlobQueries:
         if not digests:
             return {}
         params = {"repo_id": repo_id, "digests": sorted(set(digests))}
-        return {d: s for d, s in self.conn.execute(_LINKED_SIZES, params)}
+        return {d: s for d, s in _LINKED_SIZES.rows(self.conn, params)}
 
     def refresh_links(self, repo_id: int, digests: Iterable[str]) -> None:
         """Make the links a manifest relies on fresh, under row locks held until commit.
@@ -103,7 +104,7 @@ class BlobQueries:
         if self.uow.dialect == "postgresql":
             # In digest order: pushes sharing layers lock them in the same order, never deadlock.
             self.conn.execute(_LOCK_LINKS, params)
-        self.conn.execute(_REFRESH_LINKS, {**params, "now": time.time()})
+        _REFRESH_LINKS.run(self.conn, {**params, "now": time.time()})
 
     def commit(self, repository: str, upload_id: str | None, digest: str, size: int,
                storage_key: str, reused: bool) -> str:
@@ -182,7 +183,7 @@ _REPOSITORY_BLOB = (
     )
 )
 
-_LINKED_SIZES = (
+_LINKED_SIZES = Prebuilt(
     select(blobs.c.digest, blobs.c.size)
     .join(repository_blobs, repository_blobs.c.digest == blobs.c.digest)
     .where(repository_blobs.c.repository_id == bindparam("repo_id"),
@@ -197,4 +198,5 @@ _LOCK_LINKS = (
     .order_by(repository_blobs.c.digest)
     .with_for_update()
 )
-_REFRESH_LINKS = update(repository_blobs).where(*_LINKS).values(created_at=bindparam("now"))
+_REFRESH_LINKS = Prebuilt(
+    update(repository_blobs).where(*_LINKS).values(created_at=bindparam("now")))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import and_, bindparam, delete, select
 
-from ..base import per_dialect
+from ..base import Prebuilt, per_dialect
 from ..rows import ManifestRow, NewManifest
 from ..schema import manifest_references, manifests, repositories, tags
 from . import derived, usage
@@ -27,7 +27,7 @@ class ManifestQueries:
 
     def put(self, repo_id: int, repository: str, manifest: NewManifest) -> bool:
         """Store a manifest with its references (idempotent by digest); True when new."""
-        inserted = self.conn.execute(_PUT[self.uow.dialect], {
+        inserted = _PUT.scalar(self.conn, {
             "repository_id": repo_id,
             "digest": manifest.digest,
             "media_type": manifest.media_type,
@@ -37,7 +37,7 @@ class ManifestQueries:
             "subject_digest": manifest.subject_digest,
             "annotations": json.dumps(manifest.annotations) if manifest.annotations else None,
             "created_at": time.time(),
-        }).scalar_one_or_none()
+        })
         if inserted is None:
             return False
         refs = {d: "blob" for d in manifest.blob_digests}
@@ -45,8 +45,8 @@ class ManifestQueries:
         if manifest.subject_digest:
             refs.setdefault(manifest.subject_digest, "subject")
         if refs:
-            self.conn.execute(
-                _ADD_REFERENCES,
+            _ADD_REFERENCES.run(
+                self.conn,
                 [{"manifest_id": inserted, "digest": d, "kind": k} for d, k in refs.items()],
             )
         usage.on_manifest_added(self.conn, repository,
@@ -59,9 +59,10 @@ class ManifestQueries:
         """Resolve a manifest by digest or tag in one indexed query."""
         query = _MANIFEST_QUERIES[(tag is not None, with_content)]
         params = {"repository": repository, "key": tag if tag is not None else digest}
-        row = self.conn.execute(query, params).first()
-        if row is None:
+        found = query.rows(self.conn, params)
+        if not found:
             return None
+        row = found[0]
         return ManifestRow(row[0], row[1], row[2], row[3] if with_content else None)
 
     def present(self, repo_id: int, digests: Sequence[str]) -> set[str]:
@@ -69,7 +70,7 @@ class ManifestQueries:
         if not digests:
             return set()
         params = {"repo_id": repo_id, "digests": sorted(set(digests))}
-        return set(self.conn.execute(_PRESENT, params).scalars())
+        return {r[0] for r in _PRESENT.rows(self.conn, params)}
 
     def delete(self, repository: str, digest: str) -> bool:
         """Delete a manifest and every tag pointing at it."""
@@ -117,17 +118,17 @@ def _manifest_query(by_tag: bool, with_content: bool):  # type: ignore[no-untype
 
 # Hot-path statements are built once: SQLAlchemy then reuses their compiled form and cache key.
 _MANIFEST_QUERIES = {
-    (by_tag, with_content): _manifest_query(by_tag, with_content)
+    (by_tag, with_content): Prebuilt(_manifest_query(by_tag, with_content))
     for by_tag in (True, False)
     for with_content in (True, False)
 }
-_PUT = per_dialect(
+_PUT = Prebuilt(per_dialect(
     lambda insert: insert(manifests)
     .on_conflict_do_nothing(index_elements=["repository_id", "digest"])
     .returning(manifests.c.id)
-)
-_ADD_REFERENCES = manifest_references.insert()
-_PRESENT = select(manifests.c.digest).where(
+))
+_ADD_REFERENCES = Prebuilt(manifest_references.insert())
+_PRESENT = Prebuilt(select(manifests.c.digest).where(
     manifests.c.repository_id == bindparam("repo_id"),
     manifests.c.digest.in_(bindparam("digests", expanding=True)),
-)
+))

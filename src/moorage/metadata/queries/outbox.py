@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, delete, func, or_, select, update
 
-from ..base import column_text
+from ..base import Prebuilt, column_text
 from ..schema import event_cursors, event_dead_letters, events
 
 if TYPE_CHECKING:
@@ -39,12 +39,12 @@ def append(conn: Connection, records: Iterable[Mapping[str, Any]]) -> None:
         # committed would skip 100. Held to commit, this lock makes appends commit in id order;
         # callers append last in their transaction, so it is held only for the commit itself.
         conn.execute(_ORDER_APPENDS)
-    conn.execute(_APPEND, rows)
+    _APPEND.run(conn, rows)
 
 
 # Built once: every write with events runs these.
 _ORDER_APPENDS = select(func.pg_advisory_xact_lock(OUTBOX_LOCK))
-_APPEND = events.insert()
+_APPEND = Prebuilt(events.insert())
 
 
 def _decode(row: Mapping[Any, Any]) -> dict[str, Any]:

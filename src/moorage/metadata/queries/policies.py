@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, delete, literal_column, select
 
+from ..base import Prebuilt
 from ..schema import immutability_rules, quotas, retention_policies
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class PolicyQueries:
         # write in it forgets them).
         found = self._policy.get(namespace)
         if found is None:
-            rows = self.conn.execute(_PUSH_POLICY, {"namespace": namespace}).all()
+            rows = _PUSH_POLICY.rows(self.conn, {"namespace": namespace})
             rules = [(p, e) for _, p, e in rows if p is not None]
             found = self._policy[namespace] = (rules, rows[0][0] if rows else None)
         return found
@@ -145,7 +146,7 @@ class PolicyQueries:
 # One row per rule of the namespace (or one row of NULLs), each carrying the quota: a push reads
 # both policies in one statement.
 _ONE_ROW = select(literal_column("1").label("one")).subquery("one_row")
-_PUSH_POLICY = (
+_PUSH_POLICY = Prebuilt(
     select(
         select(quotas.c.limit_bytes)
         .where(quotas.c.namespace == bindparam("namespace"))

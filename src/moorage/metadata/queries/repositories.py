@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, select
 
-from ..base import per_dialect
+from ..base import Prebuilt, per_dialect
 from ..rows import before_nul
 from ..schema import repositories
 
@@ -25,17 +25,18 @@ class RepositoryQueries:
 
     def id_of(self, name: str) -> int | None:
         """The id of repository `name`, None when it does not exist."""
-        return self.conn.execute(_ID_OF, {"name": name}).scalar_one_or_none()
+        found: int | None = _ID_OF_FAST.scalar(self.conn, {"name": name})
+        return found
 
     def ensure(self, name: str, shared_lock: bool = False) -> int:
         """The id of repository `name`, created if needed (idempotent under races); with
         `shared_lock`, the row's shared lock is taken by the same statement (as `lock`)."""
-        query = _ID_OF_SHARED if shared_lock and self.uow.dialect == "postgresql" else _ID_OF
-        existing = self.conn.execute(query, {"name": name}).scalar_one_or_none()
+        query = _ID_OF_SHARED_FAST if shared_lock else _ID_OF_FAST
+        existing: int | None = query.scalar(self.conn, {"name": name})
         if existing is not None:
             return existing
         self.conn.execute(_CREATE[self.uow.dialect], {"name": name, "created_at": time.time()})
-        return self.conn.execute(query, {"name": name}).scalar_one()
+        return int(query.scalar(self.conn, {"name": name}))
 
     def lock(self, repo_id: int, exclusive: bool) -> None:
         """Pushes share a repository's row lock, a GC sweep takes it alone, so a sweep decides on
@@ -58,6 +59,8 @@ class RepositoryQueries:
 # Hot-path statements are built once: SQLAlchemy then reuses their compiled form and cache key.
 _ID_OF = select(repositories.c.id).where(repositories.c.name == bindparam("name"))
 _ID_OF_SHARED = _ID_OF.with_for_update(read=True)
+_ID_OF_FAST = Prebuilt(_ID_OF)
+_ID_OF_SHARED_FAST = Prebuilt({"sqlite": _ID_OF, "postgresql": _ID_OF_SHARED})
 _CREATE = per_dialect(
     lambda insert: insert(repositories).on_conflict_do_nothing(index_elements=["name"])
 )

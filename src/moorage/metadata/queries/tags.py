@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import bindparam, delete, select
 
-from ..base import per_dialect
+from ..base import Prebuilt, per_dialect
 from ..rows import before_nul
 from ..schema import repositories, tags
 
@@ -30,7 +30,7 @@ class TagQueries:
         rows = [{"repository_id": repo_id, "name": name, "manifest_digest": digest,
                  "updated_at": now} for name in names]
         if rows:
-            self.conn.execute(_MOVE[self.uow.dialect], rows[0] if len(rows) == 1 else rows)
+            _MOVE.run(self.conn, rows[0] if len(rows) == 1 else rows)
 
     def delete(self, repo_id: int, name: str) -> bool:
         """Remove one tag (for good); the manifest stays."""
@@ -80,7 +80,7 @@ def _move(insert):  # type: ignore[no-untyped-def]
 
 
 # Hot-path statements are built once: SQLAlchemy then reuses their compiled form and cache key.
-_MOVE = per_dialect(_move)
+_MOVE = Prebuilt(per_dialect(_move))
 _DIGEST_OF = select(tags.c.manifest_digest).where(
     tags.c.repository_id == bindparam("repo_id"), tags.c.name == bindparam("name")
 )
