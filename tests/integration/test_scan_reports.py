@@ -93,7 +93,8 @@ def _hold_the_worker(s: Scanning, seconds: float) -> None:
                     reason="holds the one job slot of one node; a cluster has three")
 def test_a_pushed_image_is_pending_then_done_with_its_findings(scanning: Scanning) -> None:
     s, repo = scanning, f"{uniq('scan')}/app"
-    _hold_the_worker(s, 6)
+    # Long enough for a push and a CLI read on a loaded 2-core box (6 s was not, in CI).
+    _hold_the_worker(s, 25)
     image = push_image(s.reg, repo, "v1", s.admin, _image())
     pending = _show(s, f"{repo}:v1")
     assert pending["status"] == "pending"

@@ -60,10 +60,10 @@ def test_each_manifest_is_processed_once_despite_repeats_and_redelivery(make_reg
     digest_b = push_tree(reg, repo, b, tag="b")
     wait_for(lambda: len([j for j in processor_jobs(cli) if j["state"] == "done"]) == 2, 60,
              "the two processor jobs did not finish")
-    wait_for(lambda: caught_up(reg.data_dir), 30, "post-push consumer did not catch up")
+    wait_for(lambda: caught_up(reg.data_dir), 90, "post-push consumer did not catch up")
     # Redelivery: the consumer's cursor goes back to the start, every push is handed over again.
     sql(reg.data_dir, "UPDATE event_cursors SET last_id = 0 WHERE consumer = 'post-push'")
-    wait_for(lambda: caught_up(reg.data_dir), 30, "post-push consumer did not redeliver")
+    wait_for(lambda: caught_up(reg.data_dir), 90, "post-push consumer did not redeliver")
     time.sleep(1.0)  # a job queued by the redelivery would have started by now
     keys = sorted(r["key"] for r in runs(record))
     assert keys == sorted([f"{repo}@{digest_a}", f"{repo}@{digest_b}"])

@@ -1,7 +1,6 @@
 """The dispatcher's shared read window: whatever positions its consumers read from, and however
 appends interleave with the reads, `Outbox.pending` returns exactly what a plain read of the
-database returns; a consumer's remembered position is dropped when another process moved its
-cursor."""
+database returns."""
 
 from __future__ import annotations
 
@@ -37,15 +36,3 @@ def test_pending_equals_a_plain_read_from_any_position(registry) -> None:
         if got:
             positions[i] = got[-1]["id"]
     assert len(outbox._window.events) <= 40
-
-
-def test_a_position_moved_elsewhere_is_read_again(registry) -> None:
-    here, elsewhere = Outbox(registry.database), Outbox(registry.database)
-    _emit(here, 3)
-    assert here.position("audit") == 0
-    assert elsewhere.advance("audit", 0, 2)
-    assert here.position("audit") == 0  # remembered, stale
-    assert not here.advance("audit", 0, 3)  # the stale move loses …
-    assert here.position("audit") == 2  # … and the next call reads the database
-    assert here.advance("audit", 2, 3)
-    assert here.position("audit") == 3

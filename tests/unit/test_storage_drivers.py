@@ -24,11 +24,20 @@ def make_registry(data_dir: Path, **overrides: object) -> Registry:
     return open_registry(settings)
 
 
+def _files(registry) -> FilesystemBlobStore:  # type: ignore[no-untyped-def]
+    """The filesystem store under the chunk-aware one every registry serves through."""
+    from moorage.chunks.reader import ChunkedBlobStore
+
+    assert isinstance(registry.blob_store, ChunkedBlobStore)
+    store = registry.blob_store.inner
+    assert isinstance(store, FilesystemBlobStore)
+    return store
+
+
 def test_without_a_storage_url_blobs_are_files_in_the_data_dir(tmp_path: Path):
     registry = make_registry(tmp_path / "data")
     try:
-        store = registry.blob_store
-        assert isinstance(store, FilesystemBlobStore)
+        store = _files(registry)
         assert store.root == tmp_path / "data"
     finally:
         registry.close()
@@ -38,8 +47,7 @@ def test_a_file_url_puts_the_blobs_in_its_directory(tmp_path: Path):
     blobs = tmp_path / "elsewhere" / "blobs dir"
     registry = make_registry(tmp_path / "data", storage_url=blobs.as_uri())
     try:
-        store = registry.blob_store
-        assert isinstance(store, FilesystemBlobStore)
+        store = _files(registry)
         assert store.root == blobs
         handle = store.create_upload("u1")
         writer = store.open_upload(handle, 0)

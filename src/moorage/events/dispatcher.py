@@ -44,7 +44,7 @@ class Consumer(Protocol):
 
 def deliver(outbox: Outbox, consumer: Consumer, batch: int = BATCH) -> int:
     """One round: hand the events after the consumer's cursor over; how many it took."""
-    position = outbox.position(consumer.name)
+    position = outbox.cursor(consumer.name)
     pending = outbox.pending(position, batch)
     if not pending:
         return 0

@@ -63,7 +63,6 @@ class Outbox:
     def __init__(self, database: Database, window: int = 1000) -> None:
         self.database = database
         self._window = _Window(window)
-        self._positions: dict[str, int] = {}
 
     # -- events -------------------------------------------------------------------------------
 
@@ -128,14 +127,6 @@ class Outbox:
             uow.outbox.create_cursor(consumer)
             return uow.outbox.cursor(consumer) or 0
 
-    def position(self, consumer: str) -> int:
-        """`cursor` as this process last moved or read it (the dispatcher's loop): a stale value
-        only costs a failed `advance`, after which the next call reads the database again."""
-        known = self._positions.get(consumer)
-        if known is None:
-            known = self._positions[consumer] = self.cursor(consumer)
-        return known
-
     def cursors(self) -> dict[str, int]:
         """Every consumer's position."""
         with self.database.read() as uow:
@@ -155,12 +146,7 @@ class Outbox:
                 if apply is not None:
                     apply(uow)
         except _Moved:
-            self._positions.pop(consumer, None)
             return False
-        except BaseException:
-            self._positions.pop(consumer, None)
-            raise
-        self._positions[consumer] = new
         return True
 
     def take_lease(self, consumer: str, holder: str, seconds: float, now: float) -> bool:

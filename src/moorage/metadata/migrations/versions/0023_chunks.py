@@ -16,9 +16,10 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("blobs") as batch:
-        batch.add_column(sa.Column("layout", sa.String(length=16), nullable=False,
-                                   server_default="whole"))
+    # A plain ADD COLUMN (SQLite has it for a NOT NULL column with a default): batch mode would
+    # copy and drop `blobs`, which the foreign keys of a database with content refuse.
+    op.add_column("blobs", sa.Column("layout", sa.String(length=16), nullable=False,
+                                     server_default="whole"))
     op.create_table(
         "chunks",
         sa.Column("id", sa.String(length=64), primary_key=True),
@@ -46,5 +47,9 @@ def downgrade() -> None:
     op.drop_table("blob_chunks")
     op.drop_index("ix_chunks_pack_key", "chunks")
     op.drop_table("chunks")
-    with op.batch_alter_table("blobs") as batch:
-        batch.drop_column("layout")
+    # SQLite (3.35+) drops a plain column in place; batch mode would copy and drop `blobs`,
+    # which the foreign keys of a database with content refuse.
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("ALTER TABLE blobs DROP COLUMN layout")
+    else:
+        op.drop_column("blobs", "layout")
