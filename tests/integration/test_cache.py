@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 from support.faultproxy import FaultProxy
+from support.metrics import metrics_text
 from support.oci import (
     ACCEPT_MANIFESTS,
     Blob,
@@ -435,7 +436,7 @@ def _counter(text: str, name: str, **labels: str) -> float:
 def test_metrics_count_hits_misses_stale_answers_and_upstream_errors(world: World) -> None:
     repo, tag, image = _pushed_image(world)
     cached, layer = f"{HUB}/{repo}", image.blobs[-1]
-    before = requests.get(world.cache.url + "/metrics", timeout=30).text
+    before = metrics_text(world.cache)
 
     assert _get_manifest(world.cache, cached, tag).status_code == 200  # miss
     assert _get_blob(world.cache, cached, layer.digest).status_code == 200  # miss
@@ -444,7 +445,7 @@ def test_metrics_count_hits_misses_stale_answers_and_upstream_errors(world: Worl
     world.proxy.status = 503
     assert "Warning" in _get_manifest(world.cache, cached, tag).headers  # stale
 
-    after = requests.get(world.cache.url + "/metrics", timeout=30).text
+    after = metrics_text(world.cache)
     name = "moorage_cache_requests_total"
     for result, n in (("hit", 2), ("miss", 2), ("stale", 1)):
         assert _counter(after, name, cache="hub", result=result) \

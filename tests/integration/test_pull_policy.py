@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.metrics import scrape_all
 from support.oci import get_manifest, make_artifact, make_image, make_index, new_tag, push_tree
 from support.servers import Server, start_registry
 
@@ -27,7 +28,7 @@ from .signing_fixtures import (
     p256,
     slsa_statement,
 )
-from .test_metrics import scrape, value
+from .test_metrics import value
 from .test_signatures import _target, cli, trust_key
 
 TIMEOUT = 30.0
@@ -373,11 +374,11 @@ def test_an_index_with_a_vulnerable_child_is_denied_though_the_index_has_no_scan
 
 def test_denials_are_counted_by_rule_and_findings_by_severity(server: Server) -> None:
     def denials(rule: str, dry_run: str) -> float:
-        return value(scrape(server), "moorage_pull_denials_total", rule=rule,
+        return value(scrape_all(server), "moorage_pull_denials_total", rule=rule,
                      dry_run=dry_run) or 0.0
 
     def findings() -> dict[str, float]:
-        samples = scrape(server)
+        samples = scrape_all(server)
         return {s: value(samples, "moorage_vulnerability_findings", severity=s) or 0.0
                 for s in ("critical", "high", "medium", "low")}
 
