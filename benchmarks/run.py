@@ -1210,6 +1210,8 @@ def build_table(results: dict[str, Any], keys: list[str]) -> list[tuple[str, str
     for label, get, unit, higher in spec:
         m = get("moorage") if "moorage" in keys else None
         r = get("reference") if "reference" in keys else None
+        if m is None and r is None and results.get("_partial"):
+            continue  # a row --rows left out
         ratio = "-"
         if m is not None and r is not None and m > 0 and r > 0:
             ratio = f"{(m / r) if higher else (r / m):.2f}x"
@@ -1259,6 +1261,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--size-mib", type=int, default=1024, help="big blob size (default 1024)")
     p.add_argument("--chunk-mib", type=int, default=64, help="PATCH chunk size (default 64)")
     p.add_argument("--only", choices=["moorage", "reference"], help="run one registry only")
+    p.add_argument("--rows", help="comma-separated rows to run (default: all): "
+                   + ",".join(r[0] for r in ROWS))
     p.add_argument("--work-dir", help="parent dir for temp data (default: /tmp)")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (data, logs)")
     p.add_argument("--duration", type=int, default=10, help="seconds per manifest load test")
@@ -1342,6 +1346,7 @@ def bench(args: argparse.Namespace, root: Path) -> int:
     sampler: Sampler | None = None
     results: dict[str, Any] = {
         "_size_mib": args.size_mib,
+        "_partial": bool(args.rows),
         "_chunk_mib": args.chunk_mib,
         "_tags": args.tags,
     }
@@ -1378,7 +1383,10 @@ def bench(args: argparse.Namespace, root: Path) -> int:
         sampler.start()
         cpu_moved: dict[str, list[float]] = {s.key: [0.0, 0.0] for s in servers}
 
+        chosen = set(args.rows.split(",")) if args.rows else {r[0] for r in ROWS}
         for name, fn, unit, _higher, counts_cpu in ROWS:
+            if name not in chosen:
+                continue
             for s in servers:
                 rows = results[s.key]["rows"]
                 if not s.alive():

@@ -182,6 +182,10 @@ class Dispatcher:
             alone_left = max(alone_left - 1, 0) if took else 0
             if took == 0:
                 await asyncio.sleep(self.poll_interval)
+            elif took < BATCH and not alone:
+                # Under a stream of pushes a round would take one or two events and cost a
+                # write (a cursor move, a commit) each: let a few arrive first.
+                await asyncio.sleep(self.poll_interval / 5)
 
     def start(self) -> None:
         """Start the delivery loops (call inside the running event loop)."""

@@ -78,7 +78,12 @@ class PostPushConsumer:
         for event in events:
             if event["type"] != "ManifestPushed" or not event.get("digest"):
                 continue
+            # A push that only moved tags (the repository held the manifest) left the work per
+            # manifest to the push that stored it: skip the writes its re-queueing would cost.
+            known = (event.get("payload") or {}).get("stored") is False
             for processor in self.processors:
+                if known and getattr(processor, "unique_key", None) is None:
+                    continue
                 if processor.wants(event):
                     # Work with a visible state (a scan report) says "pending" before it is
                     # queued, so nothing reads as done-and-clean in between.

@@ -89,11 +89,13 @@ class BlobDeleted(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class ManifestPushed(Event):
-    """A manifest was stored; `reference` is the tag or digest it was pushed under."""
+    """A manifest was pushed; `reference` is the tag or digest it was pushed under; `stored` is
+    False when the repository already held it (the push only moved tags)."""
 
     reference: str
     media_type: str
     size: int
+    stored: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

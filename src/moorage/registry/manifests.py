@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from ..auth.scopes import namespace_of
@@ -95,16 +95,15 @@ class ManifestService:
             child_digests=tuple(str(d.digest) for d in parsed.children),
         )
         unique_tags = list(dict.fromkeys(tag_names))
-        events = event_records(
-            ManifestPushed(actor=actor, repository=repository, digest=record.digest,
-                           tag=None if isinstance(reference, Digest) else reference,
-                           reference=str(reference), media_type=record.media_type,
-                           size=len(content)),
-            *(TagMoved(actor=actor, repository=repository, digest=record.digest, tag=t)
-              for t in unique_tags),
-        )
+        pushed = ManifestPushed(actor=actor, repository=repository, digest=record.digest,
+                                tag=None if isinstance(reference, Digest) else reference,
+                                reference=str(reference), media_type=record.media_type,
+                                size=len(content))
+        moved = [TagMoved(actor=actor, repository=repository, digest=record.digest, tag=t)
+                 for t in unique_tags]
         # One trip to a worker thread for the whole database part of a push.
-        await asyncio.to_thread(self._store, repository, parsed, record, unique_tags, events)
+        await asyncio.to_thread(self._store, repository, parsed, record, unique_tags, pushed,
+                                moved)
         log.info(
             "manifest pushed",
             extra={"repository": repository, "digest": str(digest), "tags": unique_tags},
@@ -112,7 +111,7 @@ class ManifestService:
         return PushedManifest(digest, record.subject_digest, unique_tags)
 
     def _store(self, repository: str, parsed: ParsedManifest, record: NewManifest,
-               tags: list[str], events: list[dict]) -> None:
+               tags: list[str], pushed: ManifestPushed, moved: list[TagMoved]) -> None:
         """Check and store a manifest, move its tags and append its events: one transaction."""
         with self.database.write() as uow:
             repo_id = uow.repositories.ensure(repository, shared_lock=True)
@@ -131,9 +130,9 @@ class ManifestService:
                                             if d.non_distributable),
                 tags=tuple(tags),
             ))
-            uow.manifests.put(repo_id, repository, record)
+            stored = uow.manifests.put(repo_id, repository, record)
             uow.tags.move(repo_id, tags, record.digest)
-            uow.emit(events)
+            uow.emit(event_records(pushed if stored else replace(pushed, stored=False), *moved))
 
     def get(self, repository: str, reference: str | Digest, with_content: bool,
             actor: Actor | None = None) -> ManifestRow:

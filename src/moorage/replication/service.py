@@ -277,5 +277,5 @@ class ReplicationService:
     def on_push_rules(self, repository: str) -> list[dict[str, Any]]:
         """The --on-push rules whose repository globs match `repository`."""
         with self.database.read() as uow:
-            found = uow.replication.rules(on_push=True)
+            found = uow.replication.rules(on_push=True) if uow.replication.any_on_push() else []
         return [r for r in found if rules.matches(r["repos"], repository)]

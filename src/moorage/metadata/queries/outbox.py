@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, func, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, func, or_, select, update
 
 from ..base import Prebuilt, column_text
 from ..schema import event_cursors, event_dead_letters, events
@@ -47,6 +47,19 @@ _ORDER_APPENDS = select(func.pg_advisory_xact_lock(OUTBOX_LOCK))
 _APPEND = Prebuilt(events.insert())
 
 
+# Every dispatcher round of every consumer runs these three.
+_READ = Prebuilt(select(events).where(events.c.id > bindparam("after"))
+                 .order_by(events.c.id).limit(bindparam("limit")))
+_EVENT_COLUMNS = tuple(c.key for c in events.c)
+_CURSOR = Prebuilt(select(event_cursors.c.last_id)
+                   .where(event_cursors.c.consumer == bindparam("consumer")))
+_MOVE_CURSOR = Prebuilt(
+    update(event_cursors)
+    .where(event_cursors.c.consumer == bindparam("name"),
+           event_cursors.c.last_id == bindparam("expected"))
+    .values(last_id=bindparam("new_id"), updated_at=bindparam("now")))
+
+
 def _decode(row: Mapping[Any, Any]) -> dict[str, Any]:
     out = dict(row)
     out["payload"] = json.loads(out["payload"]) if out["payload"] else None
@@ -65,8 +78,8 @@ class OutboxQueries:
 
     def read(self, after_id: int, limit: int) -> list[dict[str, Any]]:
         """Up to `limit` events with ids above `after_id`, in id order."""
-        query = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
-        return [_decode(r) for r in self.conn.execute(query).mappings()]
+        found = _READ.rows(self.conn, {"after": after_id, "limit": limit})
+        return [_decode(dict(zip(_EVENT_COLUMNS, r, strict=True))) for r in found]
 
     def latest(self, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` events, oldest first."""
@@ -96,9 +109,7 @@ class OutboxQueries:
 
     def cursor(self, consumer: str) -> int | None:
         """The last event id `consumer` has handled; None before its cursor exists."""
-        value = self.conn.execute(
-            select(event_cursors.c.last_id).where(event_cursors.c.consumer == consumer)
-        ).scalar_one_or_none()
+        value = _CURSOR.scalar(self.conn, {"consumer": consumer})
         return int(value) if value is not None else None
 
     def create_cursor(self, consumer: str) -> None:
@@ -112,11 +123,8 @@ class OutboxQueries:
     def move_cursor(self, consumer: str, expected: int, new: int) -> bool:
         """Move the cursor from `expected` to `new`; False when it is not at `expected`. On
         PostgreSQL the row lock makes a concurrent move wait, then miss."""
-        return self.conn.execute(
-            update(event_cursors)
-            .where(event_cursors.c.consumer == consumer, event_cursors.c.last_id == expected)
-            .values(last_id=new, updated_at=time.time())
-        ).rowcount == 1
+        return _MOVE_CURSOR.run(self.conn, {"name": consumer, "expected": expected,
+                                            "new_id": new, "now": time.time()}) == 1
 
     def cursors(self) -> dict[str, int]:
         """Every consumer's position."""

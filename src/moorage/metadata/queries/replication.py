@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ...oci.errors import RuleTaken
+from ..base import Prebuilt
 from ..schema import replication_rules as rr
 from ..schema import replication_runs as runs
 from ..schema import upstreams as u
@@ -17,6 +18,8 @@ if TYPE_CHECKING:
     from ..uow import UnitOfWork
 
 COUNTS = ("manifests", "blobs", "skipped", "mounted", "bytes", "deleted")
+# Asked on every push's post-push event: most deployments have no --on-push rule at all.
+_ANY_ON_PUSH = Prebuilt(select(rr.c.id).where(rr.c.on_push.is_(True)).limit(1))
 
 
 def _run(row: Any) -> dict[str, Any]:
@@ -62,6 +65,10 @@ class ReplicationQueries:
         if on_push is not None:
             query = query.where(rr.c.on_push == on_push)
         return [dict(r._mapping) for r in self.conn.execute(query)]
+
+    def any_on_push(self) -> bool:
+        """Whether any rule replicates on push (one indexed probe)."""
+        return bool(_ANY_ON_PUSH.rows(self.conn, {}))
 
     def scheduled_rules(self) -> list[dict[str, Any]]:
         """The rules with a --schedule."""
