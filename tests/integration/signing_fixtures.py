@@ -297,22 +297,22 @@ def spki(private: Any) -> bytes:
                                              serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-def _mth(leaves: list[bytes]) -> bytes:
+def merkle_root(leaves: list[bytes]) -> bytes:
     """RFC 6962 Merkle tree hash, by its recursive definition (section 2.1)."""
     if len(leaves) == 1:
         return hashlib.sha256(b"\x00" + leaves[0]).digest()
     k = 1 << ((len(leaves) - 1).bit_length() - 1)  # the largest power of two below n
-    return hashlib.sha256(b"\x01" + _mth(leaves[:k]) + _mth(leaves[k:])).digest()
+    return hashlib.sha256(b"\x01" + merkle_root(leaves[:k]) + merkle_root(leaves[k:])).digest()
 
 
-def _path(m: int, leaves: list[bytes]) -> list[bytes]:
+def audit_path(m: int, leaves: list[bytes]) -> list[bytes]:
     """RFC 6962 audit path of leaf `m` (section 2.1.1), leaf side first."""
     if len(leaves) == 1:
         return []
     k = 1 << ((len(leaves) - 1).bit_length() - 1)
     if m < k:
-        return [*_path(m, leaves[:k]), _mth(leaves[k:])]
-    return [*_path(m - k, leaves[k:]), _mth(leaves[:k])]
+        return [*audit_path(m, leaves[:k]), merkle_root(leaves[k:])]
+    return [*audit_path(m - k, leaves[k:]), merkle_root(leaves[:k])]
 
 
 def checkpoint(signer: Any, size: int, root: bytes, origin: str = "rekor.test - 42") -> str:
@@ -405,7 +405,7 @@ class Sigstore:
         if proof:
             leaves = [f"other entry {i}".encode() for i in range(7)]
             leaves[5] = raw
-            root, path = _mth(leaves), _path(5, leaves)
+            root, path = merkle_root(leaves), audit_path(5, leaves)
             signed_root = root
             if tamper == "path":
                 path[1] = hashlib.sha256(b"forged").digest()
@@ -537,17 +537,19 @@ def keyless_bundle(store: Sigstore, image: Manifest, identity: str, issuer: str,
 
 
 def keyless_cosign_signature(store: Sigstore, digest: str, reference: str, identity: str,
-                             issuer: str) -> Manifest:
-    """The `.sig` manifest of a keyless `cosign sign`: certificate and bundle annotations."""
+                             issuer: str, logged_digest: str | None = None,
+                             shifted_time: bool = False) -> Manifest:
+    """The `.sig` manifest of a keyless `cosign sign`: certificate and bundle annotations
+    (`shifted_time`: the annotation's integratedTime changed after the log signed it)."""
     start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     cert = store.certificate(identity, issuer, start)
     payload = simple_signing_payload(digest, reference)
     signature = cert.key.sign(payload, ec.ECDSA(hashes.SHA256()))
-    entry = store.log(signature, cert, hashlib.sha256(payload).hexdigest(),
+    entry = store.log(signature, cert, logged_digest or hashlib.sha256(payload).hexdigest(),
                       start + dt.timedelta(minutes=1), proof=False)
     annotation = {"SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
                   "Payload": {"body": entry["canonicalizedBody"],
-                              "integratedTime": int(entry["integratedTime"]),
+                              "integratedTime": int(entry["integratedTime"]) + shifted_time,
                               "logIndex": int(entry["logIndex"]),
                               "logID": store.log_id.hex()}}
     config = Blob(image_config(), OCI_CONFIG)

@@ -453,6 +453,23 @@ def test_keyless_cosign_tag_signature_of_a_trusted_identity_verifies(server, tmp
     assert only(verify_json(server, f"{repo}:{tag}", 0))["trust_entry"] == "ci"
 
 
+@pytest.mark.parametrize("options, reason", [
+    ({"logged_digest": "cd" * 32}, "its log entry records another artifact (sha256:cdcdcdcd"),
+    ({"shifted_time": True}, "its log entry's signed promise (SET) does not verify")],
+    ids=["another-artifact", "altered-integrated-time"])
+def test_keyless_cosign_tag_signature_with_a_bad_bundle_annotation_is_refused(
+        server, tmp_path, fulcio, options, reason):
+    repo, tag, image = pushed_image(server)
+    push_tree(server, repo, keyless_cosign_signature(
+        fulcio, image.digest, f"{server.host}/{repo}", "dev@example.com", ISSUER, **options),
+        tag=cosign_tag(image.digest))
+    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
+
+    check = only(verify_json(server, f"{repo}:{tag}", 1))
+
+    assert (check["outcome"], reason in check["message"]) == ("untrusted-log", True), check
+
+
 def test_keyless_v01_bundle_with_only_the_log_promise_verifies(server, tmp_path, fulcio):
     check = keyless_check(server, tmp_path, fulcio, 0, media_type=BUNDLE_V01, proof=False)
 
