@@ -18,26 +18,19 @@ from cryptography import x509
 
 from .crypto import BadMaterial, PublicKey, check_chain, verify_raw
 from .discovery import Envelope, LogEntry
-from .timestamps import TimestampAuthority
+from .timestamps import Authority
 
 ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # the raw issuer URL
 ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # a DER UTF8String
 
 
 @dataclass(frozen=True)
-class Authority:
-    certs: tuple[x509.Certificate, ...]
-    start: float
-    end: float | None
-
-
-@dataclass(frozen=True)
 class TrustedRoot:
-    """The Fulcio CAs and transparency-log keys of a sigstore trusted_root.json."""
+    """The Fulcio CAs, transparency-log keys and timestamp authorities of a trusted_root.json."""
 
     authorities: tuple[Authority, ...]
     logs: dict[str, tuple[PublicKey, float, float | None]]  # log id (hex) → key, validity
-    timestamp_authorities: tuple[TimestampAuthority, ...] = ()
+    timestamp_authorities: tuple[Authority, ...] = ()
 
 
 def _b64(value: Any, what: str) -> bytes:
@@ -56,14 +49,13 @@ def _time(value: Any) -> float | None:
 
 
 def load_trusted_root(data: bytes) -> TrustedRoot:
-    """Parse a sigstore trusted_root.json (certificateAuthorities and tlogs are used)."""
+    """Parse a sigstore trusted_root.json (certificateAuthorities, tlogs, timestampAuthorities)."""
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
     try:
         doc = json.loads(data)
         authorities = _authorities(doc.get("certificateAuthorities"))
-        stamping = tuple(TimestampAuthority(a.certs, a.start, a.end)
-                         for a in _authorities(doc.get("timestampAuthorities")))
+        stamping = _authorities(doc.get("timestampAuthorities"))
         logs: dict[str, tuple[PublicKey, float, float | None]] = {}
         for log in doc.get("tlogs") or []:
             key = log.get("publicKey") or {}

@@ -11,8 +11,9 @@ from cryptography import x509
 
 
 @dataclass(frozen=True)
-class TimestampAuthority:
-    """A TSA of a trusted root: its chain (signing certificate first) and validity."""
+class Authority:
+    """A certificate authority of a trusted root (a Fulcio CA, or a TSA: its signing
+    certificate first), with its validity in Unix seconds."""
 
     certs: tuple[x509.Certificate, ...]
     start: float
@@ -24,7 +25,7 @@ class TimestampProblem(ValueError):
 
 
 def timestamp_time(token: bytes, signature: bytes,
-                   authorities: tuple[TimestampAuthority, ...]) -> float:
+                   authorities: tuple[Authority, ...]) -> float:
     """The genTime (Unix seconds) of a TimeStampResp that a trusted TSA issued over
     SHA-256(`signature`); else TimestampProblem."""
     import hashlib
