@@ -284,42 +284,81 @@ def bundle_attestation(private: Any, image: Manifest, statement: dict[str, Any])
                          layers=[Blob(json.dumps(bundle).encode(), SIGSTORE_BUNDLE)])
 
 
-# -- keyless: a test Fulcio CA and transparency log, and the trusted_root.json naming both ----
+# -- keyless: a test Fulcio CA, transparency log and timestamp authority, and the
+# trusted_root.json naming them ----------------------------------------------------------------
 
 ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")
 ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
+BUNDLE_V01 = "application/vnd.dev.sigstore.bundle+json;version=0.1"
+
+
+def spki(private: Any) -> bytes:
+    return private.public_key().public_bytes(serialization.Encoding.DER,
+                                             serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def merkle_root(leaves: list[bytes]) -> bytes:
+    """RFC 6962 Merkle tree hash, by its recursive definition (section 2.1)."""
+    if len(leaves) == 1:
+        return hashlib.sha256(b"\x00" + leaves[0]).digest()
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)  # the largest power of two below n
+    return hashlib.sha256(b"\x01" + merkle_root(leaves[:k]) + merkle_root(leaves[k:])).digest()
+
+
+def audit_path(m: int, leaves: list[bytes]) -> list[bytes]:
+    """RFC 6962 audit path of leaf `m` (section 2.1.1), leaf side first."""
+    if len(leaves) == 1:
+        return []
+    k = 1 << ((len(leaves) - 1).bit_length() - 1)
+    if m < k:
+        return [*audit_path(m, leaves[:k]), merkle_root(leaves[k:])]
+    return [*audit_path(m - k, leaves[k:]), merkle_root(leaves[:k])]
+
+
+def checkpoint(signer: Any, size: int, root: bytes, origin: str = "rekor.test - 42") -> str:
+    """A signed note over the tree head, as Rekor writes it (key hint = log id's first bytes)."""
+    note = f"{origin}\n{size}\n{b64(root)}\n".encode()
+    signature = signer.sign(note, ec.ECDSA(hashes.SHA256()))
+    hint = hashlib.sha256(spki(signer)).digest()[:4]
+    return note.decode() + f"\n\u2014 {origin.split()[0]} {b64(hint + signature)}\n"
 
 
 @dataclass
 class Sigstore:
-    """A Fulcio-like CA and a Rekor-like log key, as an offline trusted root describes them."""
+    """A Fulcio-like CA, a Rekor-like log key and an RFC 3161 timestamp authority, as an
+    offline trusted root describes them."""
 
     fulcio: Ca
     log_key: Any
+    tsa_root: Ca
+    tsa: Ca
 
     @property
     def log_id(self) -> bytes:
-        der = self.log_key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-        return hashlib.sha256(der).digest()
+        return hashlib.sha256(spki(self.log_key)).digest()
 
-    def trusted_root(self) -> bytes:
-        der = self.log_key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    def trusted_root(self, tlogs: bool = True, timestamps: bool = True) -> bytes:
+        der = spki(self.log_key)
+        chain = [{"rawBytes": b64(c.cert.public_bytes(serialization.Encoding.DER))}
+                 for c in (self.tsa, self.tsa_root)]
         return json.dumps({
             "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
             "tlogs": [{"baseUrl": "https://rekor.test", "hashAlgorithm": "SHA2_256",
                        "publicKey": {"rawBytes": b64(der),
                                      "keyDetails": "PKIX_ECDSA_P256_SHA_256",
                                      "validFor": {"start": "2020-01-01T00:00:00Z"}},
-                       "logId": {"keyId": b64(self.log_id)}}],
+                       "logId": {"keyId": b64(self.log_id)}}] if tlogs else [],
             "certificateAuthorities": [{
                 "subject": {"organization": "Moorage tests", "commonName": "fulcio"},
                 "uri": "https://fulcio.test",
                 "certChain": {"certificates": [
                     {"rawBytes": b64(self.fulcio.cert.public_bytes(serialization.Encoding.DER))}]},
                 "validFor": {"start": "2020-01-01T00:00:00Z"}}],
-            "ctlogs": [], "timestampAuthorities": []}).encode()
+            "ctlogs": [],
+            "timestampAuthorities": [{
+                "subject": {"organization": "Moorage tests", "commonName": "tsa"},
+                "certChain": {"certificates": chain},
+                "validFor": {"start": "2020-01-01T00:00:00Z"}}] if timestamps else []}).encode()
 
     def certificate(self, identity: str, issuer: str, start: dt.datetime) -> Ca:
         """A 10-minute Fulcio-style certificate for `identity` from `issuer`."""
@@ -340,44 +379,156 @@ class Sigstore:
                 .sign(self.fulcio.key, hashes.SHA256()))
         return Ca(key, cert)
 
-    def log(self, signature: bytes, cert: Ca, digest_hex: str, at: dt.datetime) -> dict[str, Any]:
-        """A hashedrekord entry of `signature` logged at `at`, with its signed entry timestamp."""
+    def log(self, signature: bytes, cert: Ca, digest_hex: str, at: dt.datetime,
+            promise: bool = True, proof: bool = True, tamper: str | None = None,
+            checkpoint_key: Any = None) -> dict[str, Any]:
+        """A hashedrekord entry of `signature` logged at `at`: leaf 5 of a 7-leaf tree with its
+        inclusion proof and signed checkpoint, and its signed entry timestamp (`tamper`:
+        "path" alters a hash of the audit path, "root" the proof's root hash)."""
         body = {"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": {
             "data": {"hash": {"algorithm": "sha256", "value": digest_hex}},
             "signature": {"content": b64(signature),
                           "publicKey": {"content": b64(cert.pem)}}}}
-        body64 = b64(json.dumps(body).encode())
+        raw = json.dumps(body).encode()
+        body64 = b64(raw)
         when, index = int(at.timestamp()), 4242
-        promise = json.dumps({"body": body64, "integratedTime": when,
-                              "logID": self.log_id.hex(), "logIndex": index},
-                             sort_keys=True, separators=(",", ":")).encode()
-        return {"logIndex": str(index), "logId": {"keyId": b64(self.log_id)},
-                "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
-                "integratedTime": str(when),
-                "inclusionPromise": {"signedEntryTimestamp": b64(
-                    self.log_key.sign(promise, ec.ECDSA(hashes.SHA256())))},
-                "canonicalizedBody": body64}
+        entry: dict[str, Any] = {
+            "logIndex": str(index), "logId": {"keyId": b64(self.log_id)},
+            "kindVersion": {"kind": "hashedrekord", "version": "0.0.1"},
+            "integratedTime": str(when), "canonicalizedBody": body64}
+        if promise:
+            signed = json.dumps({"body": body64, "integratedTime": when,
+                                 "logID": self.log_id.hex(), "logIndex": index},
+                                sort_keys=True, separators=(",", ":")).encode()
+            entry["inclusionPromise"] = {"signedEntryTimestamp": b64(
+                self.log_key.sign(signed, ec.ECDSA(hashes.SHA256())))}
+        if proof:
+            leaves = [f"other entry {i}".encode() for i in range(7)]
+            leaves[5] = raw
+            root, path = merkle_root(leaves), audit_path(5, leaves)
+            signed_root = root
+            if tamper == "path":
+                path[1] = hashlib.sha256(b"forged").digest()
+            elif tamper == "root":
+                root = hashlib.sha256(b"another tree").digest()
+            entry["inclusionProof"] = {
+                "logIndex": "5", "treeSize": "7", "rootHash": b64(root),
+                "hashes": [b64(h) for h in path],
+                "checkpoint": {"envelope": checkpoint(checkpoint_key or self.log_key, 7,
+                                                      signed_root)}}
+        return entry
+
+    def timestamp(self, signature: bytes, at: dt.datetime, authority: Ca | None = None) -> bytes:
+        """An RFC 3161 TimeStampResp over SHA-256(`signature`) issued by the test TSA."""
+        return timestamp_response(authority or self.tsa, hashlib.sha256(signature).digest(), at)
 
 
 def sigstore() -> Sigstore:
-    return Sigstore(root_ca("fulcio"), p256())
+    tsa_root = root_ca("tsa root")
+    return Sigstore(root_ca("fulcio"), p256(), tsa_root, tsa_leaf(tsa_root))
+
+
+def tsa_leaf(ca: Ca) -> Ca:
+    """A timestamping certificate (critical EKU id-kp-timeStamping, RFC 3161 2.3) from `ca`."""
+    key = p256()
+    now = dt.datetime.now(dt.UTC)
+    cert = (x509.CertificateBuilder().subject_name(_name("tsa")).issuer_name(ca.cert.subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=2))
+            .not_valid_after(now + dt.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.TIME_STAMPING]),
+                           critical=True)
+            .sign(ca.key, hashes.SHA256()))
+    return Ca(key, cert)
+
+
+# A DER encoder of the few ASN.1 types a timestamp token needs: the tests' own, independent of
+# the library the server verifies tokens with.
+
+def _der(tag: int, content: bytes) -> bytes:
+    n = len(content)
+    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + (bytes([n]) if n < 0x80 else bytes([0x80 | len(size)]) + size) + content
+
+
+def _seq(*items: bytes) -> bytes:
+    return _der(0x30, b"".join(items))
+
+
+def _set(*items: bytes) -> bytes:
+    return _der(0x31, b"".join(sorted(items)))  # DER orders a SET OF by encoding
+
+
+def _int(value: int) -> bytes:
+    return _der(0x02, value.to_bytes(value.bit_length() // 8 + 1, "big"))
+
+
+def _oid(dotted: str) -> bytes:
+    first, second, *rest = (int(x) for x in dotted.split("."))
+    out = bytearray([40 * first + second])
+    for arc in rest:
+        chunk = [arc & 0x7F]
+        while arc > 0x7F:
+            arc >>= 7
+            chunk.append(0x80 | (arc & 0x7F))
+        out += bytes(reversed(chunk))
+    return _der(0x06, bytes(out))
+
+
+SHA256_ALG = _seq(_oid("2.16.840.1.101.3.4.2.1"), b"\x05\x00")
+TST_INFO = "1.2.840.113549.1.9.16.1.4"
+
+
+def timestamp_response(tsa: Ca, imprint: bytes, at: dt.datetime) -> bytes:
+    """A granted TimeStampResp: CMS SignedData over a TSTInfo, signed attributes included."""
+    tst = _seq(_int(1), _oid("1.3.6.1.4.1.57264.2"), _seq(SHA256_ALG, _der(0x04, imprint)),
+               _int(x509.random_serial_number()),
+               _der(0x18, at.astimezone(dt.UTC).strftime("%Y%m%d%H%M%SZ").encode()))
+    cert_der = tsa.cert.public_bytes(serialization.Encoding.DER)
+    attrs = _set(
+        _seq(_oid("1.2.840.113549.1.9.3"), _set(_oid(TST_INFO))),
+        _seq(_oid("1.2.840.113549.1.9.4"), _set(_der(0x04, hashlib.sha256(tst).digest()))),
+        _seq(_oid("1.2.840.113549.1.9.16.2.47"),
+             _set(_seq(_seq(_seq(_der(0x04, hashlib.sha256(cert_der).digest())))))))
+    signature = tsa.key.sign(attrs, ec.ECDSA(hashes.SHA256()))
+    signer = _seq(_int(1), _seq(tsa.cert.issuer.public_bytes(), _int(tsa.cert.serial_number)),
+                  SHA256_ALG, b"\xa0" + attrs[1:], _seq(_oid("1.2.840.10045.4.3.2")),
+                  _der(0x04, signature))
+    signed_data = _seq(_int(3), _set(SHA256_ALG),
+                       _seq(_oid(TST_INFO), _der(0xA0, _der(0x04, tst))),
+                       _der(0xA0, cert_der), _set(signer))
+    token = _seq(_oid("1.2.840.113549.1.7.2"), _der(0xA0, signed_data))
+    return _seq(_seq(_int(0)), token)
 
 
 def keyless_bundle(store: Sigstore, image: Manifest, identity: str, issuer: str,
                    logged_after: dt.timedelta = dt.timedelta(minutes=2),
-                   logged: bool = True, logged_signature: bytes | None = None) -> Manifest:
-    """A sigstore bundle v0.3 referrer signed keylessly: Fulcio certificate + log entry."""
+                   logged: bool = True, logged_signature: bytes | None = None,
+                   logged_digest: str | None = None, log: Sigstore | None = None,
+                   media_type: str = SIGSTORE_BUNDLE, timestamp: str | None = None,
+                   **entry: Any) -> Manifest:
+    """A sigstore bundle referrer signed keylessly: Fulcio certificate + log entry (`log`'s,
+    default `store`'s; `entry` options go to Sigstore.log) + optionally an RFC 3161 timestamp
+    ("good", "other-bytes", "stranger": by a TSA of another root)."""
     start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     cert = store.certificate(identity, issuer, start)
     signature = cert.key.sign(image.body, ec.ECDSA(hashes.SHA256()))
     digest = hashlib.sha256(image.body).digest()
-    entries = [store.log(logged_signature or signature, cert, digest.hex(),
-                         start + logged_after)] if logged else []
-    bundle = {"mediaType": SIGSTORE_BUNDLE,
-              "verificationMaterial": {
-                  "certificate": {"rawBytes": b64(cert.cert.public_bytes(
-                      serialization.Encoding.DER))},
-                  "tlogEntries": entries},
+    entries = [(log or store).log(logged_signature or signature, cert,
+                                  logged_digest or digest.hex(), start + logged_after, **entry)
+               ] if logged else []
+    material: dict[str, Any] = {
+        "certificate": {"rawBytes": b64(cert.cert.public_bytes(serialization.Encoding.DER))},
+        "tlogEntries": entries}
+    if timestamp is not None:
+        at = start + dt.timedelta(minutes=3)
+        token = {"good": lambda: store.timestamp(signature, at),
+                 "other-bytes": lambda: store.timestamp(b"other bytes", at),
+                 "stranger": lambda: store.timestamp(signature, at, sigstore().tsa)}[timestamp]()
+        material["timestampVerificationData"] = {"rfc3161Timestamps": [
+            {"signedTimestamp": b64(token)}]}
+    bundle = {"mediaType": media_type, "verificationMaterial": material,
               "messageSignature": {"messageDigest": {"algorithm": "SHA2_256",
                                                      "digest": b64(digest)},
                                    "signature": b64(signature)}}
@@ -386,17 +537,19 @@ def keyless_bundle(store: Sigstore, image: Manifest, identity: str, issuer: str,
 
 
 def keyless_cosign_signature(store: Sigstore, digest: str, reference: str, identity: str,
-                             issuer: str) -> Manifest:
-    """The `.sig` manifest of a keyless `cosign sign`: certificate and bundle annotations."""
+                             issuer: str, logged_digest: str | None = None,
+                             shifted_time: bool = False) -> Manifest:
+    """The `.sig` manifest of a keyless `cosign sign`: certificate and bundle annotations
+    (`shifted_time`: the annotation's integratedTime changed after the log signed it)."""
     start = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
     cert = store.certificate(identity, issuer, start)
     payload = simple_signing_payload(digest, reference)
     signature = cert.key.sign(payload, ec.ECDSA(hashes.SHA256()))
-    entry = store.log(signature, cert, hashlib.sha256(payload).hexdigest(),
-                      start + dt.timedelta(minutes=1))
+    entry = store.log(signature, cert, logged_digest or hashlib.sha256(payload).hexdigest(),
+                      start + dt.timedelta(minutes=1), proof=False)
     annotation = {"SignedEntryTimestamp": entry["inclusionPromise"]["signedEntryTimestamp"],
                   "Payload": {"body": entry["canonicalizedBody"],
-                              "integratedTime": int(entry["integratedTime"]),
+                              "integratedTime": int(entry["integratedTime"]) + shifted_time,
                               "logIndex": int(entry["logIndex"]),
                               "logID": store.log_id.hex()}}
     config = Blob(image_config(), OCI_CONFIG)

@@ -220,3 +220,19 @@ def test_sbom_show_prints_the_packages_of_the_stored_referrer(sbom_registry):
     assert "libssl3" in table and "pkg:pypi/requests@2.31.0" in table
     missing = _cli(reg, "sbom", "show", f"{repo}:nope", check=False)
     assert (missing.returncode, missing.stderr.strip()) == (1, f"error: no manifest {repo}:nope")
+
+
+def test_scan_show_of_our_sbom_referrer_says_whose_sbom_it_is(sbom_registry):
+    reg, repo = sbom_registry, new_repo("sbom")
+    digest = push_tree(reg, repo, two_layer_image(new_tag("whose")), tag="v3")
+    referrer = wait_for_sbom(reg, repo, digest)["digest"]
+
+    report = json.loads(_cli(reg, "scan", "show", f"{repo}@{referrer}", "--json")
+                        .stdout.splitlines()[-1])
+    text = _cli(reg, "scan", "show", f"{repo}@{referrer}").stdout
+
+    image = f"{repo}@{digest}"
+    reason = (f"not scanned: it is an SBOM ({CYCLONEDX}) of {image}; its scan report: "
+              f"`moorage scan show {image}`, its packages: `moorage sbom show {image}`")
+    assert (report["status"], report["reason"]) == ("unsupported", reason)
+    assert f"{repo}@{referrer}: unsupported (not scanned: it is an SBOM" in text

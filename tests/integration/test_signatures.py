@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from moorage.cli import app
 
 from .signing_fixtures import (
+    BUNDLE_V01,
     attestation,
     bundle_attestation,
     bundle_referrer,
@@ -418,19 +419,25 @@ def fulcio() -> Any:
 
 
 def trust_identity(reg: Server, tmp_path: Path, namespace: str, store: Any,
-                   identity: str = "dev@example.com") -> None:
-    root = tmp_path / "trusted_root.json"
-    root.write_bytes(store.trusted_root())
+                   identity: str = "dev@example.com", **root: bool) -> None:
+    path = tmp_path / "trusted_root.json"
+    path.write_bytes(store.trusted_root(**root))
     cli(reg, "trust", "add", namespace, "--name", "ci", "--identity", identity,
-        "--issuer", ISSUER, "--trusted-root", str(root))
+        "--issuer", ISSUER, "--trusted-root", str(path))
+
+
+def keyless_check(reg: Server, tmp_path: Path, store: Any, code: int,
+                  root: dict[str, bool] | None = None, **bundle: Any) -> dict[str, Any]:
+    """Push a keyless bundle (options: keyless_bundle's) of a new image, trust the identity,
+    and `moorage verify` it: the one signature's check."""
+    repo, tag, image = pushed_image(reg)
+    push_tree(reg, repo, keyless_bundle(store, image, "dev@example.com", ISSUER, **bundle))
+    trust_identity(reg, tmp_path, repo.split("/")[0], store, **(root or {}))
+    return only(verify_json(reg, f"{repo}:{tag}", code))
 
 
 def test_keyless_bundle_of_a_trusted_identity_verifies(server, tmp_path, fulcio):
-    repo, tag, image = pushed_image(server)
-    push_tree(server, repo, keyless_bundle(fulcio, image, "dev@example.com", ISSUER))
-    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
-
-    check = only(verify_json(server, f"{repo}:{tag}", 0))
+    check = keyless_check(server, tmp_path, fulcio, 0)
 
     assert (check["kind"], check["outcome"], check["trust_entry"]) == (
         "sigstore-bundle", "verified", "ci")
@@ -446,6 +453,94 @@ def test_keyless_cosign_tag_signature_of_a_trusted_identity_verifies(server, tmp
     assert only(verify_json(server, f"{repo}:{tag}", 0))["trust_entry"] == "ci"
 
 
+@pytest.mark.parametrize("options, reason", [
+    ({"logged_digest": "cd" * 32}, "its log entry records another artifact (sha256:cdcdcdcd"),
+    ({"shifted_time": True}, "its log entry's signed promise (SET) does not verify")],
+    ids=["another-artifact", "altered-integrated-time"])
+def test_keyless_cosign_tag_signature_with_a_bad_bundle_annotation_is_refused(
+        server, tmp_path, fulcio, options, reason):
+    repo, tag, image = pushed_image(server)
+    push_tree(server, repo, keyless_cosign_signature(
+        fulcio, image.digest, f"{server.host}/{repo}", "dev@example.com", ISSUER, **options),
+        tag=cosign_tag(image.digest))
+    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
+
+    check = only(verify_json(server, f"{repo}:{tag}", 1))
+
+    assert (check["outcome"], reason in check["message"]) == ("untrusted-log", True), check
+
+
+def test_keyless_v01_bundle_with_only_the_log_promise_verifies(server, tmp_path, fulcio):
+    check = keyless_check(server, tmp_path, fulcio, 0, media_type=BUNDLE_V01, proof=False)
+
+    assert check["outcome"] == "verified"
+
+
+def test_keyless_proof_without_promise_verifies_with_an_rfc3161_timestamp(
+        server, tmp_path, fulcio):
+    check = keyless_check(server, tmp_path, fulcio, 0, promise=False, timestamp="good")
+
+    assert check["outcome"] == "verified"
+
+
+def test_keyless_root_without_tlogs_accepts_a_timestamp_alone(server, tmp_path, fulcio):
+    check = keyless_check(server, tmp_path, fulcio, 0, root={"tlogs": False}, logged=False,
+                          timestamp="good")
+
+    assert check["outcome"] == "verified"
+
+
+# Each way the log or timestamp evidence can fail, and the reason `moorage verify` gives.
+REFUSALS = {
+    "no-log-entry": ({"logged": False}, "untrusted-log",
+                     "carries no transparency-log entry, and the trusted root names a log"),
+    "v03-without-proof": ({"proof": False}, "untrusted-log",
+                          "its log entry has no inclusion proof (a v0.2+ bundle must carry one)"),
+    "tampered-path": ({"tamper": "path"}, "untrusted-log",
+                      "audit path does not lead from the entry to the checkpoint's root hash"),
+    "wrong-root": ({"tamper": "root"}, "untrusted-log",
+                   "is not the signed checkpoint's"),
+    "checkpoint-by-unknown-key": ({"checkpoint_key": p256()}, "untrusted-log",
+                                  "(signed by rekor.test) is not signed by the key of log"),
+    "entry-for-another-artifact": ({"logged_digest": "ab" * 32}, "untrusted-log",
+                                   "its log entry records another artifact (sha256:abababab"),
+    "entry-of-another-signature": ({"logged_signature": b"someone else's signature"},
+                                   "untrusted-log", "records another signature than this one"),
+    "unknown-log": ({"log": sigstore()}, "untrusted-log", "which the trusted root does not name"),
+    "logged-outside-cert-validity": ({"logged_after": dt.timedelta(minutes=30)}, "expired",
+                                     "but it was signed at"),
+    "proof-without-time": ({"promise": False}, "untrusted-log", "no trusted signing time"),
+    "timestamp-over-other-bytes": ({"promise": False, "timestamp": "other-bytes"},
+                                   "untrusted-log", "its RFC 3161 timestamp is over other bytes"),
+    "timestamp-by-unknown-tsa": ({"promise": False, "timestamp": "stranger"}, "untrusted-log",
+                                 "not signed by a timestamp authority of the trusted root"),
+    "no-tlogs-no-timestamp": ({"logged": False, "root": {"tlogs": False}}, "untrusted-log",
+                              "no trusted signing time"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSALS))
+def test_keyless_evidence_that_does_not_hold_is_refused_with_its_reason(
+        server, tmp_path, fulcio, case):
+    options, outcome, reason = REFUSALS[case]
+
+    check = keyless_check(server, tmp_path, fulcio, 1, **options)
+
+    assert check["outcome"] == outcome
+    assert reason in check["message"]
+
+
+def test_keyless_refusal_reason_is_printed_by_verify(server, tmp_path, fulcio):
+    repo, tag, image = pushed_image(server)
+    push_tree(server, repo, keyless_bundle(fulcio, image, "dev@example.com", ISSUER,
+                                           tamper="path"))
+    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
+
+    text = " ".join(cli(server, "verify", f"{repo}:{tag}", code=1).stdout.split())
+
+    assert "audit path does not lead from the entry to the checkpoint's root hash" in text
+
+
 def test_keyless_signature_of_another_identity_is_refused(server, tmp_path, fulcio):
     repo, tag, image = pushed_image(server)
     push_tree(server, repo, keyless_bundle(fulcio, image, "mallory@example.com", ISSUER))
@@ -458,47 +553,17 @@ def test_keyless_signature_of_another_identity_is_refused(server, tmp_path, fulc
         "trusted dev@example.com" in check["message"]
 
 
-def test_keyless_certificate_logged_after_it_expired_is_refused(server, tmp_path, fulcio):
-    repo, tag, image = pushed_image(server)
-    push_tree(server, repo, keyless_bundle(fulcio, image, "dev@example.com", ISSUER,
-                                           logged_after=dt.timedelta(minutes=30)))
-    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
-
-    assert only(verify_json(server, f"{repo}:{tag}", 1))["outcome"] == "expired"
-
-
-def test_keyless_signature_without_a_log_entry_is_refused(server, tmp_path, fulcio):
-    repo, tag, image = pushed_image(server)
-    push_tree(server, repo, keyless_bundle(fulcio, image, "dev@example.com", ISSUER,
-                                           logged=False))
-    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
-
-    check = only(verify_json(server, f"{repo}:{tag}", 1))
-
-    assert check["outcome"] == "untrusted-chain"
-    assert "no transparency-log entry of the trusted root records this signature" in \
-        check["message"]
-
-
-def test_keyless_log_entry_of_another_signature_gives_no_trusted_time(server, tmp_path, fulcio):
-    repo, tag, image = pushed_image(server)
-    push_tree(server, repo, keyless_bundle(fulcio, image, "dev@example.com", ISSUER,
-                                           logged_signature=b"someone else's signature"))
-    trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
-
-    check = only(verify_json(server, f"{repo}:{tag}", 1))
-
-    assert check["outcome"] == "untrusted-chain"
-    assert "no transparency-log entry" in check["message"]
-
-
 def test_keyless_certificate_of_another_ca_is_refused(server, tmp_path, fulcio):
     repo, tag, image = pushed_image(server)
-    push_tree(server, repo, keyless_bundle(sigstore(), image, "dev@example.com", ISSUER))
+    # Logged by the trusted log, so only the certificate's issuer is wrong.
+    push_tree(server, repo, keyless_bundle(sigstore(), image, "dev@example.com", ISSUER,
+                                           log=fulcio))
     trust_identity(server, tmp_path, repo.split("/")[0], fulcio)
 
-    # Another log signed the entry too, so there is no trusted time either: refused.
-    assert only(verify_json(server, f"{repo}:{tag}", 1))["outcome"] == "untrusted-chain"
+    check = only(verify_json(server, f"{repo}:{tag}", 1))
+
+    assert check["outcome"] == "untrusted-chain"
+    assert "does not chain to a Fulcio authority of the trusted root" in check["message"]
 
 
 # -- the trust CLI ------------------------------------------------------------------------------

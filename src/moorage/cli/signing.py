@@ -49,7 +49,8 @@ def trust_add(
     issuer: Annotated[str | None, typer.Option(
         "--issuer", help="keyless: the OIDC issuer of that identity")] = None,
     trusted_root: Annotated[Path | None, typer.Option(
-        "--trusted-root", help="keyless: the sigstore trusted_root.json (Fulcio CAs, log keys)")
+        "--trusted-root", help="keyless: the sigstore trusted_root.json (Fulcio CAs, log keys, "
+                               "TSAs; without tlogs an RFC 3161 timestamp replaces the log)")
     ] = None,
     json_output: JsonFlag = False,
     data_dir: DataDir = None, database: Database = None, storage: Storage = None,

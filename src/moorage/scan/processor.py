@@ -35,6 +35,15 @@ CREATED_KEY = "org.opencontainers.image.created"
 MODEL_WORD = ".model."  # ModelPack (application/vnd.cncf.model.*) and kin name models so
 
 
+def sbom_subject(manifest: dict[str, Any]) -> str | None:
+    """The digest of the manifest an SBOM referrer describes (None: not an SBOM referrer)."""
+    subject = manifest.get("subject")
+    if isinstance(subject, dict) and str(manifest.get("artifactType") or "").startswith(
+            SBOM_TYPES):
+        return str(subject.get("digest") or "") or None
+    return None
+
+
 def artifact_kind(manifest: dict[str, Any]) -> str | None:
     """`image` (a container image: SBOM and full scan), `model` (a model artifact: secrets and
     model files) or None (not scanned)."""
@@ -92,7 +101,7 @@ class SbomProcessor:
                            reason="an image index: each image it lists has its own report",
                            kind="index")
             return {"children": children}
-        if doc.get("subject") and str(doc.get("artifactType") or "").startswith(SBOM_TYPES):
+        if sbom_subject(doc) is not None:
             # An SBOM of another manifest (ours or the build's) is never scanned: no report.
             reports.forget(repository, digest)
             return {"skipped": "an SBOM referrer"}

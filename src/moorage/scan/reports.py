@@ -235,10 +235,17 @@ class ScanReports:
 
     def show(self, repository: str, digest: str) -> dict[str, Any]:
         """The report of a stored manifest, exactly the keys of KEYS (a manifest without one
-        is pending: never an empty, clean-looking report)."""
+        is pending: never an empty, clean-looking report; an SBOM referrer says whose it is)."""
         self.resolve_parts(repository, digest, None, f"{repository}@{digest}")
         with self.database.read() as uow:
             row = uow.scans.get(repository, digest)
+            manifest = uow.manifests.get(repository, digest, None, True) \
+                if row is None or row["status"] == "pending" else None
+        sbom = _sbom_reason(repository, manifest.content) if manifest is not None else None
+        if sbom is not None:
+            return {"status": "unsupported", "reason": sbom, "error": None, "scanned_at": None,
+                    "packages": [], "vulnerabilities": [], "secrets": [],
+                    "model_findings": []}
         if row is None:
             reason = ("not scanned yet" if self.on_push
                       else "not scanned: scanning on push is off (run 'moorage scan run')")
@@ -246,3 +253,22 @@ class ScanReports:
                     "packages": [], "vulnerabilities": [], "secrets": [],
                     "model_findings": []}
         return {k: row[k] for k in KEYS}
+
+
+def _sbom_reason(repository: str, content: str | bytes | None) -> str | None:
+    """Why an SBOM referrer has no report of its own, and where the image's is; None for other
+    manifests."""
+    import json
+
+    from .processor import sbom_subject
+
+    try:
+        doc = json.loads(content or b"{}")
+    except ValueError:
+        return None
+    subject = sbom_subject(doc) if isinstance(doc, dict) else None
+    if subject is None:
+        return None
+    image = f"{repository}@{subject}"
+    return (f"not scanned: it is an SBOM ({doc.get('artifactType')}) of {image}; its scan "
+            f"report: `moorage scan show {image}`, its packages: `moorage sbom show {image}`")

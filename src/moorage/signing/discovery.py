@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..oci.digest import parse_digest
 from ..oci.errors import RegistryError
+from .rekor import InclusionProof
 
 if TYPE_CHECKING:
     from ..metadata.queries.trust import CandidateRow
@@ -35,7 +36,12 @@ COSIGN_CERTIFICATE = "dev.sigstore.cosign/certificate"
 COSIGN_BUNDLE = "dev.sigstore.cosign/bundle"
 DSSE_LAYER = "application/vnd.dsse.envelope.v1+json"
 SIGSTORE_BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-SIGSTORE_BUNDLES = (SIGSTORE_BUNDLE, "application/vnd.dev.sigstore.bundle+json;version=0.3")
+SIGSTORE_BUNDLES = (SIGSTORE_BUNDLE, "application/vnd.dev.sigstore.bundle+json;version=0.3",
+                    "application/vnd.dev.sigstore.bundle.v0.2+json",
+                    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+                    "application/vnd.dev.sigstore.bundle+json;version=0.1")
+# Bundles from v0.2 on must prove inclusion; a v0.1 bundle may offer the log's promise alone.
+PROMISE_ONLY_BUNDLES = ("application/vnd.dev.sigstore.bundle+json;version=0.1",)
 NOTATION = "application/vnd.cncf.notary.signature"
 JWS = "application/jose+json"
 COSE = "application/cose"
@@ -61,7 +67,9 @@ class LogEntry:
     log_index: int
     integrated_time: int
     body: str  # base64 of the canonicalized entry body
-    signed_entry_timestamp: bytes
+    signed_entry_timestamp: bytes | None  # the inclusion promise (SET), when given
+    proof: InclusionProof | None = None
+    needs_proof: bool = False  # a v0.2+ bundle: the promise alone is not enough
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +92,8 @@ class Envelope:
     predicate_type: str | None = None
     certificate: bytes | None = None  # keyless: the Fulcio certificate (DER)
     log_entries: tuple[LogEntry, ...] = ()  # keyless: transparency-log entries
+    timestamps: tuple[bytes, ...] = ()  # keyless: RFC 3161 TimeStampResp DER
+    artifact: tuple[str, str] = ("", "")  # (algorithm, hex) a log entry must record as signed
 
 
 def cosign_tags(digest: str) -> list[str]:
@@ -230,7 +240,8 @@ def _simple_signing(base: Envelope, layer: dict[str, Any], payload: bytes) -> En
         certificate = _pem_certificate(annotations[COSIGN_CERTIFICATE])
         entries = _cosign_bundle(annotations.get(COSIGN_BUNDLE))
     return Envelope(base.kind, base.manifest, base.found_as, "raw", payload, signature,
-                    subjects=(signed,), certificate=certificate, log_entries=entries)
+                    subjects=(signed,), certificate=certificate, log_entries=entries,
+                    artifact=("sha256", hashlib.sha256(payload).hexdigest()))
 
 
 def _pem_certificate(text: Any) -> bytes:
@@ -258,22 +269,50 @@ def _cosign_bundle(text: Any) -> tuple[LogEntry, ...]:
         raise Malformed("the cosign bundle annotation lacks a log entry field") from exc
 
 
-def _tlog_entries(material: dict[str, Any]) -> tuple[LogEntry, ...]:
-    """The log entries (with inclusion promises) of a bundle's verificationMaterial."""
+def _tlog_entries(material: dict[str, Any], needs_proof: bool) -> tuple[LogEntry, ...]:
+    """The log entries (inclusion proofs, promises) of a bundle's verificationMaterial."""
     out = []
     for entry in material.get("tlogEntries") or []:
-        if not isinstance(entry, dict) or "inclusionPromise" not in entry:
+        if not isinstance(entry, dict):
             continue
         try:
+            promise = entry.get("inclusionPromise")
             out.append(LogEntry(
                 _b64((entry.get("logId") or {}).get("keyId"), "a log id").hex(),
                 int(entry["logIndex"]), int(entry["integratedTime"]),
                 str(entry["canonicalizedBody"]),
-                _b64((entry.get("inclusionPromise") or {}).get("signedEntryTimestamp"),
-                     "a signed entry timestamp")))
+                _b64(_obj(promise, "an inclusion promise").get("signedEntryTimestamp"),
+                     "a signed entry timestamp") if promise is not None else None,
+                _inclusion_proof(entry.get("inclusionProof")), needs_proof))
         except (KeyError, ValueError, TypeError) as exc:
+            if isinstance(exc, Malformed):
+                raise
             raise Malformed("a bundle log entry lacks a field") from exc
     return tuple(out)
+
+
+def _inclusion_proof(proof: Any) -> InclusionProof | None:
+    if proof is None:
+        return None
+    proof = _obj(proof, "an inclusion proof")
+    checkpoint = _obj(proof.get("checkpoint"), "an inclusion proof's checkpoint").get("envelope")
+    if not isinstance(checkpoint, str):
+        raise Malformed("an inclusion proof has no checkpoint envelope")
+    hashes = proof.get("hashes") or []
+    if not isinstance(hashes, list):
+        raise Malformed("an inclusion proof's hashes are not a list")
+    return InclusionProof(int(proof["logIndex"]), int(proof["treeSize"]),
+                          _b64(proof.get("rootHash"), "an inclusion proof's root hash"),
+                          tuple(_b64(h, "an audit path hash") for h in hashes), checkpoint)
+
+
+def _rfc3161_timestamps(material: dict[str, Any]) -> tuple[bytes, ...]:
+    data = _obj(material.get("timestampVerificationData") or {}, "the timestamp data")
+    stamps = data.get("rfc3161Timestamps") or []
+    if not isinstance(stamps, list):
+        raise Malformed("the bundle's rfc3161Timestamps is not a list")
+    return tuple(_b64(_obj(t, "an RFC 3161 timestamp").get("signedTimestamp"),
+                      "an RFC 3161 signed timestamp") for t in stamps)
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -307,6 +346,7 @@ def _dsse(base: Envelope, doc: Any, kind: str, hint: str | None = None) -> Envel
             kind = "sigstore-bundle"
     return Envelope(kind, base.manifest, base.found_as, "dsse", pae(payload_type, payload),
                     signature, hint=str(keyid) if keyid else None, subjects=tuple(subjects),
+                    artifact=("sha256", hashlib.sha256(payload).hexdigest()),
                     statement=statement,
                     predicate_type=predicate_type if isinstance(predicate_type, str) else None)
 
@@ -322,12 +362,17 @@ def _bundle(base: Envelope, doc: Any) -> Envelope:
         certs = _obj(material["x509CertificateChain"], "the bundle's certificate chain")
         first = (certs.get("certificates") or [{}])[0]
         certificate = _b64(_obj(first, "a chain certificate").get("rawBytes"), "a certificate")
-    entries = _tlog_entries(material) if certificate is not None else ()
+    entries: tuple[LogEntry, ...] = ()
+    stamps: tuple[bytes, ...] = ()
+    if certificate is not None:
+        entries = _tlog_entries(material, doc.get("mediaType") not in PROMISE_ONLY_BUNDLES)
+        stamps = _rfc3161_timestamps(material)
     hint = (material.get("publicKey") or {}).get("hint")
     if "dsseEnvelope" in doc:
         envelope = _dsse(base, doc["dsseEnvelope"], "attestation",
                          hint if isinstance(hint, str) else None)
-        return replace(envelope, certificate=certificate, log_entries=entries)
+        return replace(envelope, certificate=certificate, log_entries=entries,
+                       timestamps=stamps)
     message = _obj(doc.get("messageSignature"), "the bundle's messageSignature")
     digest = _obj(message.get("messageDigest"), "the bundle's messageDigest")
     algorithm = str(digest.get("algorithm", ""))
@@ -339,7 +384,7 @@ def _bundle(base: Envelope, doc: Any) -> Envelope:
     return Envelope(base.kind, base.manifest, base.found_as, "prehashed", value, signature,
                     algorithm, hint=hint if isinstance(hint, str) else None,
                     subjects=(f"{prefix}:{value.hex()}",), certificate=certificate,
-                    log_entries=entries)
+                    log_entries=entries, timestamps=stamps, artifact=(prefix, value.hex()))
 
 
 def _notation(base: Envelope, doc: Any) -> Envelope:

@@ -1,7 +1,8 @@
 """Keyless (Fulcio certificate) signatures, offline: the certificate must chain to a Fulcio CA of
 the operator's sigstore `trusted_root.json`, name the trusted identity and OIDC issuer, and have
-been valid when a transparency log of that root recorded the signature (its signed entry
-timestamp is checked with the log's key; no network)."""
+been valid at the signing time that a transparency log of that root (inclusion proof, signed
+promise: signing/rekor.py) or a timestamp authority (RFC 3161: signing/timestamps.py) vouches
+for. No network."""
 
 from __future__ import annotations
 
@@ -16,25 +17,20 @@ from typing import Any
 from cryptography import x509
 
 from .crypto import BadMaterial, PublicKey, check_chain, verify_raw
-from .discovery import LogEntry
+from .discovery import Envelope, LogEntry
+from .timestamps import Authority
 
 ISSUER_V1 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")  # the raw issuer URL
 ISSUER_V2 = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.8")  # a DER UTF8String
 
 
 @dataclass(frozen=True)
-class Authority:
-    certs: tuple[x509.Certificate, ...]
-    start: float
-    end: float | None
-
-
-@dataclass(frozen=True)
 class TrustedRoot:
-    """The Fulcio CAs and transparency-log keys of a sigstore trusted_root.json."""
+    """The Fulcio CAs, transparency-log keys and timestamp authorities of a trusted_root.json."""
 
     authorities: tuple[Authority, ...]
     logs: dict[str, tuple[PublicKey, float, float | None]]  # log id (hex) → key, validity
+    timestamp_authorities: tuple[Authority, ...] = ()
 
 
 def _b64(value: Any, what: str) -> bytes:
@@ -53,19 +49,13 @@ def _time(value: Any) -> float | None:
 
 
 def load_trusted_root(data: bytes) -> TrustedRoot:
-    """Parse a sigstore trusted_root.json (certificateAuthorities and tlogs are used)."""
+    """Parse a sigstore trusted_root.json (certificateAuthorities, tlogs, timestampAuthorities)."""
     from cryptography.hazmat.primitives.serialization import load_der_public_key
 
     try:
         doc = json.loads(data)
-        authorities = []
-        for ca in doc.get("certificateAuthorities") or []:
-            certs = tuple(x509.load_der_x509_certificate(_b64(c.get("rawBytes"), "a CA cert"))
-                          for c in (ca.get("certChain") or {}).get("certificates") or [])
-            valid = ca.get("validFor") or {}
-            if certs:
-                authorities.append(Authority(certs, _time(valid.get("start")) or 0.0,
-                                             _time(valid.get("end"))))
+        authorities = _authorities(doc.get("certificateAuthorities"))
+        stamping = _authorities(doc.get("timestampAuthorities"))
         logs: dict[str, tuple[PublicKey, float, float | None]] = {}
         for log in doc.get("tlogs") or []:
             key = log.get("publicKey") or {}
@@ -77,10 +67,24 @@ def load_trusted_root(data: bytes) -> TrustedRoot:
     except (ValueError, AttributeError, TypeError) as exc:
         raise BadMaterial("not a sigstore trusted_root.json (certificateAuthorities, tlogs)") \
             from exc
-    if not authorities or not logs:
-        raise BadMaterial("the trusted root names no certificate authority or no "
-                          "transparency log: both are needed to verify offline")
-    return TrustedRoot(tuple(authorities), logs)
+    if not authorities or not (logs or stamping):
+        raise BadMaterial("the trusted root names no certificate authority, or neither a "
+                          "transparency log nor a timestamp authority: a CA and one source of "
+                          "signing time are needed to verify offline")
+    return TrustedRoot(authorities, logs, stamping)
+
+
+def _authorities(items: Any) -> tuple[Authority, ...]:
+    """Certificate chains with their validity (Fulcio CAs, timestamp authorities)."""
+    out = []
+    for ca in items or []:
+        certs = tuple(x509.load_der_x509_certificate(_b64(c.get("rawBytes"), "a CA cert"))
+                      for c in (ca.get("certChain") or {}).get("certificates") or [])
+        valid = ca.get("validFor") or {}
+        if certs:
+            out.append(Authority(certs, _time(valid.get("start")) or 0.0,
+                                 _time(valid.get("end"))))
+    return tuple(out)
 
 
 def identity_of(cert: x509.Certificate) -> tuple[list[str], str | None]:
@@ -113,19 +117,13 @@ def _utf8_string(der: bytes) -> str | None:
     return der[2 + size:2 + size + length].decode(errors="replace")
 
 
-def set_payload(entry: LogEntry) -> bytes:
-    """What a log signs as the signed entry timestamp: canonical JSON of the entry."""
-    return json.dumps({"body": entry.body, "integratedTime": entry.integrated_time,
-                       "logID": entry.log_id, "logIndex": entry.log_index},
-                      sort_keys=True, separators=(",", ":")).encode()
-
-
-def check_keyless(leaf_der: bytes, entries: list[LogEntry], signature: bytes,
-                  root: TrustedRoot, identity: str, issuer: str) -> tuple[str, str] | None:
-    """None when the certificate is trusted for `identity`/`issuer` at a logged time; else
-    (outcome code, sentence)."""
+def check_keyless(env: Envelope, root: TrustedRoot, identity: str,
+                  issuer: str) -> tuple[str, str] | None:
+    """None when the envelope's certificate is trusted for `identity`/`issuer` at every
+    trusted signing time (log promise, RFC 3161 timestamp); else (outcome code, sentence)."""
+    assert env.certificate is not None
     try:
-        leaf = x509.load_der_x509_certificate(leaf_der)
+        leaf = x509.load_der_x509_certificate(env.certificate)
     except ValueError:
         return "malformed", "its certificate is not DER"
     names, cert_issuer = identity_of(leaf)
@@ -133,51 +131,109 @@ def check_keyless(leaf_der: bytes, entries: list[LogEntry], signature: bytes,
         return "untrusted-identity", (f"it was signed by {', '.join(names) or 'no identity'} "
                                       f"(issuer {cert_issuer or 'unknown'}), not the trusted "
                                       f"{identity} (issuer {issuer})")
-    logged = _logged_time(entries, signature, root)
-    if logged is None:
-        return "untrusted-chain", ("no transparency-log entry of the trusted root records "
-                                   "this signature: sign with the log (cosign's default)")
-    at = datetime.fromtimestamp(logged, UTC)
+    times = signing_times(env, root)
+    if isinstance(times, str):
+        return "untrusted-log", times
+    for when in times:
+        problem = _chain_at(leaf, when, root)
+        if problem is not None:
+            return problem
+    return None
+
+
+def _chain_at(leaf: x509.Certificate, when: float, root: TrustedRoot) -> tuple[str, str] | None:
+    at = datetime.fromtimestamp(when, UTC)
     last = None
     for authority in root.authorities:
-        if logged < authority.start or (authority.end is not None and logged > authority.end):
+        if when < authority.start or (authority.end is not None and when > authority.end):
             continue
         last = check_chain([leaf], list(authority.certs), now=at)
         if last is None:
             return None
     if last is not None and last.code == "expired":
-        return "expired", last.message.replace("sign again", "it was logged outside it")
+        return "expired", (last.message.split(": sign again")[0] +
+                           f", but it was signed at {at:%Y-%m-%d %H:%M:%S} UTC (by the log or "
+                           f"timestamp): sign again")
     return "untrusted-chain", ("its certificate does not chain to a Fulcio authority of the "
-                               "trusted root valid when it was logged")
+                               "trusted root valid when it was signed")
 
 
-def _logged_time(entries: list[LogEntry], signature: bytes, root: TrustedRoot) -> int | None:
-    """The integrated time of the first entry a trusted log signed that records `signature`."""
-    for entry in entries:
-        log = root.logs.get(entry.log_id)
-        if log is None:
+def signing_times(env: Envelope, root: TrustedRoot) -> list[float] | str:
+    """The trusted times the signature existed at (Unix seconds), or why there is none.
+
+    A root that names transparency logs requires an entry of one of them that records this
+    signature and proves it (inclusion proof up to a signed checkpoint; a v0.1 bundle or
+    cosign's bundle annotation may give the log's signed promise instead). The log's
+    integratedTime counts only under its signed promise; RFC 3161 timestamps of the root's
+    authorities count too. At least one time is required."""
+    from .rekor import LogProblem
+    from .timestamps import TimestampProblem, timestamp_time
+
+    problems: list[str] = []
+    times: list[float] = []
+    proven = False
+    for entry in env.log_entries:
+        try:
+            when = _check_entry(entry, env, root)
+        except LogProblem as exc:
+            problems.append(str(exc))
             continue
-        key, start, end = log
-        if entry.integrated_time < start or (end is not None and entry.integrated_time > end):
-            continue
-        if not verify_raw(key, entry.signed_entry_timestamp, set_payload(entry)):
-            continue
-        if _records(entry.body, signature):
-            return entry.integrated_time
-    return None
+        proven = True
+        if when is not None:
+            times.append(float(when))
+    for token in env.timestamps:
+        try:
+            times.append(timestamp_time(token, env.signature, root.timestamp_authorities))
+        except TimestampProblem as exc:
+            problems.append(str(exc))
+    if root.logs and not proven:
+        if problems:
+            return problems[0]
+        return ("it carries no transparency-log entry, and the trusted root names a log: sign "
+                "with the log (cosign's default), or trust a root without `tlogs` for a "
+                "deployment without Rekor (an RFC 3161 timestamp is then required)")
+    if not times:
+        if problems:
+            return problems[0]
+        return ("no trusted signing time: its log entry has no signed promise "
+                "(inclusionPromise) and it carries no RFC 3161 timestamp of an authority of the "
+                "trusted root")
+    return times
 
 
-def _records(body_b64: str, signature: bytes) -> bool:
-    """Whether a hashedrekord or dsse log entry body carries `signature`."""
+def _check_entry(entry: LogEntry, env: Envelope, root: TrustedRoot) -> int | None:
+    """The entry's integrated time when the log promised it, None when only proven; raises
+    LogProblem when the entry does not hold."""
+    from .rekor import LogProblem, check_body, check_inclusion, set_payload
+
+    log = root.logs.get(entry.log_id)
+    if log is None:
+        raise LogProblem(f"it was logged by log {entry.log_id[:16]}…, which the trusted root "
+                         f"does not name")
+    key, start, end = log
     try:
-        body = json.loads(base64.b64decode(body_b64))
-        spec = body.get("spec") or {}
-        found = [(spec.get("signature") or {}).get("content")]
-        found += [s.get("signature") for s in spec.get("signatures") or []
-                  if isinstance(s, dict)]
-        return any(isinstance(f, str) and base64.b64decode(f) == signature for f in found)
-    except (ValueError, AttributeError, TypeError, binascii.Error):
-        return False
+        body = base64.b64decode(entry.body, validate=True)
+    except (ValueError, binascii.Error) as exc:
+        raise LogProblem("its log entry body is not base64") from exc
+    assert env.certificate is not None
+    check_body(body, env.signature, env.certificate, env.artifact)
+    if entry.proof is not None:
+        check_inclusion(body, entry.proof, entry.log_id, key)
+    elif entry.needs_proof:
+        raise LogProblem("its log entry has no inclusion proof (a v0.2+ bundle must carry "
+                         "one): bundle it again with a current cosign")
+    if entry.signed_entry_timestamp is None:
+        if entry.proof is None:
+            raise LogProblem("its log entry has neither an inclusion proof nor a signed promise")
+        return None
+    payload = set_payload(entry.body, entry.integrated_time, entry.log_id, entry.log_index)
+    if not verify_raw(key, entry.signed_entry_timestamp, payload):
+        raise LogProblem(f"its log entry's signed promise (SET) does not verify with the key "
+                         f"of log {entry.log_id[:16]}…: the entry was altered")
+    if entry.integrated_time < start or (end is not None and entry.integrated_time > end):
+        raise LogProblem(f"it was logged at {entry.integrated_time}, outside the validity of "
+                         f"the log's key in the trusted root")
+    return entry.integrated_time
 
 
 def root_fingerprint(data: bytes) -> str:

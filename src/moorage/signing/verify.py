@@ -42,6 +42,7 @@ EXPIRED = "expired"
 MALFORMED = "malformed"
 UNSUPPORTED = "unsupported"
 UNTRUSTED_IDENTITY = "untrusted-identity"
+UNTRUSTED_LOG = "untrusted-log"  # keyless: no log entry or timestamp vouches for a signing time
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,8 +279,7 @@ def _check_keyless(env: Envelope, namespace: str, trust: _Trust, what: str,
     assert env.certificate is not None
     problems = []
     for row, root in trust.keyless:
-        problem = check_keyless(env.certificate, list(env.log_entries), env.signature, root,
-                                row.identity or "", row.issuer or "")
+        problem = check_keyless(env, root, row.identity or "", row.issuer or "")
         if problem is None:
             key = leaf_public_key(env.certificate)
             if key is None or not _verifies(env, key):
@@ -290,7 +290,7 @@ def _check_keyless(env: Envelope, namespace: str, trust: _Trust, what: str,
                                   f"({row.identity})", row.name)
         problems.append((row.name, problem))
     name, (code, sentence) = problems[0]
-    outcome = {"expired": EXPIRED, "malformed": MALFORMED,
+    outcome = {"expired": EXPIRED, "malformed": MALFORMED, "untrusted-log": UNTRUSTED_LOG,
                "untrusted-identity": UNTRUSTED_IDENTITY}.get(code, UNTRUSTED_CHAIN)
     return done(outcome, f"{what} is not trusted by {name!r}: {sentence}")
 
