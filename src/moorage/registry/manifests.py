@@ -104,7 +104,8 @@ class ManifestService:
         # One trip to a worker thread for the whole database part of a push.
         await asyncio.to_thread(self._store, repository, parsed, record, unique_tags, pushed,
                                 moved)
-        log.info(
+        # Debug: the access log and the audit log record every push already.
+        log.debug(
             "manifest pushed",
             extra={"repository": repository, "digest": str(digest), "tags": unique_tags},
         )
