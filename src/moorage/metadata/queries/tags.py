@@ -44,16 +44,10 @@ class TagQueries:
         repo_id = self.uow.repositories.id_of(repository)
         if repo_id is None:
             return None
-        name = self.uow.repositories.bytewise(tags.c.name)
-        query = (
-            select(tags.c.name)
-            .where(tags.c.repository_id == repo_id)
-            .order_by(name)
-            .limit(limit)
-        )
+        params = {"repo_id": repo_id, "limit": limit}
         if last is not None:
-            query = query.where(name > before_nul(last))
-        return list(self.conn.execute(query).scalars())
+            params["last"] = before_nul(last)
+        return [r[0] for r in _LIST[last is not None].rows(self.conn, params)]
 
     def digest_of(self, repo_id: int, name: str) -> str | None:
         """The digest tag `name` points at, None when there is no such tag."""
@@ -84,3 +78,17 @@ _MOVE = Prebuilt(per_dialect(_move))
 _DIGEST_OF = select(tags.c.manifest_digest).where(
     tags.c.repository_id == bindparam("repo_id"), tags.c.name == bindparam("name")
 )
+
+
+def _list_query(after: bool, dialect: str):  # type: ignore[no-untyped-def]
+    # Byte order: SQLite's default; PostgreSQL would sort by the locale without "C".
+    name = tags.c.name.collate("C") if dialect == "postgresql" else tags.c.name
+    query = select(tags.c.name).where(tags.c.repository_id == bindparam("repo_id"))
+    if after:
+        query = query.where(name > bindparam("last"))
+    return query.order_by(name).limit(bindparam("limit"))
+
+
+# A full listing is thousands of rows: fetched by the driver at once, not row by row.
+_LIST = {after: Prebuilt({d: _list_query(after, d) for d in ("sqlite", "postgresql")})
+         for after in (False, True)}
