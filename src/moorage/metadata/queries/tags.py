@@ -44,7 +44,7 @@ class TagQueries:
         repo_id = self.uow.repositories.id_of(repository)
         if repo_id is None:
             return None
-        params = {"repo_id": repo_id, "limit": limit}
+        params: dict[str, object] = {"repo_id": repo_id, "limit": limit}
         if last is not None:
             params["last"] = before_nul(last)
         return [r[0] for r in _LIST[last is not None].rows(self.conn, params)]
