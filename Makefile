@@ -43,7 +43,7 @@ cli: venv
 # (scale-out tests), installed only when missing.
 system-deps:
 	@missing=""; \
-	for p in skopeo podman chromium; do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	for p in skopeo podman chromium containerd; do command -v $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

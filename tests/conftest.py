@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.containerd import Containerd, start_containerd
+from support.containerd import unavailable as containerd_unavailable
 
 # Re-exported: tests import these from `conftest` (new code imports support.servers).
 from support.servers import (  # noqa: F401
@@ -59,6 +61,17 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     reg = start_registry(tmp_path_factory.mktemp("registry"), "--workers", "2")
     yield reg
     reg.stop()
+
+
+@pytest.fixture(scope="session")
+def containerd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Containerd]:
+    """A containerd of the session's own (skips where it cannot run: not installed, not root)."""
+    why = containerd_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    daemon = start_containerd(tmp_path_factory.mktemp("containerd"))
+    yield daemon
+    daemon.stop()
 
 
 @pytest.fixture(scope="session")
