@@ -143,6 +143,10 @@ class ChunkedBlobStore:
         """As the inner store."""
         self.inner.abort_upload(handle)
 
+    def committed_key(self, handle: str, digest: str) -> str:
+        """As the inner store."""
+        return self.inner.committed_key(handle, digest)
+
     def check(self) -> None:
         """As the inner store."""
         self.inner.check()

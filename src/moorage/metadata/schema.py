@@ -54,6 +54,17 @@ chunks = Table(
     Index("ix_chunks_pack_key", "pack_key"),
 )
 
+# A pack being written: committed before its bytes are, deleted in the transaction that records
+# its chunks. One left behind (a crash between the two) names an orphan the GC removes.
+chunk_pack_intents = Table(
+    "chunk_pack_intents",
+    metadata,
+    Column("pack_key", String(300), primary_key=True),  # the key its commit will give
+    Column("upload", String(300), nullable=False),  # the upload handle it is written through
+    Column("created_at", Float, nullable=False),
+    Index("ix_chunk_pack_intents_created_at", "created_at"),
+)
+
 # A blob's recipe: its chunks in order; the concatenation is the blob's exact bytes.
 blob_chunks = Table(
     "blob_chunks",

@@ -16,7 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
 
-from ..schema import blob_chunks, blobs, chunks, pending_deletions, repositories, repository_blobs
+from ..schema import (
+    blob_chunks,
+    blobs,
+    chunk_pack_intents,
+    chunks,
+    pending_deletions,
+    repositories,
+    repository_blobs,
+)
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork
@@ -202,6 +210,67 @@ class ChunkQueries:
                 {"id": r.chunk_id, "pack_key": r.pack_key, "pack_offset": r.pack_offset,
                  "length": r.length, "created_at": now}
                 for r in sorted(refs, key=lambda r: r.chunk_id)])
+
+    # -- packs being written ------------------------------------------------------------------
+
+    def intend_pack(self, key: str, upload: str, now: float | None = None) -> None:
+        """Record that pack `key` is about to be written through upload `upload` (commit this
+        before the first byte is written)."""
+        self.conn.execute(chunk_pack_intents.insert().values(
+            pack_key=key, upload=upload, created_at=time.time() if now is None else now))
+
+    def settle_pack(self, key: str) -> bool:
+        """End pack `key`'s intent in the transaction that records its chunks; a pack no chunk
+        row points into (all its chunks were recorded meanwhile by another) is queued for
+        deletion. False when the intent is gone (the GC took the pack: refuse the commit)."""
+        gone = self.conn.execute(delete(chunk_pack_intents).where(
+            chunk_pack_intents.c.pack_key == key)).rowcount
+        if not gone:
+            return False
+        if not self._pack_in_use(key):
+            self._queue(key, None, 0, time.time())
+        return True
+
+    def abandoned_packs(self, cutoff: float, limit: int) -> list[tuple[str, str, float]]:
+        """(pack key, upload handle, created at) of intents older than `cutoff`."""
+        return [(str(k), str(u), float(t)) for k, u, t in self.conn.execute(
+            select(chunk_pack_intents.c.pack_key, chunk_pack_intents.c.upload,
+                   chunk_pack_intents.c.created_at)
+            .where(chunk_pack_intents.c.created_at < cutoff)
+            .order_by(chunk_pack_intents.c.created_at).limit(limit))]
+
+    def pack_intents(self, keys: Sequence[str]) -> set[str]:
+        """Those of `keys` that are packs being written."""
+        return set(self.conn.execute(select(chunk_pack_intents.c.pack_key).where(
+            chunk_pack_intents.c.pack_key.in_(list(keys)))).scalars()) if keys else set()
+
+    def forget_packs(self, keys: Sequence[str], cutoff: float, queue: bool = True
+                     ) -> list[tuple[str, str]]:
+        """Delete the intents among `keys` still older than `cutoff` (locked, re-checked) and,
+        with `queue`, queue the storage of those no chunk row points into (their upload and
+        their committed object). Returns (pack key, upload) of the packs given up."""
+        conn = self.conn
+        locked = list(conn.execute(
+            select(chunk_pack_intents.c.pack_key, chunk_pack_intents.c.upload)
+            .where(chunk_pack_intents.c.pack_key.in_(list(keys)),
+                   chunk_pack_intents.c.created_at < cutoff)
+            .order_by(chunk_pack_intents.c.pack_key).with_for_update(skip_locked=True)))
+        if not locked:
+            return []
+        conn.execute(delete(chunk_pack_intents).where(
+            chunk_pack_intents.c.pack_key.in_([k for k, _ in locked]),
+            chunk_pack_intents.c.created_at < cutoff))
+        now = time.time()
+        given_up = []
+        for key, upload in locked:
+            if self._pack_in_use(key):
+                continue  # its chunks were recorded: the chunk rows keep it now
+            given_up.append((str(key), str(upload)))
+            if queue:
+                self.conn.execute(pending_deletions.insert().values(
+                    kind="upload", storage_key=upload, digest=None, size=0, queued_at=now))
+                self._queue(key, None, 0, now)
+        return given_up
 
     def _pack_in_use(self, key: str) -> bool:
         in_pack = self.conn.execute(
