@@ -9,11 +9,20 @@ from __future__ import annotations
 import hashlib
 import os
 
+import pytest
+
 from moorage.auth.identity import CLI
 from moorage.bootstrap import Registry
 from moorage.chunks.chunker import chunk_id
 
 from .test_chunks import read, two_versions
+from .test_chunks_stress import any_registry  # noqa: F401 - the fixture: both engines
+
+
+@pytest.fixture
+def registry(any_registry: Registry) -> Registry:  # noqa: F811
+    """Every test here on SQLite and on PostgreSQL (the intent's locks differ)."""
+    return any_registry
 
 
 def pack_objects(registry: Registry) -> set[str]:
