@@ -79,7 +79,8 @@ class ChunkedBlobStore:
         while pos < end:
             # One short read per page: no connection is held while the bytes stream.
             with self.database.read() as uow:
-                pieces = uow.chunks.pieces(digest, pos, limit)
+                pieces = uow.chunks.extents(digest, pos, PAGE) or \
+                    uow.chunks.pieces(digest, pos, limit)
             if not pieces:
                 raise FileNotFoundError(f"no recipe covers {digest} at {pos}")
             page_end = min(end, pieces[-1].offset + pieces[-1].length)

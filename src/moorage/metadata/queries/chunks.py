@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, updat
 
 from ..schema import (
     blob_chunks,
+    blob_extents,
     blobs,
     chunk_pack_intents,
     chunks,
@@ -140,6 +141,15 @@ class ChunkQueries:
             select(blobs.c.size, blobs.c.storage_key).where(blobs.c.digest == digest)).first()
         return (int(row[0]), str(row[1])) if row else None
 
+    def extents(self, digest: str, start: int, limit: int) -> list[Piece]:
+        """The blob's merged runs of packs that end after `start`, in order, at most `limit`
+        (empty for a recipe recorded before extents were: read its `pieces`)."""
+        first = self.conn.execute(_FIRST_EXTENT, {"digest": digest, "start": start}).scalar()
+        if first is None:
+            return []
+        return [Piece(*r) for r in self.conn.execute(_EXTENTS, {
+            "digest": digest, "first": first, "limit": limit})]
+
     def pieces(self, digest: str, start: int, limit: int = BATCH) -> list[Piece]:
         """The recipe's chunks that end after `start`, in order, at most `limit`."""
         first = self.conn.execute(_FIRST, {"digest": digest, "start": start}).scalar()
@@ -175,6 +185,7 @@ class ChunkQueries:
         conn.execute(blob_chunks.insert(), [
             {"digest": digest, "seq": i, "chunk_id": r.chunk_id, "offset": r.offset,
              "length": r.length} for i, r in enumerate(refs)])
+        self._record_extents(digest, refs)
         if not chunked:
             return ""
         conn.execute(update(blobs).where(blobs.c.digest == digest).values(
@@ -197,6 +208,24 @@ class ChunkQueries:
 
         usage.on_blob_recorded(conn, digest, size)
         return self.record(digest, refs, chunked=False) is not None
+
+    def _record_extents(self, digest: str, refs: Sequence[ChunkRef]) -> None:
+        """The recipe's runs, from where its chunk rows say the bytes are (a new chunk another
+        job recorded first lives in that job's pack, not in the one just written)."""
+        where = self.locations(r.chunk_id for r in refs)
+        runs: list[dict[str, Any]] = []
+        for r in refs:
+            key, at, _ = where[r.chunk_id]
+            last = runs[-1] if runs else None
+            if last is not None and last["pack_key"] == key and \
+                    last["pack_offset"] + last["length"] == at and \
+                    last["offset"] + last["length"] == r.offset:
+                last["length"] += r.length
+            else:
+                runs.append({"digest": digest, "offset": r.offset, "length": r.length,
+                             "pack_key": key, "pack_offset": at})
+        for batch in _batches(runs):
+            self.conn.execute(blob_extents.insert(), list(batch))
 
     def add_chunks(self, refs: Sequence[ChunkRef], now: float | None = None) -> None:
         """Record chunks stored in a pack (an id stored already keeps its row); without a
@@ -289,6 +318,8 @@ class ChunkQueries:
         """Delete the recipes of blobs whose rows were just deleted (same transaction)."""
         for batch in _batches(list(digests)):
             self.conn.execute(delete(blob_chunks).where(blob_chunks.c.digest.in_(list(batch))))
+            self.conn.execute(delete(blob_extents).where(
+                blob_extents.c.digest.in_(list(batch))))
 
     def packs_in_use(self, keys: Iterable[str]) -> set[str]:
         """Those of `keys` some chunk row points into."""
@@ -371,3 +402,13 @@ _PIECES = (
 # Offsets grow with seq: the piece holding `start` is the last one starting at or before it.
 _FIRST = select(func.max(blob_chunks.c.offset)).where(
     blob_chunks.c.digest == bindparam("digest"), blob_chunks.c.offset <= bindparam("start"))
+_EXTENTS = (
+    select(blob_extents.c.offset, blob_extents.c.length, blob_extents.c.pack_key,
+           blob_extents.c.pack_offset)
+    .where(blob_extents.c.digest == bindparam("digest"),
+           blob_extents.c.offset >= bindparam("first"))
+    .order_by(blob_extents.c.offset)
+    .limit(bindparam("limit"))
+)
+_FIRST_EXTENT = select(func.max(blob_extents.c.offset)).where(
+    blob_extents.c.digest == bindparam("digest"), blob_extents.c.offset <= bindparam("start"))
