@@ -98,6 +98,23 @@ def test_commit_from_the_open_writer_needs_no_checkpoint(make_store):
     assert read_all(make_store(), key, len(data)) == data
 
 
+def test_committed_key_names_the_commit_before_it_happens(make_store):
+    """A chunk pack's intent records its key before the bytes are written (crash safety)."""
+    data = os.urandom(3 * MiB + 7)
+    store = make_store()
+    handle = store.create_upload("named-" + os.urandom(4).hex())
+    expected = store.committed_key(handle, digest(data))
+    assert store.blob_size(expected) is None
+    writer = store.open_upload(handle, 0, len(data))
+    try:
+        writer.write(data)
+        key = writer.commit(digest(data))
+    finally:
+        writer.close()
+    assert key == expected
+    assert read_all(make_store(), key, len(data)) == data
+
+
 @pytest.mark.parametrize("start, length", [(0, 1), (5, 10), (5 * MiB - 3, 7), (6 * MiB, 123)])
 def test_ranged_reads_return_the_exact_slice(make_store, start, length):
     data = os.urandom(6 * MiB + 123)

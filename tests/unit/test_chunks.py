@@ -151,3 +151,26 @@ def test_dedup_stats_per_namespace(registry: Registry) -> None:
     assert stats["logical"] == 2 * len(safetensors(SIZE, tensor_bytes=TENSOR))
     assert stats["saved"] > 0.8 * len(safetensors(SIZE, tensor_bytes=TENSOR))
     assert stats["ratio"] > 1.7
+
+
+def test_a_chunked_blob_is_read_from_its_merged_extents(registry: Registry) -> None:
+    """A GET reads a few dozen runs of packs, not thousands of recipe rows; a recipe recorded
+    before extents existed (none stored) still reads through the recipe itself."""
+    from sqlalchemy import delete
+
+    from moorage.metadata.schema import blob_extents
+
+    _, tuned, d1, d2 = two_versions(registry)
+    registry.chunks.chunk_blob(d1)
+    registry.chunks.chunk_blob(d2)
+    with registry.database.read() as uow:
+        pieces = uow.chunks.pieces(d2, 0, 10_000)
+        extents = uow.chunks.extents(d2, 0, 10_000)
+    assert sum(e.length for e in extents) == len(tuned) == sum(p.length for p in pieces)
+    assert len(extents) <= 2 * 2 + 1 < len(pieces) // 10  # 2 changed tensors: 5 runs at most
+    assert read(registry, d2) == tuned
+    assert read(registry, d2, 300_000, 1_000_000) == tuned[300_000:1_300_000]
+    with registry.database.write() as uow:
+        uow.conn.execute(delete(blob_extents).where(blob_extents.c.digest == d2))
+    assert read(registry, d2) == tuned
+    assert read(registry, d2, 300_000, 1_000_000) == tuned[300_000:1_300_000]

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 MAX_READ = 64 << 20
 # Recipe rows read per query: ~256 MiB of 64 KiB chunks (a few hundred KiB of rows in memory).
 PAGE = 4096
+# The first query of a range reads fewer rows, so its first bytes go out sooner.
+FIRST_PAGE = 256
 
 
 def merged(pieces: list[Piece], start: int, end: int) -> Iterator[tuple[str, int, int]]:
@@ -59,29 +61,33 @@ class ChunkedBlobStore:
         return self._stream(key[len(CHUNKED_PREFIX):], offset, offset + length)
 
     def _stream(self, digest: str, start: int, end: int) -> Iterator[bytes]:
-        for key, at, n in self._segments(digest, start, end):
-            yield from self.inner.open_blob(key, at, n)
+        for page in self._pages(digest, start, end):
+            for key, at, n in page:
+                yield from self.inner.open_blob(key, at, n)
 
-    def segments(self, key: str, offset: int, length: int) -> Iterator[tuple[str, int, int]] | None:
-        """(pack key, offset, length) reads that make up a range of a chunked blob (each
-        servable like a whole blob, e.g. with sendfile); None for a whole blob. Blocking."""
+    def segments(self, key: str, offset: int, length: int
+                 ) -> Iterator[list[tuple[str, int, int]]] | None:
+        """Pages of (pack key, offset, length) reads that make up a range of a chunked blob
+        (each read servable like a whole blob, e.g. with sendfile; each next() one database
+        query); None for a whole blob. Blocking."""
         if not key.startswith(CHUNKED_PREFIX):
             return None
-        return self._segments(key[len(CHUNKED_PREFIX):], offset, offset + length)
+        return self._pages(key[len(CHUNKED_PREFIX):], offset, offset + length)
 
-    def _segments(self, digest: str, start: int, end: int) -> Iterator[tuple[str, int, int]]:
-        pos = start
+    def _pages(self, digest: str, start: int, end: int) -> Iterator[list[tuple[str, int, int]]]:
+        pos, limit = start, FIRST_PAGE
         while pos < end:
             # One short read per page: no connection is held while the bytes stream.
             with self.database.read() as uow:
-                pieces = uow.chunks.pieces(digest, pos, PAGE)
+                pieces = uow.chunks.extents(digest, pos, PAGE) or \
+                    uow.chunks.pieces(digest, pos, limit)
             if not pieces:
                 raise FileNotFoundError(f"no recipe covers {digest} at {pos}")
             page_end = min(end, pieces[-1].offset + pieces[-1].length)
             if page_end <= pos:
                 raise ValueError(f"read past the end of {digest} at {pos}")
-            yield from merged(pieces, pos, page_end)
-            pos = page_end
+            yield list(merged(pieces, pos, page_end))
+            pos, limit = page_end, PAGE
 
     def blob_path(self, key: str) -> str | None:
         """A local path for a whole blob; None for a chunked one (it is streamed)."""
@@ -142,6 +148,10 @@ class ChunkedBlobStore:
     def abort_upload(self, handle: str) -> None:
         """As the inner store."""
         self.inner.abort_upload(handle)
+
+    def committed_key(self, handle: str, digest: str) -> str:
+        """As the inner store."""
+        return self.inner.committed_key(handle, digest)
 
     def check(self) -> None:
         """As the inner store."""

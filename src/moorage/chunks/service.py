@@ -18,6 +18,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .. import faults
 from ..metadata.queries.chunks import CHUNKED_PREFIX, ChunkGone, ChunkRef
 from ..oci.errors import DigestInvalid
 from ..registry.access import NotFound
@@ -86,16 +87,18 @@ class ChunkService:
             with self.database.write() as uow:
                 recorded = uow.chunks.record(digest, refs, chunked=False)
             return {**result, "layout": "whole", "recorded": recorded is not None}
-        pack_key, placed = self._write_pack(self._ranges(key, fresh))
+        pack_key, handle, placed = self._write_pack(self._ranges(key, fresh))
         refs = _refs(cuts, placed)
         try:
             with self.database.write() as uow:
                 queued = uow.chunks.record(digest, refs, chunked=True)
+                if queued is not None and not uow.chunks.settle_pack(pack_key):
+                    raise ChunkGone(digest)  # the GC gave the pack up meanwhile: chunk again
         except BaseException:
-            self.store.delete_blob(pack_key)
+            self._give_up(pack_key, handle)
             raise
         if queued is None:
-            self.store.delete_blob(pack_key)  # the blob went, or another run recorded it first
+            self._give_up(pack_key, handle)  # the blob went, or another run recorded it first
             return {**result, "skipped": "recorded meanwhile or gone"}
         log.info("blob chunked", extra={"digest": digest, "shared_bytes": shared,
                                         "new_chunks": len(fresh), "pack": pack_key})
@@ -117,11 +120,17 @@ class ChunkService:
                 yield c.chunk_id, data[c.offset - start:c.offset - start + c.length]
             i = j
 
-    def _write_pack(self, parts: Iterable[tuple[str, bytes]]) -> tuple[str, dict[str, tuple]]:
-        """Store chunks in a new pack through the upload contract: (its key, {id: (key, off)})."""
+    def _write_pack(self, parts: Iterable[tuple[str, bytes]]
+                    ) -> tuple[str, str, dict[str, tuple]]:
+        """Store chunks in a new pack through the upload contract: (its key, its upload handle,
+        {id: (key, off)}). Its intent is committed first; the caller's transaction that records
+        its chunks settles it (`settle_pack`), or `_give_up` removes both."""
         # A digest-shaped name (every store's key rules accept it), never content's own.
-        name = secrets.token_hex(32)
+        name = f"pack:{secrets.token_hex(32)}"
         handle = self.store.create_upload(uuid.uuid4().hex)
+        key = self.store.committed_key(handle, name)
+        with self.database.write() as uow:
+            uow.chunks.intend_pack(key, handle)
         writer = self.store.open_upload(handle, 0)
         offsets: dict[str, int] = {}
         at = 0
@@ -132,13 +141,25 @@ class ChunkService:
                 writer.write(data)
                 offsets[cid] = at
                 at += len(data)
-            key = writer.commit(f"pack:{name}")
+            committed = writer.commit(name)
         except BaseException:
             writer.close()
-            self.store.abort_upload(handle)
+            self._give_up(key, handle)
             raise
         writer.close()
-        return key, {cid: (key, off) for cid, off in offsets.items()}
+        if committed != key:  # a store whose committed_key lies would leak packs: fail loudly
+            self._give_up(committed, handle)
+            raise RuntimeError(f"the store committed {committed}, not {key}")
+        faults.point("chunks.pack_written")
+        return key, handle, {cid: (key, off) for cid, off in offsets.items()}
+
+    def _give_up(self, key: str, handle: str) -> None:
+        """Remove a pack whose chunks were not recorded: its bytes, then its intent (a crash
+        between the two leaves the intent, and the GC finishes the job)."""
+        self.store.abort_upload(handle)
+        self.store.delete_blob(key)
+        with self.database.write() as uow:
+            uow.chunks.forget_packs([key], float("inf"), queue=False)
 
     # -- the internal API for delta push and pull ---------------------------------------------
 
@@ -161,10 +182,16 @@ class ChunkService:
                 lengths[ids[-1]] = len(data)
                 yield ids[-1], data
 
-        _, placed = self._write_pack(parts())
+        key, handle, placed = self._write_pack(parts())
         refs = [ChunkRef(cid, 0, lengths[cid], k, off) for cid, (k, off) in placed.items()]
-        with self.database.write() as uow:
-            uow.chunks.add_chunks(refs)
+        try:
+            with self.database.write() as uow:
+                uow.chunks.add_chunks(refs)
+                if not uow.chunks.settle_pack(key):
+                    raise ChunkGone(key)  # the GC gave the pack up meanwhile
+        except BaseException:
+            self._give_up(key, handle)
+            raise
         return ids
 
     def commit_recipe(self, repository: str, digest: str, recipe: Sequence[RecipeEntry]

@@ -11,7 +11,8 @@ A run, in order (each step safe to interrupt; the next run finishes the job):
    queue their storage in `pending_deletions` (one transaction, which also drops their chunk
    recipes and keeps an object chunks still live in as their pack), then delete the bytes;
    then chunk rows no recipe references, queueing each pack left with no chunk and no blob;
-5. upload sessions idle longer than the upload TTL: same two steps;
+5. upload sessions idle longer than the upload TTL: same two steps; so are chunk packs whose
+   intent is older than the upload TTL and whose chunks never committed (a crashed job);
 6. delete whatever storage is still queued, also what an interrupted run had claimed.
 
 The protocol that keeps every acknowledged image whole:
@@ -85,6 +86,7 @@ class GcReport:
     chunk_bytes: int = 0
     uploads: int = 0
     upload_bytes: int = 0
+    packs_abandoned: int = 0
     storage_deleted: int = 0
     seconds: float = 0.0
     errors: list[str] = field(default_factory=list)
@@ -145,6 +147,7 @@ class GarbageCollector:
             self._blobs(report, cutoff, dry_run, doomed_ids)
             self._chunks(report, cutoff, dry_run)
             self._uploads(report, now - ttl, dry_run, actor)
+            self._packs(report, now - ttl, dry_run)
             if not dry_run:
                 self._drain(report, take_over=True, progress=progress)
             if report.errors:
@@ -325,6 +328,28 @@ class GarbageCollector:
             report.upload_bytes += sum(o for _, _, o, _ in expired)
             self._drain(report)
             if len(stale) < self.batch or not expired:
+                return
+
+    def _packs(self, report: GcReport, before: float, dry_run: bool) -> None:
+        """Packs a chunking job or delta push began before `before` and never recorded (it
+        crashed between the write and the commit): queue their upload and object, forget the
+        intent. A younger intent is a job still running and is left alone."""
+        while True:
+            with self.database.read() as uow:
+                stale = uow.chunks.abandoned_packs(before, self.batch)
+                if dry_run:
+                    report.packs_abandoned += sum(
+                        1 for k, _, _ in stale if not uow.chunks.packs_in_use([k]))
+                    return
+            if not stale:
+                return
+            with self.database.write() as uow:
+                given_up = uow.chunks.forget_packs([k for k, _, _ in stale], before)
+            report.packs_abandoned += len(given_up)
+            if given_up:
+                log.info("gc abandoned packs", extra={"packs": len(given_up)})
+                self._drain(report)
+            if len(stale) < self.batch or not given_up:
                 return
 
     def _drain(self, report: GcReport, take_over: bool = False,

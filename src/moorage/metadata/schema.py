@@ -54,6 +54,30 @@ chunks = Table(
     Index("ix_chunks_pack_key", "pack_key"),
 )
 
+# Where a recipe's bytes are, merged: runs of chunks that follow each other in one pack (a
+# fine-tune's recipe of thousands of chunks is a few dozen runs). A GET reads these, not the
+# recipe; written with the recipe, deleted with it.
+blob_extents = Table(
+    "blob_extents",
+    metadata,
+    Column("digest", String(200), primary_key=True),
+    Column("offset", BigInteger, primary_key=True),  # in the blob
+    Column("length", BigInteger, nullable=False),
+    Column("pack_key", String(300), nullable=False),
+    Column("pack_offset", BigInteger, nullable=False),
+)
+
+# A pack being written: committed before its bytes are, deleted in the transaction that records
+# its chunks. One left behind (a crash between the two) names an orphan the GC removes.
+chunk_pack_intents = Table(
+    "chunk_pack_intents",
+    metadata,
+    Column("pack_key", String(300), primary_key=True),  # the key its commit will give
+    Column("upload", String(300), nullable=False),  # the upload handle it is written through
+    Column("created_at", Float, nullable=False),
+    Index("ix_chunk_pack_intents_created_at", "created_at"),
+)
+
 # A blob's recipe: its chunks in order; the concatenation is the blob's exact bytes.
 blob_chunks = Table(
     "blob_chunks",

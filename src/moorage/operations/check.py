@@ -2,7 +2,8 @@
 
 Rows whose bytes are missing, short or (with `deep`) do not hash to their digest; manifest
 references to blobs with no row; objects in the store no row, pending deletion or live upload
-knows. Every finding is re-checked before it is reported, since the server keeps running: a GC
+knows; chunk packs whose intent is older than the grace age and whose chunks never committed
+(a chunking job or delta push that crashed between writing the pack and recording it). Every finding is re-checked before it is reported, since the server keeps running: a GC
 that deletes a row and then its bytes, or a commit that writes bytes and then its row, is never
 mistaken for damage, and objects younger than the grace age are never judged at all.
 """
@@ -29,7 +30,7 @@ LOOKUPS = 8  # HEAD requests in flight at once (S3); cheap stats on files
 class Finding:
     """One thing wrong, named by digest and/or storage key."""
 
-    kind: str  # missing | size | corrupt | dangling | orphan
+    kind: str  # missing | size | corrupt | dangling | orphan | pack
     digest: str | None
     key: str | None
     detail: str
@@ -76,6 +77,7 @@ class IntegrityCheck:
             self._check_rows(report, deep, pool, tick)
         self._check_references(report)
         self._check_objects(report, grace, tick)
+        self._check_packs(report, grace)
         if repair:
             for finding in report.findings:
                 self._repair(finding)
@@ -151,6 +153,16 @@ class IntegrityCheck:
                         f"{obj.size} bytes no blob row, pending deletion or upload knows"))
             tick("objects", report.objects, None)
 
+    def _check_packs(self, report: CheckReport, grace: float) -> None:
+        with self.database.read() as uow:
+            page = uow.chunks.abandoned_packs(self.clock() - grace, 10_000)
+            used = uow.chunks.packs_in_use([k for k, _, _ in page])
+        for key, _, created in page:
+            if key not in used:
+                report.findings.append(Finding(
+                    "pack", None, key, "a chunk pack whose chunks were never recorded "
+                    f"(written {_ago(self.clock() - created)} ago; its job crashed)"))
+
     def _object_still(self, key: str) -> bool:
         """True when the object is still there and still unknown (no commit or GC raced)."""
         with self.database.read() as uow:
@@ -164,7 +176,9 @@ class IntegrityCheck:
     # -- repair ------------------------------------------------------------------------------
 
     def _repair(self, finding: Finding) -> None:
-        if finding.kind == "orphan" and finding.key is not None:
+        if finding.kind == "pack" and finding.key is not None:
+            self._repair_pack(finding, finding.key)
+        elif finding.kind == "orphan" and finding.key is not None:
             try:
                 self.store.delete_blob(finding.key)
             except ValueError:
@@ -182,6 +196,24 @@ class IntegrityCheck:
             else:
                 names = ", ".join(f"{repo}@{digest}" for repo, digest in users)
                 finding.detail += f"; referenced by {names}: restore its bytes from a backup"
+
+
+    def _repair_pack(self, finding: Finding, key: str) -> None:
+        """Forget the intent first (a job still alive then fails its commit instead of
+        recording chunks in a deleted pack), then delete the upload and the object."""
+        with self.database.write() as uow:
+            given_up = uow.chunks.forget_packs([key], float("inf"), queue=False)
+        if not given_up:
+            finding.repaired = "recorded or removed meanwhile: nothing to do"
+            return
+        for _, upload in given_up:
+            self.store.abort_upload(upload)
+        self.store.delete_blob(key)
+        finding.repaired = "pack deleted"
+
+
+def _ago(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{max(seconds, 0):.0f} s"
 
 
 def _hash(chunks: Iterator[bytes], algorithm: str) -> str:

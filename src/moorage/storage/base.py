@@ -75,6 +75,10 @@ class BlobStore(Protocol):
         """Throw away an upload's bytes."""
         ...
 
+    def committed_key(self, handle: str, digest: str) -> str:
+        """The key `commit_upload(handle, digest)` gives (or gave), known before the commit."""
+        ...
+
     def blob_path(self, key: str) -> str | None:
         """A local file path for zero-copy serving, or None when the store is remote."""
         ...

@@ -107,9 +107,12 @@ class FilesystemBlobStore:
     def read_upload(self, handle: str, length: int) -> Iterator[bytes]:
         return _read_range(self._upload_path(handle), 0, length)
 
-    def commit_upload(self, handle: str, digest: str) -> str:
+    def committed_key(self, handle: str, digest: str) -> str:
         algorithm, hex_ = digest.split(":", 1)
-        key = f"blobs/{algorithm}/{hex_[:2]}/{hex_}-{handle}"
+        return f"blobs/{algorithm}/{hex_[:2]}/{hex_}-{handle}"
+
+    def commit_upload(self, handle: str, digest: str) -> str:
+        key = self.committed_key(handle, digest)
         src, dst = self._upload_path(handle), self._blob_path(key)
         if self.fsync:
             fd = os.open(src, os.O_RDONLY)

@@ -16,7 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, delete, exists, func, or_, select, update
 
-from ..schema import blob_chunks, blobs, chunks, pending_deletions, repositories, repository_blobs
+from ..schema import (
+    blob_chunks,
+    blob_extents,
+    blobs,
+    chunk_pack_intents,
+    chunks,
+    pending_deletions,
+    repositories,
+    repository_blobs,
+)
 
 if TYPE_CHECKING:
     from ..uow import UnitOfWork
@@ -132,6 +141,15 @@ class ChunkQueries:
             select(blobs.c.size, blobs.c.storage_key).where(blobs.c.digest == digest)).first()
         return (int(row[0]), str(row[1])) if row else None
 
+    def extents(self, digest: str, start: int, limit: int) -> list[Piece]:
+        """The blob's merged runs of packs that end after `start`, in order, at most `limit`
+        (empty for a recipe recorded before extents were: read its `pieces`)."""
+        first = self.conn.execute(_FIRST_EXTENT, {"digest": digest, "start": start}).scalar()
+        if first is None:
+            return []
+        return [Piece(*r) for r in self.conn.execute(_EXTENTS, {
+            "digest": digest, "first": first, "limit": limit})]
+
     def pieces(self, digest: str, start: int, limit: int = BATCH) -> list[Piece]:
         """The recipe's chunks that end after `start`, in order, at most `limit`."""
         first = self.conn.execute(_FIRST, {"digest": digest, "start": start}).scalar()
@@ -167,6 +185,7 @@ class ChunkQueries:
         conn.execute(blob_chunks.insert(), [
             {"digest": digest, "seq": i, "chunk_id": r.chunk_id, "offset": r.offset,
              "length": r.length} for i, r in enumerate(refs)])
+        self._record_extents(digest, refs)
         if not chunked:
             return ""
         conn.execute(update(blobs).where(blobs.c.digest == digest).values(
@@ -190,6 +209,24 @@ class ChunkQueries:
         usage.on_blob_recorded(conn, digest, size)
         return self.record(digest, refs, chunked=False) is not None
 
+    def _record_extents(self, digest: str, refs: Sequence[ChunkRef]) -> None:
+        """The recipe's runs, from where its chunk rows say the bytes are (a new chunk another
+        job recorded first lives in that job's pack, not in the one just written)."""
+        where = self.locations(r.chunk_id for r in refs)
+        runs: list[dict[str, Any]] = []
+        for r in refs:
+            key, at, _ = where[r.chunk_id]
+            last = runs[-1] if runs else None
+            if last is not None and last["pack_key"] == key and \
+                    last["pack_offset"] + last["length"] == at and \
+                    last["offset"] + last["length"] == r.offset:
+                last["length"] += r.length
+            else:
+                runs.append({"digest": digest, "offset": r.offset, "length": r.length,
+                             "pack_key": key, "pack_offset": at})
+        for batch in _batches(runs):
+            self.conn.execute(blob_extents.insert(), list(batch))
+
     def add_chunks(self, refs: Sequence[ChunkRef], now: float | None = None) -> None:
         """Record chunks stored in a pack (an id stored already keeps its row); without a
         recipe, only the GC grace period protects them."""
@@ -202,6 +239,67 @@ class ChunkQueries:
                 {"id": r.chunk_id, "pack_key": r.pack_key, "pack_offset": r.pack_offset,
                  "length": r.length, "created_at": now}
                 for r in sorted(refs, key=lambda r: r.chunk_id)])
+
+    # -- packs being written ------------------------------------------------------------------
+
+    def intend_pack(self, key: str, upload: str, now: float | None = None) -> None:
+        """Record that pack `key` is about to be written through upload `upload` (commit this
+        before the first byte is written)."""
+        self.conn.execute(chunk_pack_intents.insert().values(
+            pack_key=key, upload=upload, created_at=time.time() if now is None else now))
+
+    def settle_pack(self, key: str) -> bool:
+        """End pack `key`'s intent in the transaction that records its chunks; a pack no chunk
+        row points into (all its chunks were recorded meanwhile by another) is queued for
+        deletion. False when the intent is gone (the GC took the pack: refuse the commit)."""
+        gone = self.conn.execute(delete(chunk_pack_intents).where(
+            chunk_pack_intents.c.pack_key == key)).rowcount
+        if not gone:
+            return False
+        if not self._pack_in_use(key):
+            self._queue(key, None, 0, time.time())
+        return True
+
+    def abandoned_packs(self, cutoff: float, limit: int) -> list[tuple[str, str, float]]:
+        """(pack key, upload handle, created at) of intents older than `cutoff`."""
+        return [(str(k), str(u), float(t)) for k, u, t in self.conn.execute(
+            select(chunk_pack_intents.c.pack_key, chunk_pack_intents.c.upload,
+                   chunk_pack_intents.c.created_at)
+            .where(chunk_pack_intents.c.created_at < cutoff)
+            .order_by(chunk_pack_intents.c.created_at).limit(limit))]
+
+    def pack_intents(self, keys: Sequence[str]) -> set[str]:
+        """Those of `keys` that are packs being written."""
+        return set(self.conn.execute(select(chunk_pack_intents.c.pack_key).where(
+            chunk_pack_intents.c.pack_key.in_(list(keys)))).scalars()) if keys else set()
+
+    def forget_packs(self, keys: Sequence[str], cutoff: float, queue: bool = True
+                     ) -> list[tuple[str, str]]:
+        """Delete the intents among `keys` still older than `cutoff` (locked, re-checked) and,
+        with `queue`, queue the storage of those no chunk row points into (their upload and
+        their committed object). Returns (pack key, upload) of the packs given up."""
+        conn = self.conn
+        locked = list(conn.execute(
+            select(chunk_pack_intents.c.pack_key, chunk_pack_intents.c.upload)
+            .where(chunk_pack_intents.c.pack_key.in_(list(keys)),
+                   chunk_pack_intents.c.created_at < cutoff)
+            .order_by(chunk_pack_intents.c.pack_key).with_for_update(skip_locked=True)))
+        if not locked:
+            return []
+        conn.execute(delete(chunk_pack_intents).where(
+            chunk_pack_intents.c.pack_key.in_([k for k, _ in locked]),
+            chunk_pack_intents.c.created_at < cutoff))
+        now = time.time()
+        given_up = []
+        for key, upload in locked:
+            if self._pack_in_use(key):
+                continue  # its chunks were recorded: the chunk rows keep it now
+            given_up.append((str(key), str(upload)))
+            if queue:
+                self.conn.execute(pending_deletions.insert().values(
+                    kind="upload", storage_key=upload, digest=None, size=0, queued_at=now))
+                self._queue(key, None, 0, now)
+        return given_up
 
     def _pack_in_use(self, key: str) -> bool:
         in_pack = self.conn.execute(
@@ -220,6 +318,8 @@ class ChunkQueries:
         """Delete the recipes of blobs whose rows were just deleted (same transaction)."""
         for batch in _batches(list(digests)):
             self.conn.execute(delete(blob_chunks).where(blob_chunks.c.digest.in_(list(batch))))
+            self.conn.execute(delete(blob_extents).where(
+                blob_extents.c.digest.in_(list(batch))))
 
     def packs_in_use(self, keys: Iterable[str]) -> set[str]:
         """Those of `keys` some chunk row points into."""
@@ -302,3 +402,13 @@ _PIECES = (
 # Offsets grow with seq: the piece holding `start` is the last one starting at or before it.
 _FIRST = select(func.max(blob_chunks.c.offset)).where(
     blob_chunks.c.digest == bindparam("digest"), blob_chunks.c.offset <= bindparam("start"))
+_EXTENTS = (
+    select(blob_extents.c.offset, blob_extents.c.length, blob_extents.c.pack_key,
+           blob_extents.c.pack_offset)
+    .where(blob_extents.c.digest == bindparam("digest"),
+           blob_extents.c.offset >= bindparam("first"))
+    .order_by(blob_extents.c.offset)
+    .limit(bindparam("limit"))
+)
+_FIRST_EXTENT = select(func.max(blob_extents.c.offset)).where(
+    blob_extents.c.digest == bindparam("digest"), blob_extents.c.offset <= bindparam("start"))

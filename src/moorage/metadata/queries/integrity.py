@@ -11,6 +11,7 @@ from sqlalchemy import delete, exists, func, select
 
 from ..schema import (
     blobs,
+    chunk_pack_intents,
     chunks,
     manifest_references,
     manifests,
@@ -78,14 +79,17 @@ class IntegrityQueries:
         return [(r[0], r[1]) for r in self.conn.execute(query)]
 
     def known_keys(self, keys: Sequence[str]) -> set[str]:
-        """Those of `keys` a blob row, a chunk (its pack) or a pending deletion names."""
+        """Those of `keys` a blob row, a chunk (its pack), a pack intent (a pack being written,
+        judged on its own) or a pending deletion names."""
         if not keys:
             return set()
         rows = select(blobs.c.storage_key).where(blobs.c.storage_key.in_(keys))
         packs = select(chunks.c.pack_key).where(chunks.c.pack_key.in_(keys))
+        intended = select(chunk_pack_intents.c.pack_key).where(
+            chunk_pack_intents.c.pack_key.in_(keys))
         queued = select(pending_deletions.c.storage_key).where(
             pending_deletions.c.storage_key.in_(keys))
-        return set(self.conn.execute(rows.union(packs, queued)).scalars())
+        return set(self.conn.execute(rows.union(packs, intended, queued)).scalars())
 
     def live_upload_ids(self) -> set[str]:
         """The ids of the upload sessions that exist."""

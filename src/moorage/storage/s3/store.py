@@ -179,6 +179,9 @@ class S3BlobStore:
         self._delete_prefix(f"uploads/{cp.upload_id}/")
         return key
 
+    def committed_key(self, handle: str, digest: str) -> str:
+        return Checkpoint(self._parse(handle)[0]).key
+
     def abort_upload(self, handle: str) -> None:
         upload_id = self._parse(handle)[0]
         try:

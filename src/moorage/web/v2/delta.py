@@ -79,7 +79,14 @@ class Delta:
             if _run(loop, request.content.read(1)):
                 raise BlobUploadInvalid("the body holds more bytes than its lengths say")
 
-        ids = await asyncio.to_thread(self.chunks().store_chunks, datas())
+        from ...chunks.service import ChunkGone
+
+        try:
+            ids = await asyncio.to_thread(self.chunks().store_chunks, datas())
+        except ChunkGone:
+            # Its pack outlived the upload TTL and the GC took it: nothing was recorded.
+            raise BlobUploadInvalid("the batch took longer than the upload TTL; send it again"
+                                    ) from None
         return web.json_response({"ids": ids}, status=201)
 
     async def commit(self, request: web.Request, name: str, digest: str) -> web.StreamResponse:
