@@ -30,6 +30,7 @@ from support.oci import (
 )
 from support.servers import BACKEND, TEST_DEFAULTS, log_text, start_local
 
+from moorage.metrics.files import ARCHIVER
 from moorage.web.routes import ROUTES
 
 pytestmark = pytest.mark.skipif(BACKEND == "pg-s3-lb", reason="one node's worker processes")
@@ -63,8 +64,15 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "") -> None:  # type:
 
 
 def worker_pids(reg) -> list[int]:  # type: ignore[no-untyped-def]
-    return [p.pid for p in psutil.Process(reg.proc.pid).children()
-            if p.status() != psutil.STATUS_ZOMBIE]
+    """The supervisor's live workers (not the short-lived archiver of a dead one's metrics)."""
+    pids = []
+    for p in psutil.Process(reg.proc.pid).children():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and ARCHIVER not in " ".join(p.cmdline()):
+                pids.append(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return pids
 
 
 def _owner(reg, conn: HTTPConnection, pids: list[int]) -> int | None:  # type: ignore[no-untyped-def]
@@ -108,7 +116,10 @@ def per_process_counts(reg, name: str, **labels: str) -> dict[int, float]:  # ty
     """`name`'s value in each worker's own counter file (what the scrape merges)."""
     out: dict[int, float] = {}
     for path in (Path(reg.data_dir) / "metrics").glob("counter_*.db"):
-        pid = int(path.stem.split("_")[1])
+        owner = path.stem.split("_")[1]
+        if not owner.isdigit():
+            continue  # the archive of exited workers
+        pid = int(owner)
         total = 0.0
         for family in MultiProcessCollector.merge([str(path)], accumulate=True):
             for s in family.samples:
@@ -263,6 +274,50 @@ def test_a_killed_worker_leaves_no_live_gauge_behind(reg, traffic):
         for conn in conns.values():
             conn.close()
     assert "worker exited, restarting" in log_text(reg)
+
+
+def _answered(samples: Samples) -> tuple[float, float]:
+    """(requests counted, request durations observed) of every route but /metrics."""
+    counted = sum(v for labels, v in series(samples, "moorage_http_requests_total").items()
+                  if dict(labels)["route"] != "/metrics")
+    timed = sum(v for labels, v in series(samples, "moorage_http_request_duration_seconds_count")
+                .items() if dict(labels)["route"] != "/metrics")
+    return counted, timed
+
+
+def _file_owners(data_dir: Path) -> list[str]:
+    return [path.stem.rsplit("_", 1)[1] for path in (data_dir / "metrics").glob("*.db")]
+
+
+def test_killed_workers_values_move_to_the_archive_and_their_files_go(tmp_path: Path):
+    reg = start_local(tmp_path / "data", "--workers", "2", MOORAGE_METRICS_CACHE_SECONDS="0")
+    data_dir = Path(reg.data_dir)
+    try:
+        for _ in range(5):
+            conns = pinned_connections(reg)
+            before = _answered(scrape(reg))
+            for conn in conns.values():
+                for _ in range(3):
+                    assert request(conn, "GET", "/v2/") == 200
+            for conn in conns.values():
+                conn.close()
+            victim = min(conns)
+            os.kill(victim, signal.SIGKILL)
+            gone = str(victim)
+            wait_for(lambda: gone not in _file_owners(data_dir), 60,  # noqa: B023
+                     "the dead worker's files to go")
+            wait_for(lambda: len(worker_pids(reg)) == 2, 60, "a replacement worker")
+            # Exactly what both workers answered, the dead one's share included: no reset, and
+            # no double count while its values moved into the archive.
+            assert _answered(scrape(reg)) == (before[0] + 6, before[1] + 6)
+        live = {str(pid) for pid in worker_pids(reg)}
+        owners = _file_owners(data_dir)
+        assert set(owners) <= live | {"archive"}, owners
+        # counter, histogram and in-flight gauge per live worker, one archive per summed type
+        assert len(owners) <= 3 * len(live) + 2, sorted(owners)
+        assert sorted(o for o in owners if o == "archive") == ["archive", "archive"], owners
+    finally:
+        reg.stop()
 
 
 def _jobs(samples: Samples, kind: str, state: str) -> float:
