@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from http.client import HTTPConnection
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -28,7 +29,7 @@ from support.oci import (
     push_tree,
     start_upload,
 )
-from support.servers import BACKEND, TEST_DEFAULTS, log_text, start_local
+from support.servers import BACKEND, TEST_DEFAULTS, free_port, log_text, start_local
 
 from moorage.metrics.files import ARCHIVER
 from moorage.web.routes import ROUTES
@@ -349,6 +350,49 @@ def test_job_gauges_follow_the_queue(tmp_path: Path):
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)
         reg.stop()
+
+
+def test_a_standalone_worker_serves_its_job_metrics(tmp_path: Path):
+    data = tmp_path / "data"
+    reg = start_local(data, MOORAGE_JOBS_IN_SERVER="0")
+    env = {**os.environ, **TEST_DEFAULTS, "MOORAGE_TEST_JOBS": "1",
+           "MOORAGE_METRICS_CACHE_SECONDS": "0"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    port = free_port()
+    worker = None
+    try:
+        for key, payload in (("ok", "{}"), ("bad", '{"fail": 9}')):
+            subprocess.run([sys.executable, "-m", "moorage", "jobs", "enqueue", "test.sleep",
+                            "--key", key, "--payload", payload, "--max-attempts", "1",
+                            "--data-dir", str(data)], check=True, env=env,
+                           capture_output=True, timeout=60)
+        worker = subprocess.Popen([sys.executable, "-m", "moorage", "worker", "--data-dir",
+                                   str(data), "--metrics-listen", f"127.0.0.1:{port}"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+
+        def finished() -> bool:
+            try:
+                samples = scrape(SimpleNamespace(url=url))
+            except OSError:
+                return False  # not listening yet
+            return sum(series(samples, "moorage_job_runs_total").values()) == 2
+
+        wait_for(finished, 90, "the worker to run both jobs")
+        samples = scrape(SimpleNamespace(url=url))
+        assert series(samples, "moorage_job_runs_total") == {
+            frozenset({("kind", "test.sleep"), ("outcome", "done")}): 1,
+            frozenset({("kind", "test.sleep"), ("outcome", "failed")}): 1}
+        assert value(samples, "moorage_job_duration_seconds_count", kind="test.sleep") == 2
+        assert _jobs(samples, "test.sleep", "failed") == 1
+        assert value(samples, "moorage_database_up") == 1
+        assert http.get(url + "/v2/").status_code == 404  # only the metrics
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+        reg.stop()
+    assert worker.returncode == 0
 
 
 def test_outbox_lag_grows_while_delivery_is_held_and_drains_after(tmp_path: Path):
