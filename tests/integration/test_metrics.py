@@ -290,7 +290,7 @@ def _file_owners(data_dir: Path) -> list[str]:
     return [path.stem.rsplit("_", 1)[1] for path in (data_dir / "metrics").glob("*.db")]
 
 
-def test_killed_workers_values_move_to_the_archive_and_their_files_go(tmp_path: Path):
+def test_killed_workers_values_move_to_the_archive_and_their_files_go(tmp_path: Path) -> None:
     reg = start_local(tmp_path / "data", "--workers", "2", MOORAGE_METRICS_CACHE_SECONDS="0")
     data_dir = Path(reg.data_dir)
     try:
@@ -352,7 +352,7 @@ def test_job_gauges_follow_the_queue(tmp_path: Path):
         reg.stop()
 
 
-def test_a_standalone_worker_serves_its_job_metrics(tmp_path: Path):
+def test_a_standalone_worker_serves_its_job_metrics(tmp_path: Path) -> None:
     data = tmp_path / "data"
     reg = start_local(data, MOORAGE_JOBS_IN_SERVER="0")
     env = {**os.environ, **TEST_DEFAULTS, "MOORAGE_TEST_JOBS": "1",
