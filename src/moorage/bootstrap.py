@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .jobs.queue import JobQueue
     from .jobs.runner import JobRunner
     from .metadata.uow import Database
+    from .metrics.exposition import Exposition
     from .models.service import ModelService
     from .operations.check import IntegrityCheck
     from .operations.rotation import SecretsRotation
@@ -530,6 +531,17 @@ class Registry:
         return make_runner(self.settings, self.jobs, self, concurrency,
                            handlers(self.processors))
 
+    def exposition(self) -> Exposition:
+        """What /metrics answers: this process's instruments (every worker's in multiprocess
+        mode) and the registry gauges."""
+        from .metrics.exposition import Exposition
+        from .metrics.gauges import RegistryGauges
+
+        gauges = RegistryGauges(self.database, self.check_database, self.blob_store.check,
+                                self.gc.metrics, [c.name for c in self.dispatcher.consumers],
+                                self.settings.metrics_cache_seconds)
+        return Exposition([gauges], self.settings.metrics_top_repositories)
+
     def ensure_schedules(self) -> None:
         """Queue the recurring jobs the settings ask for (GC + retention, upload expiry)."""
         from .jobs.setup import ensure_schedules
@@ -587,6 +599,7 @@ def database_url(settings: Settings) -> str:
 # the workers fork lets them share those pages instead of each loading its own copy.
 _SERVING_MODULES = (
     "moorage.web.app",
+    "moorage.metrics.gauges",
     "moorage.metadata.engine",
     "moorage.jobs.runner",
     "moorage.jobs.setup",

@@ -109,6 +109,7 @@ class Settings:
     alert_pull_spike: int = 2000  # manifest pulls by one principal within alert_window (0: off)
     metrics_top_repositories: int = 20  # /metrics: repositories with own push/pull series
     metrics_cache_seconds: float = 10.0  # /metrics: registry gauges are read this often at most
+    worker_metrics_listen: str = ""  # moorage worker: serve /metrics on HOST:PORT ("": off)
     webhook_timeout: float = 10.0  # seconds one webhook request may take
     webhook_backoff_max: float = 3600.0  # longest wait between retries of a webhook delivery
     webhook_max_age: float = 86400.0  # a delivery still failing after this long is given up
@@ -240,6 +241,8 @@ class Settings:
             raise ValueError(f"invalid port in --listen {self.listen!r}")
         if self.workers < 1:
             raise ValueError("--workers must be at least 1")
+        if self.worker_metrics_listen:
+            split_address(self.worker_metrics_listen, "--metrics-listen")
         if self.database_url and not self.database_url.startswith(
             ("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")
         ):
@@ -400,3 +403,11 @@ def _check_issuer_url(url: str) -> None:
     if not host or not (parts.scheme == "https" or (parts.scheme == "http" and local)):
         raise ValueError(f"ui_oidc_issuer must be an https:// URL (http:// only to this "
                          f"machine), got {url!r}")
+
+
+def split_address(text: str, option: str) -> tuple[str, int]:
+    """(host, port) of a HOST:PORT option ([::1]:PORT for IPv6); ValueError naming `option`."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{option} must be HOST:PORT, got {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)

@@ -100,7 +100,11 @@ class Supervisor:
                     self._on_signal(signal.SIGTERM, None)
                     break
                 log.warning("worker exited, restarting", extra={"pid": pid, "code": code})
+                # Its counters go to the archive and its files away: the dir stays bounded.
+                metrics_files.retire(pid)
                 time.sleep(min(0.1 * len(self.restarts), 2.0))
+                if self.stopping:  # a stop signal came meanwhile: no new worker to miss it
+                    break
                 self.workers.add(self._spawn())
             time.sleep(0.2)
         self._wait_all(time.monotonic() + self.settings.shutdown_timeout + 5)

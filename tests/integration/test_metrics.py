@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from http.client import HTTPConnection
 from pathlib import Path
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -28,8 +29,9 @@ from support.oci import (
     push_tree,
     start_upload,
 )
-from support.servers import BACKEND, TEST_DEFAULTS, log_text, start_local
+from support.servers import BACKEND, TEST_DEFAULTS, free_port, log_text, start_local
 
+from moorage.metrics.files import ARCHIVER
 from moorage.web.routes import ROUTES
 
 pytestmark = pytest.mark.skipif(BACKEND == "pg-s3-lb", reason="one node's worker processes")
@@ -63,8 +65,15 @@ def wait_for(predicate, timeout: float = 60.0, what: str = "") -> None:  # type:
 
 
 def worker_pids(reg) -> list[int]:  # type: ignore[no-untyped-def]
-    return [p.pid for p in psutil.Process(reg.proc.pid).children()
-            if p.status() != psutil.STATUS_ZOMBIE]
+    """The supervisor's live workers (not the short-lived archiver of a dead one's metrics)."""
+    pids = []
+    for p in psutil.Process(reg.proc.pid).children():
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE and ARCHIVER not in " ".join(p.cmdline()):
+                pids.append(p.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return pids
 
 
 def _owner(reg, conn: HTTPConnection, pids: list[int]) -> int | None:  # type: ignore[no-untyped-def]
@@ -108,7 +117,10 @@ def per_process_counts(reg, name: str, **labels: str) -> dict[int, float]:  # ty
     """`name`'s value in each worker's own counter file (what the scrape merges)."""
     out: dict[int, float] = {}
     for path in (Path(reg.data_dir) / "metrics").glob("counter_*.db"):
-        pid = int(path.stem.split("_")[1])
+        owner = path.stem.split("_")[1]
+        if not owner.isdigit():
+            continue  # the archive of exited workers
+        pid = int(owner)
         total = 0.0
         for family in MultiProcessCollector.merge([str(path)], accumulate=True):
             for s in family.samples:
@@ -265,6 +277,50 @@ def test_a_killed_worker_leaves_no_live_gauge_behind(reg, traffic):
     assert "worker exited, restarting" in log_text(reg)
 
 
+def _answered(samples: Samples) -> tuple[float, float]:
+    """(requests counted, request durations observed) of every route but /metrics."""
+    counted = sum(v for labels, v in series(samples, "moorage_http_requests_total").items()
+                  if dict(labels)["route"] != "/metrics")
+    timed = sum(v for labels, v in series(samples, "moorage_http_request_duration_seconds_count")
+                .items() if dict(labels)["route"] != "/metrics")
+    return counted, timed
+
+
+def _file_owners(data_dir: Path) -> list[str]:
+    return [path.stem.rsplit("_", 1)[1] for path in (data_dir / "metrics").glob("*.db")]
+
+
+def test_killed_workers_values_move_to_the_archive_and_their_files_go(tmp_path: Path) -> None:
+    reg = start_local(tmp_path / "data", "--workers", "2", MOORAGE_METRICS_CACHE_SECONDS="0")
+    data_dir = Path(reg.data_dir)
+    try:
+        for _ in range(5):
+            conns = pinned_connections(reg)
+            before = _answered(scrape(reg))
+            for conn in conns.values():
+                for _ in range(3):
+                    assert request(conn, "GET", "/v2/") == 200
+            for conn in conns.values():
+                conn.close()
+            victim = min(conns)
+            os.kill(victim, signal.SIGKILL)
+            gone = str(victim)
+            wait_for(lambda: gone not in _file_owners(data_dir), 60,  # noqa: B023
+                     "the dead worker's files to go")
+            wait_for(lambda: len(worker_pids(reg)) == 2, 60, "a replacement worker")
+            # Exactly what both workers answered, the dead one's share included: no reset, and
+            # no double count while its values moved into the archive.
+            assert _answered(scrape(reg)) == (before[0] + 6, before[1] + 6)
+        live = {str(pid) for pid in worker_pids(reg)}
+        owners = _file_owners(data_dir)
+        assert set(owners) <= live | {"archive"}, owners
+        # counter, histogram and in-flight gauge per live worker, one archive per summed type
+        assert len(owners) <= 3 * len(live) + 2, sorted(owners)
+        assert sorted(o for o in owners if o == "archive") == ["archive", "archive"], owners
+    finally:
+        reg.stop()
+
+
 def _jobs(samples: Samples, kind: str, state: str) -> float:
     return value(samples, "moorage_jobs", kind=kind, state=state) or 0
 
@@ -294,6 +350,49 @@ def test_job_gauges_follow_the_queue(tmp_path: Path):
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)
         reg.stop()
+
+
+def test_a_standalone_worker_serves_its_job_metrics(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    reg = start_local(data, MOORAGE_JOBS_IN_SERVER="0")
+    env = {**os.environ, **TEST_DEFAULTS, "MOORAGE_TEST_JOBS": "1",
+           "MOORAGE_METRICS_CACHE_SECONDS": "0"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    port = free_port()
+    worker = None
+    try:
+        for key, payload in (("ok", "{}"), ("bad", '{"fail": 9}')):
+            subprocess.run([sys.executable, "-m", "moorage", "jobs", "enqueue", "test.sleep",
+                            "--key", key, "--payload", payload, "--max-attempts", "1",
+                            "--data-dir", str(data)], check=True, env=env,
+                           capture_output=True, timeout=60)
+        worker = subprocess.Popen([sys.executable, "-m", "moorage", "worker", "--data-dir",
+                                   str(data), "--metrics-listen", f"127.0.0.1:{port}"], env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+
+        def finished() -> bool:
+            try:
+                samples = scrape(SimpleNamespace(url=url))
+            except OSError:
+                return False  # not listening yet
+            return sum(series(samples, "moorage_job_runs_total").values()) == 2
+
+        wait_for(finished, 90, "the worker to run both jobs")
+        samples = scrape(SimpleNamespace(url=url))
+        assert series(samples, "moorage_job_runs_total") == {
+            frozenset({("kind", "test.sleep"), ("outcome", "done")}): 1,
+            frozenset({("kind", "test.sleep"), ("outcome", "failed")}): 1}
+        assert value(samples, "moorage_job_duration_seconds_count", kind="test.sleep") == 2
+        assert _jobs(samples, "test.sleep", "failed") == 1
+        assert value(samples, "moorage_database_up") == 1
+        assert http.get(url + "/v2/").status_code == 404  # only the metrics
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+        reg.stop()
+    assert worker.returncode == 0
 
 
 def test_outbox_lag_grows_while_delivery_is_held_and_drains_after(tmp_path: Path):

@@ -3,12 +3,20 @@ immutability rules, retention with its dry-run plan then applied; the audit log 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
 
 import requests
 from support.http import call
 from support.oci import make_image
+from support.servers import TEST_DEFAULTS, cli_target, start_registry
 
 from .conftest import ADMIN_PASSWORD, Quiet
 from .pagekit import TIMEOUT, csrf_of, sign_in
@@ -103,13 +111,83 @@ def test_retention_shows_the_dry_run_plan_then_applies_it(quiet: Quiet) -> None:
     tags = call("GET", f"{quiet.url}/v2/{repo}/tags/list", auth=("admin", ADMIN_PASSWORD))
     assert sorted(tags.json()["tags"]) == ["t1", "t2", "t3"]  # a plan changes nothing
     r = _edit(admin, quiet, "retention-apply", ns)
-    assert r.status_code == 200 and "Retention applied: 2 tags" in r.text
+    assert r.status_code == 303 and "flash=queued" in r.headers["Location"], r.text[:500]
+    assert "Retention queued" in admin.get(quiet.url + r.headers["Location"],
+                                           timeout=TIMEOUT).text
+    # The server's job runner applies it (a moment later, not in the request).
+    _wait(lambda: _job_state(_ns_page(admin, quiet, ns)) == "done", "the retention job")
     tags = call("GET", f"{quiet.url}/v2/{repo}/tags/list", auth=("admin", ADMIN_PASSWORD))
     assert tags.json()["tags"] == ["t3"]
     assert _edit(admin, quiet, "retention", ns, repository=repo, clear="1").status_code == 303
     assert "No policies." in _section(_ns_page(admin, quiet, ns), "ret-h")
     r = _edit(admin, quiet, "retention", ns, keep_days="soon")
     assert r.status_code == 400 and "numbers" in r.text
+
+
+def _job_state(html: str) -> str | None:
+    m = re.search(r'id="retention-job"[^>]*>Retention job (\d+): <strong class="job-state">'
+                  r'(\w+)</strong>', html)
+    return m.group(2) if m else None
+
+
+def _job_id(html: str) -> int:
+    m = re.search(r'id="retention-job"[^>]*>Retention job (\d+):', html)
+    assert m, "the page shows no retention job"
+    return int(m.group(1))
+
+
+def _wait(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.3)
+
+
+def test_retention_apply_queues_one_job_at_a_time(tmp_path: Path) -> None:
+    """With no job runner in the server, the job waits: a second click queues nothing more;
+    `moorage worker` then applies it, in the name of the admin who clicked."""
+    server = start_registry(tmp_path, "--workers", "1", auth=True,
+                            MOORAGE_ADMIN_PASSWORD=ADMIN_PASSWORD, MOORAGE_JOBS_IN_SERVER="0",
+                            MOORAGE_GC_INTERVAL="0", MOORAGE_UPLOAD_EXPIRY_INTERVAL="0",
+                            MOORAGE_SBOM_ON_PUSH="0")
+    worker = None
+    try:
+        q = Quiet(server, "", ("", ""), ("", ""), None)  # type: ignore[arg-type]
+        ns = _new_ns(q)
+        repo = f"{ns}/svc"
+        for tag in ("t1", "t2", "t3"):
+            q.push(repo, make_image(layers=1), tag)
+        admin = sign_in(q.url, "admin", ADMIN_PASSWORD)
+        assert _edit(admin, q, "retention", ns, repository=repo,
+                     keep_last_pushed="1").status_code == 303
+        first = _edit(admin, q, "retention-apply", ns)
+        assert first.status_code == 303 and "flash=queued" in first.headers["Location"]
+        page = admin.get(q.url + first.headers["Location"], timeout=TIMEOUT).text
+        assert "Retention queued" in page and _job_state(page) == "queued"
+        job = _job_id(page)
+        second = _edit(admin, q, "retention-apply", ns)
+        assert second.status_code == 303 and "flash=already" in second.headers["Location"]
+        page = admin.get(q.url + second.headers["Location"], timeout=TIMEOUT).text
+        assert "already queued or running" in page and _job_id(page) == job
+        jobs = q.api("GET", "/jobs?kind=retention").json()["jobs"]
+        assert [j["id"] for j in jobs] == [job], jobs
+        tags = call("GET", f"{q.url}/v2/{repo}/tags/list", auth=("admin", ADMIN_PASSWORD))
+        assert sorted(tags.json()["tags"]) == ["t1", "t2", "t3"]  # queued, not applied
+        args, env = cli_target(server)
+        worker = subprocess.Popen([sys.executable, "-m", "moorage", "worker", *args],
+                                  env={**TEST_DEFAULTS, **os.environ, **env},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _wait(lambda: _job_state(_ns_page(admin, q, ns)) == "done", "the worker to run it", 90)
+        tags = call("GET", f"{q.url}/v2/{repo}/tags/list", auth=("admin", ADMIN_PASSWORD))
+        assert tags.json()["tags"] == ["t3"]
+        events = q.api("GET", "/audit?action=retention.apply").json()["events"]
+        assert [(e["actor"], (e["detail"] or {}).get("namespace")) for e in events] == [
+            ("admin", ns)], events
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+        server.stop()
 
 
 def test_a_non_admin_cannot_edit_and_learns_nothing(quiet: Quiet) -> None:

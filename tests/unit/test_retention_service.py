@@ -34,3 +34,24 @@ def test_keep_last_pushed_untags_the_oldest_and_records_events(registry: Registr
         ("v1", digests["v1"], "retention")]
     assert any(e["type"] == "PolicyChanged" and e["payload"]["action"] == "retention.apply"
                for e in events)
+
+
+def test_a_queued_namespace_run_is_one_job_and_runs_in_the_queuers_name(
+        registry: Registry) -> None:
+    for tag in ("v1", "v2"):
+        push_image(registry, "team/app", tag)
+        time.sleep(0.01)
+    registry.policies.set_policy(CLI, "team", None, {"keep_last_pushed": 1})
+    job, created = registry.retention.queue(CLI, "team", registry.jobs)
+    again, created_again = registry.retention.queue(CLI, "team", registry.jobs)
+    assert created and not created_again and again.id == job.id
+    last = registry.retention.last_job(CLI, "team", registry.jobs)
+    assert last is not None and (last.id, last.state) == (job.id, "queued")
+    assert registry.manifests.tags("team/app", None, 10) == ["v1", "v2"]  # queued only
+    before = registry.outbox.last_id()
+
+    registry.job_runner().tasks["retention"](job)
+
+    assert registry.manifests.tags("team/app", None, 10) == ["v2"]
+    events = [e for e in registry.outbox.latest(20) if e["id"] > before]
+    assert events and {e["actor"] for e in events} == {CLI.name}, events

@@ -121,6 +121,10 @@ def cancel(
 def worker(
     concurrency: Annotated[int | None, typer.Option(
         help="jobs run at once [env MOORAGE_JOB_CONCURRENCY; default 1]")] = None,
+    metrics_listen: Annotated[str | None, typer.Option(
+        help="serve the job metrics (runs, failures, durations, queue gauges) at "
+             "http://HOST:PORT/metrics [env MOORAGE_WORKER_METRICS_LISTEN; default off]",
+        metavar="HOST:PORT")] = None,
     data_dir: DataDir = None, database: Database = None, storage: Storage = None,
     config: Config = None,
 ) -> None:
@@ -129,9 +133,11 @@ def worker(
     import asyncio
     import signal
 
+    from ..config import split_address
     from ..logs import setup_logging
 
-    settings = Target(data_dir, database, storage, config).settings(job_concurrency=concurrency)
+    settings = Target(data_dir, database, storage, config).settings(
+        job_concurrency=concurrency, worker_metrics_listen=metrics_listen)
     setup_logging(settings.log_level, settings.log_format)
     registry = open_existing(settings)
 
@@ -143,10 +149,20 @@ def worker(
         await asyncio.to_thread(registry.ensure_schedules)
         runner = registry.job_runner()
         runner.start()
+        metrics = None
+        if settings.worker_metrics_listen:
+            from ..web.metrics import serve_metrics
+
+            host, port = split_address(settings.worker_metrics_listen, "--metrics-listen")
+            metrics = await serve_metrics(registry.exposition(), host, port)
+            typer.echo(f"moorage worker {runner.name}: metrics at "
+                       f"http://{settings.worker_metrics_listen}/metrics", err=True)
         typer.echo(f"moorage worker {runner.name}: running up to {runner.concurrency} "
                    f"job{'s' if runner.concurrency != 1 else ''} at once", err=True)
         await stop.wait()
         await runner.stop(settings.shutdown_timeout)
+        if metrics is not None:
+            await metrics.cleanup()
 
     asyncio.run(main())
     registry.close()

@@ -215,6 +215,12 @@ class JobQueue:
 
     # -- administration -----------------------------------------------------------------------
 
+    def latest(self, kind: str, unique_key: str) -> Job | None:
+        """The newest job of `kind` and `unique_key`, whatever its state."""
+        with self.database.read() as uow:
+            row = uow.jobs.latest_with_key(kind, unique_key, STATES)
+        return Job(**row) if row is not None else None
+
     def get(self, job_id: int) -> Job:
         with self.database.read() as uow:
             row = uow.jobs.get(job_id)

@@ -126,9 +126,11 @@ class JobRunner:
             except BaseException as exc:  # noqa: BLE001 - any failure is the job's last_error
                 outcome = exc
             seconds = round(time.monotonic() - started, 3)
+            result = "lost"
             try:
                 if outcome is None:
                     ok = self.queue.complete(job)
+                    result = "done" if ok else "lost"
                     log.info("job done", extra={"job": job.id, "kind": job.kind,
                                                 "seconds": seconds, "lease_held": ok})
                 else:
@@ -136,11 +138,13 @@ class JobRunner:
                     state = self.queue.fail(
                         job, str(outcome) if final else f"{type(outcome).__name__}: {outcome}",
                         final)
+                    result = {"failed": "failed", "queued": "retry"}.get(state or "", "lost")
                     log.warning("job failed", extra={"job": job.id, "kind": job.kind,
                                                      "attempt": job.attempts, "now": state,
                                                      "reason": str(outcome)[:500]})
             except Exception:
                 log.exception("could not record a job's outcome", extra={"job": job.id})
+            _count(job.kind, result, seconds)
             loop.call_soon_threadsafe(self._finished, job.id, done)
 
         log.info("job started", extra={"job": job.id, "kind": job.kind, "attempt": job.attempts})
@@ -153,3 +157,14 @@ class JobRunner:
             done.set_result(None)
         if self._wake is not None:
             self._wake.set()
+
+
+def _count(kind: str, outcome: str, seconds: float) -> None:
+    from ..metrics.instruments import job_instruments
+
+    try:
+        m = job_instruments()
+        m.runs.labels(kind, outcome).inc()
+        m.duration.labels(kind).observe(seconds)
+    except Exception:  # a lost sample, never a lost job outcome
+        log.exception("could not count a job")

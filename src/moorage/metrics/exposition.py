@@ -3,7 +3,9 @@ and the registry gauges."""
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Protocol
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
@@ -19,6 +21,25 @@ PER_REPOSITORY = ("moorage_repository_pushes", "moorage_repository_pulls")
 
 class Collector(Protocol):
     def collect(self) -> Iterable[Metric]: ...
+
+
+class WorkerFiles:
+    """Every worker's values (and the archive of exited ones) merged, read under the metrics
+    dir's shared lock so a worker's values moving into the archive are counted exactly once."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def collect(self) -> Iterable[Metric]:
+        with files.locked(self.path, shared=True):
+            for attempt in range(3):
+                names = glob.glob(str(self.path / "*.db"))
+                try:
+                    return MultiProcessCollector.merge(names, accumulate=True)
+                except FileNotFoundError:  # removed between the listing and the read
+                    if attempt == 2:
+                        raise
+        return []
 
 
 class TopRepositories:
@@ -59,9 +80,7 @@ class Exposition:
         registry = CollectorRegistry(auto_describe=False)
         directory = files.directory()
         if directory is not None:
-            merged = CollectorRegistry(auto_describe=False)
-            MultiProcessCollector(merged, path=str(directory))
-            source: Collector = merged
+            source: Collector = WorkerFiles(directory)
         else:
             source = REGISTRY
         registry.register(TopRepositories(source, self.top_n))

@@ -84,3 +84,28 @@ def instruments() -> Instruments:
         webhook_failures=Counter("moorage_webhook_delivery_failures",
                                  "Webhook delivery attempts that failed"),
     )
+
+
+# Seconds: a quota recount up to a long GC or replication run.
+JOB_BUCKETS = (0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+@dataclass(frozen=True)
+class JobInstruments:
+    """The job runner's metric objects (any process that runs jobs: workers, `moorage worker`)."""
+
+    runs: Counter
+    duration: Histogram
+
+
+@cache
+def job_instruments() -> JobInstruments:
+    """The process's job instruments (created on first use, never before a fork)."""
+    instruments()  # chooses the value class (multiprocess files or in-process) first
+    return JobInstruments(
+        runs=Counter("moorage_job_runs", "Job attempts finished, by kind and outcome (done; "
+                     "retry: failed, queued again; failed: no attempt left; lost: the lease "
+                     "was another worker's)", ["kind", "outcome"]),
+        duration=Histogram("moorage_job_duration_seconds", "Time a job attempt ran",
+                           ["kind"], buckets=JOB_BUCKETS),
+    )

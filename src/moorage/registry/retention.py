@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..auth.authorizer import Authorizer, OpenAuthorizer
 from ..auth.scopes import namespace_of
@@ -18,6 +18,17 @@ from .access import (
     require_server_admin,
     valid_namespace,
 )
+
+if TYPE_CHECKING:
+    from ..jobs.queue import Job, JobQueue
+
+
+JOB_KIND = "retention"
+
+
+def job_key(namespace: str) -> str:
+    """The unique key of a namespace's retention job (the schedule's job has none)."""
+    return f"namespace:{namespace}"
 
 
 @dataclass
@@ -36,6 +47,20 @@ class RetentionService:
     def __init__(self, database: Database, authorizer: Authorizer | None = None) -> None:
         self.database = database
         self.authorizer = authorizer or OpenAuthorizer()
+
+    def queue(self, actor: Any, namespace: str, jobs: JobQueue) -> tuple[Job, bool]:
+        """Queue the `retention` job of `namespace` for its admin `actor`: one at a time, a job
+        already queued or running is returned instead. Returns (job, created)."""
+        require_namespace_admin(self.authorizer, actor, valid_namespace(namespace))
+        by = Actor.of(actor)
+        payload = {"namespace": namespace,
+                   "by": {"name": by.name, "kind": by.kind, "address": by.address}}
+        return jobs.enqueue(JOB_KIND, payload, job_key(namespace))
+
+    def last_job(self, actor: Any, namespace: str, jobs: JobQueue) -> Job | None:
+        """The newest retention job queued for `namespace` (its admins only)."""
+        require_namespace_admin(self.authorizer, actor, valid_namespace(namespace))
+        return jobs.latest(JOB_KIND, job_key(namespace))
 
     def scopes(self, namespace: str | None) -> list[tuple[str, RetentionRules]]:
         """(repository, rules) for every repository a policy governs; a repository's own
@@ -56,9 +81,10 @@ class RetentionService:
         return out
 
     def run(self, actor: Any, namespace: str | None, apply: bool,
-            progress: Progress = silent) -> dict[str, Any]:
+            progress: Progress = silent, by: Actor | None = None) -> dict[str, Any]:
         """Plan (or apply) every retention policy of a namespace (None: all, for the schedule);
-        `progress` hears of each repository done."""
+        `progress` hears of each repository done; the events name `by` when given (the admin
+        who queued the job), else `actor`."""
         if namespace is not None:
             require_namespace_admin(self.authorizer, actor, valid_namespace(namespace))
         else:
@@ -79,7 +105,7 @@ class RetentionService:
                 with self.database.read() as uow:
                     rule_cache[ns] = uow.policies.rules(ns)
             outcome = self._repository(repo_id, repo, rules, rule_cache[ns], now, apply,
-                                       Actor.of(actor))
+                                       by or Actor.of(actor))
             plan = outcome.plan
             if plan.tags or plan.manifests or plan.later:
                 outcomes.append(outcome)
@@ -87,7 +113,7 @@ class RetentionService:
         result = self._summary(outcomes, apply)
         if apply:
             with self.database.write() as uow:
-                uow.emit(policy_changed(actor, "retention.apply", {
+                uow.emit(policy_changed(by or actor, "retention.apply", {
                     "namespace": namespace, "tags": result["tags"],
                     "manifests": result["manifests"]}))
         return result

@@ -12,8 +12,6 @@ from aiohttp.typedefs import Middleware
 
 from ..bootstrap import Registry, open_registry
 from ..config import Settings, proxy_networks
-from ..metrics.exposition import Exposition
-from ..metrics.gauges import RegistryGauges
 from ..oci.errors import RegistryError
 from .api import (
     DedupAPI,
@@ -201,15 +199,8 @@ def _handler_objects(settings: Settings, reg: Registry, guard: AccessGuard | Ope
         InsightsAPI(lambda: reg.insights, management, reg.authorizer,
                     open_access=not settings.auth),
         Health(reg.check_database, reg.blob_store),
-        MetricsEndpoint(_exposition(settings, reg)),
+        MetricsEndpoint(reg.exposition()),
         Pages(reg, settings.auth, gate),
         AdminPages(reg, settings.auth),
         SsoPages(reg, settings.auth),
     ]
-
-
-def _exposition(settings: Settings, reg: Registry) -> Exposition:
-    gauges = RegistryGauges(reg.database, reg.check_database, reg.blob_store.check,
-                            reg.gc.metrics, [c.name for c in reg.dispatcher.consumers],
-                            settings.metrics_cache_seconds)
-    return Exposition([gauges], settings.metrics_top_repositories)

@@ -118,3 +118,15 @@ def rate_limited(kind: str) -> None:
 def token_issued() -> None:
     """Count one issued bearer token."""
     instruments().tokens_issued.inc()
+
+
+async def serve_metrics(exposition: Exposition, host: str, port: int) -> web.AppRunner:
+    """A bare /metrics endpoint on HOST:PORT, for a process that serves nothing else (`moorage
+    worker`); clean the runner up to stop it."""
+    endpoint = MetricsEndpoint(exposition)
+    app = web.Application()
+    app.router.add_get("/metrics", endpoint.scrape)
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    return runner

@@ -24,6 +24,11 @@ if TYPE_CHECKING:
 AUDIT_PAGE = 100
 ROBOT_ACTIONS = ("pull", "push", "delete")
 AUDIT_FILTERS = ("actor", "action", "repository", "outcome", "since", "until")
+RETENTION_FLASH = {
+    "queued": "Retention queued: it runs as a background job (its state is below).",
+    "already": "Retention is already queued or running for this namespace: no second job was "
+               "queued.",
+}
 
 
 class AdminPages(UIBase):
@@ -69,8 +74,10 @@ class AdminPages(UIBase):
                          status: int = 200, **shown: Any) -> web.StreamResponse:
         name = name if name is not None else request.query.get("name", "")[:255]
         data = await self.call(self._namespace_data, ctx, name)
+        # A fixed message per outcome of the last form (never text from the query).
+        notice = RETENTION_FLASH.get(request.query.get("flash", ""))
         return self.html(request, ctx, "admin_namespace.html", status=status, name=name,
-                         roles=ROLES, **{"error": None, "notice": None, **data, **shown})
+                         roles=ROLES, **{"error": None, "notice": notice, **data, **shown})
 
     def _hide_unless_admin(self, ctx: UIContext, name: str) -> None:
         # Hidden, not refused by name: an outsider does not learn that the namespace exists.
@@ -86,6 +93,7 @@ class AdminPages(UIBase):
                 "immutability": who.policies.list_immutability(actor, name),
                 "retention": who.policies.policies(actor, name),
                 "plan": who.retention.run(actor, name, False),
+                "retention_job": who.retention.last_job(actor, name, who.jobs),
                 "pull_policy": who.pull_policies.show(actor, name),
                 "trust": who.trust.list(actor, name)}
 
@@ -96,17 +104,20 @@ class AdminPages(UIBase):
         form = await self.form(request, ctx)
         edit, name = request.match_info["edit"], form.get("name", "")[:255]
         change = _NS_EDITS.get(edit)
-        if change is None:
+        if change is None and edit != "retention-apply":
             raise web.HTTPNotFound()
         await self.call(self._hide_unless_admin, ctx, name)
+        if change is None:  # retention-apply: a job, the request never waits for the deletions
+            _job, created = await self.call(self.reg.retention.queue, ctx.principal, name,
+                                            self.reg.jobs)
+            return self.redirect(ctx, "/ui/admin/namespace?" + urlencode(
+                {"name": name, "flash": "queued" if created else "already"}) + "#retention-job")
         try:
-            notice = await self.call(change, self.reg, ctx.principal, name, form)
+            await self.call(change, self.reg, ctx.principal, name, form)
         except AccessDenied:
             raise
         except RegistryError as exc:
             return await self._namespace(request, ctx, name, status=exc.status, error=exc.message)
-        if notice:  # the outcome of applying retention: shown once, on this answer
-            return await self._namespace(request, ctx, name, notice=notice)
         return self.redirect(ctx, "/ui/admin/namespace?" + urlencode({"name": name}))
 
     # -- robots -------------------------------------------------------------------------------
@@ -232,14 +243,7 @@ def _retention(reg: Registry, actor: Principal, ns: str, form: dict[str, str]) -
     reg.policies.set_policy(actor, ns, repository, rules)
 
 
-def _apply_retention(reg: Registry, actor: Principal, ns: str, form: dict[str, str]) -> str:
-    done = reg.retention.run(actor, ns, True)
-    return (f"Retention applied: {done['tags']} tags and {done['manifests']} manifests "
-            f"deleted, {done['bytes_freed']} bytes to be freed.")
-
-
-_NS_EDITS: dict[str, Callable[[Registry, Principal, str, dict[str, str]], str | None]] = {
+_NS_EDITS: dict[str, Callable[[Registry, Principal, str, dict[str, str]], None]] = {
     "member": _member, "quota": _quota, "immutability": _add_rule,
     "immutability-remove": _remove_rule, "retention": _retention,
-    "retention-apply": _apply_retention,
 }
