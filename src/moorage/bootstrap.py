@@ -11,7 +11,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 
@@ -541,6 +541,13 @@ class Registry:
                                 self.gc.metrics, [c.name for c in self.dispatcher.consumers],
                                 self.settings.metrics_cache_seconds)
         return Exposition([gauges], self.settings.metrics_top_repositories)
+
+    async def serve_metrics(self, host: str, port: int) -> Any:
+        """A bare /metrics endpoint on HOST:PORT for a process that serves nothing else
+        (`moorage worker`); returns the aiohttp runner (clean it up to stop)."""
+        from .web.metrics import serve_metrics
+
+        return await serve_metrics(self.exposition(), host, port)
 
     def ensure_schedules(self) -> None:
         """Queue the recurring jobs the settings ask for (GC + retention, upload expiry)."""

@@ -151,10 +151,8 @@ def worker(
         runner.start()
         metrics = None
         if settings.worker_metrics_listen:
-            from ..web.metrics import serve_metrics
-
             host, port = split_address(settings.worker_metrics_listen, "--metrics-listen")
-            metrics = await serve_metrics(registry.exposition(), host, port)
+            metrics = await registry.serve_metrics(host, port)
             typer.echo(f"moorage worker {runner.name}: metrics at "
                        f"http://{settings.worker_metrics_listen}/metrics", err=True)
         typer.echo(f"moorage worker {runner.name}: running up to {runner.concurrency} "
