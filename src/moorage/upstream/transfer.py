@@ -4,13 +4,17 @@ where a (possibly ranged) pull answer starts."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import TYPE_CHECKING
 
 import aiohttp
 from yarl import URL
 
 from .types import UpstreamError
+
+FIRST_PIECE = 4 * 1024 * 1024
 
 if TYPE_CHECKING:
     from .client import UpstreamClient
@@ -47,6 +51,39 @@ class ChunkedUpload:
                 await asyncio.sleep(min(0.1 * 2 ** failures, 5.0))
                 await self.recover(start)
 
+    async def stream(self, source: Callable[[int], AsyncIterable[bytes]], size: int,
+                     chunk_size: int, on_progress: Callable[[str, int], None] | None) -> None:
+        """PATCH bytes `offset..size` in pieces of `chunk_size`, each streamed from
+        `source(offset)` as it is sent (never held whole); after a break, go on from the offset
+        the upload acknowledged (a Moorage keeps what reached it of a broken PATCH)."""
+        failures = 0
+        while self.offset < size:
+            start = self.offset
+            # a fresh session's first PATCH is short: its URL is worth keeping (for a resume
+            # after a restart) only once it holds a byte
+            length = min(chunk_size if start else min(chunk_size, FIRST_PIECE), size - start)
+            headers = {"Content-Type": "application/octet-stream",
+                       "Content-Length": str(length),
+                       "Content-Range": f"{start}-{start + length - 1}"}
+            try:
+                resp = await self.client._request(
+                    "PATCH", self.location, self.scopes, headers=headers,
+                    data=functools.partial(_piece, source, start, length), ok=(202,))
+                resp.release()
+                self._moved(resp)
+                self.offset = acknowledged(resp, start + length)
+                failures = 0
+            except UpstreamError as exc:
+                failures += 1
+                if failures > self.client.retries or exc.status not in (0, 416, 500, 502, 503, 504):
+                    raise
+                await asyncio.sleep(min(0.1 * 2 ** failures, 5.0))
+                await self.recover(start)
+                if self.offset > start:
+                    failures = 0  # it moved on: only breaks in a row without progress count
+            if on_progress is not None:
+                on_progress(str(self.location), self.offset)
+
     async def recover(self, floor: int) -> None:
         """Ask the upload where it stands; what it acknowledged is not sent again."""
         resp = await self.client._request("GET", self.location, self.scopes, ok=(204, 200))
@@ -82,6 +119,25 @@ class ChunkedUpload:
 
     def _moved(self, resp: aiohttp.ClientResponse) -> None:
         self.location = self.client._resolve(resp.headers.get("Location") or str(self.location))
+
+
+async def _piece(source: Callable[[int], AsyncIterable[bytes]], start: int,
+                 length: int) -> AsyncIterator[bytes]:
+    """Bytes `start..start + length` of the blob `source` reads (ValueError if it has fewer)."""
+    left = length
+    chunks = aiter(source(start))
+    try:
+        while left > 0:
+            data = await anext(chunks, None)
+            if data is None:
+                raise ValueError(f"the blob's source ended {left} bytes short")
+            if len(data) > left:
+                data = data[:left]
+            left -= len(data)
+            yield data
+    finally:
+        if hasattr(chunks, "aclose"):
+            await chunks.aclose()
 
 
 def location_of(resp: aiohttp.ClientResponse) -> str:
