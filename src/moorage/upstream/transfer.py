@@ -89,7 +89,7 @@ class ChunkedUpload:
         resp = await self.client._request("GET", self.location, self.scopes, ok=(204, 200))
         resp.release()
         self._moved(resp)
-        offset = acknowledged(resp, 0)
+        offset = acknowledged(resp, 0, empty=0)
         if offset < floor:
             raise UpstreamError(resp.status, "BLOB_UPLOAD_INVALID",
                                 f"the upload lost acknowledged bytes ({offset} < {floor})")
@@ -148,15 +148,18 @@ def location_of(resp: aiohttp.ClientResponse) -> str:
     return location
 
 
-def acknowledged(resp: aiohttp.ClientResponse, default: int) -> int:
-    """The upload offset `Range: 0-N` acknowledges (N + 1); `default` when it says nothing."""
+def acknowledged(resp: aiohttp.ClientResponse, default: int, empty: int = 1) -> int:
+    """The upload offset `Range: 0-N` acknowledges (N + 1); `default` when it says nothing.
+    `0-0` is said of an empty upload too: it counts as `empty` bytes (1 after we sent some,
+    0 when asking where an upload stands: sending a byte again is harmless, skipping one not)."""
     value = resp.headers.get("Range")
     if not value:
         return default
     match = re.fullmatch(r"(?:bytes=)?0-(\d+)", value.strip())
     if not match:
         return 0
-    return int(match.group(1)) + 1
+    end = int(match.group(1))
+    return empty if end == 0 else end + 1
 
 
 def placement(
