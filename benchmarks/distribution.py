@@ -34,7 +34,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 import requests
@@ -123,7 +123,7 @@ def settle(*data_dirs: Path, timeout: float = 600) -> None:
         for data in data_dirs:
             jobs = json.loads(admin(data, "jobs", "list", "--state", "queued,running",
                                     "--json"))["jobs"]
-            soon = datetime.now(timezone.utc).timestamp() + 1
+            soon = time.time() + 1
             busy += sum(1 for j in jobs if j["state"] == "running"
                         or datetime.fromisoformat(j["run_at"]).timestamp() <= soon)
         if not busy:
