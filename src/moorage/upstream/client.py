@@ -34,7 +34,7 @@ from .wire import READ_CHUNK, TRANSPORT_ERRORS, raise_for, read_limited
 
 PAGE_BODY_LIMIT = 16 * 1024 * 1024
 MAX_PAGES = 10_000
-SMALL_BLOB = 1024 * 1024  # a blob up to this size goes whole with the PUT (no PATCH)
+SMALL_BLOB = 1024 * 1024  # a blob up to this size goes whole in one POST (no PATCH)
 _NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 
 
@@ -368,17 +368,29 @@ class UpstreamClient:
         up to `chunk_size` bytes) streams straight from `source`, and a break resumes from the
         offset the upstream acknowledged; `on_progress` learns the session's URL and offset."""
         _algorithm(digest)
-        upload, chunk_size = await self._session_for(repo, location)
-        if on_progress is not None:
-            on_progress(str(upload.location), upload.offset)
-        if upload.offset == 0 and size <= SMALL_BLOB:  # one PUT carries it
+        if location is None and size <= SMALL_BLOB:
             whole = b"".join([data async for data in source(0)])
             if len(whole) != size:
                 raise ValueError(f"push_blob got {len(whole)} bytes, not {size}")
-            await upload.finish(repo, digest, whole)
+            await self._push_small(repo, digest, whole)
             return
+        upload, chunk_size = await self._session_for(repo, location)
+        if on_progress is not None:
+            on_progress(str(upload.location), upload.offset)
         await upload.stream(source, size, chunk_size, on_progress)
         await upload.finish(repo, digest, b"")
+
+    async def _push_small(self, repo: str, digest: str, whole: bytes) -> None:
+        """A small blob in one request (a single-POST upload); into the session a registry
+        without those opens instead, with a PUT."""
+        scopes = (_scope(repo, "pull,push"),)
+        url = self._url(f"/v2/{repo}/blobs/uploads/").with_query(digest=digest)
+        resp = await self._request("POST", url, scopes, data=whole, ok=(201, 202),
+                                   headers={"Content-Type": "application/octet-stream"})
+        resp.release()
+        if resp.status == 202:
+            upload = ChunkedUpload(self, scopes, self._resolve(location_of(resp)))
+            await upload.finish(repo, digest, whole)
 
     async def _session_for(self, repo: str, location: str | None) -> tuple[ChunkedUpload, int]:
         """The upload session at `location` where it stands, else a new one; and the chunk size

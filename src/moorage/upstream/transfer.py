@@ -14,8 +14,6 @@ from yarl import URL
 
 from .types import UpstreamError
 
-FIRST_PIECE = 4 * 1024 * 1024
-
 if TYPE_CHECKING:
     from .client import UpstreamClient
 
@@ -46,10 +44,7 @@ class ChunkedUpload:
                 self.offset = acknowledged(resp, self.offset + len(rest))
             except UpstreamError as exc:
                 failures += 1
-                if failures > self.client.retries or exc.status not in (0, 416, 500, 502, 503, 504):
-                    raise
-                await asyncio.sleep(min(0.1 * 2 ** failures, 5.0))
-                await self.recover(start)
+                await self._after_break(exc, failures, start)
 
     async def stream(self, source: Callable[[int], AsyncIterable[bytes]], size: int,
                      chunk_size: int, on_progress: Callable[[str, int], None] | None) -> None:
@@ -59,9 +54,7 @@ class ChunkedUpload:
         failures = 0
         while self.offset < size:
             start = self.offset
-            # a fresh session's first PATCH is short: its URL is worth keeping (for a resume
-            # after a restart) only once it holds a byte
-            length = min(chunk_size if start else min(chunk_size, FIRST_PIECE), size - start)
+            length = min(chunk_size, size - start)
             headers = {"Content-Type": "application/octet-stream",
                        "Content-Length": str(length),
                        "Content-Range": f"{start}-{start + length - 1}"}
@@ -75,14 +68,19 @@ class ChunkedUpload:
                 failures = 0
             except UpstreamError as exc:
                 failures += 1
-                if failures > self.client.retries or exc.status not in (0, 416, 500, 502, 503, 504):
-                    raise
-                await asyncio.sleep(min(0.1 * 2 ** failures, 5.0))
-                await self.recover(start)
+                await self._after_break(exc, failures, start)
                 if self.offset > start:
                     failures = 0  # it moved on: only breaks in a row without progress count
             if on_progress is not None:
                 on_progress(str(self.location), self.offset)
+
+    async def _after_break(self, exc: UpstreamError, failures: int, floor: int) -> None:
+        """After the `failures`-th broken PATCH in a row: give up past `retries` or on a status
+        no retry mends, else wait a backoff and ask the upload where it stands."""
+        if failures > self.client.retries or exc.status not in (0, 416, 500, 502, 503, 504):
+            raise exc
+        await asyncio.sleep(min(0.1 * 2 ** failures, 5.0))
+        await self.recover(floor)
 
     async def recover(self, floor: int) -> None:
         """Ask the upload where it stands; what it acknowledged is not sent again."""
