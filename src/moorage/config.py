@@ -120,7 +120,7 @@ class Settings:
     cache_fetch_lease_seconds: float = 30.0  # a cold-blob fetch lease other workers wait behind
     # -- replication ----------------------------------------------------------------------------
     replication_on_push: bool = True  # --on-push replication rules queue a run for each push
-    replication_chunk_size: int = 8 * 1024 * 1024  # bytes per PATCH of a replicated blob push
+    replication_chunk_size: int = 256 << 20  # bytes per (streamed) PATCH of a replicated blob push
     replication_retries: int = 5  # broken requests in a row a transfer retries before the run fails
     replication_parallel_blobs: int = 4  # blobs of one manifest a replication run moves at a time
     replication_schedule_interval: float = 30.0  # seconds between --schedule checks (0: off)

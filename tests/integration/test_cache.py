@@ -476,3 +476,23 @@ def test_tags_list_is_the_upstreams_kept_for_revalidate_and_stored_on_an_outage(
     assert r.status_code == 200 and r.json()["tags"] == [tag]  # what the cache stores
     world.proxy.heal()
     assert_error(_tags(world.cache, f"{HUB}/{new_repo('lib')}"), 404, "NAME_UNKNOWN")
+
+
+def test_stored_tags_served_on_an_outage_carry_the_stale_warning_and_are_counted(
+        world: World) -> None:
+    repo, tag, _ = _pushed_image(world)
+    cached = f"{HUB}/{repo}"
+    fresh = _tags(world.cache, cached)
+    assert fresh.status_code == 200 and "Warning" not in fresh.headers
+    assert _get_manifest(world.cache, cached, tag).status_code == 200  # the tag is stored
+    before = metrics_text(world.cache)
+    world.proxy.status = 503
+
+    r = _tags(world.cache, cached)
+
+    assert r.status_code == 200 and r.json()["tags"] == [tag]
+    assert r.headers["Warning"] == '110 - "stale: upstream unavailable"'
+    after = metrics_text(world.cache)
+    name = "moorage_cache_requests_total"
+    assert _counter(after, name, cache="hub", result="stale") \
+        - _counter(before, name, cache="hub", result="stale") == 1

@@ -257,6 +257,31 @@ def test_push_resumes_from_the_acknowledged_offset_after_a_broken_connection(ups
     asyncio.run(main())
 
 
+def test_a_streamed_push_resumes_after_what_reached_the_upstream_of_a_broken_patch(
+        upstream) -> None:
+    reg, password = upstream
+    repo, data = new_repo("up"), os.urandom(6 * 1024 * 1024 + 7)
+    cut_at = 3 * 1024 * 1024
+
+    def source(offset: int) -> AsyncIterator[bytes]:
+        return _chunks(data[offset:], 65536)
+
+    async def main() -> None:
+        async with Relay(reg.port, cut_upload_after=cut_at, upload_cuts=1) as relay, \
+                UpstreamClient(relay.url, Basic(ADMIN, password), chunk_size=64 << 20) as client:
+            await client.ping()
+            await client.push_blob_from(repo, digest_of(data), source, len(data))
+            assert relay.upload_cuts == 0
+            # the first PATCH broke mid-body; the upstream kept what reached it, and the
+            # retry (one status GET) sent only the rest
+            assert relay.requests(rb"PATCH /v2/" + repo.encode()) == 2
+            assert relay.requests(rb"GET /v2/" + repo.encode() + rb"/blobs/uploads/") == 1
+            assert len(relay.sent) < len(data) + 1024 * 1024, len(relay.sent) - len(data)
+            assert await _pull(client, repo, digest_of(data)) == data
+
+    asyncio.run(main())
+
+
 def test_bad_credentials_are_an_upstream_error_without_the_password(upstream) -> None:
     reg, _ = upstream
     secret = "wrong-" + os.urandom(8).hex()

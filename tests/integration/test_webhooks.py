@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.oci import make_image, new_repo, push_blob, push_manifest
+from support.oci import get_manifest, make_image, new_repo, push_blob, push_manifest
 from support.servers import RegistryProcess, run_moorage, start_local
 from support.webhooks import Receiver, verify
 
@@ -198,4 +198,61 @@ def test_the_management_api_and_the_cli_manage_webhooks_for_admins_only(
         assert call("DELETE", api + "/webhooks/api-hook", auth=admin).status_code == 204
         assert call("GET", api + "/webhooks", auth=admin).json() == {"webhooks": []}
     finally:
+        server.stop()
+
+
+def test_scan_and_policy_events_reach_only_the_webhooks_subscribed_to_them(
+        tmp_path: Path, receiver: Receiver) -> None:
+    # scanning on: the SBOM job scans each pushed image (the tests turn it off by default)
+    server = start_local(tmp_path / "data", "--workers", "1", **FAST, MOORAGE_SBOM_ON_PUSH="1",
+                         MOORAGE_PULL_POLICY_CACHE_SECONDS="0.2")
+    plain = Receiver()
+    try:
+        repo = new_repo("watch")
+        namespace = repo.split("/")[0]
+        _cli(server, "add", namespace, receiver.url, "--events", "scan,policy", "--name", "sec")
+        _cli(server, "add", namespace, plain.url, "--events", "push,pull,delete,tag,replication",
+             "--name", "plain")
+
+        def of_type(r: Receiver, kind: str) -> list[dict[str, Any]]:
+            return [x.event for x in r.delivered() if x.event["type"] == kind]
+
+        digest = _push(server, repo, "v1")
+        _until(lambda: of_type(receiver, "org.moorage.scan.completed"), 90,
+               lambda: f"no scan event: {[x.event['type'] for x in receiver.delivered()]}")
+        scanned = [e for e in of_type(receiver, "org.moorage.scan.completed")
+                   if e["data"]["digest"] == digest]
+        assert len(scanned) == 1 and scanned[0]["data"]["repository"] == repo
+        assert scanned[0]["data"]["scan"]["status"] in ("done", "unsupported", "failed")
+
+        run_moorage("policy", "set", namespace, "--require-signature", "--data-dir",
+                    str(server.data_dir))
+        time.sleep(0.5)  # the server's cached policy expires
+        assert get_manifest(server, repo, "v1").status_code == 403
+        _until(lambda: of_type(receiver, "org.moorage.pull.denied"), 30,
+               lambda: f"no policy event: {[x.event['type'] for x in receiver.delivered()]}")
+        (denied,) = of_type(receiver, "org.moorage.pull.denied")
+        assert (denied["data"]["repository"], denied["data"]["digest"]) == (repo, digest)
+        assert denied["data"]["policy"]["rule"] == "require-signature"
+        assert denied["data"]["policy"]["dryRun"] is False
+        assert "not signed" in denied["data"]["policy"]["message"]
+
+        run_moorage("policy", "set", namespace, "--require-signature", "--dry-run",
+                    "--data-dir", str(server.data_dir))
+        time.sleep(0.5)
+        assert get_manifest(server, repo, "v1").status_code == 200
+        _until(lambda: len(of_type(receiver, "org.moorage.pull.denied")) == 2, 30,
+               lambda: "no dry-run policy event")
+        assert of_type(receiver, "org.moorage.pull.denied")[1]["data"]["policy"]["dryRun"]
+
+        time.sleep(1.5)  # anything else on its way has arrived
+        assert {x.event["type"] for x in receiver.delivered()} <= {
+            "org.moorage.scan.completed", "org.moorage.vulnerability.found",
+            "org.moorage.secret.found", "org.moorage.pull.denied"}
+        kinds = {x.event["type"] for x in plain.delivered()}
+        assert "org.moorage.manifest.pushed" in kinds  # it is subscribed, and it did get events
+        assert not {k for k in kinds if ".scan." in k or k.endswith(".found")
+                    or k == "org.moorage.pull.denied"}, kinds
+    finally:
+        plain.stop()
         server.stop()

@@ -384,9 +384,10 @@ class PullThrough:
     # -- tags -------------------------------------------------------------------------------
 
     async def tags(self, local: ManifestService, target: CacheTarget, repository: str,
-                   last: str | None, limit: int) -> list[str]:
+                   last: str | None, limit: int) -> tuple[list[str], str | None]:
         """A page of the upstream's tags of the repository (kept for `--revalidate`); the
-        stored ones when the upstream is unavailable (its error when none are)."""
+        stored ones, with the stale warning, when the upstream is unavailable (its error when
+        none are)."""
         upstream_repo = target.upstream_repository(repository)
         held = await asyncio.to_thread(self._tag_list, repository)
         if held is not None and time.time() - held[1] < target.revalidate:
@@ -405,13 +406,16 @@ class PullThrough:
                     stored = await asyncio.to_thread(local.tags, repository, last, limit)
                 except NameUnknown:
                     raise client_error(exc) from None
+                log.warning("upstream unavailable: serving the stored tags",
+                            extra={"repository": repository, "cache": target.name,
+                                   "status": exc.status, "reason": exc.message[:300]})
                 count_cache(target.name, STALE)
-                return stored
+                return stored, STALE_WARNING
             count_cache(target.name, MISS)
             await asyncio.to_thread(self._keep_tag_list, repository, found)
         if last is not None:
             found = [t for t in found if t.encode() > last.encode()]
-        return found[:limit]
+        return found[:limit], None
 
     def _tag_list(self, repository: str) -> tuple[list[str], float] | None:
         with self.database.read() as uow:
@@ -504,15 +508,15 @@ class CachingManifests:
                                          with_content, actor)
 
     async def tag_page(self, repository: str, last: str | None, limit: int,
-                       inline: bool = False) -> list[str]:
-        """A page of tags: the upstream's in a cache namespace (see PullThrough.tags), else
-        ours (read on the loop when `inline`)."""
+                       inline: bool = False) -> tuple[list[str], str | None]:
+        """A page of tags and the `Warning` to answer with (stale ones): the upstream's in a
+        cache namespace (see PullThrough.tags), else ours (read on the loop when `inline`)."""
         target = await self.proxy.caches.target(repository)
         if target is not None:
             return await self.proxy.tags(self.inner, target, repository, last, limit)
         if inline:
-            return self.inner.tags(repository, last, limit)
-        return await asyncio.to_thread(self.inner.tags, repository, last, limit)
+            return self.inner.tags(repository, last, limit), None
+        return await asyncio.to_thread(self.inner.tags, repository, last, limit), None
 
     async def push(self, repository: str, *args: Any, **kwargs: Any) -> PushedManifest:
         """A push, refused in a cache namespace."""

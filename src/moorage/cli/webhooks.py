@@ -33,7 +33,7 @@ def _service(target: Target) -> Any:
 def add(
     namespace: Annotated[str, typer.Argument(help="namespace whose events are sent (* for all)")],
     url: Annotated[str, typer.Argument(help="http(s) URL the events are POSTed to")],
-    events: Annotated[str, typer.Option(help="comma-separated: push,pull,delete,tag")] = "push",
+    events: Annotated[str, typer.Option(help="comma-separated: push,pull,delete,tag,scan,policy,replication")] = "push",
     secret_stdin: Annotated[bool, typer.Option(
         "--secret-stdin", help="read the signing secret (whsec_… or any text) from stdin")] = False,
     name: Annotated[str | None, typer.Option(help="the webhook's name [default: generated]")] = None,

@@ -24,7 +24,7 @@ from ..times import rfc3339
 CONSUMER = "webhooks"
 JOB_KIND = "webhook.deliver"
 CONTENT_TYPE = "application/cloudevents+json"
-CATEGORIES = ("push", "pull", "delete", "tag", "replication")
+CATEGORIES = ("push", "pull", "delete", "tag", "scan", "policy", "replication")
 # outbox event type → (CloudEvents type, the categories a webhook subscribes to that include it)
 _TYPES: dict[str, tuple[str, frozenset[str]]] = {
     "ManifestPushed": ("org.moorage.manifest.pushed", frozenset({"push"})),
@@ -35,8 +35,14 @@ _TYPES: dict[str, tuple[str, frozenset[str]]] = {
     "TagRestored": ("org.moorage.tag.restored", frozenset({"tag"})),
     "ReplicationCompleted": ("org.moorage.replication.completed", frozenset({"replication"})),
     "ReplicationFailed": ("org.moorage.replication.failed", frozenset({"replication"})),
+    "ScanCompleted": ("org.moorage.scan.completed", frozenset({"scan"})),
+    "VulnerabilityFound": ("org.moorage.vulnerability.found", frozenset({"scan"})),
+    "SecretFound": ("org.moorage.secret.found", frozenset({"scan"})),
+    # a pull policy's denial, or in a dry run the denial it would have made (data.policy.dryRun)
+    "PullDenied": ("org.moorage.pull.denied", frozenset({"policy"})),
 }
 _REPLICATION = ("ReplicationCompleted", "ReplicationFailed")
+_SCAN = ("ScanCompleted", "VulnerabilityFound", "SecretFound")
 
 
 def parse_events(raw: str | Iterable[str]) -> list[str]:
@@ -93,8 +99,16 @@ def cloud_event(event: dict[str, Any], source: str) -> dict[str, Any]:
             "size": payload.get("size"),
             **({"by": payload["by"]} if payload.get("by") else {}),
             **({"replication": payload} if event["type"] in _REPLICATION else {}),
+            **({"scan": payload} if event["type"] in _SCAN else {}),
+            **({"policy": _policy(payload)} if event["type"] == "PullDenied" else {}),
         },
     }
+
+
+def _policy(payload: dict[str, Any]) -> dict[str, Any]:
+    """What a pull denial tells a receiver: the reference pulled, the rule, its sentence."""
+    return {"reference": payload.get("reference"), "rule": payload.get("rule"),
+            "message": payload.get("message"), "dryRun": bool(payload.get("dry_run"))}
 
 
 def signing_key(secret: str) -> bytes:

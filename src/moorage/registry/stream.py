@@ -4,6 +4,7 @@ and a graceful stop."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -15,6 +16,7 @@ from ..storage.base import UploadWriter
 # the parts are never joined into a copy, so an upload holds about twice this.
 PUMP_BUFFER = 2 << 20
 LEASE_RENEW_EVERY = 10.0
+log = logging.getLogger(__name__)
 
 
 class StopSignal:
@@ -60,8 +62,8 @@ async def pump(
     """Hash and write a body as it streams; the next buffer is read while a thread writes.
 
     With `checkpoint`, it is awaited with the bytes written so far once at least `every` more
-    bytes were written (at the first point after that where the writer can checkpoint), and
-    when `stop` is requested, after which Interrupted is raised.
+    bytes were written (at the first point after that where the writer can checkpoint), when
+    `stop` is requested, after which Interrupted is raised, and when the body breaks.
     """
     return await _Pump(body, hasher, writer, renew, checkpoint, every, stop).run()
 
@@ -89,7 +91,11 @@ class _Pump:
     async def run(self) -> int:
         try:
             while True:
-                part = await self._read()
+                try:
+                    part = await self._read()
+                except Exception:
+                    await self._keep()
+                    raise
                 if part is None:
                     break
                 if part is not _STOPPED and part:
@@ -116,6 +122,18 @@ class _Pump:
                 # Never close the writer under a running write.
                 await asyncio.gather(self.pending, return_exceptions=True)
         return self.total
+
+    async def _keep(self) -> None:
+        """The body broke (the client went away): checkpoint what reached us, when the writer
+        can, so the client's retry sends only the rest (a valid prefix is never lost)."""
+        if self.on_checkpoint is None:
+            return
+        try:
+            await self._flush()
+            if self.total > 0 and await self._until_checkpoint() == 0:
+                await self.on_checkpoint(self.total)
+        except Exception:  # the body's own error is the one to report
+            log.warning("could not keep the bytes of a broken upload", exc_info=True)
 
     async def _read(self) -> object:
         """The next part of the body; None at its end; _STOPPED once when asked to stop."""

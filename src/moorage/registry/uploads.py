@@ -347,6 +347,11 @@ class UploadService:
                 checkpoint=checkpoint, every=self.checkpoint_bytes, stop=stop,
             )
             if expected is not None and written != expected:
+                if checkpoint is not None and 0 < written < expected \
+                        and writer.until_checkpoint() == 0:
+                    # the client went away mid-body (an EOF, not a reset): what arrived is a
+                    # valid prefix, kept so its retry sends only the rest
+                    await checkpoint(written)
                 raise SizeInvalid(f"received {written} bytes, expected {expected}")
         except Interrupted as exc:
             await asyncio.to_thread(writer.close)

@@ -294,8 +294,8 @@ class Copier:
             return self._metered(read(offset))
 
         def progress(location: str, offset: int) -> None:
-            # offset 0 is never kept: `Range: 0-0` cannot tell 0 bytes from 1
-            if offset > 0 and self.uploads.get(key) != location:
+            # kept from offset 0 on: a resume reads `Range: 0-0` as nothing acknowledged
+            if self.uploads.get(key) != location:
                 self.uploads[key] = location
                 self.save("upload", (key, location))
 

@@ -34,6 +34,7 @@ from .wire import READ_CHUNK, TRANSPORT_ERRORS, raise_for, read_limited
 
 PAGE_BODY_LIMIT = 16 * 1024 * 1024
 MAX_PAGES = 10_000
+SMALL_BLOB = 1024 * 1024  # a blob up to this size goes whole in one POST (no PATCH)
 _NEXT = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
 
 
@@ -130,12 +131,13 @@ class UpstreamClient:
         scopes: tuple[str, ...],
         *,
         headers: dict[str, str] | None = None,
-        data: bytes | None = None,
+        data: bytes | Callable[[], AsyncIterable[bytes]] | None = None,
         ok: Iterable[int] = (200,),
         allow_redirects: bool = True,
     ) -> aiohttp.ClientResponse:
         """Send one request, answering one 401 challenge; the caller releases the response.
-        Any status outside `ok` raises UpstreamError, a broken connection UNAVAILABLE."""
+        Any status outside `ok` raises UpstreamError, a broken connection UNAVAILABLE. A
+        streamed body is given as a function that starts it (called again for the retry)."""
         ok = tuple(ok)
         for attempt in (1, 2):
             if attempt == 1 and self._auth.needs_token(scopes):
@@ -145,8 +147,9 @@ class UpstreamClient:
             if (auth := self._auth.authorization(scopes)) is not None:
                 sent["Authorization"] = auth
             try:
+                body = data() if callable(data) else data
                 resp = await self._http().request(
-                    method, url, headers=sent, data=data, allow_redirects=allow_redirects
+                    method, url, headers=sent, data=body, allow_redirects=allow_redirects
                 )
             except TRANSPORT_ERRORS as exc:
                 raise UpstreamError(0, "UNAVAILABLE", f"{method} {url.path}: {exc!r}") from None
@@ -342,7 +345,18 @@ class UpstreamClient:
         """Upload a blob chunked (POST, PATCH…, PUT). When a request breaks, the client asks the
         upload for the offset it acknowledged and sends only the rest. One chunk is held in
         memory at a time."""
-        await self.push_blob_from(repo, digest, lambda offset: chunks, size)
+        _algorithm(digest)
+        upload, chunk_size = await self._session_for(repo, None)
+        pending = bytearray()
+        async for data in chunks:
+            pending += data
+            while len(pending) > chunk_size:  # keep the tail: the last chunk goes with the PUT
+                piece = bytes(pending[:chunk_size])
+                del pending[:chunk_size]
+                await upload.send_chunk(piece)
+        if upload.offset + len(pending) != size:
+            raise ValueError(f"push_blob got {upload.offset + len(pending)} bytes, not {size}")
+        await upload.finish(repo, digest, bytes(pending))
 
     async def push_blob_from(
         self, repo: str, digest: str, source: Callable[[int], AsyncIterable[bytes]], size: int,
@@ -350,40 +364,51 @@ class UpstreamClient:
     ) -> None:
         """`push_blob` whose bytes come from `source(offset)`, continuing the upload session at
         `location` (as an earlier try's `on_progress` reported it) from the offset the upstream
-        acknowledged; a session the upstream no longer knows is started again. `on_progress`
-        learns the session's URL and acknowledged offset after each chunk."""
+        acknowledged; a session the upstream no longer knows is started again. Each PATCH (of
+        up to `chunk_size` bytes) streams straight from `source`, and a break resumes from the
+        offset the upstream acknowledged; `on_progress` learns the session's URL and offset."""
         _algorithm(digest)
+        if location is None and size <= SMALL_BLOB:
+            whole = b"".join([data async for data in source(0)])
+            if len(whole) != size:
+                raise ValueError(f"push_blob got {len(whole)} bytes, not {size}")
+            await self._push_small(repo, digest, whole)
+            return
+        upload, chunk_size = await self._session_for(repo, location)
+        if on_progress is not None:
+            on_progress(str(upload.location), upload.offset)
+        await upload.stream(source, size, chunk_size, on_progress)
+        await upload.finish(repo, digest, b"")
+
+    async def _push_small(self, repo: str, digest: str, whole: bytes) -> None:
+        """A small blob in one request (a single-POST upload); into the session a registry
+        without those opens instead, with a PUT."""
         scopes = (_scope(repo, "pull,push"),)
-        upload: ChunkedUpload | None = None
-        chunk_size = self.chunk_size
+        url = self._url(f"/v2/{repo}/blobs/uploads/").with_query(digest=digest)
+        resp = await self._request("POST", url, scopes, data=whole, ok=(201, 202),
+                                   headers={"Content-Type": "application/octet-stream"})
+        resp.release()
+        if resp.status == 202:
+            upload = ChunkedUpload(self, scopes, self._resolve(location_of(resp)))
+            await upload.finish(repo, digest, whole)
+
+    async def _session_for(self, repo: str, location: str | None) -> tuple[ChunkedUpload, int]:
+        """The upload session at `location` where it stands, else a new one; and the chunk size
+        to send it (ours, or the upstream's minimum if larger)."""
+        scopes = (_scope(repo, "pull,push"),)
         if location:
             upload = ChunkedUpload(self, scopes, self._resolve(location))
             try:
                 await upload.recover(0)
+                return upload, self.chunk_size
             except UpstreamError as exc:
                 if exc.status not in (400, 404, 416):
-                    raise
-                upload = None  # expired or cancelled: start again
-        if upload is None:
-            resp = await self._request("POST", self._url(f"/v2/{repo}/blobs/uploads/"), scopes,
-                                       ok=(202,), data=b"")
-            resp.release()
-            upload = ChunkedUpload(self, scopes, self._resolve(location_of(resp)))
-            chunk_size = max(chunk_size, int(resp.headers.get("OCI-Chunk-Min-Length") or 0))
-        if on_progress is not None:
-            on_progress(str(upload.location), upload.offset)
-        pending = bytearray()
-        async for data in source(upload.offset):
-            pending += data
-            while len(pending) > chunk_size:  # keep the tail: the last chunk goes with the PUT
-                piece = bytes(pending[:chunk_size])
-                del pending[:chunk_size]
-                await upload.send_chunk(piece)
-                if on_progress is not None:
-                    on_progress(str(upload.location), upload.offset)
-        if upload.offset + len(pending) != size:
-            raise ValueError(f"push_blob got {upload.offset + len(pending)} bytes, not {size}")
-        await upload.finish(repo, digest, bytes(pending))
+                    raise  # else expired or cancelled: start again
+        resp = await self._request("POST", self._url(f"/v2/{repo}/blobs/uploads/"), scopes,
+                                   ok=(202,), data=b"")
+        resp.release()
+        upload = ChunkedUpload(self, scopes, self._resolve(location_of(resp)))
+        return upload, max(self.chunk_size, int(resp.headers.get("OCI-Chunk-Min-Length") or 0))
 
     async def tags(self, repo: str, page_size: int | None = None) -> list[str]:
         """Every tag of a repository, following the `Link` pages."""

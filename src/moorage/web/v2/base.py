@@ -38,8 +38,33 @@ def actor_of(request: web.Request) -> Actor:
 
 
 def request_body(request: web.Request) -> AsyncIterator[bytes]:
-    """The request body as it arrives (never read whole)."""
-    return request.content.iter_any()
+    """The request body as it arrives (never read whole); when the client goes away mid-body,
+    the bytes that did arrive come first, then the error."""
+    return _arrived(request.content)
+
+
+async def _arrived(content: Any) -> AsyncIterator[bytes]:
+    try:
+        async for data in content.iter_any():
+            yield data
+    except ConnectionResetError:
+        # aiohttp drops what it had buffered once the connection is lost; an upload keeps a
+        # broken PATCH's bytes (its client then sends only the rest), so hand them over
+        rest = _buffered(content)
+        if rest:
+            yield rest
+        raise
+
+
+def _buffered(content: Any) -> bytes:
+    """What a StreamReader holds unread (empty if it is not the aiohttp one we know)."""
+    parts = list(getattr(content, "_buffer", ()) or ())
+    offset = getattr(content, "_buffer_offset", 0)
+    if not parts or not all(isinstance(p, bytes | bytearray) for p in parts):
+        return b""
+    parts[0] = parts[0][offset:]
+    content._buffer.clear()
+    return b"".join(parts)
 
 
 def request_length(request: web.Request) -> int | None:

@@ -23,8 +23,12 @@ class Tags:
         # n=0 asks for no names, yet an unknown repository is still a 404.
         want = limit + 1 if limit else 0
         tag_page = getattr(self.manifests, "tag_page", None)
+        warning: str | None = None
         if tag_page is not None:
-            names = await tag_page(name, last, want, self.inline_reads)
+            names, warning = await tag_page(name, last, want, self.inline_reads)
         else:
             names = await read(self.inline_reads, self.manifests.tags, name, last, want)
-        return listing_response(request, {"name": name}, "tags", names, limit)
+        response = listing_response(request, {"name": name}, "tags", names, limit)
+        if warning is not None:
+            response.headers["Warning"] = warning  # stored tags: the upstream is unavailable
+        return response
