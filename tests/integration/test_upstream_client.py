@@ -22,7 +22,7 @@ from support.oci import (
     new_repo,
     new_tag,
 )
-from support.servers import Server, free_port, start_registry
+from support.servers import BACKEND, SCALE_OUT_BACKENDS, Server, free_port, start_registry
 
 from moorage.oci.mediatypes import MANIFEST_TYPES
 from moorage.upstream import (
@@ -257,6 +257,9 @@ def test_push_resumes_from_the_acknowledged_offset_after_a_broken_connection(ups
     asyncio.run(main())
 
 
+@pytest.mark.skipif(BACKEND in SCALE_OUT_BACKENDS,
+                    reason="on S3 a broken PATCH keeps its bytes up to the last part boundary "
+                    "(5 MiB parts); this cut comes at 3 MiB, so the filesystem tier tests it")
 def test_a_streamed_push_resumes_after_what_reached_the_upstream_of_a_broken_patch(
         upstream) -> None:
     reg, password = upstream

@@ -107,12 +107,21 @@ def _key_file(path: Path) -> bytes:
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Written whole aside, then linked in: workers starting together must never read a key
+    # file that exists but is still empty (an exclusive create shows it before the write).
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process won the race: use its key
-        return parse_key(path.read_text())
-    with os.fdopen(fd, "w") as out:
-        out.write(base64.b64encode(os.urandom(32)).decode("ascii") + "\n")
+        with os.fdopen(fd, "w") as out:
+            out.write(base64.b64encode(os.urandom(32)).decode("ascii") + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:  # another process won the race: use its key
+            pass
+    finally:
+        tmp.unlink(missing_ok=True)
     return parse_key(path.read_text())
 
 
