@@ -132,7 +132,10 @@ class FlightDeck:
             if await asyncio.to_thread(self._take, key, self.owner,
                                        time.time() + self.lease_seconds):
                 try:
-                    await work()
+                    # Stored by a holder that released between our caller's look and our
+                    # take: the work is done (else it runs twice, an upstream GET too many).
+                    if not await stored():
+                        await work()
                 finally:
                     await asyncio.to_thread(self._release, key, self.owner)
                 return
