@@ -57,7 +57,8 @@ def services_or_skip() -> ScaleOutServices:
     return shared_services()
 
 
-def _stop(proc: subprocess.Popen | None, sig: int, timeout: float) -> None:
+def stop_process(proc: subprocess.Popen | None, sig: int, timeout: float) -> None:
+    """Send `sig`, then SIGKILL if the process has not exited after `timeout` seconds."""
     if proc is None or proc.poll() is not None:
         return
     proc.send_signal(sig)
@@ -133,7 +134,7 @@ class Postgres:
 
     def stop(self) -> None:
         # SIGINT is PostgreSQL's "fast shutdown".
-        _stop(self.proc, signal.SIGINT, 20)
+        stop_process(self.proc, signal.SIGINT, 20)
         self.proc = None
         shutil.rmtree(self.root, ignore_errors=True)
 
@@ -214,7 +215,7 @@ class SeaweedFS:
         return S3Config.from_url(self.storage_url(prefix), env=self.env(), **kw)
 
     def stop(self) -> None:
-        _stop(self.proc, signal.SIGTERM, 15)
+        stop_process(self.proc, signal.SIGTERM, 15)
         self.proc = None
         shutil.rmtree(self.root, ignore_errors=True)
 

@@ -55,13 +55,9 @@ class Balancer:
         """SIGTERM by PID (SIGKILL if it does not exit)."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        from support.backends import stop_process  # here: the child process runs this file too
+
+        stop_process(self.proc, signal.SIGTERM, 10)
         self.proc = None
 
 
